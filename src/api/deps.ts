@@ -1,0 +1,25 @@
+import type { Logger } from '../core/log.js';
+import type { Engine } from '../workflow/engine.js';
+import type { AuthService } from './auth.js';
+
+/** Where a protocol listener can be reached, for the client commands `launch` prints. */
+export interface ListenerAddress {
+  host: string;
+  port: number;
+}
+
+/** Live-session control; the connection broker provides it (sessions listed from the store otherwise). */
+export interface SessionControl {
+  /** Ends a live session at once; false if no such live session on this node or any other. */
+  kill(id: string, by: string): Promise<boolean>;
+}
+
+export interface ApiDeps {
+  engine: Engine;
+  auth: AuthService;
+  log: Logger;
+  listeners: Partial<Record<'ssh' | 'postgres' | 'mysql' | 'ldap' | 'http' | 'api', ListenerAddress>>;
+  /** Path of the gateway CA certificate, for `sslrootcert=` in printed commands. */
+  caPath?: string;
+  sessions: SessionControl;
+}

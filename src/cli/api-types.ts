@@ -1,0 +1,110 @@
+import type {
+  AccessRequest,
+  AuditEntry,
+  Lease,
+  Principal,
+  Protocol,
+  RecordType,
+  Role,
+  SessionRecord,
+  Team,
+  User,
+  WorkflowSettings,
+} from '../core/model.js';
+
+/**
+ * The API's JSON shapes as the CLI receives them (src/api/README.md). Records travel with
+ * their dates as ISO strings, so `Wire<T>` turns every Date field into a string.
+ */
+export type Wire<T> = T extends Date
+  ? string
+  : T extends Array<infer U>
+    ? Array<Wire<U>>
+    : T extends object
+      ? { [K in keyof T]: Wire<T[K]> }
+      : T;
+
+export interface Me {
+  name: string;
+  admin: boolean;
+  teams: string[];
+  mfaEnrolled: boolean;
+  canConfigureWorkflow: boolean;
+}
+
+export interface LoginResponse {
+  token: string;
+  expiresAt: string;
+  user: Me;
+}
+
+export type RequestView = Wire<AccessRequest> & { approvers?: string[] };
+export type LeaseView = Wire<Lease>;
+export type SessionView = Wire<SessionRecord>;
+export type AuditView = Wire<AuditEntry>;
+export type UserView = Wire<Omit<User, 'passwordHash' | 'totpSecretSealed'>>;
+export type TeamView = Wire<Team>;
+export type RoleView = Role;
+
+export interface ResourceState {
+  canConnect: boolean;
+  code?: string;
+  message?: string;
+  hint?: string;
+  request?: RequestView;
+  lease?: { holder: string; expiresAt: string; mine: boolean };
+  timeLeftMs?: number;
+  nextWindow?: string;
+}
+
+export interface ResourceView {
+  name: string;
+  type: RecordType;
+  protocol: Protocol;
+  host: string;
+  port: number;
+  database?: string;
+  owner: string;
+  access: Principal[];
+  settings: WorkflowSettings;
+  state: ResourceState;
+}
+
+export interface WorkflowView {
+  settings: WorkflowSettings;
+  lines: string[];
+  canConfigure: boolean;
+}
+
+export interface LaunchResponse {
+  ticket: string;
+  expiresAt: string;
+  command: string;
+  resource: string;
+}
+
+export interface ExplainResponse {
+  allow: boolean;
+  code?: string;
+  message?: string;
+  hint?: string;
+  deadline?: string;
+  checks: Array<{ check: string; ok: boolean; detail: string }>;
+}
+
+export type AuditVerifyResponse =
+  | { ok: true; count: number; head?: string }
+  | { ok: false; count: number; firstBadSeq?: number; problem?: string };
+
+export interface TokenResponse {
+  id: string;
+  token: string;
+  expiresAt?: string;
+}
+
+/** Messages on /api/v1/events; only the ones the CLI acts on are spelled out. */
+export type EventMessage =
+  | { type: 'hello'; user: string }
+  | { type: `request_${string}`; request: RequestView }
+  | { type: `lease_${string}`; lease: LeaseView }
+  | { type: string; [key: string]: unknown };

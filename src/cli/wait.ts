@@ -1,0 +1,121 @@
+import WebSocket from 'ws';
+import type { EventMessage, RequestView } from './api-types.js';
+import { CliError } from './cli-error.js';
+import type { ApiClient } from './client.js';
+
+/** States after which waiting is over: access granted, or it never will be. */
+const DONE_STATES = new Set(['approved', 'active', 'denied', 'cancelled', 'expired', 'ended']);
+
+export function isSettled(request: Pick<RequestView, 'state'>): boolean {
+  return DONE_STATES.has(request.state);
+}
+
+export interface WaitOptions {
+  client: ApiClient;
+  requestId: string;
+  /** Called once per visible change (state, stage or number of reviews), the first read included. */
+  onUpdate(request: RequestView, event: string): void;
+  /** Pauses before each reconnect after the stream drops; its length is the retry budget. */
+  reconnectDelaysMs?: number[];
+}
+
+const DEFAULT_RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
+
+/**
+ * Follows one request on /api/v1/events until it settles, and resolves with its final
+ * form. Each time the stream (re)connects the request is also read once over HTTP, so a
+ * decision made between creating the request and subscribing is never missed.
+ */
+export function waitForDecision(opts: WaitOptions): Promise<RequestView> {
+  const { client, requestId } = opts;
+  const delays = opts.reconnectDelaysMs ?? DEFAULT_RECONNECT_MS;
+  const url = client.wsUrl('/events');
+  return new Promise<RequestView>((resolve, reject) => {
+    let lastKey = '';
+    let attempt = 0;
+    let finished = false;
+    let socket: WebSocket | undefined;
+    let retryTimer: NodeJS.Timeout | undefined;
+
+    const finish = (err: Error | undefined, request?: RequestView): void => {
+      if (finished) return;
+      finished = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      socket?.removeAllListeners();
+      socket?.on('error', () => {});
+      socket?.terminate();
+      if (err) reject(err);
+      else resolve(request!);
+    };
+
+    const seen = (request: RequestView, event: string): void => {
+      if (finished || request.id !== requestId) return;
+      const key = `${request.state}/${request.stage}/${request.reviews.length}`;
+      if (key !== lastKey) {
+        lastKey = key;
+        opts.onUpdate(request, event);
+      }
+      if (isSettled(request)) finish(undefined, request);
+    };
+
+    const poll = (): void => {
+      client.get<RequestView>(`/requests/${encodeURIComponent(requestId)}`).then(
+        (r) => seen(r, 'poll'),
+        (e: unknown) => finish(e as Error),
+      );
+    };
+
+    const dropped = (reason: string): void => {
+      if (finished) return;
+      const delay = delays[attempt++];
+      if (delay === undefined) {
+        finish(new CliError('NETWORK', `lost the notification stream at ${url} (${reason}); check later with gatehouse requests --mine`));
+        return;
+      }
+      retryTimer = setTimeout(connect, delay);
+    };
+
+    const connect = (): void => {
+      const headers: Record<string, string> = {};
+      if (client.token) headers.authorization = `Bearer ${client.token}`;
+      const ws = new WebSocket(url, { headers, ...(client.caPem !== undefined ? { ca: client.caPem } : {}) });
+      socket = ws;
+      let why = 'connection closed';
+      ws.on('unexpected-response', (_req, res) => {
+        const status = res.statusCode ?? 0;
+        res.resume();
+        if (status === 401) finish(new CliError('UNAUTHENTICATED', 'not signed in, or the session expired; run gatehouse login --user NAME', { status }));
+        else if (status === 403) finish(new CliError('FORBIDDEN', `the gateway refused the notification stream (HTTP ${status})`, { status }));
+        else {
+          why = `HTTP ${status}`;
+          ws.terminate();
+        }
+      });
+      ws.on('open', () => {
+        attempt = 0;
+        poll();
+      });
+      ws.on('message', (data) => {
+        let msg: EventMessage;
+        try {
+          msg = JSON.parse(data.toString()) as EventMessage;
+        } catch {
+          return;
+        }
+        if (msg.type === 'hello') poll();
+        else if (msg.type.startsWith('request_') && isRequestMessage(msg)) seen(msg.request, msg.type);
+      });
+      ws.on('error', (e) => {
+        why = (e as NodeJS.ErrnoException).code ?? e.message;
+      });
+      ws.on('close', () => dropped(why));
+    };
+
+    connect();
+  });
+}
+
+function isRequestMessage(msg: EventMessage): msg is { type: string; request: RequestView } {
+  const r = (msg as { request?: unknown }).request;
+  return typeof r === 'object' && r !== null && typeof (r as { id?: unknown }).id === 'string';
+}

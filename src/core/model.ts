@@ -1,0 +1,282 @@
+/**
+ * The records Gatehouse keeps. Plain data only: validation lives in src/workflow, storage
+ * in src/store. Times are Date objects in memory and ISO strings at rest.
+ */
+
+export const RecordTypes = ['machine', 'database', 'directory', 'browser'] as const;
+export type RecordType = (typeof RecordTypes)[number];
+
+export const Protocols = ['ssh', 'rdp', 'postgres', 'mysql', 'ldap', 'http', 'tcp'] as const;
+export type Protocol = (typeof Protocols)[number];
+
+/** Which protocols each record type may carry. */
+export const ProtocolsByType: Record<RecordType, readonly Protocol[]> = {
+  machine: ['ssh', 'rdp', 'tcp'],
+  database: ['postgres', 'mysql'],
+  directory: ['ldap'],
+  browser: ['http'],
+};
+
+export const Enforcements = ['ALLOW_CONFIGURE_WORKFLOW_SETTINGS'] as const;
+export type Enforcement = (typeof Enforcements)[number];
+
+export interface User {
+  id: string;
+  name: string;
+  admin: boolean;
+  disabled: boolean;
+  teams: string[];
+  /** scrypt hash (`scrypt$N$r$p$salt$hash`), absent for users that cannot sign in with a password. */
+  passwordHash?: string;
+  /** TOTP secret, sealed with the master key (see src/secrets). */
+  totpSecretSealed?: string;
+  /** True once the user proved the enrolled secret with a code. */
+  totpConfirmed: boolean;
+  sshKeys: string[];
+  createdAt: Date;
+}
+
+export interface Team {
+  name: string;
+  createdAt: Date;
+}
+
+export interface Role {
+  name: string;
+  enforcements: Partial<Record<Enforcement, boolean>>;
+  members: string[];
+}
+
+/** A user or a team named on an access list or as an approver. */
+export type Principal = { user: string } | { team: string };
+
+export type Weekday = 'mon' | 'tue' | 'wed' | 'thu' | 'fri' | 'sat' | 'sun';
+export const Weekdays: readonly Weekday[] = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+
+/**
+ * One weekly range: on each listed day, from start to end local time ("HH:MM").
+ * end <= start means the range crosses midnight into the next day; "24:00" is the end of day.
+ */
+export interface ScheduleRange {
+  days: Weekday[];
+  start: string;
+  end: string;
+}
+
+export interface LimitAccessTime {
+  timezone: string;
+  schedule: ScheduleRange[];
+  maxDurationMinutes: number;
+}
+
+export interface ApprovalStage {
+  approvers: Principal[];
+  approvals: number;
+}
+
+export interface RequireApproval {
+  /** Approvers of the first stage in addition to the resource owner (always eligible). */
+  approvers: Principal[];
+  approvals: number;
+  requireReason: boolean;
+  requireTicket: boolean;
+  ticketPattern?: string;
+  startOn: 'approval' | 'first_connection';
+  /** A further stage that must approve after the first one has. */
+  secondStage?: ApprovalStage;
+  /** After this delay without a decision, these approvers become eligible too. */
+  escalation?: { afterMinutes: number; approvers: Principal[] };
+  /** How long a pending request waits for a decision before it expires (default 24 h). */
+  pendingTtlMinutes?: number;
+}
+
+export interface WorkflowSettings {
+  limitAccessTime?: LimitAccessTime;
+  requireApproval?: RequireApproval;
+  singleUser?: boolean;
+  mfa?: boolean;
+}
+
+/** What a resource lets an SSH session do beyond a shell, exec and sftp. */
+export interface ResourceOptions {
+  allowAgentForwarding?: boolean;
+  allowX11?: boolean;
+  allowRemoteForwarding?: boolean;
+  /** Ports on the resource's own host that `-L` may reach (default: the resource port). */
+  allowedTunnelPorts?: number[];
+}
+
+export interface TargetCredentials {
+  login: string;
+  password?: string;
+  privateKey?: string;
+}
+
+export interface Resource {
+  id: string;
+  name: string;
+  type: RecordType;
+  protocol: Protocol;
+  host: string;
+  port: number;
+  database?: string;
+  owner: string;
+  access: Principal[];
+  /** Vaulted target credentials, sealed with the master key. */
+  credentialsSealed?: string;
+  settings: WorkflowSettings;
+  options: ResourceOptions;
+  /** Pinned target identity: SSH host key fingerprint recorded on first use. */
+  hostKeyPin?: string;
+  /** Where the record came from: a policy file path, or 'api'. */
+  source: string;
+  createdAt: Date;
+}
+
+export const RequestStates = {
+  pending: 'pending',
+  approved: 'approved',
+  active: 'active',
+  denied: 'denied',
+  cancelled: 'cancelled',
+  expired: 'expired',
+  ended: 'ended',
+} as const;
+export type RequestState = (typeof RequestStates)[keyof typeof RequestStates];
+
+export interface Review {
+  approver: string;
+  decision: 'approve' | 'deny';
+  stage: number;
+  at: Date;
+  comment?: string;
+  /** Set when the approver acted for someone else through a delegation. */
+  onBehalfOf?: string;
+}
+
+export interface AccessRequest {
+  id: string;
+  resource: string;
+  requester: string;
+  reason?: string;
+  ticket?: string;
+  state: RequestState;
+  /** Index of the approval stage collecting approvals now (0 or 1). */
+  stage: number;
+  reviews: Review[];
+  createdAt: Date;
+  /** When a pending request expires unanswered. */
+  pendingUntil: Date;
+  decidedAt?: Date;
+  /** Grant window: set on approval (start rule `approval`) or first connection. */
+  grantStart?: Date;
+  grantEnd?: Date;
+  /** Approved but not started grants (start rule `first_connection`) lapse at this time. */
+  useBy?: Date;
+  lastRemindedAt?: Date;
+  /** Set once the escalation delay passed and the extra approvers were told. */
+  escalatedAt?: Date;
+  endedAt?: Date;
+  endReason?: string;
+  /** Optimistic concurrency: every update bumps it. */
+  version: number;
+}
+
+export const LeaseStates = {
+  held: 'held',
+  checked_in: 'checked_in',
+  expired: 'expired',
+  force_checked_in: 'force_checked_in',
+} as const;
+export type LeaseState = (typeof LeaseStates)[keyof typeof LeaseStates];
+
+export interface Lease {
+  id: string;
+  resource: string;
+  holder: string;
+  state: LeaseState;
+  requestId?: string;
+  startedAt: Date;
+  expiresAt: Date;
+  endedAt?: Date;
+  endedBy?: string;
+  endReason?: string;
+}
+
+export interface Delegation {
+  id: string;
+  from: string;
+  to: string;
+  /** Limit to one resource; absent means every resource `from` approves. */
+  resource?: string;
+  start: Date;
+  end: Date;
+}
+
+export interface LaunchTicket {
+  hash: string;
+  user: string;
+  resource: string;
+  /** True when the ticket was issued right after a TOTP check. */
+  mfa: boolean;
+  createdAt: Date;
+  expiresAt: Date;
+  usedAt?: Date;
+}
+
+export const TerminationReasons = [
+  'client_closed',
+  'target_closed',
+  'expired',
+  'schedule_closed',
+  'checked_in',
+  'force_checked_in',
+  'request_revoked',
+  'settings_changed',
+  'user_disabled',
+  'resource_removed',
+  'killed',
+  'shutdown',
+  'error',
+] as const;
+export type TerminationReason = (typeof TerminationReasons)[number];
+
+export type SessionState = 'provisional' | 'live' | 'ended';
+
+export interface SessionRecord {
+  id: string;
+  user: string;
+  resource: string;
+  protocol: Protocol;
+  state: SessionState;
+  client: string;
+  startedAt: Date;
+  deadline?: Date;
+  endedAt?: Date;
+  endReason?: TerminationReason;
+  endMessage?: string;
+  bytesIn: number;
+  bytesOut: number;
+  node: string;
+}
+
+export interface AuditEntry {
+  seq: number;
+  at: Date;
+  actor: string;
+  action: string;
+  subject: string;
+  data: Record<string, unknown>;
+  prev: string;
+  mac: string;
+}
+
+export interface ApiToken {
+  id: string;
+  user: string;
+  hash: string;
+  kind: 'session' | 'api';
+  label?: string;
+  createdAt: Date;
+  expiresAt?: Date;
+}

@@ -1,0 +1,74 @@
+import { EventEmitter } from 'node:events';
+import type { AccessRequest, Lease, TerminationReason } from '../core/model.js';
+
+/**
+ * Revoke events end live sessions. Every one names the resource (and the user when it
+ * concerns one user) so a session monitor can tell whether it is affected.
+ */
+export type RevokeEvent =
+  | { kind: 'lease_ended'; resource: string; user: string; leaseId: string; reason: TerminationReason; by?: string; message: string }
+  | { kind: 'request_revoked'; resource: string; user: string; requestId: string; message: string }
+  | { kind: 'settings_changed'; resource: string; message: string }
+  | { kind: 'user_disabled'; user: string; message: string }
+  | { kind: 'resource_removed'; resource: string; message: string }
+  | { kind: 'session_killed'; sessionId: string; by: string; message: string };
+
+/** Notifications for people: pushed to their open clients and to webhooks. */
+export type Notice =
+  | { kind: 'request_created'; request: AccessRequest; to: string[] }
+  | { kind: 'request_reminder'; request: AccessRequest; to: string[] }
+  | { kind: 'request_escalated'; request: AccessRequest; to: string[] }
+  | { kind: 'request_approved'; request: AccessRequest; to: string[] }
+  | { kind: 'request_denied'; request: AccessRequest; to: string[] }
+  | { kind: 'request_cancelled'; request: AccessRequest; to: string[] }
+  | { kind: 'request_expired'; request: AccessRequest; to: string[] }
+  | { kind: 'request_reviewed'; request: AccessRequest; to: string[] }
+  | { kind: 'lease_checked_out'; lease: Lease; to: string[] }
+  | { kind: 'lease_checked_in'; lease: Lease; to: string[] }
+  | { kind: 'lease_force_checked_in'; lease: Lease; to: string[] }
+  | { kind: 'lease_expired'; lease: Lease; to: string[] }
+  | { kind: 'access_expiring'; resource: string; at: Date; to: string[] }
+  | { kind: 'session_started'; sessionId: string; resource: string; user: string; to: string[] }
+  | { kind: 'session_ended'; sessionId: string; resource: string; user: string; reason: string; to: string[] };
+
+export interface EventBusEvents {
+  revoke: [RevokeEvent];
+  notice: [Notice];
+}
+
+/**
+ * The in-process bus. A clustered deployment bridges it to PostgreSQL LISTEN/NOTIFY; the
+ * interface stays the same. Listener errors are isolated so one bad subscriber cannot stop
+ * a revoke from reaching the others.
+ */
+export class EventBus {
+  private readonly emitter = new EventEmitter();
+
+  constructor() {
+    this.emitter.setMaxListeners(0);
+  }
+
+  publishRevoke(event: RevokeEvent): void {
+    this.emit('revoke', event);
+  }
+
+  publishNotice(notice: Notice): void {
+    this.emit('notice', notice);
+  }
+
+  on<K extends keyof EventBusEvents>(name: K, fn: (...args: EventBusEvents[K]) => void): () => void {
+    const wrapped = (...args: unknown[]): void => {
+      try {
+        (fn as (...a: unknown[]) => void)(...args);
+      } catch {
+        // A subscriber's failure is its own; the bus keeps delivering.
+      }
+    };
+    this.emitter.on(name, wrapped);
+    return () => this.emitter.off(name, wrapped);
+  }
+
+  private emit<K extends keyof EventBusEvents>(name: K, ...args: EventBusEvents[K]): void {
+    this.emitter.emit(name, ...args);
+  }
+}

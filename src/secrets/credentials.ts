@@ -1,0 +1,38 @@
+import type { TargetCredentials } from '../core/model.js';
+import { SealError, type Sealer } from './sealer.js';
+
+/** The AAD that ties a sealed credential blob to the one resource it belongs to. */
+export function credentialsAad(resourceName: string): string {
+  return `resource:${resourceName}:credentials`;
+}
+
+export function sealCredentials(sealer: Sealer, resourceName: string, creds: TargetCredentials): string {
+  const plain: TargetCredentials = { login: creds.login };
+  if (creds.password !== undefined) plain.password = creds.password;
+  if (creds.privateKey !== undefined) plain.privateKey = creds.privateKey;
+  return sealer.seal(JSON.stringify(plain), credentialsAad(resourceName));
+}
+
+export function openCredentials(sealer: Sealer, resourceName: string, sealed: string): TargetCredentials {
+  const text = sealer.unsealString(sealed, credentialsAad(resourceName));
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new SealError('malformed', `sealed credentials of resource '${resourceName}' are not valid JSON`);
+  }
+  if (!isCredentials(value)) {
+    throw new SealError('malformed', `sealed credentials of resource '${resourceName}' have an unexpected shape`);
+  }
+  return value;
+}
+
+function isCredentials(v: unknown): v is TargetCredentials {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return (
+    typeof o.login === 'string' &&
+    (o.password === undefined || typeof o.password === 'string') &&
+    (o.privateKey === undefined || typeof o.privateKey === 'string')
+  );
+}

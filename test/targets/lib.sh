@@ -1,0 +1,191 @@
+# shellcheck shell=bash
+# Shared helpers for the target scripts. Sourced, never run on its own.
+# Every helper writes diagnostics to stderr: stdout is reserved for the one JSON line.
+
+# Marks a directory as ours so `stop` never removes something it did not create.
+TARGET_MARKER=.gatehouse-target
+
+log() { printf '[%s] %s\n' "${TARGET_KIND:-target}" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Installs Debian packages only when a needed binary is absent; the package lists may be
+# stale on a fresh machine, so one `apt-get update` is tried before giving up.
+ensure_pkg() {
+  local bin=$1; shift
+  if command -v "$bin" >/dev/null 2>&1 || [[ -x $bin ]]; then return 0; fi
+  log "installing $* (missing $bin)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q "$@" >&2; then
+    apt-get update -q >&2
+    apt-get install -y -q "$@" >&2
+  fi
+}
+
+# Asks the kernel for an unused loopback port (port 0), so two runs started at the same
+# moment get different ports; falls back to probing random ports when no runtime is there.
+free_port() {
+  if command -v node >/dev/null 2>&1; then
+    node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+    return
+  fi
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 12000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  die "no free port found"
+}
+
+# Creates (or adopts) the instance directory and marks it.
+make_dir() {
+  local dir=${1:-}
+  if [[ -z $dir ]]; then
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-${TARGET_KIND}.XXXXXX")
+  else
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+  fi
+  # Server users (postgres, mysql) must be able to traverse into it.
+  chmod 755 "$dir"
+  echo "$TARGET_KIND" >"$dir/$TARGET_MARKER"
+  echo "$dir"
+}
+
+# JSON string literal: the values we emit are paths, keys and generated passwords, but
+# escape the JSON specials anyway so a path with a quote cannot break the line.
+json_str() {
+  local s=$1
+  s=${s//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\n'/\\n}; s=${s//$'\t'/\\t}
+  printf '"%s"' "$s"
+}
+
+# json_obj key value key value ...; a value prefixed with '#' is emitted raw (numbers, null).
+json_obj() {
+  local out='{' sep='' k v
+  while (($#)); do
+    k=$1 v=$2; shift 2
+    if [[ $v == '#'* ]]; then v=${v:1}; else v=$(json_str "$v"); fi
+    out+="$sep$(json_str "$k"):$v"; sep=','
+  done
+  printf '%s}\n' "$out"
+}
+
+# A start that fails half-way must not leave a server or a directory behind. Scripts set
+# CLEANUP_DIR once the directory exists and add each server pid to CLEANUP_PIDS.
+# TARGET_KEEP_ON_FAILURE=1 keeps the directory (and its logs) for a post-mortem.
+CLEANUP_DIR=''
+CLEANUP_PIDS=()
+cleanup_on_failure() {
+  local rc=$? p
+  ((rc == 0)) && return 0
+  for p in "${CLEANUP_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  if [[ -n $CLEANUP_DIR && -f $CLEANUP_DIR/$TARGET_MARKER && -z ${TARGET_KEEP_ON_FAILURE:-} ]]; then
+    rm -rf "$CLEANUP_DIR"
+  fi
+  return "$rc"
+}
+trap cleanup_on_failure EXIT
+
+rand_secret() { openssl rand -hex 16; }
+
+# A throwaway CA plus a server certificate for 127.0.0.1/localhost signed by it, so clients
+# can verify the server with `ca.pem` (verify-full, rejectUnauthorized) rather than trusting
+# a bare self-signed leaf. EC keys keep this well under a second.
+make_tls() {
+  local d=$1
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj "/CN=Gatehouse test CA ${TARGET_KIND}" -keyout "$d/ca-key.pem" -out "$d/ca.pem" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=127.0.0.1" -keyout "$d/server-key.pem" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+    >"$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
+    -days 30 -extfile "$d/server.ext" -out "$d/server.pem" 2>/dev/null
+  chmod 600 "$d/server-key.pem" "$d/ca-key.pem"
+}
+
+# Waits until a TCP listener answers on 127.0.0.1:port, failing early if pid died.
+wait_tcp() {
+  local port=$1 pid=$2 logfile=$3 deadline=$((SECONDS + ${4:-30}))
+  while ((SECONDS < deadline)); do
+    if [[ -n $pid ]] && ! alive "$pid"; then
+      [[ -f $logfile ]] && tail -n 30 "$logfile" >&2
+      die "server exited before accepting connections"
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  [[ -f $logfile ]] && tail -n 30 "$logfile" >&2
+  die "timed out waiting for 127.0.0.1:$port"
+}
+
+# Waits for a pid file to appear and prints the pid it holds, failing early if the
+# launched process ($2) died first.
+wait_pidfile() {
+  local f=$1 launcher=${2:-} logfile=${3:-} deadline=$((SECONDS + ${4:-30}))
+  while ((SECONDS < deadline)); do
+    if [[ -s $f ]]; then head -n 1 "$f"; return 0; fi
+    if [[ -n $launcher ]] && ! alive "$launcher"; then
+      [[ -f $logfile ]] && tail -n 30 "$logfile" >&2
+      die "server exited before writing $f"
+    fi
+    sleep 0.05
+  done
+  die "no pid file at $f"
+}
+
+# A fixed port that already answers belongs to someone else: waiting on it would
+# mistake their server for ours.
+ensure_port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then die "127.0.0.1:$1 is already in use"; fi
+}
+
+# stop DIR SIGNAL: ends the server recorded in DIR/target.pid and removes DIR. The pid is
+# only signalled while its command line still names DIR, so a recycled pid is never hit.
+# Idempotent: stopping a stopped or removed instance succeeds.
+stop_target() {
+  local dir=${1:-} sig=${2:-TERM} pid
+  [[ -n $dir ]] || die "usage: $0 stop DIR"
+  [[ -d $dir ]] || return 0
+  dir=$(cd "$dir" && pwd)
+  [[ -f $dir/$TARGET_MARKER ]] || die "$dir is not a target directory (no $TARGET_MARKER)"
+  if [[ -s $dir/target.pid ]]; then
+    pid=$(<"$dir/target.pid")
+    if owns_pid "$pid" "$dir"; then
+      declare -F before_stop >/dev/null && before_stop "$pid"
+      kill "-$sig" "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do
+        alive "$pid" || break
+        sleep 0.05
+      done
+      if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    fi
+  fi
+  rm -rf "$dir"
+}
+
+# A zombie counts as gone: the server has exited, only its reaping is left to init
+# (which some sandboxes do slowly).
+alive() {
+  local state
+  # The state follows the last ')': the command name in parentheses may hold spaces.
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+# Every descendant pid of $1, parents before children.
+descendants() {
+  local c
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    echo "$c"
+    descendants "$c"
+  done
+}
+
+owns_pid() {
+  local pid=$1 dir=$2
+  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$dir"
+}
