@@ -5,7 +5,7 @@ import type { ApiToken, User } from '../core/model.js';
 import type { Engine } from '../workflow/engine.js';
 import { hashSecretToken } from '../workflow/mfa.js';
 import { FailureTracker } from './limits.js';
-import { verifyPassword } from './passwords.js';
+import { verifyPassword } from '../secrets/passwords.js';
 
 export const SESSION_TTL_MS = 12 * HOUR;
 

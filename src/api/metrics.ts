@@ -7,7 +7,7 @@ export class Metrics {
   readonly decisions: Counter<'result' | 'code'>;
 
   constructor(engine: Engine) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_' });
     this.decisions = new Counter({ name: 'gatehouse_decisions_total', help: 'Connection-start decisions by result and deny code', labelNames: ['result', 'code'], registers: [this.registry] });
     engine.onDecision((d) => this.decisions.inc({ result: d.allow ? 'allow' : 'deny', code: d.allow ? 'allow' : d.code }));
     const store = engine.ctx.store;

@@ -32,6 +32,7 @@ export function waitForDecision(opts: WaitOptions): Promise<RequestView> {
   const url = client.wsUrl('/events');
   return new Promise<RequestView>((resolve, reject) => {
     let lastKey = '';
+    let lastVersion = -Infinity;
     let attempt = 0;
     let finished = false;
     let socket: WebSocket | undefined;
@@ -50,6 +51,9 @@ export function waitForDecision(opts: WaitOptions): Promise<RequestView> {
 
     const seen = (request: RequestView, event: string): void => {
       if (finished || request.id !== requestId) return;
+      // A poll answered late must not undo a newer pushed state; every update bumps version.
+      if (request.version < lastVersion) return;
+      lastVersion = request.version;
       const key = `${request.state}/${request.stage}/${request.reviews.length}`;
       if (key !== lastKey) {
         lastKey = key;

@@ -25,12 +25,16 @@ export const REDACT_PATHS = [
   'masterKey',
 ];
 
+/** Logs go to stderr so that what a command prints for people stays on stdout. */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  return pino({
-    level: process.env.GATEHOUSE_LOG_LEVEL ?? options.level ?? 'info',
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-    ...options,
-  });
+  return pino(
+    {
+      level: process.env.GATEHOUSE_LOG_LEVEL ?? options.level ?? 'info',
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      ...options,
+    },
+    pino.destination(2),
+  );
 }
 
 /** A logger that writes nothing, for tests and library use. */

@@ -39,6 +39,8 @@ export type MfaProof =
   /** TOTP verified earlier at this instant (a launch ticket issued after a TOTP check, a web login). */
   | { kind: 'verified'; at: Date };
 
+export type DeadlineCause = 'grant' | 'lease' | 'schedule' | 'max_duration';
+
 export type CheckName = 'resource' | 'user' | 'access_list' | 'schedule' | 'approval' | 'lease' | 'mfa';
 
 export interface Check {
@@ -56,6 +58,8 @@ export type Decision =
       leaseId?: string;
       /** When access ends; undefined only for resources with no time limit at all. */
       deadline?: Date;
+      /** Which limit sets the deadline, so teardown can say why. */
+      deadlineCause?: DeadlineCause;
       warnAt?: Date;
       credentials?: TargetCredentials;
       checks: Check[];
@@ -150,12 +154,15 @@ export async function decide(ctx: WorkflowContext, input: DecideInput): Promise<
 
     const maxEnd = limit && !grant && !lease ? addMs(at, limit.maxDurationMinutes * 60_000) : undefined;
     const deadline = minDate(grant?.grantEnd, lease?.expiresAt, windowEnd, maxEnd);
+    const causes: Array<[DeadlineCause, Date | undefined]> = [['grant', grant?.grantEnd], ['lease', lease?.expiresAt], ['schedule', windowEnd], ['max_duration', maxEnd]];
+    const deadlineCause = deadline ? causes.find(([, d]) => d?.getTime() === deadline.getTime())?.[0] : undefined;
     const warnAt = deadline ? addMs(deadline, -ctx.config.warnBeforeMs) : undefined;
     const credentials = !input.dryRun && resource.credentialsSealed ? openCredentials(ctx.sealer, resource.name, resource.credentialsSealed) : undefined;
     const allow: Decision = { allow: true, resource, user: user.name, checks };
     if (grant) allow.requestId = grant.id;
     if (lease) allow.leaseId = lease.id;
     if (deadline) allow.deadline = deadline;
+    if (deadlineCause) allow.deadlineCause = deadlineCause;
     if (warnAt && deadline && warnAt.getTime() > at.getTime()) allow.warnAt = warnAt;
     if (credentials) allow.credentials = credentials;
     return allow;

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { Enforcements } from '../../core/model.js';
 import type { ApiDeps } from '../deps.js';
 import { parseBody, route, type Route } from '../http.js';
-import { hashPassword } from '../passwords.js';
+import { hashPassword } from '../../secrets/passwords.js';
 import { userView } from '../views.js';
 
 const Name = z.string().min(1).max(63);

@@ -1,0 +1,2 @@
+import { main } from './src/cli/main.js';
+main(process.argv).then((code) => { process.exitCode = code; });

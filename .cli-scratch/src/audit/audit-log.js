@@ -1,0 +1,183 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { GatehouseError } from '../core/errors.js';
+import { AUDIT_GENESIS } from '../store/store.js';
+/**
+ * The `prev` of entry 1. Stores assign `prev`, so every backend must use this same value
+ * (the SQLite store's AUDIT_GENESIS is 'genesis').
+ */
+export { AUDIT_GENESIS };
+/** Meta key holding `{ seq, mac }` of the newest entry, so a truncated tail is noticed. */
+export const AUDIT_HEAD_META = 'audit.head';
+/** Key names whose values never enter the audit log, at any depth (compared case-insensitively). */
+const SECRET_KEYS = new Set([
+    'password',
+    'passphrase',
+    'secret',
+    'totpsecret',
+    'ticket',
+    'token',
+    'privatekey',
+    'masterkey',
+    'credentials',
+    'authorization',
+]);
+const PAGE = 1000;
+/**
+ * The append-only, hash-chained audit log. Each entry's MAC is HMAC-SHA256 over the
+ * canonical JSON of the entry including its seq and the previous entry's MAC, so editing,
+ * deleting, inserting or reordering entries breaks the chain at the first affected seq.
+ * Without the key, a forger cannot compute a MAC that verifies.
+ */
+export class AuditLog {
+    #key;
+    store;
+    clock;
+    // Anchor writes are chained so a slow earlier write never overwrites a newer head.
+    anchorWrite = Promise.resolve();
+    anchoredSeq = 0;
+    constructor(opts) {
+        if (!Buffer.isBuffer(opts.key) || opts.key.length < 32) {
+            throw new GatehouseError('CONFIG_INVALID', 'audit MAC key must be at least 32 bytes');
+        }
+        this.#key = Buffer.from(opts.key);
+        this.store = opts.store;
+        this.clock = opts.clock;
+    }
+    async record(actor, action, subject, data = {}) {
+        // Round-trip through JSON so the sealed data is exactly what the store will hand back.
+        const clean = JSON.parse(JSON.stringify(stripSecrets(data) ?? {}));
+        const entry = await this.store.appendAudit({ at: this.clock.now(), actor, action, subject, data: clean }, (unsealed) => this.mac(unsealed));
+        await this.anchor(entry);
+        return entry;
+    }
+    /** Walks the whole chain in seq order and reports the first entry that does not hold up. */
+    async verify() {
+        // Read the anchor before the entries: appends racing with the walk then only add entries
+        // past the anchor, never make a healthy log look truncated.
+        const anchor = parseAnchor(await this.store.getMeta(AUDIT_HEAD_META));
+        let count = 0;
+        let expectedPrev = AUDIT_GENESIS;
+        let afterSeq = 0;
+        const bad = (firstBadSeq, problem) => ({ ok: false, count, firstBadSeq, problem });
+        for (;;) {
+            const page = await this.store.listAudit({ afterSeq, limit: PAGE });
+            for (const e of page) {
+                const expectedSeq = count + 1;
+                if (e.seq !== expectedSeq)
+                    return bad(e.seq, 'sequence_gap');
+                if (expectedSeq === 1 && e.prev !== AUDIT_GENESIS)
+                    return bad(e.seq, 'bad_genesis');
+                if (e.prev !== expectedPrev)
+                    return bad(e.seq, 'broken_link');
+                if (!macEquals(this.mac(e), e.mac))
+                    return bad(e.seq, 'mac_mismatch');
+                if (anchor !== 'invalid' && anchor?.seq === e.seq && anchor.mac !== e.mac)
+                    return bad(e.seq, 'anchor_mismatch');
+                expectedPrev = e.mac;
+                count++;
+            }
+            if (page.length < PAGE)
+                break;
+            afterSeq = page[page.length - 1].seq;
+        }
+        if (anchor === 'invalid')
+            return bad(count, 'anchor_mismatch');
+        if (anchor && anchor.seq > count)
+            return bad(count + 1, 'truncated');
+        // An anchor older than the head is normal when a node stopped between append and anchor.
+        return { ok: true, count, head: expectedPrev };
+    }
+    /** HMAC-SHA256 (hex) of an entry's canonical form, `mac` itself excluded. */
+    mac(entry) {
+        const body = canonicalJson({
+            seq: entry.seq,
+            at: entry.at.toISOString(),
+            actor: entry.actor,
+            action: entry.action,
+            subject: entry.subject,
+            data: entry.data,
+            prev: entry.prev,
+        });
+        return createHmac('sha256', this.#key).update(body, 'utf8').digest('hex');
+    }
+    /**
+     * The anchor lives in the same database as the chain, so it stops a careless or partial
+     * truncation, not an attacker who rewrites meta too; for that, ship the head off the box
+     * (the `audit verify` output, a webhook). It is still cheap and catches the common case.
+     */
+    anchor(entry) {
+        const write = async () => {
+            if (entry.seq <= this.anchoredSeq)
+                return;
+            await this.store.setMeta(AUDIT_HEAD_META, JSON.stringify({ seq: entry.seq, mac: entry.mac }));
+            this.anchoredSeq = entry.seq;
+        };
+        this.anchorWrite = this.anchorWrite.then(write, write);
+        return this.anchorWrite;
+    }
+    [Symbol.for('nodejs.util.inspect.custom')]() {
+        return 'AuditLog {}';
+    }
+}
+function macEquals(a, b) {
+    const x = Buffer.from(a, 'utf8');
+    const y = Buffer.from(b, 'utf8');
+    return x.length === y.length && timingSafeEqual(x, y);
+}
+function parseAnchor(raw) {
+    if (raw === undefined)
+        return undefined;
+    try {
+        const v = JSON.parse(raw);
+        if (Number.isSafeInteger(v.seq) && v.seq > 0 && typeof v.mac === 'string') {
+            return { seq: v.seq, mac: v.mac };
+        }
+    }
+    catch {
+        // fall through: an unreadable anchor is itself a sign of tampering
+    }
+    return 'invalid';
+}
+/**
+ * Removes keys that name secrets, at any depth. Callers should never pass secrets in the
+ * first place; this is the second line. Cycles become '[circular]' rather than looping.
+ */
+export function stripSecrets(value, seen = new WeakSet()) {
+    if (value === null || typeof value !== 'object')
+        return value;
+    if (value instanceof Date)
+        return value;
+    if (seen.has(value))
+        return '[circular]';
+    seen.add(value);
+    let out;
+    if (Array.isArray(value)) {
+        out = value.map((v) => stripSecrets(v, seen));
+    }
+    else {
+        const obj = {};
+        for (const [k, v] of Object.entries(value)) {
+            if (!SECRET_KEYS.has(k.toLowerCase()))
+                obj[k] = stripSecrets(v, seen);
+        }
+        out = obj;
+    }
+    seen.delete(value);
+    return out;
+}
+/** JSON with object keys sorted at every level, so the same entry always yields the same bytes. */
+export function canonicalJson(value) {
+    if (value === null || typeof value !== 'object')
+        return JSON.stringify(value) ?? 'null';
+    if (value instanceof Date)
+        return JSON.stringify(value.toISOString());
+    if (Array.isArray(value))
+        return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+    const obj = value;
+    const parts = Object.keys(obj)
+        .filter((k) => obj[k] !== undefined)
+        .sort()
+        .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`);
+    return `{${parts.join(',')}}`;
+}
+//# sourceMappingURL=audit-log.js.map

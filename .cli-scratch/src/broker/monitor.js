@@ -1,0 +1,89 @@
+import { formatTimeLeft } from '../workflow/leases.js';
+const CAUSE_REASON = {
+    grant: 'expired',
+    lease: 'expired',
+    max_duration: 'expired',
+    schedule: 'schedule_closed',
+};
+const CAUSE_TEXT = {
+    grant: 'your access grant',
+    lease: 'your check-out',
+    max_duration: 'the maximum session time',
+    schedule: 'the access schedule window',
+};
+/**
+ * One per live session: fires the in-band warning and the deadline on the injected clock,
+ * and listens for every revoke event that concerns this session.
+ */
+export class SessionMonitor {
+    t;
+    clock;
+    bus;
+    hooks;
+    cancels = [];
+    stopped = false;
+    constructor(t, clock, bus, hooks) {
+        this.t = t;
+        this.clock = clock;
+        this.bus = bus;
+        this.hooks = hooks;
+    }
+    start() {
+        const { warnAt, deadline, deadlineCause } = this.t;
+        const cause = deadlineCause ?? 'grant';
+        if (warnAt && deadline) {
+            this.cancels.push(this.clock.setTimer(warnAt, () => {
+                const left = formatTimeLeft(deadline.getTime() - this.clock.now().getTime());
+                this.hooks.warn(`Gatehouse: ${CAUSE_TEXT[cause]} for ${this.t.resource} ends in ${left} (at ${deadline.toISOString()}); this session will be closed then.`);
+            }));
+        }
+        if (deadline) {
+            this.cancels.push(this.clock.setTimer(deadline, () => this.hooks.end(CAUSE_REASON[cause], `Gatehouse: ${CAUSE_TEXT[cause]} for ${this.t.resource} has ended; session closed.`)));
+        }
+        this.cancels.push(this.bus.on('revoke', (e) => this.onRevoke(e)));
+    }
+    stop() {
+        if (this.stopped)
+            return;
+        this.stopped = true;
+        for (const c of this.cancels)
+            c();
+    }
+    onRevoke(e) {
+        if (this.stopped)
+            return;
+        const t = this.t;
+        switch (e.kind) {
+            case 'lease_ended':
+                if (e.resource === t.resource && e.user === t.user)
+                    this.hooks.end(e.reason, `Gatehouse: ${e.message}; session closed.`);
+                return;
+            case 'request_revoked':
+                if (e.requestId === t.requestId || (e.resource === t.resource && e.user === t.user && t.requestId !== undefined)) {
+                    this.hooks.end('request_revoked', `Gatehouse: access to ${t.resource} ended (${e.message}); session closed.`);
+                }
+                return;
+            case 'settings_changed':
+                if (e.resource === t.resource)
+                    this.hooks.recheck();
+                return;
+            case 'user_disabled':
+                if (e.user === t.user)
+                    this.hooks.end('user_disabled', `Gatehouse: ${e.message}; session closed.`);
+                return;
+            case 'resource_removed':
+                if (e.resource === t.resource)
+                    this.hooks.end('resource_removed', `Gatehouse: ${e.message}; session closed.`);
+                return;
+            case 'session_killed':
+                if (e.sessionId === t.id)
+                    this.hooks.end('killed', `Gatehouse: this session was ended by ${e.by}.`);
+                return;
+            default: {
+                const never = e;
+                throw new Error(`unknown revoke event ${JSON.stringify(never)}`);
+            }
+        }
+    }
+}
+//# sourceMappingURL=monitor.js.map

@@ -1,0 +1,56 @@
+import { isGatehouseError } from '../../core/errors.js';
+import { loadPolicies, policyJsonSchema } from '../../workflow/policies.js';
+import { CliError, usageError } from '../cli-error.js';
+import { formatLocalTime } from '../format.js';
+export function registerPolicy(program, ctx) {
+    const policy = program.command('policy').description('policy files and access explanations');
+    policy
+        .command('check')
+        .description('validate the policy files in a directory (no gateway needed)')
+        .argument('[dir]', 'directory or file', 'policies')
+        .action(async (dir) => {
+        try {
+            const set = await loadPolicies(dir);
+            const n = (k, what) => `${k} ${what}${k === 1 ? '' : 's'}`;
+            ctx.print(`OK: ${n(set.files.length, 'file')}, ${n(set.teams.length, 'team')}, ${n(set.resources.length, 'resource')}.`);
+        }
+        catch (e) {
+            // The loader's message already reads "file:line: field: problem".
+            if (isGatehouseError(e))
+                throw new CliError(e.code, e.message);
+            throw e;
+        }
+    });
+    policy
+        .command('schema')
+        .description('print the JSON schema of policy files')
+        .action(() => ctx.printJson(policyJsonSchema()));
+    policy
+        .command('explain')
+        .description('why a user may or may not connect to a resource, check by check')
+        .requiredOption('--user <user>', 'user name')
+        .requiredOption('--resource <resource>', 'resource name')
+        .option('--at <iso-time>', 'evaluate at this instant instead of now')
+        .option('--json', 'print raw JSON')
+        .action(async (flags, cmd) => {
+        if (flags.at !== undefined && Number.isNaN(Date.parse(flags.at))) {
+            throw usageError(`--at: "${flags.at}" is not an ISO-8601 time, e.g. 2026-01-05T09:00:00Z`);
+        }
+        const at = flags.at !== undefined ? new Date(flags.at).toISOString() : undefined;
+        const res = await (await ctx.client(cmd)).get('/policy/explain', { user: flags.user, resource: flags.resource, at });
+        if (flags.json)
+            return ctx.printJson(res);
+        for (const c of res.checks)
+            ctx.print(`  ${c.ok ? 'ok  ' : 'FAIL'}  ${c.check.padEnd(12)} ${c.detail}`);
+        if (res.allow) {
+            const until = res.deadline ? ` until ${formatLocalTime(res.deadline, ctx.now(), ctx.zone)}` : '';
+            ctx.print(`ALLOW: ${flags.user} may connect to ${flags.resource}${until}.`);
+        }
+        else {
+            ctx.print(`DENY (${res.code ?? 'denied'}): ${res.message ?? ''}`.trimEnd());
+            if (res.hint)
+                ctx.print(`  fix: ${res.hint}`);
+        }
+    });
+}
+//# sourceMappingURL=policy.js.map

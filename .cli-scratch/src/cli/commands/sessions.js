@@ -1,0 +1,37 @@
+import { seg } from '../context.js';
+import { formatDurationMs, formatTable, formatTimestamp } from '../format.js';
+export function registerSessions(program, ctx) {
+    const sessions = program
+        .command('sessions')
+        .description('sessions through the gateway (yours; admins: everyone\'s)')
+        .option('--live', 'only live sessions')
+        .option('--json', 'print raw JSON')
+        .action(async (flags, cmd) => {
+        const list = await (await ctx.client(cmd)).get('/sessions', { state: flags.live ? 'live' : undefined });
+        if (flags.json)
+            return ctx.printJson(list);
+        if (list.length === 0)
+            return ctx.print(flags.live ? 'No live sessions.' : 'No sessions.');
+        const now = ctx.now().getTime();
+        const rows = list.map((s) => [
+            s.id,
+            s.user,
+            s.resource,
+            s.protocol,
+            s.state === 'ended' ? `ended (${s.endReason ?? 'unknown'})` : s.state,
+            formatTimestamp(s.startedAt, ctx.zone),
+            s.state === 'live' && s.deadline ? `${formatDurationMs(new Date(s.deadline).getTime() - now)} left` : formatTimestamp(s.endedAt, ctx.zone),
+            s.client,
+        ]);
+        ctx.print(formatTable(['ID', 'USER', 'RESOURCE', 'PROTOCOL', 'STATE', 'STARTED', 'ENDS/ENDED', 'CLIENT'], rows));
+    });
+    sessions
+        .command('kill')
+        .description('end a live session now (admins, approvers of the resource)')
+        .argument('<id>', 'session id')
+        .action(async (id, _flags, cmd) => {
+        await (await ctx.client(cmd)).post(`/sessions/${seg(id)}/kill`);
+        ctx.print(`Killed session ${id}.`);
+    });
+}
+//# sourceMappingURL=sessions.js.map

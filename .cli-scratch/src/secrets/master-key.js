@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GatehouseError } from '../core/errors.js';
+export const MASTER_KEY_ENV = 'GATEHOUSE_MASTER_KEY';
+export const MASTER_KEY_FILE = 'master.key';
+const KEY_BYTES = 32;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+function parseKey(raw, source) {
+    const text = raw.trim();
+    const key = BASE64.test(text) ? Buffer.from(text, 'base64') : undefined;
+    if (!key || key.length !== KEY_BYTES || key.toString('base64') !== text) {
+        // Never echo the value: a near-miss key is still mostly key.
+        throw new GatehouseError('CONFIG_INVALID', `master key from ${source} must be base64 of exactly ${KEY_BYTES} bytes` +
+            (key ? ` (it decodes to ${key.length} bytes)` : ' (it is not valid base64)'), { source });
+    }
+    return key;
+}
+/**
+ * The master key that seals secrets at rest. `GATEHOUSE_MASTER_KEY` (base64, 32 bytes) wins, so
+ * a deployment can keep it out of the data dir; otherwise `<dataDir>/master.key`, created with
+ * mode 0600 on first run. Losing this key makes every sealed credential unreadable.
+ */
+export function loadOrCreateMasterKey(opts) {
+    const env = opts.env ?? process.env;
+    const fromEnv = env[MASTER_KEY_ENV];
+    if (fromEnv !== undefined && fromEnv.trim() !== '')
+        return parseKey(fromEnv, `environment variable ${MASTER_KEY_ENV}`);
+    const path = join(opts.dataDir, MASTER_KEY_FILE);
+    const existing = readIfExists(path);
+    if (existing !== undefined)
+        return parseKey(existing, `file ${path}`);
+    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    const key = randomBytes(KEY_BYTES);
+    try {
+        // 'wx' refuses to overwrite: two processes starting at once must not each mint a key.
+        writeFileSync(path, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+    }
+    catch (e) {
+        if (e.code === 'EEXIST')
+            return parseKey(readFileSync(path, 'utf8'), `file ${path}`);
+        throw new GatehouseError('CONFIG_INVALID', `cannot create master key file ${path}: ${e.message}`, { source: path });
+    }
+    return key;
+}
+function readIfExists(path) {
+    try {
+        return readFileSync(path, 'utf8');
+    }
+    catch (e) {
+        if (e.code === 'ENOENT')
+            return undefined;
+        throw new GatehouseError('CONFIG_INVALID', `cannot read master key file ${path}: ${e.message}`, { source: path });
+    }
+}
+//# sourceMappingURL=master-key.js.map

@@ -1,0 +1,210 @@
+import { randomUUID } from 'node:crypto';
+import { ForbiddenError, GatehouseError, NotFoundError, ValidationError } from '../core/errors.js';
+import { Enforcements, ProtocolsByType, RecordTypes } from '../core/model.js';
+import { sealCredentials } from '../secrets/credentials.js';
+import { teamMembers } from './access.js';
+import { canConfigureWorkflow, validateSettings } from './settings.js';
+const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
+function checkName(field, name) {
+    if (!NAME_RE.test(name))
+        throw new ValidationError(field, 'use letters, digits, dot, dash or underscore (1-63 characters)');
+}
+/** Users, teams, roles and resources: who exists and what they may reach. */
+export class Directory {
+    ctx;
+    constructor(ctx) {
+        this.ctx = ctx;
+    }
+    async requireUser(name) {
+        const u = await this.ctx.store.getUser(name);
+        if (!u)
+            throw new NotFoundError('user', name);
+        return u;
+    }
+    async requireResource(name) {
+        const r = await this.ctx.store.getResource(name);
+        if (!r)
+            throw new NotFoundError('resource', name);
+        return r;
+    }
+    async requireAdmin(actor) {
+        const u = await this.requireUser(actor);
+        if (!u.admin)
+            throw new ForbiddenError('only an administrator can do this');
+        return u;
+    }
+    async addUser(actor, input) {
+        checkName('name', input.name);
+        if (input.name.includes(':'))
+            throw new ValidationError('name', 'must not contain ":"');
+        if (await this.ctx.store.getUser(input.name))
+            throw new GatehouseError('CONFLICT', `user '${input.name}' already exists`);
+        for (const t of input.teams ?? [])
+            if (!(await this.ctx.store.getTeam(t)))
+                throw new NotFoundError('team', t);
+        const user = {
+            id: randomUUID(), name: input.name, admin: input.admin ?? false, disabled: false, teams: input.teams ?? [],
+            totpConfirmed: false, sshKeys: [], createdAt: this.ctx.clock.now(),
+        };
+        if (input.passwordHash)
+            user.passwordHash = input.passwordHash;
+        await this.ctx.store.putUser(user);
+        await this.ctx.audit.record(actor, 'user.create', user.name, { admin: user.admin, teams: user.teams });
+        return user;
+    }
+    async updateUser(actor, name, patch, action = 'user.update') {
+        const user = await this.requireUser(name);
+        const next = { ...user, ...patch };
+        await this.ctx.store.putUser(next);
+        const visible = Object.keys(patch).filter((k) => k !== 'passwordHash' && k !== 'totpSecretSealed');
+        await this.ctx.audit.record(actor, action, name, { fields: visible });
+        return next;
+    }
+    async setDisabled(actor, name, disabled) {
+        await this.requireAdmin(actor);
+        const user = await this.updateUser(actor, name, {}, disabled ? 'user.disable' : 'user.enable');
+        const next = { ...user, disabled };
+        await this.ctx.store.putUser(next);
+        if (disabled)
+            this.ctx.bus.publishRevoke({ kind: 'user_disabled', user: name, message: `user ${name} was disabled` });
+        return next;
+    }
+    async addTeam(actor, name) {
+        checkName('name', name);
+        if (await this.ctx.store.getTeam(name))
+            throw new GatehouseError('CONFLICT', `team '${name}' already exists`);
+        const team = { name, createdAt: this.ctx.clock.now() };
+        await this.ctx.store.putTeam(team);
+        await this.ctx.audit.record(actor, 'team.create', name);
+        return team;
+    }
+    async addTeamMember(actor, team, user) {
+        if (!(await this.ctx.store.getTeam(team)))
+            throw new NotFoundError('team', team);
+        const u = await this.requireUser(user);
+        if (u.teams.includes(team))
+            return u;
+        return this.updateUser(actor, user, { teams: [...u.teams, team] }, 'team.add_member');
+    }
+    async createRole(actor, name) {
+        checkName('name', name);
+        if (await this.ctx.store.getRole(name))
+            throw new GatehouseError('CONFLICT', `role '${name}' already exists`);
+        const role = { name, enforcements: {}, members: [] };
+        await this.ctx.store.putRole(role);
+        await this.ctx.audit.record(actor, 'role.create', name);
+        return role;
+    }
+    async setEnforcement(actor, roleName, enforcement, value) {
+        if (!Enforcements.includes(enforcement)) {
+            throw new ValidationError('enforcement', `unknown enforcement '${enforcement}' (known: ${Enforcements.join(', ')})`);
+        }
+        const role = await this.ctx.store.getRole(roleName);
+        if (!role)
+            throw new NotFoundError('role', roleName);
+        const next = { ...role, enforcements: { ...role.enforcements, [enforcement]: value } };
+        await this.ctx.store.putRole(next);
+        await this.ctx.audit.record(actor, 'role.set_enforcement', roleName, { enforcement, value });
+        return next;
+    }
+    async assignRole(actor, roleName, user) {
+        const role = await this.ctx.store.getRole(roleName);
+        if (!role)
+            throw new NotFoundError('role', roleName);
+        await this.requireUser(user);
+        if (role.members.includes(user))
+            return role;
+        const next = { ...role, members: [...role.members, user] };
+        await this.ctx.store.putRole(next);
+        await this.ctx.audit.record(actor, 'role.assign', roleName, { user });
+        return next;
+    }
+    async canConfigureWorkflow(userName) {
+        const user = await this.requireUser(userName);
+        return canConfigureWorkflow(user, await this.ctx.store.listRoles());
+    }
+    async teamsMap() {
+        return teamMembers(await this.ctx.store.listUsers());
+    }
+    async addResource(actor, input) {
+        checkName('name', input.name);
+        if (input.name.includes(':'))
+            throw new ValidationError('name', 'must not contain ":"');
+        if (!RecordTypes.includes(input.type))
+            throw new ValidationError('type', `must be one of ${RecordTypes.join(', ')}`);
+        if (!ProtocolsByType[input.type].includes(input.protocol)) {
+            throw new ValidationError('protocol', `a ${input.type} resource speaks ${ProtocolsByType[input.type].join(' or ')}`);
+        }
+        if (!input.host)
+            throw new ValidationError('host', 'is required');
+        if (!Number.isInteger(input.port) || input.port < 1 || input.port > 65535)
+            throw new ValidationError('port', 'must be 1-65535');
+        await this.requireUser(input.owner);
+        if (await this.ctx.store.getResource(input.name))
+            throw new GatehouseError('CONFLICT', `resource '${input.name}' already exists`);
+        const access = input.access ?? [];
+        const settings = input.settings === undefined ? {} : validateSettings(input.settings, { owner: input.owner, access, teams: await this.teamsMap() });
+        const resource = {
+            id: randomUUID(), name: input.name, type: input.type, protocol: input.protocol, host: input.host, port: input.port,
+            owner: input.owner, access, settings, options: input.options ?? {}, source: input.source ?? 'api', createdAt: this.ctx.clock.now(),
+        };
+        if (input.database)
+            resource.database = input.database;
+        if (input.credentials)
+            resource.credentialsSealed = sealCredentials(this.ctx.sealer, resource.name, input.credentials);
+        await this.ctx.store.putResource(resource);
+        await this.ctx.audit.record(actor, 'resource.create', resource.name, { type: resource.type, protocol: resource.protocol, host: resource.host, port: resource.port, owner: resource.owner });
+        return resource;
+    }
+    /** Replaces a resource's definition (policy reload); revokes live sessions if the workflow changed. */
+    async replaceResource(actor, resource) {
+        const before = await this.ctx.store.getResource(resource.name);
+        await this.ctx.store.putResource(resource);
+        await this.ctx.audit.record(actor, before ? 'resource.update' : 'resource.create', resource.name, { source: resource.source });
+        if (before && JSON.stringify(before.settings) !== JSON.stringify(resource.settings)) {
+            this.ctx.bus.publishRevoke({ kind: 'settings_changed', resource: resource.name, message: `the workflow of ${resource.name} changed` });
+        }
+    }
+    async setCredentials(actor, name, creds) {
+        await this.requireAdmin(actor);
+        const r = await this.requireResource(name);
+        await this.ctx.store.putResource({ ...r, credentialsSealed: sealCredentials(this.ctx.sealer, name, creds) });
+        await this.ctx.audit.record(actor, 'resource.set_credentials', name, { login: creds.login });
+    }
+    async share(actor, name, who) {
+        const r = await this.requireResource(name);
+        const me = await this.requireUser(actor);
+        if (!me.admin && r.owner !== actor)
+            throw new ForbiddenError(`only the owner of ${name} or an administrator can share it`);
+        if ('user' in who)
+            await this.requireUser(who.user);
+        else if (!(await this.ctx.store.getTeam(who.team)))
+            throw new NotFoundError('team', who.team);
+        const exists = r.access.some((p) => JSON.stringify(p) === JSON.stringify(who));
+        const next = exists ? r : { ...r, access: [...r.access, who] };
+        if (!exists)
+            await this.ctx.store.putResource(next);
+        await this.ctx.audit.record(actor, 'resource.share', name, { principal: who });
+        return next;
+    }
+    async removeResource(actor, name) {
+        await this.requireAdmin(actor);
+        if (!(await this.ctx.store.deleteResource(name)))
+            throw new NotFoundError('resource', name);
+        await this.ctx.audit.record(actor, 'resource.remove', name);
+        this.ctx.bus.publishRevoke({ kind: 'resource_removed', resource: name, message: `resource ${name} was removed` });
+    }
+    /** Changes workflow settings; only administrators and ALLOW_CONFIGURE_WORKFLOW_SETTINGS roles may. */
+    async setWorkflow(actor, name, input) {
+        if (!(await this.canConfigureWorkflow(actor))) {
+            throw new ForbiddenError(`${actor} may not change workflow settings (needs a role with ALLOW_CONFIGURE_WORKFLOW_SETTINGS)`);
+        }
+        const r = await this.requireResource(name);
+        const settings = validateSettings(input, { owner: r.owner, access: r.access, teams: await this.teamsMap() });
+        await this.ctx.store.putResource({ ...r, settings });
+        await this.ctx.audit.record(actor, 'workflow.set', name, { settings });
+        this.ctx.bus.publishRevoke({ kind: 'settings_changed', resource: name, message: `the workflow of ${name} changed` });
+        return settings;
+    }
+}
+//# sourceMappingURL=directory.js.map

@@ -1,0 +1,121 @@
+import { randomUUID } from 'node:crypto';
+import { addMs, minDate } from '../core/clock.js';
+import { ForbiddenError, GatehouseError, InvalidStateError } from '../core/errors.js';
+import { decide } from './decide.js';
+import { formatTimeLeft, leaseEnd } from './leases.js';
+import { eligibleApprovers } from './settings.js';
+/** Check-out / check-in of single-user resources. One holder is the store's guarantee. */
+export class LeaseService {
+    ctx;
+    dir;
+    requests;
+    onChange;
+    constructor(ctx, dir, requests, onChange = () => { }) {
+        this.ctx = ctx;
+        this.dir = dir;
+        this.requests = requests;
+        this.onChange = onChange;
+    }
+    async checkout(user, resourceName) {
+        const resource = await this.dir.requireResource(resourceName);
+        if (!resource.settings.singleUser)
+            throw new GatehouseError('BAD_REQUEST', `${resourceName} is not a single-user resource`);
+        const now = this.ctx.clock.now();
+        const held = await this.ctx.store.getHeldLease(resourceName);
+        if (held && held.expiresAt <= now)
+            await this.finish(held, { type: 'expire', at: now }, 'system');
+        else if (held && held.holder === user)
+            return held;
+        else if (held)
+            throw this.heldByOther(held);
+        // Everything but the lease itself must already allow access (schedule, approval). MFA is
+        // asked again at each connection, so a check-out does not need it.
+        const d = await decide(this.ctx, { user, resource: resourceName, at: now, mfa: { kind: 'none' }, dryRun: true });
+        if (!d.allow && d.code !== 'checkout_required' && d.code !== 'mfa_required' && d.code !== 'mfa_not_enrolled') {
+            throw new GatehouseError('FORBIDDEN', d.message, { denyCode: d.code, hint: d.hint });
+        }
+        const limit = resource.settings.limitAccessTime;
+        const requests = resource.settings.requireApproval ? await this.ctx.store.listRequests({ requester: user, resource: resourceName, states: ['approved', 'active'] }) : [];
+        const request = requests[0];
+        const expiresAt = minDate(addMs(now, (limit?.maxDurationMinutes ?? 60) * 60_000), request?.grantEnd);
+        const lease = { id: randomUUID(), resource: resourceName, holder: user, state: 'held', startedAt: now, expiresAt };
+        if (request)
+            lease.requestId = request.id;
+        try {
+            await this.ctx.store.insertLease(lease);
+        }
+        catch (e) {
+            if (e instanceof GatehouseError && e.code === 'CHECKED_OUT') {
+                const other = await this.ctx.store.getHeldLease(resourceName);
+                if (other)
+                    throw this.heldByOther(other);
+            }
+            throw e;
+        }
+        await this.ctx.audit.record(user, 'lease.checkout', resourceName, { leaseId: lease.id, expiresAt: expiresAt.toISOString() });
+        this.ctx.bus.publishNotice({ kind: 'lease_checked_out', lease, to: [user] });
+        this.onChange();
+        return lease;
+    }
+    async checkin(user, resourceName) {
+        const held = await this.ctx.store.getHeldLease(resourceName);
+        if (!held || held.holder !== user)
+            throw new InvalidStateError(`you do not hold ${resourceName}`);
+        return this.finish(held, { type: 'checkin', by: user, at: this.ctx.clock.now() }, user);
+    }
+    async forceCheckin(by, resourceName, reason) {
+        const resource = await this.dir.requireResource(resourceName);
+        if (!(await this.mayForce(by, resource)))
+            throw new ForbiddenError(`${by} is not an approver of ${resourceName}`);
+        const held = await this.ctx.store.getHeldLease(resourceName);
+        if (!held)
+            throw new InvalidStateError(`${resourceName} is not checked out`);
+        const why = reason?.trim() || `force check-in by ${by}`;
+        return this.finish(held, { type: 'force', by, at: this.ctx.clock.now(), reason: why }, by);
+    }
+    async mayForce(user, resource) {
+        const u = await this.dir.requireUser(user);
+        if (u.admin || resource.owner === user)
+            return true;
+        const teams = await this.dir.teamsMap();
+        return [0, 1].some((stage) => eligibleApprovers(resource.settings, resource, teams, stage, true).has(user));
+    }
+    /** Expires leases that are due; returns the earliest future expiry. */
+    async sweep() {
+        const now = this.ctx.clock.now();
+        let earliest;
+        for (const lease of await this.ctx.store.listLeases({ state: 'held' })) {
+            if (lease.expiresAt <= now)
+                await this.finish(lease, { type: 'expire', at: now }, 'system');
+            else if (!earliest || lease.expiresAt < earliest)
+                earliest = lease.expiresAt;
+        }
+        return earliest;
+    }
+    heldByOther(held) {
+        const left = formatTimeLeft(held.expiresAt.getTime() - this.ctx.clock.now().getTime());
+        return new GatehouseError('CHECKED_OUT', `${held.resource} is checked out by ${held.holder} for another ${left} (until ${held.expiresAt.toISOString()})`, {
+            holder: held.holder, expiresAt: held.expiresAt.toISOString(),
+        });
+    }
+    async finish(lease, e, actor) {
+        const patch = leaseEnd(lease, e);
+        if (!patch)
+            return lease;
+        const ended = await this.ctx.store.endLease(lease.id, patch);
+        if (!ended)
+            throw new InvalidStateError(`lease ${lease.id} already ended`);
+        const reason = ended.state === 'force_checked_in' ? 'force_checked_in' : ended.state === 'expired' ? 'expired' : 'checked_in';
+        await this.ctx.audit.record(actor, `lease.${ended.state}`, ended.resource, { leaseId: ended.id, holder: ended.holder, reason: ended.endReason });
+        const message = reason === 'force_checked_in' ? `${ended.resource} was force checked in by ${ended.endedBy}: ${ended.endReason}` : reason === 'expired' ? `your check-out of ${ended.resource} expired` : `${ended.resource} was checked in`;
+        this.ctx.bus.publishRevoke({ kind: 'lease_ended', resource: ended.resource, user: ended.holder, leaseId: ended.id, reason, ...(ended.endedBy ? { by: ended.endedBy } : {}), message });
+        const kind = ended.state === 'force_checked_in' ? 'lease_force_checked_in' : ended.state === 'expired' ? 'lease_expired' : 'lease_checked_in';
+        this.ctx.bus.publishNotice({ kind, lease: ended, to: [ended.holder] });
+        // Returning the resource also ends the grant it was checked out under.
+        if (ended.requestId)
+            await this.requests.end(ended.requestId, actor, ended.endReason ?? reason);
+        this.onChange();
+        return ended;
+    }
+}
+//# sourceMappingURL=lease-service.js.map

@@ -1,0 +1,7 @@
+import type { ProtocolAdapter } from './broker/adapter.js';
+import type { ListenerName } from './core/config.js';
+
+/** The protocol adapters `gatehouse serve` starts, by listener name. */
+export async function protocolAdapters(): Promise<Partial<Record<Exclude<ListenerName, 'api'>, ProtocolAdapter>>> {
+  return {};
+}

@@ -1,0 +1,71 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import type { LaunchResponse } from '../api-types.js';
+import { CliError, usageError } from '../cli-error.js';
+import type { Ctx } from '../context.js';
+import { formatLocalTime } from '../format.js';
+import { promptHidden } from '../io.js';
+
+/** Launch tickets and SSH keys: what a user needs to connect with a stock client. */
+export function registerLaunch(program: Command, ctx: Ctx): void {
+  program
+    .command('launch')
+    .description('get a one-time launch ticket and the exact client command for a resource')
+    .argument('<resource>', 'resource name')
+    .option('--totp <code>', 'current TOTP code (MFA resources)')
+    .option('--json', 'print raw JSON')
+    .action(async (resource: string, flags: { totp?: string; json?: boolean }, cmd: Command) => {
+      const client = await ctx.client(cmd);
+      const body: { resource: string; totp?: string } = { resource };
+      if (flags.totp) body.totp = flags.totp;
+      let res: LaunchResponse;
+      try {
+        res = await client.post<LaunchResponse>('/launch', body);
+      } catch (e) {
+        if (!(e instanceof CliError && e.code === 'MFA_REQUIRED' && !flags.totp && ctx.io.stdin.isTTY)) throw e;
+        body.totp = await promptHidden(ctx.io, 'TOTP code: ', '--totp CODE');
+        res = await client.post<LaunchResponse>('/launch', body);
+      }
+      if (flags.json) return ctx.printJson(res);
+      ctx.print(`Ticket for ${res.resource} (single use, valid until ${formatLocalTime(res.expiresAt, ctx.now(), ctx.zone)}):`);
+      ctx.print(`  ${res.ticket}`);
+      ctx.print('Connect with (give the ticket as the password):');
+      ctx.print(`  ${res.command}`);
+    });
+
+  const key = program.command('key').description('your SSH public keys, for ssh through the gateway');
+  key
+    .command('add')
+    .description('add an OpenSSH public key (e.g. ~/.ssh/id_ed25519.pub)')
+    .argument('<file>', 'public key file')
+    .action(async (file: string, _flags: unknown, cmd: Command) => {
+      const publicKey = await readPublicKey(file);
+      const res = await (await ctx.client(cmd)).post<{ keys: string[] }>('/keys', { publicKey });
+      ctx.print(`Added ${publicKey.split(' ')[0]} key from ${file}; you have ${res.keys.length} key${res.keys.length === 1 ? '' : 's'}.`);
+    });
+  key
+    .command('list')
+    .description('your SSH public keys')
+    .option('--json', 'print raw JSON')
+    .action(async (flags: { json?: boolean }, cmd: Command) => {
+      const res = await (await ctx.client(cmd)).get<{ keys: string[] }>('/keys');
+      if (flags.json) return ctx.printJson(res);
+      if (res.keys.length === 0) return ctx.print('No SSH keys; add one with gatehouse key add FILE.');
+      for (const k of res.keys) ctx.print(k);
+    });
+}
+
+async function readPublicKey(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw usageError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  if (lines.length !== 1 || !/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+( .*)?$/.test(lines[0]!)) {
+    const hint = text.includes('PRIVATE KEY') ? ' (that is a private key: give the .pub file)' : '';
+    throw usageError(`${file} is not a one-line OpenSSH public key${hint}`);
+  }
+  return lines[0]!;
+}

@@ -1,0 +1,95 @@
+import type { Command } from 'commander';
+import { Enforcements, type Enforcement } from '../../core/model.js';
+import type { RoleView, TeamView, UserView } from '../api-types.js';
+import { usageError } from '../cli-error.js';
+import { collect, seg, type Ctx } from '../context.js';
+import { readStdinSecret } from '../io.js';
+
+/** Users, teams and roles: the admin's side of who may do what. */
+export function registerUsers(program: Command, ctx: Ctx): void {
+  const user = program.command('user').description('manage users (admin)');
+  user
+    .command('add')
+    .description('create a user')
+    .argument('<name>', 'user name')
+    .option('--team <team>', 'add to this team (repeatable)', collect)
+    .option('--admin', 'make the user an administrator')
+    .option('--password-stdin', 'read an initial password from stdin')
+    .action(async (name: string, flags: { team?: string[]; admin?: boolean; passwordStdin?: boolean }, cmd: Command) => {
+      const body: { name: string; password?: string; teams?: string[]; admin?: boolean } = { name };
+      if (flags.passwordStdin) body.password = await readStdinSecret(ctx.io, 'password');
+      if (flags.team?.length) body.teams = flags.team;
+      if (flags.admin) body.admin = true;
+      const created = await (await ctx.client(cmd)).post<UserView>('/users', body);
+      const facts = [created.admin ? 'admin' : '', created.teams.length ? `teams: ${created.teams.join(', ')}` : ''].filter(Boolean);
+      ctx.print(`Created user ${created.name}${facts.length ? ` (${facts.join('; ')})` : ''}.`);
+    });
+  for (const [verb, done] of [['disable', 'Disabled'], ['enable', 'Enabled']] as const) {
+    user
+      .command(verb)
+      .description(verb === 'disable' ? 'disable a user; their live sessions end at once' : 'enable a disabled user')
+      .argument('<name>', 'user name')
+      .action(async (name: string, _flags: unknown, cmd: Command) => {
+        const updated = await (await ctx.client(cmd)).post<UserView>(`/users/${seg(name)}/${verb}`);
+        ctx.print(`${done} user ${updated.name}.`);
+      });
+  }
+
+  const team = program.command('team').description('manage teams (admin)');
+  team
+    .command('add')
+    .description('create a team')
+    .argument('<name>', 'team name')
+    .action(async (name: string, _flags: unknown, cmd: Command) => {
+      const created = await (await ctx.client(cmd)).post<TeamView>('/teams', { name });
+      ctx.print(`Created team ${created.name}.`);
+    });
+  team
+    .command('member')
+    .description('add a user to a team')
+    .argument('<team>', 'team name')
+    .argument('<user>', 'user name')
+    .action(async (teamName: string, userName: string, _flags: unknown, cmd: Command) => {
+      const updated = await (await ctx.client(cmd)).post<UserView>(`/teams/${seg(teamName)}/members`, { user: userName });
+      ctx.print(`Added ${updated.name} to team ${teamName}.`);
+    });
+
+  const role = program.command('role').description('roles and their enforcement policies (admin)');
+  role
+    .command('create')
+    .description('create a role')
+    .argument('<name>', 'role name')
+    .action(async (name: string, _flags: unknown, cmd: Command) => {
+      const created = await (await ctx.client(cmd)).post<RoleView>('/roles', { name });
+      ctx.print(`Created role ${created.name}.`);
+    });
+  role
+    .command('set')
+    .description('set an enforcement policy on a role')
+    .argument('<name>', 'role name')
+    .requiredOption('--enforcement <POLICY=true|false>', `one of ${Enforcements.join(', ')}`)
+    .action(async (name: string, flags: { enforcement: string }, cmd: Command) => {
+      const { enforcement, value } = parseEnforcement(flags.enforcement);
+      const updated = await (await ctx.client(cmd)).put<RoleView>(`/roles/${seg(name)}/enforcements`, { enforcement, value });
+      ctx.print(`Role ${updated.name}: ${enforcement} = ${String(value)}.`);
+    });
+  role
+    .command('assign')
+    .description('give a user a role')
+    .argument('<name>', 'role name')
+    .argument('<user>', 'user name')
+    .action(async (name: string, userName: string, _flags: unknown, cmd: Command) => {
+      const updated = await (await ctx.client(cmd)).post<RoleView>(`/roles/${seg(name)}/members`, { user: userName });
+      ctx.print(`Assigned role ${updated.name} to ${userName}.`);
+    });
+}
+
+/** `ALLOW_CONFIGURE_WORKFLOW_SETTINGS=true`; the quotes of Keeper's `"NAME":true` form are accepted too. */
+export function parseEnforcement(text: string): { enforcement: Enforcement; value: boolean } {
+  const m = /^"?([A-Za-z_]+)"?\s*[=:]\s*(true|false)$/i.exec(text.trim());
+  if (!m) throw usageError(`--enforcement: "${text}" must look like ALLOW_CONFIGURE_WORKFLOW_SETTINGS=true`);
+  const name = m[1]!.toUpperCase();
+  const enforcement = Enforcements.find((e) => e === name);
+  if (!enforcement) throw usageError(`--enforcement: unknown policy ${name}; known: ${Enforcements.join(', ')}`);
+  return { enforcement, value: m[2]!.toLowerCase() === 'true' };
+}

@@ -1,0 +1,124 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AuditLog } from './audit/audit-log.js';
+import { createApiServer, isLoopback, type ApiServer, type ApiServerOptions } from './api/server.js';
+import { AuthService } from './api/auth.js';
+import type { ListenerAddress } from './api/deps.js';
+import type { Listener, ProtocolAdapter } from './broker/adapter.js';
+import { Broker } from './broker/broker.js';
+import { SystemClock, type Clock } from './core/clock.js';
+import type { GatewayConfig, ListenerName } from './core/config.js';
+import { GatehouseError } from './core/errors.js';
+import { createLogger, type Logger } from './core/log.js';
+import { EventBus } from './events/bus.js';
+import { WebhookSender } from './notify/webhooks.js';
+import { ensurePki, type Pki } from './pki/pki.js';
+import { loadOrCreateMasterKey } from './secrets/master-key.js';
+import { generatePassword, hashPassword } from './secrets/passwords.js';
+import { Sealer } from './secrets/sealer.js';
+import { openStore } from './store/open.js';
+import type { Store } from './store/store.js';
+import { Engine } from './workflow/engine.js';
+import { applyPolicyDir, type PolicySyncResult } from './workflow/policy-sync.js';
+
+export interface GatewayOptions {
+  clock?: Clock;
+  log?: Logger;
+  /** Protocol adapters by listener name; the API listener is always built in. */
+  adapters?: Partial<Record<Exclude<ListenerName, 'api'>, ProtocolAdapter>>;
+  /** Serves the web vault (anything outside /api). */
+  web?: ApiServerOptions['fallback'];
+}
+
+export interface Gateway {
+  engine: Engine;
+  broker: Broker;
+  store: Store;
+  pki: Pki;
+  api: ApiServer;
+  addresses: Partial<Record<ListenerName, ListenerAddress>>;
+  /** Set on the first run only. */
+  firstRunAdmin?: { user: string; password?: string; fromFile: boolean };
+  policies?: PolicySyncResult;
+  close(): Promise<void>;
+}
+
+/** The composition root: everything `gatehouse serve` runs, in one process. */
+export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
+  const clock = opts.clock ?? new SystemClock();
+  const log = opts.log ?? createLogger();
+  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(cfg.dataDir, 0o700);
+  const sealer = new Sealer(loadOrCreateMasterKey({ dataDir: cfg.dataDir }));
+  const store = openStore({ path: join(cfg.dataDir, 'gatehouse.db') });
+  const bus = new EventBus();
+  const audit = new AuditLog({ store, key: sealer.deriveKey('gatehouse/audit-mac/v1'), clock });
+  const engine = new Engine({ store, clock, bus, audit, sealer, log, config: { warnBeforeMs: cfg.warnBeforeMinutes * 60_000 } });
+  const hostnames = [...cfg.hostnames, ...Object.values(cfg.listen).map((l) => l.host).filter((h) => h !== '0.0.0.0' && h !== '::')];
+  const pki = await ensurePki(cfg.certDir, { hostnames: [...new Set(hostnames)], clock });
+
+  const firstRunAdmin = await ensureAdmin(engine, cfg);
+  let policies: PolicySyncResult | undefined;
+  if (cfg.policiesDir && existsSync(cfg.policiesDir)) {
+    policies = await applyPolicyDir(engine, cfg.policiesDir);
+    for (const [res, missing] of Object.entries(policies.missingSecrets)) log.warn({ resource: res, missing }, 'policy refers to secrets that are not set');
+  }
+  await engine.sweep();
+
+  const broker = new Broker({ engine, log, node: cfg.nodeName });
+  const auth = new AuthService(engine);
+  const webhooks = new WebhookSender(cfg.webhooks, { clock, log });
+  webhooks.attach(bus);
+  const addresses: Partial<Record<ListenerName, ListenerAddress>> = {};
+  const apiListen = cfg.listen.api;
+  if (!apiListen) throw new GatehouseError('CONFIG_INVALID', 'listen.api: the API listener cannot be turned off');
+  const api = createApiServer(
+    { engine, auth, log, listeners: addresses, caPath: pki.caPath, sessions: { kill: (id, by) => broker.kill(id, by) } },
+    { ...(isLoopback(apiListen.host) ? {} : { tls: { cert: pki.certPem, key: pki.keyPem } }), ...(opts.web ? { fallback: opts.web } : {}) },
+  );
+  const listeners: Listener[] = [];
+  const closeAll = async (): Promise<void> => {
+    await Promise.allSettled(listeners.map((l) => l.close()));
+    await broker.shutdown();
+    await api.close();
+    webhooks.stop();
+    engine.stop();
+    await store.close();
+  };
+  try {
+    const a = await api.listen(apiListen.host, apiListen.port);
+    addresses.api = { host: apiListen.host, port: a.port };
+    for (const [name, adapter] of Object.entries(opts.adapters ?? {}) as Array<[Exclude<ListenerName, 'api'>, ProtocolAdapter]>) {
+      const at = cfg.listen[name];
+      if (!at) continue;
+      const l = await adapter.listen({
+        host: at.host, port: at.port, broker, log: log.child({ protocol: adapter.protocol }),
+        tls: { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem }, sshHostKey: pki.sshHostKeyPem,
+        allowPlaintext: cfg.allowPlaintextOnLoopback && isLoopback(at.host),
+      });
+      listeners.push(l);
+      addresses[name] = { host: at.host, port: l.address.port };
+    }
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+  const gw: Gateway = { engine, broker, store, pki, api, addresses, close: closeAll };
+  if (firstRunAdmin) gw.firstRunAdmin = firstRunAdmin;
+  if (policies) gw.policies = policies;
+  return gw;
+}
+
+/** On an empty store: create `admin` with a one-time password (or one read from a file). */
+async function ensureAdmin(engine: Engine, cfg: GatewayConfig): Promise<Gateway['firstRunAdmin']> {
+  if ((await engine.ctx.store.countUsers()) > 0) return undefined;
+  const fromFile = cfg.adminPasswordFile !== undefined;
+  const password = fromFile ? readFileSync(cfg.adminPasswordFile!, 'utf8').trim() : generatePassword();
+  if (password.length < 8) throw new GatehouseError('CONFIG_INVALID', `${cfg.adminPasswordFile}: the admin password must have at least 8 characters`);
+  await engine.ctx.store.putUser({
+    id: 'admin', name: 'admin', admin: true, disabled: false, teams: [], totpConfirmed: false, sshKeys: [],
+    createdAt: engine.ctx.clock.now(), passwordHash: await hashPassword(password),
+  });
+  await engine.ctx.audit.record('system', 'user.create', 'admin', { admin: true, firstRun: true });
+  return fromFile ? { user: 'admin', fromFile } : { user: 'admin', password, fromFile };
+}
