@@ -20,6 +20,7 @@ export interface WaitOptions {
 }
 
 const DEFAULT_RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
+const HELLO_GRACE_MS = 1000;
 
 /**
  * Follows one request on /api/v1/events until it settles, and resolves with its final
@@ -37,11 +38,13 @@ export function waitForDecision(opts: WaitOptions): Promise<RequestView> {
     let finished = false;
     let socket: WebSocket | undefined;
     let retryTimer: NodeJS.Timeout | undefined;
+    let helloTimer: NodeJS.Timeout | undefined;
 
     const finish = (err: Error | undefined, request?: RequestView): void => {
       if (finished) return;
       finished = true;
-      if (retryTimer) clearTimeout(retryTimer);
+      clearTimeout(retryTimer);
+      clearTimeout(helloTimer);
       socket?.removeAllListeners();
       socket?.on('error', () => {});
       socket?.terminate();
@@ -95,9 +98,11 @@ export function waitForDecision(opts: WaitOptions): Promise<RequestView> {
           ws.terminate();
         }
       });
+      // The server's hello says the socket is subscribed; reading the request only then closes
+      // the race with a decision made just before. A server that never says hello still gets read.
       ws.on('open', () => {
         attempt = 0;
-        poll();
+        helloTimer = setTimeout(poll, HELLO_GRACE_MS);
       });
       ws.on('message', (data) => {
         let msg: EventMessage;
@@ -106,13 +111,19 @@ export function waitForDecision(opts: WaitOptions): Promise<RequestView> {
         } catch {
           return;
         }
-        if (msg.type === 'hello') poll();
+        if (msg.type === 'hello') {
+          clearTimeout(helloTimer);
+          poll();
+        }
         else if (msg.type.startsWith('request_') && isRequestMessage(msg)) seen(msg.request, msg.type);
       });
       ws.on('error', (e) => {
         why = (e as NodeJS.ErrnoException).code ?? e.message;
       });
-      ws.on('close', () => dropped(why));
+      ws.on('close', () => {
+        clearTimeout(helloTimer);
+        dropped(why);
+      });
     };
 
     connect();
