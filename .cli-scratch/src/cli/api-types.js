@@ -1,2 +1,0 @@
-export {};
-//# sourceMappingURL=api-types.js.map
