@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'src/web/dist/', 'coverage/'] },
+  { ignores: ['dist/', 'node_modules/', 'src/web/dist/', 'coverage/', '.cli-scratch/'] },
   js.configs.recommended,
   { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly', setTimeout: 'readonly', SharedArrayBuffer: 'readonly', Atomics: 'readonly' } } },
   ...tseslint.configs.recommended,

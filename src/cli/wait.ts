@@ -17,6 +17,8 @@ export interface WaitOptions {
   onUpdate(request: RequestView, event: string): void;
   /** Pauses before each reconnect after the stream drops; its length is the retry budget. */
   reconnectDelaysMs?: number[];
+  /** How long to wait for the server's hello before reading the request anyway. */
+  helloGraceMs?: number;
 }
 
 const DEFAULT_RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
@@ -102,7 +104,7 @@ export function waitForDecision(opts: WaitOptions): Promise<RequestView> {
       // the race with a decision made just before. A server that never says hello still gets read.
       ws.on('open', () => {
         attempt = 0;
-        helloTimer = setTimeout(poll, HELLO_GRACE_MS);
+        helloTimer = setTimeout(poll, opts.helloGraceMs ?? HELLO_GRACE_MS);
       });
       ws.on('message', (data) => {
         let msg: EventMessage;

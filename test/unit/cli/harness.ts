@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -34,8 +35,8 @@ export class FakeApi {
   readonly wss: WebSocketServer;
   url = '';
 
-  constructor() {
-    this.server = createServer((req, res) => {
+  constructor(tls?: { cert: string; key: string }) {
+    const listener: RequestListener = (req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
@@ -49,7 +50,8 @@ export class FakeApi {
           res.end(reply.raw ?? JSON.stringify(reply.body ?? {}));
         });
       });
-    });
+    };
+    this.server = tls ? createHttpsServer(tls, listener) : createServer(listener);
     this.wss = new WebSocketServer({
       server: this.server,
       path: '/api/v1/events',
@@ -57,12 +59,13 @@ export class FakeApi {
     });
     this.wss.on('connection', (ws, req) => {
       this.socketHeaders.push(req.headers);
-      ws.send(JSON.stringify({ type: 'hello', user: 'alice' }));
+      if (this.sayHello) ws.send(JSON.stringify({ type: 'hello', user: 'alice' }));
     });
   }
 
   /** Decides whether a WebSocket upgrade is let in (default: always). */
   acceptSocket: (headers: IncomingMessage['headers']) => boolean = () => true;
+  sayHello = true;
   readonly socketHeaders: Array<IncomingMessage['headers']> = [];
 
   /** Sends a message to every open notification socket. */
@@ -77,7 +80,7 @@ export class FakeApi {
 
   async start(): Promise<this> {
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.url = `${this.server instanceof HttpsServer ? 'https' : 'http'}://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
   }
 

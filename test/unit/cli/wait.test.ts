@@ -60,6 +60,14 @@ describe('waitForDecision', () => {
     expect(final.state).toBe('denied');
   });
 
+  it('reads the request anyway when the server never says hello', async () => {
+    api.sayHello = false;
+    api.on('GET /requests/r1', { body: request({ state: 'approved' }) });
+    const client = new ApiClient({ server: api.url, token: 't' });
+    const final = await waitForDecision({ client, requestId: 'r1', onUpdate: () => {}, helloGraceMs: 20 });
+    expect(final.state).toBe('approved');
+  });
+
   it('reconnects when the stream drops, and reads the request again', async () => {
     api.on('GET /requests/r1', { body: request() });
     const client = new ApiClient({ server: api.url, token: 't' });
