@@ -8,7 +8,6 @@ import type {
   Role,
   SessionRecord,
   Team,
-  User,
   WorkflowSettings,
 } from '../core/model.js';
 
@@ -42,7 +41,16 @@ export type RequestView = Wire<AccessRequest> & { approvers?: string[] };
 export type LeaseView = Wire<Lease>;
 export type SessionView = Wire<SessionRecord>;
 export type AuditView = Wire<AuditEntry>;
-export type UserView = Wire<Omit<User, 'passwordHash' | 'totpSecretSealed'>>;
+export interface UserView {
+  name: string;
+  admin: boolean;
+  disabled: boolean;
+  teams: string[];
+  mfaEnrolled: boolean;
+  /** How many SSH keys the user has. */
+  sshKeys: number;
+  createdAt: string;
+}
 export type TeamView = Wire<Team>;
 export type RoleView = Role;
 
@@ -54,7 +62,9 @@ export interface ResourceState {
   request?: RequestView;
   lease?: { holder: string; expiresAt: string; mine: boolean };
   timeLeftMs?: number;
+  /** A phrase in the resource's zone, e.g. "next window Mon 08:00 (Europe/Berlin)". */
   nextWindow?: string;
+  nextWindowAt?: string;
 }
 
 export interface ResourceView {

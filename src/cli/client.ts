@@ -133,7 +133,8 @@ export class ApiClient {
     }
     let message = parsed.message;
     if (parsed.code === 'UNAUTHENTICATED') {
-      message = this.token ? `${message} (sign in again: gatehouse login --user NAME)` : 'not signed in; run gatehouse login --user NAME';
+      if (!this.token) message = 'not signed in; run gatehouse login --user NAME';
+      else if (!message.includes('gatehouse login')) message = `${message} (sign in again: gatehouse login --user NAME)`;
     }
     const hint = parsed.details?.hint;
     if (typeof hint === 'string' && hint !== '' && !message.includes(hint)) message = `${message} (try: ${hint})`;

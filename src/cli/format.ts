@@ -83,7 +83,7 @@ export function describeResourceState(view: Pick<ResourceView, 'state' | 'settin
   if (s.canConnect) return s.timeLeftMs !== undefined ? `ready — ${formatDurationMs(s.timeLeftMs)} left` : 'ready';
   switch (s.code) {
     case 'outside_schedule':
-      return `outside schedule${describeNextWindow(s.nextWindow, now, zone)}`;
+      return `outside schedule${describeNextWindow(s.nextWindowAt ?? s.nextWindow, now, zone)}`;
     case 'approval_required':
       return 'needs approval';
     case 'approval_pending':

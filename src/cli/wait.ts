@@ -116,8 +116,7 @@ export function waitForDecision(opts: WaitOptions): Promise<RequestView> {
         if (msg.type === 'hello') {
           clearTimeout(helloTimer);
           poll();
-        }
-        else if (msg.type.startsWith('request_') && isRequestMessage(msg)) seen(msg.request, msg.type);
+        } else if (msg.type.startsWith('request_') && isRequestMessage(msg)) seen(msg.request, msg.type);
       });
       ws.on('error', (e) => {
         why = (e as NodeJS.ErrnoException).code ?? e.message;

@@ -31,7 +31,7 @@ export function registerSessions(program: Command, ctx: Ctx): void {
     .description('end a live session now (admins, approvers of the resource)')
     .argument('<id>', 'session id')
     .action(async (id: string, _flags: unknown, cmd: Command) => {
-      await (await ctx.client(cmd)).post(`/sessions/${seg(id)}/kill`);
-      ctx.print(`Killed session ${id}.`);
+      const res = await (await ctx.client(cmd)).post<{ ok: boolean }>(`/sessions/${seg(id)}/kill`);
+      ctx.print(res.ok ? `Killed session ${id}.` : `Session ${id} is not live; nothing to kill.`);
     });
 }

@@ -1,0 +1,206 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+
+/**
+ * The control-plane acceptance: the real `gatehouse` binary against a real `gatehouse serve`
+ * process on a fresh data directory, every step through the CLI a user would type.
+ */
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const BIN = join(ROOT, 'bin/gatehouse.js');
+const BUILT = join(ROOT, 'dist/src/cli/main.js');
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let work: string;
+let server: ChildProcess | undefined;
+let serverOut = '';
+let apiUrl = '';
+
+/** Builds dist/ when it is missing or older than any source file (npm test builds first anyway). */
+function ensureBuilt(): void {
+  const newest = (dir: string): number => {
+    let t = 0;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      t = Math.max(t, e.isDirectory() ? newest(p) : e.name.endsWith('.ts') ? statSync(p).mtimeMs : 0);
+    }
+    return t;
+  };
+  if (existsSync(BUILT) && statSync(BUILT).mtimeMs >= Math.max(newest(join(ROOT, 'src')), newest(join(ROOT, 'protocols')))) return;
+  spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'ignore' });
+  if (!existsSync(BUILT)) throw new Error('npm run build did not produce dist/src/cli/main.js');
+}
+
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATEHOUSE_')) env[k] = v;
+  return { ...env, TZ: 'UTC', ...extra };
+}
+
+/** Starts `gatehouse <args>` as the given user (their own GATEHOUSE_HOME). */
+function start(user: string, args: string[], stdin?: string): { child: ChildProcess; done: Promise<Result> } {
+  const home = join(work, 'homes', user);
+  mkdirSync(home, { recursive: true });
+  const child = spawn(process.execPath, [BIN, ...args], { env: cleanEnv({ GATEHOUSE_HOME: home, GATEHOUSE_SERVER: apiUrl }), cwd: work });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin!.end(stdin);
+  const done = new Promise<Result>((res) => child.on('close', (code) => res({ code: code ?? -1, stdout, stderr })));
+  return { child, done };
+}
+
+function gh(user: string, args: string[], stdin?: string): Promise<Result> {
+  return start(user, args, stdin).done;
+}
+
+async function ok(user: string, args: string[], stdin?: string): Promise<string> {
+  const r = await gh(user, args, stdin);
+  expect({ args, ...r }).toMatchObject({ code: 0, stderr: '' });
+  return r.stdout;
+}
+
+function tokenOf(user: string): string {
+  return (JSON.parse(readFileSync(join(work, 'homes', user, 'credentials.json'), 'utf8')) as { token: string }).token;
+}
+
+interface Listener {
+  messages: Array<Record<string, unknown> & { type: string; receivedAt: number }>;
+  next(pred: (m: Record<string, unknown> & { type: string }) => boolean, timeoutMs: number): Promise<Record<string, unknown> & { type: string; receivedAt: number }>;
+  close(): void;
+}
+
+/** A WebSocket client on /api/v1/events, as a browser tab or a chat bot would hold one. */
+async function listen(user: string): Promise<Listener> {
+  const ws = new WebSocket(`${apiUrl.replace(/^http/, 'ws')}/api/v1/events`, { headers: { authorization: `Bearer ${tokenOf(user)}` } });
+  const messages: Listener['messages'] = [];
+  const waiters: Array<() => void> = [];
+  ws.on('message', (data) => {
+    messages.push({ ...(JSON.parse(data.toString()) as { type: string }), receivedAt: Date.now() });
+    for (const w of waiters.splice(0)) w();
+  });
+  await new Promise<void>((res, rej) => {
+    ws.once('error', rej);
+    const check = (): void => (messages.some((m) => m.type === 'hello') ? res() : void waiters.push(check));
+    check();
+  });
+  return {
+    messages,
+    next: (pred, timeoutMs) =>
+      new Promise((res, rej) => {
+        const timer = setTimeout(() => rej(new Error(`no matching message for ${user} within ${timeoutMs} ms; got ${messages.map((m) => m.type).join(', ')}`)), timeoutMs);
+        const check = (): void => {
+          const m = messages.find(pred);
+          if (m) {
+            clearTimeout(timer);
+            res(m);
+          } else waiters.push(check);
+        };
+        check();
+      }),
+    close: () => ws.close(),
+  };
+}
+
+beforeAll(async () => {
+  ensureBuilt();
+  work = mkdtempSync(join(tmpdir(), 'gatehouse-e2e-cli-'));
+  const listen = ['api', 'ssh', 'postgres', 'mysql', 'ldap', 'http'].flatMap((n) => ['--listen', `${n}=127.0.0.1:0`]);
+  server = spawn(process.execPath, [BIN, 'serve', '--data', join(work, 'data'), ...listen], { env: cleanEnv({}), cwd: work });
+  server.stderr!.on('data', (d: Buffer) => (serverOut += d.toString()));
+  await new Promise<void>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`gatehouse serve did not start:\n${serverOut}`)), 60_000);
+    server!.on('exit', (code) => rej(new Error(`gatehouse serve exited with ${code}:\n${serverOut}`)));
+    server!.stdout!.on('data', (d: Buffer) => {
+      serverOut += d.toString();
+      const m = /listening api (http:\/\/127\.0\.0\.1:\d+)/.exec(serverOut);
+      if (m && /gateway CA: /.test(serverOut)) {
+        apiUrl = m[1]!;
+        clearTimeout(timer);
+        res();
+      }
+    });
+  });
+});
+
+afterAll(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((res) => server!.once('exit', res));
+    server.kill('SIGTERM');
+    await exited;
+  }
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('gatehouse CLI against gatehouse serve', () => {
+  it('runs the request → approve → check-out → force check-in workflow', async () => {
+    // First run: the printed one-time admin password signs in.
+    const password = /one-time password: (\S+)/.exec(serverOut)?.[1];
+    expect(password, serverOut).toBeTruthy();
+    expect(await ok('admin', ['login', '--user', 'admin', '--password-stdin'], `${password}\n`)).toContain('as admin');
+
+    for (const u of ['alice', 'bob', 'carol']) await ok('admin', ['user', 'add', u, '--password-stdin'], `${u}-secret-pass\n`);
+    await ok('admin', ['team', 'add', 'dba']);
+    await ok('admin', ['team', 'member', 'dba', 'bob']);
+    await ok('admin', ['role', 'create', 'workflow-admins']);
+    await ok('admin', ['role', 'set', 'workflow-admins', '--enforcement', 'ALLOW_CONFIGURE_WORKFLOW_SETTINGS=true']);
+    await ok('admin', ['role', 'assign', 'workflow-admins', 'bob']);
+    await ok('admin', ['resource', 'add', 'prod-pg', '--type', 'database', '--protocol', 'postgres', '--host', '127.0.0.1', '--port', '5432',
+      '--database', 'app', '--login', 'app_admin', '--password-stdin'], 'target-pw\n');
+    await ok('admin', ['resource', 'share', 'prod-pg', '--user', 'alice']);
+    await ok('admin', ['resource', 'share', 'prod-pg', '--user', 'carol']);
+    await ok('admin', ['resource', 'share', 'prod-pg', '--team', 'dba']);
+    for (const u of ['alice', 'bob', 'carol']) await ok(u, ['login', '--user', u, '--password-stdin'], `${u}-secret-pass\n`);
+
+    // Without ALLOW_CONFIGURE_WORKFLOW_SETTINGS the workflow is not alice's to change.
+    const refused = await gh('alice', ['workflow', 'set', 'prod-pg', '--mfa']);
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toMatch(/^gatehouse: [^\n]+\n$/);
+    await ok('bob', ['workflow', 'set', 'prod-pg', '--timezone', 'UTC', '--schedule', 'daily 00:00-24:00', '--max-duration', '2h',
+      '--approvals', '1', '--approver', 'bob', '--require-reason', '--require-ticket', '--ticket-pattern', '^CHG-[0-9]+$', '--single-user']);
+    const shown = JSON.parse(await ok('alice', ['workflow', 'show', 'prod-pg', '--json'])) as { settings: { singleUser?: boolean } };
+    expect(shown.settings.singleUser).toBe(true);
+
+    // alice asks and waits; bob's open client hears of it within a second.
+    const bobWs = await listen('bob');
+    const waiting = start('alice', ['request', 'prod-pg', '--reason', 'reindex orders', '--ticket', 'CHG-42', '--wait']);
+    const created = await bobWs.next((m) => m.type === 'request_created', 10_000);
+    const request = created.request as { id: string; createdAt: string; reason: string; ticket: string };
+    expect(request).toMatchObject({ reason: 'reindex orders', ticket: 'CHG-42' });
+    expect(created.receivedAt - Date.parse(request.createdAt)).toBeLessThan(1000);
+
+    const toApprove = JSON.parse(await ok('bob', ['requests', '--to-approve', '--json'])) as Array<{ id: string }>;
+    expect(toApprove.map((r) => r.id)).toContain(request.id);
+    await ok('bob', ['approve', request.id, '--comment', 'go ahead']);
+    const waited = await waiting.done;
+    expect(waited).toMatchObject({ code: 0, stderr: '' });
+    expect(waited.stdout).toMatch(/approved, access until/);
+
+    // alice checks out; carol is told who holds it and for how long.
+    expect(await ok('alice', ['checkout', 'prod-pg'])).toMatch(/^Checked out prod-pg until/);
+    expect(await ok('alice', ['resources'])).toMatch(/prod-pg\s+database\s+postgres\s+checked out by me — (1 h 59 min|2 h) left/);
+    const carol = await gh('carol', ['checkout', 'prod-pg']);
+    expect(carol.code).toBe(6);
+    expect(carol.stderr).toMatch(/^gatehouse: [^\n]*alice[^\n]*\d+ (h|min)[^\n]*\n$/);
+
+    // bob forces the check-in; alice's client is told.
+    const aliceWs = await listen('alice');
+    await ok('bob', ['force-checkin', 'prod-pg', '--reason', 'incident 7']);
+    const forced = await aliceWs.next((m) => m.type === 'lease_force_checked_in', 1000);
+    expect(forced.lease).toMatchObject({ resource: 'prod-pg', holder: 'alice', state: 'force_checked_in' });
+    bobWs.close();
+    aliceWs.close();
+
+    expect(await ok('admin', ['audit', 'verify'])).toMatch(/^OK: \d+ entries, hash chain intact/);
+  });
+});
