@@ -24,6 +24,8 @@ export type AuditSealer = (entry: Omit<AuditEntry, 'mac'>) => string;
 export interface AuditQuery {
   afterSeq?: number;
   limit?: number;
+  /** With `limit`: the newest entries (still returned in ascending seq order). */
+  newest?: boolean;
   actor?: string;
   action?: string;
   subject?: string;

@@ -59,8 +59,10 @@ export function operationRoutes(d: ApiDeps): Route[] {
       await engine.directory.requireAdmin(c.user.name);
       const q = c.query;
       const limit = Math.min(Number(q.get('limit') ?? 200) || 200, 5000);
+      // Without a cursor the newest entries are what people want to see.
       return store.listAudit({
         limit,
+        newest: !q.get('afterSeq'),
         ...(q.get('afterSeq') ? { afterSeq: Number(q.get('afterSeq')) } : {}),
         ...(q.get('actor') ? { actor: q.get('actor')! } : {}),
         ...(q.get('action') ? { action: q.get('action')! } : {}),

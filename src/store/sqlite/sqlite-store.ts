@@ -267,6 +267,10 @@ export class SqliteStore implements Store {
       params.afterSeq = query.afterSeq ?? 0;
       params.limit = query.limit ?? -1;
       const seq = `${clause ? ' AND' : ' WHERE'} seq > @afterSeq`;
+      if (query.newest) {
+        const latest = this.many(`SELECT * FROM audit${clause}${seq} ORDER BY seq DESC LIMIT @limit`, [params], rows.auditFromRow);
+        return latest.reverse();
+      }
       return this.many(`SELECT * FROM audit${clause}${seq} ORDER BY seq LIMIT @limit`, [params], rows.auditFromRow);
     });
   }

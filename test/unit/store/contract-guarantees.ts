@@ -224,6 +224,7 @@ export function guaranteeContract(ctx: ContractContext): void {
       expect(await seqs({ afterSeq: 1, limit: 2 })).toEqual([2, 3]);
       expect(await seqs({ afterSeq: 2, actor: 'bob' })).toEqual([4]);
       expect(await seqs({ afterSeq: 4 })).toEqual([]);
+      expect(await seqs({ limit: 2, newest: true })).toEqual([3, 4]);
     });
 
     it('stores nothing when the sealer throws', async () => {
