@@ -133,6 +133,16 @@ describe('control-plane API', () => {
     expect((list.json as unknown as any[])[0].state.lease).toMatchObject({ holder: 'alice', mine: true });
   });
 
+  it('serves /healthz and Prometheus /metrics with decisions, requests and sessions', async () => {
+    expect((await call(c, 'GET', '/healthz')).json).toEqual({ ok: true });
+    await c.h.engine.decide({ user: 'mallory', resource: 'prod-pg', at: c.h.clock.now(), mfa: { kind: 'none' } });
+    await c.h.engine.requests.create('alice', { resource: 'prod-pg', reason: 'r', ticket: 'T' });
+    const text = await (await fetch(`${c.base}/metrics`)).text();
+    expect(text).toContain('gatehouse_decisions_total{result="deny",code="not_on_access_list"} 1');
+    expect(text).toContain('gatehouse_requests{state="pending"} 1');
+    expect(text).toContain('# TYPE gatehouse_live_sessions gauge');
+  });
+
   it('a WebSocket without a valid token is refused', async () => {
     const ws = new WebSocket(`${c.base.replace('http', 'ws')}/api/v1/events?token=bad`);
     const status = await new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
