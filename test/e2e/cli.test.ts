@@ -29,6 +29,7 @@ let apiUrl = '';
 function ensureBuilt(): void {
   const newest = (dir: string): number => {
     let t = 0;
+    if (!existsSync(dir)) return t;
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = join(dir, e.name);
       t = Math.max(t, e.isDirectory() ? newest(p) : e.name.endsWith('.ts') ? statSync(p).mtimeMs : 0);
