@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../core/config.js';
 import { startGateway } from '../gateway.js';
 import { protocolAdapters } from '../adapters.js';
+import { serveWeb } from '../web/serve.js';
 
 /** `gatehouse serve`: runs the gateway in the foreground until SIGINT/SIGTERM. */
 export function registerServe(program: Command): void {
@@ -18,7 +19,7 @@ export function registerServe(program: Command): void {
         ...(o.config ? { configFile: o.config } : {}), ...(o.data ? { data: o.data } : {}), ...(o.policies ? { policies: o.policies } : {}),
         listen: o.listen, ...(o.adminPasswordFile ? { adminPasswordFile: o.adminPasswordFile } : {}),
       });
-      const gw = await startGateway(cfg, { adapters: await protocolAdapters() });
+      const gw = await startGateway(cfg, { adapters: await protocolAdapters(), web: serveWeb() });
       const out = process.stdout;
       out.write(`Gatehouse is running (data: ${cfg.dataDir}, certs: ${cfg.certDir})\n`);
       for (const [name, a] of Object.entries(gw.addresses)) {

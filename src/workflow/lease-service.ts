@@ -49,7 +49,7 @@ export class LeaseService {
       throw e;
     }
     await this.ctx.audit.record(user, 'lease.checkout', resourceName, { leaseId: lease.id, expiresAt: expiresAt.toISOString() });
-    this.ctx.bus.publishNotice({ kind: 'lease_checked_out', lease, to: [user] });
+    this.ctx.bus.publishNotice({ kind: 'lease_checked_out', lease, to: await this.audience(resource, user) });
     this.onChange();
     return lease;
   }
@@ -87,6 +87,13 @@ export class LeaseService {
     return earliest;
   }
 
+  /** Who hears about a lease: its holder and everyone who could force it back. */
+  private async audience(resource: Resource, holder: string): Promise<string[]> {
+    const teams = await this.dir.teamsMap();
+    const approvers = [0, 1].flatMap((stage) => [...eligibleApprovers(resource.settings, resource, teams, stage, true)]);
+    return [...new Set([holder, resource.owner, ...approvers])];
+  }
+
   private heldByOther(held: Lease): GatehouseError {
     const left = formatTimeLeft(held.expiresAt.getTime() - this.ctx.clock.now().getTime());
     return new GatehouseError('CHECKED_OUT', `${held.resource} is checked out by ${held.holder} for another ${left} (until ${held.expiresAt.toISOString()})`, {
@@ -105,7 +112,8 @@ export class LeaseService {
       reason === 'force_checked_in' ? `${ended.resource} was force checked in by ${ended.endedBy}: ${ended.endReason}` : reason === 'expired' ? `your check-out of ${ended.resource} expired` : `${ended.resource} was checked in`;
     this.ctx.bus.publishRevoke({ kind: 'lease_ended', resource: ended.resource, user: ended.holder, leaseId: ended.id, reason, ...(ended.endedBy ? { by: ended.endedBy } : {}), message });
     const kind = ended.state === 'force_checked_in' ? 'lease_force_checked_in' : ended.state === 'expired' ? 'lease_expired' : 'lease_checked_in';
-    this.ctx.bus.publishNotice({ kind, lease: ended, to: [ended.holder] });
+    const resource = await this.ctx.store.getResource(ended.resource);
+    this.ctx.bus.publishNotice({ kind, lease: ended, to: resource ? await this.audience(resource, ended.holder) : [ended.holder] });
     // Returning the resource also ends the grant it was checked out under.
     if (ended.requestId) await this.requests.end(ended.requestId, actor, ended.endReason ?? reason);
     this.onChange();

@@ -132,7 +132,7 @@ describe('single-user leases', () => {
     const forced = await h.engine.leases.forceCheckin('bob', 'prod-pg', 'incident over');
     expect(forced).toMatchObject({ state: 'force_checked_in', endedBy: 'bob', endReason: 'incident over' });
     expect(h.revokes.at(-1)).toMatchObject({ kind: 'lease_ended', reason: 'force_checked_in', by: 'bob' });
-    expect(h.notices.at(-1)).toMatchObject({ kind: 'lease_force_checked_in', to: ['carol'] });
+    expect(h.notices.at(-1)).toMatchObject({ kind: 'lease_force_checked_in', to: ['carol', 'bob'] });
 
     await h.engine.leases.checkout('alice', 'prod-pg');
     h.clock.advance(2 * 3600_000);

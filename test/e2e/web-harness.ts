@@ -1,0 +1,151 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Weekday } from '../../src/core/model.js';
+import { loadConfig } from '../../src/core/config.js';
+import { silentLogger } from '../../src/core/log.js';
+import { startGateway, type Gateway } from '../../src/gateway.js';
+import { hashPassword } from '../../src/secrets/passwords.js';
+import { serveWeb } from '../../src/web/serve.js';
+import { totpCode } from '../../src/workflow/mfa.js';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const WEB_DIR = join(ROOT, 'dist/web');
+// Screenshots go to test-results/ on every run; GATEHOUSE_SCREENSHOTS=docs/screenshots refreshes the README's.
+export const SHOTS = resolve(ROOT, process.env.GATEHOUSE_SCREENSHOTS ?? 'test-results/screenshots');
+export const PASSWORD = 'correct-horse-42';
+export const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** Debian's Chromium, installed on first use; and the bundle, built when `npm test` did not. */
+export function ensurePrerequisites(): void {
+  if (!existsSync(CHROMIUM)) {
+    try {
+      execFileSync('apt-get', ['install', '-y', 'chromium'], { stdio: 'inherit' });
+    } catch {
+      execFileSync('apt-get', ['update'], { stdio: 'inherit' });
+      execFileSync('apt-get', ['install', '-y', 'chromium'], { stdio: 'inherit' });
+    }
+  }
+  if (!existsSync(join(WEB_DIR, 'index.html'))) execFileSync(process.execPath, [join(ROOT, 'scripts/build-web.mjs')], { stdio: 'inherit' });
+  mkdirSync(SHOTS, { recursive: true });
+}
+
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+}
+
+const WEEK: Weekday[] = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+
+export interface WebGateway {
+  gw: Gateway;
+  base: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A real gateway (API, WebSocket and the web vault) on a free loopback port, seeded with:
+ * bob owns prod-db (approval with reason + ticket CHG-n, single-user) and may configure
+ * workflows; alice and carol (team eng) may request it; ops-ssh wants MFA; reporting-db is
+ * outside its schedule; grafana is an open web app.
+ */
+export async function startWebGateway(): Promise<WebGateway> {
+  const data = mkdtempSync(join(tmpdir(), 'gh-web-'));
+  const policies = join(data, 'policies');
+  mkdirSync(policies);
+  const adminFile = join(data, 'admin-password');
+  writeFileSync(adminFile, PASSWORD);
+  const cfg = loadConfig({
+    data, policies, adminPasswordFile: adminFile,
+    listen: ['api=127.0.0.1:0', 'ssh=off', 'postgres=off', 'mysql=off', 'ldap=off', 'http=off'],
+  });
+  const gw = await startGateway(cfg, { web: serveWeb(WEB_DIR), log: silentLogger });
+  const d = gw.engine.directory;
+  const hash = await hashPassword(PASSWORD);
+  await d.addTeam('admin', 'eng');
+  for (const [name, teams] of [['alice', ['eng']], ['bob', []], ['carol', ['eng']]] as const) {
+    await d.addUser('admin', { name, teams: [...teams], passwordHash: hash });
+  }
+  await d.createRole('admin', 'workflow-editors');
+  await d.setEnforcement('admin', 'workflow-editors', 'ALLOW_CONFIGURE_WORKFLOW_SETTINGS', true);
+  await d.assignRole('admin', 'workflow-editors', 'bob');
+
+  const always = { timezone: 'UTC', schedule: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as Weekday[], start: '00:00', end: '24:00' }], maxDurationMinutes: 120 };
+  const base = { host: '127.0.0.1', owner: 'bob', access: [{ team: 'eng' }], credentials: { login: 'app', password: 'target-secret' } };
+  await d.addResource('admin', {
+    ...base, name: 'prod-db', type: 'database', protocol: 'postgres', port: 5432, database: 'app',
+    settings: {
+      limitAccessTime: always,
+      requireApproval: { approvers: [], approvals: 1, requireReason: true, requireTicket: true, ticketPattern: '^CHG-[0-9]+$', startOn: 'approval' },
+      singleUser: true,
+    },
+  });
+  await d.addResource('admin', { ...base, name: 'ops-ssh', type: 'machine', protocol: 'ssh', port: 22, settings: { limitAccessTime: always, mfa: true } });
+  // Closed now whatever the day: its only window is two days ahead.
+  const day = WEEK[(gw.engine.ctx.clock.now().getUTCDay() + 2) % 7]!;
+  await d.addResource('admin', {
+    ...base, name: 'reporting-db', type: 'database', protocol: 'mysql', port: 3306,
+    settings: { limitAccessTime: { timezone: 'UTC', schedule: [{ days: [day], start: '10:00', end: '11:00' }], maxDurationMinutes: 60 } },
+  });
+  await d.addResource('admin', { ...base, name: 'grafana', type: 'browser', protocol: 'http', port: 3000 });
+
+  const addr = gw.addresses.api!;
+  return {
+    gw,
+    base: `http://${addr.host}:${addr.port}`,
+    async close() {
+      await gw.close();
+      rmSync(data, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A browser context that records CSP violations and script errors, so tests can assert there were none. */
+export async function newUserPage(browser: Browser, opts: { width?: number; height?: number; permissions?: string[] } = {}): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+  const context = await browser.newContext({ viewport: { width: opts.width ?? 1200, height: opts.height ?? 820 }, deviceScaleFactor: 1, locale: 'en-GB', timezoneId: 'UTC' });
+  if (opts.permissions) await context.grantPermissions(opts.permissions);
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  return { context, page, problems };
+}
+
+/** Signs in through the form; `totp` is asked for when the server wants one. */
+export async function signIn(page: Page, base: string, user: string, totp?: () => string): Promise<void> {
+  await page.goto(`${base}/`);
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  if (totp) {
+    await page.getByLabel('Authenticator code').waitFor();
+    await page.getByLabel('Authenticator code').fill(totp());
+    await page.getByRole('button', { name: 'Sign in' }).click();
+  }
+  await page.getByRole('heading', { level: 1, name: 'Vault' }).waitFor();
+  await page.locator('body[data-live="on"]').waitFor();
+}
+
+/** TOTP codes for a secret, never the same step twice (the gateway refuses a replayed step). */
+export function totpSource(secret: string): () => string {
+  const used = new Set<number>();
+  return () => {
+    const now = new Date();
+    for (const offset of [0, 1, -1]) {
+      const step = Math.floor(now.getTime() / 30_000) + offset;
+      if (used.has(step)) continue;
+      used.add(step);
+      return totpCode(secret, new Date(step * 30_000));
+    }
+    throw new Error('no unused TOTP step in the window');
+  };
+}
+
+/** Clears the in-page notices so a screenshot shows the screen itself. */
+export async function clearNotices(page: Page): Promise<void> {
+  await page.evaluate(() => document.getElementById('notices')?.replaceChildren());
+}
