@@ -1,7 +1,8 @@
 import type { ProtocolAdapter } from './broker/adapter.js';
 import type { ListenerName } from './core/config.js';
+import { SshAdapter } from '../protocols/ssh/index.js';
 
 /** The protocol adapters `gatehouse serve` starts, by listener name. */
 export async function protocolAdapters(): Promise<Partial<Record<Exclude<ListenerName, 'api'>, ProtocolAdapter>>> {
-  return {};
+  return { ssh: new SshAdapter() };
 }
