@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { startSshd, type SshdTarget } from '../targets/index.js';
 
 /**
  * The control-plane acceptance: the real `gatehouse` binary against a real `gatehouse serve`
@@ -134,7 +135,10 @@ beforeAll(async () => {
   });
 });
 
+let sshd: SshdTarget | undefined;
+
 afterAll(async () => {
+  await sshd?.stop();
   if (server && server.exitCode === null) {
     const exited = new Promise((res) => server!.once('exit', res));
     server.kill('SIGTERM');
@@ -203,5 +207,29 @@ describe('gatehouse CLI against gatehouse serve', () => {
     aliceWs.close();
 
     expect(await ok('admin', ['audit', 'verify'])).toMatch(/^OK: \d+ entries, hash chain intact/);
+  });
+});
+
+describe('stock clients through gatehouse serve', () => {
+  const listenerPort = (name: string): number => Number(new RegExp(`listening ${name} \\w+://127\\.0\\.0\\.1:(\\d+)`).exec(serverOut)?.[1]);
+
+  it('ssh: an admin vaults a key through the CLI, the user registers theirs and runs a command on the target', async () => {
+    sshd = await startSshd();
+    await ok('admin', ['user', 'add', 'dave', '--password-stdin'], 'dave-secret-pass\n');
+    await ok('admin', ['resource', 'add', 'web', '--type', 'machine', '--protocol', 'ssh', '--host', '127.0.0.1', '--port', String(sshd.port),
+      '--login', sshd.user, '--key', sshd.clientKey]);
+    await ok('admin', ['resource', 'share', 'web', '--user', 'dave']);
+    await ok('dave', ['login', '--user', 'dave', '--password-stdin'], 'dave-secret-pass\n');
+    const key = join(work, 'dave_ed25519');
+    expect(spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]).status).toBe(0);
+    await ok('dave', ['key', 'add', `${key}.pub`]);
+    const port = listenerPort('ssh');
+    expect(port).toBeGreaterThan(0);
+    const r = spawnSync('ssh', ['-i', key, '-p', String(port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
+      '-o', 'LogLevel=ERROR', 'dave:web@127.0.0.1', 'uname -s; whoami'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(`Linux\n${sshd.user}\n`);
+    const sessions = JSON.parse(await ok('admin', ['sessions', '--json'])) as Array<{ user: string; resource: string; state: string; endReason?: string }>;
+    expect(sessions).toContainEqual(expect.objectContaining({ user: 'dave', resource: 'web', state: 'ended', endReason: 'client_closed' }));
   });
 });
