@@ -1,0 +1,140 @@
+import { createServer, isIP, type AddressInfo, type Socket } from 'node:net';
+import { createSecureContext } from 'node:tls';
+import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
+import type { Clock } from '../../src/core/clock.js';
+import { ValidationError } from '../../src/core/errors.js';
+import type { Resource } from '../../src/core/model.js';
+import { VerifiedPasswords } from './auth.js';
+import { CancelKeys } from './cancel.js';
+import type { StatementEvent } from './relay.js';
+import { serveConnection, type ConnectionContext } from './session.js';
+import type { UpstreamTarget, UpstreamTlsMode } from './upstream.js';
+
+export type { StatementEvent } from './relay.js';
+
+export interface PostgresAdapterOptions {
+  /**
+   * CA bundles (PEM) that targets' TLS certificates must chain to, by resource name; the key
+   * '*' applies to every resource without its own entry. When a CA applies, the target must
+   * accept TLS and its certificate must name the resource's host. Without one, TLS is used
+   * as `upstreamTls` says, unverified.
+   */
+  upstreamCa?: Record<string, string>;
+  /**
+   * TLS to targets without a CA entry: 'prefer' (default: when the target offers it),
+   * 'require', or 'disable' (targets on loopback or a trusted link only).
+   */
+  upstreamTls?: UpstreamTlsMode;
+  /** Connect + login to a target (default 10 s). */
+  upstreamTimeoutMs?: number;
+  /** From accept to the first byte relayed (default 30 s). */
+  handshakeTimeoutMs?: number;
+  /** How long a verified gateway password is remembered (default 60 s; 0 turns it off). */
+  passwordCacheMs?: number;
+  /** Bytes of SQL captured per Query/Parse for the audit (default 4096). */
+  auditSqlLimit?: number;
+  /** Called for every Query and Parse a client sends (besides a debug log line). */
+  onStatement?: (e: StatementEvent) => void;
+  /** Time for the password cache; default: the broker's engine clock. */
+  clock?: Clock;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+function positive(field: string, v: number | undefined, dflt: number, allowZero = false): number {
+  if (v === undefined) return dflt;
+  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) throw new ValidationError(field, 'must be a positive number of milliseconds or bytes');
+  return v;
+}
+
+/**
+ * The PostgreSQL gateway: stock psql and drivers connect with TLS as `user=alice:prod-pg`,
+ * type a launch ticket or their gateway password, and are relayed to the target logged in
+ * with the vaulted credentials. See README.md beside this file for the wire contract.
+ */
+export class PostgresAdapter implements ProtocolAdapter {
+  readonly protocol = 'postgres' as const;
+  /** Shared by every listener of this adapter; tests and metrics read them. */
+  readonly stats = { upstreamConnects: 0, cancelsForwarded: 0 };
+  private readonly cancelKeys = new CancelKeys();
+  private readonly opts: Required<Omit<PostgresAdapterOptions, 'onStatement' | 'clock' | 'upstreamCa'>> & PostgresAdapterOptions;
+
+  constructor(options: PostgresAdapterOptions = {}) {
+    for (const [name, pem] of Object.entries(options.upstreamCa ?? {})) {
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ValidationError(`upstreamCa.${name}`, 'must be a PEM certificate bundle');
+    }
+    const upstreamTls = options.upstreamTls ?? 'prefer';
+    if (!['disable', 'prefer', 'require'].includes(upstreamTls)) throw new ValidationError('upstreamTls', "must be 'disable', 'prefer' or 'require'");
+    this.opts = {
+      ...options,
+      upstreamTls,
+      upstreamTimeoutMs: positive('upstreamTimeoutMs', options.upstreamTimeoutMs, 10_000),
+      handshakeTimeoutMs: positive('handshakeTimeoutMs', options.handshakeTimeoutMs, 30_000),
+      passwordCacheMs: positive('passwordCacheMs', options.passwordCacheMs, 60_000, true),
+      auditSqlLimit: positive('auditSqlLimit', options.auditSqlLimit, 4096),
+    };
+  }
+
+  /** Live sessions' cancel keys (released when a session ends). */
+  get cancelKeyCount(): number {
+    return this.cancelKeys.size;
+  }
+
+  private upstreamFor(resource: Resource): UpstreamTarget {
+    const ca = this.opts.upstreamCa?.[resource.name] ?? this.opts.upstreamCa?.['*'];
+    return {
+      host: resource.host,
+      port: resource.port,
+      tls: ca ? { mode: 'require', ca } : { mode: this.opts.upstreamTls },
+      timeoutMs: this.opts.upstreamTimeoutMs,
+    };
+  }
+
+  async listen(config: ListenerConfig): Promise<Listener> {
+    if (config.allowPlaintext && !isLoopback(config.host)) {
+      throw new ValidationError('allowPlaintext', `plaintext PostgreSQL connections are allowed only on a loopback listener, not ${config.host}`);
+    }
+    const log = config.log.child({ protocol: 'postgres' });
+    const ctx: ConnectionContext = {
+      broker: config.broker,
+      log,
+      secureContext: createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' }),
+      allowPlaintext: config.allowPlaintext ?? false,
+      passwords: new VerifiedPasswords(this.opts.clock ?? config.broker.engine.ctx.clock, this.opts.passwordCacheMs),
+      cancelKeys: this.cancelKeys,
+      upstreamFor: (r) => this.upstreamFor(r),
+      handshakeTimeoutMs: this.opts.handshakeTimeoutMs,
+      auditLimit: this.opts.auditSqlLimit,
+      onStatement: this.opts.onStatement,
+      stats: this.stats,
+    };
+    const handshaking = new Set<Socket>();
+    const server = createServer({ noDelay: true }, (socket) => {
+      handshaking.add(socket);
+      socket.once('close', () => handshaking.delete(socket));
+      serveConnection(socket, ctx)
+        .catch((err: unknown) => log.error({ err }, 'postgres connection handler failed'))
+        .finally(() => handshaking.delete(socket));
+    });
+    server.on('error', (err) => log.error({ err }, 'postgres listener error'));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo;
+    log.info({ host: address.address, port: address.port, plaintext: ctx.allowPlaintext }, 'postgres gateway listening');
+    return {
+      address,
+      async close() {
+        server.close();
+        // Connections still in their handshake are not sessions yet: nobody else will end them.
+        for (const s of handshaking) s.destroy();
+      },
+    };
+  }
+}

@@ -1,0 +1,189 @@
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { SessionHandle } from '../../src/broker/adapter.js';
+import type { BrokerSession } from '../../src/broker/broker.js';
+import type { Logger } from '../../src/core/log.js';
+import type { TerminationReason } from '../../src/core/model.js';
+import { Framer, MAX_CLIENT_MESSAGE, MAX_SERVER_MESSAGE, PgDecodeError, readCString, terminate } from './codec.js';
+import { protocolError, teardownError, warningNotice } from './errors.js';
+
+/** One statement a client sent, for the audit trail. Parameters of Bind are never captured. */
+export interface StatementEvent {
+  sessionId: string;
+  user: string;
+  resource: string;
+  kind: 'query' | 'parse';
+  sql: string;
+  /** The statement was longer than the capture limit. */
+  truncated: boolean;
+}
+
+export interface RelayOptions {
+  client: Socket | TLSSocket;
+  upstream: Socket | TLSSocket;
+  session: BrokerSession;
+  log: Logger;
+  /** Bytes of SQL kept per statement. */
+  auditLimit: number;
+  onStatement: ((e: StatementEvent) => void) | undefined;
+  /** Runs once when the relay is over, whoever ended it; `byBroker` when the gateway cut it. */
+  onFinish: (byBroker: boolean) => void;
+}
+
+const Q = 0x51;
+const P = 0x50;
+const X = 0x58;
+/** How long a teardown waits for the target to finish the message in flight to the client. */
+const BOUNDARY_WAIT_MS = 250;
+/** After the goodbye, how long the client has to read it before its socket is destroyed. */
+const LINGER_MS = 100;
+
+/**
+ * The hot path of one session, and its SessionHandle. Client bytes are framed (type and
+ * length, plus the SQL of Query/Parse for the audit) and forwarded as received; target
+ * bytes are forwarded as received, only counted and framed so the gateway knows where it
+ * may slip in a message of its own (a warning, the final FATAL) without splitting one.
+ */
+export class Relay implements SessionHandle {
+  private readonly c2s: Framer;
+  private readonly s2c = new Framer(MAX_SERVER_MESSAGE);
+  private readonly pendingNotices: Buffer[] = [];
+  private started = false;
+  private closing: Buffer | undefined;
+  private finished = false;
+  /** The client said Terminate: whoever's socket closes first, the client ended it. */
+  private terminated = false;
+
+  constructor(private readonly o: RelayOptions) {
+    const audit = o.onStatement !== undefined || o.log.isLevelEnabled('debug');
+    this.c2s = new Framer(MAX_CLIENT_MESSAGE, {
+      types: (t) => t === X || (audit && (t === Q || t === P)),
+      limit: o.auditLimit,
+      done: (t, prefix, len) => (t === X ? (this.terminated = true) : this.statement(t, prefix, len)),
+    });
+  }
+
+  /** Sends the greeting, then moves bytes both ways until one side or the broker ends it. */
+  start(greeting: Buffer, clientRest: Buffer, upstreamRest: Buffer): void {
+    const { client, upstream } = this.o;
+    if (this.finished) return;
+    this.started = true;
+    client.on('data', this.onClientData);
+    upstream.on('data', this.onUpstreamData);
+    client.on('drain', () => this.closing || upstream.resume());
+    upstream.on('drain', () => this.closing || client.resume());
+    client.on('close', () => this.sideClosed('client_closed'));
+    upstream.on('close', () => this.sideClosed(this.terminated ? 'client_closed' : 'target_closed'));
+    client.write(greeting);
+    for (const n of this.pendingNotices.splice(0)) client.write(n);
+    if (upstreamRest.length) this.onUpstreamData(upstreamRest);
+    if (clientRest.length) this.onClientData(clientRest);
+    if (this.finished) return;
+    if (client.destroyed) return this.sideClosed('client_closed');
+    if (upstream.destroyed) return this.sideClosed(this.terminated ? 'client_closed' : 'target_closed');
+    client.resume();
+    upstream.resume();
+  }
+
+  warn(message: string): void {
+    if (this.finished || this.closing) return;
+    const notice = warningNotice(message);
+    if (this.started && this.s2c.atBoundary) this.o.client.write(notice);
+    else this.pendingNotices.push(notice);
+  }
+
+  /** Idempotent. Stops client input at once; the FATAL goes out at the next message boundary. */
+  close(_reason: TerminationReason, message: string): void {
+    if (this.finished || this.closing) return;
+    this.closing = teardownError(message);
+    this.o.client.off('data', this.onClientData);
+    this.o.client.pause();
+    if (!this.started || this.s2c.atBoundary) return this.finish(true, true);
+    this.o.upstream.resume();
+    setTimeout(() => this.finish(false, true), BOUNDARY_WAIT_MS).unref();
+  }
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    if (this.finished) return;
+    try {
+      this.c2s.feed(chunk);
+    } catch (e) {
+      if (!(e instanceof PgDecodeError)) throw e;
+      this.o.log.warn({ session: this.o.session.id, err: e.message }, 'client broke the protocol; closing');
+      this.closing = protocolError(e.message);
+      this.finish(this.s2c.atBoundary, false);
+      this.o.session.end('error', `client protocol violation: ${e.message}`);
+      return;
+    }
+    this.o.session.bytesIn += chunk.length;
+    if (!this.o.upstream.write(chunk)) this.o.client.pause();
+  };
+
+  private readonly onUpstreamData = (chunk: Buffer): void => {
+    if (this.finished) return;
+    this.o.session.bytesOut += chunk.length;
+    try {
+      if (this.closing) {
+        // Tearing down: deliver only the rest of the message in flight, then say goodbye.
+        const n = this.s2c.feed(chunk, true);
+        this.o.client.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+        if (this.s2c.atBoundary) this.finish(true, true);
+        return;
+      }
+      this.s2c.feed(chunk);
+    } catch (e) {
+      this.o.log.warn({ session: this.o.session.id, err: (e as Error).message }, 'target broke the protocol; closing');
+      this.finish(false, false);
+      this.o.session.end('error', `target protocol violation: ${(e as Error).message}`);
+      return;
+    }
+    const ok = this.o.client.write(chunk);
+    if (this.pendingNotices.length && this.s2c.atBoundary) {
+      for (const n of this.pendingNotices.splice(0)) this.o.client.write(n);
+    }
+    if (!ok) this.o.upstream.pause();
+  };
+
+  private sideClosed(reason: 'client_closed' | 'target_closed'): void {
+    if (this.finished) return;
+    // Finish first: the broker's close() that follows must not send a goodbye of ours.
+    this.finish(false, false);
+    this.o.session.end(reason);
+  }
+
+  /** Ends both sockets: the client gets `closing` if a goodbye is due and possible. */
+  private finish(goodbye: boolean, byBroker: boolean): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { client, upstream } = this.o;
+    client.off('data', this.onClientData);
+    upstream.off('data', this.onUpstreamData);
+    if (goodbye && this.closing && !client.destroyed) {
+      client.end(this.closing);
+      setTimeout(() => client.destroy(), LINGER_MS).unref();
+    } else if (!client.destroyed) {
+      // A half-delivered message cannot be followed by ours; the client sees a plain close.
+      client.end();
+      setTimeout(() => client.destroy(), LINGER_MS).unref();
+    }
+    if (!upstream.destroyed) {
+      upstream.end(terminate());
+      setTimeout(() => upstream.destroy(), LINGER_MS).unref();
+    }
+    this.o.onFinish(byBroker);
+  }
+
+  private statement(type: number, prefix: Buffer, bodyLength: number): void {
+    let sql: string;
+    if (type === Q) sql = readCString(prefix, 0).value;
+    else sql = readCString(prefix, readCString(prefix, 0).next).value;
+    const s = this.o.session;
+    const e: StatementEvent = { sessionId: s.id, user: s.user, resource: s.resource.name, kind: type === Q ? 'query' : 'parse', sql, truncated: bodyLength > prefix.length };
+    this.o.log.debug({ session: e.sessionId, kind: e.kind, sql: e.sql, truncated: e.truncated }, 'statement');
+    try {
+      this.o.onStatement?.(e);
+    } catch (err) {
+      this.o.log.warn({ err }, 'statement hook failed');
+    }
+  }
+}
