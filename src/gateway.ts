@@ -65,8 +65,8 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   }
   await engine.sweep();
 
-  const broker = new Broker({ engine, log, node: cfg.nodeName });
   const auth = new AuthService(engine);
+  const broker = new Broker({ engine, log, node: cfg.nodeName, failures: auth.failures });
   const webhooks = new WebhookSender(cfg.webhooks, { clock, log });
   webhooks.attach(bus);
   const addresses: Partial<Record<ListenerName, ListenerAddress>> = {};

@@ -4,7 +4,7 @@ import { GatehouseError } from '../core/errors.js';
 import type { ApiToken, User } from '../core/model.js';
 import type { Engine } from '../workflow/engine.js';
 import { hashSecretToken } from '../workflow/mfa.js';
-import { FailureTracker } from './limits.js';
+import { FailureTracker } from '../core/limits.js';
 import { verifyPassword } from '../secrets/passwords.js';
 
 export const SESSION_TTL_MS = 12 * HOUR;

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { GatehouseError } from '../core/errors.js';
 import type { ApiDeps } from './deps.js';
 import { matchRoute, readJsonBody, sendError, sendJson, type AuthedContext, type RequestContext, type Route } from './http.js';
-import { RateLimiter } from './limits.js';
+import { RateLimiter } from '../core/limits.js';
 import { Metrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { accountRoutes } from './routes/account.js';

@@ -6,6 +6,8 @@ import type { Engine } from '../workflow/engine.js';
 import type { SessionHandle } from './adapter.js';
 import { SessionMonitor } from './monitor.js';
 import { verifyPassword } from '../secrets/passwords.js';
+import { MINUTE } from '../core/clock.js';
+import { FailureTracker } from '../core/limits.js';
 
 export interface OpenRequest {
   user: string;
@@ -76,6 +78,8 @@ export interface BrokerOptions {
   engine: Engine;
   log: Logger;
   node: string;
+  /** Failed sign-ins, shared with the API so a lockout holds on every door. */
+  failures?: FailureTracker;
 }
 
 /** Opens sessions through the decision, keeps the live ones, and ends them. */
@@ -84,11 +88,13 @@ export class Broker {
   private readonly log: Logger;
   private readonly node: string;
   private readonly sessions = new Map<string, BrokerSession>();
+  private readonly failures: FailureTracker;
 
   constructor(opts: BrokerOptions) {
     this.engine = opts.engine;
     this.log = opts.log;
     this.node = opts.node;
+    this.failures = opts.failures ?? new FailureTracker(opts.engine.ctx.clock, { maxFailures: 5, windowMs: 15 * MINUTE, lockMs: 15 * MINUTE });
   }
 
   /** Runs the decision for a new connection. Every connection, every time: nothing is cached. */
@@ -177,10 +183,23 @@ export class Broker {
     return 'pinned';
   }
 
-  /** Checks a user's gateway password (protocols that accept it instead of a launch ticket). */
+  /**
+   * Checks a user's gateway password (protocols that accept it instead of a launch ticket).
+   * Repeated failures lock the account for a while, here and in the API alike.
+   */
   async checkPassword(user: string, password: string): Promise<boolean> {
+    if (this.failures.lockedFor(`user:${user}`) > 0) {
+      await this.engine.ctx.audit.record(user, 'auth.locked', user, { via: 'protocol' });
+      return false;
+    }
     const u = await this.engine.ctx.store.getUser(user);
-    return !!u && !u.disabled && (await verifyPassword(password, u.passwordHash));
+    const ok = !!u && !u.disabled && (await verifyPassword(password, u.passwordHash));
+    if (ok) this.failures.succeed(`user:${user}`);
+    else {
+      this.failures.fail(`user:${user}`);
+      await this.engine.ctx.audit.record(user, 'auth.fail', user, { via: 'protocol' });
+    }
+    return ok;
   }
 
   /** Checks that `publicKey` (OpenSSH one-line, algorithm + base64) is registered for the user. */

@@ -114,6 +114,18 @@ describe('broker', () => {
     expect(d.handle.closed[0]?.reason).toBe('resource_removed');
   });
 
+  it('locks a user out of password logins after repeated failures, for a while', async () => {
+    const { h, broker } = await setup({});
+    const { hashPassword } = await import('../../../src/secrets/passwords.js');
+    const alice = (await h.store.getUser('alice'))!;
+    await h.store.putUser({ ...alice, passwordHash: await hashPassword('right-password') });
+    for (let i = 0; i < 5; i++) expect(await broker.checkPassword('alice', 'wrong')).toBe(false);
+    expect(await broker.checkPassword('alice', 'right-password')).toBe(false);
+    expect(await h.store.listAudit({ action: 'auth.locked' })).toHaveLength(1);
+    h.clock.advance(15 * 60_000);
+    expect(await broker.checkPassword('alice', 'right-password')).toBe(true);
+  });
+
   it('shutdown ends every live session', async () => {
     const { broker } = await setup({});
     const a = await openLive(broker);

@@ -1,4 +1,4 @@
-import type { Clock } from '../core/clock.js';
+import type { Clock } from './clock.js';
 
 /**
  * Failed sign-in bookkeeping: after `maxFailures` failures within `windowMs`, the key is
