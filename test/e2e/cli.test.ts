@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startSshd, type SshdTarget } from '../targets/index.js';
+import { startPostgres, startSshd, type PostgresTarget, type SshdTarget } from '../targets/index.js';
 
 /**
  * The control-plane acceptance: the real `gatehouse` binary against a real `gatehouse serve`
@@ -136,9 +136,11 @@ beforeAll(async () => {
 });
 
 let sshd: SshdTarget | undefined;
+let pg: PostgresTarget | undefined;
 
 afterAll(async () => {
   await sshd?.stop();
+  await pg?.stop();
   if (server && server.exitCode === null) {
     const exited = new Promise((res) => server!.once('exit', res));
     server.kill('SIGTERM');
@@ -231,5 +233,23 @@ describe('stock clients through gatehouse serve', () => {
     expect(r.stdout).toBe(`Linux\n${sshd.user}\n`);
     const sessions = JSON.parse(await ok('admin', ['sessions', '--json'])) as Array<{ user: string; resource: string; state: string; endReason?: string }>;
     expect(sessions).toContainEqual(expect.objectContaining({ user: 'dave', resource: 'web', state: 'ended', endReason: 'client_closed' }));
+  });
+
+  it('psql: a one-time launch ticket from the CLI logs in as the vaulted role over verified TLS, once', async () => {
+    pg = await startPostgres();
+    await ok('admin', ['resource', 'add', 'appdb', '--type', 'database', '--protocol', 'postgres', '--host', '127.0.0.1', '--port', String(pg.port),
+      '--database', pg.database, '--login', pg.user, '--password-stdin'], `${pg.password}\n`);
+    await ok('admin', ['resource', 'share', 'appdb', '--user', 'dave']);
+    const launch = JSON.parse(await ok('dave', ['launch', 'appdb', '--json'])) as { ticket: string; command: string };
+    expect(launch.command).toContain('user=dave:appdb');
+    const ca = /gateway CA: (\S+)/.exec(serverOut)?.[1] ?? '';
+    const conn = `host=localhost port=${listenerPort('postgres')} user=dave:appdb dbname=${pg.database} sslmode=verify-full sslrootcert=${ca}`;
+    const psql = () => spawnSync('psql', [conn, '-XAtc', 'select current_user'], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, PGPASSWORD: launch.ticket } });
+    const first = psql();
+    expect(first.stderr).toBe('');
+    expect(first.stdout.trim()).toBe(pg.user);
+    const again = psql();
+    expect(again.status).not.toBe(0);
+    expect(again.stderr).toContain('Gatehouse: the launch ticket is not valid (already used, expired, or issued for another user or resource)');
   });
 });
