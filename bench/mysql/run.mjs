@@ -1,0 +1,196 @@
+#!/usr/bin/env node
+/**
+ * Point selects (sysbench-style `SELECT c FROM sbtest WHERE id = ?`) from mysql2 at 32
+ * connections, text protocol (COM_QUERY) and prepared (COM_STMT_EXECUTE), three ways in the
+ * same run against the same MariaDB: direct (plaintext); through a bare Node TCP proxy
+ * (`pipe()` both ways: the floor for any proxy in Node); through Gatehouse with client TLS
+ * and the target leg in plaintext (`upstreamTls: 'disable'`); and through Gatehouse with
+ * TLS on both legs (target CA verified, the default against a target that offers TLS).
+ * Then connect latency p50/p90 for each, from a separate probe process.
+ *
+ *   npm run build && node bench/mysql/run.mjs [--seconds 5] [--rounds 3] [--clients 32] [--connects 200] [--rows 10000]
+ *
+ * Direct and gateway runs alternate, `rounds` times each, and the median counts: on a shared
+ * machine the background load drifts, and alternating spreads it over both sides.
+ * Runs as root (the target runs as the mysql OS user). The gateway runs in this process
+ * (SystemClock, in-memory SQLite, one open resource, gateway password auth, remembered for
+ * 60 s like a pool would see it); the load runs in a child process.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect as netConnect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { clearInterval, setInterval } from 'node:timers';
+import { parseArgs } from 'node:util';
+import mysql from 'mysql2/promise';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const dist = (p) => import(join(root, 'dist', p));
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' },
+    connects: { type: 'string', default: '200' }, rows: { type: 'string', default: '10000' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
+const CLIENTS = Number(values.clients);
+const CONNECTS = Number(values.connects);
+const ROWS = Number(values.rows);
+
+const [{ SystemClock }, { silentLogger }, { EventBus }, { Sealer }, { SqliteStore }, { AuditLog }, { Engine }, { Broker }, { ensurePki }, { hashPassword }, { MysqlAdapter }] =
+  await Promise.all([
+    dist('src/core/clock.js'), dist('src/core/log.js'), dist('src/events/bus.js'), dist('src/secrets/sealer.js'), dist('src/store/sqlite/sqlite-store.js'),
+    dist('src/audit/audit-log.js'), dist('src/workflow/engine.js'), dist('src/broker/broker.js'), dist('src/pki/pki.js'), dist('src/secrets/passwords.js'),
+    dist('protocols/mysql/index.js'),
+  ]);
+
+const dir = mkdtempSync(join(tmpdir(), 'gh-bench-mysql-'));
+const script = join(root, 'test/targets/mariadb.sh');
+const target = JSON.parse(execFileSync('bash', [script, 'start'], { encoding: 'utf8' }).trim().split('\n').at(-1));
+const cleanups = [() => execFileSync('bash', [script, 'stop', target.dir], { stdio: 'ignore' }), () => rmSync(dir, { recursive: true, force: true })];
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuOf(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/**
+ * Runs one load child. Besides its throughput, counts the CPU the three processes involved
+ * (load client, gateway or proxy = this process, MariaDB) spent on the run: on a shared machine the
+ * CPU per query is steadier than queries per second.
+ */
+function load(cfg) {
+  return new Promise((resolve, reject) => {
+    const before = { me: process.cpuUsage(), db: cpuOf(target.pid) };
+    const child = spawn(process.execPath, [join(root, 'bench/mysql/load.mjs'), JSON.stringify(cfg)]);
+    let childCpu = 0;
+    const sample = setInterval(() => {
+      try {
+        childCpu = cpuOf(child.pid);
+      } catch {
+        // exited
+      }
+    }, 50);
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('exit', (code) => {
+      clearInterval(sample);
+      if (code !== 0) return reject(new Error(`load exited ${code}:\n${out}`));
+      const me = process.cpuUsage(before.me);
+      const r = JSON.parse(out.trim().split('\n').at(-1));
+      resolve({ ...r, cpu: { client: childCpu, gateway: (me.user + me.system) / 1e6, db: cpuOf(target.pid) - before.db } });
+    });
+  });
+}
+
+async function seed() {
+  const c = await mysql.createConnection({ host: target.host, port: target.port, user: target.user, password: target.password, database: target.database });
+  await c.query('CREATE TABLE sbtest (id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)');
+  for (let i = 0; i < ROWS; i += 1000) {
+    const rows = Array.from({ length: Math.min(1000, ROWS - i) }, (_, j) => [i + j + 1, Math.floor(Math.random() * ROWS), randomBytes(60).toString('hex'), randomBytes(30).toString('hex')]);
+    await c.query('INSERT INTO sbtest VALUES ?', [rows]);
+  }
+  await c.end();
+}
+
+async function gateway(pki, password, upstreamTls) {
+  const clock = new SystemClock();
+  const store = SqliteStore.open(':memory:');
+  const sealer = new Sealer(randomBytes(32));
+  const audit = new AuditLog({ store, key: sealer.deriveKey('gatehouse/audit-mac/v1'), clock });
+  const engine = new Engine({ store, clock, bus: new EventBus(), audit, sealer });
+  const broker = new Broker({ engine, log: silentLogger, node: 'bench' });
+  await store.putUser({ id: 'admin', name: 'admin', admin: true, disabled: false, teams: [], totpConfirmed: false, sshKeys: [], createdAt: clock.now() });
+  await engine.directory.addUser('admin', { name: 'bench', passwordHash: await hashPassword(password) });
+  await engine.directory.addResource('admin', {
+    name: 'bench-mysql', type: 'database', protocol: 'mysql', host: target.host, port: target.port, database: target.database, owner: 'admin',
+    access: [{ user: 'bench' }], credentials: { login: target.user, password: target.password },
+  });
+  const adapter = new MysqlAdapter(upstreamTls === 'disable' ? { upstreamTls } : { upstreamCa: { '*': readFileSync(target.ca, 'utf8') } });
+  const listener = await adapter.listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls: { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem } });
+  cleanups.unshift(async () => { await listener.close(); await broker.shutdown(); engine.stop(); });
+  return listener.address.port;
+}
+
+/** The floor for any proxy written in Node: socket.pipe() both ways, no TLS, no parsing. */
+async function pipeProxy() {
+  const server = createServer({ noDelay: true }, (c) => {
+    const u = netConnect({ port: target.port, host: '127.0.0.1', noDelay: true });
+    c.pipe(u);
+    u.pipe(c);
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.unshift(() => server.close());
+  return server.address().port;
+}
+
+try {
+  await seed();
+  const pki = await ensurePki(join(dir, 'certs'));
+  const gwPassword = randomBytes(12).toString('base64url');
+  const gw = (port) => ({ host: '127.0.0.1', port, user: 'bench:bench-mysql', password: gwPassword, ssl: { ca: pki.caCertPem } });
+  const direct = { host: '127.0.0.1', port: target.port, user: target.user, password: target.password, database: target.database };
+  const cases = [
+    { name: 'direct (plaintext)', conn: direct },
+    { name: 'bare TCP proxy (Node pipe)', conn: { ...direct, port: await pipeProxy() } },
+    { name: 'Gatehouse (client TLS)', conn: gw(await gateway(pki, gwPassword, 'disable')) },
+    { name: 'Gatehouse (client + target TLS)', conn: gw(await gateway(pki, gwPassword, 'verify')) },
+  ];
+  console.log(`mysql2 point selects, ${CLIENTS} connections, ${ROUNDS} alternating rounds of ${SECONDS} s per case; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores; ${target.version}; node ${process.version}`);
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const qps = {};
+  const cpuPerQuery = {};
+  for (const mode of ['query', 'execute']) {
+    const runs = Object.fromEntries(cases.map((c) => [c.name, []]));
+    const cpus = Object.fromEntries(cases.map((c) => [c.name, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of cases) {
+        const r = await load({ conn: c.conn, mode, clients: CLIENTS, seconds: SECONDS, rows: ROWS });
+        runs[c.name].push(r.qps);
+        const us = (x) => (x / r.count) * 1e6;
+        const perQuery = us(r.cpu.client + r.cpu.gateway + r.cpu.db);
+        cpus[c.name].push(perQuery);
+        console.log(`  ${mode.padEnd(8)} round ${round + 1} ${c.name.padEnd(32)} ${r.qps.toFixed(0).padStart(7)} qps   CPU/query ${perQuery.toFixed(1)} µs (client ${us(r.cpu.client).toFixed(1)}, proxy ${us(r.cpu.gateway).toFixed(1)}, MariaDB ${us(r.cpu.db).toFixed(1)})  load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
+      }
+    }
+    qps[mode] = Object.fromEntries(cases.map((c) => [c.name, median(runs[c.name])]));
+    cpuPerQuery[mode] = Object.fromEntries(cases.map((c) => [c.name, median(cpus[c.name])]));
+  }
+  const conn = {};
+  for (const c of cases) {
+    conn[c.name] = await load({ conn: c.conn, mode: 'connect', connects: CONNECTS });
+    console.log(`  connect  ${c.name.padEnd(32)} p50 ${conn[c.name].p50.toFixed(2)} ms  p90 ${conn[c.name].p90.toFixed(2)} ms`);
+  }
+  const [d, floor, gate, gateTls] = cases.map((c) => c.name);
+  console.log(`\nload average at the end: ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).trim()}`);
+  console.log('\n| workload (median of rounds) | direct (plaintext) | bare Node TCP proxy | Gatehouse (client TLS) | Gatehouse (client + target TLS) | Gatehouse / direct | with target TLS / direct |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  const row = (label, r, fmt, ratio) => console.log(`| ${label} | ${fmt(r[d])} | ${fmt(r[floor])} | ${fmt(r[gate])} | ${fmt(r[gateTls])} | ${ratio(r[gate], r[d])} | ${ratio(r[gateTls], r[d])} |`);
+  for (const [mode, r] of Object.entries(qps)) {
+    const label = mode === 'query' ? 'text `query()` (COM_QUERY)' : 'prepared `execute()` (COM_STMT_EXECUTE)';
+    row(`${label}, ${CLIENTS} conns (qps)`, r, (x) => x.toFixed(0), (g, x) => (g / x).toFixed(2));
+  }
+  for (const [mode, r] of Object.entries(cpuPerQuery)) {
+    row(`${mode}: CPU per query, client + proxy + MariaDB (µs)`, r, (x) => x.toFixed(1), (g, x) => (x / g).toFixed(2));
+  }
+  for (const p of ['p50', 'p90']) {
+    const r = Object.fromEntries(Object.entries(conn).map(([k, v]) => [k, v[p]]));
+    row(`connect ${p} (ms)`, r, (x) => x.toFixed(2), (g, x) => `+${(g - x).toFixed(2)} ms`);
+  }
+} finally {
+  for (const c of cleanups) {
+    try {
+      await c();
+    } catch {
+      // best effort
+    }
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * The MySQL codec and relay framers under random, truncated and oversized input: decoders
+ * either decode, say "incomplete", or throw a typed MysqlDecodeError; never another error,
+ * never a hang. Valid packets survive a round trip and any chunking.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  Cap,
+  decodeAuthPacket,
+  decodeErr,
+  decodeOkStatus,
+  decodePacket,
+  encodeErr,
+  encodeOk,
+  encodePacket,
+  lenencInt,
+  MAX_PHYSICAL_PAYLOAD,
+  MysqlDecodeError,
+  PayloadReader,
+} from '../../protocols/mysql/codec.js';
+import { decodeClientHandshake, decodeHandshakeV10, encodeHandshakeResponse, encodeHandshakeV10 } from '../../protocols/mysql/handshake.js';
+import { MysqlRefusal } from '../../protocols/mysql/errors.js';
+import { ClientFramer, ServerFramer } from '../../protocols/mysql/relay.js';
+
+const bytes = (max = 512) => fc.uint8Array({ maxLength: max }).map((a) => Buffer.from(a));
+
+/** Runs `fn`; only MysqlDecodeError may escape. */
+function typed(fn: () => unknown): void {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(MysqlDecodeError);
+    expect((err as MysqlDecodeError).code).toMatch(/^MY_/);
+  }
+}
+
+/** Splits a buffer at random cut points. */
+const chunked = (buf: Buffer) =>
+  fc.array(fc.nat({ max: Math.max(0, buf.length) }), { maxLength: 12 }).map((cuts) => {
+    const at = [...new Set(cuts)].sort((a, b) => a - b);
+    const out: Buffer[] = [];
+    let prev = 0;
+    for (const c of at) {
+      out.push(buf.subarray(prev, c));
+      prev = c;
+    }
+    out.push(buf.subarray(prev));
+    return out;
+  });
+
+describe('MySQL codec fuzz', () => {
+  it('decodePacket: random input decodes, waits, or fails typed; a result never exceeds the limit', () => {
+    fc.assert(
+      fc.property(bytes(2048), fc.integer({ min: 0, max: 4096 }), (buf, max) => {
+        try {
+          const r = decodePacket(buf, max);
+          if (r) {
+            expect(r.size).toBeLessThanOrEqual(buf.length);
+            expect(r.value.payload.length).toBeLessThanOrEqual(max);
+          }
+        } catch (err) {
+          expect(err).toBeInstanceOf(MysqlDecodeError);
+          expect((err as MysqlDecodeError).errno).toBe(1153);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('a declared length over the limit is refused before the bytes arrive', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 65_537, max: MAX_PHYSICAL_PAYLOAD }), fc.nat({ max: 255 }), (len, seq) => {
+        const head = Buffer.from([len & 0xff, (len >> 8) & 0xff, len >> 16, seq]);
+        expect(() => decodePacket(head, 65_536)).toThrow(MysqlDecodeError);
+      }),
+    );
+  });
+
+  it('every payload decoder fails typed on random and truncated input', () => {
+    fc.assert(
+      fc.property(bytes(600), (buf) => {
+        typed(() => decodeClientHandshake(buf));
+        typed(() => decodeHandshakeV10(buf));
+        typed(() => decodeAuthPacket(buf));
+        typed(() => decodeErr(buf));
+        typed(() => decodeOkStatus(buf));
+        typed(() => new PayloadReader(buf, 'x').lenencBytes());
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  const versionArb = fc.string({ minLength: 1, maxLength: 40 }).filter((s) => !s.includes('\0'));
+  const nameArb = fc.string({ maxLength: 40 }).filter((s) => !s.includes('\0'));
+  const scrambleArb = fc.uint8Array({ minLength: 20, maxLength: 20 }).map((a) => Buffer.from(a.map((b) => b || 1)));
+
+  it('HandshakeV10 round-trips, and every truncation of it fails typed', () => {
+    fc.assert(
+      fc.property(versionArb, fc.nat(), scrambleArb, fc.nat(), fc.nat({ max: 255 }), fc.nat({ max: 0xffff }), nameArb, (v, id, s, caps, cs, st, plugin) => {
+        const h = { serverVersion: v, connectionId: id >>> 0, scramble: s, capabilities: (caps | Cap.SECURE_CONNECTION | Cap.PLUGIN_AUTH | Cap.PROTOCOL_41) >>> 0, charset: cs, status: st, authPlugin: plugin };
+        const enc = encodeHandshakeV10(h);
+        expect(decodeHandshakeV10(enc)).toEqual(h);
+        for (let n = 0; n < enc.length; n += 7) typed(() => decodeHandshakeV10(enc.subarray(0, n)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('HandshakeResponse41 round-trips with every auth-data encoding, and truncations fail typed', () => {
+    fc.assert(
+      fc.property(nameArb.filter((s) => s.length > 0), bytes(300), fc.option(nameArb.filter((s) => s.length > 0)), nameArb, fc.boolean(), (user, auth, db, plugin, lenenc) => {
+        let caps = Cap.PROTOCOL_41 | Cap.SECURE_CONNECTION | Cap.PLUGIN_AUTH;
+        if (lenenc) caps |= Cap.PLUGIN_AUTH_LENENC_CLIENT_DATA;
+        if (db !== null) caps |= Cap.CONNECT_WITH_DB;
+        const authResponse = lenenc ? auth : auth.subarray(0, 255);
+        const r = { capabilities: caps, maxPacket: 1 << 24, charset: 45, user, authResponse, authPlugin: plugin, ...(db !== null ? { database: db } : {}) };
+        const dec = decodeClientHandshake(encodeHandshakeResponse(r));
+        expect(dec).toMatchObject({ kind: 'response', user, capabilities: caps, ...(db !== null ? { database: db } : {}) });
+        if (dec.kind === 'response') expect(dec.authResponse.equals(authResponse)).toBe(true);
+        const enc = encodeHandshakeResponse(r);
+        for (let n = 0; n < enc.length; n += 5) typed(() => decodeClientHandshake(enc.subarray(0, n)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('length-encoded integers round-trip', () => {
+    fc.assert(
+      fc.property(fc.maxSafeNat(), (n) => {
+        expect(new PayloadReader(lenencInt(n), 'x').lenenc()).toBe(n);
+      }),
+    );
+  });
+
+  it('ERR and OK packets round-trip', () => {
+    fc.assert(
+      fc.property(fc.nat({ max: 0xffff }), fc.stringMatching(/^[0-9A-Z]{5}$/), fc.string({ maxLength: 200 }), fc.nat({ max: 0xffff }), fc.boolean(), (errno, sqlstate, message, status, track) => {
+        expect(decodeErr(encodeErr({ errno, sqlstate, message }))).toEqual({ errno, sqlstate, message });
+        expect(decodeOkStatus(encodeOk({ status, sessionTrack: track }))).toBe(status);
+      }),
+    );
+  });
+
+  it('packets of 16 MiB and more are split and joined back', () => {
+    const payload = Buffer.alloc(MAX_PHYSICAL_PAYLOAD + 10, 7);
+    const framed = encodePacket(3, payload);
+    expect(framed.length).toBe(payload.length + 8);
+    const r = decodePacket(framed, 32 * 1024 * 1024)!;
+    expect(r.value.seq).toBe(3);
+    expect(r.value.payload.equals(payload)).toBe(true);
+    expect(() => decodePacket(framed, MAX_PHYSICAL_PAYLOAD)).toThrow(MysqlDecodeError);
+  });
+});
+
+/** A valid client→server stream: commands with seq 0 and random payloads. */
+const commandStream = fc.array(fc.tuple(fc.constantFrom(0x03, 0x16, 0x17, 0x19, 0x0e, 0x02), bytes(300)), { minLength: 1, maxLength: 8 }).map((cmds) => ({
+  cmds,
+  wire: Buffer.concat(cmds.map(([c, body]) => encodePacket(0, Buffer.concat([Buffer.from([c]), body])))),
+}));
+
+describe('relay framers fuzz', () => {
+  it('the client framer forwards every byte unchanged whatever the chunking, and reports each statement once', () => {
+    fc.assert(
+      fc.property(commandStream.chain((s) => chunked(s.wire).map((chunks) => ({ ...s, chunks }))), ({ cmds, wire, chunks }) => {
+        const seen: string[] = [];
+        const f = new ClientFramer(1 << 20, 64, (_k, sql) => seen.push(sql));
+        const out: Buffer[] = [];
+        for (const c of chunks) {
+          const r = f.feed(c);
+          expect(r).not.toBeInstanceOf(MysqlRefusal);
+          out.push(r as Buffer);
+          f.serverSpoke = true;
+        }
+        expect(Buffer.concat(out).equals(wire)).toBe(true);
+        expect(f.atBoundary).toBe(true);
+        const want = cmds.filter(([c]) => c === 0x03 || c === 0x16).map(([, b]) => b.subarray(0, 64).toString('utf8'));
+        expect(seen).toEqual(want);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('the client framer refuses COM_CHANGE_USER and oversized commands, and never throws on garbage', () => {
+    const change = encodePacket(0, Buffer.from([0x11, 0x61, 0x00]));
+    expect(new ClientFramer(1 << 20, 64, undefined).feed(change)).toMatchObject({ code: 'change_user', errno: 1227 });
+    const big = encodePacket(0, Buffer.alloc(5000, 0x03));
+    expect(new ClientFramer(4096, 64, undefined).feed(big)).toMatchObject({ errno: 1153 });
+    fc.assert(
+      fc.property(fc.array(bytes(400), { maxLength: 10 }), (chunks) => {
+        const f = new ClientFramer(1 << 16, 64, () => {});
+        for (const c of chunks) {
+          const r = f.feed(c);
+          if (r instanceof MysqlRefusal) break;
+          expect(Buffer.isBuffer(r)).toBe(true);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('LOAD DATA LOCAL INFILE packets whose sequence id wraps to 0 are data, not a new command', () => {
+    const f = new ClientFramer(1 << 20, 64, () => {});
+    const query = encodePacket(0, Buffer.from("\x03load data local infile 'f' into table t"));
+    expect(f.feed(query)).toBeInstanceOf(Buffer);
+    f.serverSpoke = true; // the server's LOCAL INFILE request (seq 1)
+    // File content: seq 2..255, then 0, 1, ... with no server reply in between. A chunk
+    // starting with 0x11 at seq 0 would look like COM_CHANGE_USER if taken for a command.
+    for (let seq = 2; seq < 256 + 5; seq++) {
+      const r = f.feed(encodePacket(seq & 0xff, Buffer.from([0x11, 0x41, 0x42])));
+      expect(r).toBeInstanceOf(Buffer);
+    }
+    expect(f.commands).toBe(1);
+    // After the server answered, a real COM_CHANGE_USER is caught again.
+    f.serverSpoke = true;
+    expect(f.feed(encodePacket(0, Buffer.from([0x11, 0x00])))).toMatchObject({ code: 'change_user' });
+  });
+
+  it('the server framer tracks boundaries and sequence ids whatever the chunking', () => {
+    const stream = fc.array(fc.tuple(fc.nat({ max: 255 }), bytes(200)), { minLength: 1, maxLength: 10 });
+    fc.assert(
+      fc.property(stream.chain((pkts) => {
+        const wire = Buffer.concat(pkts.map(([seq, b]) => encodePacket(seq, b)));
+        return chunked(wire).map((chunks) => ({ pkts, chunks }));
+      }), ({ pkts, chunks }) => {
+        const f = new ServerFramer();
+        for (const c of chunks) f.observe(c);
+        expect(f.atBoundary).toBe(true);
+        expect(f.lastSeq).toBe(pkts.at(-1)![0]);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});

@@ -1,0 +1,158 @@
+/**
+ * The MySQL gateway with the stock `mariadb` and `mysql` clients against a real MariaDB:
+ * addressing, the decision, credential injection, tickets, MFA, TLS on both legs, the auth
+ * plugins, and a 20 MB LOAD DATA LOCAL INFILE and result through it.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BERLIN_DAYTIME } from './gateway-harness.js';
+import { addMyResource, GATEWAY_PASSWORD, mariadb, runClient, startMyGateway, type MyGateway } from './mysql-harness.js';
+
+let g: MyGateway;
+let tmp: string;
+
+beforeAll(async () => {
+  g = await startMyGateway();
+  await addMyResource(g);
+  await addMyResource(g, {}, 'open-mysql');
+  await addMyResource(g, { limitAccessTime: BERLIN_DAYTIME, mfa: true }, 'mfa-mysql');
+  tmp = mkdtempSync(join(tmpdir(), 'gh-mysql-'));
+});
+
+afterAll(async () => {
+  await g?.close();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+const sql = (user: string, password: string, query: string, extra: string[] = []) => mariadb([...g.cli(user, password, ['-N', '-B', ...extra]), '-e', query]);
+
+describe('the mariadb client through the gateway', () => {
+  it('before approval, mariadb prints the reason and the fix; after approval it runs as the vaulted user', async () => {
+    const before = await sql('alice:prod-mysql', GATEWAY_PASSWORD, 'select current_user()');
+    expect(before.code).toBe(1);
+    expect(before.stderr.trim()).toBe(
+      'ERROR 1045 (28000): Gatehouse: access to prod-mysql refused (approval_required): prod-mysql requires an approved access request. To fix: gatehouse request prod-mysql --reason "..."',
+    );
+
+    await g.gw.approve('alice', 'prod-mysql');
+    const after = await sql('alice:prod-mysql', GATEWAY_PASSWORD, 'select current_user(), database()');
+    expect(after.stderr).toBe('');
+    expect(after.stdout.trim()).toBe(`${g.target.user}@127.0.0.1\t${g.target.database}`);
+    expect(after.stdout).not.toContain('alice');
+  });
+
+  it('speaks TLS on both legs: verified gateway certificate towards the client, the target CA upstream', async () => {
+    const r = await sql('alice:open-mysql', GATEWAY_PASSWORD, "show session status like 'Ssl_version'");
+    expect(r.stdout).toMatch(/^Ssl_version\tTLSv1\.[23]$/m);
+    // The client leg: `status` reports the cipher the gateway negotiated with the client.
+    const st = await mariadb([...g.cli('alice:open-mysql', GATEWAY_PASSWORD), '-e', 'status']);
+    expect(st.stdout).toMatch(/SSL:\s+Cipher in use is \S+/);
+  });
+
+  it("Debian's mysql command (MariaDB's client) needs nothing more", async () => {
+    const r = await runClient('mysql', [...g.cli('alice:open-mysql', GATEWAY_PASSWORD, ['-N', '-B']), '-e', 'select current_user()']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe(`${g.target.user}@127.0.0.1`);
+  });
+
+  it('a wrong password is refused without any connection to the target', async () => {
+    const connects = g.adapter.stats.upstreamConnects;
+    const r = await sql('alice:open-mysql', 'not the password', 'select 1');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("ERROR 1045 (28000): Gatehouse: access denied for 'alice:open-mysql': the password is neither alice's gateway password nor a valid launch ticket for open-mysql.");
+    expect(r.stderr).toContain('To fix: gatehouse launch open-mysql');
+    expect(g.adapter.stats.upstreamConnects).toBe(connects);
+  });
+
+  it('a login without a resource is refused with the expected form', async () => {
+    const r = await sql('alice', GATEWAY_PASSWORD, 'select 1');
+    expect(r.stderr).toContain("ERROR 1045 (28000): Gatehouse: 'alice' is not a Gatehouse login; log in as USER:RESOURCE.");
+  });
+
+  it('someone not on the access list is told so', async () => {
+    const r = await sql('mallory:open-mysql', GATEWAY_PASSWORD, 'select 1');
+    expect(r.stderr).toContain('ERROR 1045 (28000): Gatehouse: access to open-mysql refused (not_on_access_list): mallory is not on the access list of open-mysql.');
+  });
+
+  it('a launch ticket works once; used twice it is refused', async () => {
+    const { ticket } = await g.gw.engine.mfa.issueTicket('alice', 'open-mysql', false);
+    const first = await sql('alice:open-mysql', ticket, 'select current_user()');
+    expect(first.stdout.trim()).toBe(`${g.target.user}@127.0.0.1`);
+    const second = await sql('alice:open-mysql', ticket, 'select current_user()');
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain('ERROR 1045 (28000): Gatehouse: the launch ticket is not valid for open-mysql (unknown, already used or expired). To fix: get a fresh one: gatehouse launch open-mysql');
+  });
+
+  it("a ticket issued to someone else does not log you in as them", async () => {
+    const { ticket } = await g.gw.engine.mfa.issueTicket('carol', 'open-mysql', false);
+    const r = await sql('alice:open-mysql', ticket, 'select 1');
+    expect(r.stderr).toContain('Gatehouse: that launch ticket for open-mysql was not issued to alice.');
+  });
+
+  it('an MFA resource refuses the bare password and takes a ticket issued after TOTP', async () => {
+    await g.gw.enrolTotp('carol');
+    const bare = await sql('carol:mfa-mysql', GATEWAY_PASSWORD, 'select 1');
+    expect(bare.stderr).toContain('ERROR 1045 (28000): Gatehouse: access to mfa-mysql refused (mfa_required): mfa-mysql requires a fresh TOTP code for every connection. To fix: gatehouse launch mfa-mysql --totp CODE');
+    const { ticket } = await g.gw.engine.mfa.issueTicket('carol', 'mfa-mysql', true);
+    const r = await sql('carol:mfa-mysql', ticket, 'select current_user()');
+    expect(r.stdout.trim()).toBe(`${g.target.user}@127.0.0.1`);
+  });
+
+  it('--default-auth=mysql_clear_password sends the password at once and works too', async () => {
+    const r = await sql('alice:open-mysql', GATEWAY_PASSWORD, 'select current_user()', ['--default-auth=mysql_clear_password']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe(`${g.target.user}@127.0.0.1`);
+  });
+
+  it('refuses a client without TLS on a listener that is not plaintext-enabled', async () => {
+    const connects = g.adapter.stats.upstreamConnects;
+    const r = await mariadb(['--no-defaults', '-h', '127.0.0.1', '-P', String(g.port), '-u', 'alice:open-mysql', `--password=${GATEWAY_PASSWORD}`, '--skip-ssl', '-e', 'select 1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ERROR 3159 (HY000): Gatehouse: connections without TLS are refused.');
+    expect(g.adapter.stats.upstreamConnects).toBe(connects);
+  });
+
+  it("uses the client's database when it names one, the resource's otherwise; the target's refusal is relayed", async () => {
+    const own = await sql('alice:open-mysql', GATEWAY_PASSWORD, 'select database()', ['-D', 'information_schema']);
+    expect(own.stdout.trim()).toBe('information_schema');
+    const denied = await sql('alice:open-mysql', GATEWAY_PASSWORD, 'select 1', ['-D', 'mysql']);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain("ERROR 1044 (42000): Gatehouse: open-mysql: Access denied for user 'app_user'@'127.0.0.1' to database 'mysql'");
+  });
+
+  it('hands COM_QUERY text to the audit hook with the session, user and resource', async () => {
+    await sql('alice:open-mysql', GATEWAY_PASSWORD, "select 'audited-marker-42'");
+    const e = g.statements.find((s) => s.sql.includes('audited-marker-42'));
+    expect(e).toMatchObject({ user: 'alice', resource: 'open-mysql', kind: 'query', sql: "select 'audited-marker-42'", truncated: false });
+    expect(e?.sessionId).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('a 20 MB LOAD DATA LOCAL INFILE goes in intact, and the 20 MB result comes back byte for byte', async () => {
+    const lines: string[] = [];
+    let size = 0;
+    for (let id = 1; size < 20 * 1024 * 1024; id++) {
+      const line = `${id}\t${randomBytes(750).toString('base64')}`;
+      lines.push(line);
+      size += line.length + 1;
+    }
+    const content = `${lines.join('\n')}\n`;
+    const file = join(tmp, 'rows.tsv');
+    writeFileSync(file, content);
+    const crcSum = lines.reduce((sum, l) => sum + crc32(l.slice(l.indexOf('\t') + 1)), 0);
+
+    const load = await sql('alice:open-mysql', GATEWAY_PASSWORD,
+      `create table bulk (id int primary key, v text) engine=InnoDB; load data local infile '${file}' into table bulk fields terminated by '\\t' (id, v); select count(*), sum(crc32(v)) from bulk`,
+      ['--local-infile=1']);
+    expect(load.stderr).toBe('');
+    expect(load.stdout.trim()).toBe(`${lines.length}\t${crcSum}`);
+
+    const back = await sql('alice:open-mysql', GATEWAY_PASSWORD, 'select id, v from bulk order by id');
+    expect(back.stderr).toBe('');
+    expect(back.stdout.length).toBe(content.length);
+    expect(createHash('sha256').update(back.stdout).digest('hex')).toBe(createHash('sha256').update(content).digest('hex'));
+  });
+});
