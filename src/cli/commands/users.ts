@@ -3,7 +3,7 @@ import { Enforcements, type Enforcement } from '../../core/model.js';
 import type { RoleView, TeamView, UserView } from '../api-types.js';
 import { usageError } from '../cli-error.js';
 import { collect, seg, type Ctx } from '../context.js';
-import { readStdinSecret } from '../io.js';
+import { promptHidden, readStdinSecret } from '../io.js';
 
 /** Users, teams and roles: the admin's side of who may do what. */
 export function registerUsers(program: Command, ctx: Ctx): void {
@@ -23,6 +23,16 @@ export function registerUsers(program: Command, ctx: Ctx): void {
       const created = await (await ctx.client(cmd)).post<UserView>('/users', body);
       const facts = [created.admin ? 'admin' : '', created.teams.length ? `teams: ${created.teams.join(', ')}` : ''].filter(Boolean);
       ctx.print(`Created user ${created.name}${facts.length ? ` (${facts.join('; ')})` : ''}.`);
+    });
+  user
+    .command('passwd')
+    .description("set a user's password (admins: anyone; others: their own)")
+    .argument('<name>', 'user name')
+    .option('--password-stdin', 'read the new password from stdin')
+    .action(async (name: string, flags: { passwordStdin?: boolean }, cmd: Command) => {
+      const password = flags.passwordStdin ? await readStdinSecret(ctx.io, 'password') : await promptHidden(ctx.io, 'New password: ', '--password-stdin');
+      await (await ctx.client(cmd)).put(`/users/${seg(name)}/password`, { password });
+      ctx.print(`Set the password of ${name}.`);
     });
   for (const [verb, done] of [['disable', 'Disabled'], ['enable', 'Enabled']] as const) {
     user

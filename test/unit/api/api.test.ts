@@ -133,6 +133,17 @@ describe('control-plane API', () => {
     expect((list.json as unknown as any[])[0].state.lease).toMatchObject({ holder: 'alice', mine: true });
   });
 
+  it('sets passwords: admins for anyone, users only their own', async () => {
+    const admin = await login(c, 'admin');
+    const alice = await login(c, 'alice');
+    expect((await call(c, 'PUT', '/api/v1/users/bob/password', { token: alice, body: { password: 'new-password-1' } })).json.error.code).toBe('FORBIDDEN');
+    expect((await call(c, 'PUT', '/api/v1/users/bob/password', { token: admin, body: { password: 'short' } })).json.error.details.field).toBe('password');
+    expect((await call(c, 'PUT', '/api/v1/users/bob/password', { token: admin, body: { password: 'new-password-1' } })).status).toBe(200);
+    expect((await call(c, 'POST', '/api/v1/auth/login', { body: { user: 'bob', password: 'new-password-1' } })).status).toBe(200);
+    expect((await call(c, 'PUT', '/api/v1/users/alice/password', { token: alice, body: { password: 'alice-new-pass' } })).status).toBe(200);
+    expect((await call(c, 'POST', '/api/v1/auth/login', { body: { user: 'alice', password: PW } })).status).toBe(401);
+  });
+
   it('serves /healthz and Prometheus /metrics with decisions, requests and sessions', async () => {
     expect((await call(c, 'GET', '/healthz')).json).toEqual({ ok: true });
     await c.h.engine.decide({ user: 'mallory', resource: 'prod-pg', at: c.h.clock.now(), mfa: { kind: 'none' } });
