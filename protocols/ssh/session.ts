@@ -36,6 +36,9 @@ type Step = (typeof Steps)[keyof typeof Steps];
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1']);
 const SERVER_ONLY_CHANNELS = new Set(['x11', 'forwarded-tcpip', 'auth-agent@openssh.com', 'forwarded-streamlocal@openssh.com']);
 
+/** How long teardown waits for the client to close its channels before disconnecting. */
+const GOODBYE_WAIT_MS = 150;
+
 export class SshSession implements SessionHandle {
   private step: Step = Steps.handshake;
   private conn: Connection | undefined;
@@ -45,6 +48,7 @@ export class SshSession implements SessionHandle {
   private session: BrokerSession | undefined;
   private relayHost: RelayHost | undefined;
   private readonly relays = new Set<SessionRelay>();
+  private relaysDrained: (() => void) | undefined;
   private readonly pendingTunnels = new WeakMap<object, ClientChannel>();
   private loginTimer: NodeJS.Timeout;
   private authStarted = false;
@@ -92,7 +96,20 @@ export class SshSession implements SessionHandle {
     if (this.step === Steps.closed) return;
     this.step = Steps.closed;
     for (const r of this.relays) r.goodbye(message);
-    this.hangUp(this.hangUpCode, message);
+    if (this.relays.size === 0) return this.hangUp(this.hangUpCode, message);
+    // OpenSSH drops channel output it has not yet written out when a disconnect arrives in
+    // the same read, so the goodbye on the terminal waits for the client to close its channels
+    // (it prints what it got first), for at most GOODBYE_WAIT_MS.
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.relaysDrained = undefined;
+      this.hangUp(this.hangUpCode, message);
+    };
+    const timer = setTimeout(finish, GOODBYE_WAIT_MS);
+    this.relaysDrained = finish;
   }
 
   // ---- authentication ------------------------------------------------------------------
@@ -201,7 +218,10 @@ export class SshSession implements SessionHandle {
     const session = accept();
     if (!session) return;
     const opt = host.resource.options;
-    const relay = new SessionRelay(host, session, { x11: !!opt.allowX11, agent: !!opt.allowAgentForwarding }, (r) => this.relays.delete(r));
+    const relay = new SessionRelay(host, session, { x11: !!opt.allowX11, agent: !!opt.allowAgentForwarding }, (r) => {
+      this.relays.delete(r);
+      if (this.relays.size === 0) this.relaysDrained?.();
+    });
     this.relays.add(relay);
   }
 
