@@ -9,7 +9,7 @@ import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker
 import type { Clock } from '../../src/core/clock.js';
 import { ValidationError } from '../../src/core/errors.js';
 import type { Resource } from '../../src/core/model.js';
-import { VerifiedPasswords } from './auth.js';
+import { VerifiedPasswords } from '../../src/broker/password-cache.js';
 import type { StatementEvent } from './relay.js';
 import type { UpstreamTlsMode } from './upstream.js';
 import { MysqlSession, type AdapterStats, type SessionDeps } from './session.js';

@@ -4,7 +4,7 @@ import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker
 import type { Clock } from '../../src/core/clock.js';
 import { ValidationError } from '../../src/core/errors.js';
 import type { Resource } from '../../src/core/model.js';
-import { VerifiedPasswords } from './auth.js';
+import { VerifiedPasswords } from '../../src/broker/password-cache.js';
 import { CancelKeys } from './cancel.js';
 import type { StatementEvent } from './relay.js';
 import { serveConnection, type ConnectionContext } from './session.js';

@@ -3,7 +3,8 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Broker, BrokerSession } from '../../src/broker/broker.js';
 import type { Logger } from '../../src/core/log.js';
 import type { Resource } from '../../src/core/model.js';
-import { authenticateClient, type VerifiedPasswords } from './auth.js';
+import type { VerifiedPasswords } from '../../src/broker/password-cache.js';
+import { authenticateClient } from './auth.js';
 import type { CancelKeys } from './cancel.js';
 import {
   authenticationCleartextPassword, authenticationOk, backendKeyData, decodeMessage, decodeStartup, negotiateProtocolVersion, PgDecodeError,
