@@ -91,6 +91,9 @@ export interface LaunchResponse {
   expiresAt: string;
   command: string;
   resource: string;
+  protocol?: string;
+  /** How to start the stock client (absent for browser and tunnel resources). */
+  invocation?: { program: string; args: string[]; env: Record<string, string> };
 }
 
 export interface ExplainResponse {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startPostgres, startSshd, type PostgresTarget, type SshdTarget } from '../targets/index.js';
+import { startMariadb, startPostgres, startSshd, type MariadbTarget, type PostgresTarget, type SshdTarget } from '../targets/index.js';
 
 /**
  * The control-plane acceptance: the real `gatehouse` binary against a real `gatehouse serve`
@@ -137,8 +137,10 @@ beforeAll(async () => {
 
 let sshd: SshdTarget | undefined;
 let pg: PostgresTarget | undefined;
+let maria: MariadbTarget | undefined;
 
 afterAll(async () => {
+  await maria?.stop();
   await sshd?.stop();
   await pg?.stop();
   if (server && server.exitCode === null) {
@@ -250,6 +252,20 @@ describe('stock clients through gatehouse serve', () => {
     expect(first.stdout.trim()).toBe(pg.user);
     const again = psql();
     expect(again.status).not.toBe(0);
+    // `connect` launches and starts psql itself, the ticket in its environment.
+    const connected = await gh('dave', ['connect', 'appdb'], 'select current_user;\n');
+    expect(connected).toMatchObject({ code: 0, stderr: '' });
+    expect(connected.stdout).toMatch(new RegExp(`current_user\\s*\\n-+\\n\\s*${pg.user}\\s*\\n\\(1 row\\)`));
     expect(again.stderr).toContain('Gatehouse: the launch ticket is not valid (already used, expired, or issued for another user or resource)');
+  });
+
+  it('mysql: gatehouse connect starts the mysql client with a ticket and it runs as the vaulted user', async () => {
+    maria = await startMariadb();
+    await ok('admin', ['resource', 'add', 'appmy', '--type', 'database', '--protocol', 'mysql', '--host', '127.0.0.1', '--port', String(maria.port),
+      '--database', maria.database, '--login', maria.user, '--password-stdin'], `${maria.password}\n`);
+    await ok('admin', ['resource', 'share', 'appmy', '--user', 'dave']);
+    const r = await gh('dave', ['connect', 'appmy'], 'select current_user() as who;\n');
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toBe(`who\n${maria.user}@127.0.0.1\n`);
   });
 });

@@ -5,7 +5,7 @@ import type { MfaProof } from '../../workflow/decide.js';
 import { AuditLog } from '../../audit/audit-log.js';
 import type { ApiDeps } from '../deps.js';
 import { parseBody, route, type Route } from '../http.js';
-import { clientCommand } from '../launch.js';
+import { clientCommand, clientInvocation } from '../launch.js';
 import { sessionView } from '../views.js';
 
 const Launch = z.strictObject({ resource: z.string().min(1).max(63), totp: z.string().max(16).optional() });
@@ -36,7 +36,11 @@ export function operationRoutes(d: ApiDeps): Route[] {
         throw new GatehouseError('MFA_REQUIRED', `${r.name} requires MFA: pass a TOTP code (--totp CODE)`, { denyCode: 'mfa_required' });
       }
       const t = await engine.mfa.issueTicket(c.user.name, r.name, mfa.kind === 'verified');
-      return { resource: r.name, protocol: r.protocol, ticket: t.ticket, expiresAt: t.expiresAt, command: clientCommand(d, c.user.name, r, t.ticket) };
+      const invocation = clientInvocation(d, c.user.name, r, t.ticket);
+      return {
+        resource: r.name, protocol: r.protocol, ticket: t.ticket, expiresAt: t.expiresAt,
+        command: clientCommand(d, c.user.name, r, t.ticket), ...(invocation ? { invocation } : {}),
+      };
     }, {}),
     route('GET', '/api/v1/sessions', 'Gateway sessions (admins: all; others: own)', async (c) => {
       const state = c.query.get('state');

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { LaunchResponse } from '../api-types.js';
@@ -15,22 +16,35 @@ export function registerLaunch(program: Command, ctx: Ctx): void {
     .option('--totp <code>', 'current TOTP code (MFA resources)')
     .option('--json', 'print raw JSON')
     .action(async (resource: string, flags: { totp?: string; json?: boolean }, cmd: Command) => {
-      const client = await ctx.client(cmd);
-      const body: { resource: string; totp?: string } = { resource };
-      if (flags.totp) body.totp = flags.totp;
-      let res: LaunchResponse;
-      try {
-        res = await client.post<LaunchResponse>('/launch', body);
-      } catch (e) {
-        if (!(e instanceof CliError && e.code === 'MFA_REQUIRED' && !flags.totp && ctx.io.stdin.isTTY)) throw e;
-        body.totp = await promptHidden(ctx.io, 'TOTP code: ', '--totp CODE');
-        res = await client.post<LaunchResponse>('/launch', body);
-      }
+      const res = await launch(ctx, cmd, resource, flags.totp);
       if (flags.json) return ctx.printJson(res);
       ctx.print(`Ticket for ${res.resource} (single use, valid until ${formatLocalTime(res.expiresAt, ctx.now(), ctx.zone)}):`);
       ctx.print(`  ${res.ticket}`);
       ctx.print('Connect with (give the ticket as the password):');
       ctx.print(`  ${res.command}`);
+    });
+
+  program
+    .command('connect')
+    .description('launch and start the stock client (psql, mysql, ssh) with the one-time ticket')
+    .argument('<resource>', 'resource name')
+    .option('--totp <code>', 'current TOTP code (MFA resources)')
+    .action(async (resource: string, flags: { totp?: string }, cmd: Command) => {
+      const res = await launch(ctx, cmd, resource, flags.totp);
+      const inv = res.invocation;
+      if (!inv) {
+        ctx.print(`Open: ${res.command}`);
+        return;
+      }
+      // The ticket travels in the client's environment, never on its command line.
+      const code = await new Promise<number>((resolve, reject) => {
+        const child = spawn(inv.program, inv.args, { stdio: 'inherit', env: { ...ctx.io.env, ...inv.env } });
+        child.once('error', (e: NodeJS.ErrnoException) =>
+          reject(new CliError('CLIENT_MISSING', e.code === 'ENOENT' ? `${inv.program} is not installed; run it yourself: ${res.command}` : e.message)),
+        );
+        child.once('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1)));
+      });
+      if (code !== 0) throw new CliError('CLIENT_EXIT', `${inv.program} exited with status ${code}`);
     });
 
   const key = program.command('key').description('your SSH public keys, for ssh through the gateway');
@@ -53,6 +67,20 @@ export function registerLaunch(program: Command, ctx: Ctx): void {
       if (res.keys.length === 0) return ctx.print('No SSH keys; add one with gatehouse key add FILE.');
       for (const k of res.keys) ctx.print(k);
     });
+}
+
+/** POST /launch, asking for a TOTP code on a terminal when the resource wants one. */
+async function launch(ctx: Ctx, cmd: Command, resource: string, totp: string | undefined): Promise<LaunchResponse> {
+  const client = await ctx.client(cmd);
+  const body: { resource: string; totp?: string } = { resource };
+  if (totp) body.totp = totp;
+  try {
+    return await client.post<LaunchResponse>('/launch', body);
+  } catch (e) {
+    if (!(e instanceof CliError && e.code === 'MFA_REQUIRED' && !totp && ctx.io.stdin.isTTY)) throw e;
+    body.totp = await promptHidden(ctx.io, 'TOTP code: ', '--totp CODE');
+    return client.post<LaunchResponse>('/launch', body);
+  }
 }
 
 async function readPublicKey(file: string): Promise<string> {
