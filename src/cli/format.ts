@@ -1,6 +1,6 @@
 import { DateTime } from 'luxon';
 import type { WorkflowSettings } from '../core/model.js';
-import type { RequestView, ResourceView } from './api-types.js';
+import type { RequestView, ResourceView } from '../api/wire.js';
 
 /**
  * Text for people: durations, local times, tables, and the one-phrase workflow state of

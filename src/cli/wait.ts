@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import type { EventMessage, RequestView } from './api-types.js';
+import type { EventMessage, RequestView } from '../api/wire.js';
 import { CliError } from './cli-error.js';
 import type { ApiClient } from './client.js';
 

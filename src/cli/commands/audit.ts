@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { AuditVerifyResponse, AuditView } from '../api-types.js';
+import type { AuditVerifyResponse, AuditView } from '../../api/wire.js';
 import { CliError } from '../cli-error.js';
 import { intArg, type Ctx } from '../context.js';
 import { formatTable, formatTimestamp } from '../format.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { LoginResponse, Me, TokenResponse } from '../api-types.js';
+import type { LoginResponse, Me, TokenResponse } from '../../api/wire.js';
 import { CliError } from '../cli-error.js';
 import { ApiClient } from '../client.js';
 import { removeSavedLogin, writeSavedLogin, type SavedLogin } from '../config.js';

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import type { LaunchResponse } from '../api-types.js';
+import type { LaunchResponse } from '../../api/wire.js';
 import { CliError, usageError } from '../cli-error.js';
 import type { Ctx } from '../context.js';
 import { formatLocalTime } from '../format.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { LeaseView } from '../api-types.js';
+import type { LeaseView } from '../../api/wire.js';
 import { seg, type Ctx } from '../context.js';
 import { formatDurationMs, formatLocalTime } from '../format.js';
 

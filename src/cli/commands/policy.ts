@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { isGatehouseError } from '../../core/errors.js';
 import { loadPolicies, policyJsonSchema } from '../../workflow/policies.js';
-import type { ExplainResponse } from '../api-types.js';
+import type { ExplainResponse } from '../../api/wire.js';
 import { CliError, usageError } from '../cli-error.js';
 import type { Ctx } from '../context.js';
 import { formatLocalTime } from '../format.js';

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { WorkflowSettings } from '../../core/model.js';
-import type { RequestView, ResourceView } from '../api-types.js';
+import type { RequestView, ResourceView } from '../../api/wire.js';
 import { CliError } from '../cli-error.js';
 import type { ApiClient } from '../client.js';
 import { seg, type Ctx } from '../context.js';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { Protocols, ProtocolsByType, RecordTypes, type Protocol, type RecordType } from '../../core/model.js';
-import type { ResourceView } from '../api-types.js';
+import type { ResourceView } from '../../api/wire.js';
 import { CliError, usageError } from '../cli-error.js';
 import { intArg, seg, type Ctx } from '../context.js';
 import { describeResourceState, formatTable } from '../format.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { SessionView } from '../api-types.js';
+import type { SessionView } from '../../api/wire.js';
 import { seg, type Ctx } from '../context.js';
 import { formatDurationMs, formatTable, formatTimestamp } from '../format.js';
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { Enforcements, type Enforcement } from '../../core/model.js';
-import type { RoleView, TeamView, UserView } from '../api-types.js';
+import type { RoleView, TeamView, UserView } from '../../api/wire.js';
 import { usageError } from '../cli-error.js';
 import { collect, seg, type Ctx } from '../context.js';
 import { promptHidden, readStdinSecret } from '../io.js';

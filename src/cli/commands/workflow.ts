@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { WorkflowView } from '../api-types.js';
+import type { WorkflowView } from '../../api/wire.js';
 import { collect, seg, type Ctx } from '../context.js';
 import { mergeWorkflowSettings, parseWorkflowFlags, type WorkflowFlags } from '../workflow-flags.js';
 

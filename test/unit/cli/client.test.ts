@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RequestView } from '../../../src/cli/api-types.js';
+import type { RequestView } from '../../../src/api/wire.js';
 import { CliError } from '../../../src/cli/cli-error.js';
 import { ApiClient } from '../../../src/cli/client.js';
 import { waitForDecision } from '../../../src/cli/wait.js';

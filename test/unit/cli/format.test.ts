@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RequestView, ResourceView } from '../../../src/cli/api-types.js';
+import type { RequestView, ResourceView } from '../../../src/api/wire.js';
 import {
   approvalProgress,
   describeRequestState,

@@ -12,7 +12,7 @@ function resource(state: ResourceView['state'], settings: ResourceView['settings
 }
 
 function request(over: Partial<AccessRequest> = {}): AccessRequest {
-  return { id: 'r1', resource: 'prod-db', requester: 'alice', state: 'pending', stage: 0, reviews: [], createdAt: '2026-01-05T09:00:00Z', pendingUntil: '2026-01-06T09:00:00Z', ...over };
+  return { id: 'r1', resource: 'prod-db', requester: 'alice', state: 'pending', stage: 0, reviews: [], createdAt: '2026-01-05T09:00:00Z', pendingUntil: '2026-01-06T09:00:00Z', version: 1, ...over };
 }
 
 describe('vaultAction: the one action for my state', () => {

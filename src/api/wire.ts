@@ -12,7 +12,7 @@ import type {
 } from '../core/model.js';
 
 /**
- * The API's JSON shapes as the CLI receives them (src/api/README.md). Records travel with
+ * The API's JSON shapes as clients (the CLI, the web vault) receive them (src/api/README.md). Records travel with
  * their dates as ISO strings, so `Wire<T>` turns every Date field into a string.
  */
 export type Wire<T> = T extends Date
@@ -81,6 +81,7 @@ export interface ResourceView {
 }
 
 export interface WorkflowView {
+  resource: string;
   settings: WorkflowSettings;
   lines: string[];
   canConfigure: boolean;
@@ -91,7 +92,7 @@ export interface LaunchResponse {
   expiresAt: string;
   command: string;
   resource: string;
-  protocol?: string;
+  protocol: Protocol;
   /** How to start the stock client (absent for browser and tunnel resources). */
   invocation?: { program: string; args: string[]; env: Record<string, string> };
 }
