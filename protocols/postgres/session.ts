@@ -11,7 +11,7 @@ import {
   readCString, type StartupPacket,
 } from './codec.js';
 import { addressingError, denialError, internalError, protocolError, tlsRequiredError, upstreamFailure } from './errors.js';
-import { StreamClosedError, StreamReader } from './reader.js';
+import { PeerClosedError, StreamReader } from './reader.js';
 import { Relay, type StatementEvent } from './relay.js';
 import { connectUpstream, sendCancel, UpstreamError, type UpstreamTarget } from './upstream.js';
 
@@ -83,7 +83,7 @@ export async function serveConnection(socket: Socket, ctx: ConnectionContext): P
     } else if (e instanceof PgDecodeError) {
       refuse(stream, protocolError(e.message, e.sqlstate));
       ctx.log.info({ client, err: e.message }, 'postgres client sent a malformed packet');
-    } else if (e instanceof StreamClosedError) {
+    } else if (e instanceof PeerClosedError) {
       stream.destroy();
     } else {
       ctx.log.error({ err: e, client }, 'postgres connection failed');
@@ -131,8 +131,8 @@ async function negotiate(socket: Socket, ctx: ConnectionContext, setStream: (s: 
         setStream(tls);
         await new Promise<void>((resolve, reject) => {
           tls.once('secure', resolve);
-          tls.once('error', (e) => reject(new StreamClosedError(`TLS handshake failed: ${e.message}`)));
-          tls.once('close', () => reject(new StreamClosedError('closed during the TLS handshake')));
+          tls.once('error', (e) => reject(new PeerClosedError(`TLS handshake failed: ${e.message}`)));
+          tls.once('close', () => reject(new PeerClosedError('closed during the TLS handshake')));
         });
         reader = new StreamReader(tls, 'the client');
         encrypted = true;
