@@ -198,6 +198,11 @@ export class Directory {
 
   async removeResource(actor: string, name: string): Promise<void> {
     await this.requireAdmin(actor);
+    await this.deleteResource(actor, name);
+  }
+
+  /** Deletes a resource and ends its sessions; callers have checked who may. */
+  async deleteResource(actor: string, name: string): Promise<void> {
     if (!(await this.ctx.store.deleteResource(name))) throw new NotFoundError('resource', name);
     await this.ctx.audit.record(actor, 'resource.remove', name);
     this.ctx.bus.publishRevoke({ kind: 'resource_removed', resource: name, message: `resource ${name} was removed` });

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { resolve, sep } from 'node:path';
 import type { Resource } from '../core/model.js';
 import { sealCredentials } from '../secrets/credentials.js';
 import { teamMembers } from './access.js';
@@ -13,6 +14,8 @@ export interface PolicySyncResult {
   createdUsers: string[];
   /** Secrets a policy refers to that could not be read (resource → references). */
   missingSecrets: Record<string, string[]>;
+  /** Resources that came from a file in this directory and are no longer defined there. */
+  removed: string[];
 }
 
 const ACTOR = 'policy';
@@ -20,7 +23,8 @@ const ACTOR = 'policy';
 /**
  * Loads every policy file in `dir` and applies it: teams and their members, then resources
  * with their workflows and vaulted credentials. The whole directory is validated before
- * anything is written, so a bad file changes nothing.
+ * anything is written, so a bad file changes nothing. Resources that a file in `dir` once
+ * defined and no longer does are removed.
  */
 export async function applyPolicyDir(engine: Engine, dir: string): Promise<PolicySyncResult> {
   const { store, clock } = engine.ctx;
@@ -28,7 +32,7 @@ export async function applyPolicyDir(engine: Engine, dir: string): Promise<Polic
   const storeTeams = teamMembers(users);
   for (const t of await store.listTeams()) if (!storeTeams.has(t.name)) storeTeams.set(t.name, []);
   const set = await loadPolicies(dir, { teams: storeTeams });
-  const result: PolicySyncResult = { files: set.files, teams: set.teams.length, resources: set.resources.length, createdUsers: [], missingSecrets: {} };
+  const result: PolicySyncResult = { files: set.files, teams: set.teams.length, resources: set.resources.length, createdUsers: [], missingSecrets: {}, removed: [] };
 
   const ensureUser = async (name: string): Promise<void> => {
     if (await store.getUser(name)) return;
@@ -56,6 +60,16 @@ export async function applyPolicyDir(engine: Engine, dir: string): Promise<Polic
       next.credentialsSealed = before.credentialsSealed;
     }
     await engine.directory.replaceResource(ACTOR, next);
+  }
+  // Policies are the source of truth for what they define: a resource deleted from its file
+  // goes away (and its live sessions end). Resources made through the API are not touched.
+  const defined = new Set(set.resources.map((r) => r.resource.name));
+  const inDir = resolve(dir) + sep;
+  for (const r of await store.listResources()) {
+    if (r.source.startsWith(inDir) && !defined.has(r.name)) {
+      await engine.directory.deleteResource(ACTOR, r.name);
+      result.removed.push(r.name);
+    }
   }
   return result;
 }
