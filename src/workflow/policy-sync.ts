@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { resolve, sep } from 'node:path';
-import type { Resource } from '../core/model.js';
-import { sealCredentials } from '../secrets/credentials.js';
+import type { Resource, TargetCredentials } from '../core/model.js';
+import { canonicalJson } from '../audit/audit-log.js';
+import { openCredentials, sealCredentials } from '../secrets/credentials.js';
 import { teamMembers } from './access.js';
 import type { Engine } from './engine.js';
 import { loadPolicies, resolvePolicyCredentials } from './policies.js';
@@ -19,6 +20,14 @@ export interface PolicySyncResult {
 }
 
 const ACTOR = 'policy';
+
+function sameCredentials(engine: Engine, resource: string, sealed: string, creds: TargetCredentials): boolean {
+  try {
+    return JSON.stringify(openCredentials(engine.ctx.sealer, resource, sealed)) === JSON.stringify(creds);
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Loads every policy file in `dir` and applies it: teams and their members, then resources
@@ -55,10 +64,13 @@ export async function applyPolicyDir(engine: Engine, dir: string): Promise<Polic
     if (credentials) {
       const resolved = await resolvePolicyCredentials(credentials);
       if (resolved.missing.length) result.missingSecrets[def.name] = resolved.missing;
-      next.credentialsSealed = sealCredentials(engine.ctx.sealer, def.name, resolved.credentials);
+      // Sealing is randomised: keep the stored blob when the secret itself did not change.
+      const same = before?.credentialsSealed && sameCredentials(engine, def.name, before.credentialsSealed, resolved.credentials);
+      next.credentialsSealed = same ? before.credentialsSealed! : sealCredentials(engine.ctx.sealer, def.name, resolved.credentials);
     } else if (before?.credentialsSealed) {
       next.credentialsSealed = before.credentialsSealed;
     }
+    if (before && canonicalJson(before) === canonicalJson(next)) continue;
     await engine.directory.replaceResource(ACTOR, next);
   }
   // Policies are the source of truth for what they define: a resource deleted from its file

@@ -32,6 +32,11 @@ describe('applying a policy directory', () => {
     expect((await h.store.getResource('orders'))?.source).toBe(join(dir, 'db.yaml'));
     await h.engine.directory.addResource('admin', { name: 'by-api', type: 'machine', protocol: 'ssh', host: 'h', port: 22, owner: 'bob' });
 
+    // Applying the same files again writes nothing.
+    const writes = (await h.store.listAudit({ actor: 'policy' })).length;
+    await applyPolicyDir(h.engine, dir);
+    expect((await h.store.listAudit({ actor: 'policy' })).length).toBe(writes);
+
     writeFileSync(join(dir, 'db.yaml'), `resources:${resource('orders')}\n`);
     const second = await applyPolicyDir(h.engine, dir);
     expect(second.removed).toEqual(['billing']);
