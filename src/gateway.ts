@@ -50,7 +50,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
   chmodSync(cfg.dataDir, 0o700);
   const sealer = new Sealer(loadOrCreateMasterKey({ dataDir: cfg.dataDir }));
-  const store = openStore({ path: join(cfg.dataDir, 'gatehouse.db') });
+  const store = cfg.storeUrl ? await openStore({ kind: 'postgres', url: cfg.storeUrl }) : openStore({ path: join(cfg.dataDir, 'gatehouse.db') });
   const bus = new EventBus();
   const audit = new AuditLog({ store, key: sealer.deriveKey('gatehouse/audit-mac/v1'), clock });
   const engine = new Engine({ store, clock, bus, audit, sealer, log, config: { warnBeforeMs: cfg.warnBeforeMinutes * 60_000 } });

@@ -14,14 +14,15 @@ export function registerServe(program: Command): void {
     .option('--policies <dir>', 'policy directory to load at start')
     .option('--listen <name=host:port>', 'listener address (repeatable; port 0 picks a free one)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--admin-password-file <file>', 'first run: take the admin password from this file')
-    .action(async (o: { config?: string; data?: string; policies?: string; listen: string[]; adminPasswordFile?: string }) => {
+    .option('--store <url>', 'keep state in PostgreSQL (postgres://...) to share it between gateways; default: SQLite in the data dir')
+    .action(async (o: { config?: string; data?: string; policies?: string; listen: string[]; adminPasswordFile?: string; store?: string }) => {
       const cfg = loadConfig({
         ...(o.config ? { configFile: o.config } : {}), ...(o.data ? { data: o.data } : {}), ...(o.policies ? { policies: o.policies } : {}),
-        listen: o.listen, ...(o.adminPasswordFile ? { adminPasswordFile: o.adminPasswordFile } : {}),
+        listen: o.listen, ...(o.adminPasswordFile ? { adminPasswordFile: o.adminPasswordFile } : {}), ...(o.store ? { store: o.store } : {}),
       });
       const gw = await startGateway(cfg, { adapters: await protocolAdapters(), web: serveWeb() });
       const out = process.stdout;
-      out.write(`Gatehouse is running (data: ${cfg.dataDir}, certs: ${cfg.certDir})\n`);
+      out.write(`Gatehouse is running (data: ${cfg.dataDir}, certs: ${cfg.certDir}, store: ${gw.store.kind})\n`);
       for (const [name, a] of Object.entries(gw.addresses)) {
         const scheme = name === 'api' ? (a.host.startsWith('127.') || a.host === 'localhost' || a.host === '::1' ? 'http' : 'https') : name;
         out.write(`listening ${name} ${scheme}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}\n`);

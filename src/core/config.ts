@@ -37,6 +37,8 @@ export interface GatewayConfig {
   adminPasswordFile?: string;
   /** PostgreSQL plaintext startup allowed on loopback listeners (tests, local use). */
   allowPlaintextOnLoopback: boolean;
+  /** A PostgreSQL connection string for state shared by several gateways; SQLite in the data dir when absent. */
+  storeUrl?: string;
 }
 
 const Address = z.union([z.literal('off'), z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:]+):\d{1,5}$/, 'use HOST:PORT')]);
@@ -50,6 +52,7 @@ const FileSchema = z.strictObject({
   warnBeforeMinutes: z.number().int().min(0).max(1440).optional(),
   nodeName: z.string().optional(),
   allowPlaintextOnLoopback: z.boolean().optional(),
+  store: z.string().regex(/^postgres(ql)?:\/\//, 'use a postgres:// connection string').optional(),
 });
 
 export interface ConfigInputs {
@@ -59,6 +62,8 @@ export interface ConfigInputs {
   /** `NAME=HOST:PORT` overrides. */
   listen?: string[];
   adminPasswordFile?: string;
+  /** PostgreSQL connection string (overrides the config file's `store`). */
+  store?: string;
   cwd?: string;
 }
 
@@ -119,5 +124,10 @@ export function loadConfig(inputs: ConfigInputs): GatewayConfig {
   };
   if (policiesDir) cfg.policiesDir = resolve(cwd, policiesDir);
   if (inputs.adminPasswordFile) cfg.adminPasswordFile = resolve(cwd, inputs.adminPasswordFile);
+  const storeUrl = inputs.store ?? file.store;
+  if (storeUrl !== undefined) {
+    if (!/^postgres(ql)?:\/\//.test(storeUrl)) throw new GatehouseError('CONFIG_INVALID', `--store: '${storeUrl.replace(/:[^:@/]*@/, ':***@')}' is not a postgres:// connection string`);
+    cfg.storeUrl = storeUrl;
+  }
   return cfg;
 }

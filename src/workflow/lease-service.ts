@@ -30,6 +30,11 @@ export class LeaseService {
     // Everything but the lease itself must already allow access (schedule, approval). MFA is
     // asked again at each connection, so a check-out does not need it.
     const d = await decide(this.ctx, { user, resource: resourceName, at: now, mfa: { kind: 'none' }, dryRun: true });
+    if (!d.allow && d.code === 'checked_out_by_other') {
+      // Someone checked it out since the read above (on this node or another).
+      const other = await this.ctx.store.getHeldLease(resourceName);
+      if (other) throw this.heldByOther(other);
+    }
     if (!d.allow && d.code !== 'checkout_required' && d.code !== 'mfa_required' && d.code !== 'mfa_not_enrolled') {
       throw new GatehouseError('FORBIDDEN', d.message, { denyCode: d.code, hint: d.hint });
     }
