@@ -11,6 +11,7 @@ import type { GatewayConfig, ListenerName } from './core/config.js';
 import { GatehouseError } from './core/errors.js';
 import { createLogger, type Logger } from './core/log.js';
 import { EventBus } from './events/bus.js';
+import { PgRevokeBridge } from './events/pg-bridge.js';
 import { WebhookSender } from './notify/webhooks.js';
 import { ensurePki, type Pki } from './pki/pki.js';
 import { loadOrCreateMasterKey } from './secrets/master-key.js';
@@ -65,6 +66,9 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   }
   await engine.sweep();
 
+  // Gateways sharing a PostgreSQL store tell each other about revocations.
+  const bridge = cfg.storeUrl ? new PgRevokeBridge(cfg.storeUrl, bus, log) : undefined;
+  await bridge?.start();
   const auth = new AuthService(engine);
   const broker = new Broker({ engine, log, node: cfg.nodeName, failures: auth.failures });
   const webhooks = new WebhookSender(cfg.webhooks, { clock, log });
@@ -80,6 +84,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   const closeAll = async (): Promise<void> => {
     await Promise.allSettled(listeners.map((l) => l.close()));
     await broker.shutdown();
+    await bridge?.stop();
     await api.close();
     webhooks.stop();
     engine.stop();

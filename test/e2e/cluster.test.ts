@@ -61,5 +61,18 @@ describe('two gateways on one PostgreSQL store', () => {
     const decision = await b.engine.decide({ user: holder!, resource: 'db', at: new Date(), mfa: { kind: 'none' } });
     expect(decision.allow && decision.credentials).toEqual({ login: 'x', password: 'y' });
     expect((await (a.engine.ctx.audit as unknown as AuditLog).verify()).ok).toBe(true);
+
+    // The holder's live session is on node B; an approver force-checks-in on node A.
+    const opened = await b.broker.open({ user: holder!, resource: 'db', protocol: 'postgres', client: 'test', mfa: { kind: 'none' } });
+    if (!opened.ok) throw new Error(opened.denial.message);
+    const closed = new Promise<{ reason: string; message: string; ms: number }>((resolve) => {
+      const t0 = performance.now();
+      void opened.session.live({ warn: () => undefined, close: (reason, message) => resolve({ reason, message, ms: performance.now() - t0 }) });
+    });
+    await a.engine.leases.forceCheckin('admin', 'db', 'incident 9');
+    const ended = await closed;
+    expect(ended.reason).toBe('force_checked_in');
+    expect(ended.message).toContain('incident 9');
+    expect(ended.ms).toBeLessThan(1000);
   });
 });
