@@ -1,7 +1,8 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditLog } from './audit/audit-log.js';
-import { createApiServer, isLoopback, type ApiServer, type ApiServerOptions } from './api/server.js';
+import { createApiServer, type ApiServer, type ApiServerOptions } from './api/server.js';
+import { isLoopback } from './core/net.js';
 import { AuthService } from './api/auth.js';
 import type { ListenerAddress } from './api/deps.js';
 import type { Listener, ProtocolAdapter } from './broker/adapter.js';

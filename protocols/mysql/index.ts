@@ -3,69 +3,34 @@
  * launch ticket or the gateway password as the password. See README.md for the contract.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { createServer, isIP, type AddressInfo, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
-import type { Clock } from '../../src/core/clock.js';
 import { ValidationError } from '../../src/core/errors.js';
 import type { Resource } from '../../src/core/model.js';
 import { VerifiedPasswords } from '../../src/broker/password-cache.js';
 import type { StatementEvent } from './relay.js';
-import type { UpstreamTlsMode } from './upstream.js';
+import { positive, resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
+import { isLoopback } from '../../src/core/net.js';
 import { MysqlSession, type AdapterStats, type SessionDeps } from './session.js';
 
 export type { StatementEvent } from './relay.js';
 export type { UpstreamTlsMode } from './upstream.js';
 
-export interface MysqlAdapterOptions {
-  /**
-   * CA bundles (PEM) that targets' TLS certificates must chain to, by resource name; the key
-   * '*' applies to every resource without its own. When a CA applies, the target must offer
-   * TLS and its certificate must name the resource's host. Without one, a target's
-   * certificate is pinned on first use (broker.pinTargetIdentity).
-   */
-  upstreamCa?: Record<string, string>;
-  /**
-   * TLS to targets without a CA entry: 'prefer' (default: when the target offers it),
-   * 'require', or 'disable' (targets on loopback or a trusted link only).
-   */
-  upstreamTls?: UpstreamTlsMode;
-  /** Connect + login to a target (default 10 s). */
-  upstreamTimeoutMs?: number;
-  /** From accept to the first byte relayed (default 30 s). */
-  handshakeTimeoutMs?: number;
-  /** How long a verified gateway password is remembered (default 60 s; 0 turns it off). */
-  passwordCacheMs?: number;
+export interface MysqlAdapterOptions extends DatabaseAdapterOptions {
   /** Largest client command (logical packet) relayed (default 64 MiB). */
   maxPacketSize?: number;
-  /** Bytes of SQL captured per COM_QUERY / COM_STMT_PREPARE for the audit (default 4096). */
-  auditSqlLimit?: number;
   /** Called for every COM_QUERY and COM_STMT_PREPARE (default: a debug log line). */
   onStatement?: (e: StatementEvent) => void;
   /** What the gateway's HandshakeV10 says it is; clients only display it. */
   serverVersion?: string;
-  /** Time for the password cache; default: the broker's engine clock. */
-  clock?: Clock;
 }
 
 const MAX_TLS_SESSIONS = 1000;
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
-}
-
-function positive(field: string, v: number | undefined, dflt: number, allowZero = false): number {
-  if (v === undefined) return dflt;
-  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) throw new ValidationError(field, 'must be a positive number of milliseconds or bytes');
-  return v;
-}
-
 export class MysqlAdapter implements ProtocolAdapter {
   readonly protocol = 'mysql' as const;
-  private readonly opts: MysqlAdapterOptions & {
-    upstreamTls: UpstreamTlsMode; upstreamTimeoutMs: number; handshakeTimeoutMs: number; passwordCacheMs: number;
-    maxPacketSize: number; auditSqlLimit: number; serverVersion: string;
-  };
+  private readonly opts: MysqlAdapterOptions & ResolvedDatabaseOptions & { maxPacketSize: number; serverVersion: string };
   private nextConnectionId = 1;
   /** Target TLS sessions for resumption, oldest first. */
   private readonly tlsSessions = new Map<string, Buffer>();
@@ -73,22 +38,12 @@ export class MysqlAdapter implements ProtocolAdapter {
   readonly stats: AdapterStats = { connections: 0, upstreamConnects: 0, refusals: 0, changeUserRefused: 0, threadKills: 0, upstreamTlsResumed: 0 };
 
   constructor(options: MysqlAdapterOptions = {}) {
-    if (options.upstreamTls !== undefined && !['prefer', 'require', 'disable'].includes(options.upstreamTls)) {
-      throw new ValidationError('upstreamTls', "must be 'prefer', 'require' or 'disable'");
-    }
-    for (const [name, pem] of Object.entries(options.upstreamCa ?? {})) {
-      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ValidationError(`upstreamCa.${name}`, 'must be a PEM certificate bundle');
-    }
     const maxPacketSize = positive('maxPacketSize', options.maxPacketSize, 64 * 1024 * 1024);
     if (maxPacketSize < 1024 || maxPacketSize > 1024 ** 3) throw new ValidationError('maxPacketSize', 'must be between 1 KiB and 1 GiB');
     this.opts = {
       ...options,
-      upstreamTls: options.upstreamTls ?? 'prefer',
-      upstreamTimeoutMs: positive('upstreamTimeoutMs', options.upstreamTimeoutMs, 10_000),
-      handshakeTimeoutMs: positive('handshakeTimeoutMs', options.handshakeTimeoutMs, 30_000),
-      passwordCacheMs: positive('passwordCacheMs', options.passwordCacheMs, 60_000, true),
+      ...resolveDatabaseOptions(options),
       maxPacketSize,
-      auditSqlLimit: positive('auditSqlLimit', options.auditSqlLimit, 4096, true),
       serverVersion: options.serverVersion ?? '8.0.99-Gatehouse',
     };
   }

@@ -19,6 +19,7 @@ import {
   rsaEncryptPassword,
   Sha2,
 } from './scramble.js';
+import type { UpstreamTlsMode } from '../shared/database-options.js';
 
 /** Client flags relayed to the target as the client chose them (when the target has them too). */
 const RELAYED =
@@ -37,7 +38,7 @@ const MAX_AUTH_ROUNDS = 8;
 
 export type UpstreamFailure = 'unreachable' | 'identity' | 'auth' | 'capability' | 'protocol';
 
-export type UpstreamTlsMode = 'prefer' | 'require' | 'disable';
+export type { UpstreamTlsMode } from '../shared/database-options.js';
 
 export class UpstreamError extends Error {
   constructor(

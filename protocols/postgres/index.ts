@@ -1,52 +1,21 @@
-import { createServer, isIP, type AddressInfo, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
-import type { Clock } from '../../src/core/clock.js';
 import { ValidationError } from '../../src/core/errors.js';
 import type { Resource } from '../../src/core/model.js';
 import { VerifiedPasswords } from '../../src/broker/password-cache.js';
 import { CancelKeys } from './cancel.js';
 import type { StatementEvent } from './relay.js';
 import { serveConnection, type ConnectionContext } from './session.js';
-import type { UpstreamTarget, UpstreamTlsMode } from './upstream.js';
+import { resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
+import { isLoopback } from '../../src/core/net.js';
+import type { UpstreamTarget } from './upstream.js';
 
 export type { StatementEvent } from './relay.js';
 
-export interface PostgresAdapterOptions {
-  /**
-   * CA bundles (PEM) that targets' TLS certificates must chain to, by resource name; the key
-   * '*' applies to every resource without its own entry. When a CA applies, the target must
-   * accept TLS and its certificate must name the resource's host. Without one, TLS is used
-   * as `upstreamTls` says, unverified.
-   */
-  upstreamCa?: Record<string, string>;
-  /**
-   * TLS to targets without a CA entry: 'prefer' (default: when the target offers it),
-   * 'require', or 'disable' (targets on loopback or a trusted link only).
-   */
-  upstreamTls?: UpstreamTlsMode;
-  /** Connect + login to a target (default 10 s). */
-  upstreamTimeoutMs?: number;
-  /** From accept to the first byte relayed (default 30 s). */
-  handshakeTimeoutMs?: number;
-  /** How long a verified gateway password is remembered (default 60 s; 0 turns it off). */
-  passwordCacheMs?: number;
-  /** Bytes of SQL captured per Query/Parse for the audit (default 4096). */
-  auditSqlLimit?: number;
+export interface PostgresAdapterOptions extends DatabaseAdapterOptions {
   /** Called for every Query and Parse a client sends (besides a debug log line). */
   onStatement?: (e: StatementEvent) => void;
-  /** Time for the password cache; default: the broker's engine clock. */
-  clock?: Clock;
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
-}
-
-function positive(field: string, v: number | undefined, dflt: number, allowZero = false): number {
-  if (v === undefined) return dflt;
-  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) throw new ValidationError(field, 'must be a positive number of milliseconds or bytes');
-  return v;
 }
 
 /**
@@ -59,22 +28,10 @@ export class PostgresAdapter implements ProtocolAdapter {
   /** Shared by every listener of this adapter; tests and metrics read them. */
   readonly stats = { upstreamConnects: 0, cancelsForwarded: 0 };
   private readonly cancelKeys = new CancelKeys();
-  private readonly opts: Required<Omit<PostgresAdapterOptions, 'onStatement' | 'clock' | 'upstreamCa'>> & PostgresAdapterOptions;
+  private readonly opts: PostgresAdapterOptions & ResolvedDatabaseOptions;
 
   constructor(options: PostgresAdapterOptions = {}) {
-    for (const [name, pem] of Object.entries(options.upstreamCa ?? {})) {
-      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ValidationError(`upstreamCa.${name}`, 'must be a PEM certificate bundle');
-    }
-    const upstreamTls = options.upstreamTls ?? 'prefer';
-    if (!['disable', 'prefer', 'require'].includes(upstreamTls)) throw new ValidationError('upstreamTls', "must be 'disable', 'prefer' or 'require'");
-    this.opts = {
-      ...options,
-      upstreamTls,
-      upstreamTimeoutMs: positive('upstreamTimeoutMs', options.upstreamTimeoutMs, 10_000),
-      handshakeTimeoutMs: positive('handshakeTimeoutMs', options.handshakeTimeoutMs, 30_000),
-      passwordCacheMs: positive('passwordCacheMs', options.passwordCacheMs, 60_000, true),
-      auditSqlLimit: positive('auditSqlLimit', options.auditSqlLimit, 4096),
-    };
+    this.opts = { ...options, ...resolveDatabaseOptions(options) };
   }
 
   /** Live sessions' cancel keys (released when a session ends). */

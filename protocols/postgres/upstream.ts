@@ -6,6 +6,7 @@ import {
 } from './codec.js';
 import { StreamReader } from './reader.js';
 import { md5Response, ScramClient } from './scram.js';
+import type { UpstreamTlsMode } from '../shared/database-options.js';
 
 export type UpstreamErrorCode =
   | 'PG_UPSTREAM_CONNECT'
@@ -28,7 +29,7 @@ export class UpstreamError extends Error {
 }
 
 /** libpq's sslmode, minus the verify modes: a CA turns verification (and `require`) on. */
-export type UpstreamTlsMode = 'disable' | 'prefer' | 'require';
+export type { UpstreamTlsMode } from '../shared/database-options.js';
 
 export interface UpstreamTls {
   mode: UpstreamTlsMode;

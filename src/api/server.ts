@@ -2,6 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { GatehouseError } from '../core/errors.js';
+import { isLoopback } from '../core/net.js';
 import type { ApiDeps } from './deps.js';
 import { matchRoute, readJsonBody, sendError, sendJson, type AuthedContext, type RequestContext, type Route } from './http.js';
 import { RateLimiter } from '../core/limits.js';
@@ -37,9 +38,6 @@ const SECURITY_HEADERS = {
   'referrer-policy': 'no-referrer',
 };
 
-export function isLoopback(host: string): boolean {
-  return host === '127.0.0.1' || host === '::1' || host === 'localhost' || host.startsWith('127.');
-}
 
 /** The control-plane HTTP server: JSON API, WebSocket notifications, health and metrics. */
 export function createApiServer(deps: ApiDeps, opts: ApiServerOptions = {}): ApiServer {
@@ -57,7 +55,7 @@ export function createApiServer(deps: ApiDeps, opts: ApiServerOptions = {}): Api
     try {
       if (url.pathname === '/healthz') return sendJson(res, 200, { ok: true });
       if (url.pathname === '/metrics') {
-        if (!isLoopback(ip.replace(/^::ffff:/, ''))) throw new GatehouseError('FORBIDDEN', 'metrics are served to loopback only');
+        if (!isLoopback(ip)) throw new GatehouseError('FORBIDDEN', 'metrics are served to loopback only');
         const text = await metrics.registry.metrics();
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
         res.end(text);
