@@ -41,12 +41,9 @@ const CLIENTS = Number(values.clients);
 const CONNECTS = Number(values.connects);
 const ROWS = Number(values.rows);
 
-const [{ SystemClock }, { silentLogger }, { EventBus }, { Sealer }, { SqliteStore }, { AuditLog }, { Engine }, { Broker }, { ensurePki }, { hashPassword }, { MysqlAdapter }] =
-  await Promise.all([
-    dist('src/core/clock.js'), dist('src/core/log.js'), dist('src/events/bus.js'), dist('src/secrets/sealer.js'), dist('src/store/sqlite/sqlite-store.js'),
-    dist('src/audit/audit-log.js'), dist('src/workflow/engine.js'), dist('src/broker/broker.js'), dist('src/pki/pki.js'), dist('src/secrets/passwords.js'),
-    dist('protocols/mysql/index.js'),
-  ]);
+const [{ ensurePki }, { MysqlAdapter }, { benchGateway, silentLogger }] = await Promise.all([
+  dist('src/pki/pki.js'), dist('protocols/mysql/index.js'), import('../lib/gateway.mjs'),
+]);
 
 const dir = mkdtempSync(join(tmpdir(), 'gh-bench-mysql-'));
 const script = join(root, 'test/targets/mariadb.sh');
@@ -100,21 +97,16 @@ async function seed() {
 }
 
 async function gateway(pki, password, upstreamTls) {
-  const clock = new SystemClock();
-  const store = SqliteStore.open(':memory:');
-  const sealer = new Sealer(randomBytes(32));
-  const audit = new AuditLog({ store, key: sealer.deriveKey('gatehouse/audit-mac/v1'), clock });
-  const engine = new Engine({ store, clock, bus: new EventBus(), audit, sealer });
-  const broker = new Broker({ engine, log: silentLogger, node: 'bench' });
-  await store.putUser({ id: 'admin', name: 'admin', admin: true, disabled: false, teams: [], totpConfirmed: false, sshKeys: [], createdAt: clock.now() });
-  await engine.directory.addUser('admin', { name: 'bench', passwordHash: await hashPassword(password) });
-  await engine.directory.addResource('admin', {
-    name: 'bench-mysql', type: 'database', protocol: 'mysql', host: target.host, port: target.port, database: target.database, owner: 'admin',
-    access: [{ user: 'bench' }], credentials: { login: target.user, password: target.password },
+  const { broker, stop } = await benchGateway({
+    password,
+    resource: {
+      name: 'bench-mysql', type: 'database', protocol: 'mysql', host: target.host, port: target.port, database: target.database,
+      credentials: { login: target.user, password: target.password },
+    },
   });
   const adapter = new MysqlAdapter(upstreamTls === 'disable' ? { upstreamTls } : { upstreamCa: { '*': readFileSync(target.ca, 'utf8') } });
   const listener = await adapter.listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls: { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem } });
-  cleanups.unshift(async () => { await listener.close(); await broker.shutdown(); engine.stop(); });
+  cleanups.unshift(async () => { await listener.close(); await stop(); });
   return listener.address.port;
 }
 

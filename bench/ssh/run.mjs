@@ -10,7 +10,6 @@
  * client side passes through Node.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,9 +26,8 @@ const ROUNDS = Number(values.rounds);
 const STARTS = Number(values.starts);
 const CIPHER = 'aes128-gcm@openssh.com';
 
-const [{ SystemClock }, { silentLogger }, { EventBus }, { Sealer }, { SqliteStore }, { AuditLog }, { Engine }, { Broker }, { ensurePki }, { SshAdapter }] = await Promise.all([
-  dist('src/core/clock.js'), dist('src/core/log.js'), dist('src/events/bus.js'), dist('src/secrets/sealer.js'), dist('src/store/sqlite/sqlite-store.js'),
-  dist('src/audit/audit-log.js'), dist('src/workflow/engine.js'), dist('src/broker/broker.js'), dist('src/pki/pki.js'), dist('protocols/ssh/index.js'),
+const [{ ensurePki }, { SshAdapter }, { benchGateway, silentLogger }] = await Promise.all([
+  dist('src/pki/pki.js'), dist('protocols/ssh/index.js'), import('../lib/gateway.mjs'),
 ]);
 
 const dir = mkdtempSync(join(tmpdir(), 'gh-bench-ssh-'));
@@ -37,20 +35,14 @@ const sshdScript = join(root, 'test/targets/sshd.sh');
 const target = JSON.parse(execFileSync('bash', [sshdScript, 'start'], { encoding: 'utf8' }).trim().split('\n').at(-1));
 
 async function gateway() {
-  const clock = new SystemClock();
-  const store = SqliteStore.open(':memory:');
-  const sealer = new Sealer(randomBytes(32));
-  const audit = new AuditLog({ store, key: sealer.deriveKey('gatehouse/audit-mac/v1'), clock });
-  const engine = new Engine({ store, clock, bus: new EventBus(), audit, sealer });
-  const broker = new Broker({ engine, log: silentLogger, node: 'bench' });
-  await store.putUser({ id: 'admin', name: 'admin', admin: true, disabled: false, teams: [], totpConfirmed: false, sshKeys: [], createdAt: clock.now() });
   const key = join(dir, 'bench_ed25519');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
-  await engine.directory.addUser('admin', { name: 'bench' });
-  await engine.directory.updateUser('admin', 'bench', { sshKeys: [readFileSync(`${key}.pub`, 'utf8').trim()] });
-  await engine.directory.addResource('admin', {
-    name: 'bench-target', type: 'machine', protocol: 'ssh', host: target.host, port: target.port, owner: 'admin',
-    access: [{ user: 'bench' }], credentials: { login: target.user, privateKey: readFileSync(target.clientKey, 'utf8') },
+  const { engine, broker, store } = await benchGateway({
+    sshKeys: [readFileSync(`${key}.pub`, 'utf8').trim()],
+    resource: {
+      name: 'bench-target', type: 'machine', protocol: 'ssh', host: target.host, port: target.port,
+      credentials: { login: target.user, privateKey: readFileSync(target.clientKey, 'utf8') },
+    },
   });
   const pki = await ensurePki(join(dir, 'certs'));
   const listener = await new SshAdapter().listen({

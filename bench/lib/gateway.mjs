@@ -1,0 +1,46 @@
+/**
+ * The workflow engine and broker the benchmarks put in front of a target, built from dist/
+ * (run `npm run build` first): SystemClock, in-memory SQLite, user `bench` on the access list
+ * of one resource with no workflow, so every connection is allowed and the benchmark prices
+ * the decision, the audit and the relay, nothing else.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const dist = (p) => import(join(root, 'dist', p));
+
+const [{ SystemClock }, { silentLogger }, { EventBus }, { Sealer }, { SqliteStore }, { AuditLog }, { Engine }, { Broker }, { hashPassword }] = await Promise.all([
+  dist('src/core/clock.js'), dist('src/core/log.js'), dist('src/events/bus.js'), dist('src/secrets/sealer.js'), dist('src/store/sqlite/sqlite-store.js'),
+  dist('src/audit/audit-log.js'), dist('src/workflow/engine.js'), dist('src/broker/broker.js'), dist('src/secrets/passwords.js'),
+]);
+
+export { silentLogger };
+
+/**
+ * @param {{ resource: object, password?: string, sshKeys?: string[] }} o  resource: the fields of
+ *   `directory.addResource` except owner and access; password / sshKeys: how `bench` signs in.
+ * @returns {Promise<{ engine: any, broker: any, store: any, stop(): Promise<void> }>}
+ */
+export async function benchGateway(o) {
+  const clock = new SystemClock();
+  const store = SqliteStore.open(':memory:');
+  const sealer = new Sealer(randomBytes(32));
+  const audit = new AuditLog({ store, key: sealer.deriveKey('gatehouse/audit-mac/v1'), clock });
+  const engine = new Engine({ store, clock, bus: new EventBus(), audit, sealer });
+  const broker = new Broker({ engine, log: silentLogger, node: 'bench' });
+  await store.putUser({ id: 'admin', name: 'admin', admin: true, disabled: false, teams: [], totpConfirmed: false, sshKeys: [], createdAt: clock.now() });
+  await engine.directory.addUser('admin', { name: 'bench', ...(o.password ? { passwordHash: await hashPassword(o.password) } : {}) });
+  if (o.sshKeys) await engine.directory.updateUser('admin', 'bench', { sshKeys: o.sshKeys });
+  await engine.directory.addResource('admin', { ...o.resource, owner: 'admin', access: [{ user: 'bench' }] });
+  return {
+    engine,
+    broker,
+    store,
+    async stop() {
+      await broker.shutdown();
+      engine.stop();
+    },
+  };
+}
