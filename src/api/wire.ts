@@ -2,9 +2,8 @@ import type {
   AccessRequest,
   AuditEntry,
   Lease,
-  Principal,
   Protocol,
-  RecordType,
+  Resource,
   Role,
   SessionRecord,
   Team,
@@ -67,18 +66,10 @@ export interface ResourceState {
   nextWindowAt?: string;
 }
 
-export interface ResourceView {
-  name: string;
-  type: RecordType;
-  protocol: Protocol;
-  host: string;
-  port: number;
-  database?: string;
-  owner: string;
-  access: Principal[];
-  settings: WorkflowSettings;
+/** What GET /resources returns: the resource without its secrets, plus my state on it. */
+export type ResourceView = Pick<Resource, 'name' | 'type' | 'protocol' | 'host' | 'port' | 'database' | 'owner' | 'access' | 'settings' | 'options' | 'source'> & {
   state: ResourceState;
-}
+};
 
 export interface WorkflowView {
   resource: string;

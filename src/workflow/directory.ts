@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ForbiddenError, GatehouseError, NotFoundError, ValidationError } from '../core/errors.js';
 import type {
-  Enforcement, Principal, RecordType, Protocol, Resource, ResourceOptions, Role, TargetCredentials, Team, User, WorkflowSettings,
+  Enforcement, Principal, Resource, Role, TargetCredentials, Team, User, WorkflowSettings,
 } from '../core/model.js';
 import { Enforcements, ProtocolsByType, RecordTypes } from '../core/model.js';
 import { sealCredentials } from '../secrets/credentials.js';
@@ -15,20 +15,12 @@ function checkName(field: string, name: string): void {
   if (!NAME_RE.test(name)) throw new ValidationError(field, 'use letters, digits, dot, dash or underscore (1-63 characters)');
 }
 
-export interface NewResource {
-  name: string;
-  type: RecordType;
-  protocol: Protocol;
-  host: string;
-  port: number;
-  database?: string;
-  owner: string;
-  access?: Principal[];
-  credentials?: TargetCredentials;
-  settings?: unknown;
-  options?: ResourceOptions;
-  source?: string;
-}
+/** What adding a resource takes: its definition, plain credentials to vault, unvalidated settings. */
+export type NewResource = Pick<Resource, 'name' | 'type' | 'protocol' | 'host' | 'port' | 'database' | 'owner'> &
+  Partial<Pick<Resource, 'access' | 'options' | 'source'>> & {
+    credentials?: TargetCredentials;
+    settings?: unknown;
+  };
 
 /** Users, teams, roles and resources: who exists and what they may reach. */
 export class Directory {

@@ -8,7 +8,7 @@ const LIMIT = { timezone: 'UTC', schedule: [{ days: ['mon' as const], start: '08
 const APPROVAL = { approvers: [], approvals: 2, requireReason: true, requireTicket: true, ticketPattern: '^CHG-[0-9]+$', startOn: 'approval' as const };
 
 function resource(state: ResourceView['state'], settings: ResourceView['settings'] = { limitAccessTime: LIMIT, requireApproval: APPROVAL, singleUser: true }): ResourceView {
-  return { name: 'prod-db', type: 'database', protocol: 'postgres', host: 'h', port: 5432, owner: 'bob', access: [], settings, state };
+  return { name: 'prod-db', type: 'database', protocol: 'postgres', host: 'h', port: 5432, owner: 'bob', access: [], settings, options: {}, source: 'api', state };
 }
 
 function request(over: Partial<AccessRequest> = {}): AccessRequest {
