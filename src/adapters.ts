@@ -1,10 +1,8 @@
 import type { ProtocolAdapter } from './broker/adapter.js';
-import type { ListenerName } from './core/config.js';
-import { MysqlAdapter } from '../protocols/mysql/index.js';
-import { PostgresAdapter } from '../protocols/postgres/index.js';
-import { SshAdapter } from '../protocols/ssh/index.js';
+import { DOORS, type DoorName } from '../protocols/registry.js';
 
-/** The protocol adapters `gatehouse serve` starts, by listener name. */
-export async function protocolAdapters(): Promise<Partial<Record<Exclude<ListenerName, 'api'>, ProtocolAdapter>>> {
-  return { ssh: new SshAdapter(), postgres: new PostgresAdapter(), mysql: new MysqlAdapter() };
+/** The protocol adapters `gatehouse serve` starts, by listener name (from the door registry). */
+export async function protocolAdapters(): Promise<Partial<Record<DoorName, ProtocolAdapter>>> {
+  const loaded = await Promise.all(DOORS.map(async (d) => [d.name, await d.load()] as const));
+  return Object.fromEntries(loaded);
 }

@@ -21,13 +21,14 @@ import { Sealer } from './secrets/sealer.js';
 import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
 import { Engine } from './workflow/engine.js';
+import type { DoorName } from '../protocols/registry.js';
 import { applyPolicyDir, type PolicySyncResult } from './workflow/policy-sync.js';
 
 export interface GatewayOptions {
   clock?: Clock;
   log?: Logger;
   /** Protocol adapters by listener name; the API listener is always built in. */
-  adapters?: Partial<Record<Exclude<ListenerName, 'api'>, ProtocolAdapter>>;
+  adapters?: Partial<Record<DoorName, ProtocolAdapter>>;
   /** Serves the web vault (anything outside /api). */
   web?: ApiServerOptions['fallback'];
 }
@@ -94,7 +95,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   try {
     const a = await api.listen(apiListen.host, apiListen.port);
     addresses.api = { host: apiListen.host, port: a.port };
-    for (const [name, adapter] of Object.entries(opts.adapters ?? {}) as Array<[Exclude<ListenerName, 'api'>, ProtocolAdapter]>) {
+    for (const [name, adapter] of Object.entries(opts.adapters ?? {}) as Array<[DoorName, ProtocolAdapter]>) {
       const at = cfg.listen[name];
       if (!at) continue;
       const l = await adapter.listen({

@@ -1,5 +1,7 @@
-import type { Clock } from '../../src/core/clock.js';
 import { ValidationError } from '../../src/core/errors.js';
+import { positive } from './listener.js';
+
+export { positive } from './listener.js';
 
 /** TLS to a target without a configured CA. */
 export type UpstreamTlsMode = 'prefer' | 'require' | 'disable';
@@ -21,27 +23,15 @@ export interface DatabaseAdapterOptions {
   upstreamTimeoutMs?: number;
   /** From accept to the first byte relayed (default 30 s). */
   handshakeTimeoutMs?: number;
-  /** How long a verified gateway password is remembered (default 60 s; 0 turns it off). */
-  passwordCacheMs?: number;
   /** Bytes of SQL captured per statement for the audit (default 4096). */
   auditSqlLimit?: number;
-  /** Time for the password cache; default: the broker's engine clock. */
-  clock?: Clock;
 }
 
 export interface ResolvedDatabaseOptions {
   upstreamTls: UpstreamTlsMode;
   upstreamTimeoutMs: number;
   handshakeTimeoutMs: number;
-  passwordCacheMs: number;
   auditSqlLimit: number;
-}
-
-/** A non-negative number (milliseconds or bytes), or the default; zero only where it means "off". */
-export function positive(field: string, v: number | undefined, dflt: number, allowZero = false): number {
-  if (v === undefined) return dflt;
-  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) throw new ValidationError(field, 'must be a positive number of milliseconds or bytes');
-  return v;
 }
 
 /** Validates the shared options once, at construction, and fills the defaults. */
@@ -56,7 +46,6 @@ export function resolveDatabaseOptions(o: DatabaseAdapterOptions): ResolvedDatab
     upstreamTls: o.upstreamTls ?? 'prefer',
     upstreamTimeoutMs: positive('upstreamTimeoutMs', o.upstreamTimeoutMs, 10_000),
     handshakeTimeoutMs: positive('handshakeTimeoutMs', o.handshakeTimeoutMs, 30_000),
-    passwordCacheMs: positive('passwordCacheMs', o.passwordCacheMs, 60_000, true),
     auditSqlLimit: positive('auditSqlLimit', o.auditSqlLimit, 4096, true),
   };
 }

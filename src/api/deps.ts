@@ -1,3 +1,4 @@
+import type { ListenerName } from '../core/config.js';
 import type { Logger } from '../core/log.js';
 import type { Engine } from '../workflow/engine.js';
 import type { AuthService } from './auth.js';
@@ -18,7 +19,7 @@ export interface ApiDeps {
   engine: Engine;
   auth: AuthService;
   log: Logger;
-  listeners: Partial<Record<'ssh' | 'postgres' | 'mysql' | 'ldap' | 'http' | 'api', ListenerAddress>>;
+  listeners: Partial<Record<ListenerName, ListenerAddress>>;
   /** Path of the gateway CA certificate, for `sslrootcert=` in printed commands. */
   caPath?: string;
   sessions: SessionControl;

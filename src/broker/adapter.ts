@@ -1,13 +1,14 @@
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../core/log.js';
 import type { Protocol, TerminationReason } from '../core/model.js';
-import type { Broker } from './broker.js';
+import type { PortProvider } from './port.js';
 
 /** What a listener needs besides its address: the broker and the gateway's TLS and host keys. */
 export interface ListenerConfig {
   host: string;
   port: number;
-  broker: Broker;
+  /** Hands the door its GatewayPort; the broker in production, nothing wider. */
+  broker: PortProvider;
   log: Logger;
   tls: { cert: string; key: string; ca: string };
   /** SSH host key (PKCS#1 PEM). */

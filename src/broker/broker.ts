@@ -5,9 +5,12 @@ import type { Decision, MfaProof } from '../workflow/decide.js';
 import type { Engine } from '../workflow/engine.js';
 import type { SessionHandle } from './adapter.js';
 import { SessionMonitor } from './monitor.js';
-import { verifyPassword } from '../secrets/passwords.js';
-import { MINUTE } from '../core/clock.js';
-import { FailureTracker } from '../core/limits.js';
+import { SECOND } from '../core/clock.js';
+import { RateLimiter, type FailureTracker } from '../core/limits.js';
+import { LoginService, sourceOf, type LoginOptions } from './login.js';
+import type { DoorInfo, GatewayPort, GatewaySession, PortProvider } from './port.js';
+import { refusals, type Refusal, type RefusalCode } from './refusals.js';
+import { verifyTargetIdentity } from './target-identity.js';
 
 export interface OpenRequest {
   user: string;
@@ -29,7 +32,7 @@ type Phase = 'provisional' | 'live' | 'ended';
  * the target and calls `live(handle)`; a provisional session that fails is discarded, not
  * recorded as ended. From live on, every end goes through the broker's one disconnect path.
  */
-export class BrokerSession {
+export class BrokerSession implements GatewaySession {
   readonly id = randomUUID();
   readonly startedAt: Date;
   bytesIn = 0;
@@ -64,8 +67,8 @@ export class BrokerSession {
   }
 
   /** The target could not be reached: forget the session (audited as a failed attempt). */
-  discard(why: string): void {
-    this.broker.discard(this, why);
+  discard(code: RefusalCode, detail: string): void {
+    this.broker.discard(this, code, detail);
   }
 
   /** The client or the target went away. */
@@ -80,29 +83,70 @@ export interface BrokerOptions {
   node: string;
   /** Failed sign-ins, shared with the API so a lockout holds on every door. */
   failures?: FailureTracker;
+  /** Sign-in tuning (password cache, per-source throttle). */
+  login?: Omit<LoginOptions, 'failures'>;
 }
 
 /** Opens sessions through the decision, keeps the live ones, and ends them. */
-export class Broker {
+export class Broker implements PortProvider {
   readonly engine: Engine;
+  readonly logins: LoginService;
   private readonly log: Logger;
   private readonly node: string;
   private readonly sessions = new Map<string, BrokerSession>();
-  private readonly failures: FailureTracker;
+  /** Door refusals audited per source: a flood is summarised, not written row by row. */
+  private readonly refusalAudit: RateLimiter;
+  private readonly suppressed = new Map<string, number>();
 
   constructor(opts: BrokerOptions) {
     this.engine = opts.engine;
     this.log = opts.log;
     this.node = opts.node;
-    this.failures = opts.failures ?? new FailureTracker(opts.engine.ctx.clock, { maxFailures: 5, windowMs: 15 * MINUTE, lockMs: 15 * MINUTE });
+    this.logins = new LoginService(opts.engine, { ...opts.login, ...(opts.failures ? { failures: opts.failures } : {}) });
+    this.refusalAudit = new RateLimiter(opts.engine.ctx.clock, { rate: 1, perMs: SECOND, burst: 20 });
   }
 
   /** Runs the decision for a new connection. Every connection, every time: nothing is cached. */
   async open(req: OpenRequest): Promise<OpenResult> {
     const at = this.engine.ctx.clock.now();
-    const d = await this.engine.decide({ user: req.user, resource: req.resource, at, mfa: req.mfa });
+    const d = await this.engine.decide({ user: req.user, resource: req.resource, at, mfa: req.mfa, protocol: req.protocol, client: req.client });
     if (!d.allow) return { ok: false, denial: d };
     return { ok: true, session: new BrokerSession(this, req, d) };
+  }
+
+  /** The port a door is given: everything it may ask of the core, and nothing else. */
+  portFor(door: DoorInfo, log: Logger = this.log): GatewayPort {
+    const protocol = door.protocol;
+    return {
+      protocol,
+      clock: this.engine.ctx.clock,
+      log,
+      login: (req) => this.logins.login({ ...req, protocol, example: door.loginExample }),
+      knowsKey: (name, client, type, blob) => this.logins.knowsKey(name, client, type, blob),
+      needsMfa: async (user, resource) => {
+        const d = await this.engine.explain(user, resource);
+        return d.allow && d.resource.settings.mfa === true;
+      },
+      open: async (req) => {
+        const r = await this.open({ ...req, protocol });
+        return r.ok ? r : { ok: false, refusal: refusals.fromDenial(r.denial) };
+      },
+      verifyTarget: (resource, identity) => verifyTargetIdentity(this.engine.ctx, resource, identity),
+      refused: (client, refusal, detail) => this.auditRefusal(protocol, client, refusal, detail),
+    };
+  }
+
+  private auditRefusal(door: Protocol, client: string, refusal: Refusal, detail?: string): void {
+    const key = `${door}\0${sourceOf(client)}\0${refusal.code}`;
+    if (!this.refusalAudit.take(key)) {
+      this.suppressed.set(key, (this.suppressed.get(key) ?? 0) + 1);
+      return;
+    }
+    const suppressed = this.suppressed.get(key);
+    this.suppressed.delete(key);
+    void this.engine.ctx.audit
+      .record('unknown', 'door.refuse', door, { door, client, code: refusal.code, ...(detail ? { detail: detail.slice(0, 200) } : {}), ...(suppressed ? { suppressed } : {}) })
+      .catch((err: unknown) => this.log.error({ err }, 'could not audit a refusal'));
   }
 
   async goLive(s: BrokerSession, handle: SessionHandle): Promise<void> {
@@ -118,17 +162,17 @@ export class Broker {
     this.startMonitor(s);
   }
 
-  discard(s: BrokerSession, why: string): void {
+  discard(s: BrokerSession, code: RefusalCode | TerminationReason, detail = ''): void {
     if (s.phase !== 'provisional') return;
     s.phase = 'ended';
     void this.engine.ctx.audit
-      .record(s.user, 'session.discard', s.id, { resource: s.resource.name, protocol: s.request.protocol, why })
+      .record(s.user, 'session.discard', s.id, { resource: s.resource.name, door: s.request.protocol, client: s.request.client, code, detail: detail.slice(0, 300) })
       .catch((err: unknown) => this.log.error({ err }, 'audit failed'));
   }
 
   /** The one way a live session ends: goodbye to the client, then record and audit. */
   async disconnect(s: BrokerSession, reason: TerminationReason, message: string): Promise<void> {
-    if (s.phase === 'provisional') return this.discard(s, reason);
+    if (s.phase === 'provisional') return this.discard(s, reason, message);
     if (s.phase !== 'live') return;
     s.phase = 'ended';
     s.monitor?.stop();
@@ -168,55 +212,6 @@ export class Broker {
     await this.engine.ctx.store.putSession({ ...rec, state: 'ended', endedAt: this.engine.ctx.clock.now(), endReason: 'killed', endMessage: `ended by ${by}` });
     await this.engine.ctx.audit.record(by, 'session.kill', id, { resource: rec.resource, node: rec.node });
     return true;
-  }
-
-  /**
-   * Pins a target's identity (e.g. an SSH host key fingerprint) on first use; later
-   * connections must present the same one. Protocols never touch the store themselves.
-   */
-  async pinTargetIdentity(resource: string, fingerprint: string): Promise<'pinned' | 'match' | 'mismatch'> {
-    const r = await this.engine.ctx.store.getResource(resource);
-    if (!r) return 'mismatch';
-    if (r.hostKeyPin) return r.hostKeyPin === fingerprint ? 'match' : 'mismatch';
-    await this.engine.ctx.store.putResource({ ...r, hostKeyPin: fingerprint });
-    await this.engine.ctx.audit.record('system', 'resource.pin_identity', resource, { fingerprint });
-    return 'pinned';
-  }
-
-  /**
-   * Checks a user's gateway password (protocols that accept it instead of a launch ticket).
-   * Repeated failures lock the account for a while, here and in the API alike.
-   */
-  async checkPassword(user: string, password: string): Promise<boolean> {
-    if (this.failures.lockedFor(`user:${user}`) > 0) {
-      await this.engine.ctx.audit.record(user, 'auth.locked', user, { via: 'protocol' });
-      return false;
-    }
-    const u = await this.engine.ctx.store.getUser(user);
-    const ok = !!u && !u.disabled && (await verifyPassword(password, u.passwordHash));
-    if (ok) this.failures.succeed(`user:${user}`);
-    else {
-      this.failures.fail(`user:${user}`);
-      await this.engine.ctx.audit.record(user, 'auth.fail', user, { via: 'protocol' });
-    }
-    return ok;
-  }
-
-  /** Checks that `publicKey` (OpenSSH one-line, algorithm + base64) is registered for the user. */
-  async hasSshKey(user: string, keyType: string, keyBase64: string): Promise<boolean> {
-    const u = await this.engine.ctx.store.getUser(user);
-    if (!u || u.disabled) return false;
-    return u.sshKeys.some((line) => {
-      const [t, b] = line.trim().split(/\s+/);
-      return t === keyType && b === keyBase64;
-    });
-  }
-
-  /** Redeems a one-time launch ticket for `resource`; the MFA proof it carries, or undefined. */
-  async redeemTicket(ticket: string, resource: string): Promise<{ user: string; mfa: MfaProof } | undefined> {
-    const t = await this.engine.mfa.redeemTicket(ticket, resource);
-    if (!t) return undefined;
-    return { user: t.user, mfa: t.mfa ? { kind: 'verified', at: t.createdAt } : { kind: 'none' } };
   }
 
   live(): BrokerSession[] {

@@ -93,7 +93,8 @@ export class FakeClock implements Clock {
   }
 }
 
-export const MINUTE = 60_000;
+export const SECOND = 1_000;
+export const MINUTE = 60 * SECOND;
 export const HOUR = 60 * MINUTE;
 
 export function addMs(d: Date, ms: number): Date {

@@ -5,22 +5,21 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { GatehouseError } from './errors.js';
 
-export const ListenerNames = ['api', 'ssh', 'postgres', 'mysql', 'ldap', 'http'] as const;
-export type ListenerName = (typeof ListenerNames)[number];
+import { DOORS, type DoorName } from '../../protocols/registry.js';
+
+/** The API listener plus one per door in the registry. */
+export type ListenerName = 'api' | DoorName;
+export const ListenerNames: readonly ListenerName[] = ['api', ...DOORS.map((d) => d.name)];
 
 export interface ListenAddress {
   host: string;
   port: number;
 }
 
-export const DEFAULT_LISTEN: Record<ListenerName, ListenAddress> = {
-  api: { host: '127.0.0.1', port: 8080 },
-  ssh: { host: '127.0.0.1', port: 2222 },
-  postgres: { host: '127.0.0.1', port: 15432 },
-  mysql: { host: '127.0.0.1', port: 13306 },
-  ldap: { host: '127.0.0.1', port: 13389 },
-  http: { host: '127.0.0.1', port: 8443 },
-};
+export const DEFAULT_LISTEN = Object.fromEntries([
+  ['api', { host: '127.0.0.1', port: 8080 }],
+  ...DOORS.map((d) => [d.name, { host: '127.0.0.1', port: d.defaultPort }]),
+]) as Record<ListenerName, ListenAddress>;
 
 export interface GatewayConfig {
   dataDir: string;
@@ -46,7 +45,7 @@ const FileSchema = z.strictObject({
   data: z.string().optional(),
   certs: z.string().optional(),
   policies: z.string().optional(),
-  listen: z.partialRecord(z.enum(ListenerNames), Address).optional(),
+  listen: z.partialRecord(z.enum(ListenerNames as [ListenerName, ...ListenerName[]]), Address).optional(),
   hostnames: z.array(z.string()).optional(),
   webhooks: z.array(z.strictObject({ url: z.url(), secret: z.string().min(16), events: z.array(z.string()).optional() })).optional(),
   warnBeforeMinutes: z.number().int().min(0).max(1440).optional(),

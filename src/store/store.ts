@@ -104,8 +104,13 @@ export interface Store {
   /** Records (user, step) and returns true, or returns false if it was used before. */
   useTotpStep(user: string, step: number, at: Date): Promise<boolean>;
   insertTicket(ticket: LaunchTicket): Promise<void>;
-  /** Marks the ticket used and returns it, if it exists, is unused and has not expired at `at`. */
-  consumeTicket(hash: string, at: Date): Promise<LaunchTicket | undefined>;
+  /**
+   * Marks the ticket used and returns it, if it exists, is unused and has not expired at `at`
+   * (and, with `bound`, was issued to that user for that resource: otherwise it stays unused).
+   */
+  consumeTicket(hash: string, at: Date, bound?: { user: string; resource: string }): Promise<LaunchTicket | undefined>;
+  /** The ticket as stored, used or not; nothing is changed. */
+  getTicket(hash: string): Promise<LaunchTicket | undefined>;
 
   // API and session tokens
   insertToken(token: ApiToken): Promise<void>;

@@ -1,5 +1,5 @@
 import { addMs, minDate } from '../core/clock.js';
-import type { AccessRequest, Lease, Resource, TargetCredentials, User } from '../core/model.js';
+import type { AccessRequest, Lease, Protocol, Resource, TargetCredentials, User } from '../core/model.js';
 import { openCredentials } from '../secrets/credentials.js';
 import { isOnAccessList } from './access.js';
 import type { WorkflowContext } from './context.js';
@@ -10,6 +10,7 @@ import { describeNextOpening, windowAt } from './schedule.js';
 
 export type DenyCode =
   | 'resource_unknown'
+  | 'wrong_protocol'
   | 'user_unknown'
   | 'user_disabled'
   | 'not_on_access_list'
@@ -26,7 +27,7 @@ export type DenyCode =
   | 'gateway_unavailable';
 
 export const DENY_CODES: readonly DenyCode[] = [
-  'resource_unknown', 'user_unknown', 'user_disabled', 'not_on_access_list', 'outside_schedule',
+  'resource_unknown', 'wrong_protocol', 'user_unknown', 'user_disabled', 'not_on_access_list', 'outside_schedule',
   'approval_required', 'approval_pending', 'grant_expired', 'checkout_required', 'checked_out_by_other',
   'mfa_not_enrolled', 'mfa_required', 'mfa_invalid', 'mfa_replayed', 'gateway_unavailable',
 ];
@@ -73,6 +74,10 @@ export interface DecideInput {
   mfa: MfaProof;
   /** Explain only: no TOTP step is used up, no grant timer starts, no credentials are opened. */
   dryRun?: boolean;
+  /** The door asking: a resource of another protocol is refused before anything else is checked. */
+  protocol?: Protocol;
+  /** The client's address, for the audit of the decision. */
+  client?: string;
 }
 
 class Denied {
@@ -94,6 +99,9 @@ export async function decide(ctx: WorkflowContext, input: DecideInput): Promise<
   try {
     const resource = await ctx.store.getResource(input.resource);
     if (!resource) throw new Denied('resource_unknown', `There is no resource named '${input.resource}'.`, 'gatehouse resources');
+    if (input.protocol && resource.protocol !== input.protocol) {
+      throw new Denied('wrong_protocol', `${resource.name} is a ${resource.protocol} resource and cannot be reached through the ${input.protocol} gateway.`, `gatehouse connect ${resource.name}   (or: gatehouse resources)`);
+    }
     pass('resource', `${resource.name} (${resource.type}, ${resource.protocol})`);
 
     const user = await ctx.store.getUser(input.user);
@@ -183,6 +191,7 @@ export async function decide(ctx: WorkflowContext, input: DecideInput): Promise<
 
 const CHECK_OF: Record<DenyCode, CheckName> = {
   resource_unknown: 'resource',
+  wrong_protocol: 'resource',
   user_unknown: 'user',
   user_disabled: 'user',
   not_on_access_list: 'access_list',

@@ -9,7 +9,7 @@ import { teamMembers } from './access.js';
 import type { WorkflowContext } from './context.js';
 import { canConfigureWorkflow, validateSettings } from './settings.js';
 
-const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
+export const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
 
 function checkName(field: string, name: string): void {
   if (!NAME_RE.test(name)) throw new ValidationError(field, 'use letters, digits, dot, dash or underscore (1-63 characters)');

@@ -46,9 +46,10 @@ export class Engine {
     const d = await decide(this.ctx, input);
     if (!input.dryRun) {
       for (const fn of this.decisionListeners) fn(d);
+      const via = { ...(input.protocol ? { door: input.protocol } : {}), ...(input.client ? { client: input.client } : {}) };
       const data = d.allow
-        ? { allow: true, deadline: d.deadline?.toISOString(), requestId: d.requestId, leaseId: d.leaseId }
-        : { allow: false, code: d.code, message: d.message };
+        ? { allow: true, deadline: d.deadline?.toISOString(), requestId: d.requestId, leaseId: d.leaseId, ...via }
+        : { allow: false, code: d.code, message: d.message, ...via };
       await this.ctx.audit.record(input.user, d.allow ? 'decision.allow' : 'decision.deny', input.resource, data).catch((err: unknown) => {
         this.ctx.log.error({ err }, 'could not audit a decision');
       });

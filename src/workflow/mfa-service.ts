@@ -5,6 +5,11 @@ import type { WorkflowContext } from './context.js';
 import type { Directory } from './directory.js';
 import { hashSecretToken, matchTotpStep, newTicket, newTotpSecret, otpauthUri } from './mfa.js';
 
+export type TicketRedemption =
+  | { ok: true; ticket: LaunchTicket }
+  | { ok: false; why: 'unknown' | 'used' | 'expired' }
+  | { ok: false; why: 'other_user' | 'other_resource'; owner: string; boundTo: string };
+
 const totpAad = (user: string): string => `user:${user}:totp`;
 
 /** TOTP enrolment and checks, and one-time launch tickets. */
@@ -59,15 +64,28 @@ export class MfaService {
     return { ticket, expiresAt: record.expiresAt };
   }
 
-  /** Redeems a ticket for `resource`; undefined if unknown, used, expired or for another resource. */
-  async redeemTicket(ticket: string, resource: string): Promise<LaunchTicket | undefined> {
-    const t = await this.ctx.store.consumeTicket(hashSecretToken(ticket), this.ctx.clock.now());
-    if (!t) return undefined;
-    if (t.resource !== resource) {
-      await this.ctx.audit.record(t.user, 'ticket.wrong_resource', resource, { boundTo: t.resource });
-      return undefined;
-    }
-    await this.ctx.audit.record(t.user, 'ticket.redeem', resource);
-    return t;
+  /**
+   * Redeems a ticket presented by `user` for `resource`. A ticket issued to someone else or
+   * for another resource is refused and stays unused (its owner can still use it); the
+   * store's conditional update makes the single use hold across gateways.
+   */
+  async redeemTicketFor(ticket: string, user: string, resource: string): Promise<TicketRedemption> {
+    const hash = hashSecretToken(ticket);
+    const now = this.ctx.clock.now();
+    const t = await this.ctx.store.getTicket(hash);
+    if (!t) return { ok: false, why: 'unknown' };
+    if (t.usedAt) return { ok: false, why: 'used' };
+    if (t.expiresAt.getTime() <= now.getTime()) return { ok: false, why: 'expired' };
+    if (t.user !== user) return { ok: false, why: 'other_user', owner: t.user, boundTo: t.resource };
+    if (t.resource !== resource) return { ok: false, why: 'other_resource', owner: t.user, boundTo: t.resource };
+    const used = await this.ctx.store.consumeTicket(hash, now, { user, resource });
+    if (!used) return { ok: false, why: 'used' };
+    await this.ctx.audit.record(user, 'ticket.redeem', resource);
+    return { ok: true, ticket: used };
+  }
+
+  /** The ticket's owner and resource, for a refusal that must not consume it. */
+  async peekTicket(ticket: string): Promise<LaunchTicket | undefined> {
+    return this.ctx.store.getTicket(hashSecretToken(ticket));
   }
 }

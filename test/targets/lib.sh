@@ -8,17 +8,101 @@ TARGET_MARKER=.gatehouse-target
 log() { printf '[%s] %s\n' "${TARGET_KIND:-target}" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# Installs Debian packages only when a needed binary is absent; the package lists may be
-# stale on a fresh machine, so one `apt-get update` is tried before giving up.
+# --- package installation ----------------------------------------------------------------
+# Every apt-get the test suite runs goes through with_install_lock, so two installs never race
+# for dpkg's lock: vitest's globalSetup runs install.sh (every package, once, before any test),
+# and a target script started by hand on a bare machine installs what it lacks here, behind
+# the same lock. The GATEHOUSE_* overrides exist for the tests of this mechanism
+# (test/targets/install.test.ts): a private lock, a fake apt-get, a trace of lock hand-overs.
+INSTALL_LOCK=${GATEHOUSE_INSTALL_LOCK:-/run/lock/gatehouse-test-install.lock}
+INSTALL_LOCK_WAIT=${GATEHOUSE_INSTALL_LOCK_WAIT:-1200}
+APT_GET=${GATEHOUSE_APT_GET:-apt-get}
+APT_LISTS=${GATEHOUSE_APT_LISTS:-/var/lib/apt/lists}
+# apt waits for dpkg's own lock too (an unattended upgrade, a human's apt) instead of failing.
+APT_OPTS=(-y -q -o DPkg::Lock::Timeout=300)
+APT_UPDATED=''
+
+# has_bin NAME|PATH: NAME is a command on PATH, or PATH (a glob is allowed) is an executable file.
+has_bin() {
+  local f
+  if [[ $1 != */* ]]; then
+    command -v "$1" >/dev/null 2>&1
+    return
+  fi
+  for f in $1; do
+    if [[ -x $f && ! -d $f ]]; then return 0; fi
+  done
+  return 1
+}
+
+install_trace() {
+  if [[ -n ${GATEHOUSE_INSTALL_TRACE:-} ]]; then echo "$* ${TARGET_KIND:-target}:$$" >>"$GATEHOUSE_INSTALL_TRACE"; fi
+  return 0
+}
+
+# with_install_lock CMD...: runs CMD holding the install lock (an flock on fd 8), first
+# waiting for whoever holds it. The lock belongs to this process's open file, so it is gone
+# the moment the process exits, however it exits.
+with_install_lock() {
+  command -v flock >/dev/null 2>&1 || die "flock (util-linux) is missing; cannot serialize installs"
+  mkdir -p "$(dirname "$INSTALL_LOCK")"
+  local rc=0
+  {
+    if ! flock -n 8; then
+      log "waiting for the install lock $INSTALL_LOCK (another install is running)"
+      flock -w "$INSTALL_LOCK_WAIT" 8 || die "gave up after ${INSTALL_LOCK_WAIT}s waiting for $INSTALL_LOCK"
+      log "got the install lock"
+    fi
+    install_trace locked
+    "$@" || rc=$?
+    install_trace unlocking
+  } 8>>"$INSTALL_LOCK"
+  return "$rc"
+}
+
+# apt_update: refreshes the package lists, at most once per process.
+apt_update() {
+  APT_UPDATED=1
+  log "apt-get update"
+  # 8>&-: nothing apt starts (a postinst may launch a daemon) may inherit the install lock.
+  "$APT_GET" update -q -o DPkg::Lock::Timeout=300 8>&- >&2
+}
+
+# apt_install PKG...: one apt-get install, to be called under with_install_lock. The lists
+# are refreshed first only when there are none, and otherwise only when the install fails
+# (they may be stale on a fresh machine: a 404 for a superseded version).
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if [[ -z $APT_UPDATED ]] && ! compgen -G "$APT_LISTS/*_Packages*" >/dev/null; then
+    log "no package lists yet"
+    apt_update || return
+  fi
+  log "apt-get install $*"
+  if "$APT_GET" install "${APT_OPTS[@]}" "$@" 8>&- >&2; then return 0; fi
+  if [[ -n $APT_UPDATED ]]; then return 1; fi
+  log "apt-get install failed; refreshing the package lists and trying once more"
+  apt_update || return
+  "$APT_GET" install "${APT_OPTS[@]}" "$@" 8>&- >&2
+}
+
+# ensure_pkg BIN PKG...: installs PKG... when BIN is absent (see has_bin). A present BIN
+# costs nothing and never waits for the lock; an absent one is checked again once the lock
+# is ours, since whoever held it may just have installed it.
 ensure_pkg() {
   local bin=$1; shift
-  if command -v "$bin" >/dev/null 2>&1 || [[ -x $bin ]]; then return 0; fi
-  log "installing $* (missing $bin)"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -q "$@" >&2; then
-    apt-get update -q >&2
-    apt-get install -y -q "$@" >&2
+  if has_bin "$bin"; then return 0; fi
+  with_install_lock ensure_pkg_locked "$bin" "$@"
+}
+
+ensure_pkg_locked() {
+  local bin=$1; shift
+  if has_bin "$bin"; then
+    log "$bin was installed while we waited"
+    return 0
   fi
+  log "installing $* (missing $bin)"
+  apt_install "$@" || die "apt-get install $* failed"
+  has_bin "$bin" || die "installed $* but $bin is still missing"
 }
 
 # Asks the kernel for an unused loopback port (port 0), so two runs started at the same

@@ -235,12 +235,15 @@ export class PostgresStore implements Store {
   insertTicket(ticket: LaunchTicket): Promise<void> {
     return this.run('insertTicket', () => insert(this.pool, 'tickets', rows.ticketToRow(ticket)));
   }
-  consumeTicket(hash: string, at: Date): Promise<LaunchTicket | undefined> {
+  consumeTicket(hash: string, at: Date, bound?: { user: string; resource: string }): Promise<LaunchTicket | undefined> {
     return this.run('consumeTicket', () => {
-      const sql =
-        'UPDATE tickets SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING *';
-      return this.one(sql, [hash, at.toISOString()], rows.ticketFromRow);
+      const where = bound ? ' AND "user" = $3 AND resource = $4' : '';
+      const sql = `UPDATE tickets SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2${where} RETURNING *`;
+      return this.one(sql, [hash, at.toISOString(), ...(bound ? [bound.user, bound.resource] : [])], rows.ticketFromRow);
     });
+  }
+  getTicket(hash: string): Promise<LaunchTicket | undefined> {
+    return this.run('getTicket', () => this.one('SELECT * FROM tickets WHERE hash = $1', [hash], rows.ticketFromRow));
   }
 
   // API and session tokens

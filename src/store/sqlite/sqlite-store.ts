@@ -210,12 +210,15 @@ export class SqliteStore implements Store {
   insertTicket(ticket: LaunchTicket): Promise<void> {
     return this.run('insertTicket', () => this.insert('tickets', rows.ticketToRow(ticket)));
   }
-  consumeTicket(hash: string, at: Date): Promise<LaunchTicket | undefined> {
+  consumeTicket(hash: string, at: Date, bound?: { user: string; resource: string }): Promise<LaunchTicket | undefined> {
     return this.run('consumeTicket', () => {
-      const sql =
-        'UPDATE tickets SET used_at = @at WHERE hash = @hash AND used_at IS NULL AND expires_at > @at RETURNING *';
-      return this.one(sql, [{ hash, at: at.toISOString() }], rows.ticketFromRow);
+      const where = bound ? ' AND user = @user AND resource = @resource' : '';
+      const sql = `UPDATE tickets SET used_at = @at WHERE hash = @hash AND used_at IS NULL AND expires_at > @at${where} RETURNING *`;
+      return this.one(sql, [{ hash, at: at.toISOString(), ...(bound ?? {}) }], rows.ticketFromRow);
     });
+  }
+  getTicket(hash: string): Promise<LaunchTicket | undefined> {
+    return this.run('getTicket', () => this.one('SELECT * FROM tickets WHERE hash = ?', [hash], rows.ticketFromRow));
   }
 
   // API and session tokens

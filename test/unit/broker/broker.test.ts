@@ -44,9 +44,9 @@ describe('broker', () => {
     const { h, broker } = await setup({});
     const r = await broker.open({ user: 'alice', resource: 'prod-pg', protocol: 'postgres', client: 'x', mfa: { kind: 'none' } });
     if (!r.ok) throw new Error('denied');
-    r.session.discard('connection refused');
+    r.session.discard('target_unreachable', 'connection refused');
     expect(await h.store.listSessions()).toEqual([]);
-    expect((await h.store.listAudit({ action: 'session.discard' }))[0]?.data).toMatchObject({ why: 'connection refused' });
+    expect((await h.store.listAudit({ action: 'session.discard' }))[0]?.data).toMatchObject({ code: 'target_unreachable', detail: 'connection refused', door: 'postgres', client: 'x' });
   });
 
   it('warns before the deadline and closes at it, recording reason, bytes and duration', async () => {
@@ -119,11 +119,13 @@ describe('broker', () => {
     const { hashPassword } = await import('../../../src/secrets/passwords.js');
     const alice = (await h.store.getUser('alice'))!;
     await h.store.putUser({ ...alice, passwordHash: await hashPassword('right-password') });
-    for (let i = 0; i < 5; i++) expect(await broker.checkPassword('alice', 'wrong')).toBe(false);
-    expect(await broker.checkPassword('alice', 'right-password')).toBe(false);
-    expect(await h.store.listAudit({ action: 'auth.locked' })).toHaveLength(1);
+    const port = broker.portFor({ protocol: 'postgres', loginExample: 'psql' });
+    const login = (pw: string, client = '10.0.0.1:5000') => port.login({ name: 'alice:prod-pg', secret: { kind: 'password', value: pw }, client });
+    for (let i = 0; i < 5; i++) expect(await login('wrong')).toMatchObject({ ok: false, code: 'bad_password' });
+    expect(await login('right-password', '10.0.0.2:5000')).toMatchObject({ ok: false, code: 'locked' });
+    expect(await h.store.listAudit({ action: 'login.refuse' })).toHaveLength(6);
     h.clock.advance(15 * 60_000);
-    expect(await broker.checkPassword('alice', 'right-password')).toBe(true);
+    expect(await login('right-password', '10.0.0.2:5000')).toMatchObject({ ok: true, user: 'alice', resource: 'prod-pg', via: 'password' });
   });
 
   it('shutdown ends every live session', async () => {

@@ -36,9 +36,13 @@ describe('webhooks', () => {
     sender.attach(bus);
     bus.publishNotice({ kind: 'request_created', request, to: ['dave'] });
 
+    // The receiver records a request before the sender has read the 503 and armed its
+    // retry timer; advancing the clock before that timer exists would fire nothing.
     await vi.waitFor(() => expect(received).toHaveLength(1));
+    await vi.waitFor(() => expect(clock.pendingTimers()).toBe(1));
     clock.advance(1000); // first backoff
     await vi.waitFor(() => expect(received).toHaveLength(2));
+    await vi.waitFor(() => expect(clock.pendingTimers()).toBe(1));
     clock.advance(4000); // second backoff
     await vi.waitFor(() => expect(received).toHaveLength(3));
     await sender.drain();
@@ -63,6 +67,8 @@ describe('webhooks', () => {
     expect(calls).toBe(0);
     sender.send({ kind: 'request_approved', request, to: ['alice'] });
     await vi.waitFor(() => expect(calls).toBe(1));
+    // calls counts before the failure is handled: wait for the retry timer, as above.
+    await vi.waitFor(() => expect(clock.pendingTimers()).toBe(1));
     clock.advance(10);
     await sender.drain();
     expect(calls).toBe(2);

@@ -166,6 +166,17 @@ export function guaranteeContract(ctx: ContractContext): void {
       expect(await store.consumeTicket('unknown', f.at(0.5))).toBeUndefined();
     });
 
+    it('leaves a ticket unused when it is presented by another user or for another resource', async () => {
+      await store.insertTicket(f.ticket('h1'));
+      const t = f.ticket('h1');
+      expect(await store.consumeTicket('h1', f.at(0.5), { user: 'mallory', resource: t.resource })).toBeUndefined();
+      expect(await store.consumeTicket('h1', f.at(0.5), { user: t.user, resource: 'elsewhere' })).toBeUndefined();
+      expect(await store.getTicket('h1')).toStrictEqual(t);
+      expect(await store.consumeTicket('h1', f.at(0.5), { user: t.user, resource: t.resource })).toStrictEqual(f.ticket('h1', { usedAt: f.at(0.5) }));
+      expect(await store.getTicket('h1')).toStrictEqual(f.ticket('h1', { usedAt: f.at(0.5) }));
+      expect(await store.getTicket('unknown')).toBeUndefined();
+    });
+
     it('does not consume an expired ticket, even at the exact expiry instant', async () => {
       await store.insertTicket(f.ticket('h1', { mfa: false, expiresAt: f.at(1) }));
       expect(await store.consumeTicket('h1', f.at(1))).toBeUndefined();

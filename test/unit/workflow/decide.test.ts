@@ -29,6 +29,10 @@ describe('decide: every deny code', () => {
     expect(m.hint).toContain('gatehouse resource share prod-pg --user mallory');
     await h.engine.directory.setDisabled('admin', 'carol', true);
     expectCode('user_disabled', await deny(h, 'carol'));
+    const wrong = await h.engine.decide({ user: 'alice', resource: 'prod-pg', at: h.clock.now(), mfa: { kind: 'none' }, protocol: 'ssh' });
+    if (wrong.allow) throw new Error('expected wrong_protocol');
+    expectCode('wrong_protocol', wrong);
+    expect(wrong.message).toBe('prod-pg is a postgres resource and cannot be reached through the ssh gateway.');
     expect(h.revokes).toContainEqual(expect.objectContaining({ kind: 'user_disabled', user: 'carol' }));
   });
 

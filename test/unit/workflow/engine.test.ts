@@ -169,20 +169,23 @@ describe('MFA and launch tickets', () => {
     await expect(h.engine.mfa.enroll('alice')).rejects.toMatchObject({ code: 'CONFLICT' });
   });
 
-  it('tickets: single use, short-lived, bound to the resource, stored hashed', async () => {
+  it('tickets: single use, short-lived, bound to user and resource, stored hashed; a misdirected one stays unused', async () => {
     const h = makeHarness();
     await seed(h, {});
     await seed(h, {}, 'other-db');
     const { ticket } = await h.engine.mfa.issueTicket('alice', 'prod-pg', false);
-    expect(await h.engine.mfa.redeemTicket(ticket, 'other-db')).toBeUndefined();
+    expect(await h.engine.mfa.redeemTicketFor(ticket, 'alice', 'other-db')).toEqual({ ok: false, why: 'other_resource', owner: 'alice', boundTo: 'prod-pg' });
+    expect(await h.engine.mfa.redeemTicketFor(ticket, 'mallory', 'prod-pg')).toEqual({ ok: false, why: 'other_user', owner: 'alice', boundTo: 'prod-pg' });
+    expect(await h.engine.mfa.redeemTicketFor(ticket, 'alice', 'prod-pg')).toMatchObject({ ok: true, ticket: { user: 'alice', resource: 'prod-pg', mfa: false } });
     const t2 = (await h.engine.mfa.issueTicket('alice', 'prod-pg', true)).ticket;
-    const redeemed = await h.engine.mfa.redeemTicket(t2, 'prod-pg');
-    expect(redeemed).toMatchObject({ user: 'alice', resource: 'prod-pg', mfa: true });
-    expect(redeemed?.hash).not.toContain(t2);
-    expect(await h.engine.mfa.redeemTicket(t2, 'prod-pg')).toBeUndefined();
+    const redeemed = await h.engine.mfa.redeemTicketFor(t2, 'alice', 'prod-pg');
+    expect(redeemed).toMatchObject({ ok: true, ticket: { user: 'alice', resource: 'prod-pg', mfa: true } });
+    expect(JSON.stringify(redeemed)).not.toContain(t2);
+    expect(await h.engine.mfa.redeemTicketFor(t2, 'alice', 'prod-pg')).toEqual({ ok: false, why: 'used' });
     const t3 = (await h.engine.mfa.issueTicket('alice', 'prod-pg', false)).ticket;
     h.clock.advance(61_000);
-    expect(await h.engine.mfa.redeemTicket(t3, 'prod-pg')).toBeUndefined();
+    expect(await h.engine.mfa.redeemTicketFor(t3, 'alice', 'prod-pg')).toEqual({ ok: false, why: 'expired' });
+    expect(await h.engine.mfa.redeemTicketFor('ght_' + 'x'.repeat(43), 'alice', 'prod-pg')).toEqual({ ok: false, why: 'unknown' });
   });
 });
 

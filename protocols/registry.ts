@@ -1,0 +1,89 @@
+/**
+ * The one list of doors. Listener names and defaults (`gatehouse serve`), the protocols a
+ * resource may use, the client command `gatehouse launch` prints, and the adapter `serve`
+ * starts are all derived from here: a new door is its folder, one entry below, and its
+ * target script (see README.md beside this file).
+ *
+ * Data and lazy loaders only: importing this file loads no protocol code, so the CLI and
+ * the config loader stay light.
+ */
+import type { ProtocolAdapter } from '../src/broker/adapter.js';
+import type { Protocol, Resource } from '../src/core/model.js';
+
+/** How to start the stock client for a resource: program, arguments, and the environment carrying the ticket. */
+export interface ClientInvocation {
+  program: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/** Where the door listens and where the gateway's CA certificate is, for the printed command. */
+export interface LaunchContext {
+  host: string;
+  port: number;
+  caPath?: string;
+}
+
+export interface DoorEntry {
+  /** The listener name (`--listen NAME=HOST:PORT`). */
+  readonly name: string;
+  /** Resources of this protocol are reached through this door. */
+  readonly protocol: Protocol;
+  readonly defaultPort: number;
+  /** How a user logs in, shown when a login name is malformed. */
+  readonly loginExample: string;
+  /**
+   * The stock client with the one-time ticket. The ticket travels in the environment, never
+   * on the command line (`ps` shows arguments to every user of the machine).
+   */
+  client(at: LaunchContext, user: string, resource: Resource, ticket: string): ClientInvocation;
+  load(): Promise<ProtocolAdapter>;
+}
+
+/** verify-full checks the certificate's name, and the gateway certificate names localhost. */
+const tlsHost = (host: string): string => (host === '127.0.0.1' ? 'localhost' : host);
+
+export const DOORS = [
+  {
+    name: 'ssh',
+    protocol: 'ssh',
+    defaultPort: 2222,
+    loginExample: 'ssh -p 2222 alice:prod-web@GATEWAY',
+    // ssh reads no password from the environment: users log in with their registered key,
+    // or type their gateway password or the ticket at the prompt.
+    client: (at, user, r) => ({ program: 'ssh', args: ['-p', String(at.port), `${user}:${r.name}@${at.host}`], env: {} }),
+    load: async () => new (await import('./ssh/index.js')).SshAdapter(),
+  },
+  {
+    name: 'postgres',
+    protocol: 'postgres',
+    defaultPort: 15432,
+    loginExample: 'psql "host=GATEWAY port=15432 user=alice:prod-pg sslmode=verify-full sslrootcert=ca.pem"',
+    client: (at, user, r, ticket) => {
+      const tls = at.caPath ? ` sslmode=verify-full sslrootcert=${at.caPath}` : ' sslmode=require';
+      return { program: 'psql', args: [`host=${tlsHost(at.host)} port=${at.port} user=${user}:${r.name} dbname=${r.database ?? r.name}${tls}`], env: { PGPASSWORD: ticket } };
+    },
+    load: async () => new (await import('./postgres/index.js')).PostgresAdapter(),
+  },
+  {
+    name: 'mysql',
+    protocol: 'mysql',
+    defaultPort: 13306,
+    loginExample: 'mariadb -h GATEWAY -P 13306 -u alice:prod-mysql -p',
+    client: (at, user, r, ticket) => ({
+      program: 'mysql',
+      args: ['-h', at.host, '-P', String(at.port), '-u', `${user}:${r.name}`, ...(at.caPath ? [`--ssl-ca=${at.caPath}`] : []), ...(r.database ? [r.database] : [])],
+      env: { MYSQL_PWD: ticket },
+    }),
+    load: async () => new (await import('./mysql/index.js')).MysqlAdapter(),
+  },
+] as const satisfies readonly DoorEntry[];
+
+export type DoorName = (typeof DOORS)[number]['name'];
+
+/** Protocols some door serves; a resource of any other protocol cannot be reached yet. */
+export const SERVED_PROTOCOLS: readonly Protocol[] = DOORS.map((d) => d.protocol);
+
+export function doorFor(protocol: Protocol): DoorEntry | undefined {
+  return DOORS.find((d) => d.protocol === protocol);
+}

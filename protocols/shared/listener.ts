@@ -1,0 +1,105 @@
+/**
+ * The one TCP accept loop every door uses. It owns the listening socket and every client
+ * socket until the door says the connection is established (a live session the broker now
+ * ends); until then a handshake timer runs and closing the listener destroys the socket.
+ *
+ * Failure semantics: a bind error rejects `serveTcp` (the gateway reports it and does not
+ * start that door); an error on one connection never stops the accept loop — the door's
+ * handler is caught, logged, and only that socket is destroyed.
+ */
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import type { Listener, ListenerConfig } from '../../src/broker/adapter.js';
+import { ValidationError } from '../../src/core/errors.js';
+import type { Logger } from '../../src/core/log.js';
+import { isLoopback } from '../../src/core/net.js';
+
+export interface TcpOptions {
+  /** Simultaneous client connections, logged in or not. */
+  maxConnections: number;
+  /** From accept to `established()`; then the handler's own timeout is called (default: destroy). */
+  handshakeTimeoutMs: number;
+}
+
+/** One accepted client connection, as the door's handler sees it. */
+export interface DoorConnection {
+  readonly socket: Socket;
+  /** `ip:port` (IPv6 as `[ip]:port`), for refusals and the audit. */
+  readonly client: string;
+  /** The login is done: the handshake timer stops, and closing the listener no longer ends it. */
+  established(): void;
+  /** What to do when the handshake timer fires instead of a bare destroy (e.g. send an error first). */
+  onHandshakeTimeout(fn: () => void): void;
+}
+
+export type DoorHandler = (conn: DoorConnection) => Promise<void> | void;
+
+/** `ip:port` of a socket's peer. */
+export function clientAddress(socket: Socket): string {
+  const ip = socket.remoteAddress ?? '?';
+  return `${ip.includes(':') ? `[${ip}]` : ip}:${socket.remotePort ?? 0}`;
+}
+
+/** Plaintext client connections only on a loopback listener: checked once, for every door. */
+export function assertPlaintextAllowed(name: string, config: Pick<ListenerConfig, 'allowPlaintext' | 'host'>): void {
+  if (config.allowPlaintext && !isLoopback(config.host)) {
+    throw new ValidationError('allowPlaintext', `plaintext ${name} connections are allowed only on a loopback listener, not ${config.host}`);
+  }
+}
+
+export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port'>, log: Logger, name: string, handler: DoorHandler, opts: TcpOptions): Promise<Listener> {
+  const handshaking = new Set<Socket>();
+  const server = createServer({ noDelay: true }, (socket) => {
+    socket.on('error', (err) => log.debug({ err }, `${name} client socket error`));
+    handshaking.add(socket);
+    let onTimeout = (): void => void socket.destroy();
+    const timer = setTimeout(() => onTimeout(), opts.handshakeTimeoutMs);
+    timer.unref();
+    const done = (): void => {
+      clearTimeout(timer);
+      handshaking.delete(socket);
+    };
+    socket.once('close', done);
+    const conn: DoorConnection = {
+      socket,
+      client: clientAddress(socket),
+      established: done,
+      onHandshakeTimeout: (fn) => (onTimeout = fn),
+    };
+    try {
+      Promise.resolve(handler(conn)).catch((err: unknown) => {
+        log.error({ err, client: conn.client }, `${name} connection handler failed`);
+        socket.destroy();
+      });
+    } catch (err) {
+      log.error({ err, client: conn.client }, `${name} connection setup failed`);
+      socket.destroy();
+    }
+  });
+  server.maxConnections = opts.maxConnections;
+  server.on('error', (err) => log.error({ err }, `${name} listener error`));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  log.info({ address: `${address.address}:${address.port}` }, `${name} gateway listening`);
+  return {
+    address,
+    async close() {
+      // Stops accepting at once (the callback would wait for live sessions, which the broker ends);
+      // connections still in their handshake are not sessions yet, so nobody else would end them.
+      server.close();
+      for (const s of handshaking) s.destroy();
+    },
+  };
+}
+
+/** A positive number option, or its default; validated once at construction. */
+export function positive(field: string, v: number | undefined, dflt: number, allowZero = false): number {
+  if (v === undefined) return dflt;
+  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) throw new ValidationError(field, 'must be a positive number');
+  return v;
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Installs every Debian package the test suite needs, in one apt-get run, before any test
+# starts: vitest's globalSetup (test/global-setup.ts) runs it once. Without it, the target
+# scripts would install on demand from several vitest workers at once and collide on dpkg's
+# lock. Safe to run by hand, any number of times, in parallel with itself or with a target
+# script: everything happens under the install lock (lib.sh, with_install_lock), and nothing
+# is installed that is already there.
+#   install.sh           install what is missing (root)
+#   install.sh --check   list what is missing on stderr; exit 1 if anything is
+set -euo pipefail
+
+TARGET_KIND=install
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# Pairs of (command or path, Debian package providing it). Keep in step with what the target
+# scripts, the protocol tests and the e2e tests run.
+REQUIREMENTS=(
+  # sshd.sh, the SSH protocol tests (ssh, scp, sftp, ssh-agent, ssh-add) and ssh-keygen
+  /usr/sbin/sshd openssh-server
+  ssh openssh-client
+  scp openssh-client
+  sftp openssh-client
+  ssh-keygen openssh-client
+  ssh-agent openssh-client
+  ssh-add openssh-client
+  # postgres.sh: initdb, pg_ctl, postgres from the newest /usr/lib/postgresql/N/bin; psql
+  '/usr/lib/postgresql/*/bin/initdb' postgresql
+  psql postgresql-client
+  # mariadb.sh: mariadbd, mariadb-install-db; the mariadb client
+  /usr/sbin/mariadbd mariadb-server
+  mariadb-install-db mariadb-server
+  mariadb mariadb-client
+  # test/e2e/web.test.ts drives Debian's Chromium through playwright-core
+  /usr/bin/chromium chromium
+  # lib.sh and the target scripts (usually present, but not on every slim image)
+  openssl openssl
+  ps procps
+  runuser util-linux
+  setsid util-linux
+  useradd passwd
+  chpasswd passwd
+)
+
+# The packages whose requirement is not met, each once, in list order.
+missing_packages() {
+  local i seen=' '
+  for ((i = 0; i < ${#REQUIREMENTS[@]}; i += 2)); do
+    local bin=${REQUIREMENTS[i]} pkg=${REQUIREMENTS[i + 1]}
+    if has_bin "$bin" || [[ $seen == *" $pkg "* ]]; then continue; fi
+    seen+="$pkg "
+    echo "$pkg"
+  done
+}
+
+install_missing() {
+  local missing
+  mapfile -t missing < <(missing_packages)
+  if ((${#missing[@]} == 0)); then
+    log "every package the tests need is installed"
+    return 0
+  fi
+  log "installing ${missing[*]}"
+  if ! apt_install "${missing[@]}"; then
+    ((EUID == 0)) || log "hint: installing packages needs root (sudo $0)"
+    log "apt-get install ${missing[*]} failed"
+    return 1
+  fi
+  mapfile -t missing < <(missing_packages)
+  if ((${#missing[@]})); then
+    log "still missing after the install: ${missing[*]}"
+    return 1
+  fi
+  log "installed; every package the tests need is there"
+}
+
+case "${1:-}" in
+  --check)
+    mapfile -t missing < <(missing_packages)
+    if ((${#missing[@]})); then log "missing: ${missing[*]}"; exit 1; fi
+    log "nothing missing"
+    ;;
+  '')
+    # Always under the lock, even when nothing looks missing: a binary can already be on
+    # disk while a concurrent install is still configuring its package.
+    with_install_lock install_missing
+    ;;
+  *) die "usage: $0 [--check]" ;;
+esac
