@@ -21,7 +21,7 @@ const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${
 /** The same invocation as one line a person can paste into a shell. */
 export function clientCommand(d: Pick<ApiDeps, 'listeners' | 'caPath'>, user: string, r: Resource, ticket: string): string {
   const inv = clientInvocation(d, user, r, ticket);
-  if (!inv) return `# no gateway door serves ${r.protocol} resources yet`;
+  if (!inv) return '';
   const env = Object.entries(inv.env).map(([k, v]) => `${k}=${shellQuote(v)} `).join('');
   return env + [inv.program, ...inv.args].map(shellQuote).join(' ');
 }

@@ -230,8 +230,8 @@ describe('web vault in Chromium', () => {
     expect(await alice.page.evaluate(() => navigator.clipboard.readText())).toBe(await command.textContent());
 
     await card(alice.page, 'grafana').getByRole('button', { name: 'Launch' }).click();
-    const open = card(alice.page, 'grafana').getByRole('link', { name: 'Open grafana' });
-    expect(await open.getAttribute('href')).toMatch(/\/r\/grafana\/$/);
+    // No door serves web apps yet: the vault says so instead of handing out a ticket nothing accepts.
+    await card(alice.page, 'grafana').getByText('no gateway door serves http yet').waitFor();
     await card(alice.page, 'reporting-db').getByText(/^Outside the access schedule, next window \w{3} 10:00 \(UTC\)$/).waitFor();
 
     await alice.page.getByRole('button', { name: 'Sign out' }).click();

@@ -86,6 +86,17 @@ describe('control-plane API', () => {
     expect(await login(c, 'alice', totpCode(secret, c.h.clock.now()))).toMatch(/^ghs_/);
   });
 
+  it('issues no launch ticket for a resource no door serves', async () => {
+    await c.h.engine.directory.addResource('admin', {
+      name: 'corp-ldap', type: 'directory', protocol: 'ldap', host: '127.0.0.1', port: 389, owner: 'bob', access: [{ team: 'eng' }],
+    });
+    const alice = await login(c, 'alice');
+    const r = await call(c, 'POST', '/api/v1/launch', { token: alice, body: { resource: 'corp-ldap' } });
+    expect(r.status).toBe(409);
+    expect(r.json.error).toMatchObject({ code: 'INVALID_STATE', message: 'corp-ldap is a ldap resource and no gateway door serves ldap yet' });
+    expect(await c.h.store.listAudit({ action: 'ticket.issue' })).toEqual([]);
+  });
+
   it('workflow settings need ALLOW_CONFIGURE_WORKFLOW_SETTINGS', async () => {
     const admin = await login(c, 'admin');
     const bob = await login(c, 'bob');
