@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { ListenerNames } from '../../src/core/config.js';
 import { startMariadb, startPostgres, startSshd, type MariadbTarget, type PostgresTarget, type SshdTarget } from '../targets/index.js';
 
 /**
@@ -117,7 +118,7 @@ async function listen(user: string): Promise<Listener> {
 beforeAll(async () => {
   ensureBuilt();
   work = mkdtempSync(join(tmpdir(), 'gatehouse-e2e-cli-'));
-  const listen = ['api', 'ssh', 'postgres', 'mysql', 'ldap', 'http'].flatMap((n) => ['--listen', `${n}=127.0.0.1:0`]);
+  const listen = ListenerNames.flatMap((n) => ['--listen', `${n}=127.0.0.1:0`]);
   server = spawn(process.execPath, [BIN, 'serve', '--data', join(work, 'data'), ...listen], { env: cleanEnv({}), cwd: work });
   server.stderr!.on('data', (d: Buffer) => (serverOut += d.toString()));
   await new Promise<void>((res, rej) => {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import { Protocols, ProtocolsByType, RecordTypes, type Protocol, type RecordType } from '../../core/model.js';
+import { SERVED_PROTOCOLS } from '../../../protocols/registry.js';
+import { ProtocolsByType, RecordTypes, type Protocol, type RecordType } from '../../core/model.js';
 import type { ResourceView } from '../../api/wire.js';
 import { CliError, usageError } from '../cli-error.js';
 import { intArg, seg, type Ctx } from '../context.js';
@@ -26,7 +27,7 @@ export function registerResources(program: Command, ctx: Ctx): void {
     .description('add a resource; its credentials are vaulted and never shown again')
     .argument('<name>', 'resource name, as users will address it')
     .addOption(new Option('--type <type>', 'record type').choices(RecordTypes).makeOptionMandatory())
-    .addOption(new Option('--protocol <protocol>', 'protocol').choices(Protocols).makeOptionMandatory())
+    .addOption(new Option('--protocol <protocol>', 'protocol (one a gateway door serves)').choices(SERVED_PROTOCOLS).makeOptionMandatory())
     .requiredOption('--host <host>', 'target host')
     .requiredOption('--port <port>', 'target port', intArg(1, 65535))
     .option('--database <db>', 'database name (database resources)')
