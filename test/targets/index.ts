@@ -15,7 +15,11 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 
 const SCRIPTS_DIR = fileURLToPath(new URL('.', import.meta.url));
-/** A cold start may have to apt-get install the server first. */
+/**
+ * Under vitest the packages are installed by globalSetup (install.sh) before any test; a
+ * start outside it may still have to apt-get install the server first, or wait for the
+ * install lock while another process does.
+ */
 const START_TIMEOUT_MS = 300_000;
 const STOP_TIMEOUT_MS = 30_000;
 
