@@ -1,3 +1,5 @@
+import { escapeInline } from './format.js';
+
 /**
  * Exit codes are part of the CLI contract: scripts branch on them, so each one names a
  * class of failure rather than a particular message.
@@ -15,7 +17,9 @@ export type ExitCode = (typeof ExitCodes)[keyof typeof ExitCodes];
 
 /**
  * A failure the CLI reports as one line. `code` is the API's error code (FORBIDDEN,
- * CHECKED_OUT, ...) or a CLI-side one (USAGE, NETWORK, ...); callers branch on it.
+ * CHECKED_OUT, ...) or a CLI-side one (USAGE, NETWORK, ...); callers branch on it. The
+ * message often carries the gateway's own sentence, so its control characters, newlines
+ * included, are shown escaped: the line stays one line and cannot rewrite the terminal.
  */
 export class CliError extends Error {
   readonly code: string;
@@ -25,7 +29,7 @@ export class CliError extends Error {
   readonly details?: Record<string, unknown>;
 
   constructor(code: string, message: string, opts: { exitCode?: ExitCode; status?: number; details?: Record<string, unknown> } = {}) {
-    super(message);
+    super(escapeInline(message));
     this.name = 'CliError';
     this.code = code;
     this.exitCode = opts.exitCode ?? exitCodeFor(opts.status, code);

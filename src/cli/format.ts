@@ -9,6 +9,42 @@ import type { RequestView, ResourceView } from '../api/wire.js';
 
 const MINUTE_MS = 60_000;
 
+/**
+ * Characters a terminal acts on instead of showing: C0 controls (ESC starts cursor moves,
+ * line erases, OSC 52 clipboard writes; CR returns to the line start; BEL ends an OSC), DEL,
+ * the C1 controls (U+009B is an 8-bit CSI), and the bidi controls that make text read in
+ * another order. Newline and tab are the CLI's own layout and pass; `escapeInline` takes
+ * them too.
+ */
+const TERMINAL_CONTROL = /[\p{Cc}\p{Bidi_Control}\u2028\u2029]/gu;
+const LAYOUT = new Set(['\n', '\t']);
+
+const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+function visible(ch: string): string {
+  const code = ch.codePointAt(0)!;
+  // C0 as \r or \x1b, as people know them from their shells. The rest as \u009b: C0 never
+  // reach this raw in --json output (JSON.stringify escapes them), the others do, and \u is
+  // the JSON spelling of the same character, so the document stays JSON with its strings.
+  if (code < 0x20) return SHORT[ch] ?? `\\x${code.toString(16).padStart(2, '0')}`;
+  return `\\u${code.toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * Text for a terminal, with every control character but newline and tab shown as an escape
+ * (`\x1b`, `\r`, `\u009b`) instead of acted on. Applied by `CliIo` to everything the CLI
+ * writes, so a user name, request reason or error message from the gateway cannot rewrite
+ * what the reader sees.
+ */
+export function escapeControls(text: string): string {
+  return text.replace(TERMINAL_CONTROL, (ch) => (LAYOUT.has(ch) ? ch : visible(ch)));
+}
+
+/** Like `escapeControls`, for what must stay on one line (a table cell, an error line): newline and tab too. */
+export function escapeInline(text: string): string {
+  return text.replace(TERMINAL_CONTROL, visible);
+}
+
 /** 4_320_000 → "1 h 12 min"; partial minutes round up, so "1 min" means "under a minute" too. */
 export function formatDurationMs(ms: number): string {
   const total = Math.max(0, Math.ceil(ms / MINUTE_MS));
@@ -45,9 +81,13 @@ export function formatTimestamp(when: string | Date | undefined, zone?: string):
   return dt.isValid ? dt.toFormat('yyyy-MM-dd HH:mm:ss') : String(when);
 }
 
-/** Left-aligned columns, two spaces apart; the last column is not padded. */
+/**
+ * Left-aligned columns, two spaces apart; the last column is not padded. A cell is one line:
+ * a newline in a value (a request reason, a user name) shows as `\n` rather than starting
+ * a row of its own.
+ */
 export function formatTable(headers: string[], rows: string[][]): string {
-  const all = [headers, ...rows];
+  const all = [headers, ...rows].map((r) => r.map(escapeInline));
   const widths = headers.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
   return all
     .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd())

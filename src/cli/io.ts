@@ -1,5 +1,6 @@
 import { SystemClock, type Clock } from '../core/clock.js';
 import { CliError, usageError } from './cli-error.js';
+import { escapeControls } from './format.js';
 
 /** A terminal-ish input: process.stdin in production, a stream in tests. */
 export interface CliInput extends NodeJS.ReadableStream {
@@ -10,6 +11,7 @@ export interface CliInput extends NodeJS.ReadableStream {
 /**
  * Everything the CLI touches outside itself, so tests can run `main` in-process and read
  * what it printed. `zone` is the IANA zone local times are shown in (default: the system's).
+ * `stdout` and `stderr` are the output boundary: build them with `terminalSafe`.
  */
 export interface CliIo {
   stdout(text: string): void;
@@ -20,14 +22,28 @@ export interface CliIo {
   zone?: string;
 }
 
+/**
+ * The io with control characters escaped on the way out (`escapeControls`). Much of what
+ * the CLI prints comes from the gateway (user names, request reasons, error messages, and
+ * any field a future command shows), so the escaping sits here, where every line passes,
+ * rather than in each command. `--json` stays JSON: JSON.stringify already escapes C0, and
+ * what it leaves raw (DEL, C1, bidi) is written as the equivalent `\uXXXX` escape.
+ * Idempotent: wrapping twice escapes nothing more.
+ */
+export function terminalSafe(io: CliIo): CliIo {
+  const out = io.stdout.bind(io);
+  const err = io.stderr.bind(io);
+  return { ...io, stdout: (t) => out(escapeControls(t)), stderr: (t) => err(escapeControls(t)) };
+}
+
 export function processIo(): CliIo {
-  return {
+  return terminalSafe({
     stdout: (t) => process.stdout.write(t),
     stderr: (t) => process.stderr.write(t),
     stdin: process.stdin,
     env: process.env,
     clock: new SystemClock(),
-  };
+  });
 }
 
 /** All of stdin, minus the one trailing newline `echo` or a here-string adds. */

@@ -4,6 +4,8 @@ import {
   approvalProgress,
   describeRequestState,
   describeResourceState,
+  escapeControls,
+  escapeInline,
   formatDurationMs,
   formatLocalTime,
   formatTable,
@@ -74,6 +76,36 @@ describe('formatTable', () => {
     expect(formatTable(['NAME', 'STATE'], [['prod-pg', 'ready'], ['w', 'needs approval']])).toBe(
       'NAME     STATE\nprod-pg  ready\nw        needs approval\n',
     );
+  });
+});
+
+describe('escapeControls and escapeInline', () => {
+  it('show C0, DEL, C1 and bidi controls as escapes, keeping newline and tab', () => {
+    expect(escapeControls('a\u001b[2K\rb\u0007\u0000\u007f\u009b\u202e\u2066\n\tc')).toBe('a\\x1b[2K\\rb\\x07\\x00\\u007f\\u009b\\u202e\\u2066\n\tc');
+    expect(escapeInline('a\nb\tc\rd')).toBe('a\\nb\\tc\\rd');
+  });
+
+  it('leave printable text alone, accents, other scripts and emoji sequences included', () => {
+    const text = 'Zoë 日本 ½ 👩‍💻 "quoted" \\x1b as text';
+    expect(escapeControls(text)).toBe(text);
+    expect(escapeInline(text)).toBe(text);
+  });
+
+  it('are idempotent, so wrapping an io twice changes nothing', () => {
+    const once = escapeInline('\u001b]52;c;eA==\u0007\n');
+    expect(escapeInline(once)).toBe(once);
+    expect(escapeControls(once)).toBe(once);
+  });
+
+  it('keep JSON valid and its strings unchanged', () => {
+    const value = { reason: 'x\u007f\u0085\u009b\u202e\u2028y', n: 1 };
+    const out = escapeControls(JSON.stringify(value, null, 2));
+    expect(out).not.toMatch(/[\u007f-\u009f\u202e\u2028]/u);
+    expect(JSON.parse(out)).toEqual(value);
+  });
+
+  it('formatTable sizes columns by the escaped text and keeps one row per line', () => {
+    expect(formatTable(['A', 'B'], [['x\ny', 'z'], ['\u001b', 'w']])).toBe('A     B\nx\\ny  z\n\\x1b  w\n');
   });
 });
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { FakeClock } from '../../../src/core/clock.js';
-import type { CliInput, CliIo } from '../../../src/cli/io.js';
+import { terminalSafe, type CliInput, type CliIo } from '../../../src/cli/io.js';
 import { main } from '../../../src/cli/main.js';
 
 export interface Call {
@@ -127,7 +127,8 @@ export class CliHarness {
       clock: this.clock,
       zone: 'Europe/Berlin',
     };
-    const code = await main(['node', 'gatehouse', ...args], io);
+    // The same output boundary as processIo(): what a test reads is what a terminal would get.
+    const code = await main(['node', 'gatehouse', ...args], terminalSafe(io));
     return { code, stdout, stderr };
   }
 
