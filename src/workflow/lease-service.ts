@@ -5,6 +5,7 @@ import type { Lease, Resource, TerminationReason } from '../core/model.js';
 import { decide } from './decide.js';
 import type { WorkflowContext } from './context.js';
 import type { Directory } from './directory.js';
+import { requirePlainText } from './plain-text.js';
 import { formatTimeLeft, leaseEnd, type LeaseEnd } from './leases.js';
 import type { RequestService } from './request-service.js';
 import { eligibleApprovers } from './settings.js';
@@ -66,6 +67,8 @@ export class LeaseService {
   }
 
   async forceCheckin(by: string, resourceName: string, reason?: string): Promise<Lease> {
+    // The reason reaches the holder in-band (SSH message, PostgreSQL notice): one plain line.
+    requirePlainText('reason', reason);
     const resource = await this.dir.requireResource(resourceName);
     if (!(await this.mayForce(by, resource))) throw new ForbiddenError(`${by} is not an approver of ${resourceName}`);
     const held = await this.ctx.store.getHeldLease(resourceName);

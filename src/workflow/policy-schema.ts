@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { GatehouseError } from '../core/errors.js';
 import { Protocols, ProtocolsByType, RecordTypes } from '../core/model.js';
 import { parseDuration, parseScheduleSpec } from './schedule.js';
-import { LimitAccessTimeSchema, PrincipalSchema, ScheduleRangeSchema, workflowShape } from './settings.js';
+import { LimitAccessTimeSchema, PrincipalNameSchema, PrincipalSchema, ScheduleRangeSchema, workflowShape } from './settings.js';
 
 /**
  * The policy-file format (see policies/README.md), built from the same zod definitions as
@@ -17,7 +17,7 @@ export const RecordNameSchema = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
 
-const UserName = z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters');
+const UserName = PrincipalNameSchema;
 const Port = z.int().min(1, 'must be a port between 1 and 65535').max(65535, 'must be a port between 1 and 65535');
 
 function detail(e: unknown): string {

@@ -5,6 +5,7 @@ import type { AccessRequest, Resource } from '../core/model.js';
 import { isOnAccessList } from './access.js';
 import type { WorkflowContext } from './context.js';
 import type { Directory } from './directory.js';
+import { requirePlainText } from './plain-text.js';
 import { isGranted, nextDue, transition, type GrantRule, type RequestEvent, type Transition } from './requests.js';
 import { eligibleApprovers } from './settings.js';
 
@@ -30,6 +31,9 @@ export class RequestService {
     if (!isOnAccessList(user, resource)) throw new ForbiddenError(`${requester} is not on the access list of ${resource.name}`);
     const reason = input.reason?.trim();
     const ticket = input.ticket?.trim();
+    // Reasons and ticket ids are shown to approvers in their terminals: no escape sequences.
+    requirePlainText('reason', reason, 'multiline');
+    requirePlainText('ticket', ticket);
     if (approval.requireReason && !reason) throw new ValidationError('reason', `${resource.name} requires a reason`);
     if (approval.requireTicket && !ticket) throw new ValidationError('ticket', `${resource.name} requires a ticket id`);
     if (ticket && approval.ticketPattern && !new RegExp(approval.ticketPattern).test(ticket)) {
@@ -177,6 +181,8 @@ export class RequestService {
   }
 
   private async review(id: string, by: string, decision: 'approve' | 'deny', comment?: string): Promise<AccessRequest> {
+    // The API calls a denial's comment its reason; name the field the caller sent.
+    requirePlainText(decision === 'approve' ? 'comment' : 'reason', comment, 'multiline');
     const reviewer = await this.dir.requireUser(by);
     if (reviewer.disabled) throw new ForbiddenError(`${by} is disabled`);
     const next = await this.apply(id, by, decision === 'approve' ? 'request.approve' : 'request.deny', async (r, res) => {

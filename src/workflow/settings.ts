@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ValidationError } from '../core/errors.js';
 import type { Principal, Role, ScheduleRange, WorkflowSettings } from '../core/model.js';
 import { expandPrincipals, principalLabel } from './access.js';
+import { CONTROL_CHARACTER_MESSAGE, hasControlCharacter } from './plain-text.js';
 import { formatDuration, formatScheduleRange, isValidTimeZone, parseHHMM } from './schedule.js';
 
 /**
@@ -15,7 +16,13 @@ export const MAX_DURATION_MINUTES = 30 * 24 * 60;
 export const MAX_PENDING_TTL_MINUTES = 7 * 24 * 60;
 export const MAX_TICKET_PATTERN_LENGTH = 200;
 
-const Name = z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters');
+/** A user or team name as written in settings and policy files; it ends up in terminals. */
+export const PrincipalNameSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(128, 'must be at most 128 characters')
+  .refine((s) => !hasControlCharacter(s), CONTROL_CHARACTER_MESSAGE);
+const Name = PrincipalNameSchema;
 
 export const PrincipalSchema = z.union([z.strictObject({ user: Name }), z.strictObject({ team: Name })], {
   error: 'must be { user: NAME } or { team: NAME }',
