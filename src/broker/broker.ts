@@ -5,8 +5,8 @@ import type { Decision, MfaProof } from '../workflow/decide.js';
 import type { Engine } from '../workflow/engine.js';
 import type { SessionHandle } from './adapter.js';
 import { SessionMonitor } from './monitor.js';
-import { SECOND } from '../core/clock.js';
-import { RateLimiter, type FailureTracker } from '../core/limits.js';
+import type { FailureTracker } from '../core/limits.js';
+import { AuditFolding } from './audit-folding.js';
 import { LoginService, sourceOf, type LoginOptions } from './login.js';
 import type { DoorInfo, GatewayPort, GatewaySession, PortProvider } from './port.js';
 import { refusals, type Refusal, type RefusalCode } from './refusals.js';
@@ -95,15 +95,14 @@ export class Broker implements PortProvider {
   private readonly node: string;
   private readonly sessions = new Map<string, BrokerSession>();
   /** Door refusals audited per source: a flood is summarised, not written row by row. */
-  private readonly refusalAudit: RateLimiter;
-  private readonly suppressed = new Map<string, number>();
+  private readonly folding: AuditFolding;
 
   constructor(opts: BrokerOptions) {
     this.engine = opts.engine;
     this.log = opts.log;
     this.node = opts.node;
     this.logins = new LoginService(opts.engine, { ...opts.login, ...(opts.failures ? { failures: opts.failures } : {}) });
-    this.refusalAudit = new RateLimiter(opts.engine.ctx.clock, { rate: 1, perMs: SECOND, burst: 20 });
+    this.folding = new AuditFolding(opts.engine.ctx.clock);
   }
 
   /** Runs the decision for a new connection. Every connection, every time: nothing is cached. */
@@ -128,7 +127,12 @@ export class Broker implements PortProvider {
         return d.allow && d.resource.settings.mfa === true;
       },
       open: async (req) => {
-        const r = await this.open({ ...req, protocol });
+        const r = await this.logins.guardDecision(
+          { protocol, user: req.user, resource: req.resource, client: req.client, totp: req.mfa.kind === 'totp' },
+          () => this.open({ ...req, protocol }),
+          (o) => !o.ok && (o.denial.code === 'mfa_invalid' || o.denial.code === 'mfa_replayed'),
+        );
+        if ('refusal' in r) return r;
         return r.ok ? r : { ok: false, refusal: refusals.fromDenial(r.denial) };
       },
       verifyTarget: (resource, identity) => verifyTargetIdentity(this.engine.ctx, resource, identity),
@@ -137,15 +141,10 @@ export class Broker implements PortProvider {
   }
 
   private auditRefusal(door: Protocol, client: string, refusal: Refusal, detail?: string): void {
-    const key = `${door}\0${sourceOf(client)}\0${refusal.code}`;
-    if (!this.refusalAudit.take(key)) {
-      this.suppressed.set(key, (this.suppressed.get(key) ?? 0) + 1);
-      return;
-    }
-    const suppressed = this.suppressed.get(key);
-    this.suppressed.delete(key);
+    const extra = this.folding.admit(`${door}\0${sourceOf(client)}\0${refusal.code}`);
+    if (!extra) return;
     void this.engine.ctx.audit
-      .record('unknown', 'door.refuse', door, { door, client, code: refusal.code, ...(detail ? { detail: detail.slice(0, 200) } : {}), ...(suppressed ? { suppressed } : {}) })
+      .record('unknown', 'door.refuse', door, { door, client, code: refusal.code, ...(detail ? { detail: detail.slice(0, 200) } : {}), ...extra })
       .catch((err: unknown) => this.log.error({ err }, 'could not audit a refusal'));
   }
 

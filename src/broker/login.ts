@@ -12,6 +12,7 @@ import type { MfaProof } from '../workflow/decide.js';
 import { NAME_RE } from '../workflow/directory.js';
 import type { Engine } from '../workflow/engine.js';
 import { looksLikeTicket } from '../workflow/mfa.js';
+import { AuditFolding } from './audit-folding.js';
 import { VerifiedPasswords } from './password-cache.js';
 import { printable, refusals, type LoginRefusalCode, type Refusal } from './refusals.js';
 
@@ -68,6 +69,9 @@ export function sourceOf(client: string): string {
   return m ? m[1]! : client;
 }
 
+/** Refusals that were a wrong guess at a secret: they count towards the lockout. */
+const GUESSES: ReadonlySet<string> = new Set<LoginRefusalCode>(['bad_password', 'bad_key', 'bad_ticket', 'ticket_other_user', 'ticket_other_resource']);
+
 /** A hash for unknown users, so an unknown name costs the same scrypt as a known one. */
 let dummyHash: Promise<string> | undefined;
 
@@ -75,6 +79,7 @@ export class LoginService {
   readonly failures: FailureTracker;
   private readonly passwords: VerifiedPasswords;
   private readonly throttle: RateLimiter;
+  private readonly folding: AuditFolding;
 
   constructor(
     private readonly engine: Engine,
@@ -85,6 +90,7 @@ export class LoginService {
     this.passwords = new VerifiedPasswords(clock, opts.passwordCacheMs ?? 60 * SECOND);
     const t = opts.throttle ?? { rate: 20, burst: 60 };
     this.throttle = new RateLimiter(clock, { rate: t.rate, perMs: SECOND, burst: t.burst });
+    this.folding = new AuditFolding(clock);
   }
 
   async login(req: LoginRequest): Promise<LoginResult> {
@@ -93,27 +99,72 @@ export class LoginService {
     if (!who) return this.refuse(req, printable(req.name, 64), '', refusals.badLoginName(req.name, req.example ?? 'USER:RESOURCE'));
     const { user, resource } = who;
     if (!this.throttle.take(`ip:${source}`)) return this.refuse(req, user, resource, refusals.throttled());
-    const locked = Math.max(this.failures.lockedFor(`user:${user}`), this.failures.lockedFor(`ip:${source}`));
-    if (locked > 0) return this.refuse(req, user, resource, refusals.locked(Math.ceil(locked / 60_000)));
+    // The guess is reserved before the slow check: concurrent guesses cannot all slip past the limit.
+    const reserved = this.failures.attempt([`user:${user}`, `ip:${source}`]);
+    if (!reserved.ok) return this.refuse(req, user, resource, refusals.locked(Math.ceil(reserved.retryAfterMs / 60_000)));
+    const guess = reserved.attempt;
+    try {
+      const r = await this.check(req, user, resource);
+      if (r.ok) guess.succeed([`user:${user}`]);
+      else if (GUESSES.has(r.code)) guess.fail();
+      else guess.cancel();
+      return r;
+    } catch (err) {
+      guess.cancel();
+      throw err;
+    }
+  }
 
+  private async check(req: LoginRequest, user: string, resource: string): Promise<LoginResult> {
     const secret = req.secret;
     switch (secret.kind) {
       case 'publickey': {
         const ok = secret.signatureValid && (await this.hasKey(user, secret.keyType, secret.keyBase64));
-        if (!ok) return this.failed(req, user, resource, refusals.badKey(user));
-        return this.succeed(user, resource, { kind: 'none' }, 'publickey');
+        if (!ok) return this.refuse(req, user, resource, refusals.badKey(user));
+        return { ok: true, user, resource, mfa: { kind: 'none' }, via: 'publickey' };
       }
       case 'password': {
         if (secret.value === '') return this.refuse(req, user, resource, refusals.noSecret(resource));
         if (looksLikeTicket(secret.value)) return this.redeem(req, user, resource, secret.value);
         const ok = await this.passwords.check(user, secret.value, () => this.checkPassword(user, secret.value));
-        if (!ok) return this.failed(req, user, resource, refusals.badPassword(user, resource));
-        return this.succeed(user, resource, { kind: 'none' }, 'password');
+        if (!ok) return this.refuse(req, user, resource, refusals.badPassword(user, resource));
+        return { ok: true, user, resource, mfa: { kind: 'none' }, via: 'password' };
       }
       default: {
         const never: never = secret;
         throw new Error(`unknown login secret ${JSON.stringify(never)}`);
       }
+    }
+  }
+
+  /**
+   * Guards the decision of a connection: a locked user or source is refused whatever the
+   * sign-in method, and a TOTP code typed at connection start (SSH keyboard-interactive) is a
+   * guess like a password — reserved before it is checked, counted when wrong.
+   */
+  async guardDecision<T extends { ok: boolean }>(
+    req: { protocol: Protocol; user: string; resource: string; client: string; totp: boolean },
+    decide: () => Promise<T>, wrongTotp: (r: T) => boolean,
+  ): Promise<T | { ok: false; refusal: Refusal }> {
+    const keys = [`user:${req.user}`, `ip:${sourceOf(req.client)}`];
+    const reserved = this.failures.attempt(req.totp ? keys : []);
+    const locked = Math.max(...keys.map((k) => this.failures.lockedFor(k)), reserved.ok ? 0 : reserved.retryAfterMs);
+    if (locked > 0 || !reserved.ok) {
+      if (reserved.ok) reserved.attempt.cancel();
+      const refusal = refusals.locked(Math.ceil(locked / 60_000));
+      await this.audit(req.protocol, req.client, req.user, req.resource, 'locked', req.totp ? 'totp' : 'decision', {});
+      return { ok: false, refusal };
+    }
+    try {
+      const r = await decide();
+      if (!req.totp) reserved.attempt.cancel();
+      else if (r.ok) reserved.attempt.succeed([keys[0]!]);
+      else if (wrongTotp(r)) reserved.attempt.fail();
+      else reserved.attempt.cancel();
+      return r;
+    } catch (err) {
+      reserved.attempt.cancel();
+      throw err;
     }
   }
 
@@ -141,16 +192,16 @@ export class LoginService {
       }
     }
     const t = await mfa.redeemTicketFor(ticket, user, resource);
-    if (t.ok) return this.succeed(user, resource, t.ticket.mfa ? { kind: 'verified', at: t.ticket.createdAt } : { kind: 'none' }, 'ticket');
+    if (t.ok) return { ok: true, user, resource, mfa: t.ticket.mfa ? { kind: 'verified', at: t.ticket.createdAt } : { kind: 'none' }, via: 'ticket' };
     switch (t.why) {
       case 'unknown':
       case 'used':
       case 'expired':
-        return this.failed(req, user, resource, refusals.badTicket(resource), { ticket: t.why });
+        return this.refuse(req, user, resource, refusals.badTicket(resource), 'bad_ticket', { ticket: t.why });
       case 'other_user':
-        return this.failed(req, user, resource, refusals.ticketOtherUser(user, resource), { owner: t.owner });
+        return this.refuse(req, user, resource, refusals.ticketOtherUser(user, resource), 'ticket_other_user', { owner: t.owner });
       case 'other_resource':
-        return this.failed(req, user, resource, refusals.ticketOtherResource(resource, t.boundTo), { boundTo: t.boundTo });
+        return this.refuse(req, user, resource, refusals.ticketOtherResource(resource, t.boundTo), 'ticket_other_resource', { boundTo: t.boundTo });
       default: {
         const never: never = t;
         throw new Error(`unknown ticket outcome ${JSON.stringify(never)}`);
@@ -175,25 +226,21 @@ export class LoginService {
     });
   }
 
-  private succeed(user: string, resource: string, mfa: MfaProof, via: LoginVia): LoginResult {
-    this.failures.succeed(`user:${user}`);
-    return { ok: true, user, resource, mfa, via };
-  }
-
-  /** A wrong secret: counts towards the lockout of the user and of the address. */
-  private failed(req: LoginRequest, user: string, resource: string, refusal: Refusal, detail: Record<string, string> = {}): Promise<LoginResult> {
-    this.failures.fail(`user:${user}`);
-    this.failures.fail(`ip:${sourceOf(req.client)}`);
-    return this.refuse(req, user, resource, refusal, refusal.code as LoginRefusalCode, detail);
-  }
-
   private async refuse(
     req: LoginRequest, user: string, resource: string, refusal: Refusal,
     code: LoginRefusalCode | 'wrong_protocol' = refusal.code as LoginRefusalCode, detail: Record<string, string> = {},
   ): Promise<LoginResult> {
-    await this.engine.ctx.audit
-      .record(user || 'unknown', 'login.refuse', resource, { door: req.protocol, client: req.client, code, method: req.secret.kind, ...detail })
-      .catch((err: unknown) => this.engine.ctx.log.error({ err }, 'could not audit a refused sign-in'));
+    await this.audit(req.protocol, req.client, user, resource, code, req.secret.kind, detail);
     return { ok: false, code, refusal };
+  }
+
+  private async audit(door: Protocol, client: string, user: string, resource: string, code: string, method: string, detail: Record<string, string>): Promise<void> {
+    // A flood from one address (unknown names, a locked account hammered) is summarised: the
+    // next row written for that address and code carries how many were folded into it.
+    const extra = this.folding.admit(`${sourceOf(client)}\0${code}`);
+    if (!extra) return;
+    await this.engine.ctx.audit
+      .record(user || 'unknown', 'login.refuse', resource, { door, client, code, method, ...detail, ...extra })
+      .catch((err: unknown) => this.engine.ctx.log.error({ err }, 'could not audit a refused sign-in'));
   }
 }

@@ -7,6 +7,8 @@ import type { Clock } from './clock.js';
  */
 export class FailureTracker {
   private readonly entries = new Map<string, { failures: number[]; lockedUntil?: number }>();
+  /** Checks under way per key: they count against the limit before their outcome is known. */
+  private readonly inflight = new Map<string, number>();
 
   constructor(
     private readonly clock: Clock,
@@ -37,11 +39,51 @@ export class FailureTracker {
     this.entries.delete(key);
   }
 
+  /**
+   * Reserves one guess on every key before a slow check (scrypt, a TOTP lookup) runs, so that
+   * concurrent guesses cannot all pass the lock check first and record their failures after:
+   * at most `maxFailures` guesses per window, whatever the concurrency. Returns undefined
+   * (and reserves nothing) when any key is locked or out of guesses, with the longest wait.
+   */
+  attempt(keys: readonly string[]): { ok: true; attempt: Attempt } | { ok: false; retryAfterMs: number } {
+    const now = this.clock.now().getTime();
+    let wait = 0;
+    for (const k of keys) {
+      wait = Math.max(wait, this.lockedFor(k));
+      const e = this.entries.get(k);
+      const recent = e ? e.failures.filter((t) => now - t < this.opts.windowMs).length : 0;
+      if (recent + (this.inflight.get(k) ?? 0) >= this.opts.maxFailures) wait = Math.max(wait, this.opts.windowMs);
+    }
+    if (wait > 0) return { ok: false, retryAfterMs: wait };
+    for (const k of keys) this.inflight.set(k, (this.inflight.get(k) ?? 0) + 1);
+    let settled = false;
+    const settle = (failed: boolean): void => {
+      if (settled) return;
+      settled = true;
+      for (const k of keys) {
+        const n = (this.inflight.get(k) ?? 1) - 1;
+        if (n > 0) this.inflight.set(k, n);
+        else this.inflight.delete(k);
+        if (failed) this.fail(k);
+      }
+    };
+    return { ok: true, attempt: { fail: () => settle(true), succeed: (clear = keys) => { settle(false); for (const k of clear) this.succeed(k); }, cancel: () => settle(false) } };
+  }
+
   private prune(now: number): void {
     for (const [k, e] of this.entries) {
       if ((!e.lockedUntil || e.lockedUntil <= now) && e.failures.every((t) => now - t >= this.opts.windowMs)) this.entries.delete(k);
     }
   }
+}
+
+/** One reserved guess: exactly one of its methods settles it. */
+export interface Attempt {
+  fail(): void;
+  /** The guess was right: the reservation ends and `clear` keys (default: all) forget their failures. */
+  succeed(clear?: readonly string[]): void;
+  /** Neither right nor wrong (e.g. the check could not run). */
+  cancel(): void;
 }
 
 /** A token bucket per key: `rate` requests per `perMs`, bursting to `burst`. */

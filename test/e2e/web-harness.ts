@@ -21,14 +21,8 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 
 /** Debian's Chromium, installed on first use; and the bundle, built when `npm test` did not. */
 export function ensurePrerequisites(): void {
-  if (!existsSync(CHROMIUM)) {
-    try {
-      execFileSync('apt-get', ['install', '-y', 'chromium'], { stdio: 'inherit' });
-    } catch {
-      execFileSync('apt-get', ['update'], { stdio: 'inherit' });
-      execFileSync('apt-get', ['install', '-y', 'chromium'], { stdio: 'inherit' });
-    }
-  }
+  // Installed once, under the install lock, by test/global-setup.ts (test/targets/install.sh).
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run test/targets/install.sh (vitest's global setup does)`);
   if (!existsSync(join(WEB_DIR, 'index.html'))) execFileSync(process.execPath, [join(ROOT, 'scripts/build-web.mjs')], { stdio: 'inherit' });
   mkdirSync(SHOTS, { recursive: true });
 }
