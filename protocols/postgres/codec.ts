@@ -9,6 +9,41 @@ export const SSL_REQUEST_CODE = 80877103;
 export const GSSENC_REQUEST_CODE = 80877104;
 export const CANCEL_REQUEST_CODE = 80877102;
 
+/** The type byte of every message after the startup packet, by the protocol's own names. */
+export const Msg = {
+  // Frontend (client to server).
+  Query: 0x51, // Q
+  Parse: 0x50, // P
+  /** PasswordMessage, SASLInitialResponse and SASLResponse share it. */
+  Password: 0x70, // p
+  Terminate: 0x58, // X
+  // Backend (server to client).
+  Authentication: 0x52, // R
+  BackendKeyData: 0x4b, // K
+  ParameterStatus: 0x53, // S
+  NoticeResponse: 0x4e, // N
+  ErrorResponse: 0x45, // E
+  ReadyForQuery: 0x5a, // Z
+  NegotiateProtocolVersion: 0x76, // v
+} as const;
+export type MsgType = (typeof Msg)[keyof typeof Msg];
+
+/** The Int32 that says which authentication request an Authentication message is. */
+export const Auth = {
+  Ok: 0,
+  CleartextPassword: 3,
+  MD5Password: 5,
+  SASL: 10,
+  SASLContinue: 11,
+  SASLFinal: 12,
+} as const;
+
+/** The single byte a server answers SSLRequest and GSSENCRequest with. */
+export const EncryptionAnswer = {
+  Accept: 0x53, // S
+  Refuse: 0x4e, // N
+} as const;
+
 /** PostgreSQL's own MAX_STARTUP_PACKET_LENGTH. */
 export const MAX_STARTUP_LENGTH = 10_000;
 /** Client to server: PostgreSQL allows 1 GiB; a gateway has no business buffering that much trust. */
@@ -18,17 +53,15 @@ export const MAX_SERVER_MESSAGE = 1024 * 1024 * 1024 - 1;
 /** Handshake messages the gateway buffers whole (password, SASL, ParameterStatus...). */
 export const MAX_HANDSHAKE_MESSAGE = 64 * 1024;
 
-export type DecodeErrorCode = 'PG_BAD_LENGTH' | 'PG_BAD_STARTUP' | 'PG_UNSUPPORTED_VERSION' | 'PG_BAD_MESSAGE';
+export type DecodeErrorCode = 'PG_BAD_LENGTH' | 'PG_BAD_STARTUP' | 'PG_BAD_MESSAGE';
 
-/** A malformed or oversized packet. `sqlstate` is what the peer is told. */
+/** A malformed or oversized packet: the peer broke the protocol (the session says `protocol_error`). */
 export class PgDecodeError extends Error {
   readonly code: DecodeErrorCode;
-  readonly sqlstate: string;
-  constructor(code: DecodeErrorCode, message: string, sqlstate = '08P01') {
+  constructor(code: DecodeErrorCode, message: string) {
     super(message);
     this.name = 'PgDecodeError';
     this.code = code;
-    this.sqlstate = sqlstate;
   }
 }
 
@@ -36,7 +69,9 @@ export type StartupPacket =
   | { kind: 'ssl' }
   | { kind: 'gssenc' }
   | { kind: 'cancel'; key: Buffer }
-  | { kind: 'startup'; major: number; minor: number; params: Map<string, string> };
+  | { kind: 'startup'; major: number; minor: number; params: Map<string, string> }
+  /** A well-framed startup packet of a protocol major other than 3: its body is not read. */
+  | { kind: 'unsupported'; major: number; minor: number };
 
 /**
  * Decodes one startup-phase packet from the front of `buf`: undefined while incomplete,
@@ -64,9 +99,7 @@ export function decodeStartup(buf: Buffer): { value: StartupPacket; size: number
     default: {
       const major = code >>> 16;
       const minor = code & 0xffff;
-      if (major !== 3) {
-        throw new PgDecodeError('PG_UNSUPPORTED_VERSION', `unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`, '0A000');
-      }
+      if (major !== 3) return { value: { kind: 'unsupported', major, minor }, size: len };
       return { value: { kind: 'startup', major, minor, params: decodeParams(buf.subarray(8, len)) }, size: len };
     }
   }
@@ -218,9 +251,9 @@ export function decodeFields(body: Buffer): Record<string, string> {
   return out;
 }
 
-export function message(type: string, body: Buffer = Buffer.alloc(0)): Buffer {
+export function message(type: number, body: Buffer = Buffer.alloc(0)): Buffer {
   const out = Buffer.allocUnsafe(5 + body.length);
-  out[0] = type.charCodeAt(0);
+  out[0] = type;
   out.writeInt32BE(4 + body.length, 1);
   body.copy(out, 5);
   return out;
@@ -246,8 +279,8 @@ function fields(f: ErrorFields): Buffer {
   return Buffer.concat(parts);
 }
 
-export const errorResponse = (f: ErrorFields): Buffer => message('E', fields(f));
-export const noticeResponse = (f: ErrorFields): Buffer => message('N', fields(f));
+export const errorResponse = (f: ErrorFields): Buffer => message(Msg.ErrorResponse, fields(f));
+export const noticeResponse = (f: ErrorFields): Buffer => message(Msg.NoticeResponse, fields(f));
 
 function int32(...values: number[]): Buffer {
   const b = Buffer.allocUnsafe(4 * values.length);
@@ -255,21 +288,21 @@ function int32(...values: number[]): Buffer {
   return b;
 }
 
-export const authenticationOk = (): Buffer => message('R', int32(0));
-export const authenticationCleartextPassword = (): Buffer => message('R', int32(3));
-export const backendKeyData = (key: Buffer): Buffer => message('K', key);
+export const authenticationOk = (): Buffer => message(Msg.Authentication, int32(Auth.Ok));
+export const authenticationCleartextPassword = (): Buffer => message(Msg.Authentication, int32(Auth.CleartextPassword));
+export const backendKeyData = (key: Buffer): Buffer => message(Msg.BackendKeyData, key);
 
 /** Tells a client asking for 3.x (x > 0) or `_pq_.` options what we speak instead. */
 export function negotiateProtocolVersion(minor: number, unsupported: string[]): Buffer {
-  return message('v', Buffer.concat([int32(minor, unsupported.length), ...unsupported.map(cstr)]));
+  return message(Msg.NegotiateProtocolVersion, Buffer.concat([int32(minor, unsupported.length), ...unsupported.map(cstr)]));
 }
 
 // Frontend messages, for the gateway's own upstream connections.
 
 export const sslRequest = (): Buffer => int32(8, SSL_REQUEST_CODE);
 export const cancelRequest = (key: Buffer): Buffer => Buffer.concat([int32(16, CANCEL_REQUEST_CODE), key]);
-export const terminate = (): Buffer => message('X');
-export const passwordMessage = (password: string): Buffer => message('p', cstr(password));
+export const terminate = (): Buffer => message(Msg.Terminate);
+export const passwordMessage = (password: string): Buffer => message(Msg.Password, cstr(password));
 
 export function startupMessage(params: Map<string, string>): Buffer {
   const body = Buffer.concat([...[...params].flatMap(([k, v]) => [cstr(k), cstr(v)]), Buffer.from([0])]);
@@ -277,7 +310,7 @@ export function startupMessage(params: Map<string, string>): Buffer {
 }
 
 export function saslInitialResponse(mechanism: string, data: Buffer): Buffer {
-  return message('p', Buffer.concat([cstr(mechanism), int32(data.length), data]));
+  return message(Msg.Password, Buffer.concat([cstr(mechanism), int32(data.length), data]));
 }
 
-export const saslResponse = (data: Buffer): Buffer => message('p', data);
+export const saslResponse = (data: Buffer): Buffer => message(Msg.Password, data);

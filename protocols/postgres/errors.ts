@@ -1,15 +1,18 @@
-import type { Denial } from '../../src/broker/broker.js';
-import type { DenyCode } from '../../src/workflow/decide.js';
+import type { Refusal, RefusalCode } from '../../src/broker/port.js';
+import { refusalFamily } from '../../src/broker/refusals.js';
+import type { TargetSaid } from '../../src/broker/upstream-error.js';
 import { errorResponse, noticeResponse, type ErrorFields } from './codec.js';
-import type { UpstreamError } from './upstream.js';
 
 /**
- * SQLSTATEs for workflow denials. Identity failures are 28000 (invalid_authorization_
- * specification), workflow refusals 42501 (insufficient_privilege) so a driver can tell
- * "who are you" from "not now", an unknown resource reads like an unknown database.
+ * The SQLSTATE of every refusal, so a driver can tell "who are you" (28000/28P01) from "not
+ * now" (42501), "no such database here" (3D000) and "try again" (57P03, 53300). A new
+ * refusal code does not compile until it has a row here. README.md lists the same table.
  */
-const DENIAL_SQLSTATE: Record<DenyCode, string> = {
+export const SQLSTATE: Record<RefusalCode, string> = {
+  // The decision.
   resource_unknown: '3D000',
+  // From psql's side the resource is not a database this gateway serves: like an unknown one.
+  wrong_protocol: '3D000',
   user_unknown: '28000',
   user_disabled: '28000',
   mfa_not_enrolled: '28000',
@@ -24,48 +27,59 @@ const DENIAL_SQLSTATE: Record<DenyCode, string> = {
   checkout_required: '42501',
   checked_out_by_other: '42501',
   gateway_unavailable: '57P03',
+  // Sign-in.
+  bad_login_name: '28000',
+  bad_password: '28P01',
+  bad_key: '28P01',
+  no_secret: '28P01',
+  bad_ticket: '28P01',
+  ticket_other_user: '28P01',
+  ticket_other_resource: '28P01',
+  locked: '28000',
+  throttled: '53300',
+  // The door itself.
+  tls_required: '28000',
+  // PostgreSQL's own "canceling authentication due to timeout" (the door closes without it).
+  handshake_timeout: '57014',
+  protocol_error: '08P01',
+  unsupported_auth: '28000',
+  not_allowed: '0A000',
+  too_many_connections: '53300',
+  internal_error: 'XX000',
+  // The target.
+  target_unreachable: '08001',
+  target_login_failed: '08001',
+  target_identity: '08001',
+  target_protocol: '08001',
+  target_no_credentials: '08001',
 };
 
-/** A workflow denial as psql shows it: FATAL, the reason, and the fix as the HINT line. */
-export function denialError(d: Denial): Buffer {
-  const f: ErrorFields = { severity: 'FATAL', code: DENIAL_SQLSTATE[d.code], message: `Gatehouse: ${d.message}`, detail: `Denied by the access workflow (${d.code}).` };
-  if (d.hint) f.hint = d.hint;
+/** Why a refusal happened, for the DETAIL line (the code is what support asks for). */
+function detailOf(code: RefusalCode, targetSaid: TargetSaid | undefined): string {
+  const family = refusalFamily(code);
+  switch (family) {
+    case 'workflow':
+      return `Denied by the access workflow (${code}).`;
+    case 'identity':
+      return `Refused at sign-in (${code}).`;
+    case 'door':
+      return `Refused by the gateway (${code}).`;
+    case 'target': {
+      const said = [targetSaid?.code, targetSaid?.message].filter(Boolean).join(' ');
+      return said ? `The target said: ${said} (${code}).` : `The target could not be used (${code}).`;
+    }
+    default: {
+      const never: never = family;
+      throw new Error(`unknown refusal family ${String(never)}`);
+    }
+  }
+}
+
+/** A refusal as psql shows it: FATAL, `Gatehouse: <sentence>`, the code in DETAIL, the fix as HINT. */
+export function refusalError(r: Refusal, targetSaid?: TargetSaid): Buffer {
+  const f: ErrorFields = { severity: 'FATAL', code: SQLSTATE[r.code], message: `Gatehouse: ${r.message}`, detail: detailOf(r.code, targetSaid) };
+  if (r.hint) f.hint = r.hint;
   return errorResponse(f);
-}
-
-export function passwordError(user: string): Buffer {
-  return errorResponse({ severity: 'FATAL', code: '28P01', message: `Gatehouse: password authentication failed for user "${user}"`, hint: 'use your Gatehouse password, or a launch ticket from: gatehouse launch RESOURCE' });
-}
-
-export function ticketError(resource: string): Buffer {
-  return errorResponse({
-    severity: 'FATAL', code: '28P01', message: 'Gatehouse: the launch ticket is not valid (already used, expired, or issued for another user or resource)',
-    hint: `get a fresh one: gatehouse launch ${resource}`,
-  });
-}
-
-/** The user name does not say which resource to reach. */
-export function addressingError(): Buffer {
-  return errorResponse({ severity: 'FATAL', code: '28000', message: 'Gatehouse: no resource named in the connection', hint: 'connect as user=YOU:RESOURCE (or user=YOU dbname=RESOURCE)' });
-}
-
-export function tlsRequiredError(): Buffer {
-  return errorResponse({ severity: 'FATAL', code: '28000', message: 'Gatehouse: this gateway accepts only TLS connections', hint: 'connect with sslmode=verify-full sslrootcert=ca.pem (or sslmode=require)' });
-}
-
-export function protocolError(message: string, code = '08P01'): Buffer {
-  return errorResponse({ severity: 'FATAL', code, message });
-}
-
-/** The decision allowed the session but the target could not be reached or logged into. */
-export function upstreamFailure(resource: string, e: UpstreamError): Buffer {
-  const f: ErrorFields = { severity: 'FATAL', code: '08001', message: `Gatehouse could not connect to ${resource}: ${e.message}` };
-  if (e.server?.C) f.detail = `The target said: ${e.server.C} ${e.server.M ?? ''}`.trim();
-  return errorResponse(f);
-}
-
-export function internalError(): Buffer {
-  return errorResponse({ severity: 'FATAL', code: 'XX000', message: 'Gatehouse: internal error; the connection was closed' });
 }
 
 /** The broker ended the session: FATAL admin_shutdown, the reason as the message. */

@@ -1,14 +1,13 @@
-import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
-import { ValidationError } from '../../src/core/errors.js';
+import type { GatewayPort } from '../../src/broker/port.js';
 import type { Resource } from '../../src/core/model.js';
-import { VerifiedPasswords } from '../../src/broker/password-cache.js';
+import { DOORS } from '../registry.js';
+import { resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
+import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.js';
 import { CancelKeys } from './cancel.js';
 import type { StatementEvent } from './relay.js';
-import { serveConnection, type ConnectionContext } from './session.js';
-import { resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
-import { isLoopback } from '../../src/core/net.js';
+import { PgConnection, type ConnectionContext } from './session.js';
 import type { UpstreamTarget } from './upstream.js';
 
 export type { StatementEvent } from './relay.js';
@@ -16,7 +15,11 @@ export type { StatementEvent } from './relay.js';
 export interface PostgresAdapterOptions extends DatabaseAdapterOptions {
   /** Called for every Query and Parse a client sends (besides a debug log line). */
   onStatement?: (e: StatementEvent) => void;
+  /** Simultaneous client connections per listener, logged in or not (default 1000). */
+  maxConnections?: number;
 }
+
+const LOGIN_EXAMPLE = DOORS.find((d) => d.protocol === 'postgres')!.loginExample;
 
 /**
  * The PostgreSQL gateway: stock psql and drivers connect with TLS as `user=alice:prod-pg`,
@@ -28,10 +31,10 @@ export class PostgresAdapter implements ProtocolAdapter {
   /** Shared by every listener of this adapter; tests and metrics read them. */
   readonly stats = { upstreamConnects: 0, cancelsForwarded: 0 };
   private readonly cancelKeys = new CancelKeys();
-  private readonly opts: PostgresAdapterOptions & ResolvedDatabaseOptions;
+  private readonly opts: PostgresAdapterOptions & ResolvedDatabaseOptions & { maxConnections: number };
 
   constructor(options: PostgresAdapterOptions = {}) {
-    this.opts = { ...options, ...resolveDatabaseOptions(options) };
+    this.opts = { ...options, ...resolveDatabaseOptions(options), maxConnections: positive('maxConnections', options.maxConnections, 1000) };
   }
 
   /** Live sessions' cancel keys (released when a session ends). */
@@ -39,59 +42,35 @@ export class PostgresAdapter implements ProtocolAdapter {
     return this.cancelKeys.size;
   }
 
-  private upstreamFor(resource: Resource): UpstreamTarget {
+  private upstreamFor(port: GatewayPort, resource: Resource): UpstreamTarget {
     const ca = this.opts.upstreamCa?.[resource.name] ?? this.opts.upstreamCa?.['*'];
+    const pinned = resource.hostKeyPin?.startsWith('tls-sha256:') ?? false;
     return {
       host: resource.host,
       port: resource.port,
-      tls: ca ? { mode: 'require', ca } : { mode: this.opts.upstreamTls },
+      tls: ca ? { mode: 'require', ca } : { mode: this.opts.upstreamTls, pinned },
       timeoutMs: this.opts.upstreamTimeoutMs,
+      verify: (identity) => port.verifyTarget(resource.name, identity),
     };
   }
 
   async listen(config: ListenerConfig): Promise<Listener> {
-    if (config.allowPlaintext && !isLoopback(config.host)) {
-      throw new ValidationError('allowPlaintext', `plaintext PostgreSQL connections are allowed only on a loopback listener, not ${config.host}`);
-    }
+    assertPlaintextAllowed('PostgreSQL', config);
     const log = config.log.child({ protocol: 'postgres' });
+    const port = config.broker.portFor({ protocol: 'postgres', loginExample: LOGIN_EXAMPLE }, log);
     const ctx: ConnectionContext = {
-      broker: config.broker,
-      log,
+      port,
       secureContext: createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' }),
       allowPlaintext: config.allowPlaintext ?? false,
-      passwords: new VerifiedPasswords(this.opts.clock ?? config.broker.engine.ctx.clock, this.opts.passwordCacheMs),
       cancelKeys: this.cancelKeys,
-      upstreamFor: (r) => this.upstreamFor(r),
-      handshakeTimeoutMs: this.opts.handshakeTimeoutMs,
+      upstreamFor: (r) => this.upstreamFor(port, r),
       auditLimit: this.opts.auditSqlLimit,
       onStatement: this.opts.onStatement,
       stats: this.stats,
     };
-    const handshaking = new Set<Socket>();
-    const server = createServer({ noDelay: true }, (socket) => {
-      handshaking.add(socket);
-      socket.once('close', () => handshaking.delete(socket));
-      serveConnection(socket, ctx)
-        .catch((err: unknown) => log.error({ err }, 'postgres connection handler failed'))
-        .finally(() => handshaking.delete(socket));
+    return serveTcp(config, log, 'postgres', (conn) => new PgConnection(conn, ctx).run(), {
+      maxConnections: this.opts.maxConnections,
+      handshakeTimeoutMs: this.opts.handshakeTimeoutMs,
     });
-    server.on('error', (err) => log.error({ err }, 'postgres listener error'));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.port, config.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const address = server.address() as AddressInfo;
-    log.info({ host: address.address, port: address.port, plaintext: ctx.allowPlaintext }, 'postgres gateway listening');
-    return {
-      address,
-      async close() {
-        server.close();
-        // Connections still in their handshake are not sessions yet: nobody else will end them.
-        for (const s of handshaking) s.destroy();
-      },
-    };
   }
 }

@@ -1,11 +1,12 @@
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { SessionHandle } from '../../src/broker/adapter.js';
-import type { BrokerSession } from '../../src/broker/broker.js';
+import type { GatewaySession } from '../../src/broker/port.js';
+import { refusals } from '../../src/broker/refusals.js';
 import type { Logger } from '../../src/core/log.js';
 import type { TerminationReason } from '../../src/core/model.js';
-import { Framer, MAX_CLIENT_MESSAGE, MAX_SERVER_MESSAGE, PgDecodeError, readCString, terminate } from './codec.js';
-import { protocolError, teardownError, warningNotice } from './errors.js';
+import { Framer, MAX_CLIENT_MESSAGE, MAX_SERVER_MESSAGE, Msg, PgDecodeError, readCString, terminate } from './codec.js';
+import { refusalError, teardownError, warningNotice } from './errors.js';
 
 /** One statement a client sent, for the audit trail. Parameters of Bind are never captured. */
 export interface StatementEvent {
@@ -21,7 +22,7 @@ export interface StatementEvent {
 export interface RelayOptions {
   client: Socket | TLSSocket;
   upstream: Socket | TLSSocket;
-  session: BrokerSession;
+  session: GatewaySession;
   log: Logger;
   /** Bytes of SQL kept per statement. */
   auditLimit: number;
@@ -30,9 +31,6 @@ export interface RelayOptions {
   onFinish: (byBroker: boolean) => void;
 }
 
-const Q = 0x51;
-const P = 0x50;
-const X = 0x58;
 /** How long a teardown waits for the target to finish the message in flight to the client. */
 const BOUNDARY_WAIT_MS = 250;
 /** After the goodbye, how long the client has to read it before its socket is destroyed. */
@@ -57,9 +55,9 @@ export class Relay implements SessionHandle {
   constructor(private readonly o: RelayOptions) {
     const audit = o.onStatement !== undefined || o.log.isLevelEnabled('debug');
     this.c2s = new Framer(MAX_CLIENT_MESSAGE, {
-      types: (t) => t === X || (audit && (t === Q || t === P)),
+      types: (t) => t === Msg.Terminate || (audit && (t === Msg.Query || t === Msg.Parse)),
       limit: o.auditLimit,
-      done: (t, prefix, len) => (t === X ? (this.terminated = true) : this.statement(t, prefix, len)),
+      done: (t, prefix, len) => (t === Msg.Terminate ? (this.terminated = true) : this.statement(t, prefix, len)),
     });
   }
 
@@ -110,7 +108,7 @@ export class Relay implements SessionHandle {
     } catch (e) {
       if (!(e instanceof PgDecodeError)) throw e;
       this.o.log.warn({ session: this.o.session.id, err: e.message }, 'client broke the protocol; closing');
-      this.closing = protocolError(e.message);
+      this.closing = refusalError(refusals.protocolError(e.message));
       this.finish(this.s2c.atBoundary, false);
       this.o.session.end('error', `client protocol violation: ${e.message}`);
       return;
@@ -175,10 +173,11 @@ export class Relay implements SessionHandle {
 
   private statement(type: number, prefix: Buffer, bodyLength: number): void {
     let sql: string;
-    if (type === Q) sql = readCString(prefix, 0).value;
+    // Query is the SQL; Parse is the statement name, then the SQL.
+    if (type === Msg.Query) sql = readCString(prefix, 0).value;
     else sql = readCString(prefix, readCString(prefix, 0).next).value;
     const s = this.o.session;
-    const e: StatementEvent = { sessionId: s.id, user: s.user, resource: s.resource.name, kind: type === Q ? 'query' : 'parse', sql, truncated: bodyLength > prefix.length };
+    const e: StatementEvent = { sessionId: s.id, user: s.user, resource: s.resource.name, kind: type === Msg.Query ? 'query' : 'parse', sql, truncated: bodyLength > prefix.length };
     this.o.log.debug({ session: e.sessionId, kind: e.kind, sql: e.sql, truncated: e.truncated }, 'statement');
     try {
       this.o.onStatement?.(e);

@@ -1,30 +1,28 @@
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import type { Broker, BrokerSession } from '../../src/broker/broker.js';
-import type { Logger } from '../../src/core/log.js';
+import type { GatewayPort, GatewaySession, MfaProof, Refusal } from '../../src/broker/port.js';
+import { refusals } from '../../src/broker/refusals.js';
+import { UpstreamError, type TargetSaid } from '../../src/broker/upstream-error.js';
 import type { Resource } from '../../src/core/model.js';
-import type { VerifiedPasswords } from '../../src/broker/password-cache.js';
-import { authenticateClient } from './auth.js';
+import type { DoorConnection } from '../shared/listener.js';
 import type { CancelKeys } from './cancel.js';
 import {
-  authenticationCleartextPassword, authenticationOk, backendKeyData, decodeMessage, decodeStartup, negotiateProtocolVersion, PgDecodeError,
-  readCString, type StartupPacket,
+  authenticationCleartextPassword, authenticationOk, backendKeyData, decodeMessage, decodeStartup, EncryptionAnswer, Msg, negotiateProtocolVersion,
+  PgDecodeError, readCString, type StartupPacket,
 } from './codec.js';
-import { addressingError, denialError, internalError, protocolError, tlsRequiredError, upstreamFailure } from './errors.js';
+import { refusalError } from './errors.js';
 import { PeerClosedError, StreamReader } from './reader.js';
 import { Relay, type StatementEvent } from './relay.js';
-import { connectUpstream, sendCancel, UpstreamError, type UpstreamTarget } from './upstream.js';
+import { connectUpstream, sendCancel, type UpstreamConnection, type UpstreamTarget } from './upstream.js';
 
 /** What every client connection of one listener shares. */
 export interface ConnectionContext {
-  broker: Broker;
-  log: Logger;
+  port: GatewayPort;
   secureContext: SecureContext;
   allowPlaintext: boolean;
-  passwords: VerifiedPasswords;
   cancelKeys: CancelKeys;
+  /** Where and how to reach a resource's target; identity goes through the port. */
   upstreamFor(resource: Resource): UpstreamTarget;
-  handshakeTimeoutMs: number;
   auditLimit: number;
   onStatement: ((e: StatementEvent) => void) | undefined;
   /** Counters for metrics and tests (e.g. that a refused password never reached a target). */
@@ -34,109 +32,166 @@ export interface ConnectionContext {
 /** Parameters that name the gateway-side identity or ask for modes the relay cannot carry. */
 const NOT_FORWARDED = new Set(['user', 'database', 'replication']);
 const LINGER_MS = 1_000;
+const TLS_HINT = 'connect with sslmode=verify-full sslrootcert=ca.pem (or sslmode=require)';
+
+/**
+ * The steps of one client connection, in order. `cancel` is the short way out of `negotiate`;
+ * every other failure ends the connection from whatever step it is in.
+ */
+const Phase = {
+  /** SSLRequest / GSSENCRequest until a StartupMessage or CancelRequest arrives. */
+  negotiate: 'negotiate',
+  /** A CancelRequest: forwarded to the target of the session it names, then closed silently. */
+  cancel: 'cancel',
+  /** The startup parameters are checked, the password asked for and signed in with (port.login). */
+  password: 'password',
+  /** The connection-start decision (port.open). */
+  decision: 'decision',
+  /** TCP, TLS, the target's identity, then the vaulted login; nothing reached the target before. */
+  upstream: 'upstream',
+  /** The session goes live, the client gets its greeting, bytes flow. */
+  relay: 'relay',
+  done: 'done',
+} as const;
+type Phase = (typeof Phase)[keyof typeof Phase];
 
 type Stream = Socket | TLSSocket;
 
-/** Where the startup phase left the connection. */
-interface Started {
-  stream: Stream;
-  reader: StreamReader;
-  encrypted: boolean;
-  packet: Extract<StartupPacket, { kind: 'startup' | 'cancel' }>;
-}
+/** Who already audited a refusal: the broker (login, decision), the door (port.refused) or the session (discard). */
+type AuditedBy = 'broker' | 'door' | 'session';
 
+/** Ends the connection with a PostgreSQL error (or silently, without a refusal). */
 class Refused extends Error {
   constructor(
-    readonly reply: Buffer | undefined,
+    readonly refusal: Refusal | undefined,
     why: string,
+    readonly auditedBy: AuditedBy,
+    readonly targetSaid?: TargetSaid,
   ) {
     super(why);
   }
 }
 
+const passwordPacket = (b: Buffer): { value: string; size: number } | undefined => {
+  const m = decodeMessage(b);
+  if (!m) return undefined;
+  if (m.value.type !== Msg.Password) throw new PgDecodeError('PG_BAD_MESSAGE', `expected a password response, got message type ${m.value.type}`);
+  return { value: readCString(m.value.body, 0).value, size: m.size };
+};
+
+/** `user=alice:prod-pg` as it is, or `user=alice dbname=prod-pg` as `alice:prod-pg`; port.login judges the result. */
+function loginName(params: Map<string, string>): string {
+  const user = params.get('user') ?? '';
+  const db = params.get('database');
+  return user.includes(':') || !db || db === user ? user : `${user}:${db}`;
+}
+
 /**
- * One client connection: startup negotiation (TLS, GSSENC refusal, cancel), the password,
- * the decision, the upstream login, then the relay. Never throws: every failure ends this
- * connection with a PostgreSQL error (or silently, for cancel requests) and nothing else.
+ * One client connection, from the first byte to a live relay (see Phase). Never throws: every
+ * failure ends this connection with a PostgreSQL error (or silently, for cancel requests).
  */
-export async function serveConnection(socket: Socket, ctx: ConnectionContext): Promise<void> {
-  socket.setNoDelay(true);
-  socket.on('error', () => {});
-  const client = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
-  let stream: Stream = socket;
-  const timer = setTimeout(() => stream.destroy(), ctx.handshakeTimeoutMs);
-  timer.unref();
-  try {
-    const started = await negotiate(socket, ctx, (s) => (stream = s));
-    if (started.packet.kind === 'cancel') {
-      started.reader.detach();
-      stream.destroy();
-      await forwardCancel(ctx, started.packet.key);
-      return;
-    }
-    await login(started, ctx, client);
-  } catch (e) {
-    if (e instanceof Refused) {
-      if (e.reply) refuse(stream, e.reply);
-      else stream.destroy();
-      ctx.log.info({ client, why: e.message }, 'postgres connection refused');
-    } else if (e instanceof PgDecodeError) {
-      refuse(stream, protocolError(e.message, e.sqlstate));
-      ctx.log.info({ client, err: e.message }, 'postgres client sent a malformed packet');
-    } else if (e instanceof PeerClosedError) {
-      stream.destroy();
-    } else {
-      ctx.log.error({ err: e, client }, 'postgres connection failed');
-      refuse(stream, internalError());
-    }
-  } finally {
-    clearTimeout(timer);
+export class PgConnection {
+  private phase: Phase = Phase.negotiate;
+  private stream: Stream;
+  private reader: StreamReader;
+  private encrypted = false;
+  private timedOut = false;
+  private startup: Extract<StartupPacket, { kind: 'startup' }> | undefined;
+  private cancelKey: Buffer | undefined;
+  private who: { user: string; resource: string; mfa: MfaProof } | undefined;
+  private session: GatewaySession | undefined;
+  private target: UpstreamTarget | undefined;
+  private up: UpstreamConnection | undefined;
+
+  constructor(
+    private readonly conn: DoorConnection,
+    private readonly ctx: ConnectionContext,
+  ) {
+    conn.socket.setNoDelay(true);
+    this.stream = conn.socket;
+    this.reader = new StreamReader(conn.socket, 'the client');
+    conn.onHandshakeTimeout(() => {
+      this.timedOut = true;
+      ctx.port.refused(conn.client, refusals.handshakeTimeout(), `in the ${this.phase} step`);
+      this.stream.destroy();
+    });
   }
-}
 
-function refuse(stream: Stream, reply: Buffer): void {
-  if (stream.destroyed) return;
-  stream.end(reply);
-  setTimeout(() => stream.destroy(), LINGER_MS).unref();
-}
+  async run(): Promise<void> {
+    try {
+      while (this.phase !== Phase.done) await this.step();
+    } catch (e) {
+      this.fail(e);
+    }
+  }
 
-/** SSLRequest / GSSENCRequest until a StartupMessage or CancelRequest arrives. */
-async function negotiate(socket: Socket, ctx: ConnectionContext, setStream: (s: Stream) => void): Promise<Started> {
-  let stream: Stream = socket;
-  let reader = new StreamReader(socket, 'the client');
-  let encrypted = false;
-  for (;;) {
-    const packet = await reader.read(decodeStartup);
+  private async step(): Promise<void> {
+    switch (this.phase) {
+      case Phase.negotiate:
+        return this.negotiate();
+      case Phase.cancel:
+        return this.forwardCancel();
+      case Phase.password:
+        return this.signIn();
+      case Phase.decision:
+        return this.decide();
+      case Phase.upstream:
+        return this.connectTarget();
+      case Phase.relay:
+        return this.relay();
+      case Phase.done:
+        return;
+      default: {
+        const never: never = this.phase;
+        throw new Error(`unknown postgres phase ${String(never)}`);
+      }
+    }
+  }
+
+  /** SSLRequest / GSSENCRequest until a StartupMessage or CancelRequest. */
+  private async negotiate(): Promise<void> {
+    const packet = await this.reader.read(decodeStartup);
     switch (packet.kind) {
       case 'startup':
+        this.startup = packet;
+        this.phase = Phase.password;
+        return;
       case 'cancel':
-        return { stream, reader, encrypted, packet };
+        this.cancelKey = packet.key;
+        this.phase = Phase.cancel;
+        return;
+      case 'unsupported':
+        throw this.doorRefusal(
+          refusals.notAllowed(`frontend protocol ${packet.major}.${packet.minor}`, 'the gateway speaks protocol 3.0, as every client since PostgreSQL 7.4 does'),
+          `frontend protocol ${packet.major}.${packet.minor}`,
+        );
       case 'gssenc':
       case 'ssl': {
-        if (encrypted) throw new Refused(protocolError('unsupported frontend protocol: SSL already negotiated'), 'second SSLRequest');
+        if (this.encrypted) throw this.doorRefusal(refusals.protocolError('unsupported frontend protocol: SSL already negotiated'), 'second SSLRequest');
         // Anything queued behind the request was sent before encryption: it may be injected
         // by a man in the middle (CVE-2021-23214), so it is never read as the startup.
-        if (reader.buffered > 0) {
-          throw new Refused(protocolError(`received unencrypted data after ${packet.kind === 'ssl' ? 'SSL' : 'GSSAPI encryption'} request`), 'data after SSLRequest');
+        if (this.reader.buffered > 0) {
+          const what = packet.kind === 'ssl' ? 'SSL' : 'GSSAPI encryption';
+          throw this.doorRefusal(refusals.protocolError(`received unencrypted data after ${what} request`), 'data after SSLRequest');
         }
+        const socket = this.conn.socket;
         if (packet.kind === 'gssenc') {
-          socket.write('N');
-          break;
+          socket.write(Buffer.from([EncryptionAnswer.Refuse]));
+          return;
         }
-        reader.detach();
-        socket.write('S');
-        const tls = new TLSSocket(socket, { isServer: true, secureContext: ctx.secureContext });
+        this.reader.detach();
+        socket.write(Buffer.from([EncryptionAnswer.Accept]));
+        const tls = new TLSSocket(socket, { isServer: true, secureContext: this.ctx.secureContext });
         tls.on('error', () => {});
-        stream = tls;
-        setStream(tls);
+        this.stream = tls;
         await new Promise<void>((resolve, reject) => {
           tls.once('secure', resolve);
           tls.once('error', (e) => reject(new PeerClosedError(`TLS handshake failed: ${e.message}`)));
           tls.once('close', () => reject(new PeerClosedError('closed during the TLS handshake')));
         });
-        reader = new StreamReader(tls, 'the client');
-        encrypted = true;
-        break;
+        this.reader = new StreamReader(tls, 'the client');
+        this.encrypted = true;
+        return;
       }
       default: {
         const never: never = packet;
@@ -144,101 +199,142 @@ async function negotiate(socket: Socket, ctx: ConnectionContext, setStream: (s: 
       }
     }
   }
-}
 
-async function forwardCancel(ctx: ConnectionContext, key: Buffer): Promise<void> {
-  const t = ctx.cancelKeys.lookup(key);
-  if (!t) return;
-  ctx.stats.cancelsForwarded++;
-  await sendCancel(t.target, t.key).catch((err: unknown) => ctx.log.warn({ err }, 'cancel request to the target failed'));
-}
-
-/** `alice:prod-pg`, or user `alice` with database `prod-pg`. */
-function address(params: Map<string, string>): { user: string; resource: string } | undefined {
-  const raw = params.get('user') ?? '';
-  const colon = raw.indexOf(':');
-  if (colon > 0 && colon < raw.length - 1) return { user: raw.slice(0, colon), resource: raw.slice(colon + 1) };
-  const db = params.get('database');
-  if (colon < 0 && raw && db && db !== raw) return { user: raw, resource: db };
-  return undefined;
-}
-
-const passwordPacket = (b: Buffer): { value: string; size: number } | undefined => {
-  const m = decodeMessage(b);
-  if (!m) return undefined;
-  if (m.value.type !== 0x70 /* p */) throw new PgDecodeError('PG_BAD_MESSAGE', `expected a password response, got message type ${m.value.type}`);
-  return { value: readCString(m.value.body, 0).value, size: m.size };
-};
-
-/** Password, decision, upstream login and relay. */
-async function login(s: Started, ctx: ConnectionContext, client: string): Promise<void> {
-  const { stream, reader, packet } = s;
-  if (packet.kind !== 'startup') return;
-  if (!s.encrypted && !ctx.allowPlaintext) throw new Refused(tlsRequiredError(), 'plaintext startup');
-  const unsupported = [...packet.params.keys()].filter((k) => k.startsWith('_pq_.'));
-  if (packet.minor > 0 || unsupported.length) stream.write(negotiateProtocolVersion(0, unsupported));
-  const repl = packet.params.get('replication');
-  if (repl !== undefined && !['false', 'off', 'no', '0'].includes(repl.toLowerCase())) {
-    throw new Refused(protocolError('Gatehouse does not relay replication connections', '0A000'), 'replication');
+  private async forwardCancel(): Promise<void> {
+    this.phase = Phase.done;
+    this.reader.detach();
+    this.stream.destroy();
+    const t = this.ctx.cancelKeys.lookup(this.cancelKey!);
+    if (!t) return;
+    this.ctx.stats.cancelsForwarded++;
+    await sendCancel(t.target, t.key).catch((err: unknown) => this.ctx.port.log.warn({ err }, 'cancel request to the target failed'));
   }
-  const who = address(packet.params);
-  if (!who) throw new Refused(addressingError(), `no resource in user=${packet.params.get('user') ?? ''}`);
 
-  stream.write(authenticationCleartextPassword());
-  const password = await reader.read(passwordPacket);
-  const auth = await authenticateClient(ctx.broker, ctx.passwords, who.user, who.resource, password);
-  if (!auth.ok) throw new Refused(auth.error, `${who.user} → ${who.resource}: ${auth.why}`);
+  /** The startup parameters, then the password: a launch ticket or the user's gateway password. */
+  private async signIn(): Promise<void> {
+    const packet = this.startup!;
+    if (!this.encrypted && !this.ctx.allowPlaintext) throw this.doorRefusal(refusals.tlsRequired(TLS_HINT), 'plaintext startup');
+    const unsupported = [...packet.params.keys()].filter((k) => k.startsWith('_pq_.'));
+    if (packet.minor > 0 || unsupported.length) this.stream.write(negotiateProtocolVersion(0, unsupported));
+    const repl = packet.params.get('replication');
+    if (repl !== undefined && !['false', 'off', 'no', '0'].includes(repl.toLowerCase())) {
+      throw this.doorRefusal(refusals.notAllowed('a replication connection', 'Gatehouse relays SQL sessions; replicate from the target directly'), `replication=${repl}`);
+    }
 
-  const opened = await ctx.broker.open({ user: who.user, resource: who.resource, protocol: 'postgres', client, mfa: auth.mfa });
-  if (!opened.ok) throw new Refused(denialError(opened.denial), `${who.user} → ${who.resource}: ${opened.denial.code}`);
-  const session = opened.session;
-  try {
-    await relay(s, ctx, session);
-  } catch (e) {
-    session.discard(e instanceof Error ? e.message : String(e));
-    throw e;
+    this.stream.write(authenticationCleartextPassword());
+    const password = await this.reader.read(passwordPacket);
+    const r = await this.ctx.port.login({ name: loginName(packet.params), secret: { kind: 'password', value: password }, client: this.conn.client });
+    if (!r.ok) throw new Refused(r.refusal, `sign-in refused: ${r.code}`, 'broker');
+    this.who = { user: r.user, resource: r.resource, mfa: r.mfa };
+    this.phase = Phase.decision;
   }
-}
 
-async function relay(s: Started, ctx: ConnectionContext, session: BrokerSession): Promise<void> {
-  const { stream, reader, packet } = s;
-  if (packet.kind !== 'startup') return;
-  const resource = session.resource;
-  const creds = session.credentials;
-  if (!creds?.login) throw new Refused(upstreamFailure(resource.name, new UpstreamError('PG_UPSTREAM_AUTH', 'the resource has no vaulted login')), 'no credentials');
-  const params = new Map([...packet.params].filter(([k]) => !NOT_FORWARDED.has(k) && !k.startsWith('_pq_.')));
-  const target = ctx.upstreamFor(resource);
-  ctx.stats.upstreamConnects++;
-  let up;
-  try {
-    up = await connectUpstream(target, { user: creds.login, password: creds.password, database: resource.database ?? creds.login, params });
-  } catch (e) {
-    if (e instanceof UpstreamError) throw new Refused(upstreamFailure(resource.name, e), `${resource.name}: ${e.message}`);
-    throw e;
+  private async decide(): Promise<void> {
+    // A client that left (or timed out) while its password was checked gets no decision.
+    if (this.stream.destroyed) throw new PeerClosedError('the client left before the decision');
+    const who = this.who!;
+    const opened = await this.ctx.port.open({ user: who.user, resource: who.resource, client: this.conn.client, mfa: who.mfa });
+    if (!opened.ok) throw new Refused(opened.refusal, `${who.user} → ${who.resource}: ${opened.refusal.code}`, 'broker');
+    this.session = opened.session;
+    this.phase = Phase.upstream;
   }
-  if (stream.destroyed) {
-    up.socket.destroy();
-    throw new Refused(undefined, 'the client left during the upstream login');
+
+  /** The target's identity is checked right after TLS, before the startup and the password. */
+  private async connectTarget(): Promise<void> {
+    const session = this.session!;
+    if (this.stream.destroyed) throw this.clientGone();
+    const resource = session.resource;
+    const creds = session.credentials;
+    if (!creds?.login) throw this.targetRefusal(new UpstreamError('no_credentials', 'the resource has no vaulted login'));
+    const params = new Map([...this.startup!.params].filter(([k]) => !NOT_FORWARDED.has(k) && !k.startsWith('_pq_.')));
+    this.target = this.ctx.upstreamFor(resource);
+    this.ctx.stats.upstreamConnects++;
+    try {
+      this.up = await connectUpstream(this.target, { user: creds.login, password: creds.password, database: resource.database ?? creds.login, params });
+    } catch (e) {
+      if (e instanceof UpstreamError) throw this.targetRefusal(e);
+      throw e;
+    }
+    if (this.stream.destroyed) {
+      this.up.socket.destroy();
+      throw this.clientGone();
+    }
+    this.phase = Phase.relay;
   }
-  const key = ctx.cancelKeys.issue({ target, key: up.key });
-  const upstream = up.socket;
-  const handle = new Relay({
-    client: stream, upstream, session, log: ctx.log, auditLimit: ctx.auditLimit, onStatement: ctx.onStatement,
-    onFinish: (byBroker) => {
-      ctx.cancelKeys.release(key);
-      // A statement still running on the target must not outlive the access that started it.
-      if (byBroker) void sendCancel(target, up.key).catch(() => undefined);
-    },
-  });
-  const clientRest = reader.detach();
-  try {
-    await session.live(handle);
-  } catch (err) {
-    // The session is live in the broker already: end it there, which closes the handle.
-    ctx.log.error({ err, session: session.id }, 'could not record a live session');
-    session.end('error', 'Gatehouse: the session could not be recorded; try again.');
-    return;
+
+  /** The client is gone before the session went live: the attempt ends without a word to anyone. */
+  private clientGone(): Refused {
+    const why = 'the client left before the target was reached';
+    if (this.timedOut) this.session!.discard('handshake_timeout', why);
+    else this.session!.end('client_closed', why);
+    return new Refused(undefined, why, 'session');
   }
-  const greeting = [authenticationOk(), ...up.greeting.slice(0, -1), backendKeyData(key), ...up.greeting.slice(-1)];
-  handle.start(Buffer.concat(greeting), clientRest, up.rest);
+
+  private async relay(): Promise<void> {
+    this.phase = Phase.done;
+    const session = this.session!;
+    const target = this.target!;
+    const up = this.up!;
+    const { cancelKeys, port } = this.ctx;
+    const key = cancelKeys.issue({ target, key: up.key });
+    const handle = new Relay({
+      client: this.stream, upstream: up.socket, session, log: port.log, auditLimit: this.ctx.auditLimit, onStatement: this.ctx.onStatement,
+      onFinish: (byBroker) => {
+        cancelKeys.release(key);
+        // A statement still running on the target must not outlive the access that started it.
+        if (byBroker) void sendCancel(target, up.key).catch(() => undefined);
+      },
+    });
+    const clientRest = this.reader.detach();
+    this.conn.established();
+    try {
+      await session.live(handle);
+    } catch (err) {
+      // The session is live in the broker already: end it there, which closes the handle.
+      port.log.error({ err, session: session.id }, 'could not record a live session');
+      session.end('error', 'Gatehouse: the session could not be recorded; try again.');
+      return;
+    }
+    const greeting = [authenticationOk(), ...up.greeting.slice(0, -1), backendKeyData(key), ...up.greeting.slice(-1)];
+    handle.start(Buffer.concat(greeting), clientRest, up.rest);
+  }
+
+  private doorRefusal(refusal: Refusal, why: string): Refused {
+    return new Refused(refusal, why, 'door');
+  }
+
+  /** The decision allowed the session but the target could not be used: the attempt is discarded. */
+  private targetRefusal(e: UpstreamError): Refused {
+    const session = this.session!;
+    const refusal = refusals.target(e.refusalCode, session.resource.name, e.message, e.hint);
+    session.discard(e.refusalCode, e.message);
+    return new Refused(refusal, `${session.resource.name}: ${e.message}`, 'session', e.targetSaid);
+  }
+
+  private fail(e: unknown): void {
+    const { port } = this.ctx;
+    const client = this.conn.client;
+    const phase = this.phase;
+    this.phase = Phase.done;
+    let r: Refused;
+    if (e instanceof Refused) r = e;
+    else if (e instanceof PgDecodeError) r = this.doorRefusal(refusals.protocolError(e.message), `${e.code} in the ${phase} step`);
+    else if (e instanceof PeerClosedError) r = new Refused(undefined, e.message, 'door');
+    else {
+      port.log.error({ err: e, client }, 'postgres connection failed');
+      r = this.doorRefusal(refusals.internalError(), e instanceof Error ? e.message : String(e));
+    }
+    if (this.session && r.auditedBy !== 'session') this.session.discard(r.refusal?.code ?? 'internal_error', r.message);
+    if (r.refusal && r.auditedBy === 'door') port.refused(client, r.refusal, r.message);
+    if (r.refusal) this.refuse(refusalError(r.refusal, r.targetSaid));
+    else this.stream.destroy();
+    port.log.info({ client, phase, code: r.refusal?.code, why: r.message }, 'postgres connection refused');
+  }
+
+  private refuse(reply: Buffer): void {
+    const stream = this.stream;
+    if (stream.destroyed) return;
+    stream.end(reply);
+    setTimeout(() => stream.destroy(), LINGER_MS).unref();
+  }
 }

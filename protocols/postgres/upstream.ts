@@ -1,32 +1,14 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import type { TargetIdentity } from '../../src/broker/port.js';
+import { UpstreamError, type UpstreamErrorKind } from '../../src/broker/upstream-error.js';
 import {
-  cancelRequest, decodeFields, decodeMessage, passwordMessage, readCString, saslInitialResponse, saslResponse,
+  Auth, cancelRequest, decodeFields, decodeMessage, EncryptionAnswer, Msg, passwordMessage, readCString, saslInitialResponse, saslResponse,
   sslRequest, startupMessage, type Message,
 } from './codec.js';
-import { StreamReader } from './reader.js';
-import { md5Response, ScramClient } from './scram.js';
+import { PeerClosedError, StreamReader } from './reader.js';
+import { md5Response, ScramClient, ScramError } from './scram.js';
 import type { UpstreamTlsMode } from '../shared/database-options.js';
-
-export type UpstreamErrorCode =
-  | 'PG_UPSTREAM_CONNECT'
-  | 'PG_UPSTREAM_TLS'
-  | 'PG_UPSTREAM_AUTH'
-  | 'PG_UPSTREAM_REFUSED'
-  | 'PG_UPSTREAM_PROTOCOL'
-  | 'PG_UPSTREAM_TIMEOUT';
-
-/** The target could not be reached or logged into. `server` holds the target's own ErrorResponse. */
-export class UpstreamError extends Error {
-  readonly code: UpstreamErrorCode;
-  readonly server: Record<string, string> | undefined;
-  constructor(code: UpstreamErrorCode, message: string, server?: Record<string, string>) {
-    super(message);
-    this.name = 'UpstreamError';
-    this.code = code;
-    this.server = server;
-  }
-}
 
 /** libpq's sslmode, minus the verify modes: a CA turns verification (and `require`) on. */
 export type { UpstreamTlsMode } from '../shared/database-options.js';
@@ -35,6 +17,11 @@ export interface UpstreamTls {
   mode: UpstreamTlsMode;
   /** PEM bundle the target's certificate must chain to and name the host with. */
   ca?: string;
+  /**
+   * A TLS certificate is pinned for the resource: in `prefer` mode a target that now answers
+   * SSLRequest with N is refused instead of being sent the login in the clear.
+   */
+  pinned?: boolean;
 }
 
 export interface UpstreamTarget {
@@ -42,6 +29,11 @@ export interface UpstreamTarget {
   port: number;
   tls: UpstreamTls;
   timeoutMs: number;
+  /**
+   * The one identity policy (port.verifyTarget): called right after the TLS handshake, before
+   * a byte of the startup or the password is written; throws UpstreamError('identity').
+   */
+  verify(identity: TargetIdentity): Promise<unknown>;
 }
 
 export interface UpstreamLogin {
@@ -82,42 +74,50 @@ function contextFor(ca: string | undefined): SecureContext {
   return ctx;
 }
 
-/** TCP, then SSLRequest and TLS when the target accepts it (or must). */
-async function openTransport(t: UpstreamTarget): Promise<{ socket: Socket | TLSSocket; encrypted: boolean; reader: StreamReader }> {
+/**
+ * TCP, then SSLRequest and TLS when the target accepts it (or must), then the target's
+ * identity: nothing of the login is written before the certificate passed `verify`.
+ */
+async function openTransport(t: UpstreamTarget, onSocket: (s: Socket | TLSSocket) => void): Promise<{ socket: Socket | TLSSocket; encrypted: boolean; reader: StreamReader }> {
   const raw = netConnect({ host: t.host, port: t.port });
+  onSocket(raw);
   raw.setNoDelay(true);
   raw.on('error', () => {});
   try {
     await new Promise<void>((resolve, reject) => {
       raw.once('connect', resolve);
-      raw.once('error', (e) => reject(new UpstreamError('PG_UPSTREAM_CONNECT', `cannot connect to ${t.host}:${t.port}: ${e.message}`)));
+      raw.once('error', (e) => reject(new UpstreamError('unreachable', `cannot connect to ${t.host}:${t.port}: ${e.message}`)));
     });
     const plain = new StreamReader(raw, 'the target');
     if (t.tls.mode === 'disable') return { socket: raw, encrypted: false, reader: plain };
     raw.write(sslRequest());
     const answer = await plain.read(oneByte);
     const mustTls = t.tls.mode === 'require' || t.tls.ca !== undefined;
-    if (answer === 0x4e /* N */) {
-      if (mustTls) throw new UpstreamError('PG_UPSTREAM_TLS', `the target ${t.host}:${t.port} does not accept TLS, and this resource requires it`);
+    if (answer === EncryptionAnswer.Refuse) {
+      if (mustTls) throw new UpstreamError('tls', `the target ${t.host}:${t.port} does not accept TLS, and this resource requires it`);
+      if (t.tls.pinned) throw new UpstreamError('identity', `the target ${t.host}:${t.port} no longer accepts TLS while its TLS certificate is pinned; refusing to log in in the clear`);
       return { socket: raw, encrypted: false, reader: plain };
     }
-    if (answer !== 0x53 /* S */) throw new UpstreamError('PG_UPSTREAM_PROTOCOL', 'the target answered SSLRequest with neither S nor N');
+    if (answer !== EncryptionAnswer.Accept) throw new UpstreamError('protocol', 'the target answered SSLRequest with neither S nor N');
     // Bytes before the handshake completes were not encrypted (CVE-2021-23222).
-    if (plain.buffered > 0) throw new UpstreamError('PG_UPSTREAM_PROTOCOL', 'the target sent unencrypted data after accepting SSLRequest');
+    if (plain.buffered > 0) throw new UpstreamError('protocol', 'the target sent unencrypted data after accepting SSLRequest');
     plain.detach();
     const sock = tlsConnect({
       socket: raw,
       host: t.host,
       ...(isIP(t.host) ? {} : { servername: t.host }),
       secureContext: contextFor(t.tls.ca),
-      rejectUnauthorized: t.tls.ca !== undefined,
+      // With a CA the TLS layer checks the chain and the host name and reports it in
+      // `authorized`; the identity policy below refuses what it did not verify.
+      rejectUnauthorized: false,
     });
     sock.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       sock.once('secureConnect', resolve);
-      sock.once('error', (e) => reject(new UpstreamError('PG_UPSTREAM_TLS', `TLS to ${t.host}:${t.port} failed: ${e.message}`)));
-      sock.once('close', () => reject(new UpstreamError('PG_UPSTREAM_TLS', `TLS to ${t.host}:${t.port} failed: connection closed`)));
+      sock.once('error', (e) => reject(new UpstreamError('tls', `TLS to ${t.host}:${t.port} failed: ${e.message}`)));
+      sock.once('close', () => reject(new UpstreamError('tls', `TLS to ${t.host}:${t.port} failed: connection closed`)));
     });
+    await t.verify(identityOf(sock, t.tls.ca !== undefined));
     return { socket: sock, encrypted: true, reader: new StreamReader(sock, 'the target') };
   } catch (e) {
     raw.destroy();
@@ -125,20 +125,34 @@ async function openTransport(t: UpstreamTarget): Promise<{ socket: Socket | TLSS
   }
 }
 
-/** Runs `work` with a deadline; on timeout the socket opened so far is destroyed. */
+function identityOf(sock: TLSSocket, withCa: boolean): TargetIdentity {
+  if (withCa) {
+    const error = sock.authorizationError;
+    return { kind: 'ca', authorized: sock.authorized, ...(error ? { error: String(error) } : {}) };
+  }
+  const fp = sock.getPeerCertificate().fingerprint256;
+  if (!fp) throw new UpstreamError('identity', 'the target presented no TLS certificate');
+  return { kind: 'pin', what: 'TLS certificate', fingerprint: `tls-sha256:${fp}` };
+}
+
+/**
+ * Runs `work` with a deadline; on timeout the socket opened so far is destroyed. A target that
+ * hangs up mid-way is reported as unreachable, like one that never answered.
+ */
 async function withDeadline<T>(t: UpstreamTarget, work: (onSocket: (s: Socket | TLSSocket) => void) => Promise<T>): Promise<T> {
   let sock: Socket | TLSSocket | undefined;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       sock?.destroy();
-      reject(new UpstreamError('PG_UPSTREAM_TIMEOUT', `the target ${t.host}:${t.port} did not answer within ${t.timeoutMs} ms`));
+      reject(new UpstreamError('timeout', `the target ${t.host}:${t.port} did not answer within ${t.timeoutMs} ms`));
     }, t.timeoutMs);
   });
   try {
     return await Promise.race([work((s) => (sock = s)), timeout]);
   } catch (e) {
     sock?.destroy();
+    if (e instanceof PeerClosedError) throw new UpstreamError('unreachable', `the target ${t.host}:${t.port} closed the connection during start-up`);
     throw e;
   } finally {
     clearTimeout(timer);
@@ -148,8 +162,7 @@ async function withDeadline<T>(t: UpstreamTarget, work: (onSocket: (s: Socket | 
 /** Connects, logs in with the vaulted credentials, and reads up to the first ReadyForQuery. */
 export function connectUpstream(t: UpstreamTarget, login: UpstreamLogin): Promise<UpstreamConnection> {
   return withDeadline(t, async (onSocket) => {
-    const { socket, encrypted, reader } = await openTransport(t);
-    onSocket(socket);
+    const { socket, encrypted, reader } = await openTransport(t, onSocket);
     const params = new Map<string, string>([['user', login.user], ['database', login.database], ...login.params]);
     socket.write(startupMessage(params));
     await authenticate(socket, reader, login);
@@ -157,34 +170,35 @@ export function connectUpstream(t: UpstreamTarget, login: UpstreamLogin): Promis
     let key: Buffer | undefined;
     for (;;) {
       const m = await reader.read(typed);
-      switch (String.fromCharCode(m.type)) {
-        case 'K':
-          if (m.body.length !== 8) throw new UpstreamError('PG_UPSTREAM_PROTOCOL', 'unexpected BackendKeyData length');
+      switch (m.type) {
+        case Msg.BackendKeyData:
+          if (m.body.length !== 8) throw new UpstreamError('protocol', 'unexpected BackendKeyData length');
           key = Buffer.from(m.body);
           break;
-        case 'S':
-        case 'N':
+        case Msg.ParameterStatus:
+        case Msg.NoticeResponse:
           greeting.push(Buffer.from(m.raw));
           break;
-        case 'Z':
+        case Msg.ReadyForQuery:
           greeting.push(Buffer.from(m.raw));
           return { socket, encrypted, key: key ?? Buffer.alloc(8), greeting, rest: reader.detach() };
-        case 'E':
-          throw serverError('PG_UPSTREAM_REFUSED', m);
+        case Msg.ErrorResponse:
+          throw serverError('login', m);
         default:
-          throw new UpstreamError('PG_UPSTREAM_PROTOCOL', `unexpected message '${String.fromCharCode(m.type)}' from the target during start-up`);
+          throw new UpstreamError('protocol', `unexpected message '${String.fromCharCode(m.type)}' from the target during start-up`);
       }
     }
   });
 }
 
-function serverError(code: UpstreamErrorCode, m: Message): UpstreamError {
+/** The target's own ErrorResponse, kept as it said it (SQLSTATE, message, every field). */
+function serverError(kind: UpstreamErrorKind, m: Message): UpstreamError {
   const f = decodeFields(m.body);
-  return new UpstreamError(code, f.M ?? 'the target refused the connection', f);
+  return new UpstreamError(kind, f.M ?? 'the target refused the connection', { ...(f.C ? { code: f.C } : {}), ...(f.M ? { message: f.M } : {}), fields: f });
 }
 
 function need(password: string | undefined, how: string): string {
-  if (password === undefined) throw new UpstreamError('PG_UPSTREAM_AUTH', `the target asks for ${how} and the resource has no vaulted password`);
+  if (password === undefined) throw new UpstreamError('no_credentials', `the target asks for ${how} and the resource has no vaulted password`);
   return password;
 }
 
@@ -193,58 +207,63 @@ async function authenticate(socket: Socket | TLSSocket, reader: StreamReader, lo
   let scramDone = false;
   for (;;) {
     const m = await reader.read(typed);
-    if (m.type === 0x45 /* E */) throw serverError('PG_UPSTREAM_AUTH', m);
-    if (m.type === 0x76 /* v: NegotiateProtocolVersion */) continue;
-    if (m.type !== 0x52 /* R */ || m.body.length < 4) throw new UpstreamError('PG_UPSTREAM_PROTOCOL', 'expected an authentication request from the target');
+    if (m.type === Msg.ErrorResponse) throw serverError('login', m);
+    if (m.type === Msg.NegotiateProtocolVersion) continue;
+    if (m.type !== Msg.Authentication || m.body.length < 4) throw new UpstreamError('protocol', 'expected an authentication request from the target');
     const kind = m.body.readInt32BE(0);
     switch (kind) {
-      case 0:
+      case Auth.Ok:
         // A server that started SCRAM must prove it knows the password before we trust it.
-        if (scram && !scramDone) throw new UpstreamError('PG_UPSTREAM_AUTH', 'the target skipped the end of SCRAM authentication');
+        if (scram && !scramDone) throw new UpstreamError('identity', 'the target skipped the end of SCRAM authentication');
         return;
-      case 3:
+      case Auth.CleartextPassword:
         socket.write(passwordMessage(need(login.password, 'a cleartext password')));
         break;
-      case 5:
-        if (m.body.length !== 8) throw new UpstreamError('PG_UPSTREAM_PROTOCOL', 'bad MD5 salt');
+      case Auth.MD5Password:
+        if (m.body.length !== 8) throw new UpstreamError('protocol', 'bad MD5 salt');
         socket.write(passwordMessage(md5Response(login.user, need(login.password, 'an MD5 password'), m.body.subarray(4, 8))));
         break;
-      case 10: {
+      case Auth.SASL: {
         const offered: string[] = [];
         for (let i = 4; i < m.body.length && m.body[i] !== 0; ) {
           const s = readCString(m.body, i);
           offered.push(s.value);
           i = s.next;
         }
-        if (!offered.includes(ScramClient.MECHANISM)) throw new UpstreamError('PG_UPSTREAM_AUTH', `the target offers no supported SASL mechanism (${offered.join(', ')})`);
+        if (!offered.includes(ScramClient.MECHANISM)) throw new UpstreamError('capability', `the target offers no supported SASL mechanism (${offered.join(', ')})`);
         scram = new ScramClient(need(login.password, 'SCRAM-SHA-256'));
         socket.write(saslInitialResponse(ScramClient.MECHANISM, scram.clientFirst()));
         break;
       }
-      case 11:
-        if (!scram) throw new UpstreamError('PG_UPSTREAM_PROTOCOL', 'SASLContinue without SASL');
-        socket.write(saslResponse(await scram.clientFinal(m.body.toString('utf8', 4))));
+      case Auth.SASLContinue:
+        if (!scram) throw new UpstreamError('protocol', 'SASLContinue without SASL');
+        socket.write(saslResponse(await scramStep(() => scram!.clientFinal(m.body.toString('utf8', 4)), 'protocol')));
         break;
-      case 12:
-        if (!scram) throw new UpstreamError('PG_UPSTREAM_PROTOCOL', 'SASLFinal without SASL');
-        try {
-          scram.verifyServerFinal(m.body.toString('utf8', 4));
-        } catch (e) {
-          throw new UpstreamError('PG_UPSTREAM_AUTH', `SCRAM with the target failed: ${(e as Error).message}`);
-        }
+      case Auth.SASLFinal:
+        if (!scram) throw new UpstreamError('protocol', 'SASLFinal without SASL');
+        // A server that cannot prove it knows the password is not the target the vault knows.
+        await scramStep(async () => scram!.verifyServerFinal(m.body.toString('utf8', 4)), 'identity');
         scramDone = true;
         break;
       default:
-        throw new UpstreamError('PG_UPSTREAM_AUTH', `the target asks for an authentication method the gateway does not support (${kind})`);
+        throw new UpstreamError('capability', `the target asks for an authentication method the gateway does not support (${kind})`);
     }
+  }
+}
+
+async function scramStep<T>(step: () => Promise<T>, kind: UpstreamErrorKind): Promise<T> {
+  try {
+    return await step();
+  } catch (e) {
+    if (e instanceof ScramError) throw new UpstreamError(kind, `SCRAM with the target failed: ${e.message}`);
+    throw e;
   }
 }
 
 /** Sends a CancelRequest for `key` to the target, the way the session reached it. */
 export function sendCancel(t: UpstreamTarget, key: Buffer): Promise<void> {
   return withDeadline(t, async (onSocket) => {
-    const { socket, reader } = await openTransport(t);
-    onSocket(socket);
+    const { socket, reader } = await openTransport(t, onSocket);
     reader.detach();
     socket.on('error', () => {});
     await new Promise<void>((resolve) => {

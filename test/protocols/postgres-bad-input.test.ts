@@ -103,7 +103,7 @@ describe('bad input to the PostgreSQL gateway', () => {
     for (const bytes of [int32s(0x7fffffff, 196608), int32s(0xffffffff, 196608), int32s(4, 196608), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')]) {
       const r = await exchange([bytes]);
       expect(r.closed).toBe(true);
-      expect(errorOf(r.data)).toMatchObject({ S: 'FATAL', C: '08P01', M: 'invalid length of startup packet' });
+      expect(errorOf(r.data)).toMatchObject({ S: 'FATAL', C: '08P01', M: 'Gatehouse: invalid length of startup packet', D: 'Refused by the gateway (protocol_error).' });
     }
     await stillServes();
   });
@@ -111,7 +111,10 @@ describe('bad input to the PostgreSQL gateway', () => {
   it('wrong protocol versions get 0A000; a newer 3.x minor gets NegotiateProtocolVersion', async () => {
     const v2 = Buffer.concat([int32s(16, 2 << 16), Buffer.from('user\0a\0\0\0')]);
     const r = await exchange([v2]);
-    expect(errorOf(r.data)).toMatchObject({ C: '0A000', M: 'unsupported frontend protocol 2.0: server supports 3.0 to 3.0' });
+    expect(errorOf(r.data)).toMatchObject({
+      C: '0A000', M: 'Gatehouse: frontend protocol 2.0 is not allowed through the gateway.', D: 'Refused by the gateway (not_allowed).',
+      H: 'the gateway speaks protocol 3.0, as every client since PostgreSQL 7.4 does',
+    });
     const v1234 = Buffer.concat([int32s(8, 1234 << 16)]);
     expect(errorOf((await exchange([v1234])).data)).toMatchObject({ C: '0A000' });
 
@@ -136,15 +139,17 @@ describe('bad input to the PostgreSQL gateway', () => {
     const stalled = await exchange([int32s(100, 196608)], 5_000);
     expect(stalled.closed).toBe(true);
     expect(stalled.elapsed).toBeLessThan(4_000);
+    const timeouts = (await g.gw.store.listAudit({ action: 'door.refuse' })).filter((e) => e.data.code === 'handshake_timeout');
+    expect(timeouts.at(-1)?.data).toMatchObject({ door: 'postgres', detail: 'in the negotiate step' });
     const badLayout = await exchange([Buffer.concat([int32s(14, 196608), Buffer.from('user\0a')])]);
-    expect(errorOf(badLayout.data)).toMatchObject({ C: '08P01', M: expect.stringMatching(/^invalid startup packet layout/) });
+    expect(errorOf(badLayout.data)).toMatchObject({ C: '08P01', M: expect.stringMatching(/^Gatehouse: invalid startup packet layout/) });
     await stillServes();
   });
 
   it('junk pipelined after SSLRequest is refused before any TLS (CVE-2021-23214)', async () => {
     const r = await exchange([Buffer.concat([int32s(8, SSL_REQUEST_CODE), startupMessage(new Map([['user', 'alice:open-pg']]))])]);
     expect(r.data[0]).not.toBe(0x53);
-    expect(errorOf(r.data)).toMatchObject({ S: 'FATAL', C: '08P01', M: 'received unencrypted data after SSL request' });
+    expect(errorOf(r.data)).toMatchObject({ S: 'FATAL', C: '08P01', M: 'Gatehouse: received unencrypted data after SSL request' });
     await stillServes();
   });
 
@@ -159,6 +164,17 @@ describe('bad input to the PostgreSQL gateway', () => {
     await new Promise<void>((r) => s.once('data', () => r()));
     expect(Buffer.concat(got).toString()).toBe('NS');
     s.destroy();
+  });
+
+  it('a replication connection is refused with 0A000 before any password, and the refusal is audited with the client address', async () => {
+    const r = await exchange([startupMessage(new Map([['user', 'alice:open-pg'], ['replication', 'database']]))]);
+    const msgs = messages(r.data);
+    expect(msgs.map((m) => String.fromCharCode(m.type))).toEqual(['E']);
+    expect(errorOf(r.data)).toMatchObject({
+      S: 'FATAL', C: '0A000', M: 'Gatehouse: a replication connection is not allowed through the gateway.', D: 'Refused by the gateway (not_allowed).',
+    });
+    const audited = (await g.gw.store.listAudit({ action: 'door.refuse' })).filter((e) => e.data.code === 'not_allowed');
+    expect(audited.at(-1)?.data).toMatchObject({ door: 'postgres', code: 'not_allowed', client: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
   });
 
   it('an unknown CancelRequest key is ignored and the connection closed silently', async () => {
@@ -185,7 +201,7 @@ describe('bad input to the PostgreSQL gateway', () => {
     const before = g.gw.broker.live().length;
     expect(before).toBe(1);
     const r = await exchange([Buffer.concat([Buffer.from('Q'), int32s(0x7ffffff0)])], 5_000, tls);
-    expect(errorOf(r.data)).toMatchObject({ S: 'FATAL', C: '08P01', M: expect.stringMatching(/^invalid message length/) });
+    expect(errorOf(r.data)).toMatchObject({ S: 'FATAL', C: '08P01', M: expect.stringMatching(/^Gatehouse: invalid message length/) });
     expect(r.closed).toBe(true);
     expect(g.gw.broker.live()).toHaveLength(0);
     await stillServes();

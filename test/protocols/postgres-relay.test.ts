@@ -170,8 +170,11 @@ describe('a live PostgreSQL session through the gateway', () => {
     const l1 = await wrongCa.listen({ host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls });
     const c1 = new pg.Client({ ...g.pgConfig('alice:open-pg', GATEWAY_PASSWORD), port: l1.address.port });
     const err = await c1.connect().then(() => undefined, (e: unknown) => e as pg.DatabaseError);
-    expect(err).toMatchObject({ code: '08001', severity: 'FATAL' });
-    expect(err?.message).toMatch(/^Gatehouse could not connect to open-pg: TLS to 127\.0\.0\.1:\d+ failed: .*certificate/);
+    expect(err).toMatchObject({
+      code: '08001', severity: 'FATAL', detail: 'The target could not be used (target_identity).',
+      hint: 'check the CA configured for open-pg and the certificate the target presents',
+    });
+    expect(err?.message).toMatch(/^Gatehouse: could not open open-pg: its TLS certificate does not verify against the configured CA \([A-Z_]+\)$/);
 
     const plain = new PostgresAdapter({ upstreamTls: 'disable' });
     const l2 = await plain.listen({ host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls });
