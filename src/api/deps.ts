@@ -23,4 +23,6 @@ export interface ApiDeps {
   /** Path of the gateway CA certificate, for `sslrootcert=` in printed commands. */
   caPath?: string;
   sessions: SessionControl;
+  /** Default and longest lifetime of an API token (config `apiTokenTtlDays`; 90 days when absent). */
+  apiTokenTtlMs?: number;
 }

@@ -66,6 +66,22 @@ export function matchRoute(routes: readonly Route[], method: string, pathname: s
   return pathMatched ? 'method' : undefined;
 }
 
+/**
+ * The URL of a request, from its request target: a path (`/api/v1/me?x=1`) or the absolute
+ * form proxies send. Anything else (`//a:b`, `*`) is a BAD_REQUEST, never an exception
+ * that escapes the handler and takes the process down.
+ */
+export function requestUrl(target: string | undefined): URL {
+  const raw = target ?? '/';
+  try {
+    if (raw.startsWith('/')) return new URL(`http://gatehouse${raw}`);
+    if (/^https?:\/\//i.test(raw)) return new URL(raw);
+  } catch {
+    // fall through
+  }
+  throw new GatehouseError('BAD_REQUEST', 'the request target is not a URL path');
+}
+
 /** Reads a JSON body, refusing more than MAX_BODY_BYTES and anything that is not JSON. */
 export async function readJsonBody(req: IncomingMessage): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);

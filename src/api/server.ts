@@ -4,11 +4,13 @@ import type { AddressInfo } from 'node:net';
 import { GatehouseError } from '../core/errors.js';
 import { isLoopback } from '../core/net.js';
 import type { ApiDeps } from './deps.js';
+import { CredentialService } from './credentials.js';
 import { matchRoute, readJsonBody, sendError, sendJson, type AuthedContext, type RequestContext, type Route } from './http.js';
 import { RateLimiter } from '../core/limits.js';
 import { Metrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { accountRoutes } from './routes/account.js';
+import { credentialRoutes } from './routes/credentials.js';
 import { directoryRoutes } from './routes/directory.js';
 import { operationRoutes } from './routes/operations.js';
 import { requestRoutes } from './routes/requests.js';
@@ -26,6 +28,7 @@ export interface ApiServerOptions {
 export interface ApiServer {
   server: Server;
   hub: NotificationHub;
+  credentials: CredentialService;
   metrics: Metrics;
   routes: Route[];
   listen(host: string, port: number): Promise<AddressInfo>;
@@ -42,9 +45,12 @@ const SECURITY_HEADERS = {
 /** The control-plane HTTP server: JSON API, WebSocket notifications, health and metrics. */
 export function createApiServer(deps: ApiDeps, opts: ApiServerOptions = {}): ApiServer {
   const { engine, auth, log } = deps;
-  const routes = [...accountRoutes(deps), ...directoryRoutes(deps), ...resourceRoutes(deps), ...requestRoutes(deps), ...operationRoutes(deps)];
+  const credentials = new CredentialService(engine, auth, deps.apiTokenTtlMs !== undefined ? { apiTokenTtlMs: deps.apiTokenTtlMs } : {});
+  const routes = [
+    ...accountRoutes(deps), ...credentialRoutes(deps, credentials), ...directoryRoutes(deps), ...resourceRoutes(deps), ...requestRoutes(deps), ...operationRoutes(deps),
+  ];
   const doc = openApiDocument(routes, opts.version ?? '0.1.0');
-  const hub = new NotificationHub(auth, engine.ctx.bus, log);
+  const hub = new NotificationHub({ auth, credentials, bus: engine.ctx.bus, clock: engine.ctx.clock, log });
   const metrics = new Metrics(engine);
   const limiter = new RateLimiter(engine.ctx.clock, { rate: 50, perMs: 1000, burst: 200 });
 
@@ -104,6 +110,7 @@ export function createApiServer(deps: ApiDeps, opts: ApiServerOptions = {}): Api
   return {
     server,
     hub,
+    credentials,
     metrics,
     routes,
     listen(host: string, port: number): Promise<AddressInfo> {

@@ -107,6 +107,47 @@ export interface TokenResponse {
   expiresAt?: string;
 }
 
+/** GET /tokens: my sessions and API tokens, without the tokens themselves. */
+export interface TokenView {
+  id: string;
+  kind: 'session' | 'api';
+  label?: string;
+  createdAt: string;
+  expiresAt?: string;
+  /** The token this request was made with. */
+  current: boolean;
+}
+
+export interface TokenListResponse {
+  tokens: TokenView[];
+}
+
+/** DELETE /tokens/:id; `current` when that was the token the request came with. */
+export interface TokenRevokeResponse {
+  ok: true;
+  current: boolean;
+}
+
+export interface SshKeyView {
+  /** As `ssh-keygen -l` prints it: `SHA256:` and base64 without padding. */
+  fingerprint: string;
+  type: string;
+  comment?: string;
+  publicKey: string;
+}
+
+/** GET and POST /keys: `keys` are the key lines (older clients read them), `entries` add fingerprints. */
+export interface KeysResponse {
+  keys: string[];
+  entries: SshKeyView[];
+}
+
+export interface PasswordChangeResponse {
+  ok: true;
+  /** Other sessions and API tokens of the user that the change revoked. */
+  revokedTokens: number;
+}
+
 /** Messages on /api/v1/events; only the ones the CLI acts on are spelled out. */
 export type EventMessage =
   | { type: 'hello'; user: string }

@@ -8,11 +8,13 @@ import { registerAudit } from './commands/audit.js';
 import { registerAuth } from './commands/auth.js';
 import { registerLaunch } from './commands/launch.js';
 import { registerLeases } from './commands/leases.js';
+import { registerKeys } from './commands/keys.js';
 import { registerMfa } from './commands/mfa.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerRequests } from './commands/requests.js';
 import { registerResources } from './commands/resources.js';
 import { registerSessions } from './commands/sessions.js';
+import { registerTokens } from './commands/tokens.js';
 import { registerUsers } from './commands/users.js';
 import { registerWorkflow } from './commands/workflow.js';
 import { createContext, type Ctx } from './context.js';
@@ -64,6 +66,9 @@ export function buildProgram(ctx: Ctx, output: { helpOnError: string } = { helpO
   registerRequests(program, ctx);
   registerLeases(program, ctx);
   registerLaunch(program, ctx);
+  // After auth and launch: they create the `token` and `key` commands these add to.
+  registerKeys(program, ctx);
+  registerTokens(program, ctx);
   registerMfa(program, ctx);
   registerSessions(program, ctx);
   registerAudit(program, ctx);

@@ -38,6 +38,8 @@ export interface GatewayConfig {
   allowPlaintextOnLoopback: boolean;
   /** A PostgreSQL connection string for state shared by several gateways; SQLite in the data dir when absent. */
   storeUrl?: string;
+  /** Lifetime of an API token created without one, and the longest one may ask for (days). */
+  apiTokenTtlDays: number;
 }
 
 const Address = z.union([z.literal('off'), z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:]+):\d{1,5}$/, 'use HOST:PORT')]);
@@ -52,6 +54,7 @@ const FileSchema = z.strictObject({
   nodeName: z.string().optional(),
   allowPlaintextOnLoopback: z.boolean().optional(),
   store: z.string().regex(/^postgres(ql)?:\/\//, 'use a postgres:// connection string').optional(),
+  apiTokenTtlDays: z.number().int().min(1).max(3650).optional(),
 });
 
 export interface ConfigInputs {
@@ -120,6 +123,7 @@ export function loadConfig(inputs: ConfigInputs): GatewayConfig {
     warnBeforeMinutes: file.warnBeforeMinutes ?? 5,
     nodeName: file.nodeName ?? hostname(),
     allowPlaintextOnLoopback: file.allowPlaintextOnLoopback ?? false,
+    apiTokenTtlDays: file.apiTokenTtlDays ?? 90,
   };
   if (policiesDir) cfg.policiesDir = resolve(cwd, policiesDir);
   if (inputs.adminPasswordFile) cfg.adminPasswordFile = resolve(cwd, inputs.adminPasswordFile);

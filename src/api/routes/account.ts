@@ -5,13 +5,9 @@ import { parseBody, route, type Route } from '../http.js';
 import { userView } from '../views.js';
 
 const Login = z.strictObject({ user: z.string().min(1).max(64), password: z.string().min(1).max(1024), totp: z.string().max(16).optional() });
-const TokenBody = z.strictObject({ label: z.string().min(1).max(100), ttlDays: z.number().int().min(1).max(3650).optional() });
 const Code = z.strictObject({ code: z.string().min(1).max(16) });
-const Key = z.strictObject({ publicKey: z.string().min(20).max(16_384) });
 
-const SSH_KEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( .*)?$/;
-
-/** Sign-in, tokens, my account, MFA enrolment and my SSH keys. */
+/** Sign-in, my account and MFA enrolment (tokens, keys and the password: routes/credentials.ts). */
 export function accountRoutes(d: ApiDeps): Route[] {
   const { engine, auth } = d;
   return [
@@ -20,17 +16,7 @@ export function accountRoutes(d: ApiDeps): Route[] {
       const r = await auth.login(b.user, b.password, b.totp, c.ip);
       return { token: r.token, expiresAt: r.expiresAt, user: await me(d, r.user.name) };
     }, { public: true }),
-    route('POST', '/api/v1/auth/logout', 'Revoke the current session token', async (c) => {
-      if (c.tokenId) await auth.logout(c.tokenId);
-      return { ok: true };
-    }, {}),
     route('GET', '/api/v1/me', 'Who am I', async (c) => me(d, c.user.name), {}),
-    route('POST', '/api/v1/tokens', 'Create an API token for automation', async (c) => {
-      const b = parseBody(TokenBody, c.body);
-      const t = await auth.issue(c.user.name, 'api', b.ttlDays ? b.ttlDays * 86_400_000 : undefined, b.label);
-      await engine.ctx.audit.record(c.user.name, 'token.create', t.id, { label: b.label });
-      return t;
-    }, {}),
     route('POST', '/api/v1/mfa/enroll', 'Start TOTP enrolment (secret + otpauth URI)', async (c) => engine.mfa.enroll(c.user.name), {}),
     route('POST', '/api/v1/mfa/verify', 'Confirm TOTP enrolment with a code', async (c) => {
       const b = parseBody(Code, c.body);
@@ -44,15 +30,6 @@ export function accountRoutes(d: ApiDeps): Route[] {
         throw e;
       }
       return { ok: true };
-    }, {}),
-    route('GET', '/api/v1/keys', 'My SSH public keys', async (c) => ({ keys: c.user.sshKeys }), {}),
-    route('POST', '/api/v1/keys', 'Add an SSH public key', async (c) => {
-      const b = parseBody(Key, c.body);
-      const key = b.publicKey.trim();
-      if (!SSH_KEY_RE.test(key)) throw new GatehouseError('VALIDATION', 'publicKey: not an OpenSSH public key line', { field: 'publicKey' });
-      const keys = c.user.sshKeys.includes(key) ? c.user.sshKeys : [...c.user.sshKeys, key];
-      await engine.directory.updateUser(c.user.name, c.user.name, { sshKeys: keys }, 'key.add');
-      return { keys };
     }, {}),
   ];
 }

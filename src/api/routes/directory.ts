@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { ForbiddenError } from '../../core/errors.js';
 import { Enforcements } from '../../core/model.js';
 import type { ApiDeps } from '../deps.js';
 import { parseBody, route, type Route } from '../http.js';
@@ -9,11 +8,10 @@ import { userView } from '../views.js';
 const Name = z.string().min(1).max(63);
 const NewUser = z.strictObject({ name: Name, password: z.string().min(8).max(1024).optional(), teams: z.array(Name).max(100).optional(), admin: z.boolean().optional() });
 const NameBody = z.strictObject({ name: Name });
-const PasswordBody = z.strictObject({ password: z.string().min(8).max(1024) });
 const UserBody = z.strictObject({ user: Name });
 const EnforcementBody = z.strictObject({ enforcement: z.enum(Enforcements), value: z.boolean() });
 
-/** Users, teams and roles: administrators only (teams are readable by all). */
+/** Users, teams and roles: administrators only (teams are readable by all). Passwords: routes/credentials.ts. */
 export function directoryRoutes(d: ApiDeps): Route[] {
   const dir = d.engine.directory;
   const store = d.engine.ctx.store;
@@ -29,13 +27,6 @@ export function directoryRoutes(d: ApiDeps): Route[] {
         name: b.name, admin: b.admin ?? false, teams: b.teams ?? [], ...(b.password ? { passwordHash: await hashPassword(b.password) } : {}),
       });
       return userView(u);
-    }, {}),
-    route('PUT', '/api/v1/users/:name/password', "Set a user's password (admins, or the user themself)", async (c) => {
-      const name = c.params.name!;
-      if (!c.user.admin && c.user.name !== name) throw new ForbiddenError('only an administrator can set another user\'s password');
-      const b = parseBody(PasswordBody, c.body);
-      await dir.updateUser(c.user.name, name, { passwordHash: await hashPassword(b.password) }, 'user.set_password');
-      return { ok: true };
     }, {}),
     route('POST', '/api/v1/users/:name/disable', 'Disable a user (ends their sessions)', async (c) => userView(await dir.setDisabled(c.user.name, c.params.name!, true)), {}),
     route('POST', '/api/v1/users/:name/enable', 'Enable a user', async (c) => userView(await dir.setDisabled(c.user.name, c.params.name!, false)), {}),

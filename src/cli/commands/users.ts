@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { Enforcements, type Enforcement } from '../../core/model.js';
-import type { RoleView, TeamView, UserView } from '../../api/wire.js';
+import type { Me, PasswordChangeResponse, RoleView, TeamView, UserView } from '../../api/wire.js';
 import { usageError } from '../cli-error.js';
 import { collect, seg, type Ctx } from '../context.js';
 import { promptHidden, readStdinSecret } from '../io.js';
@@ -26,13 +26,16 @@ export function registerUsers(program: Command, ctx: Ctx): void {
     });
   user
     .command('passwd')
-    .description("set a user's password (admins: anyone; others: their own)")
+    .description("set a password: your own (give the current one), or anyone's as an admin; the user's other sessions and tokens are signed out")
     .argument('<name>', 'user name')
-    .option('--password-stdin', 'read the new password from stdin')
+    .option('--password-stdin', 'read from stdin: for your own account the current password on the first line and the new one on the second; else the new one')
     .action(async (name: string, flags: { passwordStdin?: boolean }, cmd: Command) => {
-      const password = flags.passwordStdin ? await readStdinSecret(ctx.io, 'password') : await promptHidden(ctx.io, 'New password: ', '--password-stdin');
-      await (await ctx.client(cmd)).put(`/users/${seg(name)}/password`, { password });
-      ctx.print(`Set the password of ${name}.`);
+      const client = await ctx.client(cmd);
+      const own = (await client.get<Me>('/me')).name === name;
+      const body: { password: string; oldPassword?: string } = own ? await ownPasswords(ctx, flags.passwordStdin) : { password: await newPassword(ctx, flags.passwordStdin) };
+      const res = await client.put<PasswordChangeResponse>(`/users/${seg(name)}/password`, body);
+      const others = res.revokedTokens ?? 0;
+      ctx.print(`Set the password of ${name}.${others > 0 ? ` Signed out ${others} ${own ? 'other ' : ''}session${others === 1 ? '' : 's'} and token${others === 1 ? '' : 's'}.` : ''}`);
     });
   for (const [verb, done] of [['disable', 'Disabled'], ['enable', 'Enabled']] as const) {
     user
@@ -92,6 +95,21 @@ export function registerUsers(program: Command, ctx: Ctx): void {
       const updated = await (await ctx.client(cmd)).post<RoleView>(`/roles/${seg(name)}/members`, { user: userName });
       ctx.print(`Assigned role ${updated.name} to ${userName}.`);
     });
+}
+
+/** Your own password change: the current password, then the new one (two stdin lines, or two prompts). */
+async function ownPasswords(ctx: Ctx, fromStdin: boolean | undefined): Promise<{ password: string; oldPassword: string }> {
+  if (!fromStdin) {
+    const oldPassword = await promptHidden(ctx.io, 'Current password: ', '--password-stdin');
+    return { oldPassword, password: await promptHidden(ctx.io, 'New password: ', '--password-stdin') };
+  }
+  const lines = (await readStdinSecret(ctx.io, 'password')).split(/\r?\n/);
+  if (lines.length !== 2 || !lines[0] || !lines[1]) throw usageError('--password-stdin: for your own account give the current password on the first line and the new one on the second');
+  return { oldPassword: lines[0], password: lines[1] };
+}
+
+function newPassword(ctx: Ctx, fromStdin: boolean | undefined): Promise<string> {
+  return fromStdin ? readStdinSecret(ctx.io, 'password') : promptHidden(ctx.io, 'New password: ', '--password-stdin');
 }
 
 /** `ALLOW_CONFIGURE_WORKFLOW_SETTINGS=true`; the quotes of Keeper's `"NAME":true` form are accepted too. */

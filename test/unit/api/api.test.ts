@@ -144,14 +144,15 @@ describe('control-plane API', () => {
     expect((list.json as unknown as any[])[0].state.lease).toMatchObject({ holder: 'alice', mine: true });
   });
 
-  it('sets passwords: admins for anyone, users only their own', async () => {
+  it('sets passwords: admins for anyone, users only their own and with the current one', async () => {
     const admin = await login(c, 'admin');
     const alice = await login(c, 'alice');
     expect((await call(c, 'PUT', '/api/v1/users/bob/password', { token: alice, body: { password: 'new-password-1' } })).json.error.code).toBe('FORBIDDEN');
     expect((await call(c, 'PUT', '/api/v1/users/bob/password', { token: admin, body: { password: 'short' } })).json.error.details.field).toBe('password');
     expect((await call(c, 'PUT', '/api/v1/users/bob/password', { token: admin, body: { password: 'new-password-1' } })).status).toBe(200);
     expect((await call(c, 'POST', '/api/v1/auth/login', { body: { user: 'bob', password: 'new-password-1' } })).status).toBe(200);
-    expect((await call(c, 'PUT', '/api/v1/users/alice/password', { token: alice, body: { password: 'alice-new-pass' } })).status).toBe(200);
+    expect((await call(c, 'PUT', '/api/v1/users/alice/password', { token: alice, body: { password: 'alice-new-pass' } })).json.error.details.field).toBe('oldPassword');
+    expect((await call(c, 'PUT', '/api/v1/users/alice/password', { token: alice, body: { password: 'alice-new-pass', oldPassword: PW } })).status).toBe(200);
     expect((await call(c, 'POST', '/api/v1/auth/login', { body: { user: 'alice', password: PW } })).status).toBe(401);
   });
 
