@@ -6,6 +6,7 @@ import { CliError, usageError } from '../cli-error.js';
 import type { Ctx } from '../context.js';
 import { formatLocalTime } from '../format.js';
 import { promptHidden } from '../io.js';
+import { stockClient } from '../stock-client.js';
 
 /** Launch tickets and SSH keys: what a user needs to connect with a stock client. */
 export function registerLaunch(program: Command, ctx: Ctx): void {
@@ -31,16 +32,17 @@ export function registerLaunch(program: Command, ctx: Ctx): void {
     .option('--totp <code>', 'current TOTP code (MFA resources)')
     .action(async (resource: string, flags: { totp?: string }, cmd: Command) => {
       const res = await launch(ctx, cmd, resource, flags.totp);
-      const inv = res.invocation;
-      if (!inv) {
+      if (!res.invocation) {
         ctx.print(`Open: ${res.command}`);
         return;
       }
-      // The ticket travels in the client's environment, never on its command line.
+      // What runs is decided here, not by the gateway's answer (stock-client.ts). The ticket
+      // travels in the client's environment, never on its command line.
+      const inv = stockClient(res);
       const code = await new Promise<number>((resolve, reject) => {
         const child = spawn(inv.program, inv.args, { stdio: 'inherit', env: { ...ctx.io.env, ...inv.env } });
         child.once('error', (e: NodeJS.ErrnoException) =>
-          reject(new CliError('CLIENT_MISSING', e.code === 'ENOENT' ? `${inv.program} is not installed; run it yourself: ${res.command}` : e.message)),
+          reject(new CliError('CLIENT_MISSING', e.code === 'ENOENT' ? `${inv.program} is not installed (it is the client for ${res.protocol} resources)` : e.message)),
         );
         child.once('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1)));
       });
