@@ -4,14 +4,14 @@
  * sender); the gateway only counts them.
  */
 import type { Channel, Client, ClientChannel, ExecOptions, PseudoTtyInfo, ServerChannel, Session, X11Info } from 'ssh2';
-import type { BrokerSession } from '../../src/broker/broker.js';
+import type { GatewaySession } from '../../src/broker/port.js';
 import type { Logger } from '../../src/core/log.js';
 import type { Resource } from '../../src/core/model.js';
 import { channelRefusals } from './errors.js';
 
 export interface RelayHost {
   readonly resource: Resource;
-  readonly session: BrokerSession;
+  readonly session: GatewaySession;
   readonly upstream: Client;
   readonly log: Logger;
 }
@@ -23,7 +23,7 @@ type Exit = { code: number } | { signal: string; dump: boolean; desc: string };
 const MAX_ENV = 64;
 
 /** Splices a client-side channel to a target-side one (tunnels, forwarded connections). */
-export function splice(session: BrokerSession, client: Channel, target: Channel): void {
+export function splice(session: GatewaySession, client: Channel, target: Channel): void {
   client.on('data', (b: Buffer) => void (session.bytesIn += b.length));
   target.on('data', (b: Buffer) => void (session.bytesOut += b.length));
   client.pipe(target);

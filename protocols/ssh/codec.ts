@@ -1,8 +1,8 @@
 /**
- * The SSH wire details ssh2 does not expose: parsing `user:resource` logins, OpenSSH host key
- * fingerprints, and the few raw packets the gateway must send itself (a userauth banner at
- * any point of authentication, a DISCONNECT that carries a description, a channel-open
- * failure with a reason). Everything that reaches into ssh2's internals lives here, so an
+ * The SSH wire details ssh2 does not expose: OpenSSH host key fingerprints, a key blob's
+ * type, and the few raw packets the gateway must send itself (a userauth banner at any
+ * point of authentication, a DISCONNECT that carries a description, a channel-open failure
+ * with a reason). Everything that reaches into ssh2's internals lives here, so an
  * ssh2 upgrade has one file to check.
  */
 import { createHash } from 'node:crypto';
@@ -129,23 +129,6 @@ export function interceptChannelOpen(
   proto._handlers.CHANNEL_OPEN = ((p: ProtocolInternals, info: ChannelOpenInfo) => {
     if (!hook(info, p, () => original(p, info))) original(p, info);
   }) as never;
-}
-
-export interface GatewayLogin {
-  user: string;
-  resource: string;
-}
-
-const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
-
-/** `alice:prod-web` → { user: 'alice', resource: 'prod-web' }; undefined if malformed. */
-export function parseLogin(username: string): GatewayLogin | undefined {
-  const i = username.indexOf(':');
-  if (i <= 0) return undefined;
-  const user = username.slice(0, i);
-  const resource = username.slice(i + 1);
-  if (!NAME.test(user) || !NAME.test(resource)) return undefined;
-  return { user, resource };
 }
 
 /** OpenSSH's `SHA256:` fingerprint of a public key blob (base64 without padding). */

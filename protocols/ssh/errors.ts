@@ -1,52 +1,98 @@
 /**
- * What an SSH user reads when Gatehouse says no. Denials before login go out as a userauth
- * banner (the full text, printed by OpenSSH on stderr) followed by a DISCONNECT whose
- * description is one line; refusals after login (a tunnel, a forwarding) go out as the
- * description of a channel-open failure or on the session's stderr.
+ * What an SSH user reads when Gatehouse says no. Refusals before login (the broker's login
+ * and decision refusals, the door's own, a target that could not be used) go out as a
+ * userauth banner (the full text, printed by OpenSSH on stderr) followed by a DISCONNECT
+ * whose reason comes from one table and whose description is one line. Refusals after
+ * login (a tunnel, a forwarding) go out as the description of a channel-open failure or on
+ * the session's stderr.
  */
-import type { Denial } from '../../src/broker/broker.js';
+import type { Refusal, RefusalCode } from '../../src/broker/port.js';
+import { DISCONNECT } from './codec.js';
 
+/**
+ * The DISCONNECT reason per refusal code. Adding a code to the catalogue does not compile
+ * until it has a line here.
+ */
+export const DISCONNECT_REASON_OF: Record<RefusalCode, number> = {
+  // The decision: the user is who they said, the workflow says no.
+  resource_unknown: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  wrong_protocol: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  user_unknown: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  user_disabled: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  not_on_access_list: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  outside_schedule: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  approval_required: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  approval_pending: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  grant_expired: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  checkout_required: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  checked_out_by_other: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  mfa_not_enrolled: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  mfa_required: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  mfa_invalid: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  mfa_replayed: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  // The store failed: the gateway's problem, not the user's credentials.
+  gateway_unavailable: DISCONNECT.BY_APPLICATION,
+  // Sign-in.
+  bad_login_name: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  bad_password: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  bad_key: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  no_secret: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  bad_ticket: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  ticket_other_user: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  ticket_other_resource: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  locked: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  throttled: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  // The door's own.
+  tls_required: DISCONNECT.PROTOCOL_ERROR,
+  handshake_timeout: DISCONNECT.BY_APPLICATION,
+  protocol_error: DISCONNECT.PROTOCOL_ERROR,
+  unsupported_auth: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE,
+  not_allowed: DISCONNECT.BY_APPLICATION,
+  too_many_connections: DISCONNECT.TOO_MANY_CONNECTIONS,
+  internal_error: DISCONNECT.BY_APPLICATION,
+  // The decision allowed it, the target could not be used.
+  target_unreachable: DISCONNECT.BY_APPLICATION,
+  target_login_failed: DISCONNECT.BY_APPLICATION,
+  target_identity: DISCONNECT.BY_APPLICATION,
+  target_protocol: DISCONNECT.BY_APPLICATION,
+  target_no_credentials: DISCONNECT.BY_APPLICATION,
+};
+
+/** A refusal as the SSH wire shows it: a banner, then a DISCONNECT with a reason and one line. */
 export class SshRefusal {
   constructor(
-    /** Stable code: a decide() deny code or one of the adapter's own below. */
-    readonly code: string,
-    readonly message: string,
-    readonly hint?: string,
+    readonly refusal: Refusal,
+    /** The resource the user asked for, when the gateway knows it (it names it in the banner). */
+    readonly resource?: string,
+    /** A sentence of the door's put before the catalogue's (e.g. why the connection ends now). */
+    readonly preface?: string,
   ) {}
 
+  get code(): RefusalCode {
+    return this.refusal.code;
+  }
+
+  /** The DISCONNECT reason code. */
+  get reason(): number {
+    return DISCONNECT_REASON_OF[this.refusal.code];
+  }
+
   /** The banner: code, reason, and the command that fixes it. */
-  banner(resource?: string): string {
-    const lines = [`Gatehouse: access${resource ? ` to ${resource}` : ''} refused (${this.code}).`, this.message];
-    if (this.hint) lines.push(`To fix: ${this.hint}`);
+  banner(): string {
+    const r = this.refusal;
+    const lines = [`Gatehouse: access${this.resource ? ` to ${this.resource}` : ''} refused (${r.code}).`];
+    if (this.preface) lines.push(this.preface);
+    lines.push(r.message);
+    if (r.hint) lines.push(`To fix: ${r.hint}`);
     return `${lines.join('\n')}\n`;
   }
 
   /** The DISCONNECT description. */
   line(): string {
-    return `Gatehouse: ${this.message}${this.hint ? ` (${this.hint})` : ''}`;
+    const r = this.refusal;
+    return `Gatehouse: ${this.preface ? `${this.preface} ` : ''}${r.message}${r.hint ? ` (${r.hint})` : ''}`;
   }
 }
-
-export function fromDenial(d: Denial): SshRefusal {
-  return new SshRefusal(d.code, d.message, d.hint);
-}
-
-export const refusals = {
-  badLogin: (username: string) =>
-    new SshRefusal('bad_login', `'${username}' is not a Gatehouse login; log in as USER:RESOURCE.`, 'ssh -p 2222 alice:prod-web@gateway'),
-  badCredentials: () => new SshRefusal('bad_credentials', 'Too many failed authentication attempts.'),
-  authTimeout: () => new SshRefusal('auth_timeout', 'Authentication took too long.'),
-  upstream: (resource: string, why: string) =>
-    new SshRefusal('target_unreachable', `Gatehouse could not open ${resource}: ${why}`, `try again; if it persists, tell the owner of ${resource}`),
-  hostKeyMismatch: (resource: string, got: string, pinned: string) =>
-    new SshRefusal(
-      'host_key_mismatch',
-      `The host key of ${resource} changed (now ${got}, pinned ${pinned}); refusing to connect.`,
-      `an administrator must verify the new key and re-pin ${resource}`,
-    ),
-  wrongProtocol: (resource: string, protocol: string) =>
-    new SshRefusal('wrong_protocol', `${resource} is a ${protocol} resource, not an SSH one.`, 'gatehouse resources'),
-} as const;
 
 /** Channel-open refusals: the description OpenSSH prints after "open failed: administratively prohibited:". */
 export const channelRefusals = {

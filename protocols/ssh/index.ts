@@ -1,12 +1,15 @@
 /**
- * The SSH gateway: `ssh -p 2222 alice:prod-web@gateway`. The adapter owns the TCP listener
- * and every client socket (teardown must be able to destroy them); ssh2 speaks the protocol
- * on sockets handed to it.
+ * The SSH gateway: `ssh -p 2222 alice:prod-web@gateway`. The shared TCP listener owns every
+ * client socket (teardown must be able to destroy them); ssh2 speaks the protocol on sockets
+ * handed to it.
  */
-import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import ssh2, { type Connection } from 'ssh2';
 import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
 import { ValidationError } from '../../src/core/errors.js';
+import { doorFor } from '../registry.js';
+import { positive, serveTcp } from '../shared/listener.js';
+import { socketOf } from './codec.js';
 import { SshSession, type SshSessionOptions } from './session.js';
 
 export interface SshAdapterOptions {
@@ -25,12 +28,6 @@ export interface SshAdapterOptions {
 }
 
 const DEFAULTS = { handshakeTimeoutMs: 20_000, loginGraceMs: 120_000, maxAuthAttempts: 6, upstreamTimeoutMs: 15_000, maxConnections: 1000 };
-
-function positive(field: string, v: number | undefined, fallback: number): number {
-  if (v === undefined) return fallback;
-  if (!Number.isFinite(v) || v <= 0) throw new ValidationError(field, 'must be a positive number');
-  return v;
-}
 
 export class SshAdapter implements ProtocolAdapter {
   readonly protocol = 'ssh' as const;
@@ -52,48 +49,26 @@ export class SshAdapter implements ProtocolAdapter {
 
   async listen(config: ListenerConfig): Promise<Listener> {
     if (!config.sshHostKey) throw new ValidationError('sshHostKey', 'the SSH listener needs the gateway host key');
-    const { broker, log } = config;
+    const { log } = config;
+    const port = config.broker.portFor({ protocol: 'ssh', loginExample: doorFor('ssh')!.loginExample }, log);
     const ssh = new ssh2.Server({ hostKeys: [config.sshHostKey, ...this.extraHostKeys], ident: 'Gatehouse' });
-    const sessions = new Map<Socket, SshSession>();
+    const sessions = new WeakMap<Socket, SshSession>();
     ssh.on('connection', (conn: Connection) => {
-      const socket = (conn as unknown as { _sock: Socket })._sock;
-      const s = sessions.get(socket);
+      const socket = socketOf(conn);
+      const s = socket && sessions.get(socket);
       if (s) s.attach(conn);
       else conn.end();
     });
     ssh.on('error', (err: Error) => log.warn({ err }, 'ssh server error'));
 
-    const server: NetServer = createServer({ noDelay: true }, (socket) => {
-      try {
-        const s = new SshSession(socket, broker, log, this.session);
-        sessions.set(socket, s);
-        socket.once('close', () => sessions.delete(socket));
-        ssh.injectSocket(socket);
-      } catch (err) {
-        log.error({ err }, 'ssh connection setup failed');
-        socket.destroy();
-      }
+    return serveTcp(config, log, 'ssh', (door) => {
+      sessions.set(door.socket, new SshSession(door, port, this.session));
+      ssh.injectSocket(door.socket);
+    }, {
+      maxConnections: this.maxConnections,
+      // The session runs sshd's two timers itself (to the first attempt, then LoginGraceTime);
+      // the listener's is the backstop for both.
+      handshakeTimeoutMs: this.session.handshakeTimeoutMs + this.session.loginGraceMs,
     });
-    server.maxConnections = this.maxConnections;
-    server.on('error', (err) => log.error({ err }, 'ssh listener error'));
-
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      server.once('error', onError);
-      server.listen(config.port, config.host, () => {
-        server.off('error', onError);
-        resolve();
-      });
-    });
-    const address = server.address() as AddressInfo;
-    log.info({ address: `${address.address}:${address.port}` }, 'ssh gateway listening');
-    return {
-      address,
-      close: async () => {
-        // Stops accepting at once; the callback would wait for live sessions, which the broker ends.
-        server.close();
-        for (const [socket, s] of sessions) if (!s.isLive) socket.destroy();
-      },
-    };
   }
 }

@@ -1,22 +1,24 @@
 /**
- * One client connection: authentication (key or password or ticket, then TOTP when the
- * resource wants it), the decision, the target connection, and the relays. It is the
- * broker's SessionHandle once live; the broker alone decides when it ends.
+ * One client connection: authentication (key, password or ticket through the broker's one
+ * login path, then TOTP when the resource wants it), the decision, the target connection,
+ * and the relays. It is the broker's SessionHandle once live; the broker alone decides when
+ * it ends.
  */
 import type { Socket } from 'node:net';
 import type { AuthContext, Client, ClientChannel, Connection, KeyboardAuthContext, ServerChannel, Session } from 'ssh2';
 import type { SessionHandle } from '../../src/broker/adapter.js';
-import type { Broker, BrokerSession } from '../../src/broker/broker.js';
+import type { GatewayPort, GatewaySession, LoginResult, MfaProof, Refusal } from '../../src/broker/port.js';
+import { printable, refusals } from '../../src/broker/refusals.js';
 import type { Logger } from '../../src/core/log.js';
 import type { Resource, TerminationReason } from '../../src/core/model.js';
-import type { MfaProof } from '../../src/workflow/decide.js';
-import { checkPrimary, PRIMARY_METHODS } from './auth.js';
+import type { DoorConnection } from '../shared/listener.js';
+import { checkPrimary, PRIMARY_METHODS, RETRYABLE } from './auth.js';
 import { SessionRelay, splice, type RelayHost } from './channels.js';
 import {
-  DISCONNECT, interceptChannelOpen, OPEN_FAILURE, openAgentChannel, parseLogin, protocolOf, sendBanner, sendDisconnect,
-  type ChannelOpenInfo, type GatewayLogin, type ProtocolInternals,
+  DISCONNECT, interceptChannelOpen, OPEN_FAILURE, openAgentChannel, protocolOf, sendBanner, sendDisconnect,
+  type ChannelOpenInfo, type ProtocolInternals,
 } from './codec.js';
-import { channelRefusals, fromDenial, refusals, SshRefusal } from './errors.js';
+import { channelRefusals, SshRefusal } from './errors.js';
 import { ClientAgentRelay, connectUpstream } from './upstream.js';
 
 export interface SshSessionOptions {
@@ -30,8 +32,8 @@ export interface SshSessionOptions {
   lingerMs: number;
 }
 
-const Steps = { handshake: 'handshake', primary: 'primary', mfa: 'mfa', opening: 'opening', live: 'live', closed: 'closed' } as const;
-type Step = (typeof Steps)[keyof typeof Steps];
+const Phases = { handshake: 'handshake', primary: 'primary', mfa: 'mfa', opening: 'opening', live: 'live', closed: 'closed' } as const;
+type Phase = (typeof Phases)[keyof typeof Phases];
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1']);
 const SERVER_ONLY_CHANNELS = new Set(['x11', 'forwarded-tcpip', 'auth-agent@openssh.com', 'forwarded-streamlocal@openssh.com']);
@@ -39,40 +41,54 @@ const SERVER_ONLY_CHANNELS = new Set(['x11', 'forwarded-tcpip', 'auth-agent@open
 /** How long teardown waits for the client to close its channels before disconnecting. */
 const GOODBYE_WAIT_MS = 150;
 
+/** Who the broker signed in. */
+interface SignedIn {
+  user: string;
+  resource: string;
+}
+
 export class SshSession implements SessionHandle {
-  private step: Step = Steps.handshake;
+  private phase: Phase = Phases.handshake;
   private conn: Connection | undefined;
-  private login: GatewayLogin | undefined;
+  private who: SignedIn | undefined;
   private failures = 0;
+  private lastFailure: Refusal | undefined;
   private upstream: Client | undefined;
-  private session: BrokerSession | undefined;
+  /** Passed the decision, target not reached yet: discarded if anything goes wrong. */
+  private pending: GatewaySession | undefined;
+  private session: GatewaySession | undefined;
   private relayHost: RelayHost | undefined;
   private readonly relays = new Set<SessionRelay>();
   private relaysDrained: (() => void) | undefined;
   private readonly pendingTunnels = new WeakMap<object, ClientChannel>();
   private loginTimer: NodeJS.Timeout;
   private authStarted = false;
-  private readonly clientAddr: string;
+  private readonly socket: Socket;
+  private readonly client: string;
+  private readonly log: Logger;
   private hangUpCode: number = DISCONNECT.BY_APPLICATION;
 
   constructor(
-    private readonly socket: Socket,
-    private readonly broker: Broker,
-    private readonly log: Logger,
+    private readonly door: DoorConnection,
+    private readonly port: GatewayPort,
     private readonly opts: SshSessionOptions,
   ) {
-    this.clientAddr = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    this.socket = door.socket;
+    this.client = door.client;
+    this.log = port.log;
     this.loginTimer = this.armLoginTimer(opts.handshakeTimeoutMs);
-    socket.on('error', (err) => this.log.debug({ err, client: this.clientAddr }, 'ssh client socket error'));
-    socket.once('close', () => this.onSocketClosed());
+    // The listener's own timer is a backstop (this session's timers fire first); either way
+    // the user reads why.
+    door.onHandshakeTimeout(() => this.timedOut());
+    this.socket.once('close', () => this.onSocketClosed());
   }
 
   /** ssh2 read the client's version line and built the connection object. */
   attach(conn: Connection): void {
-    if (this.step !== Steps.handshake) return void conn.end();
+    if (this.phase !== Phases.handshake) return void conn.end();
     this.conn = conn;
-    this.step = Steps.primary;
-    conn.on('error', (err: Error) => this.log.debug({ err, client: this.clientAddr }, 'ssh client protocol error'));
+    this.phase = Phases.primary;
+    conn.on('error', (err: Error & { level?: string }) => this.onConnError(err));
     conn.on('authentication', (ctx: AuthContext) => void this.onAuth(ctx).catch((err: unknown) => this.fail(err)));
     conn.on('session', (accept: () => Session | undefined, reject: () => void) => this.onSession(accept, reject));
     conn.on('tcpip', (accept: () => ServerChannel | undefined, reject: () => void, info: object) => this.onTunnelAccepted(accept, reject, info));
@@ -82,10 +98,6 @@ export class SshSession implements SessionHandle {
     interceptChannelOpen(conn, (info, proto, passOn) => this.onChannelOpen(info, proto, passOn));
   }
 
-  get isLive(): boolean {
-    return this.step === Steps.live;
-  }
-
   // ---- SessionHandle -------------------------------------------------------------------
 
   warn(message: string): void {
@@ -93,8 +105,8 @@ export class SshSession implements SessionHandle {
   }
 
   close(_reason: TerminationReason, message: string): void {
-    if (this.step === Steps.closed) return;
-    this.step = Steps.closed;
+    if (this.phase === Phases.closed) return;
+    this.phase = Phases.closed;
     for (const r of this.relays) r.goodbye(message);
     if (this.relays.size === 0) return this.hangUp(this.hangUpCode, message);
     // OpenSSH drops channel output it has not yet written out when a disconnect arrives in
@@ -115,34 +127,41 @@ export class SshSession implements SessionHandle {
   // ---- authentication ------------------------------------------------------------------
 
   private async onAuth(ctx: AuthContext): Promise<void> {
-    if (this.step !== Steps.primary && this.step !== Steps.mfa) return ctx.reject();
     if (!this.authStarted) {
       this.authStarted = true;
       clearTimeout(this.loginTimer);
       this.loginTimer = this.armLoginTimer(this.opts.loginGraceMs);
     }
-    const login = parseLogin(ctx.username);
-    if (!login) return this.refuse(refusals.badLogin(ctx.username));
-    this.login = login;
-    if (this.step === Steps.mfa) {
-      if (ctx.method !== 'keyboard-interactive') return ctx.reject(['keyboard-interactive'], true);
-      return this.promptTotp(ctx);
+    switch (this.phase) {
+      case Phases.primary:
+        return this.onFirstFactor(ctx);
+      case Phases.mfa:
+        return this.onSecondFactor(ctx);
+      case Phases.handshake:
+      case Phases.opening:
+      case Phases.live:
+      case Phases.closed:
+        return ctx.reject();
+      default: {
+        const never: never = this.phase;
+        throw new Error(`unknown ssh session phase ${String(never)}`);
+      }
     }
-    const r = await checkPrimary(this.broker, login, ctx);
-    if (this.step !== Steps.primary) return;
+  }
+
+  private async onFirstFactor(ctx: AuthContext): Promise<void> {
+    const r = await checkPrimary(this.port, ctx, this.client);
+    if (this.phase !== Phases.primary) return;
     switch (r.kind) {
+      case 'probe':
+        return ctx.reject([...PRIMARY_METHODS]);
       case 'key_ok':
         return ctx.accept();
-      case 'fail':
-        if (r.counts && ++this.failures >= this.opts.maxAuthAttempts) return this.refuse(refusals.badCredentials());
-        return ctx.reject([...PRIMARY_METHODS]);
-      case 'ok':
-        if (r.mfa.kind === 'none' && (await this.needsTotp(login))) {
-          if (this.step !== Steps.primary) return;
-          this.step = Steps.mfa;
-          return ctx.reject(['keyboard-interactive'], true);
-        }
-        return this.open(ctx, r.mfa);
+      case 'key_unknown':
+      case 'unsupported':
+        return this.failedAttempt(ctx);
+      case 'login':
+        return this.afterLogin(ctx, r.result);
       default: {
         const never: never = r;
         throw new Error(`unknown auth result ${JSON.stringify(never)}`);
@@ -150,50 +169,76 @@ export class SshSession implements SessionHandle {
     }
   }
 
+  private async afterLogin(ctx: AuthContext, r: LoginResult): Promise<void> {
+    // A wrong secret is SSH's "try another method"; anything else (locked, throttled, a
+    // malformed login, a ticket for another protocol...) ends the connection with its reason.
+    if (!r.ok) return RETRYABLE.has(r.code) ? this.failedAttempt(ctx, r.refusal) : this.refuse(new SshRefusal(r.refusal));
+    this.who = { user: r.user, resource: r.resource };
+    if (r.mfa.kind === 'none' && (await this.port.needsMfa(r.user, r.resource))) {
+      if (this.phase !== Phases.primary) return;
+      this.phase = Phases.mfa;
+      return ctx.reject(['keyboard-interactive'], true);
+    }
+    if (this.phase !== Phases.primary) return;
+    return this.open(ctx, r.mfa);
+  }
+
+  /** A real failed attempt (not the `none` probe): sshd's MaxAuthTries, then the last reason. */
+  private failedAttempt(ctx: AuthContext, refusal?: Refusal): void {
+    if (refusal) this.lastFailure = refusal;
+    if (++this.failures < this.opts.maxAuthAttempts) return ctx.reject([...PRIMARY_METHODS]);
+    const last = this.lastFailure ?? refusals.badKey(printable(ctx.username, 64));
+    this.refuse(new SshRefusal(last, undefined, 'Too many failed authentication attempts.'));
+  }
+
+  private onSecondFactor(ctx: AuthContext): void {
+    // The TOTP step belongs to the login the first factor proved (ssh2 disconnects a client
+    // that changes the user name between requests), so the name is not read again here.
+    const who = this.who!;
+    if (ctx.method !== 'keyboard-interactive') return ctx.reject(['keyboard-interactive'], true);
+    this.promptTotp(ctx, who.resource);
+  }
+
   private armLoginTimer(ms: number): NodeJS.Timeout {
-    const t = setTimeout(() => this.refuse(refusals.authTimeout()), ms);
+    const t = setTimeout(() => this.timedOut(), ms);
     t.unref();
     return t;
   }
 
-  /** Whether the resource asks for a TOTP code; a dry run, so nothing is audited or used up. */
-  private async needsTotp(login: GatewayLogin): Promise<boolean> {
-    const d = await this.broker.engine.explain(login.user, login.resource);
-    return d.allow && d.resource.settings.mfa === true;
+  private timedOut(): void {
+    this.refuseByDoor(refusals.handshakeTimeout(), this.authStarted ? 'login not finished in time' : 'no login started in time');
   }
 
-  private promptTotp(ctx: KeyboardAuthContext): void {
-    const resource = this.login?.resource ?? '';
+  private promptTotp(ctx: KeyboardAuthContext, resource: string): void {
     ctx.prompt([{ prompt: `Gatehouse TOTP code for ${resource}: `, echo: false }], 'Gatehouse MFA', '', (answers: string[] | Error) => {
-      if (!Array.isArray(answers) || this.step !== Steps.mfa) return;
+      if (!Array.isArray(answers) || this.phase !== Phases.mfa) return;
       void this.open(ctx, { kind: 'totp', code: (answers[0] ?? '').trim() }).catch((err: unknown) => this.fail(err));
     });
   }
 
   /** The decision, then the target; only once both succeed is the client let in. */
   private async open(ctx: AuthContext, mfa: MfaProof): Promise<void> {
-    const login = this.login!;
-    this.step = Steps.opening;
-    const r = await this.broker.open({ user: login.user, resource: login.resource, protocol: 'ssh', client: this.clientAddr, mfa });
-    if (!r.ok) return this.refuse(fromDenial(r.denial), login.resource);
+    const who = this.who!;
+    this.phase = Phases.opening;
+    const r = await this.port.open({ user: who.user, resource: who.resource, client: this.client, mfa });
+    if (!r.ok) return this.refuse(new SshRefusal(r.refusal, who.resource));
     const s = r.session;
-    if (this.step !== Steps.opening) return s.discard('the client went away');
-    if (s.resource.protocol !== 'ssh') {
-      s.discard('not an ssh resource');
-      return this.refuse(refusals.wrongProtocol(s.resource.name, s.resource.protocol), login.resource);
-    }
+    if (this.phase !== Phases.opening) return s.end('client_closed', 'the client went away before the target was reached');
+    this.pending = s;
     const opt = s.resource.options;
     const up = await connectUpstream({
-      broker: this.broker, resource: s.resource, credentials: s.credentials, timeoutMs: this.opts.upstreamTimeoutMs,
+      port: this.port, resource: s.resource, credentials: s.credentials, timeoutMs: this.opts.upstreamTimeoutMs,
       ...(opt.allowAgentForwarding && this.conn ? { agent: new ClientAgentRelay((cb) => openAgentChannel(this.conn!, cb)) } : {}),
     });
-    if (this.step !== Steps.opening) {
+    this.pending = undefined;
+    if (this.phase !== Phases.opening) {
       if (up.ok) up.conn.end();
-      return s.discard('the client went away');
+      return s.end('client_closed', 'the client went away before the target was reached');
     }
     if (!up.ok) {
-      s.discard(up.why);
-      return this.refuse(up.refusal, login.resource);
+      const e = up.error;
+      s.discard(e.refusalCode, e.message);
+      return this.refuseByDoor(refusals.target(e.refusalCode, s.resource.name, e.message, e.hint), e.message, s.resource.name);
     }
     this.session = s;
     this.upstream = up.conn;
@@ -204,17 +249,18 @@ export class SshSession implements SessionHandle {
       this.onRemoteForward(info, accept, reject),
     );
     up.conn.on('x11', (info: { srcIP: string; srcPort: number }, accept: () => ClientChannel, reject: () => void) => this.onX11(info, accept, reject));
-    this.step = Steps.live;
+    this.phase = Phases.live;
     clearTimeout(this.loginTimer);
+    this.door.established();
     await s.live(this);
-    if (this.step === Steps.live) ctx.accept();
+    if (this.phase === Phases.live) ctx.accept();
   }
 
   // ---- channels ------------------------------------------------------------------------
 
   private onSession(accept: () => Session | undefined, reject: () => void): void {
     const host = this.relayHost;
-    if (!host || this.step !== Steps.live) return reject();
+    if (!host || this.phase !== Phases.live) return reject();
     const session = accept();
     if (!session) return;
     const opt = host.resource.options;
@@ -227,7 +273,7 @@ export class SshSession implements SessionHandle {
 
   /** Every channel open passes here first, so a refusal can say why. */
   private onChannelOpen(info: ChannelOpenInfo, proto: ProtocolInternals, passOn: () => void): boolean {
-    if (this.step !== Steps.live) return false;
+    if (this.phase !== Phases.live) return false;
     const resource = this.relayHost!.resource;
     const refuse = (text: string, code: number = OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED): boolean => {
       proto.channelOpenFail(info.sender, code, text);
@@ -263,7 +309,7 @@ export class SshSession implements SessionHandle {
     const failed = (why: string): boolean => refuse(`Gatehouse: ${resource.name} could not connect to ${host}:${port} (${why})`, OPEN_FAILURE.CONNECT_FAILED);
     try {
       this.upstream!.forwardOut(srcIP, srcPort, host, port, (err, up) => {
-        if (this.step !== Steps.live) return up?.close();
+        if (this.phase !== Phases.live) return up?.close();
         if (err || !up) return void failed(err?.message ?? 'no channel');
         this.pendingTunnels.set(info.data, up);
         passOn();
@@ -306,7 +352,7 @@ export class SshSession implements SessionHandle {
   }
 
   private onRemoteForward(info: { destIP: string; destPort: number; srcIP: string; srcPort: number }, accept: () => ClientChannel, reject: () => void): void {
-    if (!this.conn || !this.session || this.step !== Steps.live) return reject();
+    if (!this.conn || !this.session || this.phase !== Phases.live) return reject();
     const s = this.session;
     try {
       this.conn.forwardOut(info.destIP, info.destPort, info.srcIP, info.srcPort, (err, ch) => (err ? reject() : splice(s, ch, accept())));
@@ -316,7 +362,7 @@ export class SshSession implements SessionHandle {
   }
 
   private onX11(info: { srcIP: string; srcPort: number }, accept: () => ClientChannel, reject: () => void): void {
-    if (!this.conn || !this.session || this.step !== Steps.live || !this.relayHost?.resource.options.allowX11) return reject();
+    if (!this.conn || !this.session || this.phase !== Phases.live || !this.relayHost?.resource.options.allowX11) return reject();
     const s = this.session;
     try {
       this.conn.x11(info.srcIP, info.srcPort, (err, ch) => (err ? reject() : splice(s, ch, accept())));
@@ -332,20 +378,36 @@ export class SshSession implements SessionHandle {
   // ---- endings -------------------------------------------------------------------------
 
   /** Refuses before login: the reason as a banner (full text) and as the disconnect line. */
-  private refuse(r: SshRefusal, resource?: string): void {
-    if (this.step === Steps.closed || this.step === Steps.live) return;
-    this.step = Steps.closed;
+  private refuse(r: SshRefusal): void {
+    if (this.phase === Phases.closed || this.phase === Phases.live) return;
+    this.phase = Phases.closed;
     const proto = this.conn ? protocolOf(this.conn) : undefined;
     try {
-      if (proto && this.conn) sendBanner(proto, r.banner(resource));
+      if (proto) sendBanner(proto, r.banner());
     } catch (err) {
       this.log.debug({ err }, 'could not send the refusal banner');
     }
-    this.hangUp(DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, r.line());
+    this.hangUp(r.reason, r.line());
+  }
+
+  /** A refusal the door makes itself (the broker audits its own login and decision refusals). */
+  private refuseByDoor(refusal: Refusal, detail: string, resource?: string): void {
+    if (this.phase === Phases.closed || this.phase === Phases.live) return;
+    this.port.refused(this.client, refusal, detail);
+    this.refuse(new SshRefusal(refusal, resource));
+  }
+
+  /** ssh2 hit a protocol error and has already disconnected: record it if it came before login. */
+  private onConnError(err: Error & { level?: string }): void {
+    this.log.debug({ err, client: this.client }, 'ssh client protocol error');
+    if (err.level !== 'protocol' && err.level !== 'handshake') return;
+    if (this.phase === Phases.closed || this.phase === Phases.live) return;
+    this.phase = Phases.closed;
+    this.port.refused(this.client, refusals.protocolError(err.message), err.level);
   }
 
   private hangUp(reason: number, text: string): void {
-    this.step = Steps.closed;
+    this.phase = Phases.closed;
     clearTimeout(this.loginTimer);
     const socket = this.socket;
     try {
@@ -363,16 +425,20 @@ export class SshSession implements SessionHandle {
   }
 
   private onSocketClosed(): void {
-    const wasLive = this.step === Steps.live;
-    this.step = Steps.closed;
+    const wasLive = this.phase === Phases.live;
+    this.phase = Phases.closed;
     clearTimeout(this.loginTimer);
     this.upstream?.end();
     if (wasLive) this.session?.end('client_closed');
+    else this.pending?.end('client_closed', 'the client went away before the target was reached');
   }
 
   private fail(err: unknown): void {
-    this.log.error({ err, client: this.clientAddr }, 'ssh session failed');
-    if (this.session && this.step === Steps.live) this.session.end('error', 'Gatehouse: internal error; session closed.');
-    else this.refuse(new SshRefusal('gateway_error', 'The gateway hit an internal error; try again.'));
+    this.log.error({ err, client: this.client }, 'ssh session failed');
+    if (this.session && this.phase === Phases.live) return this.session.end('error', 'Gatehouse: internal error; session closed.');
+    const detail = err instanceof Error ? err.message : String(err);
+    this.pending?.discard('internal_error', detail);
+    this.pending = undefined;
+    this.refuseByDoor(refusals.internalError(), detail);
   }
 }

@@ -1,19 +1,19 @@
 /**
  * The gateway's own SSH connection to the target: vaulted credentials, the target's host
- * key pinned through the broker (first use recorded, a change refused), a bounded wait.
+ * key verified through the port (pinned on first use, a change refused), a bounded wait.
  */
 // ssh2 is CommonJS: Node's ESM loader only sees some of its exports by name.
 import ssh2, { type Client, type ConnectConfig } from 'ssh2';
 import type { Duplex } from 'node:stream';
-import type { Broker } from '../../src/broker/broker.js';
+import type { GatewayPort } from '../../src/broker/port.js';
+import { UpstreamError } from '../../src/broker/upstream-error.js';
 import type { Resource, TargetCredentials } from '../../src/core/model.js';
 import { fingerprint } from './codec.js';
-import { refusals, type SshRefusal } from './errors.js';
 
-export type UpstreamResult = { ok: true; conn: Client } | { ok: false; refusal: SshRefusal; why: string };
+export type UpstreamResult = { ok: true; conn: Client } | { ok: false; error: UpstreamError };
 
 export interface UpstreamOptions {
-  broker: Broker;
+  port: Pick<GatewayPort, 'verifyTarget'>;
   resource: Resource;
   credentials: TargetCredentials | undefined;
   timeoutMs: number;
@@ -23,16 +23,16 @@ export interface UpstreamOptions {
   debug?: (line: string) => void;
 }
 
-/** Opens the target connection; resolves once authenticated, or with a refusal saying why not. */
+/** Opens the target connection; resolves once authenticated, or with the UpstreamError saying why not. */
 export function connectUpstream(o: UpstreamOptions): Promise<UpstreamResult> {
   const { resource, credentials } = o;
   if (!credentials || (!credentials.privateKey && !credentials.password)) {
-    const why = 'no target credentials are vaulted for it';
-    return Promise.resolve({ ok: false, refusal: refusals.upstream(resource.name, why), why });
+    return Promise.resolve({ ok: false, error: new UpstreamError('no_credentials', 'no target credentials are vaulted for it') });
   }
   return new Promise((resolve) => {
     const conn = new ssh2.Client();
-    let mismatch: { got: string; pinned: string } | undefined;
+    /** The host key was refused: that, not ssh2's "verification failed", is the reason. */
+    let identity: UpstreamError | undefined;
     let settled = false;
     const settle = (r: UpstreamResult): void => {
       if (settled) return;
@@ -40,7 +40,7 @@ export function connectUpstream(o: UpstreamOptions): Promise<UpstreamResult> {
       if (!r.ok) conn.end();
       resolve(r);
     };
-    const fail = (why: string): void => settle({ ok: false, refusal: refusals.upstream(resource.name, why), why });
+    const fail = (err: UpstreamError): void => settle({ ok: false, error: identity ?? err });
 
     const methods: Array<'publickey' | 'password'> = [];
     if (credentials.privateKey) methods.push('publickey');
@@ -52,13 +52,12 @@ export function connectUpstream(o: UpstreamOptions): Promise<UpstreamResult> {
       readyTimeout: o.timeoutMs,
       authHandler: methods,
       hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
-        const fp = fingerprint(key);
-        o.broker.pinTargetIdentity(resource.name, fp).then(
-          (r) => {
-            if (r === 'mismatch') mismatch = { got: fp, pinned: resource.hostKeyPin ?? 'another key' };
-            verify(r !== 'mismatch');
+        o.port.verifyTarget(resource.name, { kind: 'pin', what: 'SSH host key', fingerprint: fingerprint(key) }).then(
+          () => verify(true),
+          (err: unknown) => {
+            identity = err instanceof UpstreamError ? err : new UpstreamError('identity', `its SSH host key could not be checked (${(err as Error).message})`);
+            verify(false);
           },
-          () => verify(false),
         );
       },
     };
@@ -68,30 +67,26 @@ export function connectUpstream(o: UpstreamOptions): Promise<UpstreamResult> {
     if (o.debug) config.debug = o.debug;
 
     conn.once('ready', () => settle({ ok: true, conn }));
-    conn.on('error', (err: Error & { level?: string; code?: string }) => {
-      if (mismatch) {
-        settle({ ok: false, refusal: refusals.hostKeyMismatch(resource.name, mismatch.got, mismatch.pinned), why: 'host key mismatch' });
-        return;
-      }
-      fail(describe(err, resource));
-    });
-    conn.once('close', () => fail('the target closed the connection during login'));
+    conn.on('error', (err: Error & { level?: string; code?: string }) => fail(classify(err, resource)));
+    conn.once('close', () => fail(new UpstreamError('unreachable', 'the target closed the connection during login')));
     try {
       conn.connect(config);
     } catch (err) {
-      fail(describe(err as Error, resource));
+      fail(classify(err as Error, resource));
     }
   });
 }
 
-function describe(err: Error & { level?: string; code?: string }, r: Resource): string {
+/** ssh2's and the socket's errors as the gateway's one UpstreamError, with a sentence for the user. */
+function classify(err: Error & { level?: string; code?: string }, r: Resource): UpstreamError {
   const where = `${r.host}:${r.port}`;
-  if (err.code === 'ECONNREFUSED') return `${where} refused the connection`;
-  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return `cannot resolve ${r.host}`;
-  if (err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') return `${where} is unreachable`;
-  if (err.level === 'client-timeout' || /timed out/i.test(err.message)) return `${where} did not answer in time`;
-  if (err.level === 'client-authentication') return `the target rejected the vaulted credentials for ${r.name}`;
-  return `${where}: ${err.message}`;
+  if (err.code === 'ECONNREFUSED') return new UpstreamError('unreachable', `${where} refused the connection`);
+  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new UpstreamError('unreachable', `cannot resolve ${r.host}`);
+  if (err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') return new UpstreamError('unreachable', `${where} is unreachable`);
+  if (err.level === 'client-timeout' || /timed out/i.test(err.message)) return new UpstreamError('timeout', `${where} did not answer in time`);
+  if (err.level === 'client-authentication') return new UpstreamError('login', `the target rejected the vaulted credentials for ${r.name}`);
+  if (err.level === 'protocol' || err.level === 'handshake') return new UpstreamError('protocol', `${where}: ${err.message}`);
+  return new UpstreamError('unreachable', `${where}: ${err.message}`);
 }
 
 /**

@@ -1,32 +1,15 @@
 /**
- * Properties of the SSH adapter's wire helpers: login parsing, SSH string encoding, key
- * type extraction, disconnect lines.
+ * Properties of the SSH adapter's wire helpers: SSH string encoding, key type extraction,
+ * disconnect lines, and how every refusal code looks on the SSH wire. (Login names are the
+ * broker's: see test/unit/broker/login.test.ts.)
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encode, fingerprint, keyTypeOf, oneLine, parseLogin } from '../../protocols/ssh/codec.js';
-
-const name = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/);
+import { REFUSAL_CODES } from '../../src/broker/refusals.js';
+import { DISCONNECT, encode, fingerprint, keyTypeOf, oneLine } from '../../protocols/ssh/codec.js';
+import { SshRefusal } from '../../protocols/ssh/errors.js';
 
 describe('ssh codec', () => {
-  it('parses USER:RESOURCE and nothing else', () => {
-    fc.assert(
-      fc.property(name, name, (u, r) => {
-        expect(parseLogin(`${u}:${r}`)).toEqual({ user: u, resource: r });
-      }),
-    );
-    fc.assert(
-      fc.property(fc.string({ maxLength: 200 }), (s) => {
-        const p = parseLogin(s);
-        if (p) expect(`${p.user}:${p.resource}`).toBe(s);
-        if (!s.includes(':')) expect(p).toBeUndefined();
-      }),
-    );
-    expect(parseLogin('alice:prod:web')).toBeUndefined();
-    expect(parseLogin(':prod-web')).toBeUndefined();
-    expect(parseLogin('alice:')).toBeUndefined();
-  });
-
   it('reads the key type back from any blob that starts with an SSH string', () => {
     fc.assert(
       fc.property(fc.stringMatching(/^[a-z0-9@.-]{1,64}$/), fc.uint8Array({ maxLength: 64 }), (type, rest) => {
@@ -55,5 +38,23 @@ describe('ssh codec', () => {
         expect(l.length).toBeLessThanOrEqual(380);
       }),
     );
+  });
+
+  it('renders every refusal code as a banner naming the code and a DISCONNECT with a known reason', () => {
+    const reasons = new Set<number>(Object.values(DISCONNECT));
+    fc.assert(
+      fc.property(fc.constantFrom(...REFUSAL_CODES), fc.string({ maxLength: 300 }), fc.option(fc.string({ minLength: 1, maxLength: 100 }), { nil: undefined }), (code, message, hint) => {
+        const r = new SshRefusal(hint === undefined ? { code, message } : { code, message, hint }, 'prod-web');
+        expect(reasons.has(r.reason)).toBe(true);
+        expect(r.banner().startsWith(`Gatehouse: access to prod-web refused (${code}).\n`)).toBe(true);
+        expect(r.banner()).toContain(message);
+        if (hint !== undefined) expect(r.banner()).toContain(`To fix: ${hint}`);
+        expect(r.line().startsWith('Gatehouse: ')).toBe(true);
+      }),
+    );
+    expect(new SshRefusal({ code: 'approval_required', message: 'x' }).reason).toBe(DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE);
+    expect(new SshRefusal({ code: 'protocol_error', message: 'x' }).reason).toBe(DISCONNECT.PROTOCOL_ERROR);
+    expect(new SshRefusal({ code: 'target_identity', message: 'x' }).reason).toBe(DISCONNECT.BY_APPLICATION);
+    expect(new SshRefusal({ code: 'too_many_connections', message: 'x' }).reason).toBe(DISCONNECT.TOO_MANY_CONNECTIONS);
   });
 });

@@ -8,7 +8,7 @@ import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
 import { SshAdapter } from '../../protocols/ssh/index.js';
-import { encode, protocolOf, sendRaw } from '../../protocols/ssh/codec.js';
+import { encode, MSG, protocolOf, sendRaw } from '../../protocols/ssh/codec.js';
 import { GATEWAY_PASSWORD } from './gateway-harness.js';
 import { run, startSshFixture, type SshFixture } from './ssh-fixture.js';
 
@@ -80,7 +80,7 @@ describe('ssh gateway: bad input', () => {
       client.on('close', () => resolve(seen));
       client.on('ready', () => {
         // CHANNEL_OPEN "gatehouse-fuzz@example.com", sender 7, window 1 MiB, packet 32 KiB.
-        sendRaw(protocolOf(client), Buffer.concat([Buffer.from([90]), encode('gatehouse-fuzz@example.com', 7, 1 << 20, 32768)]));
+        sendRaw(protocolOf(client), Buffer.concat([Buffer.from([MSG.CHANNEL_OPEN]), encode('gatehouse-fuzz@example.com', 7, 1 << 20, 32768)]));
       });
       client.connect({ host: '127.0.0.1', port: fx.port, username: 'alice:open-web', password: GATEWAY_PASSWORD, readyTimeout: 10_000 });
     });
@@ -106,21 +106,47 @@ describe('ssh gateway: bad input', () => {
         env: fx.askpassEnv(GATEWAY_PASSWORD, 2),
       }).exited;
       expect(slow.code).toBe(255);
-      expect(slow.stderr).toContain('Authentication took too long.');
+      expect(slow.stderr).toContain('Gatehouse: access refused (handshake_timeout).');
+      expect(slow.stderr).toContain('the handshake took too long.');
+      const refused = await fx.gw.store.listAudit({ action: 'door.refuse' });
+      expect(refused.filter((e) => e.data.door === 'ssh' && e.data.code === 'handshake_timeout').length).toBeGreaterThanOrEqual(2);
     } finally {
       await listener.close();
     }
     await stillServes();
   });
 
-  it('hangs up after too many failed passwords', async () => {
-    const r = await fx.ssh('alice', 'open-web', ['true'], {
-      batch: false,
-      pre: ['-o', 'PreferredAuthentications=password', '-o', 'NumberOfPasswordPrompts=20'],
-      env: fx.askpassEnv('not the password'),
+  it('hangs up after too many failed passwords, and a locked user then reads why', async () => {
+    const listener = await new SshAdapter({ maxAuthAttempts: 3 }).listen({
+      host: '127.0.0.1', port: 0, broker: fx.gw.broker, log: silentLogger,
+      tls: { cert: fx.gw.pki.certPem, key: fx.gw.pki.keyPem, ca: fx.gw.pki.caCertPem }, sshHostKey: fx.gw.pki.sshHostKeyPem,
     });
-    expect(r.code).toBe(255);
-    expect(r.stderr).toContain('Too many failed authentication attempts.');
+    const guess = (port: number) => {
+      const opts = fx.sshOpts('alice');
+      opts[opts.indexOf('-p') + 1] = String(port);
+      return run('ssh', [...opts, '-o', 'BatchMode=no', '-o', 'PreferredAuthentications=password', '-o', 'NumberOfPasswordPrompts=20', 'alice:open-web@127.0.0.1', 'true'], {
+        env: fx.askpassEnv('not the password'),
+      }).exited;
+    };
+    try {
+      // The door's own limit (sshd's MaxAuthTries): 3 wrong passwords, then the last reason.
+      const r = await guess(listener.address.port);
+      expect(r.code).toBe(255);
+      expect(r.stderr).toContain('Gatehouse: access refused (bad_password).');
+      expect(r.stderr).toContain('Too many failed authentication attempts.');
+      expect(r.stderr).toContain("access denied for alice:open-web: the password is neither alice's gateway password nor a valid launch ticket.");
+      // The broker's lockout (5 failures, shared with the API) comes next: refused with its reason.
+      const locked = await guess(fx.port);
+      expect(locked.code).toBe(255);
+      expect(locked.stderr).toContain('Gatehouse: access refused (locked).');
+      expect(locked.stderr).toContain('too many failed sign-ins; try again in 15 min.');
+      const refusedLogins = await fx.gw.store.listAudit({ action: 'login.refuse' });
+      expect(refusedLogins.filter((e) => e.actor === 'alice' && e.data.door === 'ssh' && e.data.code === 'bad_password')).toHaveLength(5);
+      expect(refusedLogins.some((e) => e.actor === 'alice' && e.data.code === 'locked')).toBe(true);
+    } finally {
+      await listener.close();
+    }
+    fx.gw.clock.advance(15 * 60_000);
     await stillServes();
   });
 });

@@ -4,7 +4,9 @@
  * interactive session or an open -L tunnel, the client exits within a second, and the
  * audit log says why. Workflow time is a FakeClock; the sockets are real.
  */
+import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import ssh2, { type AnyAuthMethod } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../targets/index.js';
 import { BERLIN_DAYTIME } from './gateway-harness.js';
@@ -114,6 +116,28 @@ describe('ssh gateway: MFA resource', () => {
       batch: false, pre: ['-o', 'PreferredAuthentications=password'], env: fx.askpassEnv(ticket),
     });
     expect(r.stdout.trim()).toBe('ticket-ok');
+  });
+  it('refuses a TOTP step sent under another login name than the key that proved the first factor', async () => {
+    const code = await fx.gw.enrolTotp('carol');
+    const steps: AnyAuthMethod[] = [
+      { type: 'publickey', username: 'alice:mfa-web', key: readFileSync(fx.key('alice')) },
+      { type: 'keyboard-interactive', username: 'carol:mfa-web', prompt: (_n, _i, _l, _p, finish) => finish([code()]) },
+    ];
+    const client = new ssh2.Client();
+    const seen = await new Promise<{ error: string; ready: boolean }>((resolve) => {
+      const out = { error: '', ready: false };
+      client.on('ready', () => ((out.ready = true), client.end()));
+      client.on('error', (e) => (out.error = e.message));
+      client.on('close', () => resolve(out));
+      client.connect({
+        host: '127.0.0.1', port: fx.port, username: 'alice:mfa-web', readyTimeout: 10_000,
+        authHandler: (_left, _partial, next) => next(steps.shift() ?? (false as never)),
+      });
+    });
+    expect(seen.ready).toBe(false);
+    expect(seen.error).toBe('PROTOCOL_ERROR');
+    const started = await fx.gw.store.listAudit({ action: 'session.start' });
+    expect(started.some((e) => e.actor === 'carol' && e.data.resource === 'mfa-web')).toBe(false);
   });
 });
 

@@ -143,7 +143,7 @@ describe('ssh gateway: approval resource', () => {
     }
   });
 
-  it('accepts the gateway password and a one-time launch ticket instead of a key', async () => {
+  it('accepts the gateway password and a one-time launch ticket instead of a key; a used ticket is refused with its reason', async () => {
     const pw = await fx.ssh('alice', 'prod-web', ['echo', 'via-password'], {
       batch: false, pre: ['-o', 'PreferredAuthentications=password'], env: fx.askpassEnv(GATEWAY_PASSWORD),
     });
@@ -152,22 +152,68 @@ describe('ssh gateway: approval resource', () => {
     const opts = { batch: false, pre: ['-o', 'PreferredAuthentications=password'], env: fx.askpassEnv(ticket) };
     const t1 = await fx.ssh('alice', 'prod-web', ['echo', 'via-ticket'], opts);
     expect(t1.stdout.trim()).toBe('via-ticket');
-    // A ticket is used once; then it is just a wrong password.
-    const t2 = await fx.ssh('alice', 'prod-web', ['echo', 'again'], { ...opts, pre: [...opts.pre, '-o', 'NumberOfPasswordPrompts=1'] });
+    // A ticket is used once; then the user reads why it no longer works.
+    const t2 = await fx.ssh('alice', 'prod-web', ['echo', 'again'], opts);
     expect(t2.code).toBe(255);
-    expect(t2.stderr).toContain('Permission denied');
+    expect(t2.stdout).toBe('');
+    expect(t2.stderr).toContain('Gatehouse: access refused (bad_ticket).');
+    expect(t2.stderr).toContain('the launch ticket is not valid for prod-web (unknown, already used or expired).');
+    expect(t2.stderr).toContain('To fix: get a fresh one: gatehouse launch prod-web');
+    // A wrong password is SSH's ordinary "try again".
+    const wrong = await fx.ssh('alice', 'prod-web', ['true'], {
+      batch: false, pre: ['-o', 'PreferredAuthentications=password', '-o', 'NumberOfPasswordPrompts=1'], env: fx.askpassEnv('not the password'),
+    });
+    expect(wrong.code).toBe(255);
+    expect(wrong.stderr).toContain('Permission denied');
+    expect(wrong.stderr).not.toContain('Gatehouse: access refused');
   });
 
   it('refuses a login that is not USER:RESOURCE, an unregistered key, and a user not on the access list', async () => {
-    const bad = await run('ssh', [...fx.sshOpts('alice'), '-o', 'BatchMode=yes', 'alice@127.0.0.1', 'true']).exited;
+    const bad = await run('ssh', [...fx.sshOpts('alice'), '-o', 'BatchMode=no', '-o', 'PreferredAuthentications=password', 'alice@127.0.0.1', 'true'], {
+      env: fx.askpassEnv(GATEWAY_PASSWORD),
+    }).exited;
     expect(bad.code).toBe(255);
+    expect(bad.stderr).toContain('Gatehouse: access refused (bad_login_name).');
     expect(bad.stderr).toContain("'alice' is not a Gatehouse login; log in as USER:RESOURCE.");
+    expect(bad.stderr).toContain('To fix: ssh -p 2222 alice:prod-web@GATEWAY');
+    // A key probe names no resource the broker could check: like sshd for an unknown user,
+    // the key is just not accepted.
+    const badKeyOnly = await run('ssh', [...fx.sshOpts('alice'), '-o', 'BatchMode=yes', 'alice@127.0.0.1', 'true']).exited;
+    expect(badKeyOnly.code).toBe(255);
+    expect(badKeyOnly.stderr).toContain('Permission denied (publickey,password)');
     const wrongKey = await run('ssh', [...fx.sshOpts('carol'), '-o', 'BatchMode=yes', 'alice:prod-web@127.0.0.1', 'true']).exited;
     expect(wrongKey.code).toBe(255);
     expect(wrongKey.stderr).toContain('Permission denied (publickey,password)');
     const mallory = await fx.ssh('mallory', 'prod-web', ['true']);
     expect(mallory.stderr).toContain('not_on_access_list');
     expect(mallory.stderr).toContain('gatehouse resource share prod-web --user mallory');
+  });
+});
+
+describe('ssh gateway: resources of another protocol', () => {
+  beforeAll(async () => {
+    await fx.gw.addResource({ name: 'prod-pg', type: 'database', protocol: 'postgres', host: '127.0.0.1', port: 5432, database: 'app', credentials: { login: 'app', password: 'secret' } });
+  });
+
+  it('refuses an SSH login to a PostgreSQL resource with wrong_protocol, before any target connection', async () => {
+    const r = await fx.ssh('alice', 'prod-pg', ['true']);
+    expect(r.code).toBe(255);
+    expect(r.stderr).toContain('Gatehouse: access to prod-pg refused (wrong_protocol).');
+    expect(r.stderr).toContain('prod-pg is a postgres resource and cannot be reached through the ssh gateway.');
+    expect(r.stderr).toContain('To fix: gatehouse connect prod-pg');
+    expect(await fx.gw.store.listAudit({ action: 'session.discard' })).not.toContainEqual(expect.objectContaining({ data: expect.objectContaining({ resource: 'prod-pg' }) }));
+  });
+
+  it('refuses a PostgreSQL launch ticket typed at the SSH password prompt, and leaves it unused', async () => {
+    const { ticket } = await fx.gw.engine.mfa.issueTicket('alice', 'prod-pg', false);
+    const r = await fx.ssh('alice', 'prod-pg', ['true'], { batch: false, pre: ['-o', 'PreferredAuthentications=password'], env: fx.askpassEnv(ticket) });
+    expect(r.code).toBe(255);
+    expect(r.stderr).toContain('Gatehouse: access refused (wrong_protocol).');
+    expect(r.stderr).toContain('prod-pg is a postgres resource and cannot be reached through the ssh gateway.');
+    const stored = await fx.gw.engine.mfa.peekTicket(ticket);
+    expect(stored?.usedAt).toBeUndefined();
+    const refusal = await fx.gw.store.listAudit({ action: 'login.refuse' });
+    expect(refusal).toContainEqual(expect.objectContaining({ subject: 'prod-pg', data: expect.objectContaining({ door: 'ssh', code: 'wrong_protocol' }) }));
   });
 });
 
@@ -178,10 +224,12 @@ describe('ssh gateway: target identity and credentials', () => {
     await fx.gw.store.putResource({ ...r, hostKeyPin: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' });
     const res = await fx.ssh('alice', 'pinned-web', ['true']);
     expect(res.code).toBe(255);
-    expect(res.stderr).toContain('host_key_mismatch');
-    expect(res.stderr).toContain(`The host key of pinned-web changed (now ${fx.target.hostKeyFingerprint}`);
+    expect(res.stderr).toContain('Gatehouse: access to pinned-web refused (target_identity).');
+    expect(res.stderr).toContain(`could not open pinned-web: its SSH host key changed (now ${fx.target.hostKeyFingerprint}, pinned SHA256:AAAA`);
+    expect(res.stderr).toContain(`To fix: after verifying the new SSH host key with the owner of pinned-web, an administrator re-pins it: set hostKeyPin: ${fx.target.hostKeyFingerprint}`);
     const audit = await fx.gw.store.listAudit({ action: 'session.discard' });
-    expect(audit.some((e) => e.data.resource === 'pinned-web' && e.data.why === 'host key mismatch')).toBe(true);
+    expect(audit.some((e) => e.data.resource === 'pinned-web' && e.data.code === 'target_identity')).toBe(true);
+    expect((await fx.gw.store.getResource('pinned-web'))?.hostKeyPin).toBe('SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
   });
 
   it('logs in to the target with a vaulted password, and says so when the target is down', async () => {
@@ -191,7 +239,9 @@ describe('ssh gateway: target identity and credentials', () => {
     await fx.addSshResource('down-web', { port: await freePort() });
     const down = await fx.ssh('alice', 'down-web', ['true']);
     expect(down.code).toBe(255);
-    expect(down.stderr).toContain('target_unreachable');
-    expect(down.stderr).toMatch(/Gatehouse could not open down-web: 127\.0\.0\.1:\d+ refused the connection/);
+    expect(down.stderr).toContain('Gatehouse: access to down-web refused (target_unreachable).');
+    expect(down.stderr).toMatch(/could not open down-web: 127\.0\.0\.1:\d+ refused the connection/);
+    const discarded = await fx.gw.store.listAudit({ action: 'session.discard' });
+    expect(discarded.some((e) => e.data.resource === 'down-web' && e.data.code === 'target_unreachable')).toBe(true);
   });
 });
