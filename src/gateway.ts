@@ -15,7 +15,7 @@ import { EventBus } from './events/bus.js';
 import { PgRevokeBridge } from './events/pg-bridge.js';
 import { WebhookSender } from './notify/webhooks.js';
 import { ensurePki, type Pki } from './pki/pki.js';
-import { loadOrCreateMasterKey } from './secrets/master-key.js';
+import { loadOrCreateKeyFile, loadOrCreateMasterKey } from './secrets/master-key.js';
 import { generatePassword, hashPassword } from './secrets/passwords.js';
 import { Sealer } from './secrets/sealer.js';
 import { openStore } from './store/open.js';
@@ -55,7 +55,18 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   const sealer = new Sealer(loadOrCreateMasterKey({ dataDir: cfg.dataDir }));
   const store = cfg.storeUrl ? await openStore({ kind: 'postgres', url: cfg.storeUrl }) : openStore({ path: join(cfg.dataDir, 'gatehouse.db') });
   const bus = new EventBus();
-  const audit = new AuditLog({ store, key: sealer.deriveKey('gatehouse/audit-mac/v1'), clock });
+  // The chain's key lives in its own file. A log written before that file existed was keyed
+  // from the master key: that key is moved into the file, so the old chain keeps verifying.
+  const hasAudit = (await store.listAudit({ limit: 1 })).length > 0;
+  const auditKey = loadOrCreateKeyFile(cfg.auditKeyFile, 'audit key', hasAudit ? () => sealer.deriveKey('gatehouse/audit-mac/v1') : undefined);
+  const audit = new AuditLog({
+    store, key: auditKey, clock, node: cfg.nodeName,
+    // Checkpoints leave the database: the log stream and the webhooks carry them.
+    onCheckpoint: (checkpoint) => {
+      log.info({ checkpoint }, 'audit checkpoint');
+      bus.publishNotice({ kind: 'audit_checkpoint', checkpoint, to: [] });
+    },
+  });
   const engine = new Engine({ store, clock, bus, audit, sealer, log, config: { warnBeforeMs: cfg.warnBeforeMinutes * 60_000 } });
   const hostnames = [...cfg.hostnames, ...Object.values(cfg.listen).map((l) => l.host).filter((h) => h !== '0.0.0.0' && h !== '::')];
   const pki = await ensurePki(cfg.certDir, { hostnames: [...new Set(hostnames)], clock });

@@ -4,6 +4,9 @@ import { GatehouseError } from '../core/errors.js';
 import type { AuditEntry } from '../core/model.js';
 import type { Store } from '../store/store.js';
 import { AUDIT_GENESIS } from '../store/store.js';
+import { checkpointSignatureValid, signCheckpoint, type AuditCheckpoint, type CheckpointProblem } from './checkpoint.js';
+
+export type { AuditCheckpoint } from './checkpoint.js';
 
 /**
  * The `prev` of entry 1. Stores assign `prev`, so every backend must use this same value
@@ -30,7 +33,7 @@ const SECRET_KEYS = new Set([
 
 const PAGE = 1000;
 
-export type AuditProblem = 'mac_mismatch' | 'broken_link' | 'sequence_gap' | 'bad_genesis' | 'truncated' | 'anchor_mismatch';
+export type AuditProblem = 'mac_mismatch' | 'broken_link' | 'sequence_gap' | 'bad_genesis' | 'truncated' | 'anchor_mismatch' | 'anchor_missing' | CheckpointProblem;
 
 /**
  * `count` is the number of entries that checked out before the first problem (all of them
@@ -44,9 +47,14 @@ export type AuditVerifyResult =
 
 export interface AuditLogOptions {
   store: Store;
-  /** HMAC key, e.g. `sealer.deriveKey('gatehouse/audit-mac/v1')`; at least 32 bytes. */
+  /** HMAC key, from its own key file (see audit-key.ts); at least 32 bytes. */
   key: Buffer;
   clock: Clock;
+  /** Names this gateway in checkpoints. */
+  node?: string;
+  /** Called with a signed checkpoint every `checkpointEvery` entries (default 100), to ship it off the box. */
+  onCheckpoint?: (c: AuditCheckpoint) => void;
+  checkpointEvery?: number;
 }
 
 /**
@@ -57,7 +65,11 @@ export interface AuditLogOptions {
  */
 export class AuditLog {
   readonly #key: Buffer;
+  readonly #checkpointKey: Buffer;
   private readonly store: Store;
+  private readonly node: string;
+  private readonly onCheckpoint: ((c: AuditCheckpoint) => void) | undefined;
+  private readonly checkpointEvery: number;
   private readonly clock: Clock;
   // Anchor writes are chained so a slow earlier write never overwrites a newer head.
   private anchorWrite: Promise<void> = Promise.resolve();
@@ -68,8 +80,18 @@ export class AuditLog {
       throw new GatehouseError('CONFIG_INVALID', 'audit MAC key must be at least 32 bytes');
     }
     this.#key = Buffer.from(opts.key);
+    this.#checkpointKey = createHmac('sha256', this.#key).update('gatehouse/audit-checkpoint/v1').digest();
     this.store = opts.store;
     this.clock = opts.clock;
+    this.node = opts.node ?? 'gateway';
+    this.onCheckpoint = opts.onCheckpoint;
+    this.checkpointEvery = opts.checkpointEvery ?? 100;
+  }
+
+  /** A signed checkpoint of the current head, to keep where the database writer cannot reach. */
+  async checkpoint(): Promise<AuditCheckpoint> {
+    const head = (await this.store.listAudit({ limit: 1, newest: true }))[0];
+    return signCheckpoint(this.#checkpointKey, { seq: head?.seq ?? 0, mac: head?.mac ?? AUDIT_GENESIS, at: this.clock.now().toISOString(), node: this.node });
   }
 
   async record(actor: string, action: string, subject: string, data: Record<string, unknown> = {}): Promise<AuditEntry> {
@@ -80,11 +102,19 @@ export class AuditLog {
       (unsealed) => this.mac(unsealed),
     );
     await this.anchor(entry);
+    if (this.onCheckpoint && entry.seq % this.checkpointEvery === 0) {
+      this.onCheckpoint(signCheckpoint(this.#checkpointKey, { seq: entry.seq, mac: entry.mac, at: this.clock.now().toISOString(), node: this.node }));
+    }
     return entry;
   }
 
-  /** Walks the whole chain in seq order and reports the first entry that does not hold up. */
-  async verify(): Promise<AuditVerifyResult> {
+  /**
+   * Walks the whole chain in seq order and reports the first entry that does not hold up;
+   * with a checkpoint kept elsewhere, also that the chain still holds the entry it names.
+   */
+  async verify(opts: { checkpoint?: AuditCheckpoint } = {}): Promise<AuditVerifyResult> {
+    const cp = opts.checkpoint;
+    if (cp && !checkpointSignatureValid(this.#checkpointKey, cp)) return { ok: false, count: 0, firstBadSeq: cp.seq, problem: 'checkpoint_signature' };
     // Read the anchor before the entries: appends racing with the walk then only add entries
     // past the anchor, never make a healthy log look truncated.
     const anchor = parseAnchor(await this.store.getMeta(AUDIT_HEAD_META));
@@ -101,6 +131,7 @@ export class AuditLog {
         if (e.prev !== expectedPrev) return bad(e.seq, 'broken_link');
         if (!macEquals(this.mac(e), e.mac)) return bad(e.seq, 'mac_mismatch');
         if (anchor !== 'invalid' && anchor?.seq === e.seq && anchor.mac !== e.mac) return bad(e.seq, 'anchor_mismatch');
+        if (cp && cp.seq === e.seq && !macEquals(cp.mac, e.mac)) return bad(e.seq, 'checkpoint_mismatch');
         expectedPrev = e.mac;
         count++;
       }
@@ -108,6 +139,9 @@ export class AuditLog {
       afterSeq = page[page.length - 1]!.seq;
     }
     if (anchor === 'invalid') return bad(count, 'anchor_mismatch');
+    if (cp && cp.seq > count) return bad(count + 1, 'checkpoint_truncated');
+    // Entries but no anchor: the head row was deleted (with the tail, most likely).
+    if (!anchor && count > 0) return bad(count, 'anchor_missing');
     if (anchor && anchor.seq > count) return bad(count + 1, 'truncated');
     // An anchor older than the head is normal when a node stopped between append and anchor.
     return { ok: true, count, head: expectedPrev };

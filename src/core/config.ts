@@ -40,6 +40,8 @@ export interface GatewayConfig {
   storeUrl?: string;
   /** Lifetime of an API token created without one, and the longest one may ask for (days). */
   apiTokenTtlDays: number;
+  /** The audit chain's key file (default `<data>/audit.key`); keep it off the database's host so a database writer cannot re-sign the chain. */
+  auditKeyFile: string;
 }
 
 const Address = z.union([z.literal('off'), z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:]+):\d{1,5}$/, 'use HOST:PORT')]);
@@ -54,6 +56,7 @@ const FileSchema = z.strictObject({
   nodeName: z.string().optional(),
   allowPlaintextOnLoopback: z.boolean().optional(),
   store: z.string().regex(/^postgres(ql)?:\/\//, 'use a postgres:// connection string').optional(),
+  auditKeyFile: z.string().min(1).optional(),
   apiTokenTtlDays: z.number().int().min(1).max(3650).optional(),
 });
 
@@ -123,6 +126,7 @@ export function loadConfig(inputs: ConfigInputs): GatewayConfig {
     warnBeforeMinutes: file.warnBeforeMinutes ?? 5,
     nodeName: file.nodeName ?? hostname(),
     allowPlaintextOnLoopback: file.allowPlaintextOnLoopback ?? false,
+    auditKeyFile: resolve(cwd, file.auditKeyFile ?? resolve(dataDir, 'audit.key')),
     apiTokenTtlDays: file.apiTokenTtlDays ?? 90,
   };
   if (policiesDir) cfg.policiesDir = resolve(cwd, policiesDir);

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { AuditCheckpoint } from '../audit/checkpoint.js';
 import type { AccessRequest, Lease, TerminationReason } from '../core/model.js';
 
 /**
@@ -29,7 +30,9 @@ export type Notice =
   | { kind: 'lease_expired'; lease: Lease; to: string[] }
   | { kind: 'access_expiring'; resource: string; at: Date; to: string[] }
   | { kind: 'session_started'; sessionId: string; resource: string; user: string; to: string[] }
-  | { kind: 'session_ended'; sessionId: string; resource: string; user: string; reason: string; to: string[] };
+  | { kind: 'session_ended'; sessionId: string; resource: string; user: string; reason: string; to: string[] }
+  /** A signed checkpoint of the audit chain's head, for receivers that keep it off the box. */
+  | { kind: 'audit_checkpoint'; checkpoint: AuditCheckpoint; to: string[] };
 
 export interface EventBusEvents {
   revoke: [RevokeEvent];

@@ -53,6 +53,8 @@ export function noticeText(n: Notice): string {
       return `${n.user} connected to ${n.resource}`;
     case 'session_ended':
       return `${n.user}'s session on ${n.resource} ended: ${n.reason}`;
+    case 'audit_checkpoint':
+      return `Audit checkpoint: entry ${n.checkpoint.seq} of ${n.checkpoint.node} (keep it; gatehouse audit verify --checkpoint FILE checks the chain against it)`;
     default: {
       const never: never = n;
       return String(never);

@@ -8,14 +8,14 @@ export const MASTER_KEY_FILE = 'master.key';
 const KEY_BYTES = 32;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
-function parseKey(raw: string, source: string): Buffer {
+function parseKey(raw: string, source: string, what = 'master key'): Buffer {
   const text = raw.trim();
   const key = BASE64.test(text) ? Buffer.from(text, 'base64') : undefined;
   if (!key || key.length !== KEY_BYTES || key.toString('base64') !== text) {
     // Never echo the value: a near-miss key is still mostly key.
     throw new GatehouseError(
       'CONFIG_INVALID',
-      `master key from ${source} must be base64 of exactly ${KEY_BYTES} bytes` +
+      `${what} from ${source} must be base64 of exactly ${KEY_BYTES} bytes` +
         (key ? ` (it decodes to ${key.length} bytes)` : ' (it is not valid base64)'),
       { source },
     );
@@ -32,28 +32,33 @@ export function loadOrCreateMasterKey(opts: { dataDir: string; env?: NodeJS.Proc
   const env = opts.env ?? process.env;
   const fromEnv = env[MASTER_KEY_ENV];
   if (fromEnv !== undefined && fromEnv.trim() !== '') return parseKey(fromEnv, `environment variable ${MASTER_KEY_ENV}`);
-
-  const path = join(opts.dataDir, MASTER_KEY_FILE);
-  const existing = readIfExists(path);
-  if (existing !== undefined) return parseKey(existing, `file ${path}`);
-
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-  const key = randomBytes(KEY_BYTES);
+  return loadOrCreateKeyFile(join(opts.dataDir, MASTER_KEY_FILE), 'master key');
+}
+
+/**
+ * A 32-byte key kept base64 in a file of mode 0600: read when it exists, else created
+ * (with `initial()` when given, random otherwise). Two processes starting at once end up
+ * with the same key: creation refuses to overwrite, and the loser reads the winner's.
+ */
+export function loadOrCreateKeyFile(path: string, what: string, initial?: () => Buffer): Buffer {
+  const existing = readIfExists(path, what);
+  if (existing !== undefined) return parseKey(existing, `file ${path}`, what);
+  const key = initial?.() ?? randomBytes(KEY_BYTES);
   try {
-    // 'wx' refuses to overwrite: two processes starting at once must not each mint a key.
     writeFileSync(path, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return parseKey(readFileSync(path, 'utf8'), `file ${path}`);
-    throw new GatehouseError('CONFIG_INVALID', `cannot create master key file ${path}: ${(e as Error).message}`, { source: path });
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return parseKey(readFileSync(path, 'utf8'), `file ${path}`, what);
+    throw new GatehouseError('CONFIG_INVALID', `cannot create ${what} file ${path}: ${(e as Error).message}`, { source: path });
   }
   return key;
 }
 
-function readIfExists(path: string): string | undefined {
+function readIfExists(path: string, what: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new GatehouseError('CONFIG_INVALID', `cannot read master key file ${path}: ${(e as Error).message}`, { source: path });
+    throw new GatehouseError('CONFIG_INVALID', `cannot read ${what} file ${path}: ${(e as Error).message}`, { source: path });
   }
 }

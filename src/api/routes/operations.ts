@@ -3,6 +3,7 @@ import { ForbiddenError, GatehouseError, NotFoundError } from '../../core/errors
 import { isOnAccessList } from '../../workflow/access.js';
 import type { MfaProof } from '../../workflow/decide.js';
 import { AuditLog } from '../../audit/audit-log.js';
+import { AuditCheckpointSchema } from '../../audit/checkpoint.js';
 import type { ApiDeps } from '../deps.js';
 import { parseBody, route, type Route } from '../http.js';
 import { clientCommand, clientInvocation } from '../launch.js';
@@ -15,6 +16,11 @@ const Launch = z.strictObject({ resource: z.string().min(1).max(63), totp: z.str
 export function operationRoutes(d: ApiDeps): Route[] {
   const { engine, auth } = d;
   const store = engine.ctx.store;
+  const auditLog = (): AuditLog => {
+    const audit = engine.ctx.audit;
+    if (!(audit instanceof AuditLog)) throw new GatehouseError('INTERNAL', 'audit verification is not available');
+    return audit;
+  };
   return [
     route('POST', '/api/v1/launch', 'Issue a one-time launch ticket and the client command', async (c) => {
       const b = parseBody(Launch, c.body);
@@ -24,12 +30,8 @@ export function operationRoutes(d: ApiDeps): Route[] {
       if (!doorFor(r.protocol)) throw new GatehouseError('INVALID_STATE', `${r.name} is a ${r.protocol} resource and no gateway door serves ${r.protocol} yet`, { protocol: r.protocol });
       let mfa: MfaProof = { kind: 'none' };
       if (b.totp) {
-        try {
-          await engine.mfa.verify(c.user.name, b.totp);
-        } catch (e) {
-          auth.fail(c.user.name, c.ip);
-          throw e;
-        }
+        // Checked against the lock first; a wrong code counts against this user, not the address.
+        await auth.guardTotp(c.user.name, () => engine.mfa.verify(c.user.name, b.totp!));
         mfa = { kind: 'verified', at: engine.ctx.clock.now() };
       }
       // Refuse now, with the reason, rather than hand out a ticket the gateway will refuse.
@@ -78,9 +80,18 @@ export function operationRoutes(d: ApiDeps): Route[] {
     }, {}),
     route('GET', '/api/v1/audit/verify', 'Verify the audit chain', async (c) => {
       await engine.directory.requireAdmin(c.user.name);
-      const audit = engine.ctx.audit;
-      if (!(audit instanceof AuditLog)) throw new GatehouseError('INTERNAL', 'audit verification is not available');
-      return audit.verify();
+      return auditLog().verify();
+    }, {}),
+    route('POST', '/api/v1/audit/verify', 'Verify the audit chain against a checkpoint kept elsewhere', async (c) => {
+      await engine.directory.requireAdmin(c.user.name);
+      const b = parseBody(z.strictObject({ checkpoint: AuditCheckpointSchema }), c.body);
+      return auditLog().verify({ checkpoint: b.checkpoint });
+    }, {}),
+    route('GET', '/api/v1/audit/checkpoint', "A signed checkpoint of the audit chain's head, to keep off this machine", async (c) => {
+      await engine.directory.requireAdmin(c.user.name);
+      const cp = await auditLog().checkpoint();
+      await engine.ctx.audit.record(c.user.name, 'audit.checkpoint', String(cp.seq), { mac: cp.mac });
+      return cp;
     }, {}),
     route('GET', '/api/v1/policy/explain', 'Why a user can or cannot connect', async (c) => {
       const user = c.query.get('user') ?? c.user.name;

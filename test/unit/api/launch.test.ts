@@ -7,9 +7,9 @@ const TICKET = `ght_${'A'.repeat(43)}`;
 
 function resource(protocol: Resource['protocol']): Resource {
   return {
-    id: 'r1', name: 'prod-x', type: protocol === 'ssh' ? 'machine' : 'database', protocol, host: '10.0.0.5', port: 5432, owner: 'bob',
-    access: [], settings: {}, options: {}, createdAt: new Date(0),
-  } as Resource;
+    id: 'r1', name: 'prod-x', type: protocol === 'ssh' ? ('machine' as const) : ('database' as const), protocol, host: '10.0.0.5', port: 5432, owner: 'bob',
+    access: [], settings: {}, options: {}, source: 'api', createdAt: new Date(0),
+  };
 }
 
 describe('launch commands come from the door registry', () => {
