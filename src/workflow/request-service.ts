@@ -8,6 +8,10 @@ import type { Directory } from './directory.js';
 import { requirePlainText } from './plain-text.js';
 import { isGranted, nextDue, transition, type GrantRule, type RequestEvent, type Transition } from './requests.js';
 import { eligibleApprovers } from './settings.js';
+import { ticketMatches } from './ticket-pattern.js';
+
+/** The API's limit too; a ticket id is an identifier, not prose. */
+const MAX_TICKET_LENGTH = 100;
 
 export interface NewRequest {
   resource: string;
@@ -36,7 +40,8 @@ export class RequestService {
     requirePlainText('ticket', ticket);
     if (approval.requireReason && !reason) throw new ValidationError('reason', `${resource.name} requires a reason`);
     if (approval.requireTicket && !ticket) throw new ValidationError('ticket', `${resource.name} requires a ticket id`);
-    if (ticket && approval.ticketPattern && !new RegExp(approval.ticketPattern).test(ticket)) {
+    if (ticket && ticket.length > MAX_TICKET_LENGTH) throw new ValidationError('ticket', `at most ${MAX_TICKET_LENGTH} characters`);
+    if (ticket && approval.ticketPattern && !ticketMatches(approval.ticketPattern, ticket, resource.name)) {
       throw new ValidationError('ticket', `'${ticket}' does not match the required pattern ${approval.ticketPattern}`);
     }
     if (reason && reason.length > 1000) throw new ValidationError('reason', 'at most 1000 characters');

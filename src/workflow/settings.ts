@@ -4,6 +4,7 @@ import type { Principal, Role, ScheduleRange, WorkflowSettings } from '../core/m
 import { expandPrincipals, principalLabel } from './access.js';
 import { CONTROL_CHARACTER_MESSAGE, hasControlCharacter } from './plain-text.js';
 import { formatDuration, formatScheduleRange, isValidTimeZone, parseHHMM } from './schedule.js';
+import { checkTicketPatternSyntax } from './ticket-pattern.js';
 
 /**
  * Workflow settings: the zod schemas that mirror src/core/model.ts, and the semantic
@@ -194,11 +195,7 @@ function checkTicketPattern(pattern: string, requireTicket: boolean): void {
   if (pattern.length > MAX_TICKET_PATTERN_LENGTH) {
     throw new ValidationError(field, `must be at most ${MAX_TICKET_PATTERN_LENGTH} characters`);
   }
-  try {
-    new RegExp(pattern);
-  } catch (e) {
-    throw new ValidationError(field, `is not a valid regular expression (${(e as Error).message})`);
-  }
+  checkTicketPatternSyntax(pattern);
 }
 
 /**
