@@ -6,7 +6,7 @@
  * see session.ts.
  */
 import ssh2, { type AuthContext, type PublicKeyAuthContext } from 'ssh2';
-import type { GatewayPort, LoginResult, RefusalCode } from '../../src/broker/port.js';
+import type { GatewayPort, LoginResult, Refusal, RefusalCode } from '../../src/broker/port.js';
 import { keyTypeOf } from './codec.js';
 
 export type PrimaryResult =
@@ -19,7 +19,9 @@ export type PrimaryResult =
   /** A method the gateway does not offer as a first factor. */
   | { kind: 'unsupported' }
   /** The broker's answer to a signed key or a password. */
-  | { kind: 'login'; result: LoginResult };
+  | { kind: 'login'; result: LoginResult }
+  /** Refused before any secret (a malformed login name, a locked user or address). */
+  | { kind: 'refused'; refusal: Refusal };
 
 export const PRIMARY_METHODS = ['publickey', 'password'] as const;
 
@@ -41,7 +43,12 @@ export async function checkPrimary(port: GatewayPort, ctx: AuthContext, client: 
       const keyType = keyTypeOf(blob);
       if (!keyType) return { kind: 'key_unknown' };
       const keyBase64 = blob.toString('base64');
-      if (!ctx.signature || !ctx.blob) return (await port.knowsKey(name, client, keyType, keyBase64)) ? { kind: 'key_ok' } : { kind: 'key_unknown' };
+      if (!ctx.signature || !ctx.blob) {
+        // A key-only client never sends a password: tell it now why no key will do.
+        const refusal = port.precheck(name, client);
+        if (refusal) return { kind: 'refused', refusal };
+        return (await port.knowsKey(name, client, keyType, keyBase64)) ? { kind: 'key_ok' } : { kind: 'key_unknown' };
+      }
       const secret = { kind: 'publickey', keyType, keyBase64, signatureValid: signatureValid(ctx) } as const;
       return { kind: 'login', result: await port.login({ name, secret, client }) };
     }

@@ -162,6 +162,9 @@ export class SshSession implements SessionHandle {
         return this.failedAttempt(ctx);
       case 'login':
         return this.afterLogin(ctx, r.result);
+      case 'refused':
+        this.port.refused(this.client, r.refusal, 'before any secret');
+        return this.refuse(new SshRefusal(r.refusal));
       default: {
         const never: never = r;
         throw new Error(`unknown auth result ${JSON.stringify(never)}`);

@@ -121,6 +121,7 @@ export class Broker implements PortProvider {
       clock: this.engine.ctx.clock,
       log,
       login: (req) => this.logins.login({ ...req, protocol, example: door.loginExample }),
+      precheck: (name, client) => this.logins.precheck(name, client, door.loginExample),
       knowsKey: (name, client, type, blob) => this.logins.knowsKey(name, client, type, blob),
       needsMfa: async (user, resource) => {
         const d = await this.engine.explain(user, resource);

@@ -168,6 +168,18 @@ export class LoginService {
     }
   }
 
+  /**
+   * What a door can tell before any secret: a malformed login name, or a locked user or
+   * address. Nothing is counted or used up (an SSH client that only offers keys would
+   * otherwise never hear why it is refused). The door audits the refusal it acts on.
+   */
+  precheck(name: string, client: string, example = 'USER:RESOURCE'): Refusal | undefined {
+    const who = parseLoginName(name);
+    if (!who) return refusals.badLoginName(name, example);
+    const locked = Math.max(this.failures.lockedFor(`user:${who.user}`), this.failures.lockedFor(`ip:${sourceOf(client)}`));
+    return locked > 0 ? refusals.locked(Math.ceil(locked / 60_000)) : undefined;
+  }
+
   /** Whether a key is registered for the user of `name` (an SSH key probe: nothing is counted). */
   async knowsKey(name: string, client: string, keyType: string, keyBase64: string): Promise<boolean> {
     const who = parseLoginName(name);

@@ -48,6 +48,8 @@ export interface GatewayPort {
   readonly log: Logger;
   /** `USER:RESOURCE` plus a ticket, password or key: who this is, or a refusal (audited). */
   login(req: { name: string; secret: LoginSecret; client: string }): Promise<LoginResult>;
+  /** Before any secret: a malformed login name or a locked user/address, or undefined. Nothing is counted. */
+  precheck(name: string, client: string): Refusal | undefined;
   /** An SSH key probe: is this key registered for the login's user? Nothing is counted. */
   knowsKey(name: string, client: string, keyType: string, keyBase64: string): Promise<boolean>;
   /** Whether the resource wants a TOTP code at connection start (a dry run: nothing is used up). */

@@ -176,11 +176,11 @@ describe('ssh gateway: approval resource', () => {
     expect(bad.stderr).toContain('Gatehouse: access refused (bad_login_name).');
     expect(bad.stderr).toContain("'alice' is not a Gatehouse login; log in as USER:RESOURCE.");
     expect(bad.stderr).toContain('To fix: ssh -p 2222 alice:prod-web@GATEWAY');
-    // A key probe names no resource the broker could check: like sshd for an unknown user,
-    // the key is just not accepted.
+    // A client that only offers keys hears the same reason at its first key probe.
     const badKeyOnly = await run('ssh', [...fx.sshOpts('alice'), '-o', 'BatchMode=yes', 'alice@127.0.0.1', 'true']).exited;
     expect(badKeyOnly.code).toBe(255);
-    expect(badKeyOnly.stderr).toContain('Permission denied (publickey,password)');
+    expect(badKeyOnly.stderr).toContain('Gatehouse: access refused (bad_login_name).');
+    expect(badKeyOnly.stderr).toContain('To fix: ssh -p 2222 alice:prod-web@GATEWAY');
     const wrongKey = await run('ssh', [...fx.sshOpts('carol'), '-o', 'BatchMode=yes', 'alice:prod-web@127.0.0.1', 'true']).exited;
     expect(wrongKey.code).toBe(255);
     expect(wrongKey.stderr).toContain('Permission denied (publickey,password)');
