@@ -12,9 +12,9 @@
 import type { Socket } from 'node:net';
 import type { KeyObject } from 'node:crypto';
 import { TLSSocket, type SecureContext } from 'node:tls';
+import { refusals, type Refusal } from '../../src/broker/refusals.js';
 import { Cap, CHARSET_UTF8MB4_GENERAL_CI, encodeAuthMoreData, encodeAuthSwitch, MysqlDecodeError, SERVER_STATUS_AUTOCOMMIT } from './codec.js';
 import { decodeClientHandshake, encodeHandshakeV10, type HandshakeResponse } from './handshake.js';
-import { refusals, type MysqlRefusal } from './errors.js';
 import { PacketReader, PeerClosedError } from './reader.js';
 import { CACHING_SHA2, CLEAR_PASSWORD, clearPasswordFrom, makeScramble, rsaDecryptPassword, Sha2 } from './scramble.js';
 
@@ -53,15 +53,24 @@ export interface ClientLogin {
   database?: string;
 }
 
+/** How a client turns TLS back on; what a `tls_required` refusal tells the user to do. */
+const TLS_HOW = 'drop --skip-ssl / set ssl in the driver (mariadb: --ssl-ca=ca.pem --ssl-verify-server-cert)';
+
+const cannotAuthenticate = (plugin: string): Refusal =>
+  refusals.unsupportedAuth(`the client cannot authenticate with ${plugin.slice(0, 64)}; it needs caching_sha2_password or mysql_clear_password.`);
+
 /** A refusal to send the client before closing; thrown by the handshake. */
 export class ClientRefused extends Error {
-  constructor(readonly refusal: MysqlRefusal) {
+  constructor(readonly refusal: Refusal) {
     super(refusal.message);
     this.name = 'ClientRefused';
   }
 }
 
-/** Runs the client handshake up to a cleartext password. `onReader` sees each reader as it is created. */
+/**
+ * Runs the client handshake up to a cleartext password (possibly empty: the login path
+ * refuses that). `onReader` sees each reader as it is created.
+ */
 export async function acceptClient(socket: Socket, opts: ClientAuthOptions, onReader: (r: PacketReader) => void): Promise<ClientLogin> {
   const scramble = makeScramble();
   let reader = new PacketReader(socket, 'client');
@@ -88,7 +97,7 @@ export async function acceptClient(socket: Socket, opts: ClientAuthOptions, onRe
     first = decodeClientHandshake((await reader.read()).payload);
     if (first.kind !== 'response') throw new MysqlDecodeError('MY_BAD_HANDSHAKE', 'Bad handshake', 1043, '08S01');
   } else if (!opts.allowPlaintext) {
-    throw new ClientRefused(refusals.tlsRequired());
+    throw new ClientRefused(refusals.tlsRequired(TLS_HOW));
   }
   const password = await authenticate(reader, first, scramble, tls, opts);
   const login: ClientLogin = {
@@ -118,26 +127,25 @@ function upgrade(socket: Socket, secureContext: SecureContext): Promise<TLSSocke
 
 async function authenticate(reader: PacketReader, resp: HandshakeResponse, scramble: Buffer, tls: boolean, opts: ClientAuthOptions): Promise<string> {
   const plugin = resp.capabilities & Cap.PLUGIN_AUTH ? (resp.authPlugin ?? '') : '';
-  if (plugin === CLEAR_PASSWORD) return nonEmpty(clearPasswordFrom(resp.authResponse));
+  if (plugin === CLEAR_PASSWORD) return clearPasswordFrom(resp.authResponse);
+  let token = resp.authResponse;
   if (plugin !== CACHING_SHA2) {
-    if (!(resp.capabilities & Cap.PLUGIN_AUTH)) throw new ClientRefused(refusals.unsupportedAuth(plugin || 'pre-plugin authentication'));
+    if (!(resp.capabilities & Cap.PLUGIN_AUTH)) throw new ClientRefused(cannotAuthenticate(plugin || 'pre-plugin authentication'));
     reader.write(encodeAuthSwitch(CACHING_SHA2, Buffer.concat([scramble, Buffer.from([0])])));
-    const answer = (await reader.read()).payload;
+    token = (await reader.read()).payload;
     // A client that cannot load caching_sha2 closes or answers with nothing usable.
-    if (answer.length !== 0 && answer.length !== 32) throw new ClientRefused(refusals.unsupportedAuth(plugin));
+    if (token.length !== 0 && token.length !== 32) throw new ClientRefused(cannotAuthenticate(plugin));
   }
+  // An empty token is an empty password, and the client then waits for the verdict, not for
+  // a question: the login path gives it (an empty password never signs in).
+  if (token.length === 0) return '';
   // Whatever scramble the client computed is useless to us: ask for the password itself.
   reader.write(encodeAuthMoreData(Buffer.from([Sha2.PERFORM_FULL_AUTH])));
   const reply = (await reader.read()).payload;
-  if (tls || !(reply.length === 1 && reply[0] === Sha2.REQUEST_PUBLIC_KEY)) return nonEmpty(clearPasswordFrom(reply));
+  if (tls || !(reply.length === 1 && reply[0] === Sha2.REQUEST_PUBLIC_KEY)) return clearPasswordFrom(reply);
   reader.write(encodeAuthMoreData(Buffer.from(opts.rsa.publicKeyPem)));
   const blob = (await reader.read()).payload;
   const password = rsaDecryptPassword(blob, scramble, opts.rsa.privateKey);
   if (password === undefined) throw new MysqlDecodeError('MY_BAD_PACKET', 'the RSA-encrypted password does not decrypt', 1045, '28000');
-  return nonEmpty(password);
-}
-
-function nonEmpty(password: string): string {
-  if (!password) throw new ClientRefused(refusals.noPassword());
   return password;
 }

@@ -36,18 +36,32 @@ export const Cap = {
   QUERY_ATTRIBUTES: 1 << 27,
 } as const;
 
-export const Command = {
-  QUIT: 0x01,
-  INIT_DB: 0x02,
-  QUERY: 0x03,
-  CHANGE_USER: 0x11,
-  STMT_PREPARE: 0x16,
-  STMT_EXECUTE: 0x17,
-  STMT_SEND_LONG_DATA: 0x18,
-  STMT_CLOSE: 0x19,
-  STMT_RESET: 0x1a,
-  RESET_CONNECTION: 0x1f,
+/** Command bytes (the first payload byte of a client command, sequence id 0). */
+export const Cmd = {
+  Quit: 0x01,
+  InitDb: 0x02,
+  Query: 0x03,
+  ChangeUser: 0x11,
+  StmtPrepare: 0x16,
+  StmtExecute: 0x17,
+  StmtSendLongData: 0x18,
+  StmtClose: 0x19,
+  StmtReset: 0x1a,
+  ResetConnection: 0x1f,
 } as const;
+
+/** The first payload byte of the server packets the gateway writes or reads itself. */
+export const Reply = {
+  Ok: 0x00,
+  AuthMoreData: 0x01,
+  /** An AuthSwitchRequest during authentication, an EOF afterwards. */
+  AuthSwitch: 0xfe,
+  Eof: 0xfe,
+  Err: 0xff,
+} as const;
+
+/** The HandshakeV10's protocol version byte. */
+export const PROTOCOL_VERSION = 10;
 
 export const SERVER_STATUS_AUTOCOMMIT = 0x0002;
 export const CHARSET_UTF8MB4_GENERAL_CI = 45;
@@ -75,7 +89,8 @@ export class MysqlDecodeError extends Error {
   }
 }
 
-const tooLarge = (max: number): MysqlDecodeError =>
+/** A packet over the limit: ER_NET_PACKET_TOO_LARGE, as a server says it. */
+export const packetTooLarge = (max: number): MysqlDecodeError =>
   new MysqlDecodeError('MY_PACKET_TOO_LARGE', `Got a packet bigger than the gateway's limit of ${max} bytes`, 1153, '08S01');
 
 export interface Packet {
@@ -96,7 +111,7 @@ export function decodePacket(buf: Buffer, max: number): { value: Packet; size: n
   for (;;) {
     if (buf.length < offset + 4) return undefined;
     const len = buf.readUIntLE(offset, 3);
-    if (total + len > max) throw tooLarge(max);
+    if (total + len > max) throw packetTooLarge(max);
     if (parts.length === 0) seq = buf[offset + 3]!;
     if (buf.length < offset + 4 + len) return undefined;
     parts.push(buf.subarray(offset + 4, offset + 4 + len));
@@ -245,7 +260,7 @@ export function encodeOk(f: OkFields): Buffer {
   const tail = Buffer.alloc(4);
   tail.writeUInt16LE(f.status & 0xffff, 0);
   tail.writeUInt16LE((f.warnings ?? 0) & 0xffff, 2);
-  const parts = [Buffer.from([0]), lenencInt(f.affectedRows ?? 0), lenencInt(f.lastInsertId ?? 0), tail];
+  const parts = [Buffer.from([Reply.Ok]), lenencInt(f.affectedRows ?? 0), lenencInt(f.lastInsertId ?? 0), tail];
   if (f.sessionTrack) parts.push(lenencInt(0));
   return Buffer.concat(parts);
 }
@@ -253,7 +268,7 @@ export function encodeOk(f: OkFields): Buffer {
 /** The status flags of an OK packet. */
 export function decodeOkStatus(payload: Buffer): number {
   const r = new PayloadReader(payload, 'OK packet');
-  if (r.u8() !== 0x00) throw new MysqlDecodeError('MY_BAD_PACKET', 'not an OK packet');
+  if (r.u8() !== Reply.Ok) throw new MysqlDecodeError('MY_BAD_PACKET', 'not an OK packet');
   r.lenenc();
   r.lenenc();
   return r.u16();
@@ -267,7 +282,7 @@ export interface ErrFields {
 
 export function encodeErr(e: ErrFields): Buffer {
   const head = Buffer.alloc(9);
-  head[0] = 0xff;
+  head[0] = Reply.Err;
   head.writeUInt16LE(e.errno & 0xffff, 1);
   head.write(`#${(e.sqlstate + '00000').slice(0, 5)}`, 3, 'latin1');
   return Buffer.concat([head, Buffer.from(e.message, 'utf8')]);
@@ -275,7 +290,7 @@ export function encodeErr(e: ErrFields): Buffer {
 
 export function decodeErr(payload: Buffer): ErrFields {
   const r = new PayloadReader(payload, 'ERR packet');
-  if (r.u8() !== 0xff) throw new MysqlDecodeError('MY_BAD_PACKET', 'not an ERR packet');
+  if (r.u8() !== Reply.Err) throw new MysqlDecodeError('MY_BAD_PACKET', 'not an ERR packet');
   const errno = r.u16();
   let sqlstate = 'HY000';
   if (r.remaining >= 6 && payload[3] === 0x23) {
@@ -287,7 +302,7 @@ export function decodeErr(payload: Buffer): ErrFields {
 
 export function encodeEof(status: number, warnings = 0): Buffer {
   const b = Buffer.alloc(5);
-  b[0] = 0xfe;
+  b[0] = Reply.Eof;
   b.writeUInt16LE(warnings & 0xffff, 1);
   b.writeUInt16LE(status & 0xffff, 3);
   return b;
@@ -297,11 +312,11 @@ export function encodeEof(status: number, warnings = 0): Buffer {
 export const cstr = (s: string | Buffer): Buffer => Buffer.concat([typeof s === 'string' ? Buffer.from(s, 'utf8') : s, Buffer.from([0])]);
 
 export function encodeAuthSwitch(plugin: string, data: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([0xfe]), cstr(plugin), data]);
+  return Buffer.concat([Buffer.from([Reply.AuthSwitch]), cstr(plugin), data]);
 }
 
 export function encodeAuthMoreData(data: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([0x01]), data]);
+  return Buffer.concat([Buffer.from([Reply.AuthMoreData]), data]);
 }
 
 /** What a server may send during authentication. */
@@ -313,11 +328,11 @@ export type AuthPacket =
 
 export function decodeAuthPacket(payload: Buffer): AuthPacket {
   switch (payload[0]) {
-    case 0x00:
+    case Reply.Ok:
       return { kind: 'ok', status: decodeOkStatus(payload) };
-    case 0xff:
+    case Reply.Err:
       return { kind: 'err', err: decodeErr(payload) };
-    case 0xfe: {
+    case Reply.AuthSwitch: {
       const r = new PayloadReader(payload, 'auth switch request');
       r.u8();
       const plugin = r.nulString(true);
@@ -325,7 +340,7 @@ export function decodeAuthPacket(payload: Buffer): AuthPacket {
       // The nonce is sent NUL-terminated; the terminator is not part of it.
       return { kind: 'switch', plugin, data: data.at(-1) === 0 ? data.subarray(0, -1) : data };
     }
-    case 0x01:
+    case Reply.AuthMoreData:
       return { kind: 'more', data: payload.subarray(1) };
     default:
       throw new MysqlDecodeError('MY_BAD_PACKET', `unexpected packet 0x${(payload[0] ?? 0).toString(16)} during authentication`);

@@ -2,7 +2,7 @@
  * The connection-phase handshake both ways: the server's HandshakeV10, and the client's
  * SSLRequest / HandshakeResponse41. Decoders throw only MysqlDecodeError.
  */
-import { Cap, cstr, lenencBytes, MysqlDecodeError, PayloadReader, SSL_REQUEST_LENGTH } from './codec.js';
+import { Cap, cstr, lenencBytes, MysqlDecodeError, PayloadReader, PROTOCOL_VERSION, SSL_REQUEST_LENGTH } from './codec.js';
 
 export interface HandshakeV10 {
   serverVersion: string;
@@ -26,13 +26,13 @@ export function encodeHandshakeV10(h: HandshakeV10): Buffer {
   o = head.writeUInt16LE(h.status & 0xffff, o);
   o = head.writeUInt16LE(caps >>> 16, o);
   head.writeUInt8(h.scramble.length + 1, o);
-  return Buffer.concat([Buffer.from([10]), cstr(h.serverVersion), head, cstr(h.scramble.subarray(8)), cstr(h.authPlugin)]);
+  return Buffer.concat([Buffer.from([PROTOCOL_VERSION]), cstr(h.serverVersion), head, cstr(h.scramble.subarray(8)), cstr(h.authPlugin)]);
 }
 
 export function decodeHandshakeV10(payload: Buffer): HandshakeV10 {
   const r = new PayloadReader(payload, 'server handshake');
   const version = r.u8();
-  if (version !== 10) throw new MysqlDecodeError('MY_UNSUPPORTED', `server handshake protocol ${version} is not supported`);
+  if (version !== PROTOCOL_VERSION) throw new MysqlDecodeError('MY_UNSUPPORTED', `server handshake protocol ${version} is not supported`);
   const serverVersion = r.nulString();
   const connectionId = r.u32();
   const part1 = r.bytes(8);

@@ -3,15 +3,14 @@
  * launch ticket or the gateway password as the password. See README.md for the contract.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
 import { ValidationError } from '../../src/core/errors.js';
 import type { Resource } from '../../src/core/model.js';
-import { VerifiedPasswords } from '../../src/broker/password-cache.js';
+import { doorFor } from '../registry.js';
+import { resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
+import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.js';
 import type { StatementEvent } from './relay.js';
-import { positive, resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
-import { isLoopback } from '../../src/core/net.js';
 import { MysqlSession, type AdapterStats, type SessionDeps } from './session.js';
 
 export type { StatementEvent } from './relay.js';
@@ -24,13 +23,15 @@ export interface MysqlAdapterOptions extends DatabaseAdapterOptions {
   onStatement?: (e: StatementEvent) => void;
   /** What the gateway's HandshakeV10 says it is; clients only display it. */
   serverVersion?: string;
+  /** Simultaneous client connections, logged in or not (default 1000); more are dropped at accept. */
+  maxConnections?: number;
 }
 
 const MAX_TLS_SESSIONS = 1000;
 
 export class MysqlAdapter implements ProtocolAdapter {
   readonly protocol = 'mysql' as const;
-  private readonly opts: MysqlAdapterOptions & ResolvedDatabaseOptions & { maxPacketSize: number; serverVersion: string };
+  private readonly opts: MysqlAdapterOptions & ResolvedDatabaseOptions & { maxPacketSize: number; serverVersion: string; maxConnections: number };
   private nextConnectionId = 1;
   /** Target TLS sessions for resumption, oldest first. */
   private readonly tlsSessions = new Map<string, Buffer>();
@@ -45,6 +46,7 @@ export class MysqlAdapter implements ProtocolAdapter {
       ...resolveDatabaseOptions(options),
       maxPacketSize,
       serverVersion: options.serverVersion ?? '8.0.99-Gatehouse',
+      maxConnections: positive('maxConnections', options.maxConnections, 1000),
     };
   }
 
@@ -64,61 +66,32 @@ export class MysqlAdapter implements ProtocolAdapter {
   }
 
   async listen(config: ListenerConfig): Promise<Listener> {
-    if (config.allowPlaintext && !isLoopback(config.host)) {
-      throw new ValidationError('allowPlaintext', `plaintext MySQL connections are allowed only on a loopback listener, not ${config.host}`);
-    }
+    assertPlaintextAllowed('MySQL', config);
     const log = config.log.child({ protocol: 'mysql' });
+    const port = config.broker.portFor({ protocol: 'mysql', loginExample: doorFor('mysql')!.loginExample }, log);
+    const allowPlaintext = config.allowPlaintext ?? false;
     const deps: SessionDeps = {
       stats: this.stats,
-      broker: config.broker,
-      log,
+      port,
       auth: {
         secureContext: createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' }),
-        allowPlaintext: config.allowPlaintext ?? false,
+        allowPlaintext,
         serverVersion: this.opts.serverVersion,
         rsa: rsaKeys(config.tls.key),
       },
-      passwords: new VerifiedPasswords(this.opts.clock ?? config.broker.engine.ctx.clock, this.opts.passwordCacheMs),
       maxPacket: this.opts.maxPacketSize,
-      handshakeTimeoutMs: this.opts.handshakeTimeoutMs,
       auditSqlLimit: this.opts.auditSqlLimit,
       // Without a hook and with debug logging off, statement text is not even decoded.
       onStatement: this.opts.onStatement ?? (log.isLevelEnabled('debug') ? (e) => log.debug({ session: e.sessionId, kind: e.kind, sql: e.sql, truncated: e.truncated }, 'mysql statement') : undefined),
       upstream: (r) => this.upstreamFor(r),
     };
-    const handshaking = new Set<Socket>();
-    const server = createServer({ noDelay: true }, (socket) => {
+    if (allowPlaintext) log.info('mysql: plaintext client connections are allowed (loopback listener)');
+    return serveTcp(config, log, 'mysql', (conn) => {
       this.stats.connections++;
-      handshaking.add(socket);
-      socket.once('close', () => handshaking.delete(socket));
       const id = this.nextConnectionId;
       this.nextConnectionId = (this.nextConnectionId % 0xfffffffe) + 1;
-      new MysqlSession(socket, id, deps)
-        .run()
-        .catch((err: unknown) => {
-          log.error({ err }, 'mysql connection handler failed');
-          socket.destroy();
-        })
-        .finally(() => handshaking.delete(socket));
-    });
-    server.on('error', (err) => log.error({ err }, 'mysql listener error'));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.port, config.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const address = server.address() as AddressInfo;
-    log.info({ host: address.address, port: address.port, plaintext: deps.auth.allowPlaintext }, 'mysql gateway listening');
-    return {
-      address,
-      async close() {
-        server.close();
-        // Connections still in their handshake are not sessions yet: nobody else will end them.
-        for (const s of handshaking) s.destroy();
-      },
-    };
+      return new MysqlSession(conn, id, deps).run();
+    }, { maxConnections: this.opts.maxConnections, handshakeTimeoutMs: this.opts.handshakeTimeoutMs });
   }
 }
 

@@ -5,8 +5,12 @@
  * and sequence ids, so that a teardown knows whether, and with which sequence id, an ERR
  * packet can be slipped in. Neither ever changes a byte.
  */
-import { Command, MAX_PHYSICAL_PAYLOAD } from './codec.js';
-import { refusals, type MysqlRefusal } from './errors.js';
+import { refusals } from '../../src/broker/refusals.js';
+import { Cmd, MAX_PHYSICAL_PAYLOAD, packetTooLarge } from './codec.js';
+import { MysqlRefusal, protocolRefusal } from './errors.js';
+
+/** COM_CHANGE_USER would log in to the target as someone else, past the decision. */
+const CHANGE_USER_REFUSED = refusals.notAllowed('COM_CHANGE_USER', 'open a new connection as USER:RESOURCE');
 
 export interface StatementEvent {
   sessionId: string;
@@ -73,7 +77,7 @@ export class ClientFramer {
       const isCommand = !this.continued && seq === 0 && !(this.lastSeq === 255 && !this.serverSpoke);
       if (isCommand && len > 0 && n - i < 5) return this.hold(data, i);
       this.logicalSize = this.continued ? this.logicalSize + len : len;
-      if (this.logicalSize > this.maxPacket) return refusals.protocol(1153, '08S01', `Got a packet bigger than the gateway's limit of ${this.maxPacket} bytes`);
+      if (this.logicalSize > this.maxPacket) return protocolRefusal(packetTooLarge(this.maxPacket));
       this.continued = len === MAX_PHYSICAL_PAYLOAD;
       this.lastSeq = seq;
       this.serverSpoke = false;
@@ -82,11 +86,11 @@ export class ClientFramer {
       if (!isCommand || len === 0) continue;
       const cmd = data[i]!;
       this.commands++;
-      if (cmd === Command.CHANGE_USER) return refusals.changeUser();
-      if (cmd === Command.QUIT) this.quit = true;
-      if ((cmd === Command.QUERY || cmd === Command.STMT_PREPARE) && this.onStatement) {
+      if (cmd === Cmd.ChangeUser) return new MysqlRefusal(CHANGE_USER_REFUSED);
+      if (cmd === Cmd.Quit) this.quit = true;
+      if ((cmd === Cmd.Query || cmd === Cmd.StmtPrepare) && this.onStatement) {
         const body = len - 1;
-        const kind = cmd === Command.QUERY ? 'query' : 'prepare';
+        const kind = cmd === Cmd.Query ? 'query' : 'prepare';
         this.query = { kind, parts: [], have: 0, want: Math.min(body, this.sqlLimit), truncated: body > this.sqlLimit || this.continued };
         i += 1;
         this.remaining -= 1;

@@ -1,21 +1,21 @@
 /**
- * One client connection: handshake and password, the decision, the vaulted login upstream,
- * then the relay until one side goes or the broker closes the session.
+ * One client connection: handshake and password, the login and the decision through the
+ * gateway port, the vaulted login upstream, then the relay until one side goes or the
+ * broker closes the session.
  */
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Broker, BrokerSession } from '../../src/broker/broker.js';
 import type { SessionHandle } from '../../src/broker/adapter.js';
-import type { Logger } from '../../src/core/log.js';
-import type { TerminationReason } from '../../src/core/model.js';
-import type { VerifiedPasswords } from '../../src/broker/password-cache.js';
-import { checkLogin } from './auth.js';
+import type { GatewayPort, GatewaySession } from '../../src/broker/port.js';
+import { refusalFamily, refusals } from '../../src/broker/refusals.js';
+import { UpstreamError } from '../../src/broker/upstream-error.js';
+import type { Resource, TerminationReason } from '../../src/core/model.js';
+import type { DoorConnection } from '../shared/listener.js';
 import { acceptClient, ClientRefused, type ClientAuthOptions, type ClientLogin } from './client-auth.js';
 import { Cap, encodeOk, encodePacket, MysqlDecodeError } from './codec.js';
-import { closingRefusal, fromDenial, MysqlRefusal, refusals } from './errors.js';
+import { accessRefused, closingPacket, MysqlRefusal, protocolRefusal, relayedTargetError } from './errors.js';
 import { PacketReader, PeerClosedError } from './reader.js';
 import { ClientFramer, ServerFramer, type StatementEvent } from './relay.js';
-import { connectUpstream, killThread, UpstreamError, type UpstreamConnection, type UpstreamOptions, type UpstreamTlsMode } from './upstream.js';
+import { connectUpstream, killThread, type UpstreamConnection, type UpstreamOptions, type UpstreamTlsMode } from './upstream.js';
 
 export interface AdapterStats {
   connections: number;
@@ -28,87 +28,133 @@ export interface AdapterStats {
 
 export interface SessionDeps {
   stats: AdapterStats;
-  broker: Broker;
-  log: Logger;
+  port: GatewayPort;
   auth: Omit<ClientAuthOptions, 'connectionId'>;
-  passwords: VerifiedPasswords;
   maxPacket: number;
-  handshakeTimeoutMs: number;
   auditSqlLimit: number;
   onStatement: ((e: StatementEvent) => void) | undefined;
-  upstream(resource: BrokerSession['resource']): { ca?: string; tls: UpstreamTlsMode; timeoutMs: number; tlsSessions: UpstreamOptions['tlsSessions'] };
+  upstream(resource: Resource): { ca?: string; tls: UpstreamTlsMode; timeoutMs: number; tlsSessions: UpstreamOptions['tlsSessions'] };
 }
 
-/** Errors on the target leg whose own text is the most useful thing to show. */
-const RELAYED_TARGET_ERRORS = new Set([1044, 1049]);
+/** The steps of one connection, in order; `closing` is reachable from every one. */
+const Phase = {
+  /** HandshakeV10, the TLS upgrade and the password. */
+  handshake: 'handshake',
+  /** The login and the decision, through the port. */
+  opening: 'opening',
+  /** The vaulted login to the target. */
+  connecting: 'connecting',
+  /** The session is being recorded live; the client still waits for its OK. */
+  goingLive: 'going_live',
+  /** Bytes flow both ways. */
+  relaying: 'relaying',
+  /** The last word (an ERR, or nothing) is said; the client socket is going away. */
+  closing: 'closing',
+} as const;
+type Phase = (typeof Phase)[keyof typeof Phase];
+
+/** Errors on the target leg whose own number and text are the most useful thing to show. */
+const RELAYED_TARGET_ERRORS = new Set([
+  1044, // ER_DBACCESS_DENIED_ERROR: the vaulted login may not use that database
+  1049, // ER_BAD_DB_ERROR: unknown database
+]);
 /** A client that does not read its goodbye is cut off after this long. */
 const GOODBYE_GRACE_MS = 1000;
 
+const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
 export class MysqlSession implements SessionHandle {
+  private phase: Phase = Phase.handshake;
   private clientReader: PacketReader | undefined;
   private upReader: PacketReader | undefined;
   private client: Duplex;
   private upstream: Duplex | undefined;
-  private session: BrokerSession | undefined;
+  private session: GatewaySession | undefined;
+  /** What the client was told when the connection was refused, for the audit of what follows. */
+  private refusedWith: MysqlRefusal | undefined;
   private readonly cframer: ClientFramer;
   private readonly sframer = new ServerFramer();
-  private closing = false;
-  private relaying = false;
   /** How to log in to the target again, and which thread to end there, once live. */
   private target: { options: Omit<UpstreamOptions, 'database' | 'onReader'>; thread: number } | undefined;
 
   constructor(
-    private readonly socket: Socket,
+    private readonly conn: DoorConnection,
     private readonly connectionId: number,
     private readonly deps: SessionDeps,
   ) {
-    this.client = socket;
-    socket.setNoDelay(true);
-    socket.on('error', () => {}); // reported through 'close' / the handshake readers
+    this.client = conn.socket;
     this.cframer = new ClientFramer(deps.maxPacket, deps.auditSqlLimit, deps.onStatement ? (kind, sql, truncated) => this.audit(kind, sql, truncated) : undefined);
   }
 
   /** Never rejects: every failure ends in an ERR packet (when the client can still read one) and a close. */
   async run(): Promise<void> {
-    const timer = setTimeout(() => this.abortHandshake(new ClientRefused(refusals.handshakeTimeout())), this.deps.handshakeTimeoutMs);
+    this.conn.onHandshakeTimeout(() => this.handshakeTimedOut());
     try {
-      const login = await acceptClient(this.socket, { ...this.deps.auth, connectionId: this.connectionId }, (r) => {
+      const login = await acceptClient(this.conn.socket, { ...this.deps.auth, connectionId: this.connectionId }, (r) => {
         this.clientReader = r;
         this.client = r.stream;
       });
-      const refusal = await this.open(login);
-      if (refusal) return this.refuse(refusal);
-      const up = await this.connect(login);
+      this.phase = Phase.opening;
+      const opened = await this.open(login);
+      if (opened instanceof MysqlRefusal) return this.refuse(opened);
+      this.session = opened;
+      if (this.isClosing()) return opened.discard(this.refusedWith?.code ?? 'handshake_timeout', 'the client was refused while the decision ran');
+      this.phase = Phase.connecting;
+      const up = await this.connect(login, opened);
       if (!up) return;
-      clearTimeout(timer);
-      await this.goLive(login, up);
+      if (this.isClosing()) {
+        up.reader.stream.destroy();
+        return opened.discard(this.refusedWith?.code ?? 'handshake_timeout', 'the client was refused while the target login ran');
+      }
+      this.conn.established();
+      this.phase = Phase.goingLive;
+      await this.goLive(login, up, opened);
     } catch (err) {
       this.upstream?.destroy();
-      this.refuse(this.refusalFor(err));
-      this.session?.discard(err instanceof Error ? err.message : String(err));
-    } finally {
-      clearTimeout(timer);
+      const refusal = this.refusedWith ?? this.refusalFor(err);
+      this.session?.discard(refusal.code, messageOf(err));
+      // A peer that went away (or broke the TLS handshake) was not refused by anyone: no audit row.
+      this.refuse(refusal, { detail: messageOf(err), audit: !(err instanceof PeerClosedError) });
     }
   }
 
   warn(message: string): void {
     // MySQL has no asynchronous notice a client would show; the broker also pushes the
     // warning to the user's UI and WebSocket clients.
-    this.deps.log.info({ session: this.session?.id, message }, 'mysql: expiry warning has no in-band channel');
+    this.deps.port.log.info({ session: this.session?.id, message }, 'mysql: expiry warning has no in-band channel');
   }
 
   close(reason: TerminationReason, message: string): void {
-    if (this.closing) return;
-    const refusal = closingRefusal(reason, message);
-    this.upstream?.destroy();
-    this.killTargetThread();
-    // Closed between going live and the auth OK: the client still waits for the OK's answer.
-    if (!this.relaying) return this.refuse(refusal);
-    this.closing = true;
-    // An ERR can only be slipped in between server packets, never inside one.
-    if (!this.sframer.atBoundary) return void this.client.destroy();
-    const seq = (this.cframer.serverSpoke ? this.sframer.lastSeq : this.cframer.lastSeq) + 1;
-    this.goodbye(encodePacket(seq, refusal.packet()));
+    switch (this.phase) {
+      case Phase.closing:
+        return;
+      case Phase.handshake:
+      case Phase.opening:
+      case Phase.connecting:
+      case Phase.goingLive:
+        // Closed between going live and the auth OK: the client still waits for the OK's answer.
+        this.upstream?.destroy();
+        this.killTargetThread();
+        return this.lastWord(closingPacket(reason, message));
+      case Phase.relaying: {
+        this.upstream?.destroy();
+        this.killTargetThread();
+        this.phase = Phase.closing;
+        // An ERR can only be slipped in between server packets, never inside one.
+        if (!this.sframer.atBoundary) return void this.client.destroy();
+        const seq = (this.cframer.serverSpoke ? this.sframer.lastSeq : this.cframer.lastSeq) + 1;
+        return this.goodbye(encodePacket(seq, closingPacket(reason, message)));
+      }
+      default: {
+        const never: never = this.phase;
+        throw new Error(`unknown mysql session phase ${String(never)}`);
+      }
+    }
+  }
+
+  /** A method, not a property read: TypeScript would keep `this.phase` narrowed across awaits. */
+  private isClosing(): boolean {
+    return this.phase === Phase.closing;
   }
 
   private killTargetThread(): void {
@@ -116,43 +162,53 @@ export class MysqlSession implements SessionHandle {
     if (!t) return;
     this.deps.stats.threadKills++;
     killThread(t.options, t.thread).catch((err: unknown) =>
-      this.deps.log.warn({ err, session: this.session?.id, thread: t.thread }, 'mysql: could not end the target thread of a closed session'),
+      this.deps.port.log.warn({ err, session: this.session?.id, thread: t.thread }, 'mysql: could not end the target thread of a closed session'),
     );
   }
 
-  private abortHandshake(err: Error): void {
-    // Mid TLS upgrade there is no packet channel to say anything on.
-    if (this.clientReader?.detached) this.client.destroy();
-    this.clientReader?.abort(err);
-    this.upReader?.abort(err);
-    this.upstream?.destroy();
-  }
-
-  /** Checks the password or launch ticket and runs the decision; a refusal, or undefined once `this.session` is set. */
-  private async open(login: ClientLogin): Promise<MysqlRefusal | undefined> {
-    const { broker } = this.deps;
-    const who = await checkLogin(broker, this.deps.passwords, login.login, login.password);
-    if (!who.ok) return who.refusal;
-    const { user, resource, mfa } = who;
-    const res = await broker.open({ user, resource, protocol: 'mysql', client: `${this.socket.remoteAddress}:${this.socket.remotePort}`, mfa });
-    if (!res.ok) return fromDenial(res.denial, resource);
-    this.session = res.session;
-    if (res.session.resource.protocol !== 'mysql') {
-      res.session.discard('not a mysql resource');
-      return refusals.wrongProtocol(resource, res.session.resource.protocol);
+  /** The listener's handshake timer: from accept until the target login is done. */
+  private handshakeTimedOut(): void {
+    switch (this.phase) {
+      case Phase.handshake:
+      case Phase.opening:
+      case Phase.connecting: {
+        const refusal = new MysqlRefusal(refusals.handshakeTimeout());
+        // Said now (mid TLS upgrade there is no packet channel, and the socket just closes);
+        // then whatever the connection is waiting for fails and finds it refused.
+        this.refuse(refusal);
+        const stop = new ClientRefused(refusal.refusal);
+        this.clientReader?.abort(stop);
+        this.upReader?.abort(stop);
+        this.upstream?.destroy();
+        return;
+      }
+      case Phase.goingLive:
+      case Phase.relaying:
+      case Phase.closing:
+        return; // the listener stopped the timer at established()
+      default: {
+        const never: never = this.phase;
+        throw new Error(`unknown mysql session phase ${String(never)}`);
+      }
     }
-    return undefined;
   }
 
-  private async connect(login: ClientLogin): Promise<UpstreamConnection | undefined> {
-    const s = this.session!;
+  /** The password or launch ticket, then the decision: the session, or what to tell the client. */
+  private async open(login: ClientLogin): Promise<GatewaySession | MysqlRefusal> {
+    const { port } = this.deps;
+    const client = this.conn.client;
+    // Both refusals are audited by the broker; the door only renders them.
+    const who = await port.login({ name: login.login, secret: { kind: 'password', value: login.password }, client });
+    if (!who.ok) return new MysqlRefusal(who.refusal);
+    const res = await port.open({ user: who.user, resource: who.resource, client, mfa: who.mfa });
+    if (!res.ok) return accessRefused(who.resource, res.refusal);
+    return res.session;
+  }
+
+  private async connect(login: ClientLogin, s: GatewaySession): Promise<UpstreamConnection | undefined> {
     const r = s.resource;
     const creds = s.credentials;
-    if (!creds?.password) {
-      s.discard('no vaulted password');
-      this.refuse(refusals.targetUnreachable(r.name, 'it has no vaulted MySQL password'));
-      return undefined;
-    }
+    if (!creds?.password) return this.targetFailed(s, new UpstreamError('no_credentials', 'it has no vaulted MySQL password'));
     const database = login.database ?? r.database;
     const target = this.deps.upstream(r);
     this.deps.stats.upstreamConnects++;
@@ -160,7 +216,7 @@ export class MysqlSession implements SessionHandle {
       host: r.host, port: r.port, login: creds.login, password: creds.password, clientCapabilities: login.capabilities,
       charset: login.charset, maxPacket: Math.min(login.maxPacket || this.deps.maxPacket, this.deps.maxPacket),
       ...(target.ca ? { ca: target.ca } : {}), tls: target.tls, timeoutMs: target.timeoutMs, tlsSessions: target.tlsSessions,
-      pin: (fp: string) => this.deps.broker.pinTargetIdentity(r.name, fp),
+      resource: r.name, gateway: this.deps.port,
     };
     try {
       const up = await connectUpstream({
@@ -176,41 +232,51 @@ export class MysqlSession implements SessionHandle {
       return up;
     } catch (err) {
       this.upstream?.destroy();
-      const why = err instanceof Error ? err.message : String(err);
-      s.discard(why);
       if (!(err instanceof UpstreamError)) throw err;
-      if (err.err && RELAYED_TARGET_ERRORS.has(err.err.errno)) {
-        this.refuse(new MysqlRefusal('target_error', err.err.errno, err.err.sqlstate, `Gatehouse: ${r.name}: ${err.err.message}`));
-      } else {
-        this.refuse(err.kind === 'identity' ? refusals.targetIdentity(r.name, why) : refusals.targetUnreachable(r.name, why));
-      }
-      return undefined;
+      return this.targetFailed(s, err);
     }
   }
 
-  private async goLive(login: ClientLogin, up: UpstreamConnection): Promise<void> {
-    const s = this.session!;
+  /** The decision allowed the session but the target could not be used: discarded (audited there) and refused. */
+  private targetFailed(s: GatewaySession, err: UpstreamError): undefined {
+    const name = s.resource.name;
+    // Already refused (the handshake timer cut the target login short): that is the reason.
+    if (this.isClosing()) return void s.discard(this.refusedWith?.code ?? err.refusalCode, err.message);
+    s.discard(err.refusalCode, err.message);
+    const said = err.targetSaid;
+    const errno = said?.fields?.errno;
+    if (said?.message && typeof errno === 'number' && RELAYED_TARGET_ERRORS.has(errno)) {
+      const refusal = refusals.target(err.refusalCode, name, said.message, `name a database ${name} may use, or ask the owner of ${name}`);
+      this.refuse(relayedTargetError(refusal, said));
+    } else {
+      this.refuse(new MysqlRefusal(refusals.target(err.refusalCode, name, err.message, err.hint)));
+    }
+    return undefined;
+  }
+
+  private async goLive(login: ClientLogin, up: UpstreamConnection, s: GatewaySession): Promise<void> {
     try {
       await s.live(this);
     } catch (err) {
-      this.deps.log.error({ err, session: s.id }, 'mysql: could not record a live session');
+      this.deps.port.log.error({ err, session: s.id }, 'mysql: could not record a live session');
       this.upstream?.destroy();
       s.end('error', 'Gatehouse could not record the session.');
-      return this.refuse(refusals.targetUnreachable(s.resource.name, 'the gateway could not record the session'));
+      return this.refuse(new MysqlRefusal(refusals.internalError()));
     }
-    if (this.closing) return;
+    // The broker may have closed the session while it was being recorded.
+    if (this.isClosing()) return;
     login.reader.write(encodeOk({ status: up.status, sessionTrack: (login.capabilities & Cap.SESSION_TRACK) !== 0 }));
     this.relay(login.reader, up.reader, s);
   }
 
-  private relay(clientReader: PacketReader, upReader: PacketReader, s: BrokerSession): void {
+  private relay(clientReader: PacketReader, upReader: PacketReader, s: GatewaySession): void {
     const client = this.client;
     const upstream = upReader.stream;
     const fromClient = clientReader.detach();
     const fromServer = upReader.detach();
-    this.relaying = true;
+    this.phase = Phase.relaying;
     const onClient = (chunk: Buffer): void => {
-      if (this.closing) return;
+      if (this.isClosing()) return;
       const out = this.cframer.feed(chunk);
       if (out instanceof MysqlRefusal) return this.refuseLive(out, s);
       if (out.length === 0) return;
@@ -218,7 +284,7 @@ export class MysqlSession implements SessionHandle {
       if (!upstream.write(out)) client.pause();
     };
     const onServer = (chunk: Buffer): void => {
-      if (this.closing) return;
+      if (this.isClosing()) return;
       s.bytesOut += chunk.length;
       this.sframer.observe(chunk);
       this.cframer.serverSpoke = true;
@@ -235,7 +301,7 @@ export class MysqlSession implements SessionHandle {
       s.end('client_closed');
     });
     upstream.on('close', () => {
-      if (!this.closing) client.end();
+      if (!this.isClosing()) client.end();
       s.end(this.cframer.quit ? 'client_closed' : 'target_closed');
     });
     if (fromServer.length) onServer(fromServer);
@@ -249,25 +315,37 @@ export class MysqlSession implements SessionHandle {
     if (s) this.deps.onStatement?.({ sessionId: s.id, user: s.user, resource: s.resource.name, kind, sql, truncated });
   }
 
-  private refuseLive(refusal: MysqlRefusal, s: BrokerSession): void {
-    this.closing = true;
+  /** A command refused mid-session (COM_CHANGE_USER, an oversized packet): ERR after it, then the session ends. */
+  private refuseLive(refusal: MysqlRefusal, s: GatewaySession): void {
+    this.phase = Phase.closing;
     this.deps.stats.refusals++;
-    if (refusal.code === 'change_user') this.deps.stats.changeUserRefused++;
+    if (refusal.code === 'not_allowed') this.deps.stats.changeUserRefused++;
+    this.deps.port.refused(this.conn.client, refusal.refusal, `session ${s.id}`);
     this.upstream?.destroy();
     this.goodbye(encodePacket(this.cframer.lastSeq + 1, refusal.packet()));
     s.end('error', refusal.text());
   }
 
-  /** Handshake-phase refusal: ERR with the next sequence id on the current client leg, then close. */
-  private refuse(refusal: MysqlRefusal): void {
-    if (this.closing) return;
-    this.closing = true;
+  /**
+   * Handshake-phase refusal: ERR with the next sequence id on the current client leg, then
+   * close. The door's own refusals are audited here; login, decision and target refusals
+   * were audited by the broker (the login path, the decision, `discard`).
+   */
+  private refuse(refusal: MysqlRefusal, opts: { detail?: string; audit?: boolean } = {}): void {
+    if (this.isClosing()) return;
+    this.refusedWith = refusal;
     this.deps.stats.refusals++;
+    if (opts.audit !== false && refusalFamily(refusal.code) === 'door') this.deps.port.refused(this.conn.client, refusal.refusal, opts.detail);
+    this.lastWord(refusal.packet());
+  }
+
+  private lastWord(payload: Buffer): void {
+    this.phase = Phase.closing;
     const reader = this.clientReader;
     // Without a packet channel (mid TLS upgrade) there is nothing to say: a plaintext ERR would be noise.
     if (!reader || reader.detached || reader.stream !== this.client || this.client.destroyed) return void this.client.destroy();
     reader.detach();
-    this.goodbye(encodePacket((reader.seq + 1) & 0xff, refusal.packet()));
+    this.goodbye(encodePacket((reader.seq + 1) & 0xff, payload));
   }
 
   private goodbye(packet: Buffer): void {
@@ -283,10 +361,10 @@ export class MysqlSession implements SessionHandle {
   }
 
   private refusalFor(err: unknown): MysqlRefusal {
-    if (err instanceof ClientRefused) return err.refusal;
-    if (err instanceof MysqlDecodeError) return refusals.protocol(err.errno, err.sqlstate, err.message);
-    if (err instanceof PeerClosedError) return refusals.protocol(1043, '08S01', err.message);
-    this.deps.log.error({ err }, 'mysql: connection failed');
-    return refusals.protocol(1105, 'HY000', 'internal error; see the gateway log');
+    if (err instanceof ClientRefused) return new MysqlRefusal(err.refusal);
+    if (err instanceof MysqlDecodeError) return protocolRefusal(err);
+    if (err instanceof PeerClosedError) return new MysqlRefusal(refusals.protocolError(err.message));
+    this.deps.port.log.error({ err }, 'mysql: connection failed');
+    return new MysqlRefusal(refusals.internalError());
   }
 }

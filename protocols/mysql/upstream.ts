@@ -1,12 +1,15 @@
 /**
  * The target leg, the gateway in the client's role: TLS when the target offers it (checked
- * against the resource's CA, or pinned on first use), a HandshakeResponse41 carrying the
- * vaulted login, the auth plugins a target may ask for, and the deferred COM_INIT_DB.
+ * against the resource's CA, or pinned on first use, both through the broker's one target
+ * identity policy), a HandshakeResponse41 carrying the vaulted login, the auth plugins a
+ * target may ask for, and the deferred COM_INIT_DB.
  */
 import { createHash } from 'node:crypto';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { Cap, Command, decodeAuthPacket, decodeErr, type ErrFields } from './codec.js';
+import type { GatewayPort } from '../../src/broker/port.js';
+import { UpstreamError, type TargetSaid } from '../../src/broker/upstream-error.js';
+import { Cap, Cmd, decodeAuthPacket, decodeErr, Reply, type ErrFields } from './codec.js';
 import { decodeHandshakeV10, encodeHandshakeResponse, encodeSslRequest } from './handshake.js';
 import { PacketReader } from './reader.js';
 import {
@@ -36,20 +39,11 @@ const SHAPING: Array<[number, string]> = [
 
 const MAX_AUTH_ROUNDS = 8;
 
-export type UpstreamFailure = 'unreachable' | 'identity' | 'auth' | 'capability' | 'protocol';
-
 export type { UpstreamTlsMode } from '../shared/database-options.js';
 
-export class UpstreamError extends Error {
-  constructor(
-    readonly kind: UpstreamFailure,
-    message: string,
-    /** The target's own ERR, when it sent one. */
-    readonly err?: ErrFields,
-  ) {
-    super(message);
-    this.name = 'UpstreamError';
-  }
+/** The target's own ERR, as UpstreamError carries it: errno and SQLSTATE in `fields`. */
+export function targetSaid(err: ErrFields): TargetSaid {
+  return { code: String(err.errno), message: err.message, fields: { errno: err.errno, sqlstate: err.sqlstate } };
 }
 
 export interface UpstreamOptions {
@@ -68,8 +62,10 @@ export interface UpstreamOptions {
   tls: UpstreamTlsMode;
   /** Connect and login must finish within this. */
   timeoutMs: number;
-  /** Trust-on-first-use for a target certificate with no CA configured, or a target RSA key without TLS. */
-  pin(fingerprint: string): Promise<'pinned' | 'match' | 'mismatch'>;
+  /** The resource this target is, for the identity check. */
+  resource: string;
+  /** The identity policy: CA-verified, or the certificate / RSA key pinned on first use. */
+  gateway: Pick<GatewayPort, 'verifyTarget'>;
   /** TLS session resumption with the target: saves a full handshake on every later connect. */
   tlsSessions?: { get(): Buffer | undefined; set(session: Buffer): void };
   /** Lets the caller abort a handshake in progress (timeout, teardown). */
@@ -92,7 +88,7 @@ export async function connectUpstream(o: UpstreamOptions): Promise<UpstreamConne
   let socket: Socket | undefined;
   let reader: PacketReader | undefined;
   const timer = setTimeout(() => {
-    const err = new UpstreamError('unreachable', `${o.host}:${o.port} did not complete the login within ${o.timeoutMs} ms`);
+    const err = new UpstreamError('timeout', `${o.host}:${o.port} did not complete the login within ${o.timeoutMs} ms`);
     reader?.abort(err);
     socket?.destroy(err);
   }, o.timeoutMs);
@@ -114,9 +110,9 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
   let reader = new PacketReader(socket, 'target');
   onReader(reader);
   const first = (await reader.read()).payload;
-  if (first[0] === 0xff) {
+  if (first[0] === Reply.Err) {
     const err = decodeErr(first);
-    throw new UpstreamError('unreachable', `the target refused the connection: ${err.message}`, err);
+    throw new UpstreamError('unreachable', `the target refused the connection: ${err.message}`, targetSaid(err));
   }
   const hs = decodeHandshakeV10(first);
   for (const [flag, name] of SHAPING) {
@@ -143,7 +139,7 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
     tls = true;
     tlsResumed = secure.isSessionReused();
   } else if (o.ca !== undefined || o.tls === 'require') {
-    throw new UpstreamError('identity', 'the target does not offer TLS, and TLS is required for it');
+    throw new UpstreamError('tls', 'the target does not offer TLS, and TLS is required for it');
   }
 
   let plugin = hs.authPlugin === CACHING_SHA2 ? CACHING_SHA2 : NATIVE_PASSWORD;
@@ -161,7 +157,7 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
       status = p.status;
       break;
     }
-    if (p.kind === 'err') throw new UpstreamError('auth', `the target refused the vaulted login: ${p.err.message}`, p.err);
+    if (p.kind === 'err') throw new UpstreamError('login', `the target refused the vaulted login: ${p.err.message}`, targetSaid(p.err));
     if (p.kind === 'switch') {
       plugin = p.plugin;
       scramble = p.data;
@@ -174,7 +170,7 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
       // Without TLS nothing vouches for this key, and whoever holds its private half reads
       // the vaulted password: pin it on first use like a certificate.
       const fp = createHash('sha256').update(p.data).digest('hex');
-      if ((await o.pin(`rsa-sha256:${fp}`)) === 'mismatch') throw new UpstreamError('identity', `its RSA public key (sha256 ${fp}) is not the pinned one`);
+      await o.gateway.verifyTarget(o.resource, { kind: 'pin', what: 'RSA public key', fingerprint: `rsa-sha256:${fp}` });
       reader.write(rsaEncryptPassword(o.password, scramble, p.data.toString('latin1')));
       awaitingKey = false;
     } else if (p.data[0] === Sha2.FAST_AUTH_SUCCESS) {
@@ -210,10 +206,10 @@ function switchResponse(plugin: string, password: string, scramble: Buffer, tls:
 
 async function initDb(reader: PacketReader, database: string): Promise<number> {
   reader.resetSeq();
-  reader.write(Buffer.concat([Buffer.from([Command.INIT_DB]), Buffer.from(database, 'utf8')]));
+  reader.write(Buffer.concat([Buffer.from([Cmd.InitDb]), Buffer.from(database, 'utf8')]));
   const p = decodeAuthPacket((await reader.read()).payload);
   if (p.kind === 'ok') return p.status;
-  if (p.kind === 'err') throw new UpstreamError('auth', p.err.message, p.err);
+  if (p.kind === 'err') throw new UpstreamError('login', p.err.message, targetSaid(p.err));
   throw new UpstreamError('protocol', 'unexpected answer to COM_INIT_DB');
 }
 
@@ -235,7 +231,9 @@ function dial(host: string, port: number, onSocket: (s: Socket) => void): Promis
 
 function startTls(socket: Socket, o: UpstreamOptions): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const opts: ConnectionOptions = { socket, host: o.host, rejectUnauthorized: !!o.ca };
+    // With a CA the TLS layer checks the chain and the host name and reports `authorized`;
+    // the identity policy (port.verifyTarget) decides, before any password is sent.
+    const opts: ConnectionOptions = { socket, host: o.host, rejectUnauthorized: false };
     if (o.ca) opts.ca = o.ca;
     if (!isIP(o.host)) opts.servername = o.host;
     const session = o.tlsSessions?.get();
@@ -247,9 +245,9 @@ function startTls(socket: Socket, o: UpstreamOptions): Promise<TLSSocket> {
     let verified = false;
     let ticket: Buffer | undefined;
     secure.on('session', (s: Buffer) => (verified ? o.tlsSessions?.set(s) : (ticket = s)));
-    const fail = (err: Error): void => {
+    const fail = (err: unknown): void => {
       secure.destroy();
-      reject(new UpstreamError('identity', `TLS with the target failed: ${err.message}`));
+      reject(err instanceof UpstreamError ? err : new UpstreamError('tls', `TLS with the target failed: ${err instanceof Error ? err.message : String(err)}`));
     };
     secure.once('error', fail);
     const done = (): void => {
@@ -259,15 +257,16 @@ function startTls(socket: Socket, o: UpstreamOptions): Promise<TLSSocket> {
       resolve(secure);
     };
     secure.once('secureConnect', () => {
-      if (o.ca) return done();
+      if (o.ca) {
+        const error = secure.authorizationError;
+        o.gateway.verifyTarget(o.resource, { kind: 'ca', authorized: secure.authorized, ...(error ? { error: String(error) } : {}) }).then(done, fail);
+        return;
+      }
       // Resumed: the session was stored after this very pin was checked (the cache key holds it).
       if (secure.isSessionReused()) return done();
       const fp = secure.getPeerCertificate().fingerprint256;
       if (!fp) return fail(new Error('the target presented no certificate'));
-      o.pin(`tls-sha256:${fp}`).then(
-        (r) => (r === 'mismatch' ? fail(new Error(`its certificate (${fp}) is not the pinned one`)) : done()),
-        (err: unknown) => fail(err instanceof Error ? err : new Error(String(err))),
-      );
+      o.gateway.verifyTarget(o.resource, { kind: 'pin', what: 'TLS certificate', fingerprint: `tls-sha256:${fp}` }).then(done, fail);
     });
   });
 }
@@ -282,10 +281,10 @@ export async function killThread(o: Omit<UpstreamOptions, 'database' | 'onReader
   try {
     const up = await connectUpstream({ ...o, onReader: (r) => (stream = r.stream) });
     up.reader.resetSeq();
-    up.reader.write(Buffer.concat([Buffer.from([Command.QUERY]), Buffer.from(`KILL CONNECTION ${threadId >>> 0}`)]));
+    up.reader.write(Buffer.concat([Buffer.from([Cmd.Query]), Buffer.from(`KILL CONNECTION ${threadId >>> 0}`)]));
     const p = decodeAuthPacket((await up.reader.read()).payload);
     // 1094: the thread is already gone, which is what we wanted.
-    if (p.kind === 'err' && p.err.errno !== 1094) throw new UpstreamError('protocol', p.err.message, p.err);
+    if (p.kind === 'err' && p.err.errno !== 1094) throw new UpstreamError('protocol', p.err.message, targetSaid(p.err));
   } finally {
     stream?.destroy();
   }

@@ -20,6 +20,8 @@ beforeAll(async () => {
   await addMyResource(g);
   await addMyResource(g, {}, 'open-mysql');
   await addMyResource(g, { limitAccessTime: BERLIN_DAYTIME, mfa: true }, 'mfa-mysql');
+  // A PostgreSQL resource: its tickets and names are for the PostgreSQL door, not this one.
+  await g.gw.addResource({ name: 'prod-pg', type: 'database', protocol: 'postgres', host: '127.0.0.1', port: 5432, credentials: { login: 'app', password: 'x' }, settings: {} });
   tmp = mkdtempSync(join(tmpdir(), 'gh-mysql-'));
 });
 
@@ -29,6 +31,20 @@ afterAll(async () => {
 });
 
 const sql = (user: string, password: string, query: string, extra: string[] = []) => mariadb([...g.cli(user, password, ['-N', '-B', ...extra]), '-e', query]);
+
+/**
+ * Audit entries of `action` written after `since` (an audit length taken before the attempt);
+ * waits briefly for the first, since door refusals are audited without holding up the client.
+ */
+async function auditSince(action: string, since: number) {
+  let rows = (await g.gw.store.listAudit({ action })).slice(since);
+  for (let i = 0; rows.length === 0 && i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    rows = (await g.gw.store.listAudit({ action })).slice(since);
+  }
+  return rows;
+}
+const auditCount = async (action: string) => (await g.gw.store.listAudit({ action })).length;
 
 describe('the mariadb client through the gateway', () => {
   it('before approval, mariadb prints the reason and the fix; after approval it runs as the vaulted user', async () => {
@@ -48,6 +64,10 @@ describe('the mariadb client through the gateway', () => {
   it('speaks TLS on both legs: verified gateway certificate towards the client, the target CA upstream', async () => {
     const r = await sql('alice:open-mysql', GATEWAY_PASSWORD, "show session status like 'Ssl_version'");
     expect(r.stdout).toMatch(/^Ssl_version\tTLSv1\.[23]$/m);
+    // A later login resumes the CA-verified TLS session instead of a full handshake.
+    const resumed = g.adapter.stats.upstreamTlsResumed;
+    expect((await sql('alice:open-mysql', GATEWAY_PASSWORD, 'select 7')).stdout.trim()).toBe('7');
+    expect(g.adapter.stats.upstreamTlsResumed).toBe(resumed + 1);
     // The client leg: `status` reports the cipher the gateway negotiated with the client.
     const st = await mariadb([...g.cli('alice:open-mysql', GATEWAY_PASSWORD), '-e', 'status']);
     expect(st.stdout).toMatch(/SSL:\s+Cipher in use is \S+/);
@@ -59,18 +79,34 @@ describe('the mariadb client through the gateway', () => {
     expect(r.stdout.trim()).toBe(`${g.target.user}@127.0.0.1`);
   });
 
-  it('a wrong password is refused without any connection to the target', async () => {
+  it('a wrong password is refused without any connection to the target, and the refusal is audited once with the door', async () => {
     const connects = g.adapter.stats.upstreamConnects;
+    const audited = await auditCount('login.refuse');
     const r = await sql('alice:open-mysql', 'not the password', 'select 1');
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("ERROR 1045 (28000): Gatehouse: access denied for 'alice:open-mysql': the password is neither alice's gateway password nor a valid launch ticket for open-mysql.");
-    expect(r.stderr).toContain('To fix: gatehouse launch open-mysql');
+    expect(r.stderr.trim()).toBe(
+      "ERROR 1045 (28000): Gatehouse: access denied for alice:open-mysql: the password is neither alice's gateway password nor a valid launch ticket. (bad_password) To fix: use your Gatehouse password, or a launch ticket from: gatehouse launch open-mysql",
+    );
+    expect(g.adapter.stats.upstreamConnects).toBe(connects);
+    const rows = await auditSince('login.refuse', audited);
+    expect(rows.map((e) => e.data)).toEqual([expect.objectContaining({ door: 'mysql', code: 'bad_password', method: 'password' })]);
+  });
+
+  it('an empty password is refused by the login path (no_secret) with the usual access-denied error', async () => {
+    const connects = g.adapter.stats.upstreamConnects;
+    const r = await sql('alice:open-mysql', '', 'select 1');
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe(
+      'ERROR 1045 (28000): Gatehouse: a password is required: your gateway password or a launch ticket (an empty password never signs in). (no_secret) To fix: gatehouse launch open-mysql',
+    );
     expect(g.adapter.stats.upstreamConnects).toBe(connects);
   });
 
   it('a login without a resource is refused with the expected form', async () => {
     const r = await sql('alice', GATEWAY_PASSWORD, 'select 1');
-    expect(r.stderr).toContain("ERROR 1045 (28000): Gatehouse: 'alice' is not a Gatehouse login; log in as USER:RESOURCE.");
+    expect(r.stderr.trim()).toBe(
+      "ERROR 1045 (28000): Gatehouse: 'alice' is not a Gatehouse login; log in as USER:RESOURCE. (bad_login_name) To fix: mariadb -h GATEWAY -P 13306 -u alice:prod-mysql -p",
+    );
   });
 
   it('someone not on the access list is told so', async () => {
@@ -84,13 +120,39 @@ describe('the mariadb client through the gateway', () => {
     expect(first.stdout.trim()).toBe(`${g.target.user}@127.0.0.1`);
     const second = await sql('alice:open-mysql', ticket, 'select current_user()');
     expect(second.code).toBe(1);
-    expect(second.stderr).toContain('ERROR 1045 (28000): Gatehouse: the launch ticket is not valid for open-mysql (unknown, already used or expired). To fix: get a fresh one: gatehouse launch open-mysql');
+    expect(second.stderr).toContain('ERROR 1045 (28000): Gatehouse: the launch ticket is not valid for open-mysql (unknown, already used or expired). (bad_ticket) To fix: get a fresh one: gatehouse launch open-mysql');
   });
 
-  it("a ticket issued to someone else does not log you in as them", async () => {
+  it("a ticket issued to someone else does not log you in as them, and stays valid for its owner", async () => {
     const { ticket } = await g.gw.engine.mfa.issueTicket('carol', 'open-mysql', false);
     const r = await sql('alice:open-mysql', ticket, 'select 1');
-    expect(r.stderr).toContain('Gatehouse: that launch ticket for open-mysql was not issued to alice.');
+    expect(r.stderr.trim()).toBe('ERROR 1045 (28000): Gatehouse: that launch ticket was not issued to alice; it stays valid for its owner. (ticket_other_user) To fix: gatehouse launch open-mysql');
+    const owner = await sql('carol:open-mysql', ticket, 'select current_user()');
+    expect(owner.stdout.trim()).toBe(`${g.target.user}@127.0.0.1`);
+  });
+
+  it('a PostgreSQL resource\'s ticket is refused here (wrong_protocol) without being used up', async () => {
+    const { ticket } = await g.gw.engine.mfa.issueTicket('alice', 'prod-pg', false);
+    const connects = g.adapter.stats.upstreamConnects;
+    const audited = await auditCount('login.refuse');
+    const r = await sql('alice:prod-pg', ticket, 'select 1');
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('ERROR 1045 (28000): Gatehouse: prod-pg is a postgres resource and cannot be reached through the mysql gateway. (wrong_protocol) To fix: gatehouse connect prod-pg');
+    expect(g.adapter.stats.upstreamConnects).toBe(connects);
+    expect((await auditSince('login.refuse', audited)).map((e) => e.data)).toEqual([expect.objectContaining({ door: 'mysql', code: 'wrong_protocol' })]);
+    // Not consumed: the PostgreSQL door can still redeem it.
+    expect((await g.gw.engine.mfa.peekTicket(ticket))?.usedAt).toBeUndefined();
+    expect(await g.gw.engine.mfa.redeemTicketFor(ticket, 'alice', 'prod-pg')).toMatchObject({ ok: true });
+  });
+
+  it('a PostgreSQL resource named with the gateway password is refused by the decision (wrong_protocol)', async () => {
+    const connects = g.adapter.stats.upstreamConnects;
+    const r = await sql('alice:prod-pg', GATEWAY_PASSWORD, 'select 1');
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe(
+      'ERROR 1045 (28000): Gatehouse: access to prod-pg refused (wrong_protocol): prod-pg is a postgres resource and cannot be reached through the mysql gateway. To fix: gatehouse connect prod-pg   (or: gatehouse resources)',
+    );
+    expect(g.adapter.stats.upstreamConnects).toBe(connects);
   });
 
   it('an MFA resource refuses the bare password and takes a ticket issued after TOTP', async () => {
@@ -108,12 +170,17 @@ describe('the mariadb client through the gateway', () => {
     expect(r.stdout.trim()).toBe(`${g.target.user}@127.0.0.1`);
   });
 
-  it('refuses a client without TLS on a listener that is not plaintext-enabled', async () => {
+  it('refuses a client without TLS on a listener that is not plaintext-enabled, and audits the door refusal', async () => {
     const connects = g.adapter.stats.upstreamConnects;
+    const audited = await auditCount('door.refuse');
     const r = await mariadb(['--no-defaults', '-h', '127.0.0.1', '-P', String(g.port), '-u', 'alice:open-mysql', `--password=${GATEWAY_PASSWORD}`, '--skip-ssl', '-e', 'select 1']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('ERROR 3159 (HY000): Gatehouse: connections without TLS are refused.');
+    expect(r.stderr.trim()).toBe(
+      'ERROR 3159 (HY000): Gatehouse: this gateway accepts only TLS connections. (tls_required) To fix: drop --skip-ssl / set ssl in the driver (mariadb: --ssl-ca=ca.pem --ssl-verify-server-cert)',
+    );
     expect(g.adapter.stats.upstreamConnects).toBe(connects);
+    const rows = await auditSince('door.refuse', audited);
+    expect(rows.map((e) => e.data)).toEqual([expect.objectContaining({ door: 'mysql', code: 'tls_required', client: expect.stringMatching(/^127\.0\.0\.1:\d+$/) })]);
   });
 
   it("uses the client's database when it names one, the resource's otherwise; the target's refusal is relayed", async () => {
@@ -121,7 +188,9 @@ describe('the mariadb client through the gateway', () => {
     expect(own.stdout.trim()).toBe('information_schema');
     const denied = await sql('alice:open-mysql', GATEWAY_PASSWORD, 'select 1', ['-D', 'mysql']);
     expect(denied.code).toBe(1);
-    expect(denied.stderr).toContain("ERROR 1044 (42000): Gatehouse: open-mysql: Access denied for user 'app_user'@'127.0.0.1' to database 'mysql'");
+    expect(denied.stderr.trim()).toBe(
+      "ERROR 1044 (42000): Gatehouse: could not open open-mysql: Access denied for user 'app_user'@'127.0.0.1' to database 'mysql' (target_login_failed) To fix: name a database open-mysql may use, or ask the owner of open-mysql",
+    );
   });
 
   it('hands COM_QUERY text to the audit hook with the session, user and resource', async () => {
