@@ -5,9 +5,9 @@ import type {
 } from '../core/model.js';
 import { Enforcements, ProtocolsByType, RecordTypes } from '../core/model.js';
 import { sealCredentials } from '../secrets/credentials.js';
-import { teamMembers } from './access.js';
+import { isOnAccessList, teamMembers } from './access.js';
 import type { WorkflowContext } from './context.js';
-import { canConfigureWorkflow, validateSettings } from './settings.js';
+import { canConfigureWorkflow, canConfigureWorkflowOf, validateSettings } from './settings.js';
 
 export const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
 
@@ -125,9 +125,16 @@ export class Directory {
     return next;
   }
 
+  /** Whether the user holds the enforcement at all (what `/me` reports); see canConfigureWorkflowOf. */
   async canConfigureWorkflow(userName: string): Promise<boolean> {
     const user = await this.requireUser(userName);
     return canConfigureWorkflow(user, await this.ctx.store.listRoles());
+  }
+
+  /** Whether the user may change this resource's workflow: an administrator, or its owner holding the enforcement. */
+  async canConfigureWorkflowOf(userName: string, resource: Resource): Promise<boolean> {
+    const user = await this.requireUser(userName);
+    return canConfigureWorkflowOf(user, await this.ctx.store.listRoles(), resource);
   }
 
   async teamsMap(): Promise<Map<string, string[]>> {
@@ -200,12 +207,22 @@ export class Directory {
     this.ctx.bus.publishRevoke({ kind: 'resource_removed', resource: name, message: `resource ${name} was removed` });
   }
 
-  /** Changes workflow settings; only administrators and ALLOW_CONFIGURE_WORKFLOW_SETTINGS roles may. */
+  /**
+   * Changes workflow settings: administrators on any resource, owners holding a role with
+   * ALLOW_CONFIGURE_WORKFLOW_SETTINGS on theirs. A resource the actor cannot see is
+   * NOT_FOUND, worded as for one that does not exist.
+   */
   async setWorkflow(actor: string, name: string, input: unknown): Promise<WorkflowSettings> {
-    if (!(await this.canConfigureWorkflow(actor))) {
+    const user = await this.requireUser(actor);
+    const r = await this.ctx.store.getResource(name);
+    if (!r || !(user.admin || isOnAccessList(user, r))) throw new NotFoundError('resource', name);
+    const roles = await this.ctx.store.listRoles();
+    if (!canConfigureWorkflow(user, roles)) {
       throw new ForbiddenError(`${actor} may not change workflow settings (needs a role with ALLOW_CONFIGURE_WORKFLOW_SETTINGS)`);
     }
-    const r = await this.requireResource(name);
+    if (!canConfigureWorkflowOf(user, roles, r)) {
+      throw new ForbiddenError(`only the owner of ${name} (${r.owner}) or an administrator can change its workflow; ALLOW_CONFIGURE_WORKFLOW_SETTINGS covers the resources you own`);
+    }
     const settings = validateSettings(input, { owner: r.owner, access: r.access, teams: await this.teamsMap() });
     await this.ctx.store.putResource({ ...r, settings });
     await this.ctx.audit.record(actor, 'workflow.set', name, { settings });

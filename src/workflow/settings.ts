@@ -260,8 +260,18 @@ export function describeSettings(s: WorkflowSettings): string[] {
   return lines;
 }
 
-/** Admins, and members of a role that allows configuring workflow settings. */
+/** Admins, and members of a role that allows configuring workflow settings (of the resources they own). */
 export function canConfigureWorkflow(user: { admin: boolean; name: string }, roles: readonly Role[]): boolean {
   if (user.admin) return true;
   return roles.some((r) => r.enforcements.ALLOW_CONFIGURE_WORKFLOW_SETTINGS === true && r.members.includes(user.name));
+}
+
+/**
+ * Whether `user` may change the workflow of `resource`. As in Keeper, the enforcement lets
+ * a user configure the records they manage, not every record: administrators may change
+ * any resource, everyone else needs both the enforcement and the resource's ownership.
+ */
+export function canConfigureWorkflowOf(user: { admin: boolean; name: string }, roles: readonly Role[], resource: { owner: string }): boolean {
+  if (user.admin) return true;
+  return resource.owner === user.name && canConfigureWorkflow(user, roles);
 }

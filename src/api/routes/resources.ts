@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ForbiddenError } from '../../core/errors.js';
+import { NotFoundError } from '../../core/errors.js';
 import { Protocols, RecordTypes, type Resource, type User } from '../../core/model.js';
 import { isOnAccessList } from '../../workflow/access.js';
 import { describeSettings } from '../../workflow/settings.js';
@@ -35,11 +35,12 @@ export function resourceRoutes(d: ApiDeps): Route[] {
   const dir = engine.directory;
   const visible = async (user: User, name: string): Promise<Resource> => {
     const r = await dir.requireResource(name);
-    if (!user.admin && !isOnAccessList(user, r)) throw new ForbiddenError(`${user.name} is not on the access list of ${name}`);
+    // As for a missing one: a resource the caller cannot see does not exist for them.
+    if (!user.admin && !isOnAccessList(user, r)) throw new NotFoundError('resource', name);
     return r;
   };
   const workflowView = async (user: User, r: Resource) => ({
-    resource: r.name, settings: r.settings, lines: describeSettings(r.settings), canConfigure: await dir.canConfigureWorkflow(user.name),
+    resource: r.name, settings: r.settings, lines: describeSettings(r.settings), canConfigure: await dir.canConfigureWorkflowOf(user.name, r),
   });
   return [
     route('GET', '/api/v1/resources', 'Resources I can reach, with my workflow state', async (c) => {
