@@ -101,6 +101,16 @@ export type AuditVerifyResponse =
   | { ok: true; count: number; head?: string }
   | { ok: false; count: number; firstBadSeq?: number; problem?: string };
 
+/** A signed checkpoint of the audit chain's head (src/audit/checkpoint.ts), kept off the gateway's machine. */
+export interface AuditCheckpointView {
+  v: 1;
+  seq: number;
+  mac: string;
+  at: string;
+  node: string;
+  sig: string;
+}
+
 export interface TokenResponse {
   id: string;
   token: string;

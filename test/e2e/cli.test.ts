@@ -257,7 +257,7 @@ describe('stock clients through gatehouse serve', () => {
     const connected = await gh('dave', ['connect', 'appdb'], 'select current_user;\n');
     expect(connected).toMatchObject({ code: 0, stderr: '' });
     expect(connected.stdout).toMatch(new RegExp(`current_user\\s*\\n-+\\n\\s*${pg.user}\\s*\\n\\(1 row\\)`));
-    expect(again.stderr).toContain('Gatehouse: the launch ticket is not valid (already used, expired, or issued for another user or resource)');
+    expect(again.stderr).toContain('Gatehouse: the launch ticket is not valid for appdb (unknown, already used or expired).');
   });
 
   it('mysql: gatehouse connect starts the mysql client with a ticket and it runs as the vaulted user', async () => {

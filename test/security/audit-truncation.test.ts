@@ -14,6 +14,8 @@ import { FakeClock } from '../../src/core/clock.js';
 import { loadConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/log.js';
 import { startGateway } from '../../src/gateway.js';
+import { AuthService } from '../../src/api/auth.js';
+import { CliHarness } from '../unit/cli/harness.js';
 import { Sealer } from '../../src/secrets/sealer.js';
 import { loadOrCreateMasterKey } from '../../src/secrets/master-key.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -113,6 +115,39 @@ describe('the audit key comes from its own file', () => {
       expect(Buffer.from(readFileSync(elsewhere, 'utf8').trim(), 'base64').equals(fromMaster)).toBe(false);
       expect(await (gw.engine.ctx.audit as AuditLog).verify()).toMatchObject({ ok: true });
     } finally {
+      await gw.close();
+    }
+  });
+
+  it('gatehouse audit checkpoint FILE, then audit verify --checkpoint FILE finds a tail cut with the anchor rewritten', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gh-sec-akey-'));
+    const data = join(dir, 'data');
+    const gw = await startGateway(loadConfig({ data, listen: ['api=127.0.0.1:0', 'ssh=off', 'postgres=off', 'mysql=off'], cwd: dir }), { log: silentLogger });
+    const cli = new CliHarness();
+    try {
+      const auth = new AuthService(gw.engine);
+      const { token } = await auth.issue('admin', 'api', 3_600_000, 'test');
+      cli.env = { ...cli.env, GATEHOUSE_SERVER: `http://127.0.0.1:${gw.addresses.api!.port}`, GATEHOUSE_TOKEN: token };
+      for (let i = 0; i < 3; i++) await gw.engine.ctx.audit.record('admin', 'test.before', String(i));
+      const file = join(dir, 'checkpoint.json');
+      const saved = await cli.run(['audit', 'checkpoint', file]);
+      expect(saved.code, saved.stderr).toBe(0);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      const cp = JSON.parse(readFileSync(file, 'utf8')) as AuditCheckpoint;
+      for (let i = 0; i < 5; i++) await gw.engine.ctx.audit.record('admin', 'test.entry', String(i));
+      expect((await cli.run(['audit', 'verify', '--checkpoint', file])).stdout).toContain('checkpoint found in it');
+      // Someone with the database cuts everything from the checkpointed entry on, and moves the anchor back.
+      const raw = new Database(join(data, 'gatehouse.db'));
+      raw.prepare('DELETE FROM audit WHERE seq >= ?').run(cp.seq);
+      const head = raw.prepare('SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1').get();
+      raw.prepare('UPDATE meta SET value = ? WHERE key = ?').run(JSON.stringify(head), AUDIT_HEAD_META);
+      raw.close();
+      expect((await cli.run(['audit', 'verify'])).code).toBe(0);
+      const caught = await cli.run(['audit', 'verify', '--checkpoint', file]);
+      expect(caught.code).not.toBe(0);
+      expect(caught.stderr).toContain(`audit log verification FAILED at entry ${cp.seq} (checkpoint_truncated)`);
+    } finally {
+      cli.cleanup();
       await gw.close();
     }
   });
