@@ -6,8 +6,8 @@ import { isOnAccessList } from './access.js';
 import type { WorkflowContext } from './context.js';
 import type { Directory } from './directory.js';
 import { requirePlainText } from './plain-text.js';
-import { isGranted, nextDue, transition, type GrantRule, type RequestEvent, type Transition } from './requests.js';
-import { eligibleApprovers } from './settings.js';
+import { earlierStageApprovers, isGranted, nextDue, transition, type GrantRule, type RequestEvent, type Transition } from './requests.js';
+import { eligibleApprovers, escalationReached } from './settings.js';
 import { ticketMatches } from './ticket-pattern.js';
 
 /** The API's limit too; a ticket id is an identifier, not prose. */
@@ -73,9 +73,11 @@ export class RequestService {
     const res = resource ?? (await this.dir.requireResource(request.resource));
     const eligible = await this.eligible(request, res);
     const now = this.ctx.clock.now();
-    const out = new Set([...eligible].filter((u) => u !== request.requester));
+    // Whoever approved an earlier stage (in person or through a delegate) cannot approve this one.
+    const earlier = earlierStageApprovers(request);
+    const out = new Set([...eligible].filter((u) => u !== request.requester && !earlier.has(u)));
     for (const d of await this.ctx.store.listDelegations()) {
-      if (eligible.has(d.from) && activeDelegation(d, res.name, now) && d.to !== request.requester) out.add(d.to);
+      if (eligible.has(d.from) && !earlier.has(d.from) && activeDelegation(d, res.name, now) && d.to !== request.requester && !earlier.has(d.to)) out.add(d.to);
     }
     return [...out];
   }
@@ -165,9 +167,7 @@ export class RequestService {
   }
 
   private async eligible(r: AccessRequest, res: Resource): Promise<Set<string>> {
-    const now = this.ctx.clock.now();
-    const esc = res.settings.requireApproval?.escalation;
-    const escalated = !!esc && now.getTime() >= r.createdAt.getTime() + esc.afterMinutes * 60_000;
+    const escalated = escalationReached(res.settings, r.createdAt, this.ctx.clock.now());
     const teams = await this.dir.teamsMap();
     const users = await this.ctx.store.listUsers();
     const enabled = new Set(users.filter((u) => !u.disabled).map((u) => u.name));
@@ -192,7 +192,7 @@ export class RequestService {
     if (reviewer.disabled) throw new ForbiddenError(`${by} is disabled`);
     const next = await this.apply(id, by, decision === 'approve' ? 'request.approve' : 'request.deny', async (r, res) => {
       const eligible = await this.eligible(r, res);
-      const principal = await this.principalFor(by, eligible, res.name);
+      const principal = await this.principalFor(by, eligible, res.name, earlierStageApprovers(r));
       if (decision === 'deny') return { type: 'deny', by, principal, at: this.ctx.clock.now(), ...(comment ? { comment } : {}), eligible };
       const approval = res.settings.requireApproval;
       const required = r.stage === 0 ? (approval?.approvals ?? 1) : (approval?.secondStage?.approvals ?? 1);
@@ -208,10 +208,11 @@ export class RequestService {
   }
 
   /** Whom an approval by `by` counts for: themselves, or an eligible approver who delegated to them. */
-  private async principalFor(by: string, eligible: ReadonlySet<string>, resource: string): Promise<string> {
+  private async principalFor(by: string, eligible: ReadonlySet<string>, resource: string, spent: ReadonlySet<string>): Promise<string> {
     if (eligible.has(by)) return by;
     const now = this.ctx.clock.now();
-    const d = (await this.ctx.store.listDelegations({ to: by })).find((x) => eligible.has(x.from) && activeDelegation(x, resource, now));
+    // Prefer a delegator whose authority is not spent on an earlier stage.
+    const d = (await this.ctx.store.listDelegations({ to: by })).find((x) => eligible.has(x.from) && !spent.has(x.from) && activeDelegation(x, resource, now));
     return d ? d.from : by;
   }
 

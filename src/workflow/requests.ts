@@ -125,9 +125,28 @@ function requireReviewer(r: AccessRequest, by: string, principal: string, eligib
   if (!eligible.has(principal)) throw new ForbiddenError(`${by} is not an approver for this request at stage ${r.stage + 1}`);
 }
 
+/**
+ * Everyone whose approval counted at a stage before the current one: the approvers and
+ * those they stood in for. Each stage of a multi-stage approval needs different people.
+ */
+export function earlierStageApprovers(r: AccessRequest): Set<string> {
+  const out = new Set<string>();
+  for (const x of r.reviews) {
+    if (x.stage >= r.stage || x.decision !== 'approve') continue;
+    out.add(x.approver);
+    if (x.onBehalfOf) out.add(x.onBehalfOf);
+  }
+  return out;
+}
+
 function approve(r: AccessRequest, e: Extract<RequestEvent, { type: 'approve' }>): Transition {
   requirePending(r, 'approved');
   requireReviewer(r, e.by, e.principal, e.eligible);
+  const earlier = earlierStageApprovers(r);
+  const reused = [e.by, e.principal].find((u) => earlier.has(u));
+  if (reused !== undefined) {
+    throw new ForbiddenError(`${reused} approved stage ${r.stage} of this request; stage ${r.stage + 1} needs a different approver`);
+  }
   const already = r.reviews.some((x) => x.stage === r.stage && x.decision === 'approve' && (x.onBehalfOf ?? x.approver) === e.principal);
   if (already) throw new GatehouseError('CONFLICT', `${e.principal} has already approved this stage`);
   const review: Review = { approver: e.by, decision: 'approve', stage: r.stage, at: e.at, ...opt(e.comment, e.by, e.principal) };

@@ -198,6 +198,12 @@ function checkTicketPattern(pattern: string, requireTicket: boolean): void {
   checkTicketPatternSyntax(pattern);
 }
 
+/** Whether a request made at `createdAt` has reached its escalation delay at `now`. */
+export function escalationReached(settings: WorkflowSettings, createdAt: Date, now: Date): boolean {
+  const esc = settings.requireApproval?.escalation;
+  return !!esc && now.getTime() >= createdAt.getTime() + esc.afterMinutes * 60_000;
+}
+
 /**
  * Users who may approve at `stage` now. Stage 0: the owner plus the approvers (plus the
  * escalation approvers once escalated); stage 1: the second-stage approvers. Approvers

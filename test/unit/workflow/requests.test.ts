@@ -39,6 +39,15 @@ describe('request state machine', () => {
     expect(s2.state).toBe('approved');
   });
 
+  it('whoever approved stage 1 (in person or through a delegate) cannot approve stage 2', () => {
+    const both = new Set(['dave', 'erin']);
+    const s1 = transition(req(), { ...approve('carol'), principal: 'dave', eligible: both, nextStageRequired: 1 })!.next;
+    expect(s1.stage).toBe(1);
+    expect(() => transition(s1, { ...approve('dave'), eligible: both })).toThrow(/dave approved stage 1 of this request; stage 2 needs a different approver/);
+    expect(() => transition(s1, { ...approve('carol'), principal: 'erin', eligible: both })).toThrow(/carol approved stage 1/);
+    expect(transition(s1, { ...approve('erin'), eligible: both })?.next.state).toBe('approved');
+  });
+
   it('an approval whose approver lost eligibility does not count', () => {
     const one = transition(req(), approve('dave', 2))!.next;
     expect(countingApprovals(one, 0, ELIGIBLE)).toEqual(['dave']);
