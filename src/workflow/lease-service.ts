@@ -8,7 +8,7 @@ import type { Directory } from './directory.js';
 import { requirePlainText } from './plain-text.js';
 import { formatTimeLeft, leaseEnd, type LeaseEnd } from './leases.js';
 import type { RequestService } from './request-service.js';
-import { eligibleApprovers } from './settings.js';
+import { eligibleApprovers, escalationReached } from './settings.js';
 
 /** Check-out / check-in of single-user resources. One holder is the store's guarantee. */
 export class LeaseService {
@@ -77,11 +77,27 @@ export class LeaseService {
     return this.finish(held, { type: 'force', by, at: this.ctx.clock.now(), reason: why }, by);
   }
 
+  /**
+   * Who may force a check-in (or kill a session): administrators, the owner, and whoever
+   * could approve the grant the resource is held under, with the same eligibility as
+   * approving: escalation approvers only once the escalation delay of that request has
+   * passed, disabled users never.
+   */
   async mayForce(user: string, resource: Resource): Promise<boolean> {
     const u = await this.dir.requireUser(user);
+    if (u.disabled) return false;
     if (u.admin || resource.owner === user) return true;
     const teams = await this.dir.teamsMap();
-    return [0, 1].some((stage) => eligibleApprovers(resource.settings, resource, teams, stage, true).has(user));
+    const escalated = await this.escalated(resource);
+    return [0, 1].some((stage) => eligibleApprovers(resource.settings, resource, teams, stage, escalated).has(user));
+  }
+
+  /** Whether the escalation delay has passed for the request the held lease runs under. */
+  private async escalated(resource: Resource): Promise<boolean> {
+    if (!resource.settings.requireApproval?.escalation) return false;
+    const held = await this.ctx.store.getHeldLease(resource.name);
+    const request = held?.requestId ? await this.ctx.store.getRequest(held.requestId) : undefined;
+    return !!request && escalationReached(resource.settings, request.createdAt, this.ctx.clock.now());
   }
 
   /** Expires leases that are due; returns the earliest future expiry. */

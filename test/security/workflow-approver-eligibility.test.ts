@@ -60,3 +60,46 @@ describe('two-stage approval needs two different people', () => {
     expect(await h.engine.requests.approve(req.id, 'erin')).toMatchObject({ state: 'approved' });
   });
 });
+
+describe('escalation approvers have no power before the escalation delay', () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = makeHarness();
+    // Only bob approves; the dba team joins 30 minutes after a request was made.
+    await seed(h, {
+      limitAccessTime: BUSINESS_HOURS,
+      requireApproval: {
+        approvers: [], approvals: 1, requireReason: false, requireTicket: false, startOn: 'approval',
+        escalation: { afterMinutes: 30, approvers: [{ team: 'dba' }] },
+      },
+      singleUser: true,
+    });
+  });
+  afterEach(async () => {
+    await h.store.close();
+  });
+
+  it('an escalation approver cannot force check-in before the escalation delay has passed', async () => {
+    const req = await h.engine.requests.create('alice', { resource: 'prod-pg' });
+    await h.engine.requests.approve(req.id, 'bob');
+    await h.engine.leases.checkout('alice', 'prod-pg');
+    h.clock.advance(60_000);
+    const e = await refusal(h.engine.leases.forceCheckin('dave', 'prod-pg', 'mine now'));
+    expect(e.code).toBe('FORBIDDEN');
+    expect(await h.store.getHeldLease('prod-pg')).toMatchObject({ holder: 'alice', state: 'held' });
+    expect(h.revokes.filter((r) => r.kind === 'lease_ended')).toEqual([]);
+    expect(await h.engine.leases.mayForce('dave', await h.engine.directory.requireResource('prod-pg'))).toBe(false);
+    // The owner always may; once the delay has passed, so may the escalation approvers.
+    expect(await h.engine.leases.mayForce('bob', await h.engine.directory.requireResource('prod-pg'))).toBe(true);
+    h.clock.advance(29 * 60_000);
+    expect(await h.engine.leases.forceCheckin('dave', 'prod-pg', 'incident')).toMatchObject({ state: 'force_checked_in', endedBy: 'dave' });
+  });
+
+  it('an escalation approver cannot approve before the escalation delay has passed (the same rule)', async () => {
+    const req = await h.engine.requests.create('alice', { resource: 'prod-pg' });
+    h.clock.advance(29 * 60_000);
+    expect((await refusal(h.engine.requests.approve(req.id, 'dave'))).code).toBe('FORBIDDEN');
+    h.clock.advance(60_000);
+    expect(await h.engine.requests.approve(req.id, 'dave')).toMatchObject({ state: 'approved' });
+  });
+});
