@@ -1,14 +1,22 @@
 // Bundles the web vault (src/web/app) into dist/web with esbuild. Asset names carry a
 // content hash so the server can let browsers cache them for good; index.html points at
 // the hashed names and is never cached.
+//
+//   node scripts/build-web.mjs [--out DIR] [--sourcemap]
+//
+// A production build has no source maps: they would hand the vault's sources to anyone.
+// --sourcemap writes them beside the bundles for debugging, unlinked; the server never
+// serves .map files (src/web/serve.ts).
 import { build } from 'esbuild';
+import { parseArgs } from 'node:util';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src/web');
-const out = join(root, 'dist/web');
+const { values: args } = parseArgs({ options: { out: { type: 'string' }, sourcemap: { type: 'boolean', default: false } } });
+const out = args.out ? resolve(args.out) : join(root, 'dist/web');
 
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'assets'), { recursive: true });
@@ -21,7 +29,7 @@ const result = await build({
   platform: 'browser',
   target: ['es2022', 'chrome110', 'firefox110', 'safari16'],
   minify: true,
-  sourcemap: 'linked',
+  sourcemap: args.sourcemap ? 'external' : false,
   legalComments: 'none',
   entryNames: '[name]-[hash]',
   outdir: join(out, 'assets'),

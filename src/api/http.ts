@@ -59,7 +59,11 @@ export function matchRoute(routes: readonly Route[], method: string, pathname: s
     if (r.method !== method) continue;
     const params: Record<string, string> = {};
     r.keys.forEach((k, i) => {
-      params[k] = decodeURIComponent(m[i + 1] ?? '');
+      try {
+        params[k] = decodeURIComponent(m[i + 1] ?? '');
+      } catch {
+        throw new GatehouseError('BAD_REQUEST', `malformed percent-encoding in the path segment for ${k}`);
+      }
     });
     return { route: r, params };
   }

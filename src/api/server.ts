@@ -5,7 +5,7 @@ import { GatehouseError } from '../core/errors.js';
 import { isLoopback } from '../core/net.js';
 import type { ApiDeps } from './deps.js';
 import { CredentialService } from './credentials.js';
-import { matchRoute, readJsonBody, sendError, sendJson, type AuthedContext, type RequestContext, type Route } from './http.js';
+import { matchRoute, readJsonBody, requestUrl, sendError, sendJson, type AuthedContext, type RequestContext, type Route } from './http.js';
 import { RateLimiter } from '../core/limits.js';
 import { Metrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
@@ -41,6 +41,8 @@ const SECURITY_HEADERS = {
   'referrer-policy': 'no-referrer',
 };
 
+/** Browsers that once reached the gateway over HTTPS never try plain HTTP on it again (a year). */
+const HSTS = 'max-age=31536000';
 
 /** The control-plane HTTP server: JSON API, WebSocket notifications, health and metrics. */
 export function createApiServer(deps: ApiDeps, opts: ApiServerOptions = {}): ApiServer {
@@ -53,15 +55,25 @@ export function createApiServer(deps: ApiDeps, opts: ApiServerOptions = {}): Api
   const hub = new NotificationHub({ auth, credentials, bus: engine.ctx.bus, clock: engine.ctx.clock, log });
   const metrics = new Metrics(engine);
   const limiter = new RateLimiter(engine.ctx.clock, { rate: 50, perMs: 1000, burst: 200 });
+  /** Set by listen(); until then the server counts as reachable from elsewhere. */
+  let listensOnLoopback = false;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
-    const url = new URL(req.url ?? '/', 'http://gatehouse');
+    if (opts.tls) res.setHeader('strict-transport-security', HSTS);
     const ip = req.socket.remoteAddress ?? 'unknown';
     try {
+      const url = requestUrl(req.url);
       if (url.pathname === '/healthz') return sendJson(res, 200, { ok: true });
       if (url.pathname === '/metrics') {
-        if (!isLoopback(ip)) throw new GatehouseError('FORBIDDEN', 'metrics are served to loopback only');
+        if (!limiter.take(ip)) throw new GatehouseError('RATE_LIMITED', 'too many requests; slow down');
+        // On loopback only local clients reach the port. Anywhere else a local address proves
+        // nothing (a reverse proxy on the same host): a scraper shows a token.
+        if (listensOnLoopback) {
+          if (!isLoopback(ip)) throw new GatehouseError('FORBIDDEN', 'metrics are served to loopback only');
+        } else {
+          await auth.authenticate(req.headers.authorization);
+        }
         const text = await metrics.registry.metrics();
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
         res.end(text);
@@ -95,7 +107,13 @@ export function createApiServer(deps: ApiDeps, opts: ApiServerOptions = {}): Api
   server.headersTimeout = 20_000;
   server.requestTimeout = 60_000;
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    let path: string;
+    try {
+      path = requestUrl(req.url).pathname;
+    } catch {
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+      return;
+    }
     if (path !== '/api/v1/events') {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
       return;
@@ -117,6 +135,7 @@ export function createApiServer(deps: ApiDeps, opts: ApiServerOptions = {}): Api
       if (!opts.tls && !isLoopback(host)) {
         return Promise.reject(new GatehouseError('CONFIG_INVALID', `the API listens on ${host}, which is not loopback: HTTPS is required there`));
       }
+      listensOnLoopback = isLoopback(host);
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {

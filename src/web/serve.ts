@@ -27,7 +27,6 @@ const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
-  '.map': 'application/json; charset=utf-8',
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
   '.ico': 'image/x-icon',
@@ -36,7 +35,13 @@ const TYPES: Record<string, string> = {
 };
 
 /** Bundles carry a content hash in their name (scripts/build-web.mjs), so they never change. */
-const HASHED = /^\/assets\/[\w.-]+-[A-Z0-9]{8}\.(js|css)(\.map)?$/;
+const HASHED = /^\/assets\/[\w.-]+-[A-Z0-9]{8}\.(js|css)$/;
+
+/**
+ * Source maps give out the vault's sources; production builds make none, and one found on
+ * disk anyway (a `--sourcemap` build for debugging) is not served either.
+ */
+const NEVER_SERVED = /\.map$/i;
 
 interface Cached {
   mtimeMs: number;
@@ -79,7 +84,7 @@ export function serveWeb(dir: string = builtWebDir()): WebHandler {
       return true;
     }
     const asked = resolve(root, `.${path}`);
-    if (asked !== root && !asked.startsWith(root + sep)) {
+    if ((asked !== root && !asked.startsWith(root + sep)) || NEVER_SERVED.test(path)) {
       notFound(res, 404, 'not found');
       return true;
     }
