@@ -166,7 +166,8 @@ export class CredentialService {
 
   /** A wrong current password counts against the user's sign-in lockout, as a wrong sign-in does. */
   private async checkCurrentPassword(user: User, oldPassword: string): Promise<void> {
-    const reserved = this.auth.failures.attempt([`user:${user.name}`]);
+    // Awaited: the tracker's reservation may wait for checks already under way on this user.
+    const reserved = await this.auth.failures.attempt([`user:${user.name}`]);
     if (!reserved.ok) {
       const wait = reserved.retryAfterMs;
       throw new GatehouseError('LOCKED', `too many wrong passwords; try again in ${Math.ceil(wait / 60_000)} min`, { retryAfterSeconds: Math.ceil(wait / 1000) });
