@@ -9,6 +9,8 @@ export class FailureTracker {
   private readonly entries = new Map<string, { failures: number[]; lockedUntil?: number }>();
   /** Checks under way per key: they count against the limit before their outcome is known. */
   private readonly inflight = new Map<string, number>();
+  /** Guesses waiting for the checks under way on a key to settle. */
+  private readonly waiters = new Map<string, Array<() => void>>();
 
   constructor(
     private readonly clock: Clock,
@@ -42,22 +44,35 @@ export class FailureTracker {
   /**
    * Reserves one guess on every key before a slow check (scrypt, a TOTP lookup) runs, so that
    * concurrent guesses cannot all pass the lock check first and record their failures after:
-   * at most `maxFailures` guesses per window, whatever the concurrency. Returns undefined
-   * (and reserves nothing) when any key is locked or out of guesses, with the longest wait.
+   * at most `maxFailures` guesses per window, whatever the concurrency. While the checks
+   * already under way could use up the remaining guesses, a new one waits for them (a pool
+   * opening many connections with the right password is slowed, never refused); once the
+   * guesses are used up, or a key is locked, it is refused with the wait.
    */
-  attempt(keys: readonly string[]): { ok: true; attempt: Attempt } | { ok: false; retryAfterMs: number } {
-    const now = this.clock.now().getTime();
-    let wait = 0;
-    for (const k of keys) {
-      wait = Math.max(wait, this.lockedFor(k));
-      const e = this.entries.get(k);
-      const recent = e ? e.failures.filter((t) => now - t < this.opts.windowMs).length : 0;
-      if (recent + (this.inflight.get(k) ?? 0) >= this.opts.maxFailures) wait = Math.max(wait, this.opts.windowMs);
+  async attempt(keys: readonly string[]): Promise<{ ok: true; attempt: Attempt } | { ok: false; retryAfterMs: number }> {
+    for (;;) {
+      const now = this.clock.now().getTime();
+      let wait = 0;
+      let busy: string | undefined;
+      for (const k of keys) {
+        wait = Math.max(wait, this.lockedFor(k));
+        const e = this.entries.get(k);
+        const recent = e ? e.failures.filter((t) => now - t < this.opts.windowMs).length : 0;
+        const inflight = this.inflight.get(k) ?? 0;
+        if (recent >= this.opts.maxFailures) wait = Math.max(wait, this.opts.windowMs);
+        else if (recent + inflight >= this.opts.maxFailures) busy = k;
+      }
+      if (wait > 0) return { ok: false, retryAfterMs: wait };
+      if (busy === undefined) break;
+      await new Promise<void>((resolve) => {
+        const list = this.waiters.get(busy!) ?? [];
+        list.push(resolve);
+        this.waiters.set(busy!, list);
+      });
     }
-    if (wait > 0) return { ok: false, retryAfterMs: wait };
     for (const k of keys) this.inflight.set(k, (this.inflight.get(k) ?? 0) + 1);
     let settled = false;
-    const settle = (failed: boolean): void => {
+    const settle = (failed: boolean, clear: readonly string[] = []): void => {
       if (settled) return;
       settled = true;
       for (const k of keys) {
@@ -66,8 +81,14 @@ export class FailureTracker {
         else this.inflight.delete(k);
         if (failed) this.fail(k);
       }
+      for (const k of clear) this.succeed(k);
+      for (const k of keys) {
+        const list = this.waiters.get(k);
+        this.waiters.delete(k);
+        for (const wake of list ?? []) wake();
+      }
     };
-    return { ok: true, attempt: { fail: () => settle(true), succeed: (clear = keys) => { settle(false); for (const k of clear) this.succeed(k); }, cancel: () => settle(false) } };
+    return { ok: true, attempt: { fail: () => settle(true), succeed: (clear = keys) => settle(false, clear), cancel: () => settle(false) } };
   }
 
   private prune(now: number): void {

@@ -125,6 +125,11 @@ describe('guessing secrets', () => {
     expect(results.filter((r) => !r.ok && r.code === 'locked')).toHaveLength(7);
   });
 
+  it('(3) a pool opening sixteen connections at once with the right password is slowed by the limit, never refused', async () => {
+    const results = await Promise.all(Array.from({ length: 16 }, (_, i) => w.pg.login({ name: `${i % 2 ? 'alice' : 'carol'}:prod-pg`, secret: { kind: 'password', value: PW }, client: `192.0.2.50:${i}` })));
+    expect(results.map((r) => r.ok)).toEqual(Array(16).fill(true));
+  });
+
   it('(4) an address locked on the API is refused at the doors for every user, and refusals carry the address', async () => {
     for (let i = 0; i < 5; i++) await post(w, '/api/v1/auth/login', { user: `nobody${i}`, password: 'x' });
     const ip = (await w.h.store.listAudit({ action: 'auth.fail' }))[0]!.data!.ip as string;
