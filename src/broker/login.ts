@@ -100,7 +100,7 @@ export class LoginService {
     const { user, resource } = who;
     if (!this.throttle.take(`ip:${source}`)) return this.refuse(req, user, resource, refusals.throttled());
     // The guess is reserved before the slow check: concurrent guesses cannot all slip past the limit.
-    const reserved = this.failures.attempt([`user:${user}`, `ip:${source}`]);
+    const reserved = await this.failures.attempt([`user:${user}`, `ip:${source}`]);
     if (!reserved.ok) return this.refuse(req, user, resource, refusals.locked(Math.ceil(reserved.retryAfterMs / 60_000)));
     const guess = reserved.attempt;
     try {
@@ -147,7 +147,7 @@ export class LoginService {
     decide: () => Promise<T>, wrongTotp: (r: T) => boolean,
   ): Promise<T | { ok: false; refusal: Refusal }> {
     const keys = [`user:${req.user}`, `ip:${sourceOf(req.client)}`];
-    const reserved = this.failures.attempt(req.totp ? keys : []);
+    const reserved = await this.failures.attempt(req.totp ? keys : []);
     const locked = Math.max(...keys.map((k) => this.failures.lockedFor(k)), reserved.ok ? 0 : reserved.retryAfterMs);
     if (locked > 0 || !reserved.ok) {
       if (reserved.ok) reserved.attempt.cancel();
