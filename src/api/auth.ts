@@ -5,9 +5,15 @@ import type { ApiToken, User } from '../core/model.js';
 import type { Engine } from '../workflow/engine.js';
 import { hashSecretToken } from '../workflow/mfa.js';
 import { FailureTracker } from '../core/limits.js';
-import { verifyPassword } from '../secrets/passwords.js';
+import { hashPassword, verifyPassword } from '../secrets/passwords.js';
+import { printable } from '../broker/refusals.js';
+import { hasControlCharacter } from '../workflow/plain-text.js';
 
 export const SESSION_TTL_MS = 12 * HOUR;
+
+/** Unknown users cost the same scrypt as known ones, so timing does not tell which names exist. */
+let dummyHash: Promise<string> | undefined;
+const unknownUserHash = (): Promise<string> => (dummyHash ??= hashPassword('gatehouse-unknown-user'));
 
 export interface AuthOptions {
   maxFailures?: number;
@@ -30,36 +36,68 @@ export class AuthService {
   }
 
   async login(name: string, password: string, totp: string | undefined, ip: string): Promise<{ token: string; expiresAt: Date; user: User }> {
-    const locked = Math.max(this.failures.lockedFor(`user:${name}`), this.failures.lockedFor(`ip:${ip}`));
-    if (locked > 0) {
-      throw new GatehouseError('LOCKED', `too many failed sign-ins; try again in ${Math.ceil(locked / 60_000)} min`, { retryAfterSeconds: Math.ceil(locked / 1000) });
-    }
-    const user = await this.store.getUser(name);
-    const ok = await verifyPassword(password, user?.passwordHash);
-    if (!user || !ok || user.disabled) {
-      this.fail(name, ip);
-      await this.engine.ctx.audit.record(name, 'auth.fail', name, { ip, why: 'password' });
+    // The guess is reserved before scrypt runs: parallel guesses cannot all pass the lock check.
+    // The name is the client's: it reaches the audit log (and terminals reading it) only as printable text.
+    if (hasControlCharacter(name)) {
+      await this.engine.ctx.audit.record(printable(name, 64), 'auth.fail', printable(name, 64), { ip, why: 'malformed name', door: 'api' });
       throw new GatehouseError('UNAUTHENTICATED', 'wrong user name or password');
     }
-    if (user.totpConfirmed) {
-      if (!totp) throw new GatehouseError('MFA_REQUIRED', 'this account has TOTP: pass --totp CODE', { mfa: 'totp' });
-      try {
-        await this.engine.mfa.verify(name, totp);
-      } catch (e) {
-        this.fail(name, ip);
-        throw e;
-      }
+    const keys = [`user:${name}`, `ip:${ip}`];
+    const reserved = await this.failures.attempt(keys);
+    if (!reserved.ok) {
+      await this.engine.ctx.audit.record(name, 'auth.locked', name, { ip, door: 'api' });
+      throw new GatehouseError('LOCKED', `too many failed sign-ins; try again in ${Math.ceil(reserved.retryAfterMs / 60_000)} min`, { retryAfterSeconds: Math.ceil(reserved.retryAfterMs / 1000) });
     }
-    this.failures.succeed(`user:${name}`);
-    const issued = await this.issue(user.name, 'session', SESSION_TTL_MS);
-    await this.engine.ctx.audit.record(name, 'auth.login', name, { ip, mfa: user.totpConfirmed });
-    return { token: issued.token, expiresAt: issued.expiresAt as Date, user };
+    const guess = reserved.attempt;
+    try {
+      const user = await this.store.getUser(name);
+      const ok = await verifyPassword(password, user?.passwordHash ?? (await unknownUserHash()));
+      if (!user || !ok || user.disabled || !user.passwordHash) {
+        guess.fail();
+        await this.engine.ctx.audit.record(name, 'auth.fail', name, { ip, why: 'password', door: 'api' });
+        throw new GatehouseError('UNAUTHENTICATED', 'wrong user name or password');
+      }
+      if (user.totpConfirmed) {
+        if (!totp) {
+          guess.cancel();
+          throw new GatehouseError('MFA_REQUIRED', 'this account has TOTP: pass --totp CODE', { mfa: 'totp' });
+        }
+        try {
+          await this.engine.mfa.verify(name, totp);
+        } catch (e) {
+          guess.fail();
+          throw e;
+        }
+      }
+      guess.succeed([`user:${name}`]);
+      const issued = await this.issue(user.name, 'session', SESSION_TTL_MS);
+      await this.engine.ctx.audit.record(name, 'auth.login', name, { ip, mfa: user.totpConfirmed });
+      return { token: issued.token, expiresAt: issued.expiresAt as Date, user };
+    } finally {
+      guess.cancel(); // no-op once settled
+    }
   }
 
-  /** Counts a failed TOTP check made outside login (launch, tunnel) towards the lockout. */
-  fail(name: string, ip: string): void {
-    this.failures.fail(`user:${name}`);
-    this.failures.fail(`ip:${ip}`);
+  /**
+   * Reserves a TOTP guess by a signed-in user (launch, tunnel start), keyed to that user, not
+   * to the address: users behind one NAT or proxy do not lock each other out. Refused while
+   * the user is locked, before the code is even looked at.
+   */
+  async guardTotp<T>(user: string, check: () => Promise<T>): Promise<T> {
+    const reserved = await this.failures.attempt([`user:${user}`]);
+    if (!reserved.ok) {
+      await this.engine.ctx.audit.record(user, 'auth.locked', user, { door: 'api', method: 'totp' });
+      throw new GatehouseError('LOCKED', `too many failed codes; try again in ${Math.ceil(reserved.retryAfterMs / 60_000)} min`, { retryAfterSeconds: Math.ceil(reserved.retryAfterMs / 1000) });
+    }
+    try {
+      const r = await check();
+      reserved.attempt.succeed();
+      return r;
+    } catch (e) {
+      if (e instanceof GatehouseError && (e.code === 'MFA_INVALID' || e.code === 'MFA_REPLAY')) reserved.attempt.fail();
+      else reserved.attempt.cancel();
+      throw e;
+    }
   }
 
   async issue(user: string, kind: ApiToken['kind'], ttlMs?: number, label?: string): Promise<{ id: string; token: string; expiresAt?: Date }> {

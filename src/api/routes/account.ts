@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { GatehouseError } from '../../core/errors.js';
 import type { ApiDeps } from '../deps.js';
 import { parseBody, route, type Route } from '../http.js';
 import { userView } from '../views.js';
@@ -20,15 +19,7 @@ export function accountRoutes(d: ApiDeps): Route[] {
     route('POST', '/api/v1/mfa/enroll', 'Start TOTP enrolment (secret + otpauth URI)', async (c) => engine.mfa.enroll(c.user.name), {}),
     route('POST', '/api/v1/mfa/verify', 'Confirm TOTP enrolment with a code', async (c) => {
       const b = parseBody(Code, c.body);
-      const locked = auth.failures.lockedFor(`user:${c.user.name}`);
-      if (locked > 0) throw new GatehouseError('LOCKED', `too many failed codes; try again in ${Math.ceil(locked / 60_000)} min`);
-      try {
-        if (c.user.totpConfirmed) await engine.mfa.verify(c.user.name, b.code);
-        else await engine.mfa.confirm(c.user.name, b.code);
-      } catch (e) {
-        auth.fail(c.user.name, c.ip);
-        throw e;
-      }
+      await auth.guardTotp(c.user.name, () => (c.user.totpConfirmed ? engine.mfa.verify(c.user.name, b.code) : engine.mfa.confirm(c.user.name, b.code)));
       return { ok: true };
     }, {}),
   ];
