@@ -90,7 +90,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   const apiListen = cfg.listen.api;
   if (!apiListen) throw new GatehouseError('CONFIG_INVALID', 'listen.api: the API listener cannot be turned off');
   const api = createApiServer(
-    { engine, auth, log, listeners: addresses, caPath: pki.caPath, sessions: { kill: (id, by) => broker.kill(id, by) } },
+    { engine, auth, log, listeners: addresses, caPath: pki.caPath, sessions: { kill: (id, by) => broker.kill(id, by) }, apiTokenTtlMs: cfg.apiTokenTtlDays * 86_400_000 },
     { ...(isLoopback(apiListen.host) ? {} : { tls: { cert: pki.certPem, key: pki.keyPem } }), ...(opts.web ? { fallback: opts.web } : {}) },
   );
   const listeners: Listener[] = [];

@@ -6,9 +6,7 @@
  * OpenSSH's stderr), never from the gateway's internals.
  */
 import { AuthService } from '../../src/api/auth.js';
-import { Broker } from '../../src/broker/broker.js';
 import { REFUSAL_CODES } from '../../src/broker/refusals.js';
-import { silentLogger } from '../../src/core/log.js';
 import type { Protocol, WorkflowSettings } from '../../src/core/model.js';
 import { makeGateway, type GatewayHarness } from './gateway-harness.js';
 
@@ -75,18 +73,8 @@ export interface ContractGateway {
  * (The harness's own broker keeps a private FailureTracker; it stays unused.)
  */
 export async function startContractGateway(): Promise<ContractGateway> {
-  const h = await makeGateway();
-  const auth = new AuthService(h.engine);
-  const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'test', failures: auth.failures });
-  const gw: GatewayHarness = { ...h, broker };
-  return {
-    gw,
-    auth,
-    async stop() {
-      await broker.shutdown();
-      await h.cleanup();
-    },
-  };
+  const gw = await makeGateway();
+  return { gw, auth: gw.auth, stop: () => gw.cleanup() };
 }
 
 const CODES: ReadonlySet<string> = new Set(REFUSAL_CODES);

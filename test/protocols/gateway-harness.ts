@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { FakeClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/log.js';
 import type { WorkflowSettings } from '../../src/core/model.js';
+import { AuthService } from '../../src/api/auth.js';
 import { Broker } from '../../src/broker/broker.js';
 import { ensurePki, type Pki } from '../../src/pki/pki.js';
 import { hashPassword } from '../../src/secrets/passwords.js';
@@ -24,6 +25,8 @@ export const GATEWAY_PASSWORD = 'correct horse battery';
 
 export interface GatewayHarness extends Harness {
   broker: Broker;
+  /** The API's sign-in service; its failure tracker is the broker's, as in `gatehouse serve`. */
+  auth: AuthService;
   pki: Pki;
   dir: string;
   /** Adds a resource owned by bob, shared with team eng (alice, carol) and dba (dave). */
@@ -35,6 +38,13 @@ export interface GatewayHarness extends Harness {
   cleanup(): Promise<void>;
 }
 
+/** Key generation is most of a gateway's start-up: one PKI per test process serves every gateway in it. */
+let pkiOnce: Promise<Pki> | undefined;
+function sharedPki(): Promise<Pki> {
+  pkiOnce ??= ensurePki(mkdtempSync(join(tmpdir(), 'gh-proto-pki-')));
+  return pkiOnce;
+}
+
 /**
  * A workflow engine + broker with a fake clock (workflow time) and real sockets, for
  * protocol tests: alice and carol (team eng), dave (team dba, approver), bob (owner),
@@ -43,8 +53,9 @@ export interface GatewayHarness extends Harness {
 export async function makeGateway(): Promise<GatewayHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'gh-proto-'));
   const h = makeHarness({ clock: new FakeClock(START) });
-  const pki = await ensurePki(join(dir, 'certs'));
-  const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'test' });
+  const pki = await sharedPki();
+  const auth = new AuthService(h.engine);
+  const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'test', failures: auth.failures });
   const d = h.engine.directory;
   const hash = await hashPassword(GATEWAY_PASSWORD);
   await h.store.putUser({ id: 'admin', name: 'admin', admin: true, disabled: false, teams: [], totpConfirmed: false, sshKeys: [], createdAt: h.clock.now(), passwordHash: hash });
@@ -56,6 +67,7 @@ export async function makeGateway(): Promise<GatewayHarness> {
   return {
     ...h,
     broker,
+    auth,
     pki,
     dir,
     async addResource(r) {

@@ -38,6 +38,24 @@ describe('gateway first run', () => {
     expect(await again.store.getResource('prod-pg')).toBeDefined();
   });
 
+  it('API tokens live as long as the configured apiTokenTtlDays', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gh-gw-'));
+    writeFileSync(join(dir, 'cfg.yaml'), 'apiTokenTtlDays: 7\n');
+    writeFileSync(join(dir, 'pw'), 'from-a-file-123\n');
+    const cfg = loadConfig({ configFile: join(dir, 'cfg.yaml'), data: join(dir, 'data'), listen: ['api=127.0.0.1:0'], adminPasswordFile: join(dir, 'pw'), cwd: dir });
+    const gw = await startGateway(cfg, { log: silentLogger });
+    open.push(gw);
+    const base = `http://127.0.0.1:${gw.addresses.api!.port}/api/v1`;
+    const post = async (path: string, body: unknown, token?: string) =>
+      (await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) })).json() as Promise<any>;
+    const { token } = await post('/auth/login', { user: 'admin', password: 'from-a-file-123' });
+    const created = await post('/tokens', { label: 'ci' }, token);
+    const days = (new Date(created.expiresAt).getTime() - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(6.9);
+    expect(days).toBeLessThanOrEqual(7);
+    expect((await post('/tokens', { label: 'long', ttlDays: 30 }, token)).error.code).toBe('VALIDATION');
+  });
+
   it('takes the admin password from a file, and serves HTTPS off loopback', async () => {
     dir = mkdtempSync(join(tmpdir(), 'gh-gw-'));
     writeFileSync(join(dir, 'pw'), 'from-a-file-123\n');

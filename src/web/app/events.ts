@@ -1,6 +1,9 @@
 /// <reference lib="dom" />
 import type { ServerMessage } from './types.js';
 
+/** The close code the gateway uses when the token behind a stream stops being valid. */
+const REVOKED = 4001;
+
 export type EventListener = (m: ServerMessage) => void;
 
 /**
@@ -15,6 +18,8 @@ export class LiveEvents {
   private stopped = true;
   private token = '';
   onStatus: (live: boolean) => void = () => undefined;
+  /** The gateway closed the stream because the sign-in is no longer valid (close code 4001). */
+  onRevoked: (reason: string) => void = () => undefined;
 
   start(token: string): void {
     this.stop();
@@ -59,10 +64,16 @@ export class LiveEvents {
         }
       }
     });
-    ws.addEventListener('close', () => {
+    ws.addEventListener('close', (ev) => {
       if (this.ws !== ws) return;
       this.onStatus(false);
       if (this.stopped) return;
+      // Signed out, token revoked, password changed, account disabled: retrying cannot help.
+      if (ev.code === REVOKED) {
+        this.stop();
+        this.onRevoked(ev.reason);
+        return;
+      }
       const wait = Math.min(30_000, 500 * 2 ** this.retries);
       this.retries += 1;
       this.timer = window.setTimeout(() => this.connect(), wait);

@@ -139,6 +139,11 @@ whenSignedOut(() => {
   if (app) notify('Your session ended; please sign in again.', { kind: 'error' });
   signedOut();
 });
+events.onRevoked = (reason) => {
+  if (app) notify(`Your session ended (${reason || 'signed out'}); please sign in again.`, { kind: 'error' });
+  session.clear();
+  signedOut();
+};
 
 // Internal links navigate in place; modified clicks (new tab) keep the browser's behaviour.
 document.addEventListener('click', (ev) => {
