@@ -15,7 +15,8 @@ import { EventBus } from './events/bus.js';
 import { PgRevokeBridge } from './events/pg-bridge.js';
 import { WebhookSender } from './notify/webhooks.js';
 import { ensurePki, type Pki } from './pki/pki.js';
-import { loadOrCreateKeyFile, loadOrCreateMasterKey } from './secrets/master-key.js';
+import { loadOrCreateMasterKey } from './secrets/master-key.js';
+import { loadAuditKey } from './audit/audit-key.js';
 import { generatePassword, hashPassword } from './secrets/passwords.js';
 import { Sealer } from './secrets/sealer.js';
 import { openStore } from './store/open.js';
@@ -55,10 +56,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   const sealer = new Sealer(loadOrCreateMasterKey({ dataDir: cfg.dataDir }));
   const store = cfg.storeUrl ? await openStore({ kind: 'postgres', url: cfg.storeUrl }) : openStore({ path: join(cfg.dataDir, 'gatehouse.db') });
   const bus = new EventBus();
-  // The chain's key lives in its own file. A log written before that file existed was keyed
-  // from the master key: that key is moved into the file, so the old chain keeps verifying.
-  const hasAudit = (await store.listAudit({ limit: 1 })).length > 0;
-  const auditKey = loadOrCreateKeyFile(cfg.auditKeyFile, 'audit key', hasAudit ? () => sealer.deriveKey('gatehouse/audit-mac/v1') : undefined);
+  const auditKey = await loadAuditKey({ file: cfg.auditKeyFile, store, legacyKey: () => sealer.deriveKey('gatehouse/audit-mac/v1') });
   const audit = new AuditLog({
     store, key: auditKey, clock, node: cfg.nodeName,
     // Checkpoints leave the database: the log stream and the webhooks carry them.

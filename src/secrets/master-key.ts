@@ -8,7 +8,7 @@ export const MASTER_KEY_FILE = 'master.key';
 const KEY_BYTES = 32;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
-function parseKey(raw: string, source: string, what = 'master key'): Buffer {
+export function parseKey(raw: string, source: string, what = 'master key'): Buffer {
   const text = raw.trim();
   const key = BASE64.test(text) ? Buffer.from(text, 'base64') : undefined;
   if (!key || key.length !== KEY_BYTES || key.toString('base64') !== text) {
@@ -41,7 +41,7 @@ export function loadOrCreateMasterKey(opts: { dataDir: string; env?: NodeJS.Proc
  * (with `initial()` when given, random otherwise). Two processes starting at once end up
  * with the same key: creation refuses to overwrite, and the loser reads the winner's.
  */
-export function loadOrCreateKeyFile(path: string, what: string, initial?: () => Buffer): Buffer {
+export function loadOrCreateKeyFile(path: string, what: string, initial?: () => Buffer | undefined): Buffer {
   const existing = readIfExists(path, what);
   if (existing !== undefined) return parseKey(existing, `file ${path}`, what);
   const key = initial?.() ?? randomBytes(KEY_BYTES);

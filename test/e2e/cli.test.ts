@@ -165,8 +165,9 @@ describe('gatehouse CLI against gatehouse serve', () => {
     await ok('admin', ['role', 'create', 'workflow-admins']);
     await ok('admin', ['role', 'set', 'workflow-admins', '--enforcement', 'ALLOW_CONFIGURE_WORKFLOW_SETTINGS=true']);
     await ok('admin', ['role', 'assign', 'workflow-admins', 'bob']);
+    // bob owns prod-pg: the enforcement lets him configure the workflow of resources he owns.
     await ok('admin', ['resource', 'add', 'prod-pg', '--type', 'database', '--protocol', 'postgres', '--host', '127.0.0.1', '--port', '5432',
-      '--database', 'app', '--login', 'app_admin', '--password-stdin'], 'target-pw\n');
+      '--database', 'app', '--owner', 'bob', '--login', 'app_admin', '--password-stdin'], 'target-pw\n');
     await ok('admin', ['resource', 'share', 'prod-pg', '--user', 'alice']);
     await ok('admin', ['resource', 'share', 'prod-pg', '--user', 'carol']);
     await ok('admin', ['resource', 'share', 'prod-pg', '--team', 'dba']);

@@ -29,9 +29,11 @@ describe('two gateways on one PostgreSQL store', () => {
 
   it('shares users, resources and leases; only one node can hand out a check-out', async () => {
     const url = `postgres://${encodeURIComponent(target.superuser)}:${encodeURIComponent(target.superuserPassword)}@${target.host}:${target.port}/${target.database}`;
-    // Both nodes share the master key (sealed secrets and the audit chain span the cluster).
+    // Both nodes share the master key (sealed secrets) and the audit key (the chain spans the cluster).
     const env = process.env.GATEHOUSE_MASTER_KEY;
+    const auditEnv = process.env.GATEHOUSE_AUDIT_KEY;
     process.env.GATEHOUSE_MASTER_KEY = Buffer.alloc(32, 7).toString('base64');
+    process.env.GATEHOUSE_AUDIT_KEY = Buffer.alloc(32, 8).toString('base64');
     try {
       for (const name of ['a', 'b']) {
         const cfg = loadConfig({ data: join(dir, name), listen: ['api=127.0.0.1:0'], store: url, cwd: dir });
@@ -40,6 +42,8 @@ describe('two gateways on one PostgreSQL store', () => {
     } finally {
       if (env === undefined) delete process.env.GATEHOUSE_MASTER_KEY;
       else process.env.GATEHOUSE_MASTER_KEY = env;
+      if (auditEnv === undefined) delete process.env.GATEHOUSE_AUDIT_KEY;
+      else process.env.GATEHOUSE_AUDIT_KEY = auditEnv;
     }
     const [a, b] = nodes as [Gateway, Gateway];
     expect(a.store.kind).toBe('postgres');

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { Weekday } from '../../src/core/model.js';
-import { loadConfig } from '../../src/core/config.js';
+import { ListenerNames, loadConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/log.js';
 import { startGateway, type Gateway } from '../../src/gateway.js';
 import { hashPassword } from '../../src/secrets/passwords.js';
@@ -53,7 +53,7 @@ export async function startWebGateway(): Promise<WebGateway> {
   writeFileSync(adminFile, PASSWORD);
   const cfg = loadConfig({
     data, policies, adminPasswordFile: adminFile,
-    listen: ['api=127.0.0.1:0', 'ssh=off', 'postgres=off', 'mysql=off', 'ldap=off', 'http=off'],
+    listen: ListenerNames.map((n) => (n === 'api' ? 'api=127.0.0.1:0' : `${n}=off`)),
   });
   const gw = await startGateway(cfg, { web: serveWeb(WEB_DIR), log: silentLogger });
   const d = gw.engine.directory;

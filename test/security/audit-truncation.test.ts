@@ -19,6 +19,7 @@ import { CliHarness } from '../unit/cli/harness.js';
 import { Sealer } from '../../src/secrets/sealer.js';
 import { loadOrCreateMasterKey } from '../../src/secrets/master-key.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { loadAuditKey } from '../../src/audit/audit-key.js';
 
 const KEY = Buffer.alloc(32, 7);
 
@@ -150,6 +151,17 @@ describe('the audit key comes from its own file', () => {
       cli.cleanup();
       await gw.close();
     }
+  });
+
+  it('a node that lost the audit key refuses to start rather than extend the chain with a new one', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gh-sec-akey-'));
+    const cfg = loadConfig({ data: join(dir, 'data'), listen: ['api=127.0.0.1:0', 'ssh=off', 'postgres=off', 'mysql=off'], cwd: dir });
+    await (await startGateway(cfg, { log: silentLogger })).close();
+    rmSync(join(dir, 'data', 'audit.key'));
+    await expect(startGateway(cfg, { log: silentLogger })).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('copy audit.key from the node that wrote them, or set GATEHOUSE_AUDIT_KEY') });
+    expect(existsSync(join(dir, 'data', 'audit.key'))).toBe(false);
+    const key = await loadAuditKey({ file: join(dir, 'x.key'), store: SqliteStore.open(':memory:'), legacyKey: () => KEY, env: { GATEHOUSE_AUDIT_KEY: Buffer.alloc(32, 5).toString('base64') } });
+    expect(key.equals(Buffer.alloc(32, 5))).toBe(true);
   });
 
   it('a data dir whose chain was keyed from the master key keeps verifying after the upgrade', async () => {
