@@ -2,7 +2,9 @@
 /**
  * A Gatehouse PostgreSQL gateway in its own process, as `gatehouse serve` runs it, for the
  * benchmark: SystemClock, in-memory SQLite, one open resource, user `bench` with a gateway
- * password. Two listeners: target leg in plaintext, and with TLS (when the target offers it).
+ * password. Two listeners: target leg in plaintext (`upstreamTls: 'disable'`, which applies
+ * to resources that allow a plaintext target, as bench-pg does), and with TLS (the default:
+ * TLS required, the target's certificate pinned on first use).
  *
  *   node bench/postgres/gateway.mjs '{"host","port","user","password","database","gatewayPassword","certDir"}'
  *
@@ -23,12 +25,13 @@ const { broker, stop } = await benchGateway({
   resource: {
     name: 'bench-pg', type: 'database', protocol: 'postgres', host: t.host, port: t.port, database: t.database,
     credentials: { login: t.user, password: t.password },
+    options: { allowPlaintextUpstream: true },
   },
 });
 const pki = await ensurePki(t.certDir);
 const tls = { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem };
 const plain = await new PostgresAdapter({ upstreamTls: 'disable' }).listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls });
-const withTls = await new PostgresAdapter({ upstreamTls: 'prefer' }).listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls });
+const withTls = await new PostgresAdapter().listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls });
 process.on('SIGTERM', () => {
   void Promise.all([plain.close(), withTls.close()]).then(() => stop()).finally(() => process.exit(0));
 });

@@ -8,7 +8,7 @@ import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.j
 import { CancelKeys } from './cancel.js';
 import type { StatementEvent } from './relay.js';
 import { PgConnection, type ConnectionContext } from './session.js';
-import type { UpstreamTarget } from './upstream.js';
+import type { PlaintextUpstream, UpstreamTarget } from './upstream.js';
 
 export type { StatementEvent } from './relay.js';
 
@@ -42,13 +42,21 @@ export class PostgresAdapter implements ProtocolAdapter {
     return this.cancelKeys.size;
   }
 
+  /**
+   * TLS to the target is required, its identity verified against the resource's CA or pinned
+   * on first use; only a resource that allows a plaintext target (an explicit, audited option)
+   * may be reached without TLS, and then only with SCRAM (see upstream.ts).
+   */
   private upstreamFor(port: GatewayPort, resource: Resource): UpstreamTarget {
     const ca = this.opts.upstreamCa?.[resource.name] ?? this.opts.upstreamCa?.['*'];
     const pinned = resource.hostKeyPin?.startsWith('tls-sha256:') ?? false;
+    const plaintext: PlaintextUpstream = resource.options.allowPlaintextUpstream !== true ? 'never'
+      : this.opts.upstreamTls === 'disable' && !ca && !pinned ? 'always' : 'if-declined';
     return {
+      resource: resource.name,
       host: resource.host,
       port: resource.port,
-      tls: ca ? { mode: 'require', ca } : { mode: this.opts.upstreamTls, pinned },
+      tls: { plaintext, pinned, ...(ca ? { ca } : {}) },
       timeoutMs: this.opts.upstreamTimeoutMs,
       verify: (identity) => port.verifyTarget(resource.name, identity),
     };

@@ -295,6 +295,15 @@ export class PgConnection {
       session.end('error', 'Gatehouse: the session could not be recorded; try again.');
       return;
     }
+    if (!up.encrypted) {
+      // Only a resource that allows a plaintext target gets here (options.allowPlaintextUpstream),
+      // and only with SCRAM. GatewaySession has no way yet to put this on the session.start
+      // audit row; until it does, every such session is logged.
+      port.log.warn(
+        { session: session.id, user: session.user, resource: session.resource.name, target: `${target.host}:${target.port}`, upstreamTls: false },
+        'session uses a plaintext target leg (allowPlaintextUpstream)',
+      );
+    }
     const greeting = [authenticationOk(), ...up.greeting.slice(0, -1), backendKeyData(key), ...up.greeting.slice(-1)];
     handle.start(Buffer.concat(greeting), clientRest, up.rest);
   }

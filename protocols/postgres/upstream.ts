@@ -8,23 +8,34 @@ import {
 } from './codec.js';
 import { PeerClosedError, StreamReader } from './reader.js';
 import { md5Response, ScramClient, ScramError } from './scram.js';
-import type { UpstreamTlsMode } from '../shared/database-options.js';
-
-/** libpq's sslmode, minus the verify modes: a CA turns verification (and `require`) on. */
-export type { UpstreamTlsMode } from '../shared/database-options.js';
+/**
+ * Whether the target leg may be plaintext, decided per resource (see index.ts):
+ * - `never` (the default): SSLRequest, and the target must accept it; its identity (CA or pin)
+ *   is verified before a byte of the startup or the password is written.
+ * - `if-declined`: the resource allows a plaintext target (`options.allowPlaintextUpstream`):
+ *   TLS with the identity verified when the target accepts SSLRequest, plaintext when it
+ *   answers N — unless a TLS certificate is pinned for it (then that N is a downgrade).
+ * - `always`: as `if-declined`, and the adapter's `upstreamTls` is 'disable' (benchmarks,
+ *   tests): no SSLRequest at all.
+ * Whatever the mode, a cleartext or MD5 password is only ever sent inside TLS: plaintext
+ * targets get SCRAM-SHA-256 or nothing.
+ */
+export type PlaintextUpstream = 'never' | 'if-declined' | 'always';
 
 export interface UpstreamTls {
-  mode: UpstreamTlsMode;
+  plaintext: PlaintextUpstream;
   /** PEM bundle the target's certificate must chain to and name the host with. */
   ca?: string;
   /**
-   * A TLS certificate is pinned for the resource: in `prefer` mode a target that now answers
-   * SSLRequest with N is refused instead of being sent the login in the clear.
+   * A TLS certificate is pinned for the resource: a target that now answers SSLRequest with N
+   * is refused instead of being logged into in the clear, whatever `plaintext` says.
    */
   pinned?: boolean;
 }
 
 export interface UpstreamTarget {
+  /** The resource this target is, for the sentences of a refusal. */
+  resource: string;
   host: string;
   port: number;
   tls: UpstreamTls;
@@ -89,12 +100,14 @@ async function openTransport(t: UpstreamTarget, onSocket: (s: Socket | TLSSocket
       raw.once('error', (e) => reject(new UpstreamError('unreachable', `cannot connect to ${t.host}:${t.port}: ${e.message}`)));
     });
     const plain = new StreamReader(raw, 'the target');
-    if (t.tls.mode === 'disable') return { socket: raw, encrypted: false, reader: plain };
+    if (t.tls.plaintext === 'always') return { socket: raw, encrypted: false, reader: plain };
     raw.write(sslRequest());
     const answer = await plain.read(oneByte);
-    const mustTls = t.tls.mode === 'require' || t.tls.ca !== undefined;
     if (answer === EncryptionAnswer.Refuse) {
-      if (mustTls) throw new UpstreamError('tls', `the target ${t.host}:${t.port} does not accept TLS, and this resource requires it`);
+      if (t.tls.plaintext === 'never') {
+        throw new UpstreamError('tls', `the target ${t.host}:${t.port} does not accept TLS, and ${t.resource} requires it`, undefined,
+          `turn TLS on at the target (ssl = on); only a lab target may go without it, if an administrator sets options.allowPlaintextUpstream for ${t.resource}`);
+      }
       if (t.tls.pinned) throw new UpstreamError('identity', `the target ${t.host}:${t.port} no longer accepts TLS while its TLS certificate is pinned; refusing to log in in the clear`);
       return { socket: raw, encrypted: false, reader: plain };
     }
@@ -165,7 +178,7 @@ export function connectUpstream(t: UpstreamTarget, login: UpstreamLogin): Promis
     const { socket, encrypted, reader } = await openTransport(t, onSocket);
     const params = new Map<string, string>([['user', login.user], ['database', login.database], ...login.params]);
     socket.write(startupMessage(params));
-    await authenticate(socket, reader, login);
+    await authenticate(socket, reader, login, encrypted ? 'tls' : t.tls.plaintext === 'never' ? 'none' : 'scram-only');
     const greeting: Buffer[] = [];
     let key: Buffer | undefined;
     for (;;) {
@@ -202,7 +215,20 @@ function need(password: string | undefined, how: string): string {
   return password;
 }
 
-async function authenticate(socket: Socket | TLSSocket, reader: StreamReader, login: UpstreamLogin): Promise<void> {
+/**
+ * What may be sent over this link: anything inside TLS whose identity was verified or pinned
+ * (openTransport returns no other TLS), only SCRAM on a plaintext link the resource allows,
+ * nothing at all otherwise.
+ */
+type LinkTrust = 'tls' | 'scram-only' | 'none';
+
+function mayAnswer(trust: LinkTrust, how: 'a cleartext password' | 'an MD5 password' | 'SCRAM-SHA-256'): void {
+  if (trust === 'tls' || (trust === 'scram-only' && how === 'SCRAM-SHA-256')) return;
+  const why = trust === 'none' ? 'this resource requires TLS' : 'it is only ever sent inside TLS';
+  throw new UpstreamError('tls', `the target asks for ${how} without TLS; ${why}`);
+}
+
+async function authenticate(socket: Socket | TLSSocket, reader: StreamReader, login: UpstreamLogin, trust: LinkTrust): Promise<void> {
   let scram: ScramClient | undefined;
   let scramDone = false;
   for (;;) {
@@ -217,9 +243,11 @@ async function authenticate(socket: Socket | TLSSocket, reader: StreamReader, lo
         if (scram && !scramDone) throw new UpstreamError('identity', 'the target skipped the end of SCRAM authentication');
         return;
       case Auth.CleartextPassword:
+        mayAnswer(trust, 'a cleartext password');
         socket.write(passwordMessage(need(login.password, 'a cleartext password')));
         break;
       case Auth.MD5Password:
+        mayAnswer(trust, 'an MD5 password');
         if (m.body.length !== 8) throw new UpstreamError('protocol', 'bad MD5 salt');
         socket.write(passwordMessage(md5Response(login.user, need(login.password, 'an MD5 password'), m.body.subarray(4, 8))));
         break;
@@ -231,6 +259,7 @@ async function authenticate(socket: Socket | TLSSocket, reader: StreamReader, lo
           i = s.next;
         }
         if (!offered.includes(ScramClient.MECHANISM)) throw new UpstreamError('capability', `the target offers no supported SASL mechanism (${offered.join(', ')})`);
+        mayAnswer(trust, 'SCRAM-SHA-256');
         scram = new ScramClient(need(login.password, 'SCRAM-SHA-256'));
         socket.write(saslInitialResponse(ScramClient.MECHANISM, scram.clientFirst()));
         break;

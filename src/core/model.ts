@@ -104,6 +104,13 @@ export interface ResourceOptions {
   allowRemoteForwarding?: boolean;
   /** Ports on the resource's own host that `-L` may reach (default: the resource port). */
   allowedTunnelPorts?: number[];
+  /**
+   * Database targets: the target may be reached without TLS (a lab target). Default false:
+   * TLS is required and the target's identity verified (CA) or pinned. Even when true, a
+   * cleartext or MD5 password is never sent outside TLS; only SCRAM may run in plaintext.
+   * Audited when set, and every session that uses a plaintext target leg is logged.
+   */
+  allowPlaintextUpstream?: boolean;
 }
 
 export interface TargetCredentials {

@@ -161,7 +161,7 @@ export class Directory {
     if (input.database) resource.database = input.database;
     if (input.credentials) resource.credentialsSealed = sealCredentials(this.ctx.sealer, resource.name, input.credentials);
     await this.ctx.store.putResource(resource);
-    await this.ctx.audit.record(actor, 'resource.create', resource.name, { type: resource.type, protocol: resource.protocol, host: resource.host, port: resource.port, owner: resource.owner });
+    await this.ctx.audit.record(actor, 'resource.create', resource.name, { type: resource.type, protocol: resource.protocol, host: resource.host, port: resource.port, owner: resource.owner, options: resource.options });
     return resource;
   }
 
@@ -169,7 +169,7 @@ export class Directory {
   async replaceResource(actor: string, resource: Resource): Promise<void> {
     const before = await this.ctx.store.getResource(resource.name);
     await this.ctx.store.putResource(resource);
-    await this.ctx.audit.record(actor, before ? 'resource.update' : 'resource.create', resource.name, { source: resource.source });
+    await this.ctx.audit.record(actor, before ? 'resource.update' : 'resource.create', resource.name, { source: resource.source, options: resource.options });
     if (before && JSON.stringify(before.settings) !== JSON.stringify(resource.settings)) {
       this.ctx.bus.publishRevoke({ kind: 'settings_changed', resource: resource.name, message: `the workflow of ${resource.name} changed` });
     }

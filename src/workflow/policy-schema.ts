@@ -69,6 +69,10 @@ export const ResourceOptionsSchema = z.strictObject({
   allowX11: z.boolean().optional(),
   allowRemoteForwarding: z.boolean().optional(),
   allowedTunnelPorts: z.array(Port).optional(),
+  allowPlaintextUpstream: z
+    .boolean()
+    .optional()
+    .meta({ description: 'Database targets: allow a target without TLS (lab only; SCRAM only, never a cleartext or MD5 password). Default false' }),
 });
 
 const inlineSecret = (use: string) =>

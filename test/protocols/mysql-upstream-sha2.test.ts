@@ -61,7 +61,8 @@ beforeAll(async () => {
   for (const [name, port] of [['via-gw', g.port], ['via-gw-plain', relayPort]] as const) {
     await g.gw.addResource({ name, type: 'database', protocol: 'mysql', host: '127.0.0.1', port, credentials: { login: 'alice:open-mysql', password: GATEWAY_PASSWORD } });
   }
-  a2 = new MysqlAdapter({ upstreamCa: { 'via-gw': g.gw.pki.caCertPem } });
+  // TLS to targets is required by default: the SSL-stripped leg is a plaintext target on purpose.
+  a2 = new MysqlAdapter({ upstreamCa: { 'via-gw': g.gw.pki.caCertPem }, upstreamTls: 'disable' });
   a = await a2.listen({ host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem } });
 });
 

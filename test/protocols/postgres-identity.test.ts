@@ -25,7 +25,8 @@ let adapter: PostgresAdapter;
 
 beforeAll(async () => {
   [g, impostor] = await Promise.all([startPgGateway(), startPostgres()]);
-  adapter = new PostgresAdapter({ upstreamTls: 'prefer' });
+  // The defaults, as `gatehouse serve` starts the door: TLS required, no CA, so the target is pinned.
+  adapter = new PostgresAdapter();
   pinning = await adapter.listen({
     host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem },
   });
@@ -115,9 +116,13 @@ describe('PostgreSQL target identity without a CA', () => {
     expect(g.gw.broker.live()).toHaveLength(0);
   });
 
-  it('a pinned target that stops offering TLS is refused instead of being logged into in the clear', async () => {
+  it('a pinned target that stops offering TLS is refused instead of being logged into in the clear, even where a plaintext target is allowed', async () => {
     await g.gw.addResource({
       name: 'plain-later', type: 'database', protocol: 'postgres', host: impostor.host, port: impostor.port, database: impostor.database,
+      credentials: { login: impostor.user, password: impostor.password }, options: { allowPlaintextUpstream: true },
+    });
+    await g.gw.addResource({
+      name: 'tls-only', type: 'database', protocol: 'postgres', host: impostor.host, port: impostor.port, database: impostor.database,
       credentials: { login: impostor.user, password: impostor.password },
     });
     const first = await connect('plain-later');
@@ -136,6 +141,11 @@ describe('PostgreSQL target identity without a CA', () => {
     const { err } = await connect('plain-later');
     expect(err).toMatchObject({ code: '08001', detail: 'The target could not be used (target_identity).' });
     expect(err?.message).toMatch(/^Gatehouse: could not open plain-later: the target 127\.0\.0\.1:\d+ no longer accepts TLS while its TLS certificate is pinned; refusing to log in in the clear$/);
+    // A resource that does not allow a plaintext target never pinned anything, and still refuses.
+    const other = await connect('tls-only');
+    expect(other.err).toMatchObject({ code: '08001', detail: 'The target could not be used (target_identity).' });
+    expect(other.err?.message).toBe(`Gatehouse: could not open tls-only: the target ${impostor.host}:${impostor.port} does not accept TLS, and tls-only requires it`);
+    expect((await g.gw.store.getResource('tls-only'))?.hostKeyPin).toBeUndefined();
     await new Promise((res) => setTimeout(res, 200));
     expect(logSince(impostor, before)).not.toMatch(/authentication failed|connection authorized|connection authenticated/);
   });

@@ -164,7 +164,7 @@ describe('a live PostgreSQL session through the gateway', () => {
     await clear.end();
   });
 
-  it('refuses a target whose certificate does not chain to the configured CA; plaintext when told', async () => {
+  it('refuses a target whose certificate does not chain to the configured CA; plaintext only for a resource that allows it', async () => {
     const tls = { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem };
     const wrongCa = new PostgresAdapter({ upstreamCa: { 'open-pg': g.gw.pki.caCertPem } });
     const l1 = await wrongCa.listen({ host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls });
@@ -176,14 +176,29 @@ describe('a live PostgreSQL session through the gateway', () => {
     });
     expect(err?.message).toMatch(/^Gatehouse: could not open open-pg: its TLS certificate does not verify against the configured CA \([A-Z_]+\)$/);
 
+    // upstreamTls 'disable' (benchmarks, tests) skips TLS only where the resource allows a
+    // plaintext target; SCRAM then runs in plaintext, and the session is logged as such.
+    await g.gw.addResource({
+      name: 'lab-pg', type: 'database', protocol: 'postgres', host: g.target.host, port: g.target.port, database: g.target.database,
+      credentials: { login: g.target.user, password: g.target.password }, settings: {}, options: { allowPlaintextUpstream: true },
+    });
     const plain = new PostgresAdapter({ upstreamTls: 'disable' });
     const l2 = await plain.listen({ host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls });
-    const c2 = new pg.Client({ ...g.pgConfig('alice:open-pg', GATEWAY_PASSWORD), port: l2.address.port });
-    await c2.connect();
-    expect((await c2.query('select ssl from pg_stat_ssl where pid = pg_backend_pid()')).rows).toEqual([{ ssl: false }]);
-    await c2.end();
+    const sslOf = async (resource: string): Promise<unknown> => {
+      const c = new pg.Client({ ...g.pgConfig(`alice:${resource}`, GATEWAY_PASSWORD), port: l2.address.port });
+      await c.connect();
+      try {
+        return (await c.query('select ssl from pg_stat_ssl where pid = pg_backend_pid()')).rows;
+      } finally {
+        await c.end();
+      }
+    };
+    expect(await sslOf('lab-pg')).toEqual([{ ssl: false }]);
+    expect(await sslOf('open-pg')).toEqual([{ ssl: true }]);
     await Promise.all([l1.close(), l2.close()]);
     expect(() => new PostgresAdapter({ upstreamCa: { x: 'not a pem' } })).toThrow(/upstreamCa\.x/);
+    // 'prefer' (the old default) is gone: a plaintext target is a per-resource decision.
+    expect(() => new PostgresAdapter({ upstreamTls: 'prefer' as never })).toThrow(/upstreamTls: must be 'require' or 'disable'/);
   });
 
   it('counts the bytes of a session both ways; a Terminate ends it as client_closed', async () => {

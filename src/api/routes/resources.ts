@@ -24,6 +24,7 @@ const NewResource = z.strictObject({
     allowX11: z.boolean().optional(),
     allowRemoteForwarding: z.boolean().optional(),
     allowedTunnelPorts: z.array(z.number().int().min(1).max(65535)).max(64).optional(),
+    allowPlaintextUpstream: z.boolean().optional(),
   }).optional(),
 });
 const Share = z.union([z.strictObject({ user: Name }), z.strictObject({ team: Name })]);

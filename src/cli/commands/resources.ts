@@ -18,6 +18,7 @@ interface AddFlags {
   login?: string;
   passwordStdin?: boolean;
   key?: string;
+  allowPlaintextUpstream?: boolean;
 }
 
 export function registerResources(program: Command, ctx: Ctx): void {
@@ -35,6 +36,7 @@ export function registerResources(program: Command, ctx: Ctx): void {
     .option('--login <user>', 'the account the gateway signs in to the target as')
     .addOption(new Option('--password-stdin', "read the target account's password from stdin").conflicts('key'))
     .option('--key <file>', "private key file for the target account (SSH)")
+    .option('--allow-plaintext-upstream', 'database lab targets only: allow a target without TLS (SCRAM only; audited)')
     .action(async (name: string, flags: AddFlags, cmd: Command) => {
       const allowed = ProtocolsByType[flags.type];
       if (!allowed.includes(flags.protocol)) {
@@ -47,6 +49,7 @@ export function registerResources(program: Command, ctx: Ctx): void {
       if (flags.login !== undefined) body.login = flags.login;
       if (flags.passwordStdin) body.password = await readStdinSecret(ctx.io, 'password');
       if (flags.key !== undefined) body.privateKey = await readKeyFile(flags.key);
+      if (flags.allowPlaintextUpstream) body.options = { allowPlaintextUpstream: true };
       const created = await (await ctx.client(cmd)).post<ResourceView>('/resources', body);
       ctx.print(`Added ${created.type} resource ${created.name} (${created.protocol} ${created.host}:${created.port}), owner ${created.owner}.`);
     });
