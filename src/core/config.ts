@@ -69,6 +69,8 @@ export interface ConfigInputs {
   adminPasswordFile?: string;
   /** PostgreSQL connection string (overrides the config file's `store`). */
   store?: string;
+  /** `--allow-plaintext-on-loopback`: overrides the config file's `allowPlaintextOnLoopback` when set. */
+  allowPlaintextOnLoopback?: boolean;
   cwd?: string;
 }
 
@@ -125,7 +127,7 @@ export function loadConfig(inputs: ConfigInputs): GatewayConfig {
     webhooks: file.webhooks ?? [],
     warnBeforeMinutes: file.warnBeforeMinutes ?? 5,
     nodeName: file.nodeName ?? hostname(),
-    allowPlaintextOnLoopback: file.allowPlaintextOnLoopback ?? false,
+    allowPlaintextOnLoopback: inputs.allowPlaintextOnLoopback ?? file.allowPlaintextOnLoopback ?? false,
     auditKeyFile: resolve(cwd, file.auditKeyFile ?? resolve(dataDir, 'audit.key')),
     apiTokenTtlDays: file.apiTokenTtlDays ?? 90,
   };
