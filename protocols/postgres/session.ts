@@ -288,21 +288,13 @@ export class PgConnection {
     const clientRest = this.reader.detach();
     this.conn.established();
     try {
-      await session.live(handle);
+      // A plaintext target leg (only for a resource with allowPlaintextUpstream, only with SCRAM) is on the record.
+      await session.live(handle, { upstreamTls: up.encrypted });
     } catch (err) {
       // The session is live in the broker already: end it there, which closes the handle.
       port.log.error({ err, session: session.id }, 'could not record a live session');
       session.end('error', 'Gatehouse: the session could not be recorded; try again.');
       return;
-    }
-    if (!up.encrypted) {
-      // Only a resource that allows a plaintext target gets here (options.allowPlaintextUpstream),
-      // and only with SCRAM. GatewaySession has no way yet to put this on the session.start
-      // audit row; until it does, every such session is logged.
-      port.log.warn(
-        { session: session.id, user: session.user, resource: session.resource.name, target: `${target.host}:${target.port}`, upstreamTls: false },
-        'session uses a plaintext target leg (allowPlaintextUpstream)',
-      );
     }
     const greeting = [authenticationOk(), ...up.greeting.slice(0, -1), backendKeyData(key), ...up.greeting.slice(-1)];
     handle.start(Buffer.concat(greeting), clientRest, up.rest);

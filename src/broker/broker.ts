@@ -8,7 +8,7 @@ import { SessionMonitor } from './monitor.js';
 import type { FailureTracker } from '../core/limits.js';
 import { AuditFolding } from './audit-folding.js';
 import { LoginService, sourceOf, type LoginOptions } from './login.js';
-import type { DoorInfo, GatewayPort, GatewaySession, PortProvider } from './port.js';
+import type { DoorInfo, GatewayPort, GatewaySession, PortProvider, SessionFacts } from './port.js';
 import { refusals, type Refusal, type RefusalCode } from './refusals.js';
 import { verifyTargetIdentity } from './target-identity.js';
 
@@ -62,8 +62,8 @@ export class BrokerSession implements GatewaySession {
   }
 
   /** The target is reached: record the session, start its monitor. */
-  live(handle: SessionHandle): Promise<void> {
-    return this.broker.goLive(this, handle);
+  live(handle: SessionHandle, facts: SessionFacts = {}): Promise<void> {
+    return this.broker.goLive(this, handle, facts);
   }
 
   /** The target could not be reached: forget the session (audited as a failed attempt). */
@@ -149,14 +149,14 @@ export class Broker implements PortProvider {
       .catch((err: unknown) => this.log.error({ err }, 'could not audit a refusal'));
   }
 
-  async goLive(s: BrokerSession, handle: SessionHandle): Promise<void> {
+  async goLive(s: BrokerSession, handle: SessionHandle, facts: SessionFacts = {}): Promise<void> {
     if (s.phase !== 'provisional') return;
     s.phase = 'live';
     s.handle = handle;
     this.sessions.set(s.id, s);
     await this.save(s, 'live');
     await this.engine.ctx.audit.record(s.user, 'session.start', s.id, {
-      resource: s.resource.name, protocol: s.request.protocol, client: s.request.client, deadline: s.decision.deadline?.toISOString(), node: this.node,
+      ...facts, resource: s.resource.name, protocol: s.request.protocol, client: s.request.client, deadline: s.decision.deadline?.toISOString(), node: this.node,
     });
     this.engine.ctx.bus.publishNotice({ kind: 'session_started', sessionId: s.id, resource: s.resource.name, user: s.user, to: [s.user] });
     this.startMonitor(s);

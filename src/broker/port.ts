@@ -26,6 +26,9 @@ export interface DoorInfo {
 
 export type OpenOutcome = { ok: true; session: GatewaySession } | { ok: false; refusal: Refusal };
 
+/** What a door knows about a session's target leg that belongs in its audit record. */
+export type SessionFacts = Readonly<Record<string, string | number | boolean>>;
+
 /** A connection that passed the decision; provisional until `live`, then ended only by the broker. */
 export interface GatewaySession {
   readonly id: string;
@@ -34,8 +37,11 @@ export interface GatewaySession {
   readonly credentials: TargetCredentials | undefined;
   bytesIn: number;
   bytesOut: number;
-  /** The target is reached: the session is recorded and its monitor starts. */
-  live(handle: SessionHandle): Promise<void>;
+  /**
+   * The target is reached: the session is recorded and its monitor starts. `facts` about the
+   * target leg (e.g. `upstreamTls: false` for a plaintext lab target) go on the session.start audit row.
+   */
+  live(handle: SessionHandle, facts?: SessionFacts): Promise<void>;
   /** The target could not be reached: the attempt is audited with a stable code and forgotten. */
   discard(code: RefusalCode, detail: string): void;
   /** The client or the target went away (or the door hit an error). */

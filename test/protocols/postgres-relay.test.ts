@@ -177,7 +177,7 @@ describe('a live PostgreSQL session through the gateway', () => {
     expect(err?.message).toMatch(/^Gatehouse: could not open open-pg: its TLS certificate does not verify against the configured CA \([A-Z_]+\)$/);
 
     // upstreamTls 'disable' (benchmarks, tests) skips TLS only where the resource allows a
-    // plaintext target; SCRAM then runs in plaintext, and the session is logged as such.
+    // plaintext target; SCRAM then runs in plaintext, and the session's audit says so.
     await g.gw.addResource({
       name: 'lab-pg', type: 'database', protocol: 'postgres', host: g.target.host, port: g.target.port, database: g.target.database,
       credentials: { login: g.target.user, password: g.target.password }, settings: {}, options: { allowPlaintextUpstream: true },
@@ -195,6 +195,10 @@ describe('a live PostgreSQL session through the gateway', () => {
     };
     expect(await sslOf('lab-pg')).toEqual([{ ssl: false }]);
     expect(await sslOf('open-pg')).toEqual([{ ssl: true }]);
+    // The plaintext leg is on the session's audit record, not only in a log line.
+    const starts = await g.gw.store.listAudit({ action: 'session.start' });
+    expect(starts.filter((a) => a.data.resource === 'lab-pg').map((a) => a.data.upstreamTls)).toEqual([false]);
+    expect(starts.filter((a) => a.data.resource === 'open-pg').every((a) => a.data.upstreamTls === true)).toBe(true);
     await Promise.all([l1.close(), l2.close()]);
     expect(() => new PostgresAdapter({ upstreamCa: { x: 'not a pem' } })).toThrow(/upstreamCa\.x/);
     // 'prefer' (the old default) is gone: a plaintext target is a per-resource decision.
