@@ -319,7 +319,13 @@ export class PgConnection {
     this.phase = Phase.done;
     let r: Refused;
     if (e instanceof Refused) r = e;
-    else if (e instanceof PgDecodeError) r = this.doorRefusal(refusals.protocolError(e.message), `${e.code} in the ${phase} step`);
+    else if (e instanceof PgDecodeError && phase === Phase.negotiate && e.code === 'PG_BAD_LENGTH') {
+      // PostgreSQL itself closes such a connection without a word (a COMMERROR, logged only):
+      // a client that sends Terminate before any startup (node-postgres's connect() then end())
+      // must not get an ErrorResponse it has no parser state for. It is still audited here.
+      port.refused(client, refusals.protocolError(e.message), `${e.code} in the ${phase} step (closed silently, as PostgreSQL does)`);
+      r = new Refused(undefined, e.message, 'door');
+    } else if (e instanceof PgDecodeError) r = this.doorRefusal(refusals.protocolError(e.message), `${e.code} in the ${phase} step`);
     else if (e instanceof PeerClosedError) r = new Refused(undefined, e.message, 'door');
     else {
       port.log.error({ err: e, client }, 'postgres connection failed');

@@ -13,6 +13,7 @@ import { PostgresAdapter } from '../../protocols/postgres/index.js';
 import {
   decodeFields, decodeMessage, GSSENC_REQUEST_CODE, passwordMessage, SSL_REQUEST_CODE, startupMessage, type Message,
 } from '../../protocols/postgres/codec.js';
+import { eventually } from './contract-driver.js';
 import { addPgResource, GATEWAY_PASSWORD, psql, startPgGateway, type PgGateway } from './postgres-harness.js';
 
 let g: PgGateway;
@@ -99,12 +100,16 @@ async function rawSession(): Promise<TLSSocket> {
 }
 
 describe('bad input to the PostgreSQL gateway', () => {
-  it('oversized, negative and garbage startup lengths get "invalid length of startup packet"', async () => {
-    for (const bytes of [int32s(0x7fffffff, 196608), int32s(0xffffffff, 196608), int32s(4, 196608), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')]) {
+  it('oversized, negative and garbage startup lengths are closed without a reply, as PostgreSQL does, and audited', async () => {
+    // A Terminate as the very first message (what node-postgres sends on connect() then end()).
+    const terminate = Buffer.from([0x58, 0, 0, 0, 4]);
+    const cases = [int32s(0x7fffffff, 196608), int32s(0xffffffff, 196608), int32s(4, 196608), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), terminate];
+    for (const bytes of cases) {
       const r = await exchange([bytes]);
       expect(r.closed).toBe(true);
-      expect(errorOf(r.data)).toMatchObject({ S: 'FATAL', C: '08P01', M: 'Gatehouse: invalid length of startup packet', D: 'Refused by the gateway (protocol_error).' });
+      expect(r.data.length).toBe(0);
     }
+    expect(await eventually(async () => (await g.gw.store.listAudit({ action: 'door.refuse' })).filter((a) => String(a.data.detail).includes('closed silently')).length >= 5)).toBe(true);
     await stillServes();
   });
 
