@@ -59,7 +59,11 @@ export interface LoginOptions {
   failures?: FailureTracker;
   /** How long a verified gateway password is remembered (a pool pays scrypt once). */
   passwordCacheMs?: number;
-  /** Sign-in attempts one address may make: `rate` per second, bursting to `burst`. */
+  /**
+   * Password checks (scrypt) one address may cause: `rate` per second, bursting to `burst`.
+   * A password the cache already verified costs nothing and is not throttled, so a pool or a
+   * connection-per-transaction client is never slowed by it.
+   */
   throttle?: { rate: number; burst: number };
 }
 
@@ -98,7 +102,6 @@ export class LoginService {
     const who = parseLoginName(req.name);
     if (!who) return this.refuse(req, printable(req.name, 64), '', refusals.badLoginName(req.name, req.example ?? 'USER:RESOURCE'));
     const { user, resource } = who;
-    if (!this.throttle.take(`ip:${source}`)) return this.refuse(req, user, resource, refusals.throttled());
     // The guess is reserved before the slow check: concurrent guesses cannot all slip past the limit.
     const reserved = await this.failures.attempt([`user:${user}`, `ip:${source}`]);
     if (!reserved.ok) return this.refuse(req, user, resource, refusals.locked(Math.ceil(reserved.retryAfterMs / 60_000)));
@@ -126,7 +129,13 @@ export class LoginService {
       case 'password': {
         if (secret.value === '') return this.refuse(req, user, resource, refusals.noSecret(resource));
         if (looksLikeTicket(secret.value)) return this.redeem(req, user, resource, secret.value);
-        const ok = await this.passwords.check(user, secret.value, () => this.checkPassword(user, secret.value));
+        let throttled = false;
+        const ok = await this.passwords.check(user, secret.value, async () => {
+          if (this.throttle.take(`ip:${sourceOf(req.client)}`)) return this.checkPassword(user, secret.value);
+          throttled = true;
+          return false;
+        });
+        if (throttled) return this.refuse(req, user, resource, refusals.throttled());
         if (!ok) return this.refuse(req, user, resource, refusals.badPassword(user, resource));
         return { ok: true, user, resource, mfa: { kind: 'none' }, via: 'password' };
       }
