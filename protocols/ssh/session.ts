@@ -240,8 +240,9 @@ export class SshSession implements SessionHandle {
     }
     if (!up.ok) {
       const e = up.error;
+      // Audited once, as the discarded session's code (as the database doors do).
       s.discard(e.refusalCode, e.message);
-      return this.refuseByDoor(refusals.target(e.refusalCode, s.resource.name, e.message, e.hint), e.message, s.resource.name);
+      return this.refuse(new SshRefusal(refusals.target(e.refusalCode, s.resource.name, e.message, e.hint), s.resource.name));
     }
     this.session = s;
     this.upstream = up.conn;
