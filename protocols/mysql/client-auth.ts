@@ -13,28 +13,17 @@ import type { Socket } from 'node:net';
 import type { KeyObject } from 'node:crypto';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { refusals, type Refusal } from '../../src/broker/refusals.js';
-import { Cap, CHARSET_UTF8MB4_GENERAL_CI, encodeAuthMoreData, encodeAuthSwitch, MysqlDecodeError, SERVER_STATUS_AUTOCOMMIT } from './codec.js';
+import { Cap, CLIENT_MYSQL, encodeAuthMoreData, encodeAuthSwitch, MysqlDecodeError } from './codec.js';
 import { decodeClientHandshake, encodeHandshakeV10, type HandshakeResponse } from './handshake.js';
+import type { Greeting } from './profile.js';
 import { PacketReader, PeerClosedError } from './reader.js';
 import { CACHING_SHA2, CLEAR_PASSWORD, clearPasswordFrom, makeScramble, rsaDecryptPassword, Sha2 } from './scramble.js';
-
-/**
- * What we offer clients. Deliberately conservative: only flags every MySQL >= 5.7 and MariaDB
- * >= 10.2 target also has, so that what a client negotiates with us can be negotiated
- * upstream unchanged (server bytes are relayed untouched, so both legs must agree on
- * everything that shapes them). No compression, no query attributes, no optional metadata,
- * and no MariaDB extended capabilities (LONG_PASSWORD set = "a MySQL server").
- */
-export const OFFERED_CAPABILITIES =
-  Cap.LONG_PASSWORD | Cap.FOUND_ROWS | Cap.LONG_FLAG | Cap.CONNECT_WITH_DB | Cap.LOCAL_FILES | Cap.IGNORE_SPACE |
-  Cap.PROTOCOL_41 | Cap.INTERACTIVE | Cap.TRANSACTIONS | Cap.SECURE_CONNECTION | Cap.MULTI_STATEMENTS |
-  Cap.MULTI_RESULTS | Cap.PS_MULTI_RESULTS | Cap.PLUGIN_AUTH | Cap.CONNECT_ATTRS | Cap.PLUGIN_AUTH_LENENC_CLIENT_DATA |
-  Cap.SESSION_TRACK | Cap.DEPRECATE_EOF;
 
 export interface ClientAuthOptions {
   secureContext: SecureContext;
   allowPlaintext: boolean;
-  serverVersion: string;
+  /** The server this connection is greeted as (learned from the targets, see profile.ts). */
+  greeting: Greeting;
   connectionId: number;
   /** For caching_sha2 full authentication without TLS. */
   rsa: { privateKey: KeyObject; publicKeyPem: string };
@@ -48,6 +37,8 @@ export interface ClientLogin {
   password: string;
   /** The client's flags, limited to what we offered. */
   capabilities: number;
+  /** The client's MariaDB extended flags, limited to what we offered (0 when it answered as a MySQL client). */
+  mariadbCapabilities: number;
   charset: number;
   maxPacket: number;
   database?: string;
@@ -76,12 +67,8 @@ export async function acceptClient(socket: Socket, opts: ClientAuthOptions, onRe
   let reader = new PacketReader(socket, 'client');
   onReader(reader);
   reader.resetSeq();
-  reader.write(
-    encodeHandshakeV10({
-      serverVersion: opts.serverVersion, connectionId: opts.connectionId, scramble, capabilities: OFFERED_CAPABILITIES | Cap.SSL,
-      charset: CHARSET_UTF8MB4_GENERAL_CI, status: SERVER_STATUS_AUTOCOMMIT, authPlugin: CACHING_SHA2,
-    }),
-  );
+  const g = opts.greeting;
+  reader.write(encodeHandshakeV10({ ...g, connectionId: opts.connectionId, scramble, authPlugin: CACHING_SHA2 }));
   let first = decodeClientHandshake((await reader.read()).payload);
   let tls = false;
   if (first.kind === 'ssl') {
@@ -102,7 +89,9 @@ export async function acceptClient(socket: Socket, opts: ClientAuthOptions, onRe
   const password = await authenticate(reader, first, scramble, tls, opts);
   const login: ClientLogin = {
     reader, tls, login: first.user, password,
-    capabilities: first.capabilities & (OFFERED_CAPABILITIES | Cap.SSL), charset: first.charset, maxPacket: first.maxPacket,
+    capabilities: (first.capabilities & g.capabilities) >>> 0,
+    mariadbCapabilities: g.capabilities & CLIENT_MYSQL ? 0 : (first.mariadbCapabilities & g.mariadbCapabilities) >>> 0,
+    charset: first.charset, maxPacket: first.maxPacket,
   };
   if (first.database) login.database = first.database;
   return login;

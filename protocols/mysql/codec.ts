@@ -21,6 +21,8 @@ export const Cap = {
   SSL: 1 << 11,
   IGNORE_SIGPIPE: 1 << 12,
   TRANSACTIONS: 1 << 13,
+  /** The old 4.1-protocol bit servers still set. */
+  RESERVED: 1 << 14,
   SECURE_CONNECTION: 1 << 15,
   MULTI_STATEMENTS: 1 << 16,
   MULTI_RESULTS: 1 << 17,
@@ -34,20 +36,56 @@ export const Cap = {
   OPTIONAL_RESULTSET_METADATA: 1 << 25,
   ZSTD_COMPRESSION: 1 << 26,
   QUERY_ATTRIBUTES: 1 << 27,
+  MULTI_FACTOR_AUTHENTICATION: 1 << 28,
+  /** Client-side option bits some servers echo in their greeting; they mean nothing to a server. */
+  SSL_VERIFY_SERVER_CERT: 1 << 30,
+  REMEMBER_OPTIONS: 0x80000000,
+} as const;
+
+/**
+ * The low bit, LONG_PASSWORD, is CLIENT_MYSQL to MariaDB: a server greeting without it (and a
+ * client answering without it) has MariaDB's extended capabilities in the last four of the
+ * reserved bytes.
+ */
+export const CLIENT_MYSQL = Cap.LONG_PASSWORD;
+
+/** MariaDB's extended capabilities (bits 32 and up of the capability word, as their own 32 bits). */
+export const MariaCap = {
+  PROGRESS: 1,
+  COM_MULTI: 1 << 1,
+  STMT_BULK_OPERATIONS: 1 << 2,
+  EXTENDED_METADATA: 1 << 3,
+  CACHE_METADATA: 1 << 4,
+  BULK_UNIT_RESULTS: 1 << 5,
 } as const;
 
 /** Command bytes (the first payload byte of a client command, sequence id 0). */
 export const Cmd = {
+  Sleep: 0x00,
   Quit: 0x01,
   InitDb: 0x02,
   Query: 0x03,
+  FieldList: 0x04,
+  CreateDb: 0x05,
+  DropDb: 0x06,
+  Refresh: 0x07,
+  Shutdown: 0x08,
+  Statistics: 0x09,
+  ProcessInfo: 0x0a,
+  ProcessKill: 0x0c,
+  Debug: 0x0d,
+  Ping: 0x0e,
   ChangeUser: 0x11,
   StmtPrepare: 0x16,
   StmtExecute: 0x17,
   StmtSendLongData: 0x18,
   StmtClose: 0x19,
   StmtReset: 0x1a,
+  SetOption: 0x1b,
+  StmtFetch: 0x1c,
   ResetConnection: 0x1f,
+  /** MariaDB: one prepared statement, many parameter rows. */
+  StmtBulkExecute: 0xfa,
 } as const;
 
 /** The first payload byte of the server packets the gateway writes or reads itself. */
@@ -64,6 +102,14 @@ export const Reply = {
 export const PROTOCOL_VERSION = 10;
 
 export const SERVER_STATUS_AUTOCOMMIT = 0x0002;
+/** Another result set follows this one (multi-statements, CALL). */
+export const SERVER_MORE_RESULTS_EXISTS = 0x0008;
+/** COM_STMT_EXECUTE opened a cursor: rows come on COM_STMT_FETCH, not now. */
+export const SERVER_STATUS_CURSOR_EXISTS = 0x0040;
+/** The errno of a MariaDB progress report: an ERR-shaped packet in the middle of a reply, not its end. */
+export const PROGRESS_REPORT_ERRNO = 0xffff;
+/** A LOCAL INFILE request's first byte (never a valid column count). */
+export const LOCAL_INFILE_REQUEST = 0xfb;
 export const CHARSET_UTF8MB4_GENERAL_CI = 45;
 /** One physical packet carries at most this many payload bytes; a full one is continued. */
 export const MAX_PHYSICAL_PAYLOAD = 0xffffff;

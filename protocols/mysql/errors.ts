@@ -135,6 +135,18 @@ export function relayedTargetError(refusal: Refusal, said: TargetSaid): MysqlRef
   return new MysqlRefusal(refusal, Number.isInteger(errno) ? { errno, sqlstate } : MYSQL_ERRORS[refusal.code]);
 }
 
+/** ER_NO_SUCH_THREAD: what a KILL of a thread that is not the caller's gets, as for an unknown one. */
+const NO_SUCH_THREAD: MysqlErrorCode = { errno: 1094, sqlstate: 'HY000' };
+
+/**
+ * A refused KILL (the session goes on). An id that is not one of the caller's own sessions
+ * is ER_NO_SUCH_THREAD, as the target says for a thread that does not exist, so drivers that
+ * treat it as "already gone" keep working; a KILL the gateway cannot read keeps not_allowed's 1227.
+ */
+export function killRefused(refusal: Refusal, notYours: boolean): MysqlRefusal {
+  return new MysqlRefusal(refusal, notYours ? NO_SUCH_THREAD : MYSQL_ERRORS[refusal.code]);
+}
+
 /** ER_CONNECTION_KILLED: the ERR packet a live session ends with (`MESSAGE (REASON)`). */
 export function closingPacket(reason: TerminationReason, message: string): Buffer {
   return encodeErr({ errno: 1927, sqlstate: '70100', message: capped(`${message} (${reason})`) });

@@ -2,7 +2,10 @@
  * The connection-phase handshake both ways: the server's HandshakeV10, and the client's
  * SSLRequest / HandshakeResponse41. Decoders throw only MysqlDecodeError.
  */
-import { Cap, cstr, lenencBytes, MysqlDecodeError, PayloadReader, PROTOCOL_VERSION, SSL_REQUEST_LENGTH } from './codec.js';
+import { Cap, CLIENT_MYSQL, cstr, lenencBytes, MysqlDecodeError, PayloadReader, PROTOCOL_VERSION, SSL_REQUEST_LENGTH } from './codec.js';
+
+/** Where a client's MariaDB extended capabilities sit: the last four of its 23 reserved bytes. */
+const CLIENT_EXT_OFFSET = 28;
 
 export interface HandshakeV10 {
   serverVersion: string;
@@ -10,12 +13,17 @@ export interface HandshakeV10 {
   /** The 20-byte nonce (both parts, without the trailing NUL). */
   scramble: Buffer;
   capabilities: number;
+  /** MariaDB's extended capabilities; only sent (and read) when `capabilities` lacks CLIENT_MYSQL. */
+  mariadbCapabilities: number;
   charset: number;
   status: number;
   authPlugin: string;
 }
 
-export function encodeHandshakeV10(h: HandshakeV10): Buffer {
+/** What a MySQL server (or a test) writes need not say anything about MariaDB. */
+type Encodable<T extends { mariadbCapabilities: number }> = Omit<T, 'mariadbCapabilities'> & { mariadbCapabilities?: number };
+
+export function encodeHandshakeV10(h: Encodable<HandshakeV10>): Buffer {
   const caps = h.capabilities >>> 0;
   const head = Buffer.alloc(4 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10);
   let o = head.writeUInt32LE(h.connectionId >>> 0, 0);
@@ -25,7 +33,9 @@ export function encodeHandshakeV10(h: HandshakeV10): Buffer {
   o = head.writeUInt8(h.charset & 0xff, o);
   o = head.writeUInt16LE(h.status & 0xffff, o);
   o = head.writeUInt16LE(caps >>> 16, o);
-  head.writeUInt8(h.scramble.length + 1, o);
+  o = head.writeUInt8(h.scramble.length + 1, o);
+  // Six reserved bytes, then MariaDB's extended capabilities (or four more reserved ones).
+  if (!(caps & CLIENT_MYSQL)) head.writeUInt32LE((h.mariadbCapabilities ?? 0) >>> 0, o + 6);
   return Buffer.concat([Buffer.from([PROTOCOL_VERSION]), cstr(h.serverVersion), head, cstr(h.scramble.subarray(8)), cstr(h.authPlugin)]);
 }
 
@@ -42,10 +52,13 @@ export function decodeHandshakeV10(payload: Buffer): HandshakeV10 {
   const status = r.remaining ? r.u16() : 0;
   let authPlugin = 'mysql_native_password';
   let scramble = part1;
+  let mariadbCapabilities = 0;
   if (r.remaining) {
     capabilities = (capabilities | (r.u16() << 16)) >>> 0;
     const dataLen = r.u8();
-    r.bytes(10);
+    r.bytes(6);
+    const ext = r.u32();
+    if (!(capabilities & CLIENT_MYSQL)) mariadbCapabilities = ext;
     if (capabilities & Cap.SECURE_CONNECTION) {
       const part2 = r.bytes(Math.max(13, dataLen - 8));
       // The second part carries a trailing NUL that is not part of the nonce.
@@ -53,12 +66,14 @@ export function decodeHandshakeV10(payload: Buffer): HandshakeV10 {
     }
     if (capabilities & Cap.PLUGIN_AUTH) authPlugin = r.nulString(true);
   }
-  return { serverVersion, connectionId, scramble, capabilities, charset, status, authPlugin };
+  return { serverVersion, connectionId, scramble, capabilities, mariadbCapabilities, charset, status, authPlugin };
 }
 
 /** The head shared by the SSLRequest and the HandshakeResponse41. */
 export interface ClientHello {
   capabilities: number;
+  /** MariaDB's extended capabilities; 0 unless the client left CLIENT_MYSQL unset. */
+  mariadbCapabilities: number;
   maxPacket: number;
   charset: number;
 }
@@ -82,17 +97,19 @@ export function decodeClientHandshake(payload: Buffer): ClientFirstPacket {
   }
   const maxPacket = r.u32();
   const charset = r.u8();
-  r.bytes(23);
+  r.bytes(19);
+  const ext = r.u32();
+  const mariadbCapabilities = capabilities & CLIENT_MYSQL ? 0 : ext;
   if (payload.length === SSL_REQUEST_LENGTH) {
     if (!(capabilities & Cap.SSL)) throw new MysqlDecodeError('MY_BAD_HANDSHAKE', 'Bad handshake', 1043, '08S01');
-    return { kind: 'ssl', capabilities, maxPacket, charset };
+    return { kind: 'ssl', capabilities, mariadbCapabilities, maxPacket, charset };
   }
   const user = r.nulString();
   let authResponse: Buffer;
   if (capabilities & Cap.PLUGIN_AUTH_LENENC_CLIENT_DATA) authResponse = r.lenencBytes();
   else if (capabilities & Cap.SECURE_CONNECTION) authResponse = r.bytes(r.u8());
   else authResponse = r.nulBytes();
-  const out: ClientFirstPacket = { kind: 'response', capabilities, maxPacket, charset, user, authResponse };
+  const out: ClientFirstPacket = { kind: 'response', capabilities, mariadbCapabilities, maxPacket, charset, user, authResponse };
   if (capabilities & Cap.CONNECT_WITH_DB && r.remaining) {
     const db = r.nulString(true);
     if (db) out.database = db;
@@ -102,15 +119,16 @@ export function decodeClientHandshake(payload: Buffer): ClientFirstPacket {
   return out;
 }
 
-export function encodeSslRequest(h: ClientHello): Buffer {
+export function encodeSslRequest(h: Encodable<ClientHello>): Buffer {
   const b = Buffer.alloc(SSL_REQUEST_LENGTH);
   b.writeUInt32LE(h.capabilities >>> 0, 0);
   b.writeUInt32LE(h.maxPacket >>> 0, 4);
   b[8] = h.charset & 0xff;
+  if (!(h.capabilities & CLIENT_MYSQL)) b.writeUInt32LE((h.mariadbCapabilities ?? 0) >>> 0, CLIENT_EXT_OFFSET);
   return b;
 }
 
-export function encodeHandshakeResponse(h: HandshakeResponse): Buffer {
+export function encodeHandshakeResponse(h: Encodable<HandshakeResponse>): Buffer {
   const parts = [encodeSslRequest(h), cstr(h.user)];
   if (h.capabilities & Cap.PLUGIN_AUTH_LENENC_CLIENT_DATA) parts.push(lenencBytes(h.authResponse));
   else parts.push(Buffer.from([h.authResponse.length]), h.authResponse);

@@ -10,8 +10,10 @@ import type { Resource } from '../../src/core/model.js';
 import { doorFor } from '../registry.js';
 import { resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
 import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.js';
+import { TargetProfiles } from './profile.js';
 import type { StatementEvent } from './relay.js';
 import { MysqlSession, type AdapterStats, type SessionDeps } from './session.js';
+import { ThreadRegistry } from './threads.js';
 
 export type { StatementEvent } from './relay.js';
 export type { UpstreamTlsMode } from './upstream.js';
@@ -21,7 +23,10 @@ export interface MysqlAdapterOptions extends DatabaseAdapterOptions {
   maxPacketSize?: number;
   /** Called for every COM_QUERY and COM_STMT_PREPARE (default: a debug log line). */
   onStatement?: (e: StatementEvent) => void;
-  /** What the gateway's HandshakeV10 says it is; clients only display it. */
+  /**
+   * The server version the gateway's HandshakeV10 gives before it has logged in to any
+   * target since it started; from then on it greets with the targets' own (profile.ts).
+   */
   serverVersion?: string;
   /** Simultaneous client connections, logged in or not (default 1000); more are dropped at accept. */
   maxConnections?: number;
@@ -32,11 +37,16 @@ const MAX_TLS_SESSIONS = 1000;
 export class MysqlAdapter implements ProtocolAdapter {
   readonly protocol = 'mysql' as const;
   private readonly opts: MysqlAdapterOptions & ResolvedDatabaseOptions & { maxPacketSize: number; serverVersion: string; maxConnections: number };
-  private nextConnectionId = 1;
+  /** Connection ids (from a random start) and the target threads behind them, for KILL. */
+  private readonly threads = new ThreadRegistry();
+  /** What the targets greet with, learned at each target login; the greeting says what they share. */
+  private readonly profiles: TargetProfiles;
   /** Target TLS sessions for resumption, oldest first. */
   private readonly tlsSessions = new Map<string, Buffer>();
   /** Counters for tests and metrics. */
-  readonly stats: AdapterStats = { connections: 0, upstreamConnects: 0, refusals: 0, changeUserRefused: 0, threadKills: 0, upstreamTlsResumed: 0 };
+  readonly stats: AdapterStats = {
+    connections: 0, upstreamConnects: 0, refusals: 0, changeUserRefused: 0, threadKills: 0, upstreamQuits: 0, killsMapped: 0, killsRefused: 0, upstreamTlsResumed: 0,
+  };
 
   constructor(options: MysqlAdapterOptions = {}) {
     const maxPacketSize = positive('maxPacketSize', options.maxPacketSize, 64 * 1024 * 1024);
@@ -48,6 +58,7 @@ export class MysqlAdapter implements ProtocolAdapter {
       serverVersion: options.serverVersion ?? '8.0.99-Gatehouse',
       maxConnections: positive('maxConnections', options.maxConnections, 1000),
     };
+    this.profiles = new TargetProfiles(this.opts.serverVersion);
   }
 
   private upstreamFor(resource: Resource): ReturnType<SessionDeps['upstream']> {
@@ -67,7 +78,7 @@ export class MysqlAdapter implements ProtocolAdapter {
 
   async listen(config: ListenerConfig): Promise<Listener> {
     assertPlaintextAllowed('MySQL', config);
-    const log = config.log.child({ protocol: 'mysql' });
+    const { log } = config;
     const port = config.broker.portFor({ protocol: 'mysql', loginExample: doorFor('mysql')!.loginExample }, log);
     const allowPlaintext = config.allowPlaintext ?? false;
     const deps: SessionDeps = {
@@ -76,9 +87,10 @@ export class MysqlAdapter implements ProtocolAdapter {
       auth: {
         secureContext: createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' }),
         allowPlaintext,
-        serverVersion: this.opts.serverVersion,
         rsa: rsaKeys(config.tls.key),
       },
+      threads: this.threads,
+      profiles: this.profiles,
       maxPacket: this.opts.maxPacketSize,
       auditSqlLimit: this.opts.auditSqlLimit,
       // Without a hook and with debug logging off, statement text is not even decoded.
@@ -88,9 +100,9 @@ export class MysqlAdapter implements ProtocolAdapter {
     if (allowPlaintext) log.info('mysql: plaintext client connections are allowed (loopback listener)');
     return serveTcp(config, log, 'mysql', (conn) => {
       this.stats.connections++;
-      const id = this.nextConnectionId;
-      this.nextConnectionId = (this.nextConnectionId % 0xfffffffe) + 1;
-      return new MysqlSession(conn, id, deps).run();
+      const id = this.threads.allocate();
+      conn.socket.once('close', () => this.threads.release(id));
+      return new MysqlSession(conn, id, this.profiles.greeting(), deps).run();
     }, { maxConnections: this.opts.maxConnections, handshakeTimeoutMs: this.opts.handshakeTimeoutMs });
   }
 }

@@ -11,10 +11,14 @@ import { UpstreamError } from '../../src/broker/upstream-error.js';
 import type { Resource, TerminationReason } from '../../src/core/model.js';
 import type { DoorConnection } from '../shared/listener.js';
 import { acceptClient, ClientRefused, type ClientAuthOptions, type ClientLogin } from './client-auth.js';
-import { Cap, encodeOk, encodePacket, MysqlDecodeError } from './codec.js';
-import { accessRefused, closingPacket, MysqlRefusal, protocolRefusal, relayedTargetError } from './errors.js';
+import { Cap, Cmd, encodeOk, encodePacket, MariaCap, MysqlDecodeError } from './codec.js';
+import { accessRefused, closingPacket, killRefused, MysqlRefusal, protocolRefusal, relayedTargetError } from './errors.js';
+import { describeKill, rewriteKill, type KillRequest, type KillUnreadable } from './kill.js';
+import type { Greeting, TargetProfiles } from './profile.js';
 import { PacketReader, PeerClosedError } from './reader.js';
-import { ClientFramer, ServerFramer, type StatementEvent } from './relay.js';
+import { ClientFramer, ServerFramer, type FramerOutput, type KillVerdict, type StatementEvent } from './relay.js';
+import { ResponseTracker } from './response.js';
+import type { LiveThread, ThreadRegistry } from './threads.js';
 import { connectUpstream, killThread, type UpstreamConnection, type UpstreamOptions, type UpstreamTlsMode } from './upstream.js';
 
 export interface AdapterStats {
@@ -22,14 +26,24 @@ export interface AdapterStats {
   upstreamConnects: number;
   refusals: number;
   changeUserRefused: number;
+  /** Target threads ended from a second login (a session the gateway ended mid-statement). */
   threadKills: number;
+  /** Sessions the gateway ended while the target was idle: COM_QUIT, no second login. */
+  upstreamQuits: number;
+  /** KILLs mapped to the caller's own target thread, and KILLs refused. */
+  killsMapped: number;
+  killsRefused: number;
   upstreamTlsResumed: number;
 }
 
 export interface SessionDeps {
   stats: AdapterStats;
   port: GatewayPort;
-  auth: Omit<ClientAuthOptions, 'connectionId'>;
+  auth: Omit<ClientAuthOptions, 'connectionId' | 'greeting'>;
+  /** Connection ids and their target threads, for KILL. */
+  threads: ThreadRegistry;
+  /** What the targets greet with, learned at every target login. */
+  profiles: TargetProfiles;
   maxPacket: number;
   auditSqlLimit: number;
   onStatement: ((e: StatementEvent) => void) | undefined;
@@ -60,6 +74,9 @@ const RELAYED_TARGET_ERRORS = new Set([
 ]);
 /** A client that does not read its goodbye is cut off after this long. */
 const GOODBYE_GRACE_MS = 1000;
+/** A target that does not close its side after our FIN (a statement still running) is cut off after this long. */
+const UPSTREAM_CLOSE_GRACE_MS = 10_000;
+const COM_QUIT = encodePacket(0, Buffer.from([Cmd.Quit]));
 
 const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -73,24 +90,33 @@ export class MysqlSession implements SessionHandle {
   /** What the client was told when the connection was refused, for the audit of what follows. */
   private refusedWith: MysqlRefusal | undefined;
   private readonly cframer: ClientFramer;
-  private readonly sframer = new ServerFramer();
+  private sframer = new ServerFramer();
+  /** Whether the target still owes the client a reply; set once relaying. */
+  private tracker: ResponseTracker | undefined;
   /** How to log in to the target again, and which thread to end there, once live. */
-  private target: { options: Omit<UpstreamOptions, 'database' | 'onReader'>; thread: number } | undefined;
+  private target: { options: Omit<UpstreamOptions, 'database' | 'onReader' | 'onGreeting'>; thread: LiveThread } | undefined;
+  /** Answers the gateway gives in the server's place, waiting for the server to be between packets. */
+  private answers: Array<{ packet: Buffer; seq: number }> = [];
 
   constructor(
     private readonly conn: DoorConnection,
     private readonly connectionId: number,
+    private readonly greeting: Greeting,
     private readonly deps: SessionDeps,
   ) {
     this.client = conn.socket;
-    this.cframer = new ClientFramer(deps.maxPacket, deps.auditSqlLimit, deps.onStatement ? (kind, sql, truncated) => this.audit(kind, sql, truncated) : undefined);
+    this.cframer = new ClientFramer(deps.maxPacket, deps.auditSqlLimit, {
+      onStatement: deps.onStatement ? (kind, sql, truncated) => this.audit(kind, sql, truncated) : undefined,
+      onCommand: (cmd) => this.tracker?.command(cmd),
+      onKill: (kill) => this.kill(kill),
+    });
   }
 
   /** Never rejects: every failure ends in an ERR packet (when the client can still read one) and a close. */
   async run(): Promise<void> {
     this.conn.onHandshakeTimeout(() => this.handshakeTimedOut());
     try {
-      const login = await acceptClient(this.conn.socket, { ...this.deps.auth, connectionId: this.connectionId }, (r) => {
+      const login = await acceptClient(this.conn.socket, { ...this.deps.auth, connectionId: this.connectionId, greeting: this.greeting }, (r) => {
         this.clientReader = r;
         this.client = r.stream;
       });
@@ -131,14 +157,15 @@ export class MysqlSession implements SessionHandle {
       case Phase.handshake:
       case Phase.opening:
       case Phase.connecting:
+        // No target login has finished: there is no thread to end.
+        this.upstream?.destroy();
+        return this.lastWord(closingPacket(reason, message));
       case Phase.goingLive:
         // Closed between going live and the auth OK: the client still waits for the OK's answer.
-        this.upstream?.destroy();
-        this.killTargetThread();
+        this.stopUpstream();
         return this.lastWord(closingPacket(reason, message));
       case Phase.relaying: {
-        this.upstream?.destroy();
-        this.killTargetThread();
+        this.stopUpstream();
         this.phase = Phase.closing;
         // An ERR can only be slipped in between server packets, never inside one.
         if (!this.sframer.atBoundary) return void this.client.destroy();
@@ -157,13 +184,67 @@ export class MysqlSession implements SessionHandle {
     return this.phase === Phase.closing;
   }
 
+  /**
+   * The gateway ends a live session. An idle target gets COM_QUIT and closes as it would
+   * for any client; a statement still running there is ended from a second login (the
+   * server would only notice the vanished client at its next write).
+   */
+  private stopUpstream(): void {
+    const up = this.upstream;
+    this.deps.threads.unregister(this.connectionId);
+    if (!up || up.destroyed) return;
+    const idle = this.tracker?.idle ?? true;
+    if (idle && this.cframer.forwardedWhole) {
+      this.deps.stats.upstreamQuits++;
+      up.write(COM_QUIT);
+      return this.releaseUpstream(up);
+    }
+    up.destroy();
+    if (!idle) this.killTargetThread();
+  }
+
+  /** Ends our side of the target connection and lets the target close its own. */
+  private releaseUpstream(up: Duplex): void {
+    up.end();
+    const t = setTimeout(() => up.destroy(), UPSTREAM_CLOSE_GRACE_MS);
+    t.unref();
+    up.once('close', () => clearTimeout(t));
+  }
+
   private killTargetThread(): void {
     const t = this.target;
     if (!t) return;
     this.deps.stats.threadKills++;
-    killThread(t.options, t.thread).catch((err: unknown) =>
-      this.deps.port.log.warn({ err, session: this.session?.id, thread: t.thread }, 'mysql: could not end the target thread of a closed session'),
+    killThread(t.options, t.thread.threadId).catch((err: unknown) =>
+      this.deps.port.log.warn({ err, session: this.session?.id, thread: t.thread.threadId }, 'mysql: could not end the target thread of a closed session'),
     );
+  }
+
+  /** A KILL from this client: rewritten to one of its own sessions' target thread, or refused. */
+  private kill(kill: KillRequest | KillUnreadable): KillVerdict {
+    const me = this.target?.thread;
+    const s = this.session;
+    if (!me || !s) throw new Error('a KILL before the session was live');
+    const name = s.resource.name;
+    let refusal: MysqlRefusal;
+    let detail: string;
+    if (!('id' in kill)) {
+      detail = kill.what;
+      refusal = killRefused(refusals.notAllowed(kill.what, `send KILL [QUERY|CONNECTION] <thread id> as a plain statement on its own; it ends only your own sessions on ${name}`), false);
+    } else {
+      const hint = `KILL through Gatehouse ends only your own sessions on ${name} through this gateway node: use your connection's thread id or CONNECTION_ID()`;
+      const found = this.deps.threads.resolve(me, kill.id);
+      if (found.ok) {
+        this.deps.stats.killsMapped++;
+        return { forward: rewriteKill(kill, found.thread.threadId) };
+      }
+      // An id that is both one own session's gateway id and another's thread id is not guessed at.
+      refusal = killRefused(refusals.notAllowed(describeKill(kill), hint), true);
+      detail = `${describeKill(kill)} via ${kill.via} (${found.why})`;
+    }
+    this.deps.stats.killsRefused++;
+    this.deps.port.refused(this.conn.client, refusal.refusal, `session ${s.id}: ${detail}`);
+    return { answer: refusal.packet() };
   }
 
   /** The listener's handshake timer: from accept until the target login is done. */
@@ -214,7 +295,7 @@ export class MysqlSession implements SessionHandle {
     this.deps.stats.upstreamConnects++;
     const options = {
       host: r.host, port: r.port, login: creds.login, password: creds.password, clientCapabilities: login.capabilities,
-      charset: login.charset, maxPacket: Math.min(login.maxPacket || this.deps.maxPacket, this.deps.maxPacket),
+      clientMariadbCapabilities: login.mariadbCapabilities, charset: login.charset, maxPacket: Math.min(login.maxPacket || this.deps.maxPacket, this.deps.maxPacket),
       ...(target.ca ? { ca: target.ca } : {}), tls: target.tls, timeoutMs: target.timeoutMs, tlsSessions: target.tlsSessions,
       resource: r.name, gateway: this.deps.port,
     };
@@ -226,8 +307,10 @@ export class MysqlSession implements SessionHandle {
           this.upReader = rd;
           this.upstream = rd.stream;
         },
+        onGreeting: (hs) => this.deps.profiles.learn(`${r.name}\0${r.host}\0${r.port}`, hs),
       });
-      this.target = { options, thread: up.connectionId };
+      const thread = { gatewayId: this.connectionId, user: s.user, resource: r.name, target: `${r.host}:${r.port}`, threadId: up.connectionId };
+      this.target = { options, thread };
       if (up.tlsResumed) this.deps.stats.upstreamTlsResumed++;
       return up;
     } catch (err) {
@@ -259,29 +342,39 @@ export class MysqlSession implements SessionHandle {
       await s.live(this);
     } catch (err) {
       this.deps.port.log.error({ err, session: s.id }, 'mysql: could not record a live session');
-      this.upstream?.destroy();
+      this.stopUpstream();
       s.end('error', 'Gatehouse could not record the session.');
       return this.refuse(new MysqlRefusal(refusals.internalError()));
     }
     // The broker may have closed the session while it was being recorded.
     if (this.isClosing()) return;
+    this.deps.threads.register(this.target!.thread);
     login.reader.write(encodeOk({ status: up.status, sessionTrack: (login.capabilities & Cap.SESSION_TRACK) !== 0 }));
-    this.relay(login.reader, up.reader, s);
+    this.relay(login.reader, up, s);
   }
 
-  private relay(clientReader: PacketReader, upReader: PacketReader, s: GatewaySession): void {
+  private relay(clientReader: PacketReader, up: UpstreamConnection, s: GatewaySession): void {
     const client = this.client;
-    const upstream = upReader.stream;
+    const upstream = up.reader.stream;
     const fromClient = clientReader.detach();
-    const fromServer = upReader.detach();
+    const fromServer = up.reader.detach();
+    this.tracker = new ResponseTracker((up.capabilities & Cap.DEPRECATE_EOF) !== 0, (up.mariadbCapabilities & MariaCap.CACHE_METADATA) !== 0);
+    this.sframer = new ServerFramer(this.tracker);
     this.phase = Phase.relaying;
+    const out: FramerOutput = {
+      server: (bytes) => {
+        s.bytesIn += bytes.length;
+        if (!upstream.write(bytes)) client.pause();
+      },
+      client: (packet, seq) => {
+        this.answers.push({ packet, seq });
+        this.flushAnswers();
+      },
+    };
     const onClient = (chunk: Buffer): void => {
       if (this.isClosing()) return;
-      const out = this.cframer.feed(chunk);
-      if (out instanceof MysqlRefusal) return this.refuseLive(out, s);
-      if (out.length === 0) return;
-      s.bytesIn += out.length;
-      if (!upstream.write(out)) client.pause();
+      const refusal = this.cframer.feed(chunk, out);
+      if (refusal) this.refuseLive(refusal, s);
     };
     const onServer = (chunk: Buffer): void => {
       if (this.isClosing()) return;
@@ -289,6 +382,7 @@ export class MysqlSession implements SessionHandle {
       this.sframer.observe(chunk);
       this.cframer.serverSpoke = true;
       if (!client.write(chunk)) upstream.pause();
+      if (this.answers.length) this.flushAnswers();
     };
     client.on('data', onClient);
     upstream.on('data', onServer);
@@ -297,17 +391,41 @@ export class MysqlSession implements SessionHandle {
     client.on('error', () => {});
     upstream.on('error', () => {});
     client.on('close', () => {
-      upstream.destroy();
+      this.deps.threads.unregister(this.connectionId);
+      if (!this.isClosing()) {
+        // The client went (after COM_QUIT, relayed, or without one): the target sees what it
+        // would see from that client directly, and closes its side itself.
+        this.phase = Phase.closing;
+        if (!upstream.destroyed) this.releaseUpstream(upstream);
+      }
       s.end('client_closed');
     });
     upstream.on('close', () => {
-      if (!this.isClosing()) client.end();
+      this.deps.threads.unregister(this.connectionId);
+      if (!this.isClosing()) {
+        this.phase = Phase.closing;
+        client.end();
+      }
       s.end(this.cframer.quit ? 'client_closed' : 'target_closed');
     });
     if (fromServer.length) onServer(fromServer);
     if (fromClient.length) onClient(fromClient);
     client.resume();
     upstream.resume();
+  }
+
+  /**
+   * The gateway's own answers (a refused KILL) go out between server packets, never inside
+   * one. A client waits for each reply before its next command, so the reply before the KILL
+   * is complete by then.
+   */
+  private flushAnswers(): void {
+    if (!this.sframer.atBoundary) return;
+    for (const a of this.answers) {
+      this.client.write(a.packet);
+      this.sframer.said(a.seq);
+    }
+    this.answers = [];
   }
 
   private audit(kind: StatementEvent['kind'], sql: string, truncated: boolean): void {
@@ -321,7 +439,7 @@ export class MysqlSession implements SessionHandle {
     this.deps.stats.refusals++;
     if (refusal.code === 'not_allowed') this.deps.stats.changeUserRefused++;
     this.deps.port.refused(this.conn.client, refusal.refusal, `session ${s.id}`);
-    this.upstream?.destroy();
+    this.stopUpstream();
     this.goodbye(encodePacket(this.cframer.lastSeq + 1, refusal.packet()));
     s.end('error', refusal.text());
   }

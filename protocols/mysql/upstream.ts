@@ -9,8 +9,9 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { GatewayPort } from '../../src/broker/port.js';
 import { UpstreamError, type TargetSaid } from '../../src/broker/upstream-error.js';
-import { Cap, Cmd, decodeAuthPacket, decodeErr, Reply, type ErrFields } from './codec.js';
-import { decodeHandshakeV10, encodeHandshakeResponse, encodeSslRequest } from './handshake.js';
+import { Cap, CLIENT_MYSQL, Cmd, decodeAuthPacket, decodeErr, MariaCap, Reply, type ErrFields } from './codec.js';
+import { decodeHandshakeV10, encodeHandshakeResponse, encodeSslRequest, type HandshakeV10 } from './handshake.js';
+import { RELAYED_CAPS, RELAYED_MARIADB_CAPS } from './profile.js';
 import { PacketReader } from './reader.js';
 import {
   CACHING_SHA2,
@@ -24,17 +25,19 @@ import {
 } from './scramble.js';
 import type { UpstreamTlsMode } from '../shared/database-options.js';
 
-/** Client flags relayed to the target as the client chose them (when the target has them too). */
-const RELAYED =
-  Cap.FOUND_ROWS | Cap.LONG_FLAG | Cap.LOCAL_FILES | Cap.IGNORE_SPACE | Cap.INTERACTIVE | Cap.TRANSACTIONS |
-  Cap.MULTI_STATEMENTS | Cap.MULTI_RESULTS | Cap.PS_MULTI_RESULTS | Cap.SESSION_TRACK | Cap.DEPRECATE_EOF;
-
 /** Flags that change the shape of server packets: if the client has one, the target must too. */
 const SHAPING: Array<[number, string]> = [
   [Cap.DEPRECATE_EOF, 'CLIENT_DEPRECATE_EOF'],
   [Cap.SESSION_TRACK, 'CLIENT_SESSION_TRACK'],
   [Cap.PROTOCOL_41, 'CLIENT_PROTOCOL_41'],
   [Cap.SECURE_CONNECTION, 'CLIENT_SECURE_CONNECTION'],
+];
+
+/** MariaDB flags that change the content the client parses: if the client has one, the target must too. */
+const MARIADB_SHAPING: Array<[number, string]> = [
+  [MariaCap.EXTENDED_METADATA, 'MARIADB_CLIENT_EXTENDED_METADATA'],
+  [MariaCap.CACHE_METADATA, 'MARIADB_CLIENT_CACHE_METADATA'],
+  [MariaCap.BULK_UNIT_RESULTS, 'MARIADB_CLIENT_BULK_UNIT_RESULTS'],
 ];
 
 const MAX_AUTH_ROUNDS = 8;
@@ -54,6 +57,8 @@ export interface UpstreamOptions {
   database?: string;
   /** The client's negotiated flags. */
   clientCapabilities: number;
+  /** The client's negotiated MariaDB extended flags (0 for a MySQL client). */
+  clientMariadbCapabilities: number;
   charset: number;
   maxPacket: number;
   /** PEM CA bundle the target's certificate must chain to; without one the certificate is pinned. */
@@ -70,6 +75,8 @@ export interface UpstreamOptions {
   tlsSessions?: { get(): Buffer | undefined; set(session: Buffer): void };
   /** Lets the caller abort a handshake in progress (timeout, teardown). */
   onReader(reader: PacketReader): void;
+  /** Sees the target's HandshakeV10 before anything is checked (the greeting is learned from it). */
+  onGreeting?(hs: HandshakeV10): void;
 }
 
 export interface UpstreamConnection {
@@ -78,6 +85,8 @@ export interface UpstreamConnection {
   /** The TLS session was resumed (no full handshake). */
   tlsResumed: boolean;
   capabilities: number;
+  /** The MariaDB extended flags in effect (0 unless both the client and the target have some). */
+  mariadbCapabilities: number;
   /** Status flags of the target's last OK (autocommit, in transaction...). */
   status: number;
   serverVersion: string;
@@ -115,13 +124,21 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
     throw new UpstreamError('unreachable', `the target refused the connection: ${err.message}`, targetSaid(err));
   }
   const hs = decodeHandshakeV10(first);
+  o.onGreeting?.(hs);
   for (const [flag, name] of SHAPING) {
     const needed = flag === Cap.PROTOCOL_41 || flag === Cap.SECURE_CONNECTION || o.clientCapabilities & flag;
     if (needed && !(hs.capabilities & flag)) throw new UpstreamError('capability', `the target does not support ${name}, which this client relies on`);
   }
-  let caps = (o.clientCapabilities & RELAYED & hs.capabilities) | Cap.LONG_PASSWORD | Cap.PROTOCOL_41 | Cap.SECURE_CONNECTION;
+  for (const [flag, name] of MARIADB_SHAPING) {
+    if (o.clientMariadbCapabilities & flag && !(hs.mariadbCapabilities & flag)) throw new UpstreamError('capability', `the target does not support ${name}, which this client relies on`);
+  }
+  let caps = (o.clientCapabilities & RELAYED_CAPS & hs.capabilities) | Cap.LONG_PASSWORD | Cap.PROTOCOL_41 | Cap.SECURE_CONNECTION;
   caps |= hs.capabilities & (Cap.PLUGIN_AUTH | Cap.PLUGIN_AUTH_LENENC_CLIENT_DATA);
   if (o.database && hs.capabilities & Cap.CONNECT_WITH_DB) caps |= Cap.CONNECT_WITH_DB;
+  // MariaDB reads the extended flags only from a client that leaves CLIENT_MYSQL unset.
+  const mariadbCapabilities = (o.clientMariadbCapabilities & RELAYED_MARIADB_CAPS & hs.mariadbCapabilities) >>> 0;
+  if (mariadbCapabilities) caps &= ~CLIENT_MYSQL;
+  caps >>>= 0;
 
   let tls = false;
   let tlsResumed = false;
@@ -129,7 +146,7 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
   if (useTls && hs.capabilities & Cap.SSL) {
     caps |= Cap.SSL;
     const maxPacket = o.maxPacket;
-    reader.write(encodeSslRequest({ capabilities: caps, maxPacket, charset: o.charset }));
+    reader.write(encodeSslRequest({ capabilities: caps, mariadbCapabilities, maxPacket, charset: o.charset }));
     const seq = reader.seq;
     reader.detach();
     const secure = await startTls(socket, o);
@@ -145,7 +162,7 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
   let plugin = hs.authPlugin === CACHING_SHA2 ? CACHING_SHA2 : NATIVE_PASSWORD;
   let scramble = hs.scramble;
   const token = plugin === CACHING_SHA2 ? cachingSha2Token(o.password, scramble) : nativePasswordToken(o.password, scramble);
-  const response = { capabilities: caps, maxPacket: o.maxPacket, charset: o.charset, user: o.login, authResponse: token, authPlugin: plugin };
+  const response = { capabilities: caps, mariadbCapabilities, maxPacket: o.maxPacket, charset: o.charset, user: o.login, authResponse: token, authPlugin: plugin };
   reader.write(encodeHandshakeResponse(caps & Cap.CONNECT_WITH_DB && o.database ? { ...response, database: o.database } : response));
 
   let awaitingKey = false;
@@ -187,7 +204,7 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
   }
 
   if (o.database && !(caps & Cap.CONNECT_WITH_DB)) status = await initDb(reader, o.database);
-  return { reader, tls, tlsResumed, capabilities: caps, status, serverVersion: hs.serverVersion, connectionId: hs.connectionId };
+  return { reader, tls, tlsResumed, capabilities: caps, mariadbCapabilities, status, serverVersion: hs.serverVersion, connectionId: hs.connectionId };
 }
 
 function switchResponse(plugin: string, password: string, scramble: Buffer, tls: boolean): Buffer {
@@ -276,7 +293,7 @@ function startTls(socket: Socket, o: UpstreamOptions): Promise<TLSSocket> {
  * leave the statement running on the target (a server notices a vanished client only when
  * it next writes to it).
  */
-export async function killThread(o: Omit<UpstreamOptions, 'database' | 'onReader'>, threadId: number): Promise<void> {
+export async function killThread(o: Omit<UpstreamOptions, 'database' | 'onReader' | 'onGreeting'>, threadId: number): Promise<void> {
   let stream: { destroy(): void } | undefined;
   try {
     const up = await connectUpstream({ ...o, onReader: (r) => (stream = r.stream) });

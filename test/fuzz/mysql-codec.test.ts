@@ -23,6 +23,24 @@ import { decodeClientHandshake, decodeHandshakeV10, encodeHandshakeResponse, enc
 import { MysqlRefusal } from '../../protocols/mysql/errors.js';
 import { ClientFramer, ServerFramer } from '../../protocols/mysql/relay.js';
 
+/** A client framer whose streams carry no KILL. */
+function framer(maxPacket: number, sqlLimit: number, onStatement?: (kind: 'query' | 'prepare', sql: string) => void): ClientFramer {
+  return new ClientFramer(maxPacket, sqlLimit, {
+    onStatement: onStatement ? (kind, sql) => onStatement(kind, sql) : undefined,
+    onCommand: () => {},
+    onKill: () => {
+      throw new Error('no KILL in this stream');
+    },
+  });
+}
+
+/** Feeds one chunk: the bytes passed on to the server, or the refusal. */
+function feed(f: ClientFramer, chunk: Buffer): Buffer | MysqlRefusal {
+  const out: Buffer[] = [];
+  const refusal = f.feed(chunk, { server: (b) => out.push(b), client: () => expect.unreachable('no answer from the gateway') });
+  return refusal ?? Buffer.concat(out);
+}
+
 const bytes = (max = 512) => fc.uint8Array({ maxLength: max }).map((a) => Buffer.from(a));
 
 /** Runs `fn`; only MysqlDecodeError may escape. */
@@ -98,7 +116,10 @@ describe('MySQL codec fuzz', () => {
   it('HandshakeV10 round-trips, and every truncation of it fails typed', () => {
     fc.assert(
       fc.property(versionArb, fc.nat(), scrambleArb, fc.nat(), fc.nat({ max: 255 }), fc.nat({ max: 0xffff }), nameArb, (v, id, s, caps, cs, st, plugin) => {
-        const h = { serverVersion: v, connectionId: id >>> 0, scramble: s, capabilities: (caps | Cap.SECURE_CONNECTION | Cap.PLUGIN_AUTH | Cap.PROTOCOL_41) >>> 0, charset: cs, status: st, authPlugin: plugin };
+        const capabilities = (caps | Cap.SECURE_CONNECTION | Cap.PLUGIN_AUTH | Cap.PROTOCOL_41) >>> 0;
+        // MariaDB's extended flags travel only when CLIENT_MYSQL (LONG_PASSWORD) is unset.
+        const mariadbCapabilities = capabilities & Cap.LONG_PASSWORD ? 0 : (id * 7) >>> 0;
+        const h = { serverVersion: v, connectionId: id >>> 0, scramble: s, capabilities, mariadbCapabilities, charset: cs, status: st, authPlugin: plugin };
         const enc = encodeHandshakeV10(h);
         expect(decodeHandshakeV10(enc)).toEqual(h);
         for (let n = 0; n < enc.length; n += 7) typed(() => decodeHandshakeV10(enc.subarray(0, n)));
@@ -164,16 +185,16 @@ describe('relay framers fuzz', () => {
     fc.assert(
       fc.property(commandStream.chain((s) => chunked(s.wire).map((chunks) => ({ ...s, chunks }))), ({ cmds, wire, chunks }) => {
         const seen: string[] = [];
-        const f = new ClientFramer(1 << 20, 64, (_k, sql) => seen.push(sql));
+        const f = framer(1 << 20, 64, (_k, sql) => seen.push(sql));
         const out: Buffer[] = [];
         for (const c of chunks) {
-          const r = f.feed(c);
+          const r = feed(f, c);
           expect(r).not.toBeInstanceOf(MysqlRefusal);
           out.push(r as Buffer);
           f.serverSpoke = true;
         }
         expect(Buffer.concat(out).equals(wire)).toBe(true);
-        expect(f.atBoundary).toBe(true);
+        expect(f.forwardedWhole).toBe(true);
         const want = cmds.filter(([c]) => c === 0x03 || c === 0x16).map(([, b]) => b.subarray(0, 64).toString('utf8'));
         expect(seen).toEqual(want);
       }),
@@ -181,18 +202,55 @@ describe('relay framers fuzz', () => {
     );
   });
 
+  it('a KILL split across any chunking is held back whole and replaced in place; the commands around it pass unchanged', () => {
+    const REWRITTEN = Buffer.from('\x03KILL QUERY 4242', 'latin1');
+    const kill = fc
+      .tuple(fc.constantFrom('KILL QUERY', 'kill', '/* mine */ KILL CONNECTION', '  kill\n\tquery', '-- c\nKILL'), fc.nat())
+      .map(([words, id]) => ({ id, sent: encodePacket(0, Buffer.from(`\x03${words} ${id}`, 'latin1')), forwarded: encodePacket(0, REWRITTEN) }));
+    const other = fc
+      .tuple(fc.constantFrom(0x03, 0x16, 0x0e), fc.nat())
+      .map(([cmd, n]) => {
+        const p = encodePacket(0, Buffer.concat([Buffer.from([cmd]), cmd === 0x0e ? Buffer.alloc(0) : Buffer.from(`select ${n} /* killer */`)]));
+        return { id: undefined, sent: p, forwarded: p };
+      });
+    const stream = fc.array(fc.oneof(kill, other), { minLength: 1, maxLength: 8 });
+    fc.assert(
+      fc.property(stream.chain((cmds) => chunked(Buffer.concat(cmds.map((c) => c.sent))).map((chunks) => ({ cmds, chunks }))), ({ cmds, chunks }) => {
+        const ids: number[] = [];
+        const f = new ClientFramer(1 << 20, 64, {
+          onStatement: undefined,
+          onCommand: () => {},
+          onKill: (k) => {
+            if (!('id' in k)) throw new Error(`unreadable: ${k.what}`);
+            ids.push(k.id);
+            return { forward: REWRITTEN };
+          },
+        });
+        const out: Buffer[] = [];
+        for (const c of chunks) {
+          expect(f.feed(c, { server: (b) => out.push(b), client: () => expect.unreachable('every KILL here is mapped') })).toBeUndefined();
+          f.serverSpoke = true;
+        }
+        expect(Buffer.concat(out).equals(Buffer.concat(cmds.map((c) => c.forwarded)))).toBe(true);
+        expect(ids).toEqual(cmds.flatMap((c) => (c.id === undefined ? [] : [c.id])));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('the client framer refuses COM_CHANGE_USER and oversized commands, and never throws on garbage', () => {
     const change = encodePacket(0, Buffer.from([0x11, 0x61, 0x00]));
-    expect(new ClientFramer(1 << 20, 64, undefined).feed(change)).toMatchObject({ code: 'not_allowed', errno: 1227, sqlstate: '42000' });
+    expect(feed(framer(1 << 20, 64), change)).toMatchObject({ code: 'not_allowed', errno: 1227, sqlstate: '42000' });
     const big = encodePacket(0, Buffer.alloc(5000, 0x03));
-    expect(new ClientFramer(4096, 64, undefined).feed(big)).toMatchObject({ code: 'protocol_error', errno: 1153, sqlstate: '08S01' });
+    expect(feed(framer(4096, 64), big)).toMatchObject({ code: 'protocol_error', errno: 1153, sqlstate: '08S01' });
     fc.assert(
       fc.property(fc.array(bytes(400), { maxLength: 10 }), (chunks) => {
-        const f = new ClientFramer(1 << 16, 64, () => {});
+        // Garbage may look like a KILL: answer it like the session would.
+        const f = new ClientFramer(1 << 16, 64, { onStatement: () => {}, onCommand: () => {}, onKill: () => ({ answer: Buffer.from([0xff, 0x46, 0x04]) }) });
         for (const c of chunks) {
-          const r = f.feed(c);
+          const r = f.feed(c, { server: () => {}, client: () => {} });
           if (r instanceof MysqlRefusal) break;
-          expect(Buffer.isBuffer(r)).toBe(true);
+          expect(r).toBeUndefined();
         }
       }),
       { numRuns: 1000 },
@@ -200,20 +258,20 @@ describe('relay framers fuzz', () => {
   });
 
   it('LOAD DATA LOCAL INFILE packets whose sequence id wraps to 0 are data, not a new command', () => {
-    const f = new ClientFramer(1 << 20, 64, () => {});
+    const f = framer(1 << 20, 64, () => {});
     const query = encodePacket(0, Buffer.from("\x03load data local infile 'f' into table t"));
-    expect(f.feed(query)).toBeInstanceOf(Buffer);
+    expect(feed(f, query)).toBeInstanceOf(Buffer);
     f.serverSpoke = true; // the server's LOCAL INFILE request (seq 1)
     // File content: seq 2..255, then 0, 1, ... with no server reply in between. A chunk
     // starting with 0x11 at seq 0 would look like COM_CHANGE_USER if taken for a command.
     for (let seq = 2; seq < 256 + 5; seq++) {
-      const r = f.feed(encodePacket(seq & 0xff, Buffer.from([0x11, 0x41, 0x42])));
+      const r = feed(f, encodePacket(seq & 0xff, Buffer.from([0x11, 0x41, 0x42])));
       expect(r).toBeInstanceOf(Buffer);
     }
     expect(f.commands).toBe(1);
     // After the server answered, a real COM_CHANGE_USER is caught again.
     f.serverSpoke = true;
-    expect(f.feed(encodePacket(0, Buffer.from([0x11, 0x00])))).toMatchObject({ code: 'not_allowed' });
+    expect(feed(f, encodePacket(0, Buffer.from([0x11, 0x00])))).toMatchObject({ code: 'not_allowed' });
   });
 
   it('the server framer tracks boundaries and sequence ids whatever the chunking', () => {

@@ -128,6 +128,15 @@ export class LiveMariadb {
   }
 }
 
+/** Polls until `cond` resolves true (state on the target, read by a query); throws after `ms`. */
+export async function eventually(cond: () => Promise<boolean>, ms = 15_000, what = 'condition'): Promise<void> {
+  const start = performance.now();
+  while (!(await cond())) {
+    if (performance.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** Polls until `cond` holds (real I/O happening elsewhere); throws after `ms`. */
 export async function until(cond: () => boolean, ms = 15_000, what = 'condition'): Promise<void> {
   const start = performance.now();

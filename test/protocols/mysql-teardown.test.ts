@@ -1,12 +1,14 @@
 /**
  * Teardown of live MySQL sessions: force check-in, expiry on the (fake) workflow clock and
  * an admin kill each end the session with an ERR packet the real client shows, within a
- * second, and the statement running on the target is ended too.
+ * second, and a statement running on the target is ended too (from a second login). A
+ * session that ends normally, or that the gateway ends while the target is idle, closes on
+ * the target as a direct client's would: COM_QUIT, one login, no aborted connection.
  */
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERLIN_DAYTIME } from './gateway-harness.js';
-import { addMyResource, APPROVAL_SETTINGS, GATEWAY_PASSWORD, LiveMariadb, startMyGateway, until, type MyGateway } from './mysql-harness.js';
+import { addMyResource, APPROVAL_SETTINGS, eventually, GATEWAY_PASSWORD, LiveMariadb, mariadb, startMyGateway, until, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
 
@@ -30,6 +32,23 @@ async function newSession(user: string, resource: string, before: Set<string>): 
 
 const liveIds = () => new Set(g.gw.broker.live().map((s) => s.id));
 
+/** The target's superuser, directly. */
+const rootConnection = () => mysql.createConnection({ host: g.target.host, port: g.target.port, user: g.target.superuser, password: g.target.superuserPassword });
+
+/** The target's own counters of logins and of connections that ended without COM_QUIT. */
+async function counters(root: mysql.Connection): Promise<Record<'Connections' | 'Aborted_clients' | 'Aborted_connects', number>> {
+  const [rows] = await root.query("show global status where variable_name in ('Connections', 'Aborted_clients', 'Aborted_connects')");
+  return Object.fromEntries((rows as Array<{ Variable_name: string; Value: string }>).map((r) => [r.Variable_name, Number(r.Value)])) as never;
+}
+
+/** Waits until no thread of the vaulted login is left on the target (every session has closed there). */
+async function quiet(root: mysql.Connection): Promise<void> {
+  await eventually(async () => {
+    const [rows] = await root.query('select count(*) as n from information_schema.processlist where user = ?', [g.target.user]);
+    return Number((rows as Array<{ n: number }>)[0]!.n) === 0;
+  }, 10_000, 'the target threads of the vaulted login to end');
+}
+
 async function targetThreads(pattern: string): Promise<number> {
   const rows = (await g.superQuery('select count(*) as n from information_schema.processlist where info like ? and id <> connection_id()', [pattern])) as Array<{ n: number }>;
   return Number(rows[0]!.n);
@@ -48,6 +67,7 @@ describe('MySQL session teardown', () => {
         if (performance.now() - start > 10_000) throw new Error('the statement never reached the target');
       }
 
+      const kills = g.adapter.stats.threadKills;
       const t0 = performance.now();
       await g.gw.engine.leases.forceCheckin('bob', 'lease-mysql', 'incident 42');
       const code = await m.exited;
@@ -61,7 +81,7 @@ describe('MySQL session teardown', () => {
       while ((await targetThreads('%teardown-probe%')) > 0) {
         if (performance.now() - gone > 1500) throw new Error('the statement kept running on the target');
       }
-      expect(g.adapter.stats.threadKills).toBeGreaterThan(0);
+      expect(g.adapter.stats.threadKills).toBe(kills + 1);
     } finally {
       m.kill();
     }
@@ -80,6 +100,7 @@ describe('MySQL session teardown', () => {
     expect(g.gw.notices.some((n) => n.kind === 'access_expiring' && n.resource === 'timed-mysql')).toBe(true);
     const [rows] = await c.query('select 1 as one');
     expect(rows).toEqual([{ one: 1 }]);
+    const { threadKills, upstreamQuits } = g.adapter.stats;
 
     const t0 = performance.now();
     g.gw.clock.advance(5 * 60_000);
@@ -90,6 +111,8 @@ describe('MySQL session teardown', () => {
     await until(() => !g.gw.broker.live().some((s) => s.id === id), 1000);
     const rec = await g.gw.store.getSession(id);
     expect(rec).toMatchObject({ state: 'ended', endReason: 'expired' });
+    // Idle (mysql2's result set, ended by an OK without EOF packets): the target just gets COM_QUIT.
+    expect(g.adapter.stats).toMatchObject({ threadKills, upstreamQuits: upstreamQuits + 1 });
   });
 
   it('an admin kill reaches an idle mariadb client: its next statement shows who ended the session', async () => {
@@ -99,12 +122,64 @@ describe('MySQL session teardown', () => {
       m.send('select 41 + 1;');
       await m.waitFor(/^42$/m);
       const id = await newSession('alice', 'open-mysql', before);
+      const { threadKills, upstreamQuits } = g.adapter.stats;
       expect(await g.gw.broker.kill(id, 'dave')).toBe(true);
+      // Idle after a result set with EOF packets and MariaDB's cached metadata: COM_QUIT, no second login.
+      expect(g.adapter.stats).toMatchObject({ threadKills, upstreamQuits: upstreamQuits + 1 });
       m.send('select 2;');
       expect(await m.exited).toBe(1);
       expect(m.out).toContain('ERROR 1927 (70100) at line 2: Gatehouse: this session was ended by dave. (killed)');
     } finally {
       m.kill();
+    }
+  });
+  it('20 sessions opened and closed normally log in to the target 20 times and leave no aborted connection', async () => {
+    const root = await rootConnection();
+    try {
+      await quiet(root);
+      const before = await counters(root);
+      const kills = g.adapter.stats.threadKills;
+      for (let i = 0; i < 10; i++) {
+        const c = await mysql.createConnection(g.my2('alice:open-mysql', GATEWAY_PASSWORD));
+        expect((await c.query('select 1 as one'))[0]).toEqual([{ one: 1 }]);
+        await c.end();
+      }
+      for (let i = 0; i < 10; i++) {
+        const r = await mariadb([...g.cli('alice:open-mysql', GATEWAY_PASSWORD), '-N', '-B', '-e', 'select 1']);
+        expect(r).toMatchObject({ code: 0, stdout: '1\n', stderr: '' });
+      }
+      await quiet(root);
+      const after = await counters(root);
+      expect(after.Connections - before.Connections).toBe(20);
+      expect(after.Aborted_clients - before.Aborted_clients).toBe(0);
+      expect(after.Aborted_connects - before.Aborted_connects).toBe(0);
+      expect(g.adapter.stats.threadKills).toBe(kills);
+    } finally {
+      await root.end();
+    }
+  });
+
+  it('a session the gateway ends while the target is idle says COM_QUIT there: no second login, no aborted connection', async () => {
+    const root = await rootConnection();
+    try {
+      await quiet(root);
+      const before = await counters(root);
+      const { threadKills, upstreamQuits } = g.adapter.stats;
+      const live = liveIds();
+      const c = await mysql.createConnection(g.my2('alice:open-mysql', GATEWAY_PASSWORD));
+      const closed = new Promise<Error & { code?: unknown }>((resolve) => c.on('error', resolve));
+      expect((await c.query('select 1 as one'))[0]).toEqual([{ one: 1 }]);
+      const id = await newSession('alice', 'open-mysql', live);
+      expect(await g.gw.broker.kill(id, 'dave')).toBe(true);
+      expect(await closed).toMatchObject({ code: 1927, message: 'Gatehouse: this session was ended by dave. (killed)' });
+      c.destroy();
+      await quiet(root);
+      const after = await counters(root);
+      expect(after.Connections - before.Connections).toBe(1);
+      expect(after.Aborted_clients - before.Aborted_clients).toBe(0);
+      expect(g.adapter.stats).toMatchObject({ threadKills, upstreamQuits: upstreamQuits + 1 });
+    } finally {
+      await root.end();
     }
   });
 });
