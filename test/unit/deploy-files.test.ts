@@ -257,6 +257,12 @@ describe('the demo policies', () => {
     expect(readFileSync(join(secrets, 'gatehouse/prod-pg-password'), 'utf8')).toBe(before);
   });
 
+  it('are read by an OpenLDAP entrypoint that is valid sh', () => {
+    const r = spawnSync('sh', ['-n', join(ROOT, 'deploy/targets/openldap/entrypoint.sh')], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
   it('give the gateway its secrets under the uid the Dockerfile runs it as', () => {
     const uid = /--uid (\d+)/.exec(instr(runtime, 'RUN').join(' '))?.[1];
     expect(read('deploy/demo/init.mjs')).toContain(`gatehouse: ${uid},`);
@@ -275,9 +281,14 @@ describe('the Dockerfile', () => {
 
   it('checks health with deploy/healthcheck.mjs, which asks /healthz', () => {
     const check = instr(runtime, 'HEALTHCHECK')[0]!;
-    const script = /"node", "([^"]+)"/.exec(check)?.[1];
-    expect(instr(runtime, 'COPY')).toContain(`deploy/healthcheck.mjs ${script}`);
-    expect(read('deploy/healthcheck.mjs')).toContain("'https://127.0.0.1:8080/healthz'");
+    const installed = /"node", "([^"]+)"/.exec(check)?.[1];
+    expect(instr(runtime, 'COPY')).toContain(`deploy/healthcheck.mjs ${installed}`);
+    const script = read('deploy/healthcheck.mjs');
+    expect(script).toContain("'https://127.0.0.1:8080/healthz'");
+    // The CA it trusts by default is where both config files keep the gateway's certificates.
+    for (const file of ['deploy/gatehouse.yaml', 'deploy/cluster.yaml']) {
+      expect(script).toContain(`'${loadConfig({ configFile: join(ROOT, file) }).certDir}/ca.pem'`);
+    }
   });
 
   it('builds with the commands README.md documents for a production install', () => {

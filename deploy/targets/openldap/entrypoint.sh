@@ -19,4 +19,6 @@ LDIF
   chown -R openldap:openldap /var/lib/ldap
   touch "$marker"
 fi
+# The pid file's directory is made by the init script, which a container does not run.
+mkdir -p /var/run/slapd && chown openldap:openldap /var/run/slapd
 exec /usr/sbin/slapd -d 0 -h "ldap:///" -u openldap -g openldap
