@@ -108,6 +108,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
       const at = cfg.listen[name];
       if (!at) continue;
       const l = await adapter.listen({
+        // The one place a door's log lines get `protocol`; doors log with the logger they are given.
         host: at.host, port: at.port, broker, log: log.child({ protocol: adapter.protocol }),
         tls: { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem }, sshHostKey: pki.sshHostKeyPem,
         allowPlaintext: cfg.allowPlaintextOnLoopback && isLoopback(at.host),

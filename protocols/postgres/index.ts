@@ -64,7 +64,7 @@ export class PostgresAdapter implements ProtocolAdapter {
 
   async listen(config: ListenerConfig): Promise<Listener> {
     assertPlaintextAllowed('PostgreSQL', config);
-    const log = config.log.child({ protocol: 'postgres' });
+    const { log } = config;
     const port = config.broker.portFor({ protocol: 'postgres', loginExample: LOGIN_EXAMPLE }, log);
     const ctx: ConnectionContext = {
       port,
