@@ -1,3 +1,4 @@
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { CliError } from './cli-error.js';
 
@@ -20,27 +21,26 @@ export interface HttpResponse {
 /** One HTTP exchange; a network failure rejects, any HTTP status resolves. */
 export type Transport = (req: HttpRequest) => Promise<HttpResponse>;
 
-/** Node's global fetch: plain HTTP, and HTTPS against the system's trusted CAs. */
-export const fetchTransport: Transport = async (req) => {
-  const init: RequestInit = { method: req.method, headers: req.headers, signal: AbortSignal.timeout(TIMEOUT_MS) };
-  if (req.body !== undefined) init.body = req.body;
-  const res = await fetch(req.url, init);
-  return { status: res.status, body: await res.text() };
-};
-
 /**
- * HTTPS trusting exactly `caPem` (the gateway's own CA). Node's fetch takes no per-request
- * CA without importing undici, which is not a dependency here, so this path uses node:https.
+ * node:http, or node:https trusting exactly `caPem` when given (the gateway's own CA) and
+ * the system's CAs otherwise. Not the global fetch: its first call loads undici, about
+ * 100 ms of every command's start-up (BENCHMARKS.md, "CLI start-up"), and it takes no
+ * per-request CA. Redirects are not followed: the API sends none, and a bearer token has
+ * no business following one.
  */
-export function caTransport(caPem: string): Transport {
+export function httpTransport(caPem?: string): Transport {
   return (req) =>
     new Promise((resolve, reject) => {
-      const r = httpsRequest(req.url, { method: req.method, headers: req.headers, ca: caPem, timeout: TIMEOUT_MS }, (res) => {
+      const onResponse = (res: IncomingMessage): void => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
         res.on('error', reject);
-      });
+      };
+      const options = { method: req.method, headers: req.headers, timeout: TIMEOUT_MS };
+      const r = req.url.protocol === 'https:'
+        ? httpsRequest(req.url, caPem !== undefined ? { ...options, ca: caPem } : options, onResponse)
+        : httpRequest(req.url, options, onResponse);
       r.on('timeout', () => r.destroy(Object.assign(new Error(`no answer within ${TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' })));
       r.on('error', reject);
       r.end(req.body);
@@ -68,8 +68,7 @@ export class ApiClient {
     this.server = opts.server;
     this.token = opts.token;
     this.caPem = opts.caPem;
-    const secure = new URL(opts.server).protocol === 'https:';
-    this.transport = opts.transport ?? (secure && opts.caPem !== undefined ? caTransport(opts.caPem) : fetchTransport);
+    this.transport = opts.transport ?? httpTransport(opts.caPem);
   }
 
   get<T>(path: string, query?: Query): Promise<T> {
@@ -165,17 +164,12 @@ const TLS_TRUST_CODES = new Set([
   'CERT_UNTRUSTED',
 ]);
 
-/** fetch hides the reason in `cause` (sometimes an AggregateError); dig out the first real one. */
+/** A connect attempt to several addresses fails with an AggregateError: the first real reason is the one to show. */
 export function networkError(server: string, e: unknown): CliError {
   let cause: unknown = e;
-  while (cause instanceof Error && (cause.message === 'fetch failed' || cause instanceof AggregateError)) {
-    const next: unknown = cause instanceof AggregateError ? cause.errors[0] : cause.cause;
-    if (next === undefined) break;
-    cause = next;
-  }
-  const err = cause as { code?: string; message?: string; name?: string };
+  while (cause instanceof AggregateError && cause.errors.length > 0) cause = cause.errors[0];
+  const err = cause as { code?: string; message?: string };
   let reason = err.message || err.code || String(cause);
-  if (err.name === 'TimeoutError') reason = `no answer within ${TIMEOUT_MS / 1000} s`;
   if (err.code && TLS_TRUST_CODES.has(err.code)) {
     reason += ' (trust the gateway CA with --ca FILE or GATEHOUSE_CA)';
   }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { CliError } from './cli-error.js';
-import { ApiClient } from './client.js';
+import type { ApiClient } from './client.js';
 import { gatehouseHome, readSavedLogin, resolveConnection, type Connection, type GlobalOptions } from './config.js';
 import type { CliIo } from './io.js';
 
@@ -32,6 +32,8 @@ export function createContext(io: CliIo): Ctx {
     connection: async (cmd) => resolveConnection(cmd.optsWithGlobals<GlobalOptions>(), io.env, await readSavedLogin(home)),
     client: async (cmd) => {
       const conn = await ctx.connection(cmd);
+      // Loaded here, not at start-up: commands that never call the gateway do without it.
+      const { ApiClient } = await import('./client.js');
       const opts: ConstructorParameters<typeof ApiClient>[0] = { server: conn.server };
       if (conn.token) opts.token = conn.token;
       if (conn.ca) opts.caPem = await readCa(conn.ca);

@@ -40,6 +40,12 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
   }
 }
 
+/**
+ * The whole command line, cheaply: the register* functions declare commands and options
+ * only, and each action imports its code (src/cli/actions/*) when it runs. What this file
+ * imports loads on every start, `--version` included; test/unit/cli/startup.test.ts keeps
+ * the server side out of it.
+ */
 export function buildProgram(ctx: Ctx, output: { helpOnError: string } = { helpOnError: '' }): Command {
   const program = new Command('gatehouse');
   program

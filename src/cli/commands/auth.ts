@@ -1,17 +1,9 @@
 import type { Command } from 'commander';
-import type { LoginResponse, Me, TokenResponse } from '../../api/wire.js';
-import { CliError } from '../cli-error.js';
-import { ApiClient } from '../client.js';
-import { removeSavedLogin, writeSavedLogin, type SavedLogin } from '../config.js';
-import { intArg, readCa, type Ctx } from '../context.js';
-import { formatLocalTime } from '../format.js';
-import { promptHidden, readStdinSecret } from '../io.js';
+import type { LoginFlags } from '../actions/auth.js';
+import { intArg, type Ctx } from '../context.js';
 
-interface LoginFlags {
-  user: string;
-  passwordStdin?: boolean;
-  totp?: string;
-}
+/** The command line only: what runs is in ../actions/auth.ts, loaded when a command runs. */
+const run = () => import('../actions/auth.js');
 
 export function registerAuth(program: Command, ctx: Ctx): void {
   program
@@ -20,75 +12,18 @@ export function registerAuth(program: Command, ctx: Ctx): void {
     .requiredOption('--user <name>', 'your user name')
     .option('--password-stdin', 'read the password from stdin instead of prompting')
     .option('--totp <code>', 'current TOTP code, once MFA is enrolled')
-    .action(async (flags: LoginFlags, cmd: Command) => {
-      const conn = await ctx.connection(cmd);
-      const caPem = conn.ca !== undefined ? await readCa(conn.ca) : undefined;
-      // A login never sends an existing token: it is how a token is obtained.
-      const client = new ApiClient(caPem !== undefined ? { server: conn.server, caPem } : { server: conn.server });
-      const password = flags.passwordStdin
-        ? await readStdinSecret(ctx.io, 'password')
-        : await promptHidden(ctx.io, `Password for ${flags.user}: `, '--password-stdin');
-      const body: { user: string; password: string; totp?: string } = { user: flags.user, password };
-      if (flags.totp) body.totp = flags.totp;
-      let res: LoginResponse;
-      try {
-        res = await client.post<LoginResponse>('/auth/login', body);
-      } catch (e) {
-        const canAsk = e instanceof CliError && e.code === 'MFA_REQUIRED' && !flags.totp && !flags.passwordStdin && ctx.io.stdin.isTTY;
-        if (!canAsk) throw e;
-        body.totp = await promptHidden(ctx.io, 'TOTP code: ', '--totp CODE');
-        res = await client.post<LoginResponse>('/auth/login', body);
-      }
-      const saved: SavedLogin = { server: conn.server, token: res.token, user: res.user.name, expiresAt: res.expiresAt };
-      if (conn.ca) saved.ca = conn.ca;
-      await writeSavedLogin(ctx.home, saved);
-      const until = formatLocalTime(res.expiresAt, ctx.now(), ctx.zone);
-      ctx.print(`Signed in to ${conn.server} as ${res.user.name} until ${until}.`);
-      if (!res.user.mfaEnrolled) ctx.print('MFA is not enrolled yet: run gatehouse mfa enroll.');
-    });
+    .action(async (flags: LoginFlags, cmd: Command) => (await run()).login(ctx, flags, cmd));
 
   program
     .command('logout')
     .description('revoke the session token and forget it')
-    .action(async (_flags: unknown, cmd: Command) => {
-      const conn = await ctx.connection(cmd);
-      if (!conn.saved) {
-        ctx.print('Not signed in.');
-        return;
-      }
-      const client = await ctx.client(cmd);
-      let revokeError: CliError | undefined;
-      try {
-        await client.post('/auth/logout');
-      } catch (e) {
-        // An already invalid token needs no revoking; anything else is worth saying.
-        if (!(e instanceof CliError) || e.status !== 401) revokeError = e instanceof CliError ? e : new CliError('INTERNAL', String(e));
-      }
-      await removeSavedLogin(ctx.home);
-      if (revokeError) {
-        throw new CliError(revokeError.code, `forgot the saved login, but the gateway did not revoke the token: ${revokeError.message}`, {
-          exitCode: revokeError.exitCode,
-        });
-      }
-      ctx.print(`Signed out of ${conn.server}.`);
-    });
+    .action(async (_flags: unknown, cmd: Command) => (await run()).logout(ctx, cmd));
 
   program
     .command('whoami')
     .description('who the gateway thinks you are')
     .option('--json', 'print raw JSON')
-    .action(async (flags: { json?: boolean }, cmd: Command) => {
-      const client = await ctx.client(cmd);
-      const me = await client.get<Me>('/me');
-      if (flags.json) return ctx.printJson(me);
-      const facts = [
-        me.admin ? 'admin' : '',
-        me.teams.length ? `teams: ${me.teams.join(', ')}` : 'no teams',
-        me.mfaEnrolled ? 'MFA enrolled' : 'MFA not enrolled',
-        me.canConfigureWorkflow ? 'may configure workflows' : '',
-      ].filter(Boolean);
-      ctx.print(`${me.name} on ${client.server} (${facts.join('; ')})`);
-    });
+    .action(async (flags: { json?: boolean }, cmd: Command) => (await run()).whoami(ctx, flags, cmd));
 
   const token = program.command('token').description('API tokens for automation');
   token
@@ -97,15 +32,5 @@ export function registerAuth(program: Command, ctx: Ctx): void {
     .requiredOption('--label <label>', 'what the token is for')
     .option('--ttl-days <n>', 'expire after this many days', intArg(1, 3650))
     .option('--json', 'print raw JSON')
-    .action(async (flags: { label: string; ttlDays?: number; json?: boolean }, cmd: Command) => {
-      const client = await ctx.client(cmd);
-      const body: { label: string; ttlDays?: number } = { label: flags.label };
-      if (flags.ttlDays !== undefined) body.ttlDays = flags.ttlDays;
-      const res = await client.post<TokenResponse>('/tokens', body);
-      if (flags.json) return ctx.printJson(res);
-      const expiry = res.expiresAt ? `, expires ${formatLocalTime(res.expiresAt, ctx.now(), ctx.zone)}` : '';
-      ctx.print(`API token ${res.id} created${expiry}. It is shown only this once; use it as GATEHOUSE_TOKEN:`);
-      ctx.print(res.token);
-    });
+    .action(async (flags: { label: string; ttlDays?: number; json?: boolean }, cmd: Command) => (await run()).createToken(ctx, flags, cmd));
 }
-

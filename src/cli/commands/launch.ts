@@ -1,12 +1,8 @@
-import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import type { LaunchResponse } from '../../api/wire.js';
-import { CliError, usageError } from '../cli-error.js';
 import type { Ctx } from '../context.js';
-import { formatLocalTime } from '../format.js';
-import { promptHidden } from '../io.js';
-import { stockClient } from '../stock-client.js';
+
+/** The command line only: what runs is in ../actions/launch.ts, loaded when a command runs. */
+const run = () => import('../actions/launch.js');
 
 /** Launch tickets and SSH keys: what a user needs to connect with a stock client. */
 export function registerLaunch(program: Command, ctx: Ctx): void {
@@ -16,86 +12,24 @@ export function registerLaunch(program: Command, ctx: Ctx): void {
     .argument('<resource>', 'resource name')
     .option('--totp <code>', 'current TOTP code (MFA resources)')
     .option('--json', 'print raw JSON')
-    .action(async (resource: string, flags: { totp?: string; json?: boolean }, cmd: Command) => {
-      const res = await launch(ctx, cmd, resource, flags.totp);
-      if (flags.json) return ctx.printJson(res);
-      ctx.print(`Ticket for ${res.resource} (single use, valid until ${formatLocalTime(res.expiresAt, ctx.now(), ctx.zone)}):`);
-      ctx.print(`  ${res.ticket}`);
-      ctx.print('Connect with (give the ticket as the password):');
-      ctx.print(`  ${res.command}`);
-    });
+    .action(async (resource: string, flags: { totp?: string; json?: boolean }, cmd: Command) => (await run()).launchTicket(ctx, resource, flags, cmd));
 
   program
     .command('connect')
     .description('launch and start the stock client (psql, mysql, ssh) with the one-time ticket')
     .argument('<resource>', 'resource name')
     .option('--totp <code>', 'current TOTP code (MFA resources)')
-    .action(async (resource: string, flags: { totp?: string }, cmd: Command) => {
-      const res = await launch(ctx, cmd, resource, flags.totp);
-      if (!res.invocation) {
-        ctx.print(`Open: ${res.command}`);
-        return;
-      }
-      // What runs is decided here, not by the gateway's answer (stock-client.ts). The ticket
-      // travels in the client's environment, never on its command line.
-      const inv = stockClient(res);
-      const code = await new Promise<number>((resolve, reject) => {
-        const child = spawn(inv.program, inv.args, { stdio: 'inherit', env: { ...ctx.io.env, ...inv.env } });
-        child.once('error', (e: NodeJS.ErrnoException) =>
-          reject(new CliError('CLIENT_MISSING', e.code === 'ENOENT' ? `${inv.program} is not installed (it is the client for ${res.protocol} resources)` : e.message)),
-        );
-        child.once('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1)));
-      });
-      if (code !== 0) throw new CliError('CLIENT_EXIT', `${inv.program} exited with status ${code}`);
-    });
+    .action(async (resource: string, flags: { totp?: string }, cmd: Command) => (await run()).connect(ctx, resource, flags, cmd));
 
   const key = program.command('key').description('your SSH public keys, for ssh through the gateway');
   key
     .command('add')
     .description('add an OpenSSH public key (e.g. ~/.ssh/id_ed25519.pub)')
     .argument('<file>', 'public key file')
-    .action(async (file: string, _flags: unknown, cmd: Command) => {
-      const publicKey = await readPublicKey(file);
-      const res = await (await ctx.client(cmd)).post<{ keys: string[] }>('/keys', { publicKey });
-      ctx.print(`Added ${publicKey.split(' ')[0]} key from ${file}; you have ${res.keys.length} key${res.keys.length === 1 ? '' : 's'}.`);
-    });
+    .action(async (file: string, _flags: unknown, cmd: Command) => (await run()).addKey(ctx, file, cmd));
   key
     .command('list')
     .description('your SSH public keys')
     .option('--json', 'print raw JSON')
-    .action(async (flags: { json?: boolean }, cmd: Command) => {
-      const res = await (await ctx.client(cmd)).get<{ keys: string[] }>('/keys');
-      if (flags.json) return ctx.printJson(res);
-      if (res.keys.length === 0) return ctx.print('No SSH keys; add one with gatehouse key add FILE.');
-      for (const k of res.keys) ctx.print(k);
-    });
-}
-
-/** POST /launch, asking for a TOTP code on a terminal when the resource wants one. */
-async function launch(ctx: Ctx, cmd: Command, resource: string, totp: string | undefined): Promise<LaunchResponse> {
-  const client = await ctx.client(cmd);
-  const body: { resource: string; totp?: string } = { resource };
-  if (totp) body.totp = totp;
-  try {
-    return await client.post<LaunchResponse>('/launch', body);
-  } catch (e) {
-    if (!(e instanceof CliError && e.code === 'MFA_REQUIRED' && !totp && ctx.io.stdin.isTTY)) throw e;
-    body.totp = await promptHidden(ctx.io, 'TOTP code: ', '--totp CODE');
-    return client.post<LaunchResponse>('/launch', body);
-  }
-}
-
-async function readPublicKey(file: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw usageError(`cannot read ${file}: ${(e as Error).message}`);
-  }
-  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
-  if (lines.length !== 1 || !/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+( .*)?$/.test(lines[0]!)) {
-    const hint = text.includes('PRIVATE KEY') ? ' (that is a private key: give the .pub file)' : '';
-    throw usageError(`${file} is not a one-line OpenSSH public key${hint}`);
-  }
-  return lines[0]!;
+    .action(async (flags: { json?: boolean }, cmd: Command) => (await run()).listKeys(ctx, flags, cmd));
 }

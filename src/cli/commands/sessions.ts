@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import type { SessionView } from '../../api/wire.js';
-import { seg, type Ctx } from '../context.js';
-import { formatDurationMs, formatTable, formatTimestamp } from '../format.js';
+import type { Ctx } from '../context.js';
+
+/** The command line only: what runs is in ../actions/sessions.ts, loaded when a command runs. */
+const run = () => import('../actions/sessions.js');
 
 export function registerSessions(program: Command, ctx: Ctx): void {
   const sessions = program
@@ -9,29 +10,10 @@ export function registerSessions(program: Command, ctx: Ctx): void {
     .description('sessions through the gateway (yours; admins: everyone\'s)')
     .option('--live', 'only live sessions')
     .option('--json', 'print raw JSON')
-    .action(async (flags: { live?: boolean; json?: boolean }, cmd: Command) => {
-      const list = await (await ctx.client(cmd)).get<SessionView[]>('/sessions', { state: flags.live ? 'live' : undefined });
-      if (flags.json) return ctx.printJson(list);
-      if (list.length === 0) return ctx.print(flags.live ? 'No live sessions.' : 'No sessions.');
-      const now = ctx.now().getTime();
-      const rows = list.map((s) => [
-        s.id,
-        s.user,
-        s.resource,
-        s.protocol,
-        s.state === 'ended' ? `ended (${s.endReason ?? 'unknown'})` : s.state,
-        formatTimestamp(s.startedAt, ctx.zone),
-        s.state === 'live' && s.deadline ? `${formatDurationMs(new Date(s.deadline).getTime() - now)} left` : formatTimestamp(s.endedAt, ctx.zone),
-        s.client,
-      ]);
-      ctx.print(formatTable(['ID', 'USER', 'RESOURCE', 'PROTOCOL', 'STATE', 'STARTED', 'ENDS/ENDED', 'CLIENT'], rows));
-    });
+    .action(async (flags: { live?: boolean; json?: boolean }, cmd: Command) => (await run()).list(ctx, flags, cmd));
   sessions
     .command('kill')
     .description('end a live session now (admins, approvers of the resource)')
     .argument('<id>', 'session id')
-    .action(async (id: string, _flags: unknown, cmd: Command) => {
-      const res = await (await ctx.client(cmd)).post<{ ok: boolean }>(`/sessions/${seg(id)}/kill`);
-      ctx.print(res.ok ? `Killed session ${id}.` : `Session ${id} is not live; nothing to kill.`);
-    });
+    .action(async (id: string, _flags: unknown, cmd: Command) => (await run()).kill(ctx, id, cmd));
 }

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { Enforcements, type Enforcement } from '../../core/model.js';
-import type { Me, PasswordChangeResponse, RoleView, TeamView, UserView } from '../../api/wire.js';
-import { usageError } from '../cli-error.js';
-import { collect, seg, type Ctx } from '../context.js';
-import { promptHidden, readStdinSecret } from '../io.js';
+import { Enforcements } from '../../core/model.js';
+import { collect, type Ctx } from '../context.js';
+
+/** The command line only: what runs is in ../actions/users.ts, loaded when a command runs. */
+const run = () => import('../actions/users.js');
 
 /** Users, teams and roles: the admin's side of who may do what. */
 export function registerUsers(program: Command, ctx: Ctx): void {
@@ -15,37 +15,19 @@ export function registerUsers(program: Command, ctx: Ctx): void {
     .option('--team <team>', 'add to this team (repeatable)', collect)
     .option('--admin', 'make the user an administrator')
     .option('--password-stdin', 'read an initial password from stdin')
-    .action(async (name: string, flags: { team?: string[]; admin?: boolean; passwordStdin?: boolean }, cmd: Command) => {
-      const body: { name: string; password?: string; teams?: string[]; admin?: boolean } = { name };
-      if (flags.passwordStdin) body.password = await readStdinSecret(ctx.io, 'password');
-      if (flags.team?.length) body.teams = flags.team;
-      if (flags.admin) body.admin = true;
-      const created = await (await ctx.client(cmd)).post<UserView>('/users', body);
-      const facts = [created.admin ? 'admin' : '', created.teams.length ? `teams: ${created.teams.join(', ')}` : ''].filter(Boolean);
-      ctx.print(`Created user ${created.name}${facts.length ? ` (${facts.join('; ')})` : ''}.`);
-    });
+    .action(async (name: string, flags: { team?: string[]; admin?: boolean; passwordStdin?: boolean }, cmd: Command) => (await run()).addUser(ctx, name, flags, cmd));
   user
     .command('passwd')
     .description("set a password: your own (give the current one), or anyone's as an admin; the user's other sessions and tokens are signed out")
     .argument('<name>', 'user name')
     .option('--password-stdin', 'read from stdin: for your own account the current password on the first line and the new one on the second; else the new one')
-    .action(async (name: string, flags: { passwordStdin?: boolean }, cmd: Command) => {
-      const client = await ctx.client(cmd);
-      const own = (await client.get<Me>('/me')).name === name;
-      const body: { password: string; oldPassword?: string } = own ? await ownPasswords(ctx, flags.passwordStdin) : { password: await newPassword(ctx, flags.passwordStdin) };
-      const res = await client.put<PasswordChangeResponse>(`/users/${seg(name)}/password`, body);
-      const others = res.revokedTokens ?? 0;
-      ctx.print(`Set the password of ${name}.${others > 0 ? ` Signed out ${others} ${own ? 'other ' : ''}session${others === 1 ? '' : 's'} and token${others === 1 ? '' : 's'}.` : ''}`);
-    });
+    .action(async (name: string, flags: { passwordStdin?: boolean }, cmd: Command) => (await run()).passwd(ctx, name, flags, cmd));
   for (const [verb, done] of [['disable', 'Disabled'], ['enable', 'Enabled']] as const) {
     user
       .command(verb)
       .description(verb === 'disable' ? 'disable a user; their live sessions end at once' : 'enable a disabled user')
       .argument('<name>', 'user name')
-      .action(async (name: string, _flags: unknown, cmd: Command) => {
-        const updated = await (await ctx.client(cmd)).post<UserView>(`/users/${seg(name)}/${verb}`);
-        ctx.print(`${done} user ${updated.name}.`);
-      });
+      .action(async (name: string, _flags: unknown, cmd: Command) => (await run()).setDisabled(ctx, verb, done, name, cmd));
   }
 
   const team = program.command('team').description('manage teams (admin)');
@@ -53,71 +35,30 @@ export function registerUsers(program: Command, ctx: Ctx): void {
     .command('add')
     .description('create a team')
     .argument('<name>', 'team name')
-    .action(async (name: string, _flags: unknown, cmd: Command) => {
-      const created = await (await ctx.client(cmd)).post<TeamView>('/teams', { name });
-      ctx.print(`Created team ${created.name}.`);
-    });
+    .action(async (name: string, _flags: unknown, cmd: Command) => (await run()).addTeam(ctx, name, cmd));
   team
     .command('member')
     .description('add a user to a team')
     .argument('<team>', 'team name')
     .argument('<user>', 'user name')
-    .action(async (teamName: string, userName: string, _flags: unknown, cmd: Command) => {
-      const updated = await (await ctx.client(cmd)).post<UserView>(`/teams/${seg(teamName)}/members`, { user: userName });
-      ctx.print(`Added ${updated.name} to team ${teamName}.`);
-    });
+    .action(async (teamName: string, userName: string, _flags: unknown, cmd: Command) => (await run()).addMember(ctx, teamName, userName, cmd));
 
   const role = program.command('role').description('roles and their enforcement policies (admin)');
   role
     .command('create')
     .description('create a role')
     .argument('<name>', 'role name')
-    .action(async (name: string, _flags: unknown, cmd: Command) => {
-      const created = await (await ctx.client(cmd)).post<RoleView>('/roles', { name });
-      ctx.print(`Created role ${created.name}.`);
-    });
+    .action(async (name: string, _flags: unknown, cmd: Command) => (await run()).createRole(ctx, name, cmd));
   role
     .command('set')
     .description('set an enforcement policy on a role')
     .argument('<name>', 'role name')
     .requiredOption('--enforcement <POLICY=true|false>', `one of ${Enforcements.join(', ')}`)
-    .action(async (name: string, flags: { enforcement: string }, cmd: Command) => {
-      const { enforcement, value } = parseEnforcement(flags.enforcement);
-      const updated = await (await ctx.client(cmd)).put<RoleView>(`/roles/${seg(name)}/enforcements`, { enforcement, value });
-      ctx.print(`Role ${updated.name}: ${enforcement} = ${String(value)}.`);
-    });
+    .action(async (name: string, flags: { enforcement: string }, cmd: Command) => (await run()).setEnforcement(ctx, name, flags, cmd));
   role
     .command('assign')
     .description('give a user a role')
     .argument('<name>', 'role name')
     .argument('<user>', 'user name')
-    .action(async (name: string, userName: string, _flags: unknown, cmd: Command) => {
-      const updated = await (await ctx.client(cmd)).post<RoleView>(`/roles/${seg(name)}/members`, { user: userName });
-      ctx.print(`Assigned role ${updated.name} to ${userName}.`);
-    });
-}
-
-/** Your own password change: the current password, then the new one (two stdin lines, or two prompts). */
-async function ownPasswords(ctx: Ctx, fromStdin: boolean | undefined): Promise<{ password: string; oldPassword: string }> {
-  if (!fromStdin) {
-    const oldPassword = await promptHidden(ctx.io, 'Current password: ', '--password-stdin');
-    return { oldPassword, password: await promptHidden(ctx.io, 'New password: ', '--password-stdin') };
-  }
-  const lines = (await readStdinSecret(ctx.io, 'password')).split(/\r?\n/);
-  if (lines.length !== 2 || !lines[0] || !lines[1]) throw usageError('--password-stdin: for your own account give the current password on the first line and the new one on the second');
-  return { oldPassword: lines[0], password: lines[1] };
-}
-
-function newPassword(ctx: Ctx, fromStdin: boolean | undefined): Promise<string> {
-  return fromStdin ? readStdinSecret(ctx.io, 'password') : promptHidden(ctx.io, 'New password: ', '--password-stdin');
-}
-
-/** `ALLOW_CONFIGURE_WORKFLOW_SETTINGS=true`; the quotes of Keeper's `"NAME":true` form are accepted too. */
-export function parseEnforcement(text: string): { enforcement: Enforcement; value: boolean } {
-  const m = /^"?([A-Za-z_]+)"?\s*[=:]\s*(true|false)$/i.exec(text.trim());
-  if (!m) throw usageError(`--enforcement: "${text}" must look like ALLOW_CONFIGURE_WORKFLOW_SETTINGS=true`);
-  const name = m[1]!.toUpperCase();
-  const enforcement = Enforcements.find((e) => e === name);
-  if (!enforcement) throw usageError(`--enforcement: unknown policy ${name}; known: ${Enforcements.join(', ')}`);
-  return { enforcement, value: m[2]!.toLowerCase() === 'true' };
+    .action(async (name: string, userName: string, _flags: unknown, cmd: Command) => (await run()).assignRole(ctx, name, userName, cmd));
 }

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
-import type { WorkflowView } from '../../api/wire.js';
-import { collect, seg, type Ctx } from '../context.js';
-import { mergeWorkflowSettings, parseWorkflowFlags, type WorkflowFlags } from '../workflow-flags.js';
+import { collect, type Ctx } from '../context.js';
+import type { WorkflowFlags } from '../workflow-flags.js';
+
+/** The command line only: what runs is in ../actions/workflow.ts, loaded when a command runs. */
+const run = () => import('../actions/workflow.js');
 
 export function registerWorkflow(program: Command, ctx: Ctx): void {
   const workflow = program.command('workflow').description("a resource's workflow settings");
@@ -10,11 +12,7 @@ export function registerWorkflow(program: Command, ctx: Ctx): void {
     .description('show the workflow settings of a resource')
     .argument('<resource>', 'resource name')
     .option('--json', 'print raw JSON')
-    .action(async (name: string, flags: { json?: boolean }, cmd: Command) => {
-      const view = await (await ctx.client(cmd)).get<WorkflowView>(`/resources/${seg(name)}/workflow`);
-      if (flags.json) return ctx.printJson(view);
-      printWorkflow(ctx, name, view);
-    });
+    .action(async (name: string, flags: { json?: boolean }, cmd: Command) => (await run()).show(ctx, name, flags, cmd));
 
   workflow
     .command('set')
@@ -37,19 +35,5 @@ export function registerWorkflow(program: Command, ctx: Ctx): void {
     .option('--mfa', 'require a fresh TOTP before each connection')
     .option('--no-mfa', 'no MFA at connection')
     .option('--clear', 'start from no settings at all (only the flags given apply)')
-    .action(async (name: string, flags: WorkflowFlags, cmd: Command) => {
-      const parsed = parseWorkflowFlags(flags);
-      const client = await ctx.client(cmd);
-      const path = `/resources/${seg(name)}/workflow`;
-      const current = parsed.clear ? {} : (await client.get<WorkflowView>(path)).settings;
-      const settings = mergeWorkflowSettings(current, parsed);
-      const view = await client.put<WorkflowView>(path, settings);
-      ctx.print(`Updated the workflow of ${name}:`);
-      printWorkflow(ctx, name, view);
-    });
-}
-
-function printWorkflow(ctx: Ctx, name: string, view: WorkflowView): void {
-  for (const line of view.lines) ctx.print(`  ${line}`);
-  if (view.canConfigure) ctx.print(`You may change these settings: gatehouse workflow set ${name} ...`);
+    .action(async (name: string, flags: WorkflowFlags, cmd: Command) => (await run()).set(ctx, name, flags, cmd));
 }
