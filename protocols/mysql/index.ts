@@ -73,7 +73,9 @@ export class MysqlAdapter implements ProtocolAdapter {
         this.tlsSessions.set(key, s);
       },
     };
-    return { ...(ca ? { ca } : {}), tls: ca ? 'require' : this.opts.upstreamTls, timeoutMs: this.opts.upstreamTimeoutMs, tlsSessions };
+    // A lab target may lack TLS only where its resource says so, and never once a TLS certificate was pinned for it (a downgrade).
+    const plaintextAllowed = !!resource.options.allowPlaintextUpstream && !resource.hostKeyPin?.startsWith('tls-sha256:');
+    return { ...(ca ? { ca } : {}), tls: ca ? 'require' : this.opts.upstreamTls, plaintextAllowed, timeoutMs: this.opts.upstreamTimeoutMs, tlsSessions };
   }
 
   async listen(config: ListenerConfig): Promise<Listener> {

@@ -47,7 +47,7 @@ export interface SessionDeps {
   maxPacket: number;
   auditSqlLimit: number;
   onStatement: ((e: StatementEvent) => void) | undefined;
-  upstream(resource: Resource): { ca?: string; tls: UpstreamTlsMode; timeoutMs: number; tlsSessions: UpstreamOptions['tlsSessions'] };
+  upstream(resource: Resource): { ca?: string; tls: UpstreamTlsMode; plaintextAllowed: boolean; timeoutMs: number; tlsSessions: UpstreamOptions['tlsSessions'] };
 }
 
 /** The steps of one connection, in order; `closing` is reachable from every one. */
@@ -296,7 +296,7 @@ export class MysqlSession implements SessionHandle {
     const options = {
       host: r.host, port: r.port, login: creds.login, password: creds.password, clientCapabilities: login.capabilities,
       clientMariadbCapabilities: login.mariadbCapabilities, charset: login.charset, maxPacket: Math.min(login.maxPacket || this.deps.maxPacket, this.deps.maxPacket),
-      ...(target.ca ? { ca: target.ca } : {}), tls: target.tls, timeoutMs: target.timeoutMs, tlsSessions: target.tlsSessions,
+      ...(target.ca ? { ca: target.ca } : {}), tls: target.tls, plaintextAllowed: target.plaintextAllowed, timeoutMs: target.timeoutMs, tlsSessions: target.tlsSessions,
       resource: r.name, gateway: this.deps.port,
     };
     try {

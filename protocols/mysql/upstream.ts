@@ -65,6 +65,8 @@ export interface UpstreamOptions {
   ca?: string;
   /** 'require' is implied by `ca`. */
   tls: UpstreamTlsMode;
+  /** The resource allows a plaintext target (allowPlaintextUpstream) and has no TLS identity pinned: TLS when offered, else plaintext. */
+  plaintextAllowed?: boolean;
   /** Connect and login must finish within this. */
   timeoutMs: number;
   /** The resource this target is, for the identity check. */
@@ -155,8 +157,9 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
     reader.seq = seq;
     tls = true;
     tlsResumed = secure.isSessionReused();
-  } else if (o.ca !== undefined || o.tls === 'require') {
-    throw new UpstreamError('tls', 'the target does not offer TLS, and TLS is required for it');
+  } else if (o.ca !== undefined || (o.tls === 'require' && !o.plaintextAllowed)) {
+    throw new UpstreamError('tls', 'the target does not offer TLS, and TLS is required for it', undefined,
+      'give the target TLS, or (a lab target only) allow a plaintext target with the resource option allowPlaintextUpstream');
   }
 
   let plugin = hs.authPlugin === CACHING_SHA2 ? CACHING_SHA2 : NATIVE_PASSWORD;

@@ -268,6 +268,23 @@ describe('MySQL: a target leg downgraded to plaintext', () => {
     const discards = await gw.store.listAudit({ action: 'session.discard' });
     expect(discards.at(-1)?.data).toMatchObject({ resource: 'lab-my', door: 'mysql', code: 'target_protocol' });
   });
+
+  it('with serve\'s defaults, a MySQL target without TLS is reached only when its resource allows it, and the clear password still needs TLS', async () => {
+    const refused = await through(new MysqlAdapter());
+    expect(refused.err?.sqlMessage).toContain('the target does not offer TLS, and TLS is required for it');
+    expect(refused.err?.sqlMessage).toContain('allowPlaintextUpstream');
+    await gw.store.putResource({ ...(await gw.store.getResource('lab-my'))!, options: { allowPlaintextUpstream: true } });
+    const before = fake.after.length;
+    const allowed = await through(new MysqlAdapter());
+    // Past the TLS step now: the handshake response went out, the switch to clear text was refused.
+    expect(fake.after.slice(before)).toEqual(['seq 1']);
+    expect(allowed.err?.sqlMessage).toMatch(/the target asked for the password in clear over a connection without TLS/);
+    expect(fake.bytes().includes(VAULTED)).toBe(false);
+    // A target whose TLS certificate was pinned cannot drop TLS later, whatever the option says.
+    await gw.store.putResource({ ...(await gw.store.getResource('lab-my'))!, hostKeyPin: `tls-sha256:${'AB:'.repeat(31)}AB` });
+    const downgraded = await through(new MysqlAdapter());
+    expect(downgraded.err?.sqlMessage).toContain('the target does not offer TLS, and TLS is required for it');
+  });
 });
 
 describe('a plaintext target is allowed only explicitly, and audited', () => {
