@@ -12,7 +12,8 @@ import type { GatewayConfig, ListenerName } from './core/config.js';
 import { GatehouseError } from './core/errors.js';
 import { createLogger, type Logger } from './core/log.js';
 import { EventBus } from './events/bus.js';
-import { PgRevokeBridge } from './events/pg-bridge.js';
+import { EVENT_FEED_APPLICATION_NAME, PgEventBridge, type PgEventBridgeOptions } from './events/pg-bridge.js';
+import { FeedGuard, type FeedGuardOptions } from './broker/feed-guard.js';
 import { WebhookSender } from './notify/webhooks.js';
 import { ensurePki, type Pki } from './pki/pki.js';
 import { loadOrCreateMasterKey } from './secrets/master-key.js';
@@ -32,6 +33,8 @@ export interface GatewayOptions {
   adapters?: Partial<Record<DoorName, ProtocolAdapter>>;
   /** Serves the web vault (anything outside /api). */
   web?: ApiServerOptions['fallback'];
+  /** Tuning of the cluster event feed (PostgreSQL store only): heartbeat, reconnects, re-check polling. */
+  eventFeed?: PgEventBridgeOptions & FeedGuardOptions;
 }
 
 export interface Gateway {
@@ -44,6 +47,8 @@ export interface Gateway {
   /** Set on the first run only. */
   firstRunAdmin?: { user: string; password?: string; fromFile: boolean };
   policies?: PolicySyncResult;
+  /** The cluster event feed (PostgreSQL store only). */
+  eventFeed?: PgEventBridge;
   close(): Promise<void>;
 }
 
@@ -77,11 +82,18 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   }
   await engine.sweep();
 
-  // Gateways sharing a PostgreSQL store tell each other about revocations.
-  const bridge = cfg.storeUrl ? new PgRevokeBridge(cfg.storeUrl, bus, log) : undefined;
+  // Gateways sharing a PostgreSQL store tell each other about revocations and notices.
+  const bridge = cfg.storeUrl ? new PgEventBridge(cfg.storeUrl, bus, log, { applicationName: `${EVENT_FEED_APPLICATION_NAME} ${cfg.nodeName}`, ...opts.eventFeed }) : undefined;
   await bridge?.start();
   const auth = new AuthService(engine);
   const broker = new Broker({ engine, log, node: cfg.nodeName, failures: auth.failures });
+  // Without the feed, revocations made on other nodes go unheard: live sessions are re-checked against the store.
+  const guard = bridge ? new FeedGuard((why) => broker.recheckAll(why), clock, log, opts.eventFeed) : undefined;
+  if (bridge && guard) {
+    bridge.onFeed((state, why) => guard.feed(state, why));
+    guard.start();
+    guard.feed(bridge.feed, 'down at start');
+  }
   const webhooks = new WebhookSender(cfg.webhooks, { clock, log });
   webhooks.attach(bus);
   const addresses: Partial<Record<ListenerName, ListenerAddress>> = {};
@@ -91,9 +103,13 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
     { engine, auth, log, listeners: addresses, caPath: pki.caPath, sessions: { kill: (id, by) => broker.kill(id, by) }, apiTokenTtlMs: cfg.apiTokenTtlDays * 86_400_000 },
     { ...(isLoopback(apiListen.host) ? {} : { tls: { cert: pki.certPem, key: pki.keyPem } }), ...(opts.web ? { fallback: opts.web } : {}) },
   );
+  // Notices made on other nodes, for the clients connected to this one.
+  const offRemote = bus.on('remoteNotice', (n) => api.hub.deliver(n));
   const listeners: Listener[] = [];
   const closeAll = async (): Promise<void> => {
     await Promise.allSettled(listeners.map((l) => l.close()));
+    offRemote();
+    guard?.stop();
     await broker.shutdown();
     await bridge?.stop();
     await api.close();
@@ -121,6 +137,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
     throw e;
   }
   const gw: Gateway = { engine, broker, store, pki, api, addresses, close: closeAll };
+  if (bridge) gw.eventFeed = bridge;
   if (firstRunAdmin) gw.firstRunAdmin = firstRunAdmin;
   if (policies) gw.policies = policies;
   return gw;

@@ -11,6 +11,7 @@ import { LoginService, sourceOf, type LoginOptions } from './login.js';
 import type { DoorInfo, GatewayPort, GatewaySession, PortProvider, SessionFacts } from './port.js';
 import { refusals, type Refusal, type RefusalCode } from './refusals.js';
 import { verifyTargetIdentity } from './target-identity.js';
+import { revalidate } from './revalidate.js';
 
 export interface OpenRequest {
   user: string;
@@ -23,6 +24,15 @@ export interface OpenRequest {
 
 export type Denial = Extract<Decision, { allow: false }>;
 export type Allowance = Extract<Decision, { allow: true }>;
+
+/** What one re-check of every live session found. */
+export interface RecheckSummary {
+  checked: number;
+  ended: number;
+  /** Sessions the store could not answer for; they keep their known deadlines. */
+  unknown: number;
+}
+
 export type OpenResult = { ok: true; session: BrokerSession } | { ok: false; denial: Denial };
 
 type Phase = 'provisional' | 'live' | 'ended';
@@ -216,6 +226,39 @@ export class Broker implements PortProvider {
 
   live(): BrokerSession[] {
     return [...this.sessions.values()];
+  }
+
+  /**
+   * Re-checks every live session against the store, for when revoke events may have been
+   * missed (the cluster's event feed is down): a session whose lease or grant ended, which
+   * another node closed, or which the decision no longer allows, ends now. A session the store
+   * cannot answer for keeps its known deadline; a deadline may move earlier, never later.
+   */
+  async recheckAll(reason: string): Promise<RecheckSummary> {
+    const sessions = this.live();
+    const summary: RecheckSummary = { checked: sessions.length, ended: 0, unknown: 0 };
+    await Promise.all(
+      sessions.map(async (s) => {
+        const d = s.decision;
+        const r = await revalidate(this.engine, {
+          id: s.id, user: s.user, resource: s.resource.name, ...(d.leaseId ? { leaseId: d.leaseId } : {}), ...(d.requestId ? { requestId: d.requestId } : {}),
+        });
+        if (s.phase !== 'live') return;
+        if (r.verdict === 'unknown') {
+          summary.unknown++;
+        } else if (r.verdict === 'ended') {
+          summary.ended++;
+          await this.disconnect(s, r.reason, r.message);
+        } else if (r.decision.deadline && (!s.decision.deadline || r.decision.deadline < s.decision.deadline)) {
+          s.decision = { ...s.decision, deadline: r.decision.deadline, deadlineCause: r.decision.deadlineCause, warnAt: r.decision.warnAt };
+          this.startMonitor(s);
+        }
+      }),
+    );
+    // Sessions ended here are ones the missed events would have ended; a quiet poll is not news.
+    if (summary.ended > 0) this.log.warn({ reason, ...summary }, 'ended live sessions the store no longer allows');
+    else this.log.debug({ reason, ...summary }, 're-checked live sessions against the store');
+    return summary;
   }
 
   async shutdown(): Promise<void> {

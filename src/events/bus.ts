@@ -36,7 +36,13 @@ export type Notice =
 
 export interface EventBusEvents {
   revoke: [RevokeEvent];
+  /** A notice made on this node: its open clients and its webhooks. */
   notice: [Notice];
+  /**
+   * A notice made on another node of the cluster (carried by the PostgreSQL bridge): for the
+   * clients connected here only. Webhooks do not listen: the node that made it sends those.
+   */
+  remoteNotice: [Notice];
 }
 
 /**
@@ -57,6 +63,11 @@ export class EventBus {
 
   publishNotice(notice: Notice): void {
     this.emit('notice', notice);
+  }
+
+  /** Hands on a notice another node made (see `remoteNotice`). */
+  publishRemoteNotice(notice: Notice): void {
+    this.emit('remoteNotice', notice);
   }
 
   on<K extends keyof EventBusEvents>(name: K, fn: (...args: EventBusEvents[K]) => void): () => void {
