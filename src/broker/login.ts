@@ -5,6 +5,7 @@
  * doors can drift apart on a security-relevant step.
  */
 import { SECOND, type Clock } from '../core/clock.js';
+import { isGatehouseError } from '../core/errors.js';
 import { FailureTracker, RateLimiter } from '../core/limits.js';
 import type { Protocol } from '../core/model.js';
 import { hashPassword, verifyPassword } from '../secrets/passwords.js';
@@ -52,7 +53,7 @@ export type LoginVia = 'ticket' | 'password' | 'publickey';
 
 export type LoginResult =
   | { ok: true; user: string; resource: string; mfa: MfaProof; via: LoginVia }
-  | { ok: false; code: LoginRefusalCode | 'wrong_protocol'; refusal: Refusal };
+  | { ok: false; code: LoginRefusalCode | 'wrong_protocol' | 'gateway_unavailable'; refusal: Refusal };
 
 export interface LoginOptions {
   /** Failed sign-ins, shared with the API so a lockout holds on every door. */
@@ -114,6 +115,11 @@ export class LoginService {
       return r;
     } catch (err) {
       guess.cancel();
+      // The store is unreachable: fail closed with the reason a person can act on, as the decision does.
+      if (isGatehouseError(err) && err.code === 'STORE_FAILURE') {
+        this.engine.ctx.log.error({ err, door: req.protocol, client: req.client }, 'sign-in could not read the store; refusing');
+        return { ok: false, code: 'gateway_unavailable', refusal: refusals.fromDenial({ code: 'gateway_unavailable', message: 'The gateway could not check your access right now; try again shortly.' }) };
+      }
       throw err;
     }
   }

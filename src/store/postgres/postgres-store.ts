@@ -57,7 +57,9 @@ export class PostgresStore implements Store {
 
   /** Connects, applies pending migrations and returns the store. Fails with STORE_FAILURE. */
   static async open(connectionString: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
-    const pool = new pg.Pool({ connectionString, max: options.poolSize ?? 10, types: { getTypeParser } });
+    // Bounded waits: a store that stalls without resetting the connection must turn into a
+    // refusal (gateway_unavailable), never a decision that hangs.
+    const pool = new pg.Pool({ connectionString, max: options.poolSize ?? 10, types: { getTypeParser }, connectionTimeoutMillis: 5_000, query_timeout: 10_000 });
     let log = options.log;
     // An idle connection that dies (server restart, network) must not crash the process;
     // the pool drops it and the next query opens a fresh one.

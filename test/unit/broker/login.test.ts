@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Broker } from '../../../src/broker/broker.js';
 import { parseLoginName, sourceOf } from '../../../src/broker/login.js';
 import { LOGIN_REFUSAL_CODES } from '../../../src/broker/refusals.js';
+import { StoreError } from '../../../src/core/errors.js';
 import { FailureTracker } from '../../../src/core/limits.js';
 import { silentLogger } from '../../../src/core/log.js';
 import { hashPassword } from '../../../src/secrets/passwords.js';
@@ -107,6 +108,15 @@ describe('the one login path', () => {
     expect(results.map((r) => (r.ok ? 'ok' : r.code))).toEqual(['ok', 'ok', 'ok', 'throttled']);
     h.clock.advance(1_000);
     expect(await port.login({ name: 'alice:prod-pg', secret: pw(PW), client: CLIENT })).toMatchObject({ ok: true });
+  });
+
+  it('a store that cannot be read refuses the sign-in as gateway_unavailable, failing closed', async () => {
+    const { h, broker } = await setup();
+    const port = broker.portFor({ protocol: 'postgres', loginExample: '' });
+    h.store.getUser = () => Promise.reject(new StoreError('connection refused'));
+    h.store.getTicket = () => Promise.reject(new StoreError('connection refused'));
+    expect(await port.login({ name: 'alice:prod-pg', secret: pw(PW), client: CLIENT })).toMatchObject({ ok: false, code: 'gateway_unavailable', refusal: { code: 'gateway_unavailable' } });
+    expect(await port.login({ name: 'alice:prod-pg', secret: pw(`ght_${'q'.repeat(43)}`), client: CLIENT })).toMatchObject({ ok: false, code: 'gateway_unavailable' });
   });
 
   it('an SSH key signs in only when registered and its signature checked; a probe counts nothing', async () => {
