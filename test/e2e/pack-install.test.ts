@@ -27,8 +27,20 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { freePort, startPostgres, type PostgresTarget } from '../targets/index.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const run = promisify(execFile);
 const BIG = 64 * 1024 * 1024;
+const execFileAsync = promisify(execFile);
+
+/** execFile whose failure carries the command's output (tsc and npm say what went wrong there). */
+async function run(file: string, args: string[], options: Parameters<typeof execFileAsync>[2] = {}): Promise<{ stdout: string; stderr: string }> {
+  try {
+    const r = await execFileAsync(file, args, { maxBuffer: BIG, ...options, encoding: 'utf8' });
+    return { stdout: String(r.stdout), stderr: String(r.stderr) };
+  } catch (e) {
+    const { stdout = '', stderr = '' } = e as { stdout?: string; stderr?: string };
+    const tail = (t: string): string => t.split('\n').slice(-40).join('\n');
+    throw Object.assign(new Error(`${(e as Error).message.split('\n')[0]}\n--- stdout\n${tail(stdout)}\n--- stderr\n${tail(stderr)}`), e as object);
+  }
+}
 
 /** The environment of a fresh shell: no npm run-script variables, no Gatehouse keys. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
