@@ -33,6 +33,8 @@ REQUIREMENTS=(
   mariadb mariadb-client
   # test/e2e/web.test.ts drives Debian's Chromium through playwright-core
   /usr/bin/chromium chromium
+  # test/unit/deploy-files.test.ts validates docker-compose.yml with the compose CLI (no daemon, no images)
+  docker-compose docker-compose
   # lib.sh and the target scripts (usually present, but not on every slim image)
   openssl openssl
   ps procps
