@@ -23,10 +23,10 @@ export type Transport = (req: HttpRequest) => Promise<HttpResponse>;
 
 /**
  * node:http, or node:https trusting exactly `caPem` when given (the gateway's own CA) and
- * the system's CAs otherwise. Not the global fetch: its first call loads undici, about
- * 100 ms of every command's start-up (BENCHMARKS.md, "CLI start-up"), and it takes no
- * per-request CA. Redirects are not followed: the API sends none, and a bearer token has
- * no business following one.
+ * the system's CAs otherwise. Not the global fetch: its first call loads undici, 25-35 ms
+ * where node:http takes 8 on an idle machine here, several times that under load
+ * (BENCHMARKS.md, "CLI start-up"); and it takes no per-request CA. Redirects are not
+ * followed: the API sends none, and a bearer token has no business following one.
  */
 export function httpTransport(caPem?: string): Transport {
   return (req) =>
