@@ -2,9 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GatehouseError } from '../../src/core/errors.js';
 import { loadPolicies } from '../../src/workflow/policies.js';
-import { BUSINESS_HOURS, makeHarness, seed, type Harness } from '../unit/workflow/harness.js';
+import { BUSINESS_HOURS, makeHarness, seed, type Harness, refusal } from '../unit/workflow/harness.js';
 
 /**
  * Finding 7 (server side): control characters in names, request reasons, review comments
@@ -26,15 +25,6 @@ const PAYLOADS = [
   'fix db\x7f',
   'fix db\rall good',
 ];
-
-async function refusal(p: Promise<unknown>): Promise<GatehouseError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(GatehouseError);
-  return e as GatehouseError;
-}
 
 describe('control characters are refused by the server', () => {
   let h: Harness;

@@ -1,8 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GatehouseError } from '../../src/core/errors.js';
 import type { WorkflowSettings } from '../../src/core/model.js';
-import { BUSINESS_HOURS, makeHarness, seed, type Harness } from '../unit/workflow/harness.js';
+import { BUSINESS_HOURS, makeHarness, seed, type Harness, refusal } from '../unit/workflow/harness.js';
 
 /**
  * Finding 8: an administrator's ticket pattern `^(a+)+$` and a 32-character ticket kept
@@ -15,15 +14,6 @@ const approval = (ticketPattern: string) => ({
   limitAccessTime: BUSINESS_HOURS,
   requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, requireReason: false, requireTicket: true, ticketPattern, startOn: 'approval' as const },
 });
-
-async function refusal(p: Promise<unknown>): Promise<GatehouseError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(GatehouseError);
-  return e as GatehouseError;
-}
 
 describe('ticket patterns cannot stall the gateway', () => {
   let h: Harness;

@@ -1,21 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GatehouseError } from '../../src/core/errors.js';
-import { BUSINESS_HOURS, makeHarness, seed, type Harness } from '../unit/workflow/harness.js';
+import { BUSINESS_HOURS, makeHarness, seed, type Harness, refusal } from '../unit/workflow/harness.js';
 
 /**
  * Findings 12 and 13: who counts as an approver. A two-stage approval needs two different
  * people, and an escalation approver gets no power (approve or force check-in) before the
  * escalation delay has passed.
  */
-
-async function refusal(p: Promise<unknown>): Promise<GatehouseError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(GatehouseError);
-  return e as GatehouseError;
-}
 
 describe('two-stage approval needs two different people', () => {
   let h: Harness;

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { AuditLog } from '../../../src/audit/audit-log.js';
+import { expect } from 'vitest';
 import { FakeClock } from '../../../src/core/clock.js';
+import { GatehouseError } from '../../../src/core/errors.js';
 import type { WorkflowSettings } from '../../../src/core/model.js';
 import { EventBus, type Notice, type RevokeEvent } from '../../../src/events/bus.js';
 import { Sealer } from '../../../src/secrets/sealer.js';
@@ -66,4 +68,14 @@ export async function enrolTotp(h: Harness, user: string): Promise<(offsetSteps?
   const { secret } = await h.engine.mfa.enroll(user);
   await h.engine.mfa.confirm(user, totpCode(secret, h.clock.now()));
   return (offsetSteps = 0) => totpCode(secret, new Date(h.clock.now().getTime() + offsetSteps * 30_000));
+}
+
+/** The GatehouseError a promise rejects with (and that it does reject with one). */
+export async function refusal(p: Promise<unknown>): Promise<GatehouseError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(GatehouseError);
+  return e as GatehouseError;
 }
