@@ -7,6 +7,7 @@ import { hashPassword, verifyPassword } from '../secrets/passwords.js';
 import type { Engine } from '../workflow/engine.js';
 import { hashSecretToken } from '../workflow/mfa.js';
 import type { AuthService } from './auth.js';
+import type { SshKeyView } from './wire.js';
 
 export const DAY = 24 * HOUR;
 /** How long an API token lives when its creator names no lifetime, and the longest it may live. */
@@ -32,12 +33,8 @@ export interface TokenView {
   current: boolean;
 }
 
-export interface SshKeyView {
-  fingerprint: string;
-  type: string;
-  comment?: string;
-  publicKey: string;
-}
+/** One registered key as the API shows it (the wire type the CLI and the vault read). */
+export type { SshKeyView } from './wire.js';
 
 const SSH_KEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) ([A-Za-z0-9+/]+={0,2})( .*)?$/;
 
