@@ -1,10 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ListenerNames } from '../../src/core/config.js';
+import { ensureBuilt } from './serve-process.js';
 import { startMariadb, startPostgres, startSshd, type MariadbTarget, type PostgresTarget, type SshdTarget } from '../targets/index.js';
 
 /**
@@ -14,7 +15,6 @@ import { startMariadb, startPostgres, startSshd, type MariadbTarget, type Postgr
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/gatehouse.js');
-const BUILT = join(ROOT, 'dist/src/cli/main.js');
 
 interface Result {
   code: number;
@@ -26,22 +26,6 @@ let work: string;
 let server: ChildProcess | undefined;
 let serverOut = '';
 let apiUrl = '';
-
-/** Builds dist/ when it is missing or older than any source file (npm test builds first anyway). */
-function ensureBuilt(): void {
-  const newest = (dir: string): number => {
-    let t = 0;
-    if (!existsSync(dir)) return t;
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      t = Math.max(t, e.isDirectory() ? newest(p) : e.name.endsWith('.ts') ? statSync(p).mtimeMs : 0);
-    }
-    return t;
-  };
-  if (existsSync(BUILT) && statSync(BUILT).mtimeMs >= Math.max(newest(join(ROOT, 'src')), newest(join(ROOT, 'protocols')))) return;
-  spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'ignore' });
-  if (!existsSync(BUILT)) throw new Error('npm run build did not produce dist/src/cli/main.js');
-}
 
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
