@@ -48,6 +48,8 @@ export class BrokerSession implements GatewaySession {
   bytesIn = 0;
   bytesOut = 0;
   phase: Phase = 'provisional';
+  /** Where the revoke stream stood when this session's decision was made (its monitor replays what came after). */
+  revokeMark = 0;
   handle: SessionHandle | undefined;
   monitor: SessionMonitor | undefined;
 
@@ -118,9 +120,13 @@ export class Broker implements PortProvider {
   /** Runs the decision for a new connection. Every connection, every time: nothing is cached. */
   async open(req: OpenRequest): Promise<OpenResult> {
     const at = this.engine.ctx.clock.now();
+    // Taken before the decision: a revocation from here until the monitor starts is replayed to it.
+    const mark = this.engine.ctx.bus.revokeMark();
     const d = await this.engine.decide({ user: req.user, resource: req.resource, at, mfa: req.mfa, protocol: req.protocol, client: req.client });
     if (!d.allow) return { ok: false, denial: d };
-    return { ok: true, session: new BrokerSession(this, req, d) };
+    const session = new BrokerSession(this, req, d);
+    session.revokeMark = mark;
+    return { ok: true, session };
   }
 
   /** The port a door is given: everything it may ask of the core, and nothing else. */
@@ -289,14 +295,18 @@ export class Broker implements PortProvider {
         recheck: () => void this.recheck(s),
       },
     );
-    s.monitor.start();
+    const from = s.revokeMark;
+    s.revokeMark = this.engine.ctx.bus.revokeMark();
+    s.monitor.start(from);
   }
 
   /** Workflow settings changed: the session stays only if the new settings still allow it. */
   private async recheck(s: BrokerSession): Promise<void> {
     const now = this.engine.ctx.clock.now();
+    const mark = this.engine.ctx.bus.revokeMark();
     const d = await this.engine.explain(s.user, s.resource.name, now);
     if (s.phase !== 'live') return;
+    s.revokeMark = mark;
     if (!d.allow) {
       await this.disconnect(s, 'settings_changed', `Gatehouse: the workflow of ${s.resource.name} changed and no longer allows this session (${d.message}).`);
       return;

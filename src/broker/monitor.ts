@@ -51,7 +51,8 @@ export class SessionMonitor {
     private readonly hooks: MonitorHooks,
   ) {}
 
-  start(): void {
+  /** `replayFrom`: a revoke-stream mark taken before the decision; events since then are applied too. */
+  start(replayFrom?: number): void {
     const { warnAt, deadline, deadlineCause } = this.t;
     const cause = deadlineCause ?? 'grant';
     if (warnAt && deadline) {
@@ -68,6 +69,12 @@ export class SessionMonitor {
       );
     }
     this.cancels.push(this.bus.on('revoke', (e) => this.onRevoke(e)));
+    if (replayFrom !== undefined) {
+      // A revocation that landed between the decision and this start would otherwise be missed.
+      const since = this.bus.revokesSince(replayFrom);
+      for (const e of since.events) this.onRevoke(e);
+      if (!since.complete && !this.stopped) this.hooks.recheck();
+    }
   }
 
   stop(): void {

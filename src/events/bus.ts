@@ -50,15 +50,39 @@ export interface EventBusEvents {
  * interface stays the same. Listener errors are isolated so one bad subscriber cannot stop
  * a revoke from reaching the others.
  */
+/** How many recent revoke events the bus keeps for monitors that start after them. */
+const REVOKE_HISTORY = 2000;
+
 export class EventBus {
   private readonly emitter = new EventEmitter();
+  /** Recent revoke events with their sequence numbers, oldest first. */
+  private readonly recent: Array<{ seq: number; event: RevokeEvent }> = [];
+  private seq = 0;
 
   constructor() {
     this.emitter.setMaxListeners(0);
   }
 
   publishRevoke(event: RevokeEvent): void {
+    this.seq += 1;
+    this.recent.push({ seq: this.seq, event });
+    if (this.recent.length > REVOKE_HISTORY) this.recent.splice(0, this.recent.length - REVOKE_HISTORY);
     this.emit('revoke', event);
+  }
+
+  /** A mark in the revoke stream: `revokesSince(mark)` later returns what came after it. */
+  revokeMark(): number {
+    return this.seq;
+  }
+
+  /**
+   * The revoke events published after `mark`, for a session whose monitor starts after its
+   * decision (a force check-in in between must still end it). `complete` is false when some
+   * of them have already been dropped from the history: the caller re-checks instead.
+   */
+  revokesSince(mark: number): { events: RevokeEvent[]; complete: boolean } {
+    const oldest = this.recent[0]?.seq ?? this.seq + 1;
+    return { events: this.recent.filter((r) => r.seq > mark).map((r) => r.event), complete: mark >= oldest - 1 };
   }
 
   publishNotice(notice: Notice): void {

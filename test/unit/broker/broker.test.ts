@@ -128,6 +128,19 @@ describe('broker', () => {
     expect(await login('right-password', '10.0.0.2:5000')).toMatchObject({ ok: true, user: 'alice', resource: 'prod-pg', via: 'password' });
   });
 
+  it('a revocation that lands between the decision and going live still ends the session', async () => {
+    const { h, broker } = await setup({ limitAccessTime: BUSINESS_HOURS, singleUser: true });
+    await h.engine.leases.checkout('alice', 'prod-pg');
+    const r = await broker.open({ user: 'alice', resource: 'prod-pg', protocol: 'postgres', client: '127.0.0.1:5555', mfa: { kind: 'none' } });
+    if (!r.ok) throw new Error(r.denial.message);
+    // The door is still logging in to the target when an approver force-checks-in.
+    await h.engine.leases.forceCheckin('bob', 'prod-pg', 'incident');
+    const handle = new RecordingHandle();
+    await r.session.live(handle);
+    expect(handle.closed).toEqual([{ reason: 'force_checked_in', message: expect.stringContaining('incident') }]);
+    expect((await h.store.getSession(r.session.id))?.state).toBe('ended');
+  });
+
   it('shutdown ends every live session', async () => {
     const { broker } = await setup({});
     const a = await openLive(broker);
