@@ -1,34 +1,14 @@
 import { describe, expect, it, vi } from 'vitest';
-import type { SessionHandle } from '../../../src/broker/adapter.js';
 import { Broker } from '../../../src/broker/broker.js';
+import { openLive, RecordingHandle } from './live-session.js';
 import { silentLogger } from '../../../src/core/log.js';
-import type { TerminationReason } from '../../../src/core/model.js';
 import { BUSINESS_HOURS, makeHarness, seed } from '../workflow/harness.js';
-
-class RecordingHandle implements SessionHandle {
-  warnings: string[] = [];
-  closed: Array<{ reason: TerminationReason; message: string }> = [];
-  warn(message: string): void {
-    this.warnings.push(message);
-  }
-  close(reason: TerminationReason, message: string): void {
-    this.closed.push({ reason, message });
-  }
-}
 
 async function setup(settings: Record<string, unknown>) {
   const h = makeHarness();
   await seed(h, settings);
   const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
   return { h, broker };
-}
-
-async function openLive(broker: Broker, user = 'alice') {
-  const r = await broker.open({ user, resource: 'prod-pg', protocol: 'postgres', client: '127.0.0.1:5555', mfa: { kind: 'none' } });
-  if (!r.ok) throw new Error(r.denial.message);
-  const handle = new RecordingHandle();
-  await r.session.live(handle);
-  return { session: r.session, handle };
 }
 
 describe('broker', () => {

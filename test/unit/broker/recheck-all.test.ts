@@ -4,22 +4,13 @@
  * bus, so nothing it does reaches this node's session monitors: only the re-check can.
  */
 import { describe, expect, it } from 'vitest';
-import type { SessionHandle } from '../../../src/broker/adapter.js';
 import { Broker } from '../../../src/broker/broker.js';
+import { openLive } from './live-session.js';
 import { StoreError } from '../../../src/core/errors.js';
 import { silentLogger } from '../../../src/core/log.js';
-import type { TerminationReason } from '../../../src/core/model.js';
 import { SqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../../src/store/store.js';
 import { BUSINESS_HOURS, makeHarness, seed, type Harness } from '../workflow/harness.js';
-
-class RecordingHandle implements SessionHandle {
-  closed: Array<{ reason: TerminationReason; message: string }> = [];
-  warn(): void {}
-  close(reason: TerminationReason, message: string): void {
-    this.closed.push({ reason, message });
-  }
-}
 
 const SINGLE_USER = { limitAccessTime: BUSINESS_HOURS, singleUser: true };
 const APPROVAL = { limitAccessTime: BUSINESS_HOURS, requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, requireReason: false, requireTicket: false, startOn: 'approval' } };
@@ -47,14 +38,6 @@ async function cluster(settings: Record<string, unknown>, store?: Store) {
   const other: Harness = makeHarness({ store: store ?? h.store, clock: h.clock, key: h.key });
   const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'here' });
   return { h, other, broker };
-}
-
-async function openLive(broker: Broker, user = 'alice') {
-  const r = await broker.open({ user, resource: 'prod-pg', protocol: 'postgres', client: '127.0.0.1:5555', mfa: { kind: 'none' } });
-  if (!r.ok) throw new Error(r.denial.message);
-  const handle = new RecordingHandle();
-  await r.session.live(handle);
-  return { session: r.session, handle };
 }
 
 describe('re-checking live sessions when revoke events may have been missed', () => {
