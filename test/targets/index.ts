@@ -23,7 +23,7 @@ const SCRIPTS_DIR = fileURLToPath(new URL('.', import.meta.url));
 const START_TIMEOUT_MS = 300_000;
 const STOP_TIMEOUT_MS = 30_000;
 
-export type TargetKind = 'sshd' | 'postgres' | 'mariadb';
+export type TargetKind = 'sshd' | 'postgres' | 'mariadb' | 'slapd';
 
 export interface StartOptions {
   /** Fixed port; default: a free loopback port picked by the script. */
@@ -85,6 +85,28 @@ const mariadbSchema = z.object({
   config: z.string(),
 });
 
+const slapdSchema = z.object({
+  ...base,
+  ...tls,
+  kind: z.literal('slapd'),
+  /** ldaps:// port; `port` is plain ldap:// (and StartTLS). */
+  ldapsPort: z.number().int().positive(),
+  baseDn: z.string(),
+  peopleDn: z.string(),
+  restrictedDn: z.string(),
+  referralDn: z.string(),
+  /** uid entries under peopleDn (0 for a proxy). */
+  entries: z.number().int().nonnegative(),
+  /** The rootdn and its password ('' for a proxy). */
+  superuser: z.string(),
+  superuserPassword: z.string(),
+  /** Logged once per successful simple bind of `user`, never for a failed one. */
+  bindLine: z.string().min(1),
+  config: z.string(),
+  /** The upstream URI of a back-ldap proxy (startSlapdProxy); null for a directory. */
+  proxyOf: z.string().nullable(),
+});
+
 interface Stoppable {
   /** Kills the server (and, for sshd, its live sessions) and removes its dir. Idempotent. */
   stop(): Promise<void>;
@@ -93,7 +115,21 @@ interface Stoppable {
 export type SshdTarget = z.infer<typeof sshdSchema> & Stoppable;
 export type PostgresTarget = z.infer<typeof postgresSchema> & Stoppable;
 export type MariadbTarget = z.infer<typeof mariadbSchema> & Stoppable;
-export type Target = SshdTarget | PostgresTarget | MariadbTarget;
+export type SlapdTarget = z.infer<typeof slapdSchema> & Stoppable;
+export type Target = SshdTarget | PostgresTarget | MariadbTarget | SlapdTarget;
+
+export interface SlapdStartOptions extends StartOptions {
+  /** Fixed ldaps:// port; default: a free loopback port. */
+  ldapsPort?: number;
+}
+
+export interface SlapdProxyOptions extends SlapdStartOptions {
+  /** Reported back as `user`/`password` (the proxy passes binds through; it has no accounts). */
+  user?: string;
+  password?: string;
+  /** CA of the upstream: the proxy then talks StartTLS (ldaps for an ldaps:// URI) to it, verified. */
+  upstreamCa?: string;
+}
 
 export class TargetStartError extends Error {
   readonly kind: TargetKind;
@@ -135,6 +171,24 @@ export function startMariadb(options: StartOptions = {}): Promise<MariadbTarget>
   return start('mariadb', mariadbSchema, options);
 }
 
+/** A private OpenLDAP slapd with the sample tree (see README.md). */
+export function startSlapd(options: SlapdStartOptions = {}): Promise<SlapdTarget> {
+  return start('slapd', slapdSchema, options, { env: { TARGET_LDAPS_PORT: options.ldapsPort?.toString() } });
+}
+
+/** OpenLDAP's own LDAP proxy (back-ldap) in front of `upstreamUri`, e.g. a startSlapd() target. */
+export function startSlapdProxy(upstreamUri: string, opts: SlapdProxyOptions = {}): Promise<SlapdTarget> {
+  return start('slapd', slapdSchema, opts, {
+    command: ['proxy', upstreamUri],
+    env: {
+      TARGET_LDAPS_PORT: opts.ldapsPort?.toString(),
+      SLAPD_PROXY_USER: opts.user,
+      SLAPD_PROXY_PASSWORD: opts.password,
+      SLAPD_PROXY_UPSTREAM_CA: opts.upstreamCa,
+    },
+  });
+}
+
 function scriptPath(kind: TargetKind): string {
   return `${SCRIPTS_DIR}${kind}.sh`;
 }
@@ -161,16 +215,29 @@ function installExitHook(): void {
   });
 }
 
+/**
+ * How a start script is called beyond `start [DIR]`: another command before DIR (slapd.sh
+ * `proxy URI`), and script-specific environment variables; an undefined one is removed from
+ * the inherited environment, so a value exported by the caller's shell never leaks in.
+ */
+interface ScriptCall {
+  command?: string[];
+  env?: Record<string, string | undefined>;
+}
+
 async function start<S extends z.ZodType<{ kind: TargetKind; dir: string }>>(
   kind: TargetKind,
   schema: S,
   options: StartOptions,
+  call: ScriptCall = {},
 ): Promise<z.infer<S> & Stoppable> {
-  const args = [scriptPath(kind), 'start'];
+  const args = [scriptPath(kind), ...(call.command ?? ['start'])];
   if (options.dir !== undefined) args.push(options.dir);
   const env = { ...process.env };
-  if (options.port !== undefined) env.TARGET_PORT = String(options.port);
-  else delete env.TARGET_PORT;
+  for (const [name, value] of Object.entries({ ...call.env, TARGET_PORT: options.port?.toString() })) {
+    if (value !== undefined) env[name] = value;
+    else delete env[name];
+  }
 
   const { stdout, stderr } = await run(kind, args, env);
   const line = stdout.trim().split('\n').at(-1) ?? '';

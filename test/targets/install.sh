@@ -31,6 +31,14 @@ REQUIREMENTS=(
   /usr/sbin/mariadbd mariadb-server
   mariadb-install-db mariadb-server
   mariadb mariadb-client
+  # slapd.sh: slapd (with its back_mdb/back_ldap modules) and slapadd; the OpenLDAP clients
+  # the protocol tests run
+  /usr/sbin/slapd slapd
+  slapadd slapd
+  slappasswd slapd
+  ldapsearch ldap-utils
+  ldapmodify ldap-utils
+  ldapwhoami ldap-utils
   # test/e2e/web.test.ts drives Debian's Chromium through playwright-core
   /usr/bin/chromium chromium
   # test/unit/deploy-files.test.ts validates docker-compose.yml with the compose CLI (no daemon, no images)
