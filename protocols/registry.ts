@@ -15,6 +15,8 @@ export interface ClientInvocation {
   program: string;
   args: string[];
   env: Record<string, string>;
+  /** Written to the client's standard input (the ticket, for clients that read no password variable). */
+  stdin?: string;
 }
 
 /** Where the door listens and where the gateway's CA certificate is, for the printed command. */
@@ -39,6 +41,9 @@ export interface DoorEntry {
   client(at: LaunchContext, user: string, resource: Resource, ticket: string): ClientInvocation;
   load(): Promise<ProtocolAdapter>;
 }
+
+/** OpenLDAP's clients find the CA to verify the gateway with in LDAPTLS_CACERT. */
+const caEnv = (at: LaunchContext): Record<string, string> => (at.caPath ? { LDAPTLS_CACERT: at.caPath } : {});
 
 /** verify-full checks the certificate's name, and the gateway certificate names localhost. */
 const tlsHost = (host: string): string => (host === '127.0.0.1' ? 'localhost' : host);
@@ -77,12 +82,41 @@ export const DOORS = [
     }),
     load: async () => new (await import('./mysql/index.js')).MysqlAdapter(),
   },
+  {
+    name: 'ldap',
+    protocol: 'ldap',
+    defaultPort: 13389,
+    loginExample: 'ldapsearch -x -ZZ -H ldap://GATEWAY:13389 -D alice:corp-ldap -W',
+    // OpenLDAP's clients read no password variable: the ticket goes to standard input (-y
+    // /dev/stdin), and the gateway's CA to LDAPTLS_CACERT for -ZZ to verify it.
+    client: (at, user, r, ticket) => ({
+      program: 'ldapsearch',
+      args: ['-x', '-ZZ', '-H', `ldap://${tlsHost(at.host)}:${at.port}`, '-D', `${user}:${r.name}`, '-y', '/dev/stdin', ...(r.options?.baseDn ? ['-b', r.options.baseDn] : [])],
+      env: caEnv(at),
+      stdin: ticket,
+    }),
+    load: async () => new (await import('./ldap/index.js')).LdapAdapter(),
+  },
+  {
+    // The same door with TLS from the first byte; launch commands use the StartTLS listener above.
+    name: 'ldaps',
+    protocol: 'ldap',
+    defaultPort: 13636,
+    loginExample: 'ldapsearch -x -H ldaps://GATEWAY:13636 -D alice:corp-ldap -W',
+    client: (at, user, r, ticket) => ({
+      program: 'ldapsearch',
+      args: ['-x', '-H', `ldaps://${tlsHost(at.host)}:${at.port}`, '-D', `${user}:${r.name}`, '-y', '/dev/stdin'],
+      env: caEnv(at),
+      stdin: ticket,
+    }),
+    load: async () => new (await import('./ldap/index.js')).LdapsAdapter(),
+  },
 ] as const satisfies readonly DoorEntry[];
 
 export type DoorName = (typeof DOORS)[number]['name'];
 
 /** Protocols some door serves; a resource of any other protocol cannot be reached yet. */
-export const SERVED_PROTOCOLS: readonly Protocol[] = DOORS.map((d) => d.protocol);
+export const SERVED_PROTOCOLS: readonly Protocol[] = [...new Set(DOORS.map((d) => d.protocol))];
 
 export function doorFor(protocol: Protocol): DoorEntry | undefined {
   return DOORS.find((d) => d.protocol === protocol);

@@ -1,11 +1,12 @@
-import { connect as netConnect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import { connect as netConnect, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { TargetIdentity } from '../../src/broker/port.js';
 import { UpstreamError, type UpstreamErrorKind } from '../../src/broker/upstream-error.js';
 import {
   Auth, cancelRequest, decodeFields, decodeMessage, EncryptionAnswer, Msg, passwordMessage, readCString, saslInitialResponse, saslResponse,
   sslRequest, startupMessage, type Message,
 } from './codec.js';
+import { tlsToTarget, withDeadline as deadline } from '../shared/upstream-tls.js';
 import { PeerClosedError, StreamReader } from './reader.js';
 import { md5Response, ScramClient, ScramError } from './scram.js';
 /**
@@ -70,26 +71,10 @@ const oneByte = (b: Buffer): { value: number; size: number } | undefined => (b.l
 const typed = (b: Buffer): { value: Message; size: number } | undefined => decodeMessage(b);
 
 /**
- * One TLS context per CA bundle (and one for unverified links): building a context parses
- * certificates, which would otherwise be paid on every upstream connection.
- */
-const contexts = new Map<string, SecureContext>();
-function contextFor(ca: string | undefined): SecureContext {
-  const key = ca ?? '';
-  let ctx = contexts.get(key);
-  if (!ctx) {
-    ctx = createSecureContext({ minVersion: 'TLSv1.2', ...(ca ? { ca } : {}) });
-    if (contexts.size > 64) contexts.clear();
-    contexts.set(key, ctx);
-  }
-  return ctx;
-}
-
-/**
  * TCP, then SSLRequest and TLS when the target accepts it (or must), then the target's
  * identity: nothing of the login is written before the certificate passed `verify`.
  */
-async function openTransport(t: UpstreamTarget, onSocket: (s: Socket | TLSSocket) => void): Promise<{ socket: Socket | TLSSocket; encrypted: boolean; reader: StreamReader }> {
+async function openTransport(t: UpstreamTarget, onSocket: (s: Socket) => void): Promise<{ socket: Socket | TLSSocket; encrypted: boolean; reader: StreamReader }> {
   const raw = netConnect({ host: t.host, port: t.port });
   onSocket(raw);
   raw.setNoDelay(true);
@@ -115,22 +100,7 @@ async function openTransport(t: UpstreamTarget, onSocket: (s: Socket | TLSSocket
     // Bytes before the handshake completes were not encrypted (CVE-2021-23222).
     if (plain.buffered > 0) throw new UpstreamError('protocol', 'the target sent unencrypted data after accepting SSLRequest');
     plain.detach();
-    const sock = tlsConnect({
-      socket: raw,
-      host: t.host,
-      ...(isIP(t.host) ? {} : { servername: t.host }),
-      secureContext: contextFor(t.tls.ca),
-      // With a CA the TLS layer checks the chain and the host name and reports it in
-      // `authorized`; the identity policy below refuses what it did not verify.
-      rejectUnauthorized: false,
-    });
-    sock.on('error', () => {});
-    await new Promise<void>((resolve, reject) => {
-      sock.once('secureConnect', resolve);
-      sock.once('error', (e) => reject(new UpstreamError('tls', `TLS to ${t.host}:${t.port} failed: ${e.message}`)));
-      sock.once('close', () => reject(new UpstreamError('tls', `TLS to ${t.host}:${t.port} failed: connection closed`)));
-    });
-    await t.verify(identityOf(sock, t.tls.ca !== undefined));
+    const sock = await tlsToTarget(raw, { host: t.host, port: t.port, ...(t.tls.ca ? { ca: t.tls.ca } : {}), verify: t.verify });
     return { socket: sock, encrypted: true, reader: new StreamReader(sock, 'the target') };
   } catch (e) {
     raw.destroy();
@@ -138,38 +108,9 @@ async function openTransport(t: UpstreamTarget, onSocket: (s: Socket | TLSSocket
   }
 }
 
-function identityOf(sock: TLSSocket, withCa: boolean): TargetIdentity {
-  if (withCa) {
-    const error = sock.authorizationError;
-    return { kind: 'ca', authorized: sock.authorized, ...(error ? { error: String(error) } : {}) };
-  }
-  const fp = sock.getPeerCertificate().fingerprint256;
-  if (!fp) throw new UpstreamError('identity', 'the target presented no TLS certificate');
-  return { kind: 'pin', what: 'TLS certificate', fingerprint: `tls-sha256:${fp}` };
-}
-
-/**
- * Runs `work` with a deadline; on timeout the socket opened so far is destroyed. A target that
- * hangs up mid-way is reported as unreachable, like one that never answered.
- */
-async function withDeadline<T>(t: UpstreamTarget, work: (onSocket: (s: Socket | TLSSocket) => void) => Promise<T>): Promise<T> {
-  let sock: Socket | TLSSocket | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      sock?.destroy();
-      reject(new UpstreamError('timeout', `the target ${t.host}:${t.port} did not answer within ${t.timeoutMs} ms`));
-    }, t.timeoutMs);
-  });
-  try {
-    return await Promise.race([work((s) => (sock = s)), timeout]);
-  } catch (e) {
-    sock?.destroy();
-    if (e instanceof PeerClosedError) throw new UpstreamError('unreachable', `the target ${t.host}:${t.port} closed the connection during start-up`);
-    throw e;
-  } finally {
-    clearTimeout(timer);
-  }
+/** A deadline on a target exchange; a target that hangs up mid-way is unreachable, like one that never answered. */
+function withDeadline<T>(t: UpstreamTarget, work: (onSocket: (s: Socket) => void) => Promise<T>): Promise<T> {
+  return deadline(t, work, (e) => (e instanceof PeerClosedError ? new UpstreamError('unreachable', `the target ${t.host}:${t.port} closed the connection during start-up`) : undefined));
 }
 
 /** Connects, logs in with the vaulted credentials, and reads up to the first ReadyForQuery. */

@@ -23,5 +23,7 @@ export function clientCommand(d: Pick<ApiDeps, 'listeners' | 'caPath'>, user: st
   const inv = clientInvocation(d, user, r, ticket);
   if (!inv) return '';
   const env = Object.entries(inv.env).map(([k, v]) => `${k}=${shellQuote(v)} `).join('');
-  return env + [inv.program, ...inv.args].map(shellQuote).join(' ');
+  // A client that reads the ticket from standard input gets it from printf (a shell builtin: not in `ps`).
+  const stdin = inv.stdin !== undefined ? `printf %s ${shellQuote(inv.stdin)} | ` : '';
+  return stdin + env + [inv.program, ...inv.args].map(shellQuote).join(' ');
 }

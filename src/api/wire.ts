@@ -85,7 +85,7 @@ export interface LaunchResponse {
   resource: string;
   protocol: Protocol;
   /** How to start the stock client (absent for browser and tunnel resources). */
-  invocation?: { program: string; args: string[]; env: Record<string, string> };
+  invocation?: { program: string; args: string[]; env: Record<string, string>; stdin?: string };
 }
 
 export interface ExplainResponse {

@@ -7,6 +7,7 @@ import type { SessionHandle } from './adapter.js';
 import { SessionMonitor } from './monitor.js';
 import type { FailureTracker } from '../core/limits.js';
 import { AuditFolding } from './audit-folding.js';
+import { OperationLog, type OperationEntry } from './operation-log.js';
 import { LoginService, sourceOf, type LoginOptions } from './login.js';
 import type { DoorInfo, GatewayPort, GatewaySession, PortProvider, SessionFacts } from './port.js';
 import { refusals, type Refusal, type RefusalCode } from './refusals.js';
@@ -52,6 +53,8 @@ export class BrokerSession implements GatewaySession {
   revokeMark = 0;
   handle: SessionHandle | undefined;
   monitor: SessionMonitor | undefined;
+  /** Operations of this session, written to the audit chain in batches. */
+  operations: OperationLog | undefined;
 
   constructor(
     private readonly broker: Broker,
@@ -81,6 +84,12 @@ export class BrokerSession implements GatewaySession {
   /** The target could not be reached: forget the session (audited as a failed attempt). */
   discard(code: RefusalCode, detail: string): void {
     this.broker.discard(this, code, detail);
+  }
+
+  operation(facts: SessionFacts): void {
+    if (this.phase !== 'live') return;
+    this.operations ??= new OperationLog((entries) => this.broker.auditOperations(this, entries));
+    this.operations.add(facts);
   }
 
   /** The client or the target went away. */
@@ -192,6 +201,7 @@ export class Broker implements PortProvider {
     if (s.phase !== 'live') return;
     s.phase = 'ended';
     s.monitor?.stop();
+    s.operations?.flush();
     this.sessions.delete(s.id);
     try {
       s.handle?.close(reason, message || `Gatehouse: session closed (${reason}).`);
@@ -209,6 +219,13 @@ export class Broker implements PortProvider {
       this.log.error({ err, session: s.id }, 'could not record the end of a session');
     }
     this.engine.ctx.bus.publishNotice({ kind: 'session_ended', sessionId: s.id, resource: s.resource.name, user: s.user, reason, to: [s.user] });
+  }
+
+  auditOperations(s: BrokerSession, entries: OperationEntry[]): void {
+    const operations = entries.map((e) => (e.count > 1 ? { ...e.facts, count: e.count } : e.facts));
+    void this.engine.ctx.audit
+      .record(s.user, 'session.operations', s.id, { resource: s.resource.name, protocol: s.request.protocol, operations })
+      .catch((err: unknown) => this.log.error({ err, session: s.id }, 'could not audit session operations'));
   }
 
   /**

@@ -44,6 +44,12 @@ export interface GatewaySession {
   live(handle: SessionHandle, facts?: SessionFacts): Promise<void>;
   /** The target could not be reached: the attempt is audited with a stable code and forgotten. */
   discard(code: RefusalCode, detail: string): void;
+  /**
+   * One operation of a live session (an LDAP search: op, base, scope, filter), for its audit
+   * trail; written in batches, identical consecutive ones folded. Never attribute values or
+   * passwords.
+   */
+  operation(facts: SessionFacts): void;
   /** The client or the target went away (or the door hit an error). */
   end(reason: TerminationReason, message?: string): void;
 }

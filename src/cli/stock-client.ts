@@ -20,11 +20,16 @@ import { CliError } from './cli-error.js';
 interface StockClientRule {
   programs: readonly string[];
   ticketVar?: string;
+  /** The client reads the ticket from standard input (OpenLDAP's -y /dev/stdin). */
+  ticketOnStdin?: boolean;
+  /** The variable naming the gateway's CA file (checked like a CA argument). */
+  caVar?: string;
 }
 const CLIENTS: ReadonlyMap<string, StockClientRule> = new Map<Protocol, StockClientRule>([
   ['postgres', { programs: ['psql'], ticketVar: 'PGPASSWORD' }],
   ['mysql', { programs: ['mysql', 'mariadb'], ticketVar: 'MYSQL_PWD' }],
   ['ssh', { programs: ['ssh'] }],
+  ['ldap', { programs: ['ldapsearch'], ticketOnStdin: true, caVar: 'LDAPTLS_CACERT' }],
 ]);
 
 /** What an invocation is built from; each part is checked against what it may look like. */
@@ -35,12 +40,16 @@ interface Facts {
   resource: string;
   database?: string;
   caPath?: string;
+  baseDn?: string;
 }
 
 const HOST_RE = /^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$/;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const DATABASE_RE = /^[A-Za-z0-9_][A-Za-z0-9_.$-]*$/;
 const PATH_RE = /^[A-Za-z0-9_./][A-Za-z0-9_./+@-]*$/;
+/** A DN as ldapsearch's -b takes it: no option-like start, no control characters. */
+// eslint-disable-next-line no-control-regex
+const DN_RE = /^[A-Za-z0-9][^\u0000-\u001f\u007f]*$/;
 
 /** The arguments as each door's registry entry lays them out, read back into facts. */
 const PARSERS: Record<string, (args: readonly string[]) => Facts | undefined> = {
@@ -73,6 +82,16 @@ const PARSERS: Record<string, (args: readonly string[]) => Facts | undefined> = 
     if (rest.length === 1) f.database = rest[0]!;
     return rest.length <= 1 ? f : undefined;
   },
+  ldap: (args) => {
+    const [x, zz, h, uri, d, user, y, file, ...rest] = args;
+    const m = /^ldap:\/\/(.*):([0-9]+)$/.exec(uri ?? '');
+    if (x !== '-x' || zz !== '-ZZ' || h !== '-H' || d !== '-D' || y !== '-y' || file !== '/dev/stdin' || !m) return undefined;
+    const f = login(user ?? '', { host: m[1]!, port: Number(m[2]) });
+    if (!f) return undefined;
+    if (rest.length === 2 && rest[0] === '-b') f.baseDn = rest[1]!;
+    else if (rest.length > 0) return undefined;
+    return f;
+  },
 };
 
 /** `alice:prod-pg` into user and resource. */
@@ -87,7 +106,8 @@ function factsOk(f: Facts): boolean {
     HOST_RE.test(f.host) && Number.isInteger(f.port) && f.port >= 1 && f.port <= 65535 &&
     NAME_RE.test(f.user) && NAME_RE.test(f.resource) &&
     (f.database === undefined || DATABASE_RE.test(f.database)) &&
-    (f.caPath === undefined || PATH_RE.test(f.caPath))
+    (f.caPath === undefined || PATH_RE.test(f.caPath)) &&
+    (f.baseDn === undefined || DN_RE.test(f.baseDn))
   );
 }
 
@@ -120,25 +140,41 @@ export function stockClient(res: LaunchResponse): ClientInvocation {
   // The environment first: it is what LD_PRELOAD, PSQL_PAGER and friends ride in on.
   const env: unknown = inv.env ?? {};
   if (typeof env !== 'object' || env === null || Array.isArray(env)) throw refuse('its environment is not a set of variables');
-  const extra = Object.keys(env).filter((k) => k !== client.ticketVar);
-  if (extra.length > 0) throw refuse(`it sets ${extra.join(', ')} in the client's environment (connect sets only ${client.ticketVar ?? 'the user\'s own'})`);
+  const allowed = [client.ticketVar, client.caVar].filter((k): k is string => k !== undefined);
+  const extra = Object.keys(env).filter((k) => !allowed.includes(k));
+  if (extra.length > 0) throw refuse(`it sets ${extra.join(', ')} in the client's environment (connect sets only ${allowed.join(' and ') || 'the user\'s own'})`);
   if (client.ticketVar && client.ticketVar in env && (env as Record<string, unknown>)[client.ticketVar] !== res.ticket) {
     throw refuse(`its ${client.ticketVar} is not the ticket of the same answer`);
   }
 
+  if (client.ticketOnStdin ? inv.stdin !== res.ticket : inv.stdin !== undefined) throw refuse('its standard input is not the ticket of the same answer');
+
   const args: unknown = inv.args;
   const facts = Array.isArray(args) && args.every((a) => typeof a === 'string') ? parse(args) : undefined;
+  const caFromEnv = client.caVar ? (env as Record<string, unknown>)[client.caVar] : undefined;
+  if (facts && caFromEnv !== undefined) {
+    if (typeof caFromEnv !== 'string') throw refuse(`its ${client.caVar} is not a file name`);
+    facts.caPath = caFromEnv;
+  }
   const built =
     facts && factsOk(facts)
       ? door.client(
           { host: facts.host, port: facts.port, ...(facts.caPath !== undefined ? { caPath: facts.caPath } : {}) },
           facts.user,
-          { name: facts.resource, protocol: res.protocol, ...(facts.database !== undefined ? { database: facts.database } : {}) } as Resource,
+          {
+            name: facts.resource, protocol: res.protocol, ...(facts.database !== undefined ? { database: facts.database } : {}),
+            options: facts.baseDn !== undefined ? { baseDn: facts.baseDn } : {},
+          } as Resource,
           res.ticket,
         )
       : undefined;
   if (!built || JSON.stringify(built.args) !== JSON.stringify(args)) {
     throw refuse(`its arguments ${show(args)} are not the ones the ${door.name} door builds from a host, port, login, database and CA file`);
   }
-  return { program: inv.program, args: built.args, env: client.ticketVar ? { [client.ticketVar]: res.ticket } : {} };
+  return {
+    program: inv.program,
+    args: built.args,
+    env: { ...(client.ticketVar ? { [client.ticketVar]: res.ticket } : {}), ...(client.caVar && facts?.caPath !== undefined ? { [client.caVar]: facts.caPath } : {}) },
+    ...(client.ticketOnStdin ? { stdin: res.ticket } : {}),
+  };
 }

@@ -111,7 +111,16 @@ export interface ResourceOptions {
    * Audited when set, and every session that uses a plaintext target leg is logged.
    */
   allowPlaintextUpstream?: boolean;
+  /** Directory targets: what users may do (default 'read-only': search and compare only). */
+  directoryAccess?: DirectoryAccess;
+  /** Directory targets: every operation must name a DN at or below this one. */
+  baseDn?: string;
+  /** Directory targets: TLS from the first byte (LDAPS) instead of StartTLS; default: the port is 636. */
+  ldaps?: boolean;
 }
+
+export const DirectoryAccessModes = ['read-only', 'read-write'] as const;
+export type DirectoryAccess = (typeof DirectoryAccessModes)[number];
 
 export interface TargetCredentials {
   login: string;

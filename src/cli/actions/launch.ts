@@ -25,10 +25,15 @@ export async function connect(ctx: Ctx, resource: string, flags: { totp?: string
     return;
   }
   // What runs is decided here, not by the gateway's answer (stock-client.ts). The ticket
-  // travels in the client's environment, never on its command line.
+  // travels in the client's environment or on its standard input, never on its command line.
   const inv = stockClient(res);
   const code = await new Promise<number>((resolve, reject) => {
-    const child = spawn(inv.program, inv.args, { stdio: 'inherit', env: { ...ctx.io.env, ...inv.env } });
+    const stdin = inv.stdin !== undefined ? 'pipe' : 'inherit';
+    const child = spawn(inv.program, inv.args, { stdio: [stdin, 'inherit', 'inherit'], env: { ...ctx.io.env, ...inv.env } });
+    if (inv.stdin !== undefined) {
+      child.stdin?.on('error', () => {});
+      child.stdin?.end(inv.stdin);
+    }
     child.once('error', (e: NodeJS.ErrnoException) =>
       reject(new CliError('CLIENT_MISSING', e.code === 'ENOENT' ? `${inv.program} is not installed (it is the client for ${res.protocol} resources)` : e.message)),
     );
