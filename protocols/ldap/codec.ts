@@ -113,7 +113,7 @@ export const Oid = {
   passwordModify: '1.3.6.1.4.1.4203.1.11.1',
   cancel: '1.3.6.1.1.8',
   pagedResults: '1.2.840.113556.1.4.319',
-  proxyAuthz: '2.16.840.113730.3.4.18',
+  proxyAuthz: '2.16.840.1.113730.3.4.18',
   manageDsaIT: '2.16.840.1.113730.3.4.2',
   persistentSearch: '2.16.840.1.113730.3.4.3',
   syncRequest: '1.3.6.1.4.1.4203.1.9.1.1',

@@ -284,6 +284,15 @@ export class LdapConnection {
     if (this.gone()) return session.end('client_closed', 'the client left before the directory was reached');
 
     const resource = session.resource;
+    let policy: DirectoryPolicy;
+    try {
+      policy = this.ctx.policyFor(resource);
+    } catch (e) {
+      // A base DN that does not parse: validated on input, so only a record changed behind the API's back.
+      this.log.error({ err: e, resource: resource.name }, 'the resource has an invalid directory policy');
+      session.discard('internal_error', e instanceof Error ? e.message : String(e));
+      return reply(refusals.internalError());
+    }
     let facts: SessionFacts;
     try {
       facts = await this.reachDirectory(session);
@@ -303,7 +312,7 @@ export class LdapConnection {
     this.session = session;
     this.handle = handle;
     this.who = { user: session.user, resource: resource.name };
-    this.policy = this.ctx.policyFor(resource);
+    this.policy = policy;
     this.phase = Phase.bound;
     this.conn.established();
     try {

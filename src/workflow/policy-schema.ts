@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { GatehouseError } from '../core/errors.js';
-import { Protocols, ProtocolsByType, RecordTypes } from '../core/model.js';
+import { DirectoryAccessModes, Protocols, ProtocolsByType, RecordTypes } from '../core/model.js';
+import { parseDn } from '../../protocols/ldap/dn.js';
 import { parseDuration, parseScheduleSpec } from './schedule.js';
 import { LimitAccessTimeSchema, PrincipalNameSchema, PrincipalSchema, ScheduleRangeSchema, workflowShape } from './settings.js';
 
@@ -18,6 +19,13 @@ export const RecordNameSchema = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
 
 const UserName = PrincipalNameSchema;
+/** A directory base DN (RFC 4514), as the LDAP door will read it. */
+export const BaseDn = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine((dn) => parseDn(dn) !== undefined, { error: 'must be a DN such as ou=people,dc=example,dc=com (RFC 4514; no quoted values)' });
+
 const Port = z.int().min(1, 'must be a port between 1 and 65535').max(65535, 'must be a port between 1 and 65535');
 
 function detail(e: unknown): string {
@@ -72,7 +80,13 @@ export const ResourceOptionsSchema = z.strictObject({
   allowPlaintextUpstream: z
     .boolean()
     .optional()
-    .meta({ description: 'Database targets: allow a target without TLS (lab only; SCRAM only, never a cleartext or MD5 password). Default false' }),
+    .meta({ description: 'Database and directory targets: allow a target without TLS (lab only; databases: SCRAM only, never a cleartext or MD5 password). Default false' }),
+  directoryAccess: z
+    .enum(DirectoryAccessModes)
+    .optional()
+    .meta({ description: "Directory targets: 'read-only' (search and compare only, the default) or 'read-write'" }),
+  baseDn: BaseDn.optional().meta({ description: 'Directory targets: every operation must name a DN at or below this one' }),
+  ldaps: z.boolean().optional().meta({ description: 'Directory targets: LDAPS (TLS from the first byte) instead of StartTLS. Default: true when the port is 636' }),
 });
 
 const inlineSecret = (use: string) =>

@@ -39,6 +39,9 @@ REQUIREMENTS=(
   ldapsearch ldap-utils
   ldapmodify ldap-utils
   ldapwhoami ldap-utils
+  ldappasswd ldap-utils
+  # test/protocols/ldap.test.ts: ldapsearch -Y PLAIN (a SASL bind the gateway refuses) needs the PLAIN plugin
+  '/usr/lib/*/sasl2/libplain.so*' libsasl2-modules
   # test/e2e/web.test.ts drives Debian's Chromium through playwright-core
   /usr/bin/chromium chromium
   # test/unit/deploy-files.test.ts validates docker-compose.yml with the compose CLI (no daemon, no images)

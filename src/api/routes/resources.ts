@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { NotFoundError } from '../../core/errors.js';
-import { Protocols, RecordTypes, type Resource, type User } from '../../core/model.js';
+import { DirectoryAccessModes, Protocols, RecordTypes, type Resource, type User } from '../../core/model.js';
+import { BaseDn } from '../../workflow/policy-schema.js';
 import { isOnAccessList } from '../../workflow/access.js';
 import { describeSettings } from '../../workflow/settings.js';
 import type { ApiDeps } from '../deps.js';
@@ -25,6 +26,9 @@ const NewResource = z.strictObject({
     allowRemoteForwarding: z.boolean().optional(),
     allowedTunnelPorts: z.array(z.number().int().min(1).max(65535)).max(64).optional(),
     allowPlaintextUpstream: z.boolean().optional(),
+    directoryAccess: z.enum(DirectoryAccessModes).optional(),
+    baseDn: BaseDn.optional(),
+    ldaps: z.boolean().optional(),
   }).optional(),
 });
 const Share = z.union([z.strictObject({ user: Name }), z.strictObject({ team: Name })]);

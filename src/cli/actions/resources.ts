@@ -1,7 +1,7 @@
 /** What `gatehouse resource add|share|remove`, `resources` do; loaded only when one of them runs (../commands/resources.ts declares them). */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { ProtocolsByType, type Protocol, type RecordType } from '../../core/model.js';
+import { ProtocolsByType, type DirectoryAccess, type Protocol, type RecordType } from '../../core/model.js';
 import type { ResourceView } from '../../api/wire.js';
 import { CliError, usageError } from '../cli-error.js';
 import { seg, type Ctx } from '../context.js';
@@ -19,6 +19,9 @@ export interface AddFlags {
   passwordStdin?: boolean;
   key?: string;
   allowPlaintextUpstream?: boolean;
+  directoryAccess?: DirectoryAccess;
+  baseDn?: string;
+  ldaps?: boolean;
 }
 
 export async function add(ctx: Ctx, name: string, flags: AddFlags, cmd: Command): Promise<void> {
@@ -33,7 +36,15 @@ export async function add(ctx: Ctx, name: string, flags: AddFlags, cmd: Command)
   if (flags.login !== undefined) body.login = flags.login;
   if (flags.passwordStdin) body.password = await readStdinSecret(ctx.io, 'password');
   if (flags.key !== undefined) body.privateKey = await readKeyFile(flags.key);
-  if (flags.allowPlaintextUpstream) body.options = { allowPlaintextUpstream: true };
+  const options: Record<string, unknown> = {};
+  if (flags.allowPlaintextUpstream) options.allowPlaintextUpstream = true;
+  if (flags.directoryAccess !== undefined) options.directoryAccess = flags.directoryAccess;
+  if (flags.baseDn !== undefined) options.baseDn = flags.baseDn;
+  if (flags.ldaps) options.ldaps = true;
+  if ((flags.directoryAccess !== undefined || flags.baseDn !== undefined || flags.ldaps) && flags.protocol !== 'ldap') {
+    throw usageError('--directory-access, --base-dn and --ldaps are for ldap resources');
+  }
+  if (Object.keys(options).length > 0) body.options = options;
   const created = await (await ctx.client(cmd)).post<ResourceView>('/resources', body);
   ctx.print(`Added ${created.type} resource ${created.name} (${created.protocol} ${created.host}:${created.port}), owner ${created.owner}.`);
 }

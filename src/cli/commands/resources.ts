@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { SERVED_PROTOCOLS } from '../../../protocols/registry.js';
-import { RecordTypes } from '../../core/model.js';
+import { DirectoryAccessModes, RecordTypes } from '../../core/model.js';
 import type { AddFlags } from '../actions/resources.js';
 import { intArg, type Ctx } from '../context.js';
 
@@ -22,7 +22,10 @@ export function registerResources(program: Command, ctx: Ctx): void {
     .option('--login <user>', 'the account the gateway signs in to the target as')
     .addOption(new Option('--password-stdin', "read the target account's password from stdin").conflicts('key'))
     .option('--key <file>', "private key file for the target account (SSH)")
-    .option('--allow-plaintext-upstream', 'database lab targets only: allow a target without TLS (SCRAM only; audited)')
+    .option('--allow-plaintext-upstream', 'lab targets only: allow a target without TLS (databases: SCRAM only; audited)')
+    .addOption(new Option('--directory-access <mode>', 'ldap resources: what users may do (default read-only: search and compare)').choices(DirectoryAccessModes))
+    .option('--base-dn <dn>', 'ldap resources: every operation must stay at or below this DN')
+    .option('--ldaps', 'ldap resources: the directory speaks LDAPS (TLS from the first byte) rather than StartTLS (default for port 636)')
     .action(async (name: string, flags: AddFlags, cmd: Command) => (await run()).add(ctx, name, flags, cmd));
   resource
     .command('share')
