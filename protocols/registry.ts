@@ -45,6 +45,12 @@ export interface DoorEntry {
 /** OpenLDAP's clients find the CA to verify the gateway with in LDAPTLS_CACERT. */
 const caEnv = (at: LaunchContext): Record<string, string> => (at.caPath ? { LDAPTLS_CACERT: at.caPath } : {});
 
+/**
+ * A host in an LDAP URL. OpenLDAP's clients check the certificate against the URL's host as
+ * given (the gateway certificate carries 127.0.0.1), so it is not swapped for localhost.
+ */
+const urlHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
+
 /** verify-full checks the certificate's name, and the gateway certificate names localhost. */
 const tlsHost = (host: string): string => (host === '127.0.0.1' ? 'localhost' : host);
 
@@ -91,7 +97,7 @@ export const DOORS = [
     // /dev/stdin), and the gateway's CA to LDAPTLS_CACERT for -ZZ to verify it.
     client: (at, user, r, ticket) => ({
       program: 'ldapsearch',
-      args: ['-x', '-ZZ', '-H', `ldap://${tlsHost(at.host)}:${at.port}`, '-D', `${user}:${r.name}`, '-y', '/dev/stdin', ...(r.options?.baseDn ? ['-b', r.options.baseDn] : [])],
+      args: ['-x', '-ZZ', '-H', `ldap://${urlHost(at.host)}:${at.port}`, '-D', `${user}:${r.name}`, '-y', '/dev/stdin', ...(r.options?.baseDn ? ['-b', r.options.baseDn] : [])],
       env: caEnv(at),
       stdin: ticket,
     }),
@@ -105,7 +111,7 @@ export const DOORS = [
     loginExample: 'ldapsearch -x -H ldaps://GATEWAY:13636 -D alice:corp-ldap -W',
     client: (at, user, r, ticket) => ({
       program: 'ldapsearch',
-      args: ['-x', '-H', `ldaps://${tlsHost(at.host)}:${at.port}`, '-D', `${user}:${r.name}`, '-y', '/dev/stdin'],
+      args: ['-x', '-H', `ldaps://${urlHost(at.host)}:${at.port}`, '-D', `${user}:${r.name}`, '-y', '/dev/stdin'],
       env: caEnv(at),
       stdin: ticket,
     }),

@@ -84,7 +84,7 @@ const PARSERS: Record<string, (args: readonly string[]) => Facts | undefined> = 
   },
   ldap: (args) => {
     const [x, zz, h, uri, d, user, y, file, ...rest] = args;
-    const m = /^ldap:\/\/(.*):([0-9]+)$/.exec(uri ?? '');
+    const m = /^ldap:\/\/\[?([^\]]*)\]?:([0-9]+)$/.exec(uri ?? '');
     if (x !== '-x' || zz !== '-ZZ' || h !== '-H' || d !== '-D' || y !== '-y' || file !== '/dev/stdin' || !m) return undefined;
     const f = login(user ?? '', { host: m[1]!, port: Number(m[2]) });
     if (!f) return undefined;

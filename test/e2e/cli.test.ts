@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ListenerNames } from '../../src/core/config.js';
 import { ensureBuilt } from './serve-process.js';
-import { startMariadb, startPostgres, startSshd, type MariadbTarget, type PostgresTarget, type SshdTarget } from '../targets/index.js';
+import { startMariadb, startPostgres, startSlapd, startSshd, type MariadbTarget, type PostgresTarget, type SlapdTarget, type SshdTarget } from '../targets/index.js';
 
 /**
  * The control-plane acceptance: the real `gatehouse` binary against a real `gatehouse serve`
@@ -123,9 +123,11 @@ beforeAll(async () => {
 let sshd: SshdTarget | undefined;
 let pg: PostgresTarget | undefined;
 let maria: MariadbTarget | undefined;
+let slapd: SlapdTarget | undefined;
 
 afterAll(async () => {
   await maria?.stop();
+  await slapd?.stop();
   await sshd?.stop();
   await pg?.stop();
   if (server && server.exitCode === null) {
@@ -253,5 +255,24 @@ describe('stock clients through gatehouse serve', () => {
     const r = await gh('dave', ['connect', 'appmy'], 'select current_user() as who;\n');
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(r.stdout).toBe(`who\n${maria.user}@127.0.0.1\n`);
+  });
+
+  it('ldap: gatehouse connect starts ldapsearch with the ticket on its standard input; it searches as the vaulted account below the base DN', async () => {
+    slapd = await startSlapd();
+    await ok('admin', ['resource', 'add', 'corp-ldap', '--type', 'directory', '--protocol', 'ldap', '--host', '127.0.0.1', '--port', String(slapd.port),
+      '--login', slapd.user, '--password-stdin', '--base-dn', slapd.peopleDn], `${slapd.password}\n`);
+    await ok('admin', ['resource', 'share', 'corp-ldap', '--user', 'dave']);
+    const launch = JSON.parse(await ok('dave', ['launch', 'corp-ldap', '--json'])) as { ticket: string; command: string; invocation: { args: string[] } };
+    expect(launch.command).toContain(`ldapsearch -x -ZZ -H ldap://127.0.0.1:${listenerPort('ldap')} -D dave:corp-ldap -y /dev/stdin -b ${slapd.peopleDn}`);
+    // The ticket is never an argument: ps shows arguments to every user of the machine.
+    expect(launch.invocation.args.join(' ')).not.toContain(launch.ticket);
+
+    const r = await gh('dave', ['connect', 'corp-ldap']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`dn: uid=user0001,${slapd.peopleDn}`);
+    expect(r.stdout).not.toContain(slapd.restrictedDn);
+    const sessions = JSON.parse(await ok('admin', ['sessions', '--json'])) as Array<{ user: string; resource: string; state: string; endReason?: string }>;
+    expect(sessions).toContainEqual(expect.objectContaining({ user: 'dave', resource: 'corp-ldap', state: 'ended', endReason: 'client_closed' }));
   });
 });

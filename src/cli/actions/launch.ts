@@ -1,6 +1,9 @@
 /** What `gatehouse launch`, `connect`, `key add` do; loaded only when one of them runs (../commands/launch.ts declares them). */
 import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { LaunchResponse } from '../../api/wire.js';
 import { CliError, usageError } from '../cli-error.js';
@@ -27,19 +30,33 @@ export async function connect(ctx: Ctx, resource: string, flags: { totp?: string
   // What runs is decided here, not by the gateway's answer (stock-client.ts). The ticket
   // travels in the client's environment or on its standard input, never on its command line.
   const inv = stockClient(res);
+  const stdin = inv.stdin !== undefined ? ticketInput(inv.stdin) : 'inherit';
   const code = await new Promise<number>((resolve, reject) => {
-    const stdin = inv.stdin !== undefined ? 'pipe' : 'inherit';
     const child = spawn(inv.program, inv.args, { stdio: [stdin, 'inherit', 'inherit'], env: { ...ctx.io.env, ...inv.env } });
-    if (inv.stdin !== undefined) {
-      child.stdin?.on('error', () => {});
-      child.stdin?.end(inv.stdin);
-    }
+    if (typeof stdin === 'number') closeSync(stdin);
     child.once('error', (e: NodeJS.ErrnoException) =>
       reject(new CliError('CLIENT_MISSING', e.code === 'ENOENT' ? `${inv.program} is not installed (it is the client for ${res.protocol} resources)` : e.message)),
     );
     child.once('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1)));
   });
   if (code !== 0) throw new CliError('CLIENT_EXIT', `${inv.program} exited with status ${code}`);
+}
+
+/**
+ * A file descriptor whose contents are `text`, for a client that reads its password from
+ * /dev/stdin (OpenLDAP's -y). Node's stdio pipes are sockets, which /dev/stdin cannot be
+ * opened on; a file can. It lives in a private directory and is unlinked before the client
+ * starts, so the ticket is never left on disk.
+ */
+function ticketInput(text: string): number {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-ticket-'));
+  try {
+    const file = join(dir, 'ticket');
+    writeFileSync(file, text, { mode: 0o600 });
+    return openSync(file, 'r');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export async function addKey(ctx: Ctx, file: string, cmd: Command): Promise<void> {
