@@ -33,9 +33,10 @@ beforeEach(async () => {
   record = join(cli.home, 'record');
   pwned = join(cli.home, 'pwned');
   mkdirSync(bin);
-  for (const name of ['psql', 'mysql', 'mariadb', 'ssh']) {
+  for (const name of ['psql', 'mysql', 'mariadb', 'ssh', 'ldapsearch']) {
     const script = join(bin, name);
-    writeFileSync(script, `#!/bin/sh\nprintf '%s\\n' "$(basename "$0")" "$@" > "$GH_RECORD.argv"\nenv > "$GH_RECORD.env"\n`);
+    // ldapsearch -y /dev/stdin reads the ticket from standard input: the fake records that too.
+    writeFileSync(script, `#!/bin/sh\nprintf '%s\\n' "$(basename "$0")" "$@" > "$GH_RECORD.argv"\nenv > "$GH_RECORD.env"\nif [ "$(basename "$0")" = ldapsearch ]; then cat /dev/stdin > "$GH_RECORD.stdin"; fi\n`);
     chmodSync(script, 0o755);
   }
   cli.env = {
@@ -156,6 +157,31 @@ describe('gatehouse connect refuses what the gateway should not decide', () => {
     await expectRefused(/ssh is not a client for postgres/);
   });
 
+  it('ldapsearch options smuggled into the arguments (-o, -f, -H to another host with extra flags) are refused', async () => {
+    const ldap = honest('ldap', { options: { baseDn: 'ou=people,dc=example,dc=com' } });
+    answer('ldap', { ...ldap, args: [...ldap.args, '-f', '/etc/shadow'] });
+    await expectRefused(/arguments/);
+  });
+
+  it('a base DN that is an option in disguise (-b -oX) is refused', async () => {
+    const ldap = honest('ldap', { options: { baseDn: 'ou=people,dc=example,dc=com' } });
+    answer('ldap', { ...ldap, args: [...ldap.args.slice(0, -1), '-oldif_wrap=no'] });
+    await expectRefused(/arguments/);
+  });
+
+  it('an ldapsearch answer that puts the ticket on the command line (-w) instead of standard input is refused', async () => {
+    const ldap = honest('ldap');
+    answer('ldap', { ...ldap, args: [...ldap.args.slice(0, -2), '-w', TICKET] });
+    await expectRefused(/arguments/);
+  });
+
+  it('an ldapsearch answer whose standard input is not the ticket, or that sets LDAPTLS_REQCERT=never, is refused', async () => {
+    answer('ldap', { ...honest('ldap'), stdin: 'something-else' });
+    await expectRefused(/standard input/);
+    answer('ldap', { ...honest('ldap', {}, '/var/lib/gatehouse/certs/ca.pem'), env: { LDAPTLS_CACERT: '/var/lib/gatehouse/certs/ca.pem', LDAPTLS_REQCERT: 'never' } });
+    await expectRefused(/LDAPTLS_REQCERT/);
+  });
+
   it('a protocol no stock client serves (http) with a program to run is refused', async () => {
     answer('http', { program: 'sh', args: ['-c', `echo pwned > ${pwned}`], env: {} });
     await expectRefused(/connect starts no client for http/);
@@ -169,6 +195,7 @@ describe('gatehouse connect starts the stock client the registry builds', () => 
     ['mysql with a database and the CA', 'mysql', { database: 'app' }, '/var/lib/gatehouse/certs/ca.pem', 'MYSQL_PWD'],
     ['mysql, plain', 'mysql', {}, undefined, 'MYSQL_PWD'],
     ['ssh (no ticket variable)', 'ssh', {}, undefined, undefined],
+    ['ldapsearch with the CA and a base DN (the ticket on standard input)', 'ldap', { options: { baseDn: 'ou=people,dc=example,dc=com' } }, '/var/lib/gatehouse/certs/ca.pem', undefined],
   ];
 
   it.each(cases)('%s: exactly its arguments, the user\'s environment plus only the ticket variable', async (_what, protocol, resource, caPath, ticketVar) => {
@@ -180,6 +207,11 @@ describe('gatehouse connect starts the stock client the registry builds', () => 
     expect(s.argv).toEqual([inv.program, ...inv.args]);
     expect(s.env.MY_OWN_SETTING).toBe('kept');
     for (const v of ['PGPASSWORD', 'MYSQL_PWD']) expect(s.env[v]).toBe(v === ticketVar ? TICKET : undefined);
+    if (protocol === 'ldap') {
+      expect(s.env.LDAPTLS_CACERT).toBe(caPath);
+      expect(readFileSync(`${record}.stdin`, 'utf8')).toBe(TICKET);
+      expect(s.argv.join(' ')).not.toContain(TICKET);
+    }
   });
 
   it('mariadb is accepted for a mysql resource', async () => {
