@@ -196,6 +196,46 @@ describe('LDAP door with the OpenLDAP clients', () => {
     });
   });
 
+  it('audits each operation on the session record (op, DN, scope, filter), never a value or a password', async () => {
+    await directory('audited', {}, { directoryAccess: 'read-write', baseDn: target.peopleDn });
+    const ldif = `dn: uid=user0003,${target.peopleDn}\nchangetype: modify\nreplace: description\ndescription: value-never-audited\n`;
+    expect((await client('ldapmodify', bindArgs('alice:audited'), ldif)).code).toBe(0);
+    const search = await client('ldapsearch', [...bindArgs('alice:audited'), '-b', target.peopleDn, '(|(uid=user0003)(userPassword=hunter2))', 'uid']);
+    expect(search.code, search.stderr).toBe(0);
+    const refused = await client('ldapsearch', [...bindArgs('alice:audited'), '-b', target.restrictedDn, '(uid=*)']);
+    expect(refused.code).toBe(50);
+
+    const all = async () => gw.store.listAudit({ action: 'session.operations' });
+    expect(await eventually(async () => (await all()).length >= 3)).toBe(true);
+    const ops = (await all()).flatMap((e) => e.data.operations as Array<Record<string, unknown>>);
+    expect(ops).toContainEqual({ op: 'modify', dn: `uid=user0003,${target.peopleDn}`, attributes: 'description' });
+    expect(ops).toContainEqual({ op: 'search', dn: target.peopleDn, scope: 'sub', filter: '(|(uid=user0003)(userPassword=***))' });
+    expect(ops).toContainEqual(expect.objectContaining({ op: 'search', dn: target.restrictedDn, refused: 50 }));
+    const everything = JSON.stringify(await gw.store.listAudit({}));
+    for (const secret of ['value-never-audited', 'hunter2', GATEWAY_PASSWORD, target.password]) expect(everything).not.toContain(secret);
+  });
+
+  it('re-runs the decision on a rebind: a refused rebind leaves the connection unauthenticated', async () => {
+    await directory('open', {});
+    await directory('jit', APPROVAL);
+    const w = watchedLdapsClient(ldaps.address.port, gw.pki.caCertPem);
+    await w.client.bind('alice:open', GATEWAY_PASSWORD);
+    const first = gw.broker.live()[0]!;
+    expect((await w.client.search(`uid=user0001,${target.peopleDn}`, { scope: 'base' })).searchEntries).toHaveLength(1);
+
+    await expect(w.client.bind('alice:jit', GATEWAY_PASSWORD)).rejects.toThrow(/approval_required/);
+    // The first session ended with the rebind; nothing is bound now.
+    expect(await eventually(async () => (await gw.store.getSession(first.id))?.state === 'ended')).toBe(true);
+    expect(gw.broker.live()).toHaveLength(0);
+    await expect(w.client.search(`uid=user0001,${target.peopleDn}`, { scope: 'base' })).rejects.toThrow(/bind first/);
+
+    await gw.approve('alice', 'jit');
+    await w.client.bind('alice:jit', GATEWAY_PASSWORD);
+    expect(gw.broker.live().map((s) => s.resource.name)).toEqual(['jit']);
+    expect((await w.client.search(`uid=user0001,${target.peopleDn}`, { scope: 'base' })).searchEntries).toHaveLength(1);
+    await w.client.unbind();
+  });
+
   describe('teardown', () => {
     it('ends an ldapsearch in flight and an idle ldapts client within 1 s of a force check-in, with the notice', async () => {
       await directory('single', SINGLE_USER);
