@@ -131,6 +131,8 @@ export class LdapConnection {
   private up: (LdapUpstream & { resource: string }) | undefined;
   private policy: DirectoryPolicy = { readWrite: false };
   private who: { user: string; resource: string } | undefined;
+  /** The goodbye went out (or the client is gone): nothing more is written. */
+  private said = false;
 
   constructor(
     private readonly conn: DoorConnection,
@@ -618,7 +620,8 @@ export class LdapConnection {
 
   /** Notice of Disconnection, then close; nothing is written after it. */
   private disconnect(code: number, message: string): void {
-    if (this.phase === Phase.closed && this.stream.destroyed) return;
+    if (this.said) return;
+    this.said = true;
     this.phase = Phase.closed;
     this.stream.off('data', this.onClientData);
     this.dropUpstream();
