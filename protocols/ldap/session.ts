@@ -16,7 +16,8 @@ import type { Resource, TerminationReason } from '../../src/core/model.js';
 import type { DoorConnection } from '../shared/listener.js';
 import {
   decodeAbandon, decodeBind, decodeEnvelope, decodeExtended, decodeRequestFacts, decodeResponseHead, extendedResponse, frameSize, LdapDecodeError,
-  noticeOfDisconnection, Oid, Op, resultMessage, ResultCode, searchEntry, withControls, withoutReferral, type Envelope, type RequestFacts,
+  MAX_MESSAGE_ID, noticeOfDisconnection, Oid, Op, resultMessage, ResultCode, searchEntry, unbindRequest, withControls, withoutReferral, type Envelope,
+  type RequestFacts,
 } from './codec.js';
 import { isWithin, parseDn, type Rdn } from './dn.js';
 import { diagnostic, opRefusal, RESULT_CODE_OF, type OperationRefusal } from './errors.js';
@@ -227,7 +228,8 @@ export class LdapConnection {
         return this.bind(frame, env);
       case Op.UnbindRequest:
         this.phase = Phase.closed;
-        this.dropUpstream();
+        // The directory hears the client's own unbind (it abandons anything still running).
+        this.dropUpstream(frame);
         this.endSession('client_closed', 'the client unbound');
         this.stream.end();
         return undefined;
@@ -600,13 +602,16 @@ export class LdapConnection {
     this.endSession('target_closed', why);
   }
 
-  private dropUpstream(): void {
+  /** Lets go of the directory: with an Unbind when one is given (a polite end), else at once. */
+  private dropUpstream(unbind?: Buffer): void {
     const up = this.up;
     this.up = undefined;
     this.upBuf = Buffer.alloc(0);
     if (!up) return;
     up.socket.off('data', this.onUpstreamData);
-    up.socket.destroy();
+    if (!unbind || up.socket.destroyed) return void up.socket.destroy();
+    up.socket.end(unbind);
+    setTimeout(() => up.socket.destroy(), LINGER_MS).unref();
   }
 
   // ------------------------------------------------------------------------------------
@@ -615,6 +620,8 @@ export class LdapConnection {
   /** The broker ended the session: a notice of disconnection with the reason, then both sockets close. */
   teardown(_reason: TerminationReason, message: string): void {
     this.session = undefined;
+    // The directory is told too, so it abandons whatever the session still had running.
+    this.dropUpstream(unbindRequest(MAX_MESSAGE_ID));
     this.disconnect(ResultCode.unavailable, message);
   }
 

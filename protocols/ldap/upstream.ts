@@ -119,6 +119,8 @@ export function connectDirectory(t: LdapTarget, login: { dn: string; password: s
     async (onSocket) => {
       const { socket, encrypted } = await openTransport(t, onSocket);
       const reader = new StreamReader(socket, 'the directory', HANDSHAKE_CAP);
+      // A plaintext socket was paused when the StartTLS reader let go of it.
+      socket.resume();
       socket.write(simpleBindRequest(2, login.dn, login.password));
       const r = await response(reader, 2, Op.BindResponse);
       if (r.code !== ResultCode.success) {
