@@ -37,8 +37,9 @@ WORKDIR /var/lib/gatehouse
 # master.key, audit.key (data/), the gateway CA and certificate (certs/), SQLite when no
 # PostgreSQL store is configured.
 VOLUME ["/var/lib/gatehouse"]
-# API (HTTPS off loopback, also /healthz and the web vault), SSH, PostgreSQL, MySQL doors.
-EXPOSE 8080 2222 15432 13306
+# API (HTTPS off loopback, also /healthz and the web vault), SSH, PostgreSQL, MySQL, LDAP
+# (StartTLS) and LDAPS doors.
+EXPOSE 8080 2222 15432 13306 13389 13636
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "/opt/gatehouse/healthcheck.mjs"]
 ENTRYPOINT ["gatehouse"]

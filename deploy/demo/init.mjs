@@ -11,8 +11,9 @@
 //   pg-target/   PostgreSQL (uid 999 in the postgres image): its password and TLS key pair
 //   mariadb/     MariaDB (uid 999 in the mariadb image): its password and TLS key pair
 //   sshd/        the SSH target: the public half of the gateway's key (read by root at start)
-//   openldap/    the directory: the service account's password (read by root at start)
-//   ca.pem       the demo CA that signed the two TLS certificates
+//   openldap/    the directory: the service account's password and its TLS key pair (read by
+//                root at start; the entrypoint copies the key pair to where slapd's user reads it)
+//   ca.pem       the demo CA that signed the three TLS certificates
 //
 // The targets' own certificates matter because the gateway pins a target's identity on
 // first use: a certificate made anew at every start (MariaDB 11.4's automatic one) would look
@@ -44,7 +45,7 @@ function certificate(subjectCn, publicKey, issuer, signingKey, opts) {
   return cert;
 }
 
-/** A CA and one server certificate per host name, RSA 2048 (PostgreSQL and MariaDB read PKCS#1/PKCS#8 PEM). */
+/** A CA and one server certificate per host name, RSA 2048 (PostgreSQL, MariaDB and slapd's GnuTLS read PKCS#1 PEM). */
 export function makeTls(hosts) {
   const caKeys = forge.pki.rsa.generateKeyPair(2048);
   const ca = certificate('Gatehouse demo targets CA', caKeys.publicKey, [{ name: 'commonName', value: 'Gatehouse demo targets CA' }], caKeys.privateKey, {
@@ -90,7 +91,7 @@ export function initDemo(out, owners = OWNERS) {
   const maria = password();
   const ldap = password();
   const ssh = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'gatehouse demo prod-web' });
-  const tls = makeTls(['pg-target', 'mariadb']);
+  const tls = makeTls(['pg-target', 'mariadb', 'openldap']);
 
   put('gatehouse', 'prod-pg-password', `${pg}\n`);
   put('gatehouse', 'billing-mysql-password', `${maria}\n`);
@@ -104,6 +105,8 @@ export function initDemo(out, owners = OWNERS) {
   put('mariadb', 'server.key', tls.servers.mariadb.key);
   put('sshd', 'authorized_keys', `${ssh.public}\n`, 0o644);
   put('openldap', 'gatehouse-password', ldap);
+  put('openldap', 'server.pem', tls.servers.openldap.cert);
+  put('openldap', 'server.key', tls.servers.openldap.key);
   writeFileSync(join(out, 'ca.pem'), tls.ca, { mode: 0o644 });
   writeFileSync(join(out, MARKER), `${new Date().toISOString()}\n`);
   return true;

@@ -8,15 +8,16 @@
  * What has and has not been run for real is in README.md, "Deploying".
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { DOORS } from '../../protocols/registry.js';
 import { isLoopback } from '../../src/core/net.js';
-import { loadConfig } from '../../src/core/config.js';
+import { ListenerNames, loadConfig } from '../../src/core/config.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const read = (path: string): string => readFileSync(join(ROOT, path), 'utf8');
@@ -135,6 +136,10 @@ describe('docker-compose.yml', () => {
     expect(exposed).toEqual(listening);
   });
 
+  it('publishes every door of node A on its default port, the one launch commands and login examples name', () => {
+    for (const door of DOORS) expect(services['gatehouse-a'].ports, door.name).toContain(`${door.defaultPort}:${door.defaultPort}`);
+  });
+
   it('runs both nodes on deploy/cluster.yaml, mounted as a secret at the path serve --config reads', () => {
     for (const node of NODES) {
       const s = services[node];
@@ -153,12 +158,19 @@ describe('the gateway config files', () => {
 
   it('load as the gateway loads them, with every listener off loopback (so TLS-only) and the API on 8080', () => {
     for (const cfg of [single, cluster]) {
-      expect(Object.keys(cfg.listen).sort()).toEqual(['api', 'mysql', 'postgres', 'ssh']);
+      expect(Object.keys(cfg.listen).sort()).toEqual([...ListenerNames].sort());
       for (const a of Object.values(cfg.listen)) expect(isLoopback(a.host)).toBe(false);
       expect(cfg.listen.api?.port).toBe(8080);
       expect(cfg.allowPlaintextOnLoopback).toBe(false);
     }
     expect(single.storeUrl).toBeUndefined();
+  });
+
+  it('list every door themselves, on all interfaces at its default port (a door left out would listen on loopback only)', () => {
+    for (const file of ['deploy/gatehouse.yaml', 'deploy/cluster.yaml']) {
+      const listen = yaml(file).listen;
+      for (const door of DOORS) expect(listen[door.name], `${file}: listen.${door.name}`).toBe(`0.0.0.0:${door.defaultPort}`);
+    }
   });
 
   it('keep data, certs and the audit key in the image volume, which the Dockerfile creates for its user', () => {
@@ -238,12 +250,18 @@ describe('the demo policies', () => {
     expect(services.mariadb.environment.MARIADB_PASSWORD_FILE).toBe('/demo/mariadb/password');
     expect(read('deploy/targets/openldap/entrypoint.sh')).toContain('/demo/openldap/gatehouse-password');
     const ca = new X509Certificate(file('ca.pem'));
-    for (const host of ['pg-target', 'mariadb']) {
+    for (const host of ['pg-target', 'mariadb', 'openldap']) {
       const cert = new X509Certificate(file(`${host}/server.pem`));
       expect(cert.verify(ca.publicKey)).toBe(true);
       expect(cert.checkHost(host)).toBe(host);
+      expect(cert.checkPrivateKey(createPrivateKey(file(`${host}/server.key`)))).toBe(true);
+      if (host === 'openldap') continue;
       expect(JSON.stringify([...services[host].command, ...Object.values(services[host].environment)])).toContain(`/demo/${host}/server.key`);
     }
+    // slapd gets its key pair from the entrypoint, which copies it where the openldap user reads it.
+    const entrypoint = read('deploy/targets/openldap/entrypoint.sh');
+    for (const path of ['/demo/openldap/server.pem', '/demo/openldap/server.key', '/demo/ca.pem']) expect(entrypoint).toContain(path);
+    for (const attr of ['olcTLSCertificateFile', 'olcTLSCertificateKeyFile', 'olcTLSCACertificateFile']) expect(entrypoint).toContain(`${attr}: `);
     const key = ssh2.utils.parseKey(file('gatehouse/prod-web.key'));
     if (key instanceof Error || Array.isArray(key)) throw new Error('prod-web.key does not parse');
     expect(file('sshd/authorized_keys')).toContain(key.getPublicSSH().toString('base64'));
