@@ -24,6 +24,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { ListenerNames, type ListenerName } from '../../src/core/config.js';
 import { freePort, startPostgres, type PostgresTarget } from '../targets/index.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -111,8 +112,11 @@ function get(url: string, ca?: string): Promise<{ status: number; type: string; 
   });
 }
 
-async function ports(): Promise<{ api: number; ssh: number; postgres: number; mysql: number }> {
-  return { api: await freePort(), ssh: await freePort(), postgres: await freePort(), mysql: await freePort() };
+/** A free port for every listener the gateway has (api and each door). */
+async function ports(): Promise<Record<ListenerName, number>> {
+  const p: Partial<Record<ListenerName, number>> = {};
+  for (const name of ListenerNames) p[name] = await freePort();
+  return p as Record<ListenerName, number>;
 }
 
 describe('the packed tarball, installed with runtime dependencies only', () => {
