@@ -2,7 +2,8 @@
  * The workflow engine and broker the benchmarks put in front of a target, built from dist/
  * (run `npm run build` first): SystemClock, in-memory SQLite, user `bench` on the access list
  * of one resource with no workflow, so every connection is allowed and the benchmark prices
- * the decision, the audit and the relay, nothing else.
+ * the decision, the audit and the relay, nothing else. `user` renames `bench` (the LDAP bench
+ * signs in as alice).
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -19,8 +20,9 @@ const [{ SystemClock }, { silentLogger }, { EventBus }, { Sealer }, { SqliteStor
 export { silentLogger };
 
 /**
- * @param {{ resource: object, password?: string, sshKeys?: string[] }} o  resource: the fields of
- *   `directory.addResource` except owner and access; password / sshKeys: how `bench` signs in.
+ * @param {{ resource: object, user?: string, password?: string, sshKeys?: string[] }} o  resource: the
+ *   fields of `directory.addResource` except owner and access; user: the user's name (default
+ *   `bench`); password / sshKeys: how that user signs in.
  * @returns {Promise<{ engine: any, broker: any, store: any, stop(): Promise<void> }>}
  */
 export async function benchGateway(o) {
@@ -31,9 +33,10 @@ export async function benchGateway(o) {
   const engine = new Engine({ store, clock, bus: new EventBus(), audit, sealer });
   const broker = new Broker({ engine, log: silentLogger, node: 'bench' });
   await store.putUser({ id: 'admin', name: 'admin', admin: true, disabled: false, teams: [], totpConfirmed: false, sshKeys: [], createdAt: clock.now() });
-  await engine.directory.addUser('admin', { name: 'bench', ...(o.password ? { passwordHash: await hashPassword(o.password) } : {}) });
-  if (o.sshKeys) await engine.directory.updateUser('admin', 'bench', { sshKeys: o.sshKeys });
-  await engine.directory.addResource('admin', { ...o.resource, owner: 'admin', access: [{ user: 'bench' }] });
+  const user = o.user ?? 'bench';
+  await engine.directory.addUser('admin', { name: user, ...(o.password ? { passwordHash: await hashPassword(o.password) } : {}) });
+  if (o.sshKeys) await engine.directory.updateUser('admin', user, { sshKeys: o.sshKeys });
+  await engine.directory.addResource('admin', { ...o.resource, owner: 'admin', access: [{ user }] });
   return {
     engine,
     broker,
