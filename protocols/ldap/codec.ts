@@ -374,18 +374,46 @@ function attributeNames(frame: Buffer, list: Tlv, inner: (item: Tlv) => Tlv): st
   return names;
 }
 
-/** Attributes whose values are secrets: a filter on them is audited without the value. */
-const SECRET_ATTRIBUTES = new Set(['userpassword', 'unicodepwd', 'sambantpassword', 'sambalmpassword', 'authpassword', 'krbprincipalkey', 'userpkcs12']);
+/**
+ * Attributes whose values are secrets, by name and OID: a filter on them is audited without
+ * the value. An attribute description may carry options (`userPassword;binary`) and may
+ * name the type by its OID (RFC 4512 2.5), so both are reduced to the type first.
+ */
+const SECRET_ATTRIBUTES = new Set([
+  'userpassword', '2.5.4.35',
+  'unicodepwd', '1.2.840.113556.1.4.90',
+  'authpassword', '1.3.6.1.4.1.4203.1.3.4',
+  'sambantpassword', '1.3.6.1.4.1.7165.2.1.25',
+  'sambalmpassword', '1.3.6.1.4.1.7165.2.1.24',
+  'krbprincipalkey', '2.16.840.1.113719.1.301.4.2.1',
+  'userpkcs12', '2.16.840.1.113730.3.1.216',
+  'supplementalcredentials', '1.2.840.113556.1.4.125',
+]);
 
-const escapeValue = (buf: Buffer, t: Tlv): string => {
+const isSecretAttribute = (description: string): boolean => SECRET_ATTRIBUTES.has(description.split(';')[0]!.trim().toLowerCase());
+
+/** RFC 4515 escaping of a value's bytes: *, (, ), \, NUL and anything not printable ASCII. */
+function escapeBytes(buf: Buffer, start: number, end: number, max: number): string {
   let s = '';
-  for (let i = t.start; i < t.end && s.length < 256; i++) {
+  for (let i = start; i < end && s.length < max; i++) {
     const b = buf[i]!;
-    // RFC 4515 3: *, (, ), \ and NUL are escaped; non-printables too, so the audit stays text.
     s += b < 0x20 || b > 0x7e || b === 0x2a || b === 0x28 || b === 0x29 || b === 0x5c ? `\\${b.toString(16).padStart(2, '0')}` : String.fromCharCode(b);
   }
   return s;
-};
+}
+
+const escapeValue = (buf: Buffer, t: Tlv): string => escapeBytes(buf, t.start, t.end, 256);
+
+/** An attribute description as the audit shows it: only its legal characters as they are (RFC 4512 2.5). */
+function attributeText(buf: Buffer, t: Tlv): string {
+  let s = '';
+  for (let i = t.start; i < t.end && s.length < 128; i++) {
+    const b = buf[i]!;
+    const legal = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x2d || b === 0x2e || b === 0x3b;
+    s += legal ? String.fromCharCode(b) : `\\${b.toString(16).padStart(2, '0')}`;
+  }
+  return s;
+}
 
 const FILTER_OPS: Record<number, string> = { 0xa3: '=', 0xa5: '>=', 0xa6: '<=', 0xa8: '~=' };
 
@@ -393,7 +421,7 @@ const FILTER_OPS: Record<number, string> = { 0xa3: '=', 0xa5: '>=', 0xa6: '<=', 
 function filterText(buf: Buffer, pos: number, limit: number, depth: number): { text: string; end: number } {
   if (depth > MAX_FILTER_DEPTH) throw new LdapDecodeError('LDAP_TOO_DEEP', `a filter nested deeper than ${MAX_FILTER_DEPTH}`);
   const t = readTlv(buf, pos, limit);
-  const value = (attr: string, v: Tlv): string => (SECRET_ATTRIBUTES.has(attr.toLowerCase()) ? '***' : escapeValue(buf, v));
+  const value = (attr: string, v: Tlv): string => (isSecretAttribute(attr) ? '***' : escapeValue(buf, v));
   switch (t.tag) {
     case 0xa0:
     case 0xa1: {
@@ -415,13 +443,13 @@ function filterText(buf: Buffer, pos: number, limit: number, depth: number): { t
     case 0xa8: {
       const attr = expect(readTlv(buf, t.start, t.end), Ber.OctetString, 'filter attribute');
       const v = expect(readTlv(buf, attr.end, t.end), Ber.OctetString, 'filter value');
-      const name = text(buf, attr);
+      const name = attributeText(buf, attr);
       return { text: `(${name}${FILTER_OPS[t.tag]}${value(name, v)})`, end: t.end };
     }
     case 0xa4: {
       const attr = expect(readTlv(buf, t.start, t.end), Ber.OctetString, 'substring attribute');
       const subs = expect(readTlv(buf, attr.end, t.end), Ber.Sequence, 'substrings');
-      const name = text(buf, attr);
+      const name = attributeText(buf, attr);
       let initial = '';
       let final = '';
       const any: string[] = [];
@@ -437,22 +465,24 @@ function filterText(buf: Buffer, pos: number, limit: number, depth: number): { t
       return { text: `(${name}=${[initial, ...any, final].join('*')})`, end: t.end };
     }
     case 0x87:
-      return { text: `(${text(buf, t)}=*)`, end: t.end };
+      return { text: `(${attributeText(buf, t)}=*)`, end: t.end };
     case 0xa9: {
-      // MatchingRuleAssertion: matchingRule [1], type [2], matchValue [3], dnAttributes [4].
+      // MatchingRuleAssertion: matchingRule [1], type [2], matchValue [3], dnAttributes [4], in any order here.
       let rule = '';
       let type = '';
-      let val = '';
+      let val: Tlv | undefined;
       let dn = false;
       for (let p = t.start; p < t.end; ) {
         const s = readTlv(buf, p, t.end);
-        if (s.tag === 0x81) rule = text(buf, s);
-        else if (s.tag === 0x82) type = text(buf, s);
-        else if (s.tag === 0x83) val = value(type, s);
+        if (s.tag === 0x81) rule = attributeText(buf, s);
+        else if (s.tag === 0x82) type = attributeText(buf, s);
+        else if (s.tag === 0x83) val = s;
         else if (s.tag === 0x84) dn = s.end > s.start && buf[s.start] !== 0;
         p = s.end;
       }
-      return { text: `(${type}${dn ? ':dn' : ''}${rule ? `:${rule}` : ''}:=${val})`, end: t.end };
+      // Without a type the rule may apply to any attribute, a password too: the value is not shown.
+      const shown = val === undefined ? '' : type === '' || isSecretAttribute(type) ? '***' : escapeValue(buf, val);
+      return { text: `(${type}${dn ? ':dn' : ''}${rule ? `:${rule}` : ''}:=${shown})`, end: t.end };
     }
     default:
       throw new LdapDecodeError('LDAP_BAD_MESSAGE', `filter choice 0x${t.tag.toString(16)}`);

@@ -180,13 +180,28 @@ export class LdapConnection {
     this.endSession('client_closed', 'the client closed the connection');
   };
 
+  /** The client read what was waiting for it: its requests and the directory's answers flow again. */
   private readonly onClientDrain = (): void => {
-    if (this.phase !== Phase.closed) this.up?.socket.resume();
+    if (this.phase === Phase.closed) return;
+    this.up?.socket.resume();
+    if (!this.busy) {
+      this.stream.resume();
+      this.pump();
+    }
   };
 
-  /** Handles every complete message in the buffer, one at a time; an async step pauses the rest. */
+  /**
+   * Handles every complete message in the buffer, one at a time; an async step pauses the
+   * rest. A client that does not read what it is sent is not read either: its requests wait
+   * until the answers to the earlier ones have drained, so it cannot make the gateway queue
+   * answers without bound (a flood of rootDSE searches before the bind, say).
+   */
   private pump(): void {
     while (!this.busy && this.phase !== Phase.closed) {
+      if (this.stream.writableNeedDrain) {
+        this.stream.pause();
+        return;
+      }
       let frame: Buffer;
       let env: Envelope;
       try {

@@ -486,3 +486,44 @@ describe('bad input on the LDAP listener', () => {
     await stillServes();
   }, 180_000);
 });
+
+describe('a client that writes and never reads', () => {
+  it('is not read either: the gateway does not queue answers without bound (a rootDSE flood before the bind)', async () => {
+    // Its own listener, with the default handshake timeout: the flood must be stopped by backpressure, not by the timer.
+    const tls = { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem };
+    const patient = await new LdapAdapter({ upstreamTls: 'require' }).listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls });
+    const sock = netConnect(patient.address.port, '127.0.0.1');
+    sock.on('error', () => {});
+    try {
+      await new Promise<void>((r) => sock.once('connect', () => r()));
+      sock.pause();
+      // 64 MiB of requests; each answer is about four times the size of its request. The kernel
+      // holds some MiB each way on loopback; whatever the gateway does not read stays with the client.
+      const batch = Buffer.concat(Array.from({ length: 10_000 }, (_, i) => rootDse(i + 1)));
+      const total = 64 * 1024 * 1024;
+      const buffersBefore = process.memoryUsage().arrayBuffers;
+      let written = 0;
+      for (; written < total; written += batch.length) sock.write(batch);
+      // Settled: the client's unsent bytes did not move for half a second.
+      let last = -1;
+      let still = 0;
+      const settled = await eventually(async () => {
+        await new Promise((r) => setTimeout(r, 100));
+        const now = sock.writableLength;
+        still = now === last ? still + 1 : 0;
+        last = now;
+        return still >= 5;
+      }, 40_000);
+      expect(settled).toBe(true);
+      // The gateway is in this process: the answers it queued would show as buffer memory. Reading on
+      // regardless, it had queued about 250 MB here by the time the client's side settled; now it stops
+      // reading once the client's socket wants draining.
+      const grown = process.memoryUsage().arrayBuffers - buffersBefore;
+      expect(grown, 'buffer memory the gateway queued for a client that does not read').toBeLessThan(32 * 1024 * 1024);
+      expect(sock.destroyed).toBe(false);
+    } finally {
+      sock.destroy();
+      await patient.close();
+    }
+  }, 60_000);
+});
