@@ -9,18 +9,19 @@
  * Runs: a few thousand cases per property by default (the file takes a few seconds in CI).
  * FUZZ_RUNS raises every property to at least that many cases. The full run the issue asks
  * for (at least 10^5 cases of the envelope decoder), done on 2026-12-02 with node 20.20.2 and
- * fast-check 4.11.0, against codec.ts as of 40d8302 and dn.ts as of 0868bd1:
+ * fast-check 4.11.0:
  *
  *   FUZZ_RUNS=100000 npx vitest run test/fuzz/ldap-codec.test.ts
  *
- *   100000 cases for every property: 24 passed, 2 failed: the two properties of "known
- *   password-masking gaps" below, on their first case (counterexamples "(2.5.4.35=A0aaAa)" and
- *   "(userpassword;x-0=aAaaaa)" kept in clear). The envelope decoder property ("frameSize and
- *   every decoder on arbitrary bytes") passed its 100000 cases in 9.9 s; the file took 174 s.
+ *   against codec.ts as of 304dd34 (password filters by OID and with options masked): 100000
+ *   cases for every property, 28 of 28 passed in 193 s, with a benchmark running beside it.
+ *   (The first such run, against 40d8302, found the two masking gaps those properties now
+ *   guard: "(2.5.4.35=...)" and "(userpassword;x-0=...)" were audited in clear.)
  *
  *   FUZZ_RUNS=1000000 npx vitest run test/fuzz/ldap-codec.test.ts -t "frameSize and every decoder on arbitrary bytes"
  *
- *   10^6 cases of the envelope decoder property: passed (145 s).
+ *   10^6 cases of the envelope decoder property: passed (145 s), against 40d8302 (the envelope
+ *   decoder has not changed since).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
