@@ -61,7 +61,7 @@ describe('gatehouse serve --allow-plaintext-on-loopback', () => {
     // A listener off loopback stays TLS-only whatever the flag says (the later --listen wins).
     s = await serve(dir, ['--allow-plaintext-on-loopback', '--listen', 'mysql=0.0.0.0:0']);
     child = s.child;
-    expect(s.out).toContain('plaintext clients allowed on loopback listeners: postgres (TLS only, not on loopback: mysql)');
+    expect(s.out).toContain('plaintext clients allowed on loopback listeners: postgres, ldap (TLS only, not on loopback: mysql)');
     const asked = psql(s.port('postgres'));
     expect(asked.stderr).not.toContain('accepts only TLS');
     expect(asked.stderr).toContain('(bad_password)');

@@ -88,12 +88,12 @@ describe('control-plane API', () => {
 
   it('issues no launch ticket for a resource no door serves', async () => {
     await c.h.engine.directory.addResource('admin', {
-      name: 'corp-ldap', type: 'directory', protocol: 'ldap', host: '127.0.0.1', port: 389, owner: 'bob', access: [{ team: 'eng' }],
+      name: 'win-rdp', type: 'machine', protocol: 'rdp', host: '127.0.0.1', port: 3389, owner: 'bob', access: [{ team: 'eng' }],
     });
     const alice = await login(c, 'alice');
-    const r = await call(c, 'POST', '/api/v1/launch', { token: alice, body: { resource: 'corp-ldap' } });
+    const r = await call(c, 'POST', '/api/v1/launch', { token: alice, body: { resource: 'win-rdp' } });
     expect(r.status).toBe(409);
-    expect(r.json.error).toMatchObject({ code: 'INVALID_STATE', message: 'corp-ldap is a ldap resource and no gateway door serves ldap yet' });
+    expect(r.json.error).toMatchObject({ code: 'INVALID_STATE', message: 'win-rdp is a rdp resource and no gateway door serves rdp yet' });
     expect(await c.h.store.listAudit({ action: 'ticket.issue' })).toEqual([]);
   });
 

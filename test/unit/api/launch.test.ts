@@ -13,18 +13,31 @@ function resource(protocol: Resource['protocol']): Resource {
 }
 
 describe('launch commands come from the door registry', () => {
-  it.each(DOORS.map((d) => [d.name, d] as const))('%s: the ticket never appears in the arguments, only in the environment', (_name, door) => {
-    const inv = clientInvocation({ listeners: { [door.name]: { host: '127.0.0.1', port: 40000 } }, caPath: '/data/certs/ca.pem' }, 'alice', resource(door.protocol), TICKET);
-    expect(inv).toBeDefined();
-    expect(inv!.args.join(' ')).not.toContain(TICKET);
-    expect(inv!.args.join(' ')).toContain('alice:prod-x');
-    expect(inv!.args.join(' ')).toContain('40000');
-    expect(Object.values(inv!.env).every((v) => v === TICKET)).toBe(true);
+  it.each(DOORS.map((d) => [d.name, d] as const))('%s: the ticket never appears in the arguments, only in the environment or on standard input', (_name, door) => {
+    const caPath = '/data/certs/ca.pem';
+    const inv = door.client({ host: '127.0.0.1', port: 40000, caPath }, 'alice', resource(door.protocol), TICKET);
+    expect(inv.args.join(' ')).not.toContain(TICKET);
+    expect(inv.args.join(' ')).toContain('alice:prod-x');
+    expect(inv.args.join(' ')).toContain('40000');
+    // The environment carries the ticket or the gateway's CA file, nothing else.
+    expect(Object.values(inv.env).every((v) => v === TICKET || v === caPath)).toBe(true);
+    if (door.protocol !== 'ssh') expect([...Object.values(inv.env), inv.stdin]).toContain(TICKET);
+  });
+
+  it('gatehouse launch uses the listener of the door that serves the protocol', () => {
+    const inv = clientInvocation({ listeners: { ldap: { host: '127.0.0.1', port: 40001 } } }, 'alice', resource('ldap'), TICKET);
+    expect(inv?.args).toContain('ldap://127.0.0.1:40001');
   });
 
   it('a protocol no door serves gets no command at all', () => {
-    expect(clientInvocation({ listeners: {} }, 'alice', resource('ldap'), TICKET)).toBeUndefined();
-    expect(clientCommand({ listeners: {} }, 'alice', resource('ldap'), TICKET)).toBe('');
+    expect(clientInvocation({ listeners: {} }, 'alice', resource('http'), TICKET)).toBeUndefined();
+    expect(clientCommand({ listeners: {} }, 'alice', resource('http'), TICKET)).toBe('');
+  });
+
+  it('ldapsearch gets the ticket from printf on standard input, never as an argument', () => {
+    const r = { ...resource('ldap'), options: { baseDn: 'ou=people,dc=example,dc=com' } };
+    const cmd = clientCommand({ listeners: { ldap: { host: '127.0.0.1', port: 13389 } }, caPath: '/ca.pem' }, 'alice', r, TICKET);
+    expect(cmd).toBe(`printf %s ${TICKET} | LDAPTLS_CACERT=/ca.pem ldapsearch -x -ZZ -H ldap://127.0.0.1:13389 -D alice:prod-x -y /dev/stdin -b ou=people,dc=example,dc=com`);
   });
 
   it('psql verifies the gateway certificate by name when the CA is known', () => {
