@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { clientCommand, clientInvocation } from '../../../src/api/launch.js';
 import type { Resource } from '../../../src/core/model.js';
-import { DOORS } from '../../../protocols/registry.js';
+import { DOORS, type ClientInvocation } from '../../../protocols/registry.js';
 
 const TICKET = `ght_${'A'.repeat(43)}`;
 
@@ -15,7 +15,7 @@ function resource(protocol: Resource['protocol']): Resource {
 describe('launch commands come from the door registry', () => {
   it.each(DOORS.map((d) => [d.name, d] as const))('%s: the ticket never appears in the arguments, only in the environment or on standard input', (_name, door) => {
     const caPath = '/data/certs/ca.pem';
-    const inv = door.client({ host: '127.0.0.1', port: 40000, caPath }, 'alice', resource(door.protocol), TICKET);
+    const inv: ClientInvocation = door.client({ host: '127.0.0.1', port: 40000, caPath }, 'alice', resource(door.protocol), TICKET);
     expect(inv.args.join(' ')).not.toContain(TICKET);
     expect(inv.args.join(' ')).toContain('alice:prod-x');
     expect(inv.args.join(' ')).toContain('40000');
