@@ -1,26 +1,37 @@
 /**
  * Smoke test for test/targets: each real server starts, and the stock clients (ssh, psql,
- * mariadb, ldapsearch) reach it DIRECTLY with the credentials the start script reported. Protocol
+ * mariadb, ldapsearch, curl, node's http/https and ws) reach it DIRECTLY with the credentials
+ * the start script reported. Protocol
  * tests build on these targets, so a broken target should fail here, plainly.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from 'node:net';
 import { promisify } from 'node:util';
 import { Client } from 'ssh2';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   freePort,
+  startAdminer,
   startMariadb,
+  startNginx,
+  startNginxProxy,
   startPostgres,
   startSlapd,
   startSlapdProxy,
   startSshd,
+  startWebapp,
+  type AdminerTarget,
   type MariadbTarget,
+  type NginxTarget,
   type PostgresTarget,
   type SlapdTarget,
   type SshdTarget,
+  type WebappTarget,
 } from '../targets/index.js';
 
 const exec = promisify(execFile);
@@ -139,18 +150,129 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+interface HttpResult {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One HTTP(S) request with node's own client; `ca` is the only trust anchor for https. */
+function request(
+  url: string,
+  opts: { ca?: string | null; method?: string; headers?: http.OutgoingHttpHeaders; body?: string } = {},
+): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const options: https.RequestOptions = { method: opts.method ?? 'GET', headers: opts.headers ?? {}, agent: false };
+    if (u.protocol === 'https:') options.ca = opts.ca ? readFileSync(opts.ca) : [];
+    const req = (u.protocol === 'https:' ? https : http).request(u, options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+      );
+      res.on('error', reject);
+    });
+    req.setTimeout(CLIENT_TIMEOUT_MS, () => req.destroy(new Error(`timeout: ${url}`)));
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+/** `name=value` pairs of a response's Set-Cookie headers, for the next request's Cookie header. */
+function cookiesOf(res: HttpResult): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of res.headers['set-cookie'] ?? []) {
+    const [pair = ''] = line.split(';');
+    const i = pair.indexOf('=');
+    out.set(pair.slice(0, i).trim(), pair.slice(i + 1).trim());
+  }
+  return out;
+}
+
+/** Reads the first `count` server-sent events of `url`, then hangs up. */
+function sseEvents(url: string, count: number, ca?: string | null): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const options: https.RequestOptions = { agent: false };
+    if (u.protocol === 'https:') options.ca = ca ? readFileSync(ca) : [];
+    const req = (u.protocol === 'https:' ? https : http).get(u, options, (res) => {
+      if (!String(res.headers['content-type']).startsWith('text/event-stream')) {
+        reject(new Error(`not an event stream: ${res.statusCode} ${res.headers['content-type']}`));
+        return;
+      }
+      let buf = '';
+      const events: string[] = [];
+      res.on('data', (c: Buffer) => {
+        buf += c.toString();
+        let end;
+        while ((end = buf.indexOf('\n\n')) >= 0 && events.length < count) {
+          const data = buf.slice(0, end).split('\n').find((l) => l.startsWith('data: '));
+          if (data) events.push(data.slice(6));
+          buf = buf.slice(end + 2);
+        }
+        if (events.length >= count) {
+          req.destroy();
+          resolve(events);
+        }
+      });
+    });
+    req.setTimeout(CLIENT_TIMEOUT_MS, () => req.destroy(new Error(`timeout: ${url}`)));
+    req.on('error', reject);
+  });
+}
+
+/** Polls the web app's /stats until `check` holds, or `withinMs` has passed; returns the last stats. */
+async function webappStatsUntil(t: WebappTarget, check: (s: any) => boolean, withinMs = 2000): Promise<any> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const s = JSON.parse((await request(`${t.url}/stats`, { ca: t.ca })).body);
+    if (check(s) || Date.now() > deadline) return s;
+    await sleep(20);
+  }
+}
+
+/** Posts Adminer's login form with curl and a cookie jar, then follows its redirect; the final page. */
+async function adminerLogin(t: AdminerTarget, jar: string, password: string): Promise<{ post: string; page: string }> {
+  const curl = (args: string[]) =>
+    exec('curl', ['-sS', '-c', jar, '-b', jar, '--max-time', '20', ...args], { timeout: CLIENT_TIMEOUT_MS });
+  await curl(['-o', '/dev/null', t.url]);
+  const form = ['auth[driver]=' + t.driver, `auth[server]=${t.server}`, `auth[username]=${t.user}`,
+    `auth[password]=${password}`, 'auth[db]='].flatMap((f) => ['--data-urlencode', f]);
+  const post = await curl(['-D', '-', '-o', '/dev/null', ...form, t.url]);
+  const location = /^Location: (.*?)\r?$/im.exec(post.stdout)?.[1] ?? '';
+  const page = await curl(['-w', '\nHTTP %{http_code}', new URL(location, t.url).toString()]);
+  return { post: post.stdout, page: page.stdout };
+}
+
 describe('test targets', () => {
   let sshd: SshdTarget;
   let pg: PostgresTarget;
   let maria: MariadbTarget;
   let slapd: SlapdTarget;
+  let webapp: WebappTarget;
+  let nginx: NginxTarget;
+  let adminer: AdminerTarget;
 
   beforeAll(async () => {
-    [sshd, pg, maria, slapd] = await Promise.all([startSshd(), startPostgres(), startMariadb(), startSlapd()]);
+    // Adminer only reports the database it is to log in to, so it starts right after MariaDB.
+    const mariaAndAdminer = startMariadb().then(async (m) => {
+      maria = m;
+      return startAdminer({ db: { host: m.host, port: m.port, user: m.user, password: m.password } });
+    });
+    [sshd, pg, slapd, webapp, nginx, adminer] = await Promise.all([
+      startSshd(),
+      startPostgres(),
+      startSlapd(),
+      startWebapp(),
+      startNginx(),
+      mariaAndAdminer,
+    ]);
   });
 
   afterAll(async () => {
-    await Promise.all([sshd?.stop(), pg?.stop(), maria?.stop(), slapd?.stop()]);
+    await Promise.all([sshd?.stop(), pg?.stop(), maria?.stop(), slapd?.stop(), webapp?.stop(), nginx?.stop(),
+      adminer?.stop()]);
   });
 
   describe('sshd', () => {
@@ -376,6 +498,196 @@ describe('test targets', () => {
       expect(existsSync(proxy.dir)).toBe(false);
       expect(await accepts(proxy.ldapsPort)).toBe(false);
       expect(await accepts(slapd.port)).toBe(true);
+    });
+  });
+
+  describe('webapp', () => {
+    it('logs in through the CSRF-checked form and serves the welcome page to the session cookie', async () => {
+      expect(webapp).toMatchObject({ kind: 'webapp', scheme: 'http', ca: null, url: `http://127.0.0.1:${webapp.port}` });
+      const anonymous = await request(`${webapp.url}/`);
+      expect(anonymous.status).toBe(302);
+      expect(anonymous.headers.location).toBe('/login');
+
+      const form = await request(`${webapp.url}/login`);
+      expect(form.status).toBe(200);
+      expect(form.body).toMatch(/<form method="post" action="\/login">/);
+      expect(form.body).toMatch(/<input name="username"/);
+      expect(form.body).toMatch(/<input type="password" name="password"/);
+      const csrf = cookiesOf(form).get('csrf') ?? '';
+      expect(form.body).toContain(`<input type="hidden" name="csrf" value="${csrf}">`);
+      expect(form.headers['set-cookie']?.[0]).toMatch(/^csrf=[0-9a-f]{32}; Path=\/; HttpOnly/);
+
+      const post = (fields: Record<string, string>, cookie: string) =>
+        request(`${webapp.url}/login`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: cookie },
+          body: new URLSearchParams(fields).toString(),
+        });
+      const good = { csrf, username: webapp.user, password: webapp.password };
+      // The token must be in the form AND the cookie, and they must agree.
+      expect((await post(good, '')).status).toBe(403);
+      expect((await post({ ...good, csrf: 'forged' }, `csrf=${csrf}`)).status).toBe(403);
+      expect((await post({ ...good, password: 'wrong' }, `csrf=${csrf}`)).status).toBe(401);
+
+      const ok = await post(good, `csrf=${csrf}`);
+      expect(ok.status).toBe(302);
+      expect(ok.headers.location).toBe('/');
+      expect(ok.headers['set-cookie']?.[0]).toMatch(/^app_session=[0-9a-f]{32}; Path=\/; HttpOnly$/);
+      const session = cookiesOf(ok).get('app_session');
+      const home = await request(`${webapp.url}/`, { headers: { Cookie: `app_session=${session}` } });
+      expect(home.status).toBe(200);
+      expect(home.body).toContain(`Welcome ${webapp.user}`);
+      expect((await request(`${webapp.url}/`, { headers: { Cookie: 'app_session=forged' } })).status).toBe(302);
+    });
+
+    it('echoes the method, url and headers exactly as received', async () => {
+      const res = await request(`${webapp.url}/echo?x=1`, { headers: { 'X-Trace': ['a', 'b'], Cookie: 'k=v' } });
+      expect(res.status).toBe(200);
+      const echo = JSON.parse(res.body);
+      expect(echo).toMatchObject({ method: 'GET', url: '/echo?x=1', headers: { 'x-trace': 'a, b', cookie: 'k=v' } });
+      // rawHeaders keeps the sender's spelling and every repetition.
+      expect(echo.rawHeaders).toEqual(expect.arrayContaining(['X-Trace', 'a', 'X-Trace', 'b']));
+    });
+
+    it('checks basic auth, a bearer token and an X-Api-Key header', async () => {
+      const basic = (user: string, pw: string) => `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}`;
+      const refused = await request(`${webapp.url}/basic`);
+      expect(refused.status).toBe(401);
+      expect(refused.headers['www-authenticate']).toMatch(/^Basic realm="webapp"/);
+      expect((await request(`${webapp.url}/basic`, { headers: { Authorization: basic(webapp.user, 'wrong') } })).status)
+        .toBe(401);
+      const basicOk = await request(`${webapp.url}/basic`, { headers: { Authorization: basic(webapp.user, webapp.password) } });
+      expect(JSON.parse(basicOk.body)).toEqual({ ok: true, auth: 'basic', user: webapp.user });
+
+      const noBearer = await request(`${webapp.url}/bearer`, { headers: { Authorization: 'Bearer wrong' } });
+      expect(noBearer.status).toBe(401);
+      expect(noBearer.headers['www-authenticate']).toMatch(/^Bearer /);
+      expect((await request(`${webapp.url}/bearer`, { headers: { Authorization: `Bearer ${webapp.token}` } })).status)
+        .toBe(200);
+
+      expect((await request(`${webapp.url}/header`, { headers: { 'X-Api-Key': 'wrong' } })).status).toBe(401);
+      expect((await request(`${webapp.url}/header`, { headers: { 'X-Api-Key': webapp.token } })).status).toBe(200);
+    });
+
+    it('ticks and echoes over a WebSocket, and counts it closed when the client goes', async () => {
+      const ws = new WebSocket(`ws://127.0.0.1:${webapp.port}/ws`);
+      const messages: string[] = [];
+      ws.on('message', (d) => messages.push(d.toString()));
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      ws.send('hello');
+      while (messages.filter((m) => m.startsWith('tick ')).length < 3) await sleep(20);
+      expect(messages.filter((m) => m.startsWith('tick ')).slice(0, 3)).toEqual(['tick 0', 'tick 1', 'tick 2']);
+      expect(messages).toContain('hello');
+      expect((await webappStatsUntil(webapp, (s) => s.ws.open === 1)).ws.open).toBe(1);
+      ws.close();
+      expect((await webappStatsUntil(webapp, (s) => s.ws.open === 0)).ws.open).toBe(0);
+    });
+
+    it('streams server-sent events until the client hangs up', async () => {
+      expect(await sseEvents(`${webapp.url}/sse`, 3)).toEqual(['tick 0', 'tick 1', 'tick 2']);
+      const stats = await webappStatsUntil(webapp, (s) => s.sse.open === 0 && s.sse.closed >= 1);
+      expect(stats.sse).toMatchObject({ open: 0 });
+      expect(stats.sse.closed).toBeGreaterThanOrEqual(1);
+    });
+
+    it('sets domain cookies and redirects to its own absolute URL and elsewhere', async () => {
+      const cookies = await request(`${webapp.url}/set-domain-cookie`);
+      expect(cookies.headers['set-cookie']).toEqual(expect.arrayContaining([
+        'wide=1; Domain=apps.localhost; Path=/',
+        'wider=1; Domain=localhost; Path=/',
+      ]));
+      expect((await request(`${webapp.url}/redirect-absolute`)).headers.location).toBe(`${webapp.url}/echo`);
+      expect((await request(`${webapp.url}/redirect-elsewhere`)).headers.location).toBe('https://evil.example/');
+      const page = await request(`${webapp.url}/page`);
+      expect(page.body.length).toBeGreaterThan(900);
+      expect(page.body.length).toBeLessThan(1200);
+    });
+
+    it('serves HTTPS with its own CA when asked, behind an nginx proxy that verifies it', async () => {
+      const tls = await startWebapp({ tls: true });
+      try {
+        expect(tls).toMatchObject({ scheme: 'https', url: `https://127.0.0.1:${tls.port}` });
+        expect(JSON.parse((await request(`${tls.url}/echo`, { ca: tls.ca })).body).scheme).toBe('https');
+        // Another CA: the handshake fails.
+        await expect(request(`${tls.url}/echo`, { ca: nginx.ca })).rejects.toThrow(/certificate/);
+        const proxy = await startNginxProxy(tls.url, { upstreamCa: tls.ca ?? undefined });
+        try {
+          const res = await request(`${proxy.url}/echo`, { ca: proxy.ca });
+          expect(res.status).toBe(200);
+          expect(JSON.parse(res.body)).toMatchObject({ scheme: 'https', headers: { 'x-forwarded-proto': 'https' } });
+        } finally {
+          await proxy.stop();
+        }
+      } finally {
+        await tls.stop();
+      }
+      expect(existsSync(tls.dir)).toBe(false);
+    });
+  });
+
+  describe('nginx', () => {
+    it('serves the static page over TLS and /private/ only with basic auth', async () => {
+      const home = await request(`${nginx.url}/`, { ca: nginx.ca });
+      expect(home.status).toBe(200);
+      expect(home.body).toContain('nginx target');
+      const refused = await request(`${nginx.url}/private/`, { ca: nginx.ca });
+      expect(refused.status).toBe(401);
+      expect(refused.headers['www-authenticate']).toBe('Basic realm="gatehouse nginx target"');
+      const auth = (pw: string) => ({ Authorization: `Basic ${Buffer.from(`${nginx.user}:${pw}`).toString('base64')}` });
+      expect((await request(`${nginx.url}/private/`, { ca: nginx.ca, headers: auth('wrong') })).status).toBe(401);
+      const ok = await request(`${nginx.url}/private/`, { ca: nginx.ca, headers: auth(nginx.password) });
+      expect(ok.status).toBe(200);
+      expect(ok.body).toContain('Private area');
+      expect(nginx).toMatchObject({ kind: 'nginx', proxyOf: null });
+      expect(nginx.version).toMatch(/^nginx\/1\./);
+    });
+
+    it('proxies to the web app with keep-alive upstream connections and WebSockets', async () => {
+      const proxy = await startNginxProxy(webapp.url, { workers: 1 });
+      try {
+        expect(proxy).toMatchObject({ kind: 'nginx', proxyOf: webapp.url, user: '' });
+        const direct = await request(`${webapp.url}/page`);
+        for (let i = 0; i < 3; i++) {
+          const via = await request(`${proxy.url}/page`, { ca: proxy.ca });
+          expect(via.status).toBe(200);
+          expect(via.body).toBe(direct.body);
+        }
+        expect(readFileSync(proxy.config, 'utf8')).toMatch(/keepalive 64;[\s\S]*proxy_http_version 1\.1;/);
+        const ws = new WebSocket(`wss://127.0.0.1:${proxy.port}/ws`, { ca: readFileSync(proxy.ca) });
+        const first = await new Promise<string>((resolve, reject) => {
+          ws.once('message', (d) => resolve(d.toString()));
+          ws.once('error', reject);
+        });
+        expect(first).toBe('tick 0');
+        ws.close();
+        expect(await sseEvents(`${proxy.url}/sse`, 2, proxy.ca)).toEqual(['tick 0', 'tick 1']);
+      } finally {
+        await proxy.stop();
+      }
+      expect(existsSync(proxy.dir)).toBe(false);
+      expect(await accepts(proxy.port)).toBe(false);
+    });
+  });
+
+  describe('adminer', () => {
+    it('logs in to the MariaDB target through its own form and lists the databases', async () => {
+      expect(adminer).toMatchObject({ kind: 'adminer', driver: 'server', server: `127.0.0.1:${maria.port}`, user: maria.user });
+      const { post, page } = await adminerLogin(adminer, `${adminer.dir}/jar-ok`, adminer.password);
+      // The POST never checks the password: it stores it in the session and redirects.
+      expect(post).toMatch(/^HTTP\/1\.1 302/);
+      expect(post).toMatch(new RegExp(`^Location: \\?server=127\\.0\\.0\\.1%3A${maria.port}&username=${maria.user}\\r?$`, 'm'));
+      expect(post).toMatch(/^Set-Cookie: adminer_sid=/m);
+      expect(page).toContain('<h2>Select database</h2>');
+      expect(page).toContain("id='Db-appdb'>appdb</a>");
+      expect(page).toMatch(/HTTP 200$/);
+    });
+
+    it('refuses a wrong password on the page the login redirects to', async () => {
+      const { post, page } = await adminerLogin(adminer, `${adminer.dir}/jar-bad`, 'wrong');
+      expect(post).toMatch(/^HTTP\/1\.1 302/);
+      expect(page).toContain('Access denied for user');
+      expect(page).not.toContain('Select database');
+      expect(page).toMatch(/HTTP 403$/);
     });
   });
 });

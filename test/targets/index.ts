@@ -23,7 +23,7 @@ const SCRIPTS_DIR = fileURLToPath(new URL('.', import.meta.url));
 const START_TIMEOUT_MS = 300_000;
 const STOP_TIMEOUT_MS = 30_000;
 
-export type TargetKind = 'sshd' | 'postgres' | 'mariadb' | 'slapd';
+export type TargetKind = 'sshd' | 'postgres' | 'mariadb' | 'slapd' | 'webapp' | 'nginx' | 'adminer';
 
 export interface StartOptions {
   /** Fixed port; default: a free loopback port picked by the script. */
@@ -107,6 +107,46 @@ const slapdSchema = z.object({
   proxyOf: z.string().nullable(),
 });
 
+const webappSchema = z.object({
+  ...base,
+  kind: z.literal('webapp'),
+  /** The app's bearer token (`/bearer`) and X-Api-Key (`/header`); `user`/`password` serve `/login` and `/basic`. */
+  token: z.string(),
+  scheme: z.enum(['http', 'https']),
+  /** CA of the app's certificate when `scheme` is https; null for plain http. */
+  ca: z.string().nullable(),
+  /** `scheme://127.0.0.1:port`, no trailing slash. */
+  url: z.string(),
+});
+
+const nginxSchema = z.object({
+  ...base,
+  ...tls,
+  kind: z.literal('nginx'),
+  /** `https://127.0.0.1:port`. */
+  url: z.string(),
+  accessLog: z.string(),
+  config: z.string(),
+  /** The upstream URL of a reverse proxy (startNginxProxy); null for the basic-auth site. */
+  proxyOf: z.string().nullable(),
+});
+
+const adminerSchema = z.object({
+  ...base,
+  kind: z.literal('adminer'),
+  /** `http://127.0.0.1:port/`: the login form. */
+  url: z.string(),
+  /** The login form's `auth[driver]` for MySQL/MariaDB. */
+  driver: z.literal('server'),
+  /** The login form's `auth[server]`: `dbHost:dbPort`. */
+  server: z.string(),
+  dbHost: z.string(),
+  dbPort: z.number().int().positive(),
+  /** The login form's `auth[db]` ('' when not given: Adminer then lists the databases). */
+  database: z.string(),
+  errorLog: z.string(),
+});
+
 interface Stoppable {
   /** Kills the server (and, for sshd, its live sessions) and removes its dir. Idempotent. */
   stop(): Promise<void>;
@@ -116,7 +156,17 @@ export type SshdTarget = z.infer<typeof sshdSchema> & Stoppable;
 export type PostgresTarget = z.infer<typeof postgresSchema> & Stoppable;
 export type MariadbTarget = z.infer<typeof mariadbSchema> & Stoppable;
 export type SlapdTarget = z.infer<typeof slapdSchema> & Stoppable;
-export type Target = SshdTarget | PostgresTarget | MariadbTarget | SlapdTarget;
+export type WebappTarget = z.infer<typeof webappSchema> & Stoppable;
+export type NginxTarget = z.infer<typeof nginxSchema> & Stoppable;
+export type AdminerTarget = z.infer<typeof adminerSchema> & Stoppable;
+export type Target =
+  | SshdTarget
+  | PostgresTarget
+  | MariadbTarget
+  | SlapdTarget
+  | WebappTarget
+  | NginxTarget
+  | AdminerTarget;
 
 export interface SlapdStartOptions extends StartOptions {
   /** Fixed ldaps:// port; default: a free loopback port. */
@@ -129,6 +179,37 @@ export interface SlapdProxyOptions extends SlapdStartOptions {
   password?: string;
   /** CA of the upstream: the proxy then talks StartTLS (ldaps for an ldaps:// URI) to it, verified. */
   upstreamCa?: string;
+}
+
+export interface WebappStartOptions extends StartOptions {
+  /** HTTPS with a throwaway CA (`ca`); default plain http. */
+  tls?: boolean;
+  /** Default `webuser`. */
+  user?: string;
+  /** Default: random. */
+  password?: string;
+  /** Bearer token and X-Api-Key; default: random. */
+  token?: string;
+}
+
+export interface NginxStartOptions extends StartOptions {
+  /** nginx `worker_processes`; default `auto` (one per core). */
+  workers?: number;
+}
+
+export interface NginxProxyOptions extends NginxStartOptions {
+  /** CA of an https:// upstream, which is verified against it (required for https). */
+  upstreamCa?: string;
+}
+
+export interface AdminerStartOptions extends StartOptions {
+  /**
+   * The database Adminer is to log in to (a startMariadb() target fits), only reported back as
+   * `server`, `user`, `password`, `database`: the login form names the server, not the config.
+   */
+  db?: { host: string; port: number; user?: string; password?: string; database?: string };
+  /** PHP_CLI_SERVER_WORKERS; default 4. */
+  workers?: number;
 }
 
 export class TargetStartError extends Error {
@@ -185,6 +266,45 @@ export function startSlapdProxy(upstreamUri: string, opts: SlapdProxyOptions = {
       SLAPD_PROXY_USER: opts.user,
       SLAPD_PROXY_PASSWORD: opts.password,
       SLAPD_PROXY_UPSTREAM_CA: opts.upstreamCa,
+    },
+  });
+}
+
+/** The project's own web app (webapp.mjs): login form, basic/bearer/header auth, echo, WebSocket, SSE. */
+export function startWebapp(opts: WebappStartOptions = {}): Promise<WebappTarget> {
+  return start('webapp', webappSchema, opts, {
+    env: {
+      WEBAPP_TLS: opts.tls ? '1' : undefined,
+      WEBAPP_USER: opts.user,
+      WEBAPP_PASSWORD: opts.password,
+      WEBAPP_TOKEN: opts.token,
+    },
+  });
+}
+
+/** A private nginx over TLS: a static page and /private/ behind auth_basic (`user`/`password`). */
+export function startNginx(opts: NginxStartOptions = {}): Promise<NginxTarget> {
+  return start('nginx', nginxSchema, opts, { env: { NGINX_WORKERS: opts.workers?.toString() } });
+}
+
+/** nginx as a TLS reverse proxy to `upstreamUrl` (http[s]://host:port) with upstream keep-alive. */
+export function startNginxProxy(upstreamUrl: string, opts: NginxProxyOptions = {}): Promise<NginxTarget> {
+  return start('nginx', nginxSchema, opts, {
+    command: ['proxy', upstreamUrl],
+    env: { NGINX_WORKERS: opts.workers?.toString(), NGINX_PROXY_UPSTREAM_CA: opts.upstreamCa },
+  });
+}
+
+/** Adminer (PHP's built-in server) whose login form is to be posted to `db`, e.g. a startMariadb() target. */
+export function startAdminer(opts: AdminerStartOptions = {}): Promise<AdminerTarget> {
+  return start('adminer', adminerSchema, opts, {
+    env: {
+      ADMINER_DB_HOST: opts.db?.host,
+      ADMINER_DB_PORT: opts.db?.port.toString(),
+      ADMINER_DB_USER: opts.db?.user,
+      ADMINER_DB_PASSWORD: opts.db?.password,
+      ADMINER_DB_NAME: opts.db?.database,
+      ADMINER_WORKERS: opts.workers?.toString(),
     },
   });
 }

@@ -42,6 +42,22 @@ REQUIREMENTS=(
   ldappasswd ldap-utils
   # test/protocols/ldap.test.ts: ldapsearch -Y PLAIN (a SASL bind the gateway refuses) needs the PLAIN plugin
   '/usr/lib/*/sasl2/libplain.so*' libsasl2-modules
+  # nginx.sh: a private nginx (basic-auth site, or the reference TLS reverse proxy) and
+  # htpasswd for its password file
+  /usr/sbin/nginx nginx
+  htpasswd apache2-utils
+  # adminer.sh: Adminer under PHP's built-in server, logging in to a mariadb.sh target through
+  # mysqli. php-cgi comes before adminer on purpose: adminer depends on
+  # `libapache2-mod-php | php-cgi | php-fpm | php`, and without another alternative already
+  # chosen apt takes the first one, which pulls in (and would start) apache2.
+  php php-cli
+  php-cgi php-cgi
+  '/usr/lib/php/*/mysqli.so' php-mysql
+  # has_bin wants an executable file and adminer.php (what adminer.sh serves) is not one;
+  # compile.php, from the same package, is
+  /usr/share/adminer/compile.php adminer
+  # bench/: wrk drives the HTTP benchmarks (the browser gateway against nginx.sh proxy)
+  wrk wrk
   # test/e2e/web.test.ts drives Debian's Chromium through playwright-core
   /usr/bin/chromium chromium
   # test/unit/deploy-files.test.ts validates docker-compose.yml with the compose CLI (no daemon, no images)
