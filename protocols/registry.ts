@@ -24,6 +24,8 @@ export interface LaunchContext {
   host: string;
   port: number;
   caPath?: string;
+  /** The browser door's apps domain: apps are at `<resource>.<appsDomain>`. */
+  appsDomain?: string;
 }
 
 export interface DoorEntry {
@@ -116,6 +118,20 @@ export const DOORS = [
       stdin: ticket,
     }),
     load: async () => new (await import('./ldap/index.js')).LdapsAdapter(),
+  },
+  {
+    name: 'http',
+    protocol: 'http',
+    defaultPort: 8443,
+    loginExample: 'https://RESOURCE.apps.GATEWAY:8443/ (Launch in the vault)',
+    // A browser enters an app through its enter link: the ticket is in the URL (single use,
+    // short-lived) because a browser has nowhere else to carry it.
+    client: (at, user, r, ticket) => ({
+      program: 'xdg-open',
+      args: [`https://${r.name}.${at.appsDomain ?? 'apps.localhost'}:${at.port}/.gatehouse/enter?user=${encodeURIComponent(user)}&ticket=${encodeURIComponent(ticket)}`],
+      env: {},
+    }),
+    load: async () => new (await import('./http/index.js')).HttpAdapter(),
   },
 ] as const satisfies readonly DoorEntry[];
 

@@ -72,6 +72,8 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   });
   const engine = new Engine({ store, clock, bus, audit, sealer, log, config: { warnBeforeMs: cfg.warnBeforeMinutes * 60_000 } });
   const hostnames = [...cfg.hostnames, ...Object.values(cfg.listen).map((l) => l.host).filter((h) => h !== '0.0.0.0' && h !== '::')];
+  // Every app origin of the browser door is a name below the apps domain.
+  if (cfg.listen.http) hostnames.push(`*.${cfg.http.appsDomain}`);
   const pki = await ensurePki(cfg.certDir, { hostnames: [...new Set(hostnames)], clock });
 
   const firstRunAdmin = await ensureAdmin(engine, cfg);
@@ -100,7 +102,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   const apiListen = cfg.listen.api;
   if (!apiListen) throw new GatehouseError('CONFIG_INVALID', 'listen.api: the API listener cannot be turned off');
   const api = createApiServer(
-    { engine, auth, log, listeners: addresses, caPath: pki.caPath, sessions: { kill: (id, by) => broker.kill(id, by) }, apiTokenTtlMs: cfg.apiTokenTtlDays * 86_400_000 },
+    { engine, auth, log, listeners: addresses, caPath: pki.caPath, appsDomain: cfg.http.appsDomain, sessions: { kill: (id, by) => broker.kill(id, by) }, apiTokenTtlMs: cfg.apiTokenTtlDays * 86_400_000 },
     { ...(isLoopback(apiListen.host) ? {} : { tls: { cert: pki.certPem, key: pki.keyPem } }), ...(opts.web ? { fallback: opts.web } : {}) },
   );
   // Notices made on other nodes, for the clients connected to this one.
@@ -128,6 +130,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
         host: at.host, port: at.port, broker, log: log.child({ protocol: adapter.protocol }),
         tls: { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem }, sshHostKey: pki.sshHostKeyPem,
         allowPlaintext: cfg.allowPlaintextOnLoopback && isLoopback(at.host),
+        http: { appsDomain: cfg.http.appsDomain, vaultUrl: vaultUrl(addresses.api!, apiListen.host) },
       });
       listeners.push(l);
       addresses[name] = { host: at.host, port: l.address.port };
@@ -141,6 +144,13 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   if (firstRunAdmin) gw.firstRunAdmin = firstRunAdmin;
   if (policies) gw.policies = policies;
   return gw;
+}
+
+/** The vault's address as a browser reaches it (the API listener serves it). */
+function vaultUrl(api: { host: string; port: number }, configuredHost: string): string {
+  const loopback = isLoopback(configuredHost);
+  const host = api.host === '0.0.0.0' || api.host === '::' ? 'localhost' : api.host.includes(':') ? `[${api.host}]` : api.host;
+  return `${loopback ? 'http' : 'https'}://${host}:${api.port}/`;
 }
 
 /** On an empty store: create `admin` with a one-time password (or one read from a file). */

@@ -22,6 +22,8 @@ export interface ApiDeps {
   listeners: Partial<Record<ListenerName, ListenerAddress>>;
   /** Path of the gateway CA certificate, for `sslrootcert=` in printed commands. */
   caPath?: string;
+  /** The browser door's apps domain, for the enter links of browser resources. */
+  appsDomain?: string;
   sessions: SessionControl;
   /** Default and longest lifetime of an API token (config `apiTokenTtlDays`; 90 days when absent). */
   apiTokenTtlMs?: number;

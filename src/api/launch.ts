@@ -9,17 +9,17 @@ export type { ClientInvocation } from '../../protocols/registry.js';
  * the program, its arguments, and the environment that carries the one-time ticket (never an
  * argument, so it does not show in `ps`). Absent when no door serves the resource's protocol.
  */
-export function clientInvocation(d: Pick<ApiDeps, 'listeners' | 'caPath'>, user: string, r: Resource, ticket: string): ClientInvocation | undefined {
+export function clientInvocation(d: Pick<ApiDeps, 'listeners' | 'caPath' | 'appsDomain'>, user: string, r: Resource, ticket: string): ClientInvocation | undefined {
   const door = doorFor(r.protocol);
   if (!door) return undefined;
   const at = d.listeners[door.name as keyof ApiDeps['listeners']] ?? { host: '127.0.0.1', port: door.defaultPort };
-  return door.client({ host: at.host, port: at.port, ...(d.caPath ? { caPath: d.caPath } : {}) }, user, r, ticket);
+  return door.client({ host: at.host, port: at.port, ...(d.caPath ? { caPath: d.caPath } : {}), ...(d.appsDomain ? { appsDomain: d.appsDomain } : {}) }, user, r, ticket);
 }
 
 const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 /** The same invocation as one line a person can paste into a shell. */
-export function clientCommand(d: Pick<ApiDeps, 'listeners' | 'caPath'>, user: string, r: Resource, ticket: string): string {
+export function clientCommand(d: Pick<ApiDeps, 'listeners' | 'caPath' | 'appsDomain'>, user: string, r: Resource, ticket: string): string {
   const inv = clientInvocation(d, user, r, ticket);
   if (!inv) return '';
   const env = Object.entries(inv.env).map(([k, v]) => `${k}=${shellQuote(v)} `).join('');

@@ -15,6 +15,8 @@ export interface ListenerConfig {
   sshHostKey?: string;
   /** Plaintext (no TLS) client connections allowed because the listener is on loopback. */
   allowPlaintext?: boolean;
+  /** The browser door: apps live at `<resource>.<appsDomain>`; the vault's address for its pages. */
+  http?: { appsDomain: string; vaultUrl?: string };
 }
 
 export interface Listener {

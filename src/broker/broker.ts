@@ -76,6 +76,10 @@ export class BrokerSession implements GatewaySession {
     return this.decision.credentials;
   }
 
+  get deadline(): Date | undefined {
+    return this.decision.deadline;
+  }
+
   /** The target is reached: record the session, start its monitor. */
   live(handle: SessionHandle, facts: SessionFacts = {}): Promise<void> {
     return this.broker.goLive(this, handle, facts);

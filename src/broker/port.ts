@@ -35,6 +35,8 @@ export interface GatewaySession {
   readonly user: string;
   readonly resource: Resource;
   readonly credentials: TargetCredentials | undefined;
+  /** When the decision's grant, lease or schedule window ends the session, if it does. */
+  readonly deadline: Date | undefined;
   bytesIn: number;
   bytesOut: number;
   /**

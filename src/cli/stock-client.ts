@@ -30,6 +30,8 @@ const CLIENTS: ReadonlyMap<string, StockClientRule> = new Map<Protocol, StockCli
   ['mysql', { programs: ['mysql', 'mariadb'], ticketVar: 'MYSQL_PWD' }],
   ['ssh', { programs: ['ssh'] }],
   ['ldap', { programs: ['ldapsearch'], ticketOnStdin: true, caVar: 'LDAPTLS_CACERT' }],
+  // A browser resource: the enter link (with its one-time ticket) handed to the desktop's opener.
+  ['http', { programs: ['xdg-open'] }],
 ]);
 
 /** What an invocation is built from; each part is checked against what it may look like. */
@@ -41,6 +43,7 @@ interface Facts {
   database?: string;
   caPath?: string;
   baseDn?: string;
+  appsDomain?: string;
 }
 
 const HOST_RE = /^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$/;
@@ -82,6 +85,19 @@ const PARSERS: Record<string, (args: readonly string[]) => Facts | undefined> = 
     if (rest.length === 1) f.database = rest[0]!;
     return rest.length <= 1 ? f : undefined;
   },
+  http: (args) => {
+    if (args.length !== 1) return undefined;
+    let url: URL;
+    try {
+      url = new URL(args[0]!);
+    } catch {
+      return undefined;
+    }
+    const dot = url.hostname.indexOf('.');
+    if (url.protocol !== 'https:' || url.pathname !== '/.gatehouse/enter' || dot <= 0 || url.username || url.password || url.hash) return undefined;
+    const user = url.searchParams.get('user') ?? '';
+    return { host: url.hostname, port: Number(url.port || 443), user, resource: url.hostname.slice(0, dot), appsDomain: url.hostname.slice(dot + 1) };
+  },
   ldap: (args) => {
     const [x, zz, h, uri, d, user, y, file, ...rest] = args;
     const m = /^ldap:\/\/\[?([^\]]*)\]?:([0-9]+)$/.exec(uri ?? '');
@@ -107,7 +123,8 @@ function factsOk(f: Facts): boolean {
     NAME_RE.test(f.user) && NAME_RE.test(f.resource) &&
     (f.database === undefined || DATABASE_RE.test(f.database)) &&
     (f.caPath === undefined || PATH_RE.test(f.caPath)) &&
-    (f.baseDn === undefined || DN_RE.test(f.baseDn))
+    (f.baseDn === undefined || DN_RE.test(f.baseDn)) &&
+    (f.appsDomain === undefined || HOST_RE.test(f.appsDomain))
   );
 }
 
@@ -159,7 +176,7 @@ export function stockClient(res: LaunchResponse): ClientInvocation {
   const built =
     facts && factsOk(facts)
       ? door.client(
-          { host: facts.host, port: facts.port, ...(facts.caPath !== undefined ? { caPath: facts.caPath } : {}) },
+          { host: facts.host, port: facts.port, ...(facts.caPath !== undefined ? { caPath: facts.caPath } : {}), ...(facts.appsDomain !== undefined ? { appsDomain: facts.appsDomain } : {}) },
           facts.user,
           {
             name: facts.resource, protocol: res.protocol, ...(facts.database !== undefined ? { database: facts.database } : {}),

@@ -42,6 +42,8 @@ export interface GatewayConfig {
   apiTokenTtlDays: number;
   /** The audit chain's key file (default `<data>/audit.key`); keep it off the database's host so a database writer cannot re-sign the chain. */
   auditKeyFile: string;
+  /** The browser door: apps are served at `<resource>.<appsDomain>` (default apps.localhost, which browsers resolve to loopback). */
+  http: { appsDomain: string };
 }
 
 const Address = z.union([z.literal('off'), z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:]+):\d{1,5}$/, 'use HOST:PORT')]);
@@ -58,6 +60,13 @@ const FileSchema = z.strictObject({
   store: z.string().regex(/^postgres(ql)?:\/\//, 'use a postgres:// connection string').optional(),
   auditKeyFile: z.string().min(1).optional(),
   apiTokenTtlDays: z.number().int().min(1).max(3650).optional(),
+  http: z
+    .strictObject({
+      appsDomain: z
+        .string()
+        .regex(/^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'use a DNS name such as apps.gw.example.com (one origin per app below it)'),
+    })
+    .optional(),
 });
 
 export interface ConfigInputs {
@@ -130,6 +139,7 @@ export function loadConfig(inputs: ConfigInputs): GatewayConfig {
     allowPlaintextOnLoopback: inputs.allowPlaintextOnLoopback ?? file.allowPlaintextOnLoopback ?? false,
     auditKeyFile: resolve(cwd, file.auditKeyFile ?? resolve(dataDir, 'audit.key')),
     apiTokenTtlDays: file.apiTokenTtlDays ?? 90,
+    http: { appsDomain: file.http?.appsDomain ?? 'apps.localhost' },
   };
   if (policiesDir) cfg.policiesDir = resolve(cwd, policiesDir);
   if (inputs.adminPasswordFile) cfg.adminPasswordFile = resolve(cwd, inputs.adminPasswordFile);

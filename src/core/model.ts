@@ -117,7 +117,22 @@ export interface ResourceOptions {
   baseDn?: string;
   /** Directory targets: TLS from the first byte (LDAPS) instead of StartTLS; default: the port is 636. */
   ldaps?: boolean;
+  /** Browser targets: how the gateway signs in to the app (default none). */
+  httpAuth?: HttpAuth;
 }
+
+/** Browser targets: how the gateway signs in to the app with the vaulted credentials. */
+export type HttpAuth =
+  /** The app needs no sign-in (or trusts the signed assertion header). */
+  | { kind: 'none' }
+  /** `Authorization: Basic login:password`. */
+  | { kind: 'basic' }
+  /** `Authorization: Bearer <password>`. */
+  | { kind: 'bearer' }
+  /** `<header>: <password>`, e.g. X-Api-Key. */
+  | { kind: 'header'; header: string }
+  /** The app's login form at `path`, posted by the gateway; its cookies stay in a jar per session. */
+  | { kind: 'form'; path: string; userField: string; passwordField: string; fields?: Record<string, string> };
 
 export const DirectoryAccessModes = ['read-only', 'read-write'] as const;
 export type DirectoryAccess = (typeof DirectoryAccessModes)[number];

@@ -182,9 +182,9 @@ describe('gatehouse connect refuses what the gateway should not decide', () => {
     await expectRefused(/LDAPTLS_REQCERT/);
   });
 
-  it('a protocol no stock client serves (http) with a program to run is refused', async () => {
-    answer('http', { program: 'sh', args: ['-c', `echo pwned > ${pwned}`], env: {} });
-    await expectRefused(/connect starts no client for http/);
+  it('a protocol no stock client serves (rdp) with a program to run is refused', async () => {
+    answer('rdp', { program: 'sh', args: ['-c', `echo pwned > ${pwned}`], env: {} });
+    await expectRefused(/connect starts no client for rdp/);
   });
 });
 

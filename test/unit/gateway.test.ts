@@ -75,10 +75,10 @@ describe('gateway first run', () => {
     expect(() => loadConfig({ listen: ['api=nowhere'] })).toThrow(/--listen api: 'nowhere' is not HOST:PORT/);
     expect(() => loadConfig({ listen: ['smtp=127.0.0.1:25'] })).toThrow(/NAME one of api, ssh/);
     // Listener names come from the door registry: no listener for a door that does not exist.
-    expect(() => loadConfig({ listen: ['http=127.0.0.1:8443'] })).toThrow(/--listen http=127.0.0.1:8443: use NAME=HOST:PORT with NAME one of api, ssh, postgres, mysql, ldap, ldaps$/);
+    expect(() => loadConfig({ listen: ['rdp=127.0.0.1:3389'] })).toThrow(/--listen rdp=127.0.0.1:3389: use NAME=HOST:PORT with NAME one of api, ssh, postgres, mysql, ldap, ldaps, http$/);
     expect(loadConfig({}).listen).toEqual({
       api: { host: '127.0.0.1', port: 8080 }, ssh: { host: '127.0.0.1', port: 2222 }, postgres: { host: '127.0.0.1', port: 15432 }, mysql: { host: '127.0.0.1', port: 13306 },
-      ldap: { host: '127.0.0.1', port: 13389 }, ldaps: { host: '127.0.0.1', port: 13636 },
+      ldap: { host: '127.0.0.1', port: 13389 }, ldaps: { host: '127.0.0.1', port: 13636 }, http: { host: '127.0.0.1', port: 8443 },
     });
   });
 });

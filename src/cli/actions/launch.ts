@@ -30,6 +30,7 @@ export async function connect(ctx: Ctx, resource: string, flags: { totp?: string
   // What runs is decided here, not by the gateway's answer (stock-client.ts). The ticket
   // travels in the client's environment or on its standard input, never on its command line.
   const inv = stockClient(res);
+  if (res.protocol === 'http') return openInBrowser(ctx, inv.args[0]!);
   const stdin = inv.stdin !== undefined ? ticketInput(inv.stdin) : 'inherit';
   const code = await new Promise<number>((resolve, reject) => {
     const child = spawn(inv.program, inv.args, { stdio: [stdin, 'inherit', 'inherit'], env: { ...ctx.io.env, ...inv.env } });
@@ -40,6 +41,17 @@ export async function connect(ctx: Ctx, resource: string, flags: { totp?: string
     child.once('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1)));
   });
   if (code !== 0) throw new CliError('CLIENT_EXIT', `${inv.program} exited with status ${code}`);
+}
+
+/** The enter link of a browser resource: xdg-open where there is a desktop, else printed to open by hand. */
+async function openInBrowser(ctx: Ctx, url: string): Promise<void> {
+  const opened = await new Promise<boolean>((resolve) => {
+    const child = spawn('xdg-open', [url], { stdio: 'ignore', env: ctx.io.env });
+    child.once('error', () => resolve(false));
+    child.once('exit', (code) => resolve(code === 0));
+  });
+  if (!opened) ctx.print(`Open in your browser (single use): ${url}`);
+  else ctx.print('Opened in your browser.');
 }
 
 /**

@@ -30,8 +30,8 @@ describe('launch commands come from the door registry', () => {
   });
 
   it('a protocol no door serves gets no command at all', () => {
-    expect(clientInvocation({ listeners: {} }, 'alice', resource('http'), TICKET)).toBeUndefined();
-    expect(clientCommand({ listeners: {} }, 'alice', resource('http'), TICKET)).toBe('');
+    expect(clientInvocation({ listeners: {} }, 'alice', resource('rdp'), TICKET)).toBeUndefined();
+    expect(clientCommand({ listeners: {} }, 'alice', resource('rdp'), TICKET)).toBe('');
   });
 
   it('ldapsearch gets the ticket from printf on standard input, never as an argument', () => {

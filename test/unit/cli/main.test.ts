@@ -34,7 +34,7 @@ describe('argument errors', () => {
     [['requests', '--mnie'], /^unknown option '--mnie' \(Did you mean --mine\?\)$/],
     [['resource', 'add', 'db', '--type', 'database', '--protocol', 'ssh', '--host', 'h', '--port', '5432'], /^--protocol: a database resource speaks postgres or mysql, not ssh$/],
     [['resource', 'add', 'db', '--type', 'database', '--protocol', 'postgres', '--host', 'h', '--port', '0'], /'--port <port>' argument '0' is invalid/],
-    [['resource', 'add', 'app', '--type', 'browser', '--protocol', 'http', '--host', 'h', '--port', '443'], /argument 'http' is invalid\. Allowed choices are ssh, postgres, mysql, ldap\.$/],
+    [['resource', 'add', 'win', '--type', 'machine', '--protocol', 'rdp', '--host', 'h', '--port', '3389'], /argument 'rdp' is invalid\. Allowed choices are ssh, postgres, mysql, ldap, http\.$/],
     [['resource', 'add', 'db', '--type', 'disk', '--protocol', 'postgres', '--host', 'h', '--port', '1'], /Allowed choices are machine, database/],
     [['resource', 'share', 'db'], /^give --user NAME or --team NAME$/],
     [['role', 'set', 'r', '--enforcement', 'ALLOW_EVERYTHING=true'], /^--enforcement: unknown policy ALLOW_EVERYTHING/],

@@ -1,0 +1,105 @@
+import { createServer, type IncomingMessage } from 'node:http';
+import { createSecureContext, TLSSocket } from 'node:tls';
+import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
+import { refusals } from '../../src/broker/refusals.js';
+import { DOORS } from '../registry.js';
+import { assertPlaintextAllowed, clientAddress, positive, serveTcp } from '../shared/listener.js';
+import { AssertionSigner } from './assertion.js';
+import { HttpDoor } from './session.js';
+
+export interface HttpAdapterOptions {
+  /** Simultaneous client connections (default 4096: a browser opens several per app). */
+  maxConnections?: number;
+  /** Headers a request may carry (default 100); a request that reaches the limit is refused. */
+  maxHeaders?: number;
+  /** Bytes of request head (default 16 KiB). */
+  maxHeaderBytes?: number;
+  /** Connect to an app and get its response head (default 30 s). */
+  upstreamTimeoutMs?: number;
+  /** CA bundles for apps' TLS by resource name ('*' for all); otherwise each app's certificate is pinned on first use. */
+  upstreamCa?: Record<string, string>;
+  /** Lifetime of the signed assertion header (default 60 s; never past the grant). */
+  assertionTtlMs?: number;
+  /** The port in app origins when browsers reach the listener through another one (a load balancer). */
+  publicPort?: number;
+}
+
+const LOGIN_EXAMPLE = DOORS.find((d) => d.name === 'http')!.loginExample;
+
+/**
+ * The browser door: internal web apps at `https://<resource>.<appsDomain>:8443`, entered
+ * through the vault's Launch, with credentials injected and the session cut live when
+ * access ends. See README.md beside this file.
+ */
+export class HttpAdapter implements ProtocolAdapter {
+  readonly protocol = 'http' as const;
+  private readonly opts: Required<Omit<HttpAdapterOptions, 'upstreamCa' | 'publicPort'>> & Pick<HttpAdapterOptions, 'upstreamCa' | 'publicPort'>;
+
+  constructor(options: HttpAdapterOptions = {}) {
+    this.opts = {
+      ...options,
+      maxConnections: positive('maxConnections', options.maxConnections, 4096),
+      maxHeaders: positive('maxHeaders', options.maxHeaders, 100),
+      maxHeaderBytes: positive('maxHeaderBytes', options.maxHeaderBytes, 16 * 1024),
+      upstreamTimeoutMs: positive('upstreamTimeoutMs', options.upstreamTimeoutMs, 30_000),
+      assertionTtlMs: positive('assertionTtlMs', options.assertionTtlMs, 60_000),
+    };
+  }
+
+  async listen(config: ListenerConfig): Promise<Listener> {
+    assertPlaintextAllowed('HTTP', config);
+    const { log } = config;
+    const port = config.broker.portFor({ protocol: 'http', loginExample: LOGIN_EXAMPLE }, log);
+    const appsDomain = config.http?.appsDomain ?? 'apps.localhost';
+    let listening = 0;
+    const door = new HttpDoor({
+      port,
+      appsDomain,
+      publicPort: () => this.opts.publicPort ?? listening,
+      ...(config.http?.vaultUrl ? { vaultUrl: config.http.vaultUrl } : {}),
+      signer: new AssertionSigner(`gatehouse:${appsDomain}`),
+      maxHeaders: this.opts.maxHeaders,
+      ...(this.opts.upstreamCa ? { upstreamCa: this.opts.upstreamCa } : {}),
+      upstreamTimeoutMs: this.opts.upstreamTimeoutMs,
+      assertionTtlMs: this.opts.assertionTtlMs,
+    });
+    const client = (req: IncomingMessage): string => clientAddress(req.socket as never);
+    const server = createServer({ maxHeaderSize: this.opts.maxHeaderBytes, requireHostHeader: true, insecureHTTPParser: false, joinDuplicateHeaders: false }, (req, res) => {
+      door.request(req, res, client(req)).catch((err: unknown) => {
+        log.error({ err }, 'http request failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
+        res.end('Gatehouse: internal error\n');
+      });
+    });
+    // Node keeps at most this many headers and still frames the body with the rest: the door
+    // refuses a request that reaches it (codec.ts), so the parser must count one more.
+    server.maxHeadersCount = this.opts.maxHeaders;
+    server.headersTimeout = 20_000;
+    server.requestTimeout = 0;
+    server.keepAliveTimeout = 30_000;
+    server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => door.upgrade(req, socket, head, client(req)));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      port.refused(clientAddress(socket as never), refusals.protocolError(`malformed HTTP request (${err.code ?? err.message})`), err.code ?? 'clientError');
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n\r\nGatehouse: malformed request (400).\r\n\r\n');
+      else socket.destroy();
+    });
+    const secureContext = createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' });
+    const plaintext = config.allowPlaintext ?? false;
+    const listener = await serveTcp(config, log, 'http', (conn) => {
+      // HTTP connections are not sessions: the server's own timeouts govern them from here.
+      conn.established();
+      if (plaintext) return void server.emit('connection', conn.socket);
+      const tls = new TLSSocket(conn.socket, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] });
+      tls.on('error', () => conn.socket.destroy());
+      server.emit('connection', tls);
+    }, { maxConnections: this.opts.maxConnections, handshakeTimeoutMs: 30_000 });
+    listening = listener.address.port;
+    return {
+      address: listener.address,
+      async close() {
+        await listener.close();
+        server.closeAllConnections();
+      },
+    };
+  }
+}
