@@ -52,6 +52,8 @@ class AppSession implements SessionHandle {
     readonly target: AppTarget,
     readonly inject: Record<string, string>,
     readonly jar: Map<string, string> | undefined,
+    /** Where the app's own login landed (its start page after sign-in), if it redirected. */
+    readonly landing: string | undefined,
     private readonly door: HttpDoor,
   ) {}
 
@@ -162,7 +164,8 @@ export class HttpDoor {
       return this.page(res, 500, 'Error', refusals.internalError());
     }
     res.writeHead(302, {
-      location: next,
+      // Without a `next`, where the app's own sign-in landed (Adminer: its page for that login).
+      location: url.searchParams.has('next') || !s.landing ? next : (safeNext(s.landing) ?? '/'),
       'set-cookie': `${SESSION_COOKIE}=${s.token}; Path=/; Secure; HttpOnly; SameSite=Lax`,
       'cache-control': 'no-store',
       'referrer-policy': 'no-referrer',
@@ -177,8 +180,8 @@ export class HttpDoor {
     const target = appTarget(r, { verify: (id) => port.verifyTarget(r.name, id), ...(ca ? { ca } : {}), timeoutMs: this.ctx.upstreamTimeoutMs });
     const auth: HttpAuth | undefined = r.options.httpAuth;
     const inject = injectedHeaders(auth, session.credentials);
-    const jar = auth?.kind === 'form' ? await formLogin(target, auth, session.credentials) : undefined;
-    return new AppSession(randomBytes(32).toString('base64url'), session, target, inject, jar, this);
+    const login = auth?.kind === 'form' ? await formLogin(target, auth, session.credentials) : undefined;
+    return new AppSession(randomBytes(32).toString('base64url'), session, target, inject, login?.jar, login?.landing, this);
   }
 
   retire(s: AppSession): void {

@@ -169,7 +169,7 @@ function loginForm(html: string, passwordField: string): { action: string | unde
  * cookies and hidden fields, a CSRF token among them), POST the vaulted login, keep the
  * session cookies it sets. The jar is the session's; the browser never gets these cookies.
  */
-export async function formLogin(t: AppTarget, auth: Extract<HttpAuth, { kind: 'form' }>, creds: TargetCredentials | undefined): Promise<Map<string, string>> {
+export async function formLogin(t: AppTarget, auth: Extract<HttpAuth, { kind: 'form' }>, creds: TargetCredentials | undefined): Promise<{ jar: Map<string, string>; landing?: string }> {
   const jar = new Map<string, string>();
   const page = await fetchApp(t, 'GET', auth.path, jar);
   if (page.status >= 400) throw new UpstreamError('login', `the app's login page ${auth.path} answered ${page.status}`);
@@ -185,11 +185,19 @@ export async function formLogin(t: AppTarget, auth: Extract<HttpAuth, { kind: 'f
   if (action.origin !== new URL(t.origin).origin) {
     throw new UpstreamError('login', `the app's login form posts to another origin (${action.origin}); refusing to send the password there`);
   }
-  const reply = await fetchApp(t, form.method === 'GET' ? 'GET' : 'POST', `${action.pathname}${action.search}`, jar, body);
-  const backToLogin = reply.status >= 300 && reply.status < 400 && new URL(String(reply.headers.location ?? '/'), action).pathname === auth.path;
-  const formAgain = reply.status < 300 && loginForm(reply.body, auth.passwordField) !== undefined;
-  if (reply.status >= 400 || backToLogin || formAgain) {
+  let reply = await fetchApp(t, form.method === 'GET' ? 'GET' : 'POST', `${action.pathname}${action.search}`, jar, body);
+  let landing: string | undefined;
+  // Some apps answer every login POST with a redirect and check the password on the page it
+  // leads to (Adminer): follow one redirect on the app's own origin and judge that page.
+  if (reply.status >= 300 && reply.status < 400 && reply.headers.location) {
+    const to = new URL(String(reply.headers.location), action);
+    if (to.origin !== action.origin) throw new UpstreamError('login', `the app's login redirects to another origin (${to.origin})`);
+    landing = `${to.pathname}${to.search}`;
+    reply = await fetchApp(t, 'GET', landing, jar);
+  }
+  const formAgain = loginForm(reply.body, auth.passwordField) !== undefined;
+  if (reply.status >= 300 || formAgain) {
     throw new UpstreamError('login', `the app refused the vaulted login (${reply.status}${formAgain ? ', the login form again' : ''})`, undefined, `check the vaulted login of ${t.resource}`);
   }
-  return jar;
+  return landing ? { jar, landing } : { jar };
 }

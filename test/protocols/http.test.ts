@@ -15,7 +15,7 @@ import type { Listener } from '../../src/broker/adapter.js';
 import { silentLogger } from '../../src/core/log.js';
 import type { HttpAuth, ResourceOptions } from '../../src/core/model.js';
 import { HttpAdapter } from '../../protocols/http/index.js';
-import { startWebapp, type WebappTarget } from '../targets/index.js';
+import { startAdminer, startMariadb, startNginx, startWebapp, type AdminerTarget, type MariadbTarget, type NginxTarget, type WebappTarget } from '../targets/index.js';
 import { eventually, within } from './contract-driver.js';
 import { BERLIN_DAYTIME, makeGateway, type GatewayHarness } from './gateway-harness.js';
 
@@ -24,18 +24,23 @@ const APPROVAL = { limitAccessTime: BERLIN_DAYTIME, requireApproval: { approvers
 const SINGLE_USER = { limitAccessTime: BERLIN_DAYTIME, singleUser: true };
 
 let app: WebappTarget;
+let nginx: NginxTarget;
+let maria: MariadbTarget;
+let adminer: AdminerTarget;
 beforeAll(async () => {
-  app = await startWebapp({ tls: true });
+  [app, nginx, maria] = await Promise.all([startWebapp({ tls: true }), startNginx(), startMariadb()]);
+  adminer = await startAdminer({ db: { host: maria.host, port: maria.port, user: maria.user, password: maria.password } });
 });
 afterAll(async () => {
-  await app?.stop();
+  await Promise.all([app?.stop(), nginx?.stop(), adminer?.stop()]);
+  await maria?.stop();
 });
 
 let gw: GatewayHarness;
 let listener: Listener;
 beforeEach(async () => {
   gw = await makeGateway();
-  listener = await new HttpAdapter({ upstreamCa: { '*': readFileSync(app.ca!, 'utf8') } }).listen({
+  listener = await new HttpAdapter({ upstreamCa: { '*': readFileSync(app.ca!, 'utf8'), nginx: readFileSync(nginx.ca, 'utf8') } }).listen({
     host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
     http: { appsDomain: APPS, vaultUrl: 'http://127.0.0.1:8080/' },
   });
@@ -195,6 +200,52 @@ describe('HTTP door: what the app receives', () => {
   });
 });
 
+describe('HTTP door: third-party apps', () => {
+  it('signs in to nginx with injected basic auth', async () => {
+    await gw.addResource({
+      name: 'nginx', type: 'browser', protocol: 'http', host: '127.0.0.1', port: nginx.port,
+      credentials: { login: nginx.user, password: nginx.password }, settings: {}, options: { httpAuth: { kind: 'basic' } },
+    });
+    const cookie = await enter('nginx');
+    const r = await get(hostOf('nginx'), '/private/', { cookie });
+    expect(r.status, r.body).toBe(200);
+    expect(JSON.stringify(r.headers) + r.body).not.toContain(nginx.password);
+  });
+
+  it('signs in to Adminer through its login form into MariaDB, lands on its page for that login, and never hands out its cookies', async () => {
+    const adminerForm: HttpAuth = {
+      kind: 'form', path: '/', userField: 'auth[username]', passwordField: 'auth[password]', fields: { 'auth[driver]': 'server', 'auth[server]': adminer.server, 'auth[db]': '' },
+    };
+    await gw.addResource({
+      name: 'adminer', type: 'browser', protocol: 'http', host: '127.0.0.1', port: adminer.port,
+      credentials: { login: maria.user, password: maria.password }, settings: {}, options: { httpAuth: adminerForm, allowPlaintextUpstream: true },
+    });
+    const { ticket } = await gw.engine.mfa.issueTicket('alice', 'adminer', false);
+    const entered = await get(hostOf('adminer'), `/.gatehouse/enter?user=alice&ticket=${ticket}`);
+    expect(entered.status).toBe(302);
+    const landing = String(entered.headers.location);
+    expect(landing).toContain(`username=${maria.user}`);
+    const cookie = String(entered.headers['set-cookie']![0]).split(';', 1)[0]!;
+    const page = await get(hostOf('adminer'), landing, { cookie });
+    expect(page.status, page.body.slice(0, 300)).toBe(200);
+    expect(page.body).toContain('Select database');
+    expect(page.body).toContain(maria.database);
+    expect(page.body).not.toContain(maria.password);
+    expect(JSON.stringify(page.headers)).not.toMatch(/adminer_(sid|key)/);
+
+    // A wrong vaulted password: the gateway's own sign-in fails, the browser gets the reason.
+    await gw.addResource({
+      name: 'adminer-bad', type: 'browser', protocol: 'http', host: '127.0.0.1', port: adminer.port,
+      credentials: { login: maria.user, password: 'not-the-password' }, settings: {}, options: { httpAuth: adminerForm, allowPlaintextUpstream: true },
+    });
+    const t2 = await gw.engine.mfa.issueTicket('alice', 'adminer-bad', false);
+    const bad = await get(hostOf('adminer-bad'), `/.gatehouse/enter?user=alice&ticket=${t2.ticket}`);
+    expect(bad.status).toBe(502);
+    expect(bad.body).toContain('(target_login_failed)');
+    expect(gw.broker.live().filter((s) => s.resource.name === 'adminer-bad')).toHaveLength(0);
+  });
+});
+
 describe('HTTP door: teardown', () => {
   it('closes the WebSocket with 1008 and the reason, ends the stream, and then shows the reason page, within 1 s of a force check-in', async () => {
     await webResource('single', SINGLE_USER);
@@ -229,6 +280,17 @@ describe('HTTP door: teardown', () => {
     const next = await get(hostOf('single'), '/echo', { cookie });
     expect(next.status).toBe(403);
     expect(next.body).toContain('single was force checked in by bob: incident 9');
+  });
+
+  it('ends the session at the schedule window close on the workflow clock, and says so on the next request', async () => {
+    await webResource('daytime', { limitAccessTime: { timezone: 'Europe/Berlin', schedule: [{ days: ['mon'], start: '08:00', end: '10:30' }], maxDurationMinutes: 240 } });
+    const cookie = await enter('daytime');
+    expect((await get(hostOf('daytime'), '/echo', { cookie })).status).toBe(200);
+    const s = gw.broker.live()[0]!;
+    gw.clock.set(s.decision.deadline!);
+    expect(await eventually(async () => (await get(hostOf('daytime'), '/echo', { cookie })).status === 403)).toBe(true);
+    const r = await get(hostOf('daytime'), '/echo', { cookie });
+    expect(r.body).toContain('the access schedule window for daytime has ended');
   });
 
   it('refuses a WebSocket from another origin, and one without a session', async () => {
