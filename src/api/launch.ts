@@ -22,6 +22,8 @@ const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${
 export function clientCommand(d: Pick<ApiDeps, 'listeners' | 'caPath' | 'appsDomain'>, user: string, r: Resource, ticket: string): string {
   const inv = clientInvocation(d, user, r, ticket);
   if (!inv) return '';
+  // A web app's "command" is its enter link, which the vault shows as a link to open.
+  if (r.protocol === 'http') return inv.args[0] ?? '';
   const env = Object.entries(inv.env).map(([k, v]) => `${k}=${shellQuote(v)} `).join('');
   // A client that reads the ticket from standard input gets it from printf (a shell builtin: not in `ps`).
   const stdin = inv.stdin !== undefined ? `printf %s ${shellQuote(inv.stdin)} | ` : '';

@@ -230,8 +230,10 @@ describe('web vault in Chromium', () => {
     expect(await alice.page.evaluate(() => navigator.clipboard.readText())).toBe(await command.textContent());
 
     await card(alice.page, 'grafana').getByRole('button', { name: 'Launch' }).click();
-    // No door serves web apps yet: the vault says so instead of handing out a ticket nothing accepts.
-    await alice.page.getByText('no gateway door serves http yet').waitFor();
+    // A web app opens on its own origin through its one-time enter link.
+    const open = alice.page.getByRole('link', { name: 'Open grafana' });
+    await open.waitFor();
+    expect(await open.getAttribute('href')).toMatch(/^https:\/\/grafana\.apps\.localhost:\d+\/\.gatehouse\/enter\?user=alice&ticket=ght_[A-Za-z0-9_-]+$/);
     await card(alice.page, 'reporting-db').getByText(/^Outside the access schedule, next window \w{3} 10:00 \(UTC\)$/).waitFor();
 
     await alice.page.getByRole('button', { name: 'Sign out' }).click();

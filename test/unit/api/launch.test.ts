@@ -13,7 +13,8 @@ function resource(protocol: Resource['protocol']): Resource {
 }
 
 describe('launch commands come from the door registry', () => {
-  it.each(DOORS.map((d) => [d.name, d] as const))('%s: the ticket never appears in the arguments, only in the environment or on standard input', (_name, door) => {
+  // A browser has nowhere to carry a ticket but the enter link: that door is tested below.
+  it.each(DOORS.filter((d) => d.protocol !== 'http').map((d) => [d.name, d] as const))('%s: the ticket never appears in the arguments, only in the environment or on standard input', (_name, door) => {
     const caPath = '/data/certs/ca.pem';
     const inv: ClientInvocation = door.client({ host: '127.0.0.1', port: 40000, caPath }, 'alice', resource(door.protocol), TICKET);
     expect(inv.args.join(' ')).not.toContain(TICKET);
@@ -22,6 +23,12 @@ describe('launch commands come from the door registry', () => {
     // The environment carries the ticket or the gateway's CA file, nothing else.
     expect(Object.values(inv.env).every((v) => v === TICKET || v === caPath)).toBe(true);
     if (door.protocol !== 'ssh') expect([...Object.values(inv.env), inv.stdin]).toContain(TICKET);
+  });
+
+  it('a web app is entered through its own origin: the enter link, https, below the apps domain', () => {
+    const d = { listeners: { http: { host: '127.0.0.1', port: 8443 } }, appsDomain: 'apps.gw.example.com' };
+    expect(clientCommand(d, 'alice', resource('http'), TICKET)).toBe(`https://prod-x.apps.gw.example.com:8443/.gatehouse/enter?user=alice&ticket=${TICKET}`);
+    expect(clientInvocation(d, 'alice', resource('http'), TICKET)).toMatchObject({ program: 'xdg-open', env: {} });
   });
 
   it('gatehouse launch uses the listener of the door that serves the protocol', () => {
