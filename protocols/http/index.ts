@@ -22,6 +22,8 @@ export interface HttpAdapterOptions {
   assertionTtlMs?: number;
   /** The port in app origins when browsers reach the listener through another one (a load balancer). */
   publicPort?: number;
+  /** A browser session unused this long ends (default 30 min). */
+  idleTimeoutMs?: number;
 }
 
 const LOGIN_EXAMPLE = DOORS.find((d) => d.name === 'http')!.loginExample;
@@ -43,6 +45,7 @@ export class HttpAdapter implements ProtocolAdapter {
       maxHeaderBytes: positive('maxHeaderBytes', options.maxHeaderBytes, 16 * 1024),
       upstreamTimeoutMs: positive('upstreamTimeoutMs', options.upstreamTimeoutMs, 30_000),
       assertionTtlMs: positive('assertionTtlMs', options.assertionTtlMs, 60_000),
+      idleTimeoutMs: positive('idleTimeoutMs', options.idleTimeoutMs, 30 * 60_000),
     };
   }
 
@@ -62,6 +65,7 @@ export class HttpAdapter implements ProtocolAdapter {
       ...(this.opts.upstreamCa ? { upstreamCa: this.opts.upstreamCa } : {}),
       upstreamTimeoutMs: this.opts.upstreamTimeoutMs,
       assertionTtlMs: this.opts.assertionTtlMs,
+      idleTimeoutMs: this.opts.idleTimeoutMs,
     });
     const client = (req: IncomingMessage): string => clientAddress(req.socket as never);
     const server = createServer({ maxHeaderSize: this.opts.maxHeaderBytes, requireHostHeader: true, insecureHTTPParser: false, joinDuplicateHeaders: false }, (req, res) => {

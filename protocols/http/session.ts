@@ -38,6 +38,8 @@ export interface HttpDoorContext {
   upstreamTimeoutMs: number;
   /** Lifetime of a signed assertion (it never outlives the grant). */
   assertionTtlMs: number;
+  /** A browser session with no request and no open WebSocket or stream for this long ends (client_closed). */
+  idleTimeoutMs: number;
 }
 
 /** A browser session on one app: the broker's session, the cookie, and what is open. */
@@ -45,6 +47,7 @@ class AppSession implements SessionHandle {
   readonly sockets = new Set<WebSocket>();
   readonly responses = new Set<ServerResponse>();
   ended: { reason: TerminationReason; message: string } | undefined;
+  private idle: NodeJS.Timeout | undefined;
 
   constructor(
     readonly token: string,
@@ -57,6 +60,21 @@ class AppSession implements SessionHandle {
     private readonly door: HttpDoor,
   ) {}
 
+  /**
+   * A request came, or something closed: the idle timer starts again. HTTP has no connection
+   * that says "I am done", so a session nobody uses ends by itself (a tab left open keeps its
+   * WebSockets and streams, which count as use).
+   */
+  touch(idleMs: number): void {
+    clearTimeout(this.idle);
+    if (this.ended) return;
+    this.idle = setTimeout(() => {
+      if (this.sockets.size === 0 && this.responses.size === 0) this.session.end('client_closed', 'Gatehouse: the browser session was idle too long; launch again.');
+      else this.touch(idleMs);
+    }, idleMs);
+    this.idle.unref();
+  }
+
   warn(): void {
     // The warning reaches the user through the vault's live notices (sent by the broker).
   }
@@ -65,6 +83,7 @@ class AppSession implements SessionHandle {
   close(reason: TerminationReason, message: string): void {
     if (this.ended) return;
     this.ended = { reason, message };
+    clearTimeout(this.idle);
     this.door.retire(this);
     const why = Buffer.from(message, 'utf8').subarray(0, 123).toString('utf8').replace(/\uFFFD+$/, '');
     for (const ws of this.sockets) ws.close(1008, why);
@@ -85,7 +104,8 @@ export class HttpDoor {
   private readonly relayed = new WeakMap<IncomingMessage, { app: string; s: AppSession }>();
 
   constructor(private readonly ctx: HttpDoorContext) {
-    this.proxy = createProxyServer({ xfwd: false, changeOrigin: true, ws: false, followRedirects: false, proxyTimeout: ctx.upstreamTimeoutMs });
+    // No proxyTimeout: it is an idle timeout, and a quiet event stream is not a dead app (the agent's socket timeout is).
+    this.proxy = createProxyServer({ xfwd: false, changeOrigin: true, ws: false, followRedirects: false });
     this.proxy.on('proxyRes', (proxyRes, req) => this.rewriteResponse(proxyRes, req));
     this.proxy.on('error', (err, req, res) => this.proxyFailed(err, req, res));
   }
@@ -115,6 +135,12 @@ export class HttpDoor {
       case `${GATEHOUSE_PREFIX}enter`:
         if (req.method !== 'GET') return this.badRequest(res, client, 'enter takes GET');
         return this.enter(app, url, res, client);
+      case `${GATEHOUSE_PREFIX}logout`: {
+        // Ends this browser's session on the app (GET from a link is fine: it only ends access).
+        const s = this.sessionOf(req, app);
+        s?.session.end('client_closed', 'Gatehouse: you left the app.');
+        return this.page(res, 200, 'Signed out of the app', { code: 'client_closed', message: `you left ${app}; its session is closed.`, hint: `gatehouse connect ${app}` });
+      }
       case `${GATEHOUSE_PREFIX}jwks.json`:
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
         return void res.end(JSON.stringify(this.ctx.signer.jwks));
@@ -155,6 +181,7 @@ export class HttpDoor {
       return this.page(res, STATUS_OF[err.refusalCode], 'The app could not be opened', refusals.target(err.refusalCode, resource.name, err.message, err.hint));
     }
     this.sessions.set(s.token, s);
+    s.touch(this.ctx.idleTimeoutMs);
     try {
       await session.live(s, { app: this.origin(app), upstream: s.target.origin });
     } catch (err) {
@@ -214,6 +241,7 @@ export class HttpDoor {
     this.relayed.set(req, { app, s });
     req.headers = upstreamHeaders(req.headers, { targetOrigin: s.target.origin, appOrigin, ...(s.jar ? { jar: s.jar } : {}), set: this.identityHeaders(s, appOrigin) }) as IncomingMessage['headers'];
     s.responses.add(res);
+    s.touch(this.ctx.idleTimeoutMs);
     res.once('close', () => s.responses.delete(res));
     s.session.bytesIn += Number(req.headers['content-length'] ?? 0) || 0;
     void this.proxy.web(req, res, { target: s.target.origin, agent: s.target.agent, secure: false });

@@ -293,6 +293,23 @@ describe('HTTP door: teardown', () => {
     expect(r.body).toContain('the access schedule window for daytime has ended');
   });
 
+  it('ends the session when the user leaves through /.gatehouse/logout, and when it is left idle', async () => {
+    await listener.close();
+    listener = await new HttpAdapter({ upstreamCa: { '*': readFileSync(app.ca!, 'utf8') }, idleTimeoutMs: 300 }).listen({
+      host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem }, http: { appsDomain: APPS },
+    });
+    await webResource('echo');
+    const cookie = await enter('echo');
+    expect((await get(hostOf('echo'), '/.gatehouse/logout', { cookie })).status).toBe(200);
+    expect((await get(hostOf('echo'), '/echo', { cookie })).status).toBe(403);
+    const idle = await enter('echo');
+    expect((await get(hostOf('echo'), '/echo', { cookie: idle })).status).toBe(200);
+    expect(await eventually(() => gw.broker.live().length === 0, 5_000)).toBe(true);
+    const r = await get(hostOf('echo'), '/echo', { cookie: idle });
+    expect(r.status).toBe(403);
+    expect(r.body).toContain('idle too long');
+  });
+
   it('refuses a WebSocket from another origin, and one without a session', async () => {
     await webResource('wsapp');
     const cookie = await enter('wsapp');
