@@ -21,7 +21,7 @@ import {
   appOf, cookieName, framingProblem, GATEHOUSE_PREFIX, HOP_BY_HOP, hostOnlyCookie, parseCookies, rewriteLocation, safeNext, SESSION_COOKIE, upstreamHeaders,
 } from './codec.js';
 import { refusalPage, STATUS_OF } from './errors.js';
-import { appTarget, formLogin, injectedHeaders, type AppTarget } from './upstream.js';
+import { appTarget, formLogin, injectedHeaders, probeApp, type AppTarget } from './upstream.js';
 
 export interface HttpDoorContext {
   port: GatewayPort;
@@ -205,6 +205,7 @@ export class HttpDoor {
     const port = this.ctx.port;
     const ca = this.ctx.upstreamCa?.[r.name] ?? this.ctx.upstreamCa?.['*'];
     const target = appTarget(r, { verify: (id) => port.verifyTarget(r.name, id), ...(ca ? { ca } : {}), timeoutMs: this.ctx.upstreamTimeoutMs });
+    await probeApp(target, (id) => port.verifyTarget(r.name, id), ca);
     const auth: HttpAuth | undefined = r.options.httpAuth;
     const inject = injectedHeaders(auth, session.credentials);
     const login = auth?.kind === 'form' ? await formLogin(target, auth, session.credentials) : undefined;

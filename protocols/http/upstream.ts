@@ -6,12 +6,13 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
-import { isIP } from 'node:net';
+import { connect as netConnect, isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { TargetIdentity } from '../../src/broker/port.js';
 import { UpstreamError } from '../../src/broker/upstream-error.js';
 import type { HttpAuth, Resource, TargetCredentials } from '../../src/core/model.js';
+import { tlsToTarget, withDeadline } from '../shared/upstream-tls.js';
 import { cookieName } from './codec.js';
 
 export interface AppTarget {
@@ -63,6 +64,29 @@ class VerifiedAgent extends HttpsAgent {
     });
     return undefined;
   }
+}
+
+/**
+ * Reaches the app once before the session goes live: it answers, and its certificate passes
+ * the identity policy (pinned on first use, or the configured CA), before any credential is
+ * sent to it. A changed certificate is refused here with the command that re-pins it.
+ */
+export async function probeApp(t: AppTarget, verify: (identity: TargetIdentity) => Promise<unknown>, ca: string | undefined): Promise<void> {
+  await withDeadline(t, async (onSocket) => {
+    if (t.secure) {
+      const sock = await tlsToTarget(undefined, { host: t.host, port: t.port, ...(ca ? { ca } : {}), verify });
+      onSocket(sock);
+      sock.destroy();
+      return;
+    }
+    const sock = netConnect({ host: t.host, port: t.port });
+    onSocket(sock);
+    await new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', (e) => reject(new UpstreamError('unreachable', `cannot connect to ${t.host}:${t.port}: ${e.message}`)));
+    });
+    sock.destroy();
+  });
 }
 
 /** The app of a resource. Plain http only for a resource that allows a plaintext target. */
