@@ -39,7 +39,7 @@ WORKDIR /var/lib/gatehouse
 VOLUME ["/var/lib/gatehouse"]
 # API (HTTPS off loopback, also /healthz and the web vault), SSH, PostgreSQL, MySQL, LDAP
 # (StartTLS) and LDAPS doors.
-EXPOSE 8080 2222 15432 13306 13389 13636
+EXPOSE 8080 2222 15432 13306 13389 13636 8443
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "/opt/gatehouse/healthcheck.mjs"]
 ENTRYPOINT ["gatehouse"]
