@@ -3,7 +3,7 @@ import { createSecureContext, TLSSocket } from 'node:tls';
 import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
 import { refusals } from '../../src/broker/refusals.js';
 import { DOORS } from '../registry.js';
-import { assertPlaintextAllowed, clientAddress, positive, serveTcp } from '../shared/listener.js';
+import { clientAddress, positive, serveTcp } from '../shared/listener.js';
 import { AssertionSigner } from './assertion.js';
 import { HttpDoor } from './session.js';
 
@@ -50,7 +50,6 @@ export class HttpAdapter implements ProtocolAdapter {
   }
 
   async listen(config: ListenerConfig): Promise<Listener> {
-    assertPlaintextAllowed('HTTP', config);
     const { log } = config;
     const port = config.broker.portFor({ protocol: 'http', loginExample: LOGIN_EXAMPLE }, log);
     const appsDomain = config.http?.appsDomain ?? 'apps.localhost';
@@ -88,11 +87,11 @@ export class HttpAdapter implements ProtocolAdapter {
       else socket.destroy();
     });
     const secureContext = createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' });
-    const plaintext = config.allowPlaintext ?? false;
+    // Always HTTPS, even where plaintext is allowed on loopback: the app origins, the enter
+    // links and the Secure session cookie all say https.
     const listener = await serveTcp(config, log, 'http', (conn) => {
       // HTTP connections are not sessions: the server's own timeouts govern them from here.
       conn.established();
-      if (plaintext) return void server.emit('connection', conn.socket);
       const tls = new TLSSocket(conn.socket, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] });
       tls.on('error', () => conn.socket.destroy());
       server.emit('connection', tls);

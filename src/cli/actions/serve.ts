@@ -41,8 +41,8 @@ export async function serve(o: ServeFlags): Promise<void> {
   }));
   for (const [name, url] of Object.entries(urls)) out.write(`listening ${name} ${url}\n`);
   if (cfg.allowPlaintextOnLoopback) {
-    // SSH is always encrypted and LDAPS is TLS from the first byte: neither has a plaintext mode.
-    const doors = Object.entries(gw.addresses).filter(([n]) => n !== 'api' && n !== 'ssh' && n !== 'ldaps');
+    // SSH is always encrypted, LDAPS is TLS from the first byte and web apps are always HTTPS: none has a plaintext mode.
+    const doors = Object.entries(gw.addresses).filter(([n]) => n !== 'api' && n !== 'ssh' && n !== 'ldaps' && n !== 'http');
     const plain = doors.filter(([, a]) => isLoopback(a.host)).map(([n]) => n);
     const tls = doors.filter(([, a]) => !isLoopback(a.host)).map(([n]) => n);
     out.write(`plaintext clients allowed on loopback listeners: ${plain.join(', ') || 'none'}${tls.length ? ` (TLS only, not on loopback: ${tls.join(', ')})` : ''}\n`);
