@@ -174,7 +174,7 @@ export function stockClient(res: LaunchResponse): ClientInvocation {
     facts.caPath = caFromEnv;
   }
   const built =
-    facts && factsOk(facts)
+    facts && factsOk(facts) && facts.resource === res.resource
       ? door.client(
           { host: facts.host, port: facts.port, ...(facts.caPath !== undefined ? { caPath: facts.caPath } : {}), ...(facts.appsDomain !== undefined ? { appsDomain: facts.appsDomain } : {}) },
           facts.user,

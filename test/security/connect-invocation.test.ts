@@ -33,7 +33,7 @@ beforeEach(async () => {
   record = join(cli.home, 'record');
   pwned = join(cli.home, 'pwned');
   mkdirSync(bin);
-  for (const name of ['psql', 'mysql', 'mariadb', 'ssh', 'ldapsearch']) {
+  for (const name of ['psql', 'mysql', 'mariadb', 'ssh', 'ldapsearch', 'xdg-open']) {
     const script = join(bin, name);
     // ldapsearch -y /dev/stdin reads the ticket from standard input: the fake records that too.
     writeFileSync(script, `#!/bin/sh\nprintf '%s\\n' "$(basename "$0")" "$@" > "$GH_RECORD.argv"\nenv > "$GH_RECORD.env"\nif [ "$(basename "$0")" = ldapsearch ]; then cat /dev/stdin > "$GH_RECORD.stdin"; fi\n`);
@@ -182,6 +182,16 @@ describe('gatehouse connect refuses what the gateway should not decide', () => {
     await expectRefused(/LDAPTLS_REQCERT/);
   });
 
+  it('a web app link to another host, or not the enter link, is not opened', async () => {
+    const web = honest('http', {}, undefined);
+    answer('http', { ...web, args: [web.args[0]!.replace('prod.apps.localhost', 'evil.example')] });
+    await expectRefused(/arguments/);
+    answer('http', { ...web, args: ['https://prod.apps.localhost:8443/.gatehouse/enter?user=alice&ticket=x', '--new-window'] });
+    await expectRefused(/arguments/);
+    answer('http', { ...web, args: ['file:///etc/passwd'] });
+    await expectRefused(/arguments/);
+  });
+
   it('a protocol no stock client serves (rdp) with a program to run is refused', async () => {
     answer('rdp', { program: 'sh', args: ['-c', `echo pwned > ${pwned}`], env: {} });
     await expectRefused(/connect starts no client for rdp/);
@@ -212,6 +222,20 @@ describe('gatehouse connect starts the stock client the registry builds', () => 
       expect(readFileSync(`${record}.stdin`, 'utf8')).toBe(TICKET);
       expect(s.argv.join(' ')).not.toContain(TICKET);
     }
+  });
+
+  it('a web app: xdg-open gets exactly the enter link; without a desktop the link is printed', async () => {
+    const web = honest('http');
+    answer('http', web);
+    const r = await cli.run(['connect', 'prod']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(started()!.argv).toEqual(['xdg-open', web.args[0]]);
+    expect(r.stdout).toContain('Opened in your browser.');
+
+    writeFileSync(join(bin, 'xdg-open'), '#!/bin/sh\nexit 3\n');
+    const printed = await cli.run(['connect', 'prod']);
+    expect(printed).toMatchObject({ code: 0, stderr: '' });
+    expect(printed.stdout).toContain(`Open in your browser (single use): ${web.args[0]}`);
   });
 
   it('mariadb is accepted for a mysql resource', async () => {
