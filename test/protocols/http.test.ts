@@ -358,9 +358,12 @@ describe('HTTP door: bad input', () => {
     ];
     for (const c of cases) {
       const out = await within(raw(c), 10_000, 'the gateway to answer and close');
-      expect(out, JSON.stringify(c.slice(0, 80))).toMatch(/^HTTP\/1\.1 (400|431) /);
+      expect(out, JSON.stringify(c.slice(0, 80))).toMatch(/^HTTP\/1\.1 400 /);
+      expect(out).toMatch(/connection: close/i);
     }
     const cookie = await enter('echo');
     expect((await get(host, '/echo', { cookie })).status).toBe(200);
+    const audited = await gw.store.listAudit({ action: 'door.refuse' });
+    expect(audited.filter((e) => e.data.door === 'http' && e.data.code === 'protocol_error' && /^127\.0\.0\.1:\d+$/.test(String(e.data.client))).length).toBeGreaterThanOrEqual(cases.length);
   });
 });
