@@ -18,6 +18,7 @@ import { HttpAdapter } from '../../protocols/http/index.js';
 import { startWebapp, type WebappTarget } from '../targets/index.js';
 import { doorContract } from './contract.js';
 import { refusalCodeIn, startContractGateway, type Closed, type DoorDriver } from './contract-driver.js';
+import { httpsGet } from './http-client.js';
 
 const APPS = 'apps.localhost';
 
@@ -36,18 +37,7 @@ interface HttpConn {
   closed: Promise<Closed>;
 }
 
-function request(port: number, ca: string, host: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: '127.0.0.1', port, path, servername: 'localhost', ca, headers: { host, ...headers }, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const request = httpsGet;
 
 /** The gateway page's sentence (what a person reads in the browser). */
 const reasonOf = (html: string): string => (/id="gatehouse-reason">([\s\S]*?)<\/p>/.exec(html)?.[1] ?? html).replace(/<[^>]+>/g, '').replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&amp;/g, '&');

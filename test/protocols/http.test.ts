@@ -17,6 +17,7 @@ import type { HttpAuth, ResourceOptions } from '../../src/core/model.js';
 import { HttpAdapter } from '../../protocols/http/index.js';
 import { startAdminer, startMariadb, startNginx, startWebapp, type AdminerTarget, type MariadbTarget, type NginxTarget, type WebappTarget } from '../targets/index.js';
 import { eventually, within } from './contract-driver.js';
+import { httpsGet, type Reply } from './http-client.js';
 import { BERLIN_DAYTIME, makeGateway, type GatewayHarness } from './gateway-harness.js';
 
 const APPS = 'apps.localhost';
@@ -60,28 +61,8 @@ async function webResource(name: string, settings: object = {}, httpAuth?: HttpA
   });
 }
 
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
 /** One HTTPS request to the gateway for `host`, trusting only the gateway's CA. */
-function get(host: string, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      { host: '127.0.0.1', port: listener.address.port, path, method, servername: 'localhost', ca: gw.pki.caCertPem, headers: { host, ...headers }, agent: false },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = (host: string, path: string, headers: Record<string, string> = {}): Promise<Reply> => httpsGet(listener.address.port, gw.pki.caCertPem, host, path, headers);
 
 const hostOf = (name: string): string => `${name}.${APPS}:${listener.address.port}`;
 
