@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import type { Weekday } from '../../src/core/model.js';
+import type { Clock } from '../../src/core/clock.js';
 import { ListenerNames, loadConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/log.js';
 import { startGateway, type Gateway } from '../../src/gateway.js';
+import { HttpAdapter, type HttpAdapterOptions } from '../../protocols/http/index.js';
 import { hashPassword } from '../../src/secrets/passwords.js';
 import { serveWeb } from '../../src/web/serve.js';
 import { totpCode } from '../../src/workflow/mfa.js';
@@ -27,8 +29,9 @@ export function ensurePrerequisites(): void {
   mkdirSync(SHOTS, { recursive: true });
 }
 
-export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+/** `args` are added to the harness's own Chromium flags (e.g. a certificate pin). */
+export function launchBrowser(args: readonly string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...args] });
 }
 
 const WEEK: Weekday[] = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
@@ -36,7 +39,16 @@ const WEEK: Weekday[] = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 export interface WebGateway {
   gw: Gateway;
   base: string;
+  /** With `http`: the browser door's port, and an app's origin (`https://<name>.apps.localhost:<port>`). */
+  apps?: { port: number; origin(name: string): string };
   close(): Promise<void>;
+}
+
+export interface WebGatewayOptions {
+  /** The browser door on 127.0.0.1:0 (off unless given), with these adapter options. */
+  http?: HttpAdapterOptions;
+  /** The workflow clock (default: the system clock). */
+  clock?: Clock;
 }
 
 /**
@@ -45,7 +57,7 @@ export interface WebGateway {
  * workflows; alice and carol (team eng) may request it; ops-ssh wants MFA; reporting-db is
  * outside its schedule; grafana is an open web app.
  */
-export async function startWebGateway(): Promise<WebGateway> {
+export async function startWebGateway(opts: WebGatewayOptions = {}): Promise<WebGateway> {
   const data = mkdtempSync(join(tmpdir(), 'gh-web-'));
   const policies = join(data, 'policies');
   mkdirSync(policies);
@@ -53,9 +65,13 @@ export async function startWebGateway(): Promise<WebGateway> {
   writeFileSync(adminFile, PASSWORD);
   const cfg = loadConfig({
     data, policies, adminPasswordFile: adminFile,
-    listen: ListenerNames.map((n) => (n === 'api' ? 'api=127.0.0.1:0' : `${n}=off`)),
+    listen: ListenerNames.map((n) => (n === 'api' || (n === 'http' && opts.http) ? `${n}=127.0.0.1:0` : `${n}=off`)),
   });
-  const gw = await startGateway(cfg, { web: serveWeb(WEB_DIR), log: silentLogger });
+  const gw = await startGateway(cfg, {
+    web: serveWeb(WEB_DIR), log: silentLogger,
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.http ? { adapters: { http: new HttpAdapter(opts.http) } } : {}),
+  });
   const d = gw.engine.directory;
   const hash = await hashPassword(PASSWORD);
   await d.addTeam('admin', 'eng');
@@ -86,9 +102,11 @@ export async function startWebGateway(): Promise<WebGateway> {
   await d.addResource('admin', { ...base, name: 'grafana', type: 'browser', protocol: 'http', port: 3000 });
 
   const addr = gw.addresses.api!;
+  const door = gw.addresses.http;
   return {
     gw,
     base: `http://${addr.host}:${addr.port}`,
+    ...(door ? { apps: { port: door.port, origin: (name: string) => `https://${name}.${cfg.http.appsDomain}:${door.port}` } } : {}),
     async close() {
       await gw.close();
       rmSync(data, { recursive: true, force: true });
