@@ -70,8 +70,9 @@ const FORWARDED_REQUEST_HEADERS = new Set([
   'if-match', 'if-modified-since', 'if-none-match', 'if-range', 'if-unmodified-since', 'pragma', 'range', 'user-agent', 'x-requested-with',
   'dnt', 'sec-fetch-dest', 'sec-fetch-mode', 'sec-fetch-site', 'sec-fetch-user', 'sec-ch-ua', 'sec-ch-ua-mobile', 'sec-ch-ua-platform',
   'upgrade-insecure-requests', 'transfer-encoding',
-  // WebSocket handshakes.
-  'upgrade', 'connection', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions',
+  // Not Connection or Upgrade: they are the client's hop, and Connection may name headers
+  // (`Connection: Authorization`) that a proxy further on would strip, the gateway's own
+  // among them. The WebSocket leg is the gateway's own handshake (session.ts).
 ]);
 
 /** `name=value` pairs of a Cookie header, in order. */

@@ -149,6 +149,16 @@ describe('HTTP door: what the app receives', () => {
     expect(claims.sid).toBe(gw.broker.live()[0]!.id);
   });
 
+  it('does not pass on a Connection header that names the injected ones (a proxy further on would strip them)', async () => {
+    await webResource('conn', {}, { kind: 'basic' });
+    const cookie = await enter('conn');
+    const r = await get(hostOf('conn'), '/echo', { cookie, connection: 'keep-alive, Authorization, X-Gatehouse-Assertion, X-Gatehouse-User' });
+    const h = (JSON.parse(r.body) as { headers: Record<string, string> }).headers;
+    expect(String(h.connection ?? '')).not.toMatch(/authorization|x-gatehouse/i);
+    expect(h.authorization).toMatch(/^Basic /);
+    expect(h['x-gatehouse-user']).toBe('alice');
+  });
+
   it.each([
     ['basic', { kind: 'basic' } as HttpAuth, '/basic'],
     ['bearer', { kind: 'bearer' } as HttpAuth, '/bearer'],
