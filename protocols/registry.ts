@@ -137,8 +137,14 @@ export const DOORS = [
 
 export type DoorName = (typeof DOORS)[number]['name'];
 
+/**
+ * Protocols the tunnel door carries: it has no listener of its own (its WebSockets are on the
+ * API listener) and no stock client to launch; `gatehouse tunnel RESOURCE` is the client.
+ */
+export const TUNNELED_PROTOCOLS: readonly Protocol[] = ['tcp', 'rdp'];
+
 /** Protocols some door serves; a resource of any other protocol cannot be reached yet. */
-export const SERVED_PROTOCOLS: readonly Protocol[] = [...new Set(DOORS.map((d) => d.protocol))];
+export const SERVED_PROTOCOLS: readonly Protocol[] = [...new Set(DOORS.map((d) => d.protocol)), ...TUNNELED_PROTOCOLS];
 
 export function doorFor(protocol: Protocol): DoorEntry | undefined {
   return DOORS.find((d) => d.protocol === protocol);

@@ -24,6 +24,7 @@ import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
 import { Engine } from './workflow/engine.js';
 import type { DoorName } from '../protocols/registry.js';
+import { TunnelDoor } from '../protocols/tunnel/session.js';
 import { applyPolicyDir, type PolicySyncResult } from './workflow/policy-sync.js';
 
 export interface GatewayOptions {
@@ -102,7 +103,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   const apiListen = cfg.listen.api;
   if (!apiListen) throw new GatehouseError('CONFIG_INVALID', 'listen.api: the API listener cannot be turned off');
   const api = createApiServer(
-    { engine, auth, log, listeners: addresses, caPath: pki.caPath, appsDomain: cfg.http.appsDomain, sessions: { kill: (id, by) => broker.kill(id, by) }, apiTokenTtlMs: cfg.apiTokenTtlDays * 86_400_000 },
+    { engine, auth, log, listeners: addresses, caPath: pki.caPath, appsDomain: cfg.http.appsDomain, tunnels: tunnelDoor(broker, log), sessions: { kill: (id, by) => broker.kill(id, by) }, apiTokenTtlMs: cfg.apiTokenTtlDays * 86_400_000 },
     { ...(isLoopback(apiListen.host) ? {} : { tls: { cert: pki.certPem, key: pki.keyPem } }), ...(opts.web ? { fallback: opts.web } : {}) },
   );
   // Notices made on other nodes, for the clients connected to this one.
@@ -144,6 +145,15 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   if (firstRunAdmin) gw.firstRunAdmin = firstRunAdmin;
   if (policies) gw.policies = policies;
   return gw;
+}
+
+/** The tunnel door on the API listener, one port per tunneled protocol (tcp, rdp). */
+function tunnelDoor(broker: Broker, log: Logger): TunnelDoor {
+  const example = 'gatehouse tunnel RESOURCE --port 0';
+  return new TunnelDoor({
+    tcp: broker.portFor({ protocol: 'tcp', loginExample: example }, log.child({ protocol: 'tcp' })),
+    rdp: broker.portFor({ protocol: 'rdp', loginExample: example }, log.child({ protocol: 'rdp' })),
+  });
 }
 
 /** The vault's address as a browser reaches it (the API listener serves it). */

@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ListenerName } from '../core/config.js';
 import type { Logger } from '../core/log.js';
 import type { Engine } from '../workflow/engine.js';
@@ -24,6 +26,8 @@ export interface ApiDeps {
   caPath?: string;
   /** The browser door's apps domain, for the enter links of browser resources. */
   appsDomain?: string;
+  /** The tunnel door, served on the API listener's WebSocket upgrades. */
+  tunnels?: { handles(path: string): boolean; upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> };
   sessions: SessionControl;
   /** Default and longest lifetime of an API token (config `apiTokenTtlDays`; 90 days when absent). */
   apiTokenTtlMs?: number;

@@ -114,6 +114,7 @@ export function createApiServer(deps: ApiDeps, opts: ApiServerOptions = {}): Api
       socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
       return;
     }
+    if (deps.tunnels?.handles(path)) return void deps.tunnels.upgrade(req, socket, head);
     if (path !== '/api/v1/events') {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
       return;

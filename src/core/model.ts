@@ -12,8 +12,9 @@ export type Protocol = (typeof Protocols)[number];
 /** Which protocols each record type may carry. */
 export const ProtocolsByType: Record<RecordType, readonly Protocol[]> = {
   machine: ['ssh', 'rdp', 'tcp'],
-  database: ['postgres', 'mysql'],
-  directory: ['ldap'],
+  // tcp: any engine or directory the gateway does not speak natively, through a tunnel.
+  database: ['postgres', 'mysql', 'tcp'],
+  directory: ['ldap', 'tcp'],
   browser: ['http'],
 };
 
@@ -119,6 +120,14 @@ export interface ResourceOptions {
   ldaps?: boolean;
   /** Browser targets: how the gateway signs in to the app (default none). */
   httpAuth?: HttpAuth;
+  /** Tunnels (tcp, rdp): connections carried at once by one tunnel (Boundary's session_connection_limit); default unlimited. */
+  tunnelConnectionLimit?: number;
+  /**
+   * RDP: hand the vaulted login to the user's own RDP client at tunnel start (passed on its
+   * standard input, never its command line). Off by default: the user types their own.
+   * Audited on the session when used.
+   */
+  handOutCredentials?: boolean;
 }
 
 /** Browser targets: how the gateway signs in to the app with the vaulted credentials. */

@@ -19,6 +19,21 @@ export const RecordNameSchema = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit');
 
 const UserName = PrincipalNameSchema;
+/** How the browser door signs in to an app with the vaulted credentials. */
+export const HttpAuthSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('none') }),
+  z.strictObject({ kind: z.literal('basic') }),
+  z.strictObject({ kind: z.literal('bearer') }),
+  z.strictObject({ kind: z.literal('header'), header: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'a header name') }),
+  z.strictObject({
+    kind: z.literal('form'),
+    path: z.string().regex(/^\/[^\s]*$/, 'a path on the app, e.g. /login').max(512),
+    userField: z.string().min(1).max(128),
+    passwordField: z.string().min(1).max(128),
+    fields: z.record(z.string().max(128), z.string().max(512)).optional(),
+  }),
+]);
+
 /** A directory base DN (RFC 4514), as the LDAP door will read it. */
 export const BaseDn = z
   .string()
@@ -87,6 +102,9 @@ export const ResourceOptionsSchema = z.strictObject({
     .meta({ description: "Directory targets: 'read-only' (search and compare only, the default) or 'read-write'" }),
   baseDn: BaseDn.optional().meta({ description: 'Directory targets: every operation must name a DN at or below this one' }),
   ldaps: z.boolean().optional().meta({ description: 'Directory targets: LDAPS (TLS from the first byte) instead of StartTLS. Default: true when the port is 636' }),
+  httpAuth: HttpAuthSchema.optional().meta({ description: 'Browser targets: how the gateway signs in to the app (none, basic, bearer, header, form). Default none' }),
+  tunnelConnectionLimit: z.int().min(1).max(10_000).optional().meta({ description: 'Tunnels (tcp, rdp): connections one tunnel carries at once. Default unlimited' }),
+  handOutCredentials: z.boolean().optional().meta({ description: "RDP: hand the vaulted login to the user's RDP client at tunnel start (on its standard input). Default false" }),
 });
 
 const inlineSecret = (use: string) =>

@@ -10,7 +10,7 @@ import { REFUSAL_CODES } from '../../src/broker/refusals.js';
 import type { Protocol, WorkflowSettings } from '../../src/core/model.js';
 import { makeGateway, type GatewayHarness } from './gateway-harness.js';
 
-export type Door = 'postgres' | 'mysql' | 'ssh' | 'ldap' | 'http';
+export type Door = 'postgres' | 'mysql' | 'ssh' | 'ldap' | 'http' | 'tunnel';
 
 /** How a connection attempt ended, as the client saw it. */
 export type Connected<C> =

@@ -192,9 +192,12 @@ describe('gatehouse connect refuses what the gateway should not decide', () => {
     await expectRefused(/arguments/);
   });
 
-  it('a protocol no stock client serves (rdp) with a program to run is refused', async () => {
+  it('an rdp answer with a program to run never runs it: connect opens a tunnel itself', async () => {
     answer('rdp', { program: 'sh', args: ['-c', `echo pwned > ${pwned}`], env: {} });
-    await expectRefused(/connect starts no client for rdp/);
+    const r = await cli.run(['connect', 'prod']);
+    expect(r.code).not.toBe(0);
+    expect(started()).toBeUndefined();
+    expect(existsSync(pwned)).toBe(false);
   });
 });
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { NotFoundError } from '../../core/errors.js';
 import { DirectoryAccessModes, Protocols, RecordTypes, type Resource, type User } from '../../core/model.js';
-import { BaseDn } from '../../workflow/policy-schema.js';
+import { BaseDn, HttpAuthSchema } from '../../workflow/policy-schema.js';
 import { isOnAccessList } from '../../workflow/access.js';
 import { describeSettings } from '../../workflow/settings.js';
 import type { ApiDeps } from '../deps.js';
@@ -29,6 +29,9 @@ const NewResource = z.strictObject({
     directoryAccess: z.enum(DirectoryAccessModes).optional(),
     baseDn: BaseDn.optional(),
     ldaps: z.boolean().optional(),
+    httpAuth: HttpAuthSchema.optional(),
+    tunnelConnectionLimit: z.number().int().min(1).max(10_000).optional(),
+    handOutCredentials: z.boolean().optional(),
   }).optional(),
 });
 const Share = z.union([z.strictObject({ user: Name }), z.strictObject({ team: Name })]);

@@ -29,6 +29,8 @@ export async function connect(ctx: Ctx, resource: string, flags: { totp?: string
   }
   // What runs is decided here, not by the gateway's answer (stock-client.ts). The ticket
   // travels in the client's environment or on its standard input, never on its command line.
+  if (res.protocol === 'rdp') return (await import('./tunnel.js')).connectRdp(ctx, resource, flags, cmd);
+  if (res.protocol === 'tcp') throw new CliError('USAGE', `${res.resource} is reached through a tunnel: gatehouse tunnel ${res.resource} --port N, then point your client at it`, { exitCode: 2 });
   const inv = stockClient(res);
   if (res.protocol === 'http') return openInBrowser(ctx, inv.args[0]!);
   const stdin = inv.stdin !== undefined ? ticketInput(inv.stdin) : 'inherit';
@@ -85,7 +87,7 @@ export async function listKeys(ctx: Ctx, flags: { json?: boolean }, cmd: Command
 }
 
 /** POST /launch, asking for a TOTP code on a terminal when the resource wants one. */
-async function launch(ctx: Ctx, cmd: Command, resource: string, totp: string | undefined): Promise<LaunchResponse> {
+export async function launch(ctx: Ctx, cmd: Command, resource: string, totp: string | undefined): Promise<LaunchResponse> {
   const client = await ctx.client(cmd);
   const body: { resource: string; totp?: string } = { resource };
   if (totp) body.totp = totp;

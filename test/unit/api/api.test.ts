@@ -86,15 +86,15 @@ describe('control-plane API', () => {
     expect(await login(c, 'alice', totpCode(secret, c.h.clock.now()))).toMatch(/^ghs_/);
   });
 
-  it('issues no launch ticket for a resource no door serves', async () => {
+  it('launches a tunneled resource with the gatehouse tunnel command', async () => {
     await c.h.engine.directory.addResource('admin', {
       name: 'win-rdp', type: 'machine', protocol: 'rdp', host: '127.0.0.1', port: 3389, owner: 'bob', access: [{ team: 'eng' }],
     });
     const alice = await login(c, 'alice');
     const r = await call(c, 'POST', '/api/v1/launch', { token: alice, body: { resource: 'win-rdp' } });
-    expect(r.status).toBe(409);
-    expect(r.json.error).toMatchObject({ code: 'INVALID_STATE', message: 'win-rdp is a rdp resource and no gateway door serves rdp yet' });
-    expect(await c.h.store.listAudit({ action: 'ticket.issue' })).toEqual([]);
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({ protocol: 'rdp', command: 'gatehouse tunnel win-rdp --port 0' });
+    expect(r.json.invocation).toBeUndefined();
   });
 
   it('workflow settings need ALLOW_CONFIGURE_WORKFLOW_SETTINGS', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { clientCommand, clientInvocation } from '../../../src/api/launch.js';
-import type { Resource } from '../../../src/core/model.js';
+import { Protocols, type Resource } from '../../../src/core/model.js';
 import { DOORS, type ClientInvocation } from '../../../protocols/registry.js';
 
 const TICKET = `ght_${'A'.repeat(43)}`;
@@ -36,9 +36,10 @@ describe('launch commands come from the door registry', () => {
     expect(inv?.args).toContain('ldap://127.0.0.1:40001');
   });
 
-  it('a protocol no door serves gets no command at all', () => {
+  it('every protocol has a way in: a stock client, a browser link, or gatehouse tunnel', () => {
+    for (const p of Protocols) expect(clientCommand({ listeners: {} }, 'alice', resource(p), TICKET), p).not.toBe('');
     expect(clientInvocation({ listeners: {} }, 'alice', resource('rdp'), TICKET)).toBeUndefined();
-    expect(clientCommand({ listeners: {} }, 'alice', resource('rdp'), TICKET)).toBe('');
+    expect(clientCommand({ listeners: {} }, 'alice', resource('tcp'), TICKET)).toBe('gatehouse tunnel prod-x --port 0');
   });
 
   it('ldapsearch gets the ticket from printf on standard input, never as an argument', () => {
