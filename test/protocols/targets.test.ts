@@ -1,10 +1,11 @@
 /**
  * Smoke test for test/targets: each real server starts, and the stock clients (ssh, psql,
- * mariadb, ldapsearch, curl, node's http/https and ws) reach it DIRECTLY with the credentials
+ * mariadb, ldapsearch, curl, node's http/https and ws, xfreerdp, redis-cli) reach it DIRECTLY with the credentials
  * the start script reported. Protocol
  * tests build on these targets, so a broken target should fail here, plainly.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -21,6 +22,8 @@ import {
   startNginx,
   startNginxProxy,
   startPostgres,
+  startRdp,
+  startRedis,
   startSlapd,
   startSlapdProxy,
   startSshd,
@@ -29,6 +32,8 @@ import {
   type MariadbTarget,
   type NginxTarget,
   type PostgresTarget,
+  type RdpTarget,
+  type RedisTarget,
   type SlapdTarget,
   type SshdTarget,
   type WebappTarget,
@@ -245,6 +250,65 @@ async function adminerLogin(t: AdminerTarget, jar: string, password: string): Pr
   return { post: post.stdout, page: page.stdout };
 }
 
+interface ClientRun {
+  /** The exit code (null: killed by a signal). */
+  code: number | null;
+  output: string;
+}
+
+/**
+ * xfreerdp against the RDP target, `input` on its standard input, resolving with its exit code
+ * rather than rejecting on a non-zero one. It needs an X display even for +auth-only ("failed to
+ * open display" otherwise): the target's own Xvfb (`display` + `xauthority`), or with `xvfbRun` a
+ * fresh one from `xvfb-run -a`. HOME is the target's dir, so nothing is written to ~/.config/freerdp.
+ */
+function xfreerdp(
+  t: RdpTarget,
+  args: string[],
+  opts: { input?: string; xvfbRun?: boolean; onSpawn?: (kill: () => void) => void } = {},
+): Promise<ClientRun> {
+  return new Promise((resolve, reject) => {
+    const argv = [`/v:${t.host}:${t.port}`, ...args];
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: `${t.dir}/client` };
+    if (!opts.xvfbRun) Object.assign(env, { DISPLAY: t.display, XAUTHORITY: t.xauthority });
+    const child = opts.xvfbRun ? spawn('xvfb-run', ['-a', 'xfreerdp', ...argv], { env }) : spawn('xfreerdp', argv, { env });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), CLIENT_TIMEOUT_MS);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+    child.stdin.end(opts.input ?? '');
+    opts.onSpawn?.(() => child.kill('SIGTERM'));
+  });
+}
+
+function countInFile(file: string, needle: string): number {
+  return occurrences(readFileSync(file, 'utf8'), needle);
+}
+
+/** Polls a log until `needle` occurs `count` times, or `withinMs` has passed. */
+async function fileReaches(file: string, needle: string, count: number, withinMs: number): Promise<number> {
+  const deadline = Date.now() + withinMs;
+  let seen = countInFile(file, needle);
+  while (seen < count && Date.now() < deadline) {
+    await sleep(20);
+    seen = countInFile(file, needle);
+  }
+  return seen;
+}
+
+/** redis-cli -e (exit 1 on an error reply); the password, if any, in REDISCLI_AUTH rather than argv. */
+function redisCli(t: RedisTarget, password: string | undefined, args: string[]) {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (password === undefined) delete env.REDISCLI_AUTH;
+  else env.REDISCLI_AUTH = password;
+  return exec('redis-cli', ['-e', '-h', t.host, '-p', String(t.port), ...args], { env, timeout: CLIENT_TIMEOUT_MS });
+}
+
 describe('test targets', () => {
   let sshd: SshdTarget;
   let pg: PostgresTarget;
@@ -253,6 +317,8 @@ describe('test targets', () => {
   let webapp: WebappTarget;
   let nginx: NginxTarget;
   let adminer: AdminerTarget;
+  let rdp: RdpTarget;
+  let redis: RedisTarget;
 
   beforeAll(async () => {
     // Adminer only reports the database it is to log in to, so it starts right after MariaDB.
@@ -260,19 +326,21 @@ describe('test targets', () => {
       maria = m;
       return startAdminer({ db: { host: m.host, port: m.port, user: m.user, password: m.password } });
     });
-    [sshd, pg, slapd, webapp, nginx, adminer] = await Promise.all([
+    [sshd, pg, slapd, webapp, nginx, adminer, rdp, redis] = await Promise.all([
       startSshd(),
       startPostgres(),
       startSlapd(),
       startWebapp(),
       startNginx(),
       mariaAndAdminer,
+      startRdp(),
+      startRedis(),
     ]);
   });
 
   afterAll(async () => {
     await Promise.all([sshd?.stop(), pg?.stop(), maria?.stop(), slapd?.stop(), webapp?.stop(), nginx?.stop(),
-      adminer?.stop()]);
+      adminer?.stop(), rdp?.stop(), redis?.stop()]);
   });
 
   describe('sshd', () => {
@@ -688,6 +756,131 @@ describe('test targets', () => {
       expect(page).toContain('Access denied for user');
       expect(page).not.toContain('Select database');
       expect(page).toMatch(/HTTP 403$/);
+    });
+  });
+
+  describe('rdp', () => {
+    // Exit codes are xfreerdp's own (client/X11/xf_client.h): 0 = XF_EXIT_SUCCESS. A wrong user or
+    // password is 147, XF_EXIT_CONNECT_TRANSPORT_FAILED, not 154 (…_WRONG_PASSWORD): the shadow
+    // server answers a failed NTLM check by dropping the TCP connection, without a CredSSP error
+    // code, so to the client it looks like a broken connection. 133 = XF_EXIT_NEGO_FAILURE.
+    const pin = () => `/cert:fingerprint:${rdp.certFingerprint}`;
+    const nla = (user: string, password: string) => ['+auth-only', '/sec:nla', `/u:${user}`, `/p:${password}`, pin()];
+
+    it('reports its certificate fingerprint and display', () => {
+      expect(rdp).toMatchObject({ kind: 'rdp', host: '127.0.0.1', user: 'rdpuser', domain: '', security: 'nla' });
+      expect(rdp.version).toMatch(/^FreeRDP version 2\./);
+      const fingerprint = new X509Certificate(readFileSync(rdp.cert)).fingerprint256.toLowerCase();
+      expect(rdp.certFingerprint).toBe(`sha256:${fingerprint}`);
+      expect(readFileSync(rdp.sam, 'utf8')).toMatch(/^rdpuser:::[0-9a-f]{32}:::$/m);
+    });
+
+    it('passes NLA with the right password (+auth-only exits 0) and logs acceptLine once', async () => {
+      const accepted = countInFile(rdp.log, rdp.acceptLine);
+      const refused = countInFile(rdp.log, rdp.refuseLine);
+      const run = await xfreerdp(rdp, nla(rdp.user, rdp.password));
+      expect(run.code, run.output).toBe(0);
+      expect(run.output).toContain('Authentication only, exit status 0');
+      expect(await fileReaches(rdp.log, rdp.acceptLine, accepted + 1, 2000)).toBe(accepted + 1);
+      expect(countInFile(rdp.log, rdp.refuseLine)).toBe(refused);
+    });
+
+    it('refuses a wrong password and an unknown user in NLA: exit 147, refuseLine logged', async () => {
+      const accepted = countInFile(rdp.log, rdp.acceptLine);
+      const refused = countInFile(rdp.log, rdp.refuseLine);
+      const wrong = await xfreerdp(rdp, nla(rdp.user, 'wrong'));
+      expect(wrong.code, wrong.output).toBe(147);
+      expect(wrong.output).toContain('ERRCONNECT_CONNECT_TRANSPORT_FAILED');
+      expect((await xfreerdp(rdp, nla('someone-else', rdp.password))).code).toBe(147);
+      expect(await fileReaches(rdp.log, rdp.refuseLine, refused + 2, 2000)).toBe(refused + 2);
+      expect(readFileSync(rdp.log, 'utf8')).toContain('Message Integrity Check (MIC) verification failed!');
+      expect(countInFile(rdp.log, rdp.acceptLine)).toBe(accepted);
+    });
+
+    it('works as documented with xvfb-run -a and /cert:ignore', async () => {
+      const args = (password: string) => ['/u:rdpuser', `/p:${password}`, '/sec:nla', '+auth-only', '/cert:ignore'];
+      expect((await xfreerdp(rdp, args(rdp.password), { xvfbRun: true })).code).toBe(0);
+      expect((await xfreerdp(rdp, args('wrong'), { xvfbRun: true })).code).toBe(147);
+    });
+
+    it('offers NLA only: a client insisting on TLS or RDP security gets no session (exit 133)', async () => {
+      for (const sec of ['/sec:tls', '/sec:rdp']) {
+        const run = await xfreerdp(rdp, ['+auth-only', sec, `/u:${rdp.user}`, `/p:${rdp.password}`, pin()]);
+        expect(run.code, run.output).toBe(133);
+      }
+    });
+
+    it('takes the password on stdin: /u: plus /from-stdin:force for +auth-only', async () => {
+      const args = ['+auth-only', '/sec:nla', `/u:${rdp.user}`, '/from-stdin:force', pin()];
+      // Only the password is asked for (the user is given, an unset domain is not prompted).
+      const ok = await xfreerdp(rdp, args, { input: `${rdp.password}\n` });
+      expect(ok.code, ok.output).toBe(0);
+      expect(ok.output).toContain('Password: ');
+      expect((await xfreerdp(rdp, args, { input: 'wrong\n' })).code).toBe(147);
+      // Without :force, +auth-only checks for a password before connecting and finds none (136,
+      // XF_EXIT_PRE_CONNECT_FAILED); plain /from-stdin is for a real session (next test).
+      const early = await xfreerdp(rdp, args.map((a) => (a === '/from-stdin:force' ? '/from-stdin' : a)), {
+        input: `${rdp.password}\n`,
+      });
+      expect(early.code).toBe(136);
+      expect(early.output).toContain('auth-only, but no password set');
+    });
+
+    it('logs a real session in with /u: and /from-stdin, the password read when NLA asks for it', async () => {
+      const accepted = countInFile(rdp.log, rdp.acceptLine);
+      const refused = countInFile(rdp.log, rdp.refuseLine);
+      let kill = (): void => undefined;
+      // The session's window opens on the display the server shares (a picture of itself): harmless.
+      const session = xfreerdp(rdp, [`/u:${rdp.user}`, '/from-stdin', pin()], {
+        input: `${rdp.password}\n`,
+        onSpawn: (k) => (kill = k),
+      });
+      const reached = await fileReaches(rdp.log, rdp.acceptLine, accepted + 1, 10_000);
+      kill();
+      const run = await session;
+      expect(reached).toBe(accepted + 1);
+      // Still connected until killed: SIGTERM, which xfreerdp reports as a caught signal.
+      expect(run.output).toContain("Caught signal 'Terminated'");
+      expect(countInFile(rdp.log, rdp.refuseLine)).toBe(refused);
+
+      const wrong = await xfreerdp(rdp, [`/u:${rdp.user}`, '/from-stdin', pin()], { input: 'wrong\n' });
+      expect(wrong.code).toBe(147);
+    });
+  });
+
+  describe('redis', () => {
+    it('answers PING with PONG after AUTH, and keeps nothing on disk', async () => {
+      expect(redis).toMatchObject({ kind: 'redis', host: '127.0.0.1', user: 'default' });
+      expect(redis.port).not.toBe(6379);
+      expect(redis.version).toMatch(/^Redis server v=\d/);
+      expect((await redisCli(redis, redis.password, ['PING'])).stdout.trim()).toBe('PONG');
+      expect((await redisCli(redis, redis.password, ['SET', 'k', 'v'])).stdout.trim()).toBe('OK');
+      expect((await redisCli(redis, redis.password, ['GET', 'k'])).stdout.trim()).toBe('v');
+      const config = await redisCli(redis, redis.password, ['CONFIG', 'GET', '*']);
+      const lines = config.stdout.split('\n');
+      const get = (name: string) => lines[lines.indexOf(name) + 1];
+      expect([get('save'), get('appendonly'), get('bind'), get('dir')]).toEqual(['', 'no', '127.0.0.1', redis.dir]);
+    });
+
+    it('refuses a client without the password (NOAUTH) and a wrong one (WRONGPASS)', async () => {
+      // With -e, redis-cli writes an error reply to stderr and exits 1.
+      await expect(redisCli(redis, undefined, ['PING'])).rejects.toMatchObject({
+        code: 1,
+        stdout: '',
+        stderr: 'NOAUTH Authentication required.\n',
+      });
+      // REDISCLI_AUTH: redis-cli sends AUTH first, reports its refusal, then runs PING unauthenticated.
+      await expect(redisCli(redis, 'wrong', ['PING'])).rejects.toMatchObject({
+        code: 1,
+        stderr: 'AUTH failed: WRONGPASS invalid username-password pair or user is disabled.\n' +
+          'NOAUTH Authentication required.\n',
+      });
+      // AUTH as a command, with the user name: the error reply itself.
+      await expect(redisCli(redis, undefined, ['AUTH', 'default', 'wrong'])).rejects.toMatchObject({
+        code: 1,
+        stderr: expect.stringContaining('WRONGPASS'),
+      });
+      expect((await redisCli(redis, undefined, ['AUTH', redis.user, redis.password])).stdout.trim()).toBe('OK');
     });
   });
 });

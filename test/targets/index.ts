@@ -23,7 +23,16 @@ const SCRIPTS_DIR = fileURLToPath(new URL('.', import.meta.url));
 const START_TIMEOUT_MS = 300_000;
 const STOP_TIMEOUT_MS = 30_000;
 
-export type TargetKind = 'sshd' | 'postgres' | 'mariadb' | 'slapd' | 'webapp' | 'nginx' | 'adminer';
+export type TargetKind =
+  | 'sshd'
+  | 'postgres'
+  | 'mariadb'
+  | 'slapd'
+  | 'webapp'
+  | 'nginx'
+  | 'adminer'
+  | 'rdp'
+  | 'redis';
 
 export interface StartOptions {
   /** Fixed port; default: a free loopback port picked by the script. */
@@ -147,8 +156,40 @@ const adminerSchema = z.object({
   errorLog: z.string(),
 });
 
+const rdpSchema = z.object({
+  ...base,
+  kind: z.literal('rdp'),
+  /** Always '' (the SAM entry has no domain, which matches any domain the client sends). */
+  domain: z.string(),
+  /** Always `nla`: the server offers NLA only, so every login is checked before a session exists. */
+  security: z.literal('nla'),
+  /** The SAM file (`USER:DOMAIN:LMHASH:NTHASH:::`), read again for every login. */
+  sam: z.string(),
+  /** The Xvfb display the shadow server shares, e.g. `:3`; with `xauthority`, an X display for xfreerdp. */
+  display: z.string().regex(/^:\d+$/),
+  xauthority: z.string(),
+  xvfbPid: z.number().int().positive(),
+  /** The shadow server's self-signed certificate (CN = the machine's host name, no SAN). */
+  cert: z.string(),
+  /** `sha256:aa:bb:…`: `/cert:fingerprint:${certFingerprint}` pins it in xfreerdp. */
+  certFingerprint: z.string().regex(/^sha256:([0-9a-f]{2}:){31}[0-9a-f]{2}$/),
+  /** Logged once per login that passed NLA. */
+  acceptLine: z.string().min(1),
+  /** Logged once per login refused by NLA (wrong user or password). */
+  refuseLine: z.string().min(1),
+  xvfbLog: z.string(),
+});
+
+const redisSchema = z.object({
+  ...base,
+  kind: z.literal('redis'),
+  /** Always `default`: requirepass is the default user's password (`AUTH password` or `AUTH default password`). */
+  user: z.literal('default'),
+  config: z.string(),
+});
+
 interface Stoppable {
-  /** Kills the server (and, for sshd, its live sessions) and removes its dir. Idempotent. */
+  /** Kills the server (and, for sshd, its live sessions; for rdp, its Xvfb) and removes its dir. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -159,6 +200,8 @@ export type SlapdTarget = z.infer<typeof slapdSchema> & Stoppable;
 export type WebappTarget = z.infer<typeof webappSchema> & Stoppable;
 export type NginxTarget = z.infer<typeof nginxSchema> & Stoppable;
 export type AdminerTarget = z.infer<typeof adminerSchema> & Stoppable;
+export type RdpTarget = z.infer<typeof rdpSchema> & Stoppable;
+export type RedisTarget = z.infer<typeof redisSchema> & Stoppable;
 export type Target =
   | SshdTarget
   | PostgresTarget
@@ -166,7 +209,9 @@ export type Target =
   | SlapdTarget
   | WebappTarget
   | NginxTarget
-  | AdminerTarget;
+  | AdminerTarget
+  | RdpTarget
+  | RedisTarget;
 
 export interface SlapdStartOptions extends StartOptions {
   /** Fixed ldaps:// port; default: a free loopback port. */
@@ -210,6 +255,20 @@ export interface AdminerStartOptions extends StartOptions {
   db?: { host: string; port: number; user?: string; password?: string; database?: string };
   /** PHP_CLI_SERVER_WORKERS; default 4. */
   workers?: number;
+}
+
+export interface RdpStartOptions extends StartOptions {
+  /** Default `rdpuser`. */
+  user?: string;
+  /** Default: random. */
+  password?: string;
+  /** Xvfb's `-screen 0` geometry; default `1024x768x24`. */
+  screen?: string;
+}
+
+export interface RedisStartOptions extends StartOptions {
+  /** requirepass; default: random. */
+  password?: string;
 }
 
 export class TargetStartError extends Error {
@@ -307,6 +366,21 @@ export function startAdminer(opts: AdminerStartOptions = {}): Promise<AdminerTar
       ADMINER_WORKERS: opts.workers?.toString(),
     },
   });
+}
+
+/**
+ * FreeRDP's shadow server on its own Xvfb: an RDP server that checks the password (NLA against a
+ * SAM file) and refuses a wrong one before any session exists. See README.md for xfreerdp.
+ */
+export function startRdp(opts: RdpStartOptions = {}): Promise<RdpTarget> {
+  return start('rdp', rdpSchema, opts, {
+    env: { RDP_USER: opts.user, RDP_PASSWORD: opts.password, RDP_SCREEN: opts.screen },
+  });
+}
+
+/** A private redis-server with requirepass and no persistence (never Debian's own on 6379). */
+export function startRedis(opts: RedisStartOptions = {}): Promise<RedisTarget> {
+  return start('redis', redisSchema, opts, { env: { REDIS_PASSWORD: opts.password } });
 }
 
 function scriptPath(kind: TargetKind): string {

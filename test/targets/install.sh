@@ -56,8 +56,22 @@ REQUIREMENTS=(
   # has_bin wants an executable file and adminer.php (what adminer.sh serves) is not one;
   # compile.php, from the same package, is
   /usr/share/adminer/compile.php adminer
-  # bench/: wrk drives the HTTP benchmarks (the browser gateway against nginx.sh proxy)
+  # rdp.sh: FreeRDP's shadow server (an RDP server with NLA checking a SAM file) on its own
+  # Xvfb display, winpr-hash for the SAM file's NT hash, xfreerdp as the client (+auth-only
+  # under xvfb-run; the tunnel tests and the gateway's RDP launch); xauth for xvfb-run
+  freerdp-shadow-cli freerdp2-shadow-x11
+  winpr-hash winpr-utils
+  xfreerdp freerdp2-x11
+  Xvfb xvfb
+  xvfb-run xvfb
+  xauth xauth
+  # redis.sh: a private redis-server (requirepass) beside Debian's system instance; redis-cli
+  redis-server redis-server
+  redis-cli redis-tools
+  # bench/: wrk drives the HTTP benchmarks (the browser gateway against nginx.sh proxy),
+  # iperf3 the tunnel's raw TCP throughput
   wrk wrk
+  iperf3 iperf3
   # test/e2e/web.test.ts drives Debian's Chromium through playwright-core
   /usr/bin/chromium chromium
   # test/unit/deploy-files.test.ts validates docker-compose.yml with the compose CLI (no daemon, no images)
