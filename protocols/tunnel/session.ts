@@ -240,12 +240,12 @@ export class TunnelDoor {
    * the high-water mark queued, and the WebSocket side pauses while the TCP socket cannot
    * take more. A zero-length binary message is an end of stream in its direction (half-close).
    */
-  private relay(t: Tunnel, { ws, tcp }: Carried): void {
-    const c = { ws, tcp };
+  private relay(t: Tunnel, c: Carried): void {
+    const { ws, tcp } = c;
     let tcpEnded = false;
     let wsEnded = false;
     const done = (): void => {
-      t.carried.delete(c as Carried);
+      t.carried.delete(c);
     };
     ws.on('error', () => {});
     tcp.on('error', () => {});
