@@ -48,6 +48,8 @@ class AppSession implements SessionHandle {
   readonly responses = new Set<ServerResponse>();
   ended: { reason: TerminationReason; message: string } | undefined;
   private idle: NodeJS.Timeout | undefined;
+  /** The identity headers of the current second: the claims only change when the second does. */
+  identity: { second: number; audience: string; headers: Record<string, string> } | undefined;
 
   constructor(
     readonly token: string,
@@ -250,10 +252,15 @@ export class HttpDoor {
 
   private identityHeaders(s: AppSession, audience: string): Record<string, string> {
     const now = this.ctx.port.clock.now().getTime();
+    // An ES256 signature costs tens of microseconds: one per session per second is enough.
+    const second = Math.floor(now / 1000);
+    if (s.identity?.second === second && s.identity.audience === audience) return s.identity.headers;
     const deadline = s.session.deadline?.getTime();
     const exp = Math.floor(Math.min(now + this.ctx.assertionTtlMs, deadline ?? Infinity) / 1000);
     const assertion = this.ctx.signer.sign({ user: s.session.user, resource: s.session.resource.name, session: s.session.id, audience, iat: Math.floor(now / 1000), exp });
-    return { ...s.inject, 'x-gatehouse-user': s.session.user, 'x-gatehouse-assertion': assertion };
+    const headers = { ...s.inject, 'x-gatehouse-user': s.session.user, 'x-gatehouse-assertion': assertion };
+    s.identity = { second, audience, headers };
+    return headers;
   }
 
   /** The app's answer on its way to the browser: Location onto the app origin, cookies host-only, the login's cookies kept back. */
