@@ -211,6 +211,25 @@ describe('tunnel door: the bytes', () => {
 });
 
 describe('tunnel door: teardown', () => {
+  it('sends the warning before expiry on the control socket (gatehouse tunnel prints it)', async () => {
+    await gw.addResource({
+      name: 'jit', type: 'machine', protocol: 'tcp', host: '127.0.0.1', port: await target(echoUntilEnd),
+      settings: { limitAccessTime: { timezone: 'Europe/Berlin', schedule: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '08:00', end: '18:00' }], maxDurationMinutes: 120 }, requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, startOn: 'approval' } },
+    });
+    await gw.approve('alice', 'jit');
+    const t = await opened('alice:jit');
+    const warning = new Promise<ControlMessage>((r) => t.control.on('message', (d) => {
+      const m = JSON.parse(String(d)) as ControlMessage;
+      if (m.type === 'warning') r(m);
+    }));
+    const s = gw.broker.live()[0]!;
+    expect(s.decision.warnAt).toBeDefined();
+    gw.clock.set(s.decision.warnAt!);
+    const w = await within(warning, 5_000, 'the warning');
+    expect(w).toMatchObject({ type: 'warning' });
+    expect((w as { message: string }).message).toMatch(/jit/);
+  });
+
   it('closes every carried connection on both sides and the control socket with 1008 and the reason', async () => {
     // Connections open at the target (the door's reachability probe comes and goes first).
     let atTarget = 0;
