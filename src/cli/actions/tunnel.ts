@@ -54,7 +54,7 @@ async function refusalText(res: import('node:http').IncomingMessage): Promise<st
   try {
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: { code?: string; message?: string; hint?: string } };
     const e = body.error ?? {};
-    return `Gatehouse: ${e.message ?? 'refused'} (${e.code ?? res.statusCode})${e.hint ? ` To fix: ${e.hint}` : ''}`;
+    return `${e.message ?? 'refused'} (${e.code ?? res.statusCode})${e.hint ? ` To fix: ${e.hint}` : ''}`;
   } catch {
     return `the gateway refused the tunnel (HTTP ${res.statusCode})`;
   }
@@ -71,7 +71,7 @@ export async function openTunnel(ctx: Ctx, cmd: Command, resource: string, flags
     headers: { authorization: `${SECRET_SCHEME} ${res.ticket}` }, ...tls, perMessageDeflate: false,
   });
   const ready = await new Promise<Ready>((resolve, reject) => {
-    control.once('unexpected-response', (_req, r) => void refusalText(r).then((t) => reject(new CliError('FORBIDDEN', t, { exitCode: 4 }))));
+    control.once('unexpected-response', (_req, r) => void refusalText(r).then((t) => reject(new CliError('TUNNEL_REFUSED', t, { ...(r.statusCode ? { status: r.statusCode } : {}) }))));
     control.once('error', (e) => reject(new CliError('NETWORK', `cannot reach the gateway for the tunnel: ${e.message}`)));
     control.once('message', (data: RawData) => {
       const m = JSON.parse(String(data)) as ControlMessage;
@@ -98,13 +98,14 @@ export async function openTunnel(ctx: Ctx, cmd: Command, resource: string, flags
   control.on('message', (data: RawData) => {
     const m = JSON.parse(String(data)) as ControlMessage;
     if (m.type === 'warning') log(m.message);
-    else if (m.type === 'ended') finish('gateway', m.message);
+    // A gateway that stops ends its tunnels too: this one must be started again, by the user.
+    else if (m.type === 'ended') finish('gateway', m.reason === 'shutdown' ? `${m.message} Start it again with: gatehouse tunnel ${res.resource}` : m.message);
   });
   control.on('close', (code, reason) => {
     if (closing) finish('user', 'the tunnel was closed');
-    else if (code === 1008) finish('gateway', reason.toString() || 'Gatehouse: the tunnel was ended by the gateway.');
+    else if (code === 1008) finish('gateway', reason.toString() || 'the tunnel was ended by the gateway.');
     // Never a silent reconnect: a lost gateway ends the tunnel, and a new one is a new decision.
-    else finish('lost', `Gatehouse: the connection to the gateway was lost (${code}); the tunnel is closed. Start it again with: gatehouse tunnel ${res.resource}`);
+    else finish('lost', `the connection to the gateway was lost (${code}); the tunnel is closed. Start it again with: gatehouse tunnel ${res.resource}`);
   });
   control.on('error', () => {});
 
@@ -143,7 +144,7 @@ export function carryConnection(local: Socket, url: string, token: string, tls: 
   local.pause();
   ws.on('error', () => {});
   ws.once('unexpected-response', (_req, r) => {
-    void refusalText(r).then((t) => log(t));
+    void refusalText(r).then((t) => log(`Gatehouse: ${t}`));
     local.destroy();
   });
   ws.once('open', () => local.resume());
@@ -191,8 +192,11 @@ export async function tunnel(ctx: Ctx, resource: string, flags: TunnelFlags, cmd
   const end = await t.ended;
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
-  if (end.how !== 'user') throw new CliError('TUNNEL_ENDED', end.message, { exitCode: 1 });
+  if (end.how !== 'user') throw new CliError('TUNNEL_ENDED', withoutPrefix(end.message), { exitCode: 1 });
 }
+
+/** The CLI prints `gatehouse: ` before an error; the gateway's own sentences start with `Gatehouse: `. */
+const withoutPrefix = (m: string): string => m.replace(/^Gatehouse: /, '');
 
 /**
  * `gatehouse connect` for an RDP resource: a tunnel on a free local port, then the local
@@ -214,7 +218,7 @@ export async function connectRdp(ctx: Ctx, resource: string, flags: { totp?: str
   if (code === 'missing') {
     ctx.print(`No xfreerdp here: point your RDP client at ${target} (mstsc: full address:s:${target}). The tunnel stays open until Ctrl-C.`);
     const end = await t.ended;
-    if (end.how !== 'user') throw new CliError('TUNNEL_ENDED', end.message, { exitCode: 1 });
+    if (end.how !== 'user') throw new CliError('TUNNEL_ENDED', withoutPrefix(end.message), { exitCode: 1 });
     return;
   }
   t.close();
