@@ -61,10 +61,10 @@ function run(program: string, args: string[], opts: { env?: NodeJS.ProcessEnv; s
 }
 
 /** `gatehouse <args>` as the given user (their own GATEHOUSE_HOME). */
-function start(user: string, args: string[], stdin?: string): Proc {
+function start(user: string, args: string[], stdin?: string, extraEnv: Record<string, string> = {}): Proc {
   const home = join(work, 'homes', user);
   mkdirSync(home, { recursive: true });
-  return run(process.execPath, [BIN, ...args], { env: cleanEnv({ GATEHOUSE_HOME: home, GATEHOUSE_SERVER: apiUrl }), ...(stdin !== undefined ? { stdin } : {}) });
+  return run(process.execPath, [BIN, ...args], { env: cleanEnv({ GATEHOUSE_HOME: home, GATEHOUSE_SERVER: apiUrl, ...extraEnv }), ...(stdin !== undefined ? { stdin } : {}) });
 }
 
 async function gh(user: string, args: string[], stdin?: string): Promise<Result> {
@@ -369,6 +369,31 @@ describe('gatehouse tunnel against gatehouse serve', () => {
     for (const resource of ['win-rdp', 'redis-single']) {
       expect(sessions).toContainEqual(expect.objectContaining({ user: 'alice', resource, state: 'ended', endReason: 'force_checked_in' }));
     }
+  });
+
+  it('gatehouse connect on an rdp resource that hands out its login: xfreerdp signs in with it from stdin, never on a command line', async () => {
+    await ok('admin', ['resource', 'add', 'win-handout', '--type', 'machine', '--protocol', 'rdp', '--host', '127.0.0.1', '--port', String(rdp!.port),
+      '--login', rdp!.user, '--password-stdin', '--hand-out-credentials'], `${rdp!.password}\n`);
+    await ok('admin', ['resource', 'share', 'win-handout', '--user', 'alice']);
+    await ok('admin', ['workflow', 'set', 'win-handout', ...always]);
+    const accepted = count(rdp!.log, rdp!.acceptLine);
+    const env = { DISPLAY: rdp!.display, XAUTHORITY: rdp!.xauthority, HOME: join(work, 'xfreerdp-home') };
+    const connected = start('alice', ['connect', 'win-handout'], undefined, env);
+    await until('the handed-out login to be accepted', () => count(rdp!.log, rdp!.acceptLine) === accepted + 1, 15_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${connected.out()}`);
+    });
+    // No process shows the password in its arguments (ps shows them to every user).
+    const ps = run('ps', ['-eo', 'args']);
+    expect((await ps.done).stdout).not.toContain(rdp!.password);
+    expect((await ps.done).stdout).toMatch(/xfreerdp \/v:127\.0\.0\.1:\d+ \/cert:ignore \/u:rdpuser \/from-stdin/);
+    // The session is on the record as one that handed out the login.
+    const live = JSON.parse(await ok('admin', ['sessions', '--json'])) as Array<{ id: string; resource: string; state: string }>;
+    const s = live.find((x) => x.resource === 'win-handout' && x.state === 'live')!;
+    expect(s).toBeDefined();
+    await ok('admin', ['sessions', 'kill', s.id]);
+    const end = await connected.done;
+    expect(end.code).toBe(1);
+    expect(end.stderr).toContain('this session was ended by admin');
   });
 
   it('a gateway that stops or goes away ends the tunnel with exit 1; it never reconnects', async () => {

@@ -23,14 +23,15 @@ export async function launchTicket(ctx: Ctx, resource: string, flags: { totp?: s
 
 export async function connect(ctx: Ctx, resource: string, flags: { totp?: string }, cmd: Command): Promise<void> {
   const res = await launch(ctx, cmd, resource, flags.totp);
+  // A desktop: a tunnel started with this very ticket, then the local RDP client at it.
+  if (res.protocol === 'rdp') return (await import('./tunnel.js')).connectRdp(ctx, resource, flags, cmd, res);
+  if (res.protocol === 'tcp') throw new CliError('USAGE', `${res.resource} is reached through a tunnel: gatehouse tunnel ${res.resource} --port N, then point your client at it`, { exitCode: 2 });
   if (!res.invocation) {
     ctx.print(`Open: ${res.command}`);
     return;
   }
   // What runs is decided here, not by the gateway's answer (stock-client.ts). The ticket
   // travels in the client's environment or on its standard input, never on its command line.
-  if (res.protocol === 'rdp') return (await import('./tunnel.js')).connectRdp(ctx, resource, flags, cmd);
-  if (res.protocol === 'tcp') throw new CliError('USAGE', `${res.resource} is reached through a tunnel: gatehouse tunnel ${res.resource} --port N, then point your client at it`, { exitCode: 2 });
   const inv = stockClient(res);
   if (res.protocol === 'http') return openInBrowser(ctx, inv.args[0]!);
   const stdin = inv.stdin !== undefined ? ticketInput(inv.stdin) : 'inherit';

@@ -22,6 +22,8 @@ export interface AddFlags {
   directoryAccess?: DirectoryAccess;
   baseDn?: string;
   ldaps?: boolean;
+  tunnelConnectionLimit?: number;
+  handOutCredentials?: boolean;
 }
 
 export async function add(ctx: Ctx, name: string, flags: AddFlags, cmd: Command): Promise<void> {
@@ -44,6 +46,10 @@ export async function add(ctx: Ctx, name: string, flags: AddFlags, cmd: Command)
   if ((flags.directoryAccess !== undefined || flags.baseDn !== undefined || flags.ldaps) && flags.protocol !== 'ldap') {
     throw usageError('--directory-access, --base-dn and --ldaps are for ldap resources');
   }
+  if (flags.tunnelConnectionLimit !== undefined) options.tunnelConnectionLimit = flags.tunnelConnectionLimit;
+  if (flags.handOutCredentials) options.handOutCredentials = true;
+  if (flags.tunnelConnectionLimit !== undefined && flags.protocol !== 'tcp' && flags.protocol !== 'rdp') throw usageError('--tunnel-connection-limit is for tcp and rdp resources');
+  if (flags.handOutCredentials && flags.protocol !== 'rdp') throw usageError('--hand-out-credentials is for rdp resources');
   if (Object.keys(options).length > 0) body.options = options;
   const created = await (await ctx.client(cmd)).post<ResourceView>('/resources', body);
   ctx.print(`Added ${created.type} resource ${created.name} (${created.protocol} ${created.host}:${created.port}), owner ${created.owner}.`);

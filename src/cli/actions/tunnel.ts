@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Command } from 'commander';
 import WebSocket, { type RawData } from 'ws';
+import type { LaunchResponse } from '../../api/wire.js';
 import type { ApiClient } from '../client.js';
 import { CliError } from '../cli-error.js';
 import type { Ctx } from '../context.js';
@@ -61,9 +62,9 @@ async function refusalText(res: import('node:http').IncomingMessage): Promise<st
 }
 
 /** Opens the tunnel: launch, control socket, local listener. */
-export async function openTunnel(ctx: Ctx, cmd: Command, resource: string, flags: TunnelFlags, log: (line: string) => void): Promise<RunningTunnel> {
+export async function openTunnel(ctx: Ctx, cmd: Command, resource: string, flags: TunnelFlags, log: (line: string) => void, launched?: LaunchResponse): Promise<RunningTunnel> {
   const client = await ctx.client(cmd);
-  const res = await launch(ctx, cmd, resource, flags.totp);
+  const res = launched ?? (await launch(ctx, cmd, resource, flags.totp));
   if (res.protocol !== 'tcp' && res.protocol !== 'rdp') throw new CliError('USAGE', `${res.resource} is a ${res.protocol} resource: connect to it with gatehouse connect ${res.resource}`, { exitCode: 2 });
   const user = (await client.get<{ name: string }>('/me')).name;
   const tls = client.caPem !== undefined ? { ca: client.caPem } : {};
@@ -203,17 +204,22 @@ const withoutPrefix = (m: string): string => m.replace(/^Gatehouse: /, '');
  * FreeRDP client pointed at it. The vaulted login goes to FreeRDP's standard input
  * (`/from-stdin`), never its command line, and only where the resource hands it out.
  */
-export async function connectRdp(ctx: Ctx, resource: string, flags: { totp?: string }, cmd: Command): Promise<void> {
-  const t = await openTunnel(ctx, cmd, resource, { ...flags, port: 0 }, (line) => ctx.io.stderr(`${line}\n`));
+export async function connectRdp(ctx: Ctx, resource: string, flags: { totp?: string }, cmd: Command, launched?: LaunchResponse): Promise<void> {
+  const t = await openTunnel(ctx, cmd, resource, { ...flags, port: 0 }, (line) => ctx.io.stderr(`${line}\n`), launched);
   const target = `127.0.0.1:${t.address.port}`;
   const creds = t.ready.credentials;
   const args = [`/v:${target}`, '/cert:ignore', ...(creds ? [`/u:${creds.login}`, '/from-stdin'] : [])];
+  let endedFirst: TunnelEnd | undefined;
   const code = await new Promise<number | 'missing'>((resolve) => {
     const child = spawn('xfreerdp', args, { stdio: [creds ? 'pipe' : 'inherit', 'inherit', 'inherit'], env: ctx.io.env });
     if (creds) child.stdin?.end(`${creds.password ?? ''}\n`);
     child.once('error', () => resolve('missing'));
     child.once('exit', (c) => resolve(c ?? 1));
-    void t.ended.then(() => child.kill('SIGTERM'));
+    // The gateway ended the tunnel: the RDP client goes too, and the reason is what the user reads.
+    void t.ended.then((e) => {
+      endedFirst = e;
+      child.kill('SIGTERM');
+    });
   });
   if (code === 'missing') {
     ctx.print(`No xfreerdp here: point your RDP client at ${target} (mstsc: full address:s:${target}). The tunnel stays open until Ctrl-C.`);
@@ -221,6 +227,7 @@ export async function connectRdp(ctx: Ctx, resource: string, flags: { totp?: str
     if (end.how !== 'user') throw new CliError('TUNNEL_ENDED', withoutPrefix(end.message), { exitCode: 1 });
     return;
   }
+  if (endedFirst && endedFirst.how !== 'user') throw new CliError('TUNNEL_ENDED', withoutPrefix(endedFirst.message), { exitCode: 1 });
   t.close();
   if (code !== 0) throw new CliError('CLIENT_EXIT', `xfreerdp exited with status ${code}`);
 }

@@ -26,6 +26,8 @@ export function registerResources(program: Command, ctx: Ctx): void {
     .addOption(new Option('--directory-access <mode>', 'ldap resources: what users may do (default read-only: search and compare)').choices(DirectoryAccessModes))
     .option('--base-dn <dn>', 'ldap resources: every operation must stay at or below this DN')
     .option('--ldaps', 'ldap resources: the directory speaks LDAPS (TLS from the first byte) rather than StartTLS (default for port 636)')
+    .option('--tunnel-connection-limit <n>', 'tcp and rdp resources: connections one tunnel carries at once', intArg(1, 10_000))
+    .option('--hand-out-credentials', "rdp resources: give the vaulted login to the user's RDP client at tunnel start (its stdin; audited)")
     .action(async (name: string, flags: AddFlags, cmd: Command) => (await run()).add(ctx, name, flags, cmd));
   resource
     .command('share')
