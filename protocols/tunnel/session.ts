@@ -251,7 +251,8 @@ export class TunnelDoor {
     tcp.on('error', () => {});
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (!isBinary) return; // the data path is binary only
-      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+      // ws hands a Buffer for a binary message (binaryType nodebuffer): no copy.
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       if (buf.length === 0) {
         wsEnded = true;
         tcp.end();
@@ -276,6 +277,8 @@ export class TunnelDoor {
     });
     tcp.on('close', () => {
       done();
+      // A socket paused for backpressure would not read the client's close frame: resume it first.
+      ws.resume();
       if (ws.readyState === WebSocket.OPEN && !t.ended) ws.close(tcpEnded && wsEnded ? Close.normal : Close.target, 'the target closed the connection');
     });
     ws.on('close', () => {

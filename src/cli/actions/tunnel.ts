@@ -165,7 +165,7 @@ export function carryConnection(local: Socket, url: string, token: string, tls: 
     if (remoteEnded) ws.close(1000);
   });
   ws.on('message', (data: RawData) => {
-    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     if (buf.length === 0) {
       remoteEnded = true;
       local.end();
@@ -176,6 +176,7 @@ export function carryConnection(local: Socket, url: string, token: string, tls: 
   });
   local.on('drain', () => ws.resume());
   local.on('close', () => {
+    ws.resume();
     if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(1000);
   });
   ws.on('close', () => local.destroy());
