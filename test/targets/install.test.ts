@@ -6,7 +6,7 @@
  * every wait is on an event (a line of output, a process exit), never on a sleep.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -225,5 +225,20 @@ describe('test/targets install lock', () => {
     expect(lines[3]).toMatch(/^locked install:\d+$/);
     expect(lines[4]).toBe(lines[3]!.replace('locked', 'unlocking'));
     expect(lines[1]).not.toBe(lines[3]);
+  });
+});
+
+describe('test/targets packages', () => {
+  const scripts = readdirSync(TARGETS).filter((f) => f.endsWith('.sh') && f !== 'lib.sh' && f !== 'install.sh');
+  const requirements = /^REQUIREMENTS=\(\n([\s\S]*?)\n\)/m.exec(readFileSync(INSTALL, 'utf8'))![1]!;
+  const listed = new Set(requirements.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).map((l) => l.split(/\s+/).at(-1)!));
+
+  it.each(scripts)('%s installs nothing install.sh does not install first, and only through ensure_pkg (under the lock)', (script) => {
+    const text = readFileSync(join(TARGETS, script), 'utf8');
+    // apt only in lib.sh, whose ensure_pkg takes the install lock: parallel test files never collide on dpkg's lock.
+    expect(text).not.toMatch(/\bapt(-get)?\s+(install|update)\b|\bdpkg\s+-i\b|\bapt_install\b/);
+    const packages = [...text.matchAll(/^\s*ensure_pkg\s+\S+\s+(.+)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/));
+    expect(packages.length, 'a target script names what it needs').toBeGreaterThan(0);
+    for (const p of packages) expect(listed, `${script} needs ${p}: add it to install.sh's REQUIREMENTS`).toContain(p);
   });
 });
