@@ -43,11 +43,8 @@ adminer_version() {
 start() {
   ensure_pkgs
 
-  local dir port
-  dir=$(make_dir "${1:-}")
-  CLEANUP_DIR=$dir
-  port=${TARGET_PORT:-$(free_port)}
-  ensure_port_free "$port"
+  new_instance "${1:-}"
+  local dir=$INSTANCE_DIR port=$INSTANCE_PORT
 
   mkdir -p "$dir/www" "$dir/sessions" "$dir/tmp"
   # Debian's /etc/adminer/conf.php, reduced to the one plugin it enables: no version check,

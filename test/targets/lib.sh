@@ -136,6 +136,16 @@ make_dir() {
   echo "$dir"
 }
 
+# new_instance [DIR]: the instance directory (made and marked, removed if the start fails) in
+# INSTANCE_DIR, and its port (TARGET_PORT, refused if something answers there, or a free one)
+# in INSTANCE_PORT.
+new_instance() {
+  INSTANCE_DIR=$(make_dir "${1:-}")
+  CLEANUP_DIR=$INSTANCE_DIR
+  INSTANCE_PORT=${TARGET_PORT:-$(free_port)}
+  ensure_port_free "$INSTANCE_PORT"
+}
+
 # JSON string literal: the values we emit are paths, keys and generated passwords, but
 # escape the JSON specials anyway so a path with a quote cannot break the line.
 json_str() {

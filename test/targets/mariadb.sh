@@ -17,11 +17,8 @@ start() {
   ensure_pkg mariadb mariadb-client
   ensure_pkg openssl openssl
 
-  local dir port
-  dir=$(make_dir "${1:-}")
-  CLEANUP_DIR=$dir
-  port=${TARGET_PORT:-$(free_port)}
-  ensure_port_free "$port"
+  new_instance "${1:-}"
+  local dir=$INSTANCE_DIR port=$INSTANCE_PORT
 
   local root_pw app_pw ed_pw
   root_pw=$(rand_secret) app_pw=$(rand_secret) ed_pw=$(rand_secret)

@@ -98,11 +98,8 @@ launch() {
 start() {
   ensure_pkgs
 
-  local dir port
-  dir=$(make_dir "${1:-}")
-  CLEANUP_DIR=$dir
-  port=${TARGET_PORT:-$(free_port)}
-  ensure_port_free "$port"
+  new_instance "${1:-}"
+  local dir=$INSTANCE_DIR port=$INSTANCE_PORT
 
   local password
   password=$(rand_secret)
@@ -168,11 +165,8 @@ proxy() {
   local up_scheme=${BASH_REMATCH[1]} up_host=${BASH_REMATCH[2]} up_port=${BASH_REMATCH[3]}
   ensure_pkgs
 
-  local dir port
-  dir=$(make_dir "${2:-}")
-  CLEANUP_DIR=$dir
-  port=${TARGET_PORT:-$(free_port)}
-  ensure_port_free "$port"
+  new_instance "${2:-}"
+  local dir=$INSTANCE_DIR port=$INSTANCE_PORT
   make_tls "$dir/tls"
 
   # An https:// upstream is verified against its CA, or refused: a benchmark baseline that

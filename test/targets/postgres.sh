@@ -28,11 +28,8 @@ start() {
   fi
   ensure_pkg psql postgresql-client
 
-  local dir port
-  dir=$(make_dir "${1:-}")
-  CLEANUP_DIR=$dir
-  port=${TARGET_PORT:-$(free_port)}
-  ensure_port_free "$port"
+  new_instance "${1:-}"
+  local dir=$INSTANCE_DIR port=$INSTANCE_PORT
   # Postgres resolves relative paths and its cwd against the data dir, but runuser keeps
   # ours, which postgres may not be allowed to read.
   cd "$dir"

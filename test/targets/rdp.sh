@@ -41,11 +41,8 @@ version() { "$SHADOW" /version 2>&1 | sed -n 's/.* - \(FreeRDP version .*\)$/\1/
 start() {
   ensure_pkgs
 
-  local dir port
-  dir=$(make_dir "${1:-}")
-  CLEANUP_DIR=$dir
-  port=${TARGET_PORT:-$(free_port)}
-  ensure_port_free "$port"
+  new_instance "${1:-}"
+  local dir=$INSTANCE_DIR port=$INSTANCE_PORT
 
   local user=${RDP_USER:-rdpuser} password=${RDP_PASSWORD:-}
   [[ -n $password ]] || password=$(rand_secret)

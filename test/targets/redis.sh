@@ -34,11 +34,8 @@ run_as() {
 start() {
   ensure_pkgs
 
-  local dir port
-  dir=$(make_dir "${1:-}")
-  CLEANUP_DIR=$dir
-  port=${TARGET_PORT:-$(free_port)}
-  ensure_port_free "$port"
+  new_instance "${1:-}"
+  local dir=$INSTANCE_DIR port=$INSTANCE_PORT
 
   local password=${REDIS_PASSWORD:-}
   [[ -n $password ]] || password=$(rand_secret)

@@ -42,11 +42,8 @@ start() {
   chmod 755 /run/sshd
   ensure_user
 
-  local dir port
-  dir=$(make_dir "${1:-}")
-  CLEANUP_DIR=$dir
-  port=${TARGET_PORT:-$(free_port)}
-  ensure_port_free "$port"
+  new_instance "${1:-}"
+  local dir=$INSTANCE_DIR port=$INSTANCE_PORT
 
   ssh-keygen -q -t ed25519 -N '' -C "gatehouse-target-host" -f "$dir/ssh_host_ed25519_key"
   ssh-keygen -q -t ed25519 -N '' -C "gatehouse-target-client" -f "$dir/client_ed25519"
