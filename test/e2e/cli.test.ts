@@ -1,11 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ListenerNames } from '../../src/core/config.js';
-import { ensureBuilt } from './serve-process.js';
+import { BIN, cliEnv, ensureBuilt } from './serve-process.js';
 import { startMariadb, startPostgres, startSlapd, startSshd, type MariadbTarget, type PostgresTarget, type SlapdTarget, type SshdTarget } from '../targets/index.js';
 
 /**
@@ -13,8 +13,6 @@ import { startMariadb, startPostgres, startSlapd, startSshd, type MariadbTarget,
  * process on a fresh data directory, every step through the CLI a user would type.
  */
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/gatehouse.js');
 
 interface Result {
   code: number;
@@ -27,17 +25,11 @@ let server: ChildProcess | undefined;
 let serverOut = '';
 let apiUrl = '';
 
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATEHOUSE_')) env[k] = v;
-  return { ...env, TZ: 'UTC', ...extra };
-}
-
 /** Starts `gatehouse <args>` as the given user (their own GATEHOUSE_HOME). */
 function start(user: string, args: string[], stdin?: string): { child: ChildProcess; done: Promise<Result> } {
   const home = join(work, 'homes', user);
   mkdirSync(home, { recursive: true });
-  const child = spawn(process.execPath, [BIN, ...args], { env: cleanEnv({ GATEHOUSE_HOME: home, GATEHOUSE_SERVER: apiUrl }), cwd: work });
+  const child = spawn(process.execPath, [BIN, ...args], { env: cliEnv({ GATEHOUSE_HOME: home, GATEHOUSE_SERVER: apiUrl }), cwd: work });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -103,7 +95,7 @@ beforeAll(async () => {
   ensureBuilt();
   work = mkdtempSync(join(tmpdir(), 'gatehouse-e2e-cli-'));
   const listen = ListenerNames.flatMap((n) => ['--listen', `${n}=127.0.0.1:0`]);
-  server = spawn(process.execPath, [BIN, 'serve', '--data', join(work, 'data'), ...listen], { env: cleanEnv({}), cwd: work });
+  server = spawn(process.execPath, [BIN, 'serve', '--data', join(work, 'data'), ...listen], { env: cliEnv({}), cwd: work });
   server.stderr!.on('data', (d: Buffer) => (serverOut += d.toString()));
   await new Promise<void>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`gatehouse serve did not start:\n${serverOut}`)), 60_000);

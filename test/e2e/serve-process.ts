@@ -11,8 +11,15 @@ import { ListenerNames } from '../../src/core/config.js';
 import { freePort } from '../targets/index.js';
 import { AUDIT_KEY, MASTER_KEY } from './cluster-harness.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/gatehouse.js');
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const BIN = join(ROOT, 'bin/gatehouse.js');
+
+/** The environment for a `gatehouse` process: this one's without GATEHOUSE_* (each test sets its own), in UTC. */
+export function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATEHOUSE_')) env[k] = v;
+  return { ...env, TZ: 'UTC', ...extra };
+}
 const BUILT = join(ROOT, 'dist/src/cli/main.js');
 
 /** Builds dist/ when it is missing or older than any source file (npm test builds first anyway). */

@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListenerNames } from '../../src/core/config.js';
 import { totpCode } from '../../src/workflow/mfa.js';
-import { ensureBuilt } from './serve-process.js';
+import { BIN, cliEnv, ensureBuilt } from './serve-process.js';
 import { freePort, startRdp, startRedis, type RdpTarget, type RedisTarget } from '../targets/index.js';
 
 /**
@@ -15,8 +15,6 @@ import { freePort, startRdp, startRedis, type RdpTarget, type RedisTarget } from
  * `gatehouse tunnel` to real targets (FreeRDP's shadow server with NLA, a private redis).
  */
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/gatehouse.js');
 
 interface Result {
   code: number;
@@ -39,12 +37,6 @@ let apiUrl = '';
 let rdp: RdpTarget | undefined;
 let redis: RedisTarget | undefined;
 
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATEHOUSE_')) env[k] = v;
-  return { ...env, TZ: 'UTC', ...extra };
-}
-
 /** Any program, its output collected; stdin left open when `keepStdin` (an interactive client). */
 function run(program: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: string; keepStdin?: boolean } = {}): Proc {
   const child = spawn(program, args, { env: opts.env ?? process.env, cwd: work });
@@ -64,7 +56,7 @@ function run(program: string, args: string[], opts: { env?: NodeJS.ProcessEnv; s
 function start(user: string, args: string[], stdin?: string, extraEnv: Record<string, string> = {}): Proc {
   const home = join(work, 'homes', user);
   mkdirSync(home, { recursive: true });
-  return run(process.execPath, [BIN, ...args], { env: cleanEnv({ GATEHOUSE_HOME: home, GATEHOUSE_SERVER: apiUrl, ...extraEnv }), ...(stdin !== undefined ? { stdin } : {}) });
+  return run(process.execPath, [BIN, ...args], { env: cliEnv({ GATEHOUSE_HOME: home, GATEHOUSE_SERVER: apiUrl, ...extraEnv }), ...(stdin !== undefined ? { stdin } : {}) });
 }
 
 async function gh(user: string, args: string[], stdin?: string): Promise<Result> {
@@ -158,7 +150,7 @@ function listening(port: number): Promise<boolean> {
  */
 async function startServe(listen: string[]): Promise<void> {
   serverOut = '';
-  const child = spawn(process.execPath, [BIN, 'serve', '--data', join(work, 'data'), ...listen.flatMap((l) => ['--listen', l])], { env: cleanEnv({}), cwd: work });
+  const child = spawn(process.execPath, [BIN, 'serve', '--data', join(work, 'data'), ...listen.flatMap((l) => ['--listen', l])], { env: cliEnv({}), cwd: work });
   server = child;
   child.stderr!.on('data', (d: Buffer) => (serverOut += d.toString()));
   await new Promise<void>((res, rej) => {
