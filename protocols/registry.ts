@@ -53,6 +53,20 @@ const caEnv = (at: LaunchContext): Record<string, string> => (at.caPath ? { LDAP
  */
 const urlHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
 
+/**
+ * ldapsearch on the StartTLS (`-ZZ`) or LDAPS listener. OpenLDAP's clients read no password
+ * variable: the ticket goes to standard input (-y /dev/stdin), the gateway's CA to LDAPTLS_CACERT.
+ */
+function ldapsearch(scheme: 'ldap' | 'ldaps', at: LaunchContext, user: string, r: Resource, ticket: string): ClientInvocation {
+  return {
+    program: 'ldapsearch',
+    args: ['-x', ...(scheme === 'ldap' ? ['-ZZ'] : []), '-H', `${scheme}://${urlHost(at.host)}:${at.port}`, '-D', `${user}:${r.name}`, '-y', '/dev/stdin',
+      ...(scheme === 'ldap' && r.options?.baseDn ? ['-b', r.options.baseDn] : [])],
+    env: caEnv(at),
+    stdin: ticket,
+  };
+}
+
 /** verify-full checks the certificate's name, and the gateway certificate names localhost. */
 const tlsHost = (host: string): string => (host === '127.0.0.1' ? 'localhost' : host);
 
@@ -95,14 +109,7 @@ export const DOORS = [
     protocol: 'ldap',
     defaultPort: 13389,
     loginExample: 'ldapsearch -x -ZZ -H ldap://GATEWAY:13389 -D alice:corp-ldap -W',
-    // OpenLDAP's clients read no password variable: the ticket goes to standard input (-y
-    // /dev/stdin), and the gateway's CA to LDAPTLS_CACERT for -ZZ to verify it.
-    client: (at, user, r, ticket) => ({
-      program: 'ldapsearch',
-      args: ['-x', '-ZZ', '-H', `ldap://${urlHost(at.host)}:${at.port}`, '-D', `${user}:${r.name}`, '-y', '/dev/stdin', ...(r.options?.baseDn ? ['-b', r.options.baseDn] : [])],
-      env: caEnv(at),
-      stdin: ticket,
-    }),
+    client: (at, user, r, ticket) => ldapsearch('ldap', at, user, r, ticket),
     load: async () => new (await import('./ldap/index.js')).LdapAdapter(),
   },
   {
@@ -111,12 +118,7 @@ export const DOORS = [
     protocol: 'ldap',
     defaultPort: 13636,
     loginExample: 'ldapsearch -x -H ldaps://GATEWAY:13636 -D alice:corp-ldap -W',
-    client: (at, user, r, ticket) => ({
-      program: 'ldapsearch',
-      args: ['-x', '-H', `ldaps://${urlHost(at.host)}:${at.port}`, '-D', `${user}:${r.name}`, '-y', '/dev/stdin'],
-      env: caEnv(at),
-      stdin: ticket,
-    }),
+    client: (at, user, r, ticket) => ldapsearch('ldaps', at, user, r, ticket),
     load: async () => new (await import('./ldap/index.js')).LdapsAdapter(),
   },
   {
@@ -141,7 +143,12 @@ export type DoorName = (typeof DOORS)[number]['name'];
  * Protocols the tunnel door carries: it has no listener of its own (its WebSockets are on the
  * API listener) and no stock client to launch; `gatehouse tunnel RESOURCE` is the client.
  */
-export const TUNNELED_PROTOCOLS: readonly Protocol[] = ['tcp', 'rdp'];
+export const TUNNELED_PROTOCOLS = ['tcp', 'rdp'] as const satisfies readonly Protocol[];
+export type TunneledProtocol = (typeof TUNNELED_PROTOCOLS)[number];
+
+export function isTunneled(p: Protocol): p is TunneledProtocol {
+  return (TUNNELED_PROTOCOLS as readonly Protocol[]).includes(p);
+}
 
 /** Protocols some door serves; a resource of any other protocol cannot be reached yet. */
 export const SERVED_PROTOCOLS: readonly Protocol[] = [...new Set(DOORS.map((d) => d.protocol)), ...TUNNELED_PROTOCOLS];

@@ -23,7 +23,8 @@ import { Sealer } from './secrets/sealer.js';
 import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
 import { Engine } from './workflow/engine.js';
-import type { DoorName } from '../protocols/registry.js';
+import { TUNNELED_PROTOCOLS, type DoorName, type TunneledProtocol } from '../protocols/registry.js';
+import type { GatewayPort } from './broker/port.js';
 import { TunnelDoor } from '../protocols/tunnel/session.js';
 import { applyPolicyDir, type PolicySyncResult } from './workflow/policy-sync.js';
 
@@ -150,10 +151,8 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
 /** The tunnel door on the API listener, one port per tunneled protocol (tcp, rdp). */
 function tunnelDoor(broker: Broker, log: Logger): TunnelDoor {
   const example = 'gatehouse tunnel RESOURCE --port 0';
-  return new TunnelDoor({
-    tcp: broker.portFor({ protocol: 'tcp', loginExample: example }, log.child({ protocol: 'tcp' })),
-    rdp: broker.portFor({ protocol: 'rdp', loginExample: example }, log.child({ protocol: 'rdp' })),
-  });
+  const ports = Object.fromEntries(TUNNELED_PROTOCOLS.map((p) => [p, broker.portFor({ protocol: p, loginExample: example }, log.child({ protocol: p }))]));
+  return new TunnelDoor(ports as Record<TunneledProtocol, GatewayPort>);
 }
 
 /** The vault's address as a browser reaches it (the API listener serves it). */

@@ -109,7 +109,8 @@ export function upstreamHeaders(headers: IncomingHttpHeaders, parts: UpstreamReq
   if (typeof origin === 'string') out.origin = origin === parts.appOrigin ? parts.targetOrigin : origin;
   const referer = headers.referer;
   if (typeof referer === 'string' && referer.startsWith(`${parts.appOrigin}/`)) out.referer = parts.targetOrigin + referer.slice(parts.appOrigin.length);
-  const cookies = new Map(parseCookies(headers.cookie).filter(([k]) => k !== SESSION_COOKIE && !k.startsWith('__Host-gatehouse')));
+  // The gateway's cookie, and any a page might try under a longer name of the same prefix.
+  const cookies = new Map(parseCookies(headers.cookie).filter(([k]) => !k.startsWith(SESSION_COOKIE)));
   for (const [k, v] of parts.jar ?? []) cookies.set(k, v);
   if (cookies.size) out.cookie = [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
   for (const [k, v] of Object.entries(parts.set)) out[k.toLowerCase()] = v;

@@ -17,13 +17,12 @@ import type { GatewayPort, GatewaySession, Refusal } from '../../src/broker/port
 import { refusals } from '../../src/broker/refusals.js';
 import { UpstreamError } from '../../src/broker/upstream-error.js';
 import type { Protocol, Resource, TerminationReason } from '../../src/core/model.js';
+import { isTunneled, type TunneledProtocol as TunnelProtocol } from '../registry.js';
 import { STATUS_OF } from '../shared/http-status.js';
 import { clientAddress } from '../shared/listener.js';
 import { withDeadline } from '../shared/upstream-tls.js';
 import { Close, CONNECT_PATH, credentialOf, loginOf, OPEN_PATH, SECRET_SCHEME, type ControlMessage, type RefusalBody } from './codec.js';
 
-export type TunnelProtocol = Extract<Protocol, 'tcp' | 'rdp'>;
-export const TUNNEL_PROTOCOLS: readonly TunnelProtocol[] = ['tcp', 'rdp'];
 
 export interface TunnelDoorOptions {
   /** Connect to the target (default 10 s). */
@@ -126,7 +125,7 @@ export class TunnelDoor {
   private async open(url: URL, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const client = clientAddress(req.socket as Socket);
     const protocol = url.searchParams.get('protocol') ?? 'tcp';
-    if (!TUNNEL_PROTOCOLS.includes(protocol as TunnelProtocol)) return this.reject(socket, refusals.protocolError(`no tunnels for protocol ${protocol.slice(0, 20)}`));
+    if (!isTunneled(protocol as Protocol)) return this.reject(socket, refusals.protocolError(`no tunnels for protocol ${protocol.slice(0, 20)}`));
     const port = this.ports[protocol as TunnelProtocol];
     const login = loginOf(url);
     const secret = credentialOf(req.headers.authorization, SECRET_SCHEME) ?? '';
@@ -203,7 +202,7 @@ export class TunnelDoor {
     const client = clientAddress(req.socket as Socket);
     const token = credentialOf(req.headers.authorization, 'Bearer');
     const tunnel = token ? this.tunnels.get(token) : undefined;
-    const port = tunnel ? this.ports[tunnel.resource.protocol as TunnelProtocol] ?? this.ports.tcp : this.ports.tcp;
+    const port = tunnel && isTunneled(tunnel.resource.protocol) ? this.ports[tunnel.resource.protocol] : this.ports.tcp;
     if (!tunnel || tunnel.ended) {
       const r = refusals.notAllowed('a tunnel connection without a live tunnel', 'start the tunnel again: gatehouse tunnel RESOURCE');
       port.refused(client, r, token ? 'unknown or ended tunnel token' : 'no tunnel token');

@@ -1,5 +1,5 @@
 import type { Resource } from '../core/model.js';
-import { doorFor, TUNNELED_PROTOCOLS, type ClientInvocation } from '../../protocols/registry.js';
+import { doorFor, isTunneled, type ClientInvocation } from '../../protocols/registry.js';
 import type { ApiDeps } from './deps.js';
 
 export type { ClientInvocation } from '../../protocols/registry.js';
@@ -21,7 +21,7 @@ const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${
 /** The same invocation as one line a person can paste into a shell. */
 export function clientCommand(d: Pick<ApiDeps, 'listeners' | 'caPath' | 'appsDomain'>, user: string, r: Resource, ticket: string): string {
   // A tunneled resource is reached through `gatehouse tunnel`, which launches for itself.
-  if (TUNNELED_PROTOCOLS.includes(r.protocol)) return `gatehouse tunnel ${r.name} --port 0`;
+  if (isTunneled(r.protocol)) return `gatehouse tunnel ${r.name} --port 0`;
   const inv = clientInvocation(d, user, r, ticket);
   if (!inv) return '';
   // A web app's "command" is its enter link, which the vault shows as a link to open.

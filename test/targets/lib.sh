@@ -22,8 +22,8 @@ APT_LISTS=${GATEHOUSE_APT_LISTS:-/var/lib/apt/lists}
 APT_OPTS=(-y -q -o DPkg::Lock::Timeout=300)
 APT_UPDATED=''
 
-# has_bin NAME|PATH: NAME is a command on PATH, or PATH (a glob is allowed) is an executable file
-# (or, for a shared library plugin, *.so*, a regular file).
+# has_bin NAME|PATH: NAME is a command on PATH, or a file at PATH (a glob is allowed) exists:
+# a package's binary, library or data file.
 has_bin() {
   local f
   if [[ $1 != */* ]]; then
@@ -31,7 +31,7 @@ has_bin() {
     return
   fi
   for f in $1; do
-    if [[ -x $f && ! -d $f ]] || [[ $f == *.so* && -f $f ]]; then return 0; fi
+    if [[ -f $f ]]; then return 0; fi
   done
   return 1
 }

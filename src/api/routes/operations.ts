@@ -7,7 +7,7 @@ import { AuditCheckpointSchema } from '../../audit/checkpoint.js';
 import type { ApiDeps } from '../deps.js';
 import { parseBody, route, type Route } from '../http.js';
 import { clientCommand, clientInvocation } from '../launch.js';
-import { doorFor, TUNNELED_PROTOCOLS } from '../../../protocols/registry.js';
+import { doorFor, isTunneled } from '../../../protocols/registry.js';
 import { sessionView } from '../views.js';
 
 const Launch = z.strictObject({ resource: z.string().min(1).max(63), totp: z.string().max(16).optional() });
@@ -27,7 +27,7 @@ export function operationRoutes(d: ApiDeps): Route[] {
       const r = await engine.directory.requireResource(b.resource);
       if (!isOnAccessList(c.user, r)) throw new ForbiddenError(`${c.user.name} is not on the access list of ${r.name}`);
       // No ticket for a resource no door can reach: it could only be misused or wasted.
-      if (!doorFor(r.protocol) && !TUNNELED_PROTOCOLS.includes(r.protocol)) throw new GatehouseError('INVALID_STATE', `${r.name} is a ${r.protocol} resource and no gateway door serves ${r.protocol} yet`, { protocol: r.protocol });
+      if (!doorFor(r.protocol) && !isTunneled(r.protocol)) throw new GatehouseError('INVALID_STATE', `${r.name} is a ${r.protocol} resource and no gateway door serves ${r.protocol} yet`, { protocol: r.protocol });
       let mfa: MfaProof = { kind: 'none' };
       if (b.totp) {
         // Checked against the lock first; a wrong code counts against this user, not the address.
