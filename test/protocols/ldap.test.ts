@@ -14,6 +14,7 @@ import { LdapAdapter, LdapsAdapter } from '../../protocols/ldap/index.js';
 import { startSlapd, type SlapdTarget } from '../targets/index.js';
 import { eventually, within } from './contract-driver.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
+import { Control } from 'ldapts';
 import { watchedLdapsClient } from './ldap-client.js';
 
 let target: SlapdTarget;
@@ -141,12 +142,31 @@ describe('LDAP door with the OpenLDAP clients', () => {
 
   it('never hands out referrals: search references are dropped and the referral object is not chased', async () => {
     await directory('whole', {});
+    // The directory itself does answer with a search reference to the other host (so the checks below can fail).
+    const direct = await new Promise<string>((resolve) => execFile('ldapsearch', ['-x', '-H', `ldap://127.0.0.1:${target.port}`, '-D', target.user, '-w', target.password, '-b', target.baseDn, '-s', 'one', '(objectClass=*)'],
+      { env: { ...process.env, LDAPCONF: '/dev/null' } }, (_e, out) => resolve(out)));
+    expect(direct).toContain('elsewhere.invalid');
     const r = await client('ldapsearch', [...bindArgs('alice:whole'), '-b', target.baseDn, '-s', 'one', '(objectClass=*)']);
     // The directory answers a subtree walk with a search reference for ou=elsewhere; the client never sees a URL.
     expect(r.stdout).not.toContain('elsewhere.invalid');
     expect(r.stdout).toContain(`dn: ${target.peopleDn}`);
     const ref = await client('ldapsearch', [...bindArgs('alice:whole'), '-b', target.referralDn, '-s', 'base']);
     expect(ref.stdout + ref.stderr).not.toContain('elsewhere.invalid');
+  });
+
+  it('refuses alias dereferencing below a base DN, unknown critical controls and the Cancel operation; drops an unknown non-critical control', async () => {
+    await directory('people', {}, { baseDn: target.peopleDn });
+    const deref = await client('ldapsearch', [...bindArgs('alice:people'), '-a', 'always', '-o', 'ldif_wrap=no', '-b', target.peopleDn, '(uid=user0001)']);
+    expect(deref.code, deref.stdout + deref.stderr).toBe(50);
+    expect(deref.stdout + deref.stderr).toContain('alias dereferencing could leave');
+
+    const w = watchedLdapsClient(ldaps.address.port, gw.pki.caCertPem);
+    await w.client.bind('alice:people', GATEWAY_PASSWORD);
+    const one = `uid=user0001,${target.peopleDn}`;
+    await expect(w.client.search(one, { scope: 'base' }, new Control('1.2.3.4.5.6', { critical: true }))).rejects.toMatchObject({ code: 12 });
+    expect((await w.client.search(one, { scope: 'base' }, new Control('1.2.3.4.5.6', { critical: false }))).searchEntries).toHaveLength(1);
+    await expect(w.client.exop('1.3.6.1.1.8')).rejects.toMatchObject({ code: 53 });
+    await w.client.unbind();
   });
 
   describe('refusals', () => {
