@@ -1,7 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../core/log.js';
 import type { Protocol, TerminationReason } from '../core/model.js';
-import type { PortProvider } from './port.js';
+import type { GatewayPort, PortProvider } from './port.js';
+import type { Provisioner } from './provisioner.js';
 
 /** What a listener needs besides its address: the broker and the gateway's TLS and host keys. */
 export interface ListenerConfig {
@@ -33,6 +34,8 @@ export interface Listener {
 export interface ProtocolAdapter {
   readonly protocol: Protocol;
   listen(config: ListenerConfig): Promise<Listener>;
+  /** Ephemeral accounts and elevation on this door's targets (see provisioner.ts); absent: the door has none. */
+  provisioner?(port: GatewayPort): Provisioner;
 }
 
 /**

@@ -20,6 +20,7 @@ export const ErrorCodes = {
   TICKET_INVALID: { status: 401 },
   POLICY_INVALID: { status: 400 },
   STORE_FAILURE: { status: 503 },
+  JIT_FAILED: { status: 502 },
   CONFIG_INVALID: { status: 500 },
   INTERNAL: { status: 500 },
 } as const;

@@ -143,6 +143,82 @@ export type HttpAuth =
   /** The app's login form at `path`, posted by the gateway; its cookies stay in a jar per session. */
   | { kind: 'form'; path: string; userField: string; passwordField: string; fields?: Record<string, string> };
 
+/**
+ * Just-in-time rights on the target, per grant (an approval window, a check-out, or the
+ * session itself when the resource has neither). The vaulted account is the administrator
+ * that creates and removes them; each door's README says which rights it needs.
+ */
+export interface JitSettings {
+  /** Every grant logs in upstream as its own temporary account, removed when the grant ends. */
+  ephemeral?: EphemeralSettings;
+  /** The vaulted account is given these roles/groups for the grant only. */
+  elevate?: ElevateSettings;
+}
+
+export interface EphemeralSettings {
+  /** Roles (PostgreSQL, MySQL/MariaDB), groups (Linux) or group DNs (LDAP) the temporary account gets. */
+  grants: string[];
+  /** Linux: a sudo command list for the account (`ALL`, or full command paths), in a validated drop-in. */
+  sudo?: string;
+  /** LDAP: the OU the temporary entries are made under. */
+  ou?: string;
+  /** PostgreSQL: the role that inherits what the account created (default `gatehouse_inheritor`, made NOLOGIN if missing). */
+  inheritor?: string;
+  /** MySQL/MariaDB: MAX_USER_CONNECTIONS of the account (default 10). */
+  maxConnections?: number;
+}
+
+export interface ElevateSettings {
+  /** Roles (PostgreSQL, MySQL/MariaDB), groups (Linux) or group DNs (LDAP) added to the vaulted account for the grant. */
+  grants: string[];
+}
+
+export const JitStates = ['planned', 'provisioning', 'active', 'revoking', 'gone', 'failed'] as const;
+export type JitState = (typeof JitStates)[number];
+/** States in which the account may exist on the target and belongs to a grant. */
+export const LIVE_JIT_STATES: readonly JitState[] = ['planned', 'provisioning', 'active', 'revoking'];
+
+export type JitKind = 'ephemeral' | 'elevation';
+
+/**
+ * One temporary account (or one elevation of the vaulted account) on a target, for one
+ * grant. Every step is written before it is taken, so a crash loses nothing: an account in
+ * `provisioning` may exist on the target, and the reconciler removes it.
+ */
+export interface JitAccount {
+  id: string;
+  resource: string;
+  kind: JitKind;
+  /** `lease:ID`, `request:ID` or `session:ID`: connections of the same grant share the account. */
+  grant: string;
+  /** The Gatehouse user the account acts for. */
+  user: string;
+  requestId?: string;
+  leaseId?: string;
+  sessionId?: string;
+  /** The account's name on the target (for an elevation: the vaulted login). */
+  account: string;
+  /** Roles/groups given (ephemeral) or added (elevation). */
+  grants: string[];
+  state: JitState;
+  /** The account's own credentials, sealed with the master key (ephemeral only). */
+  credentialsSealed?: string;
+  /** The resource as it was at provisioning, so the account can be removed even after the resource is. */
+  resourceSnapshot: string;
+  node: string;
+  createdAt: Date;
+  updatedAt: Date;
+  /** When the grant ends: the account is removed then at the latest. */
+  deadline?: Date;
+  /** Failed removal attempts so far (retried without a cap). */
+  attempts: number;
+  /** The last error, in words naming the missing right where known. */
+  error?: string;
+  goneAt?: Date;
+  /** Optimistic concurrency: every update bumps it. */
+  version: number;
+}
+
 export const DirectoryAccessModes = ['read-only', 'read-write'] as const;
 export type DirectoryAccess = (typeof DirectoryAccessModes)[number];
 
@@ -168,6 +244,8 @@ export interface Resource {
   options: ResourceOptions;
   /** Pinned target identity: SSH host key fingerprint recorded on first use. */
   hostKeyPin?: string;
+  /** Ephemeral accounts and privilege elevation (see JitSettings); absent: every session uses the vaulted account. */
+  jit?: JitSettings;
   /** Where the record came from: a policy file path, or 'api'. */
   source: string;
   createdAt: Date;
@@ -298,6 +376,8 @@ export interface SessionRecord {
   bytesIn: number;
   bytesOut: number;
   node: string;
+  /** The temporary account the session logged in upstream as (ephemeral JIT). */
+  account?: string;
 }
 
 export interface AuditEntry {

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { ForbiddenError, GatehouseError, NotFoundError, ValidationError } from '../core/errors.js';
 import type {
-  Enforcement, Principal, Resource, Role, TargetCredentials, Team, User, WorkflowSettings,
+  Enforcement, JitSettings, Principal, Resource, Role, TargetCredentials, Team, User, WorkflowSettings,
 } from '../core/model.js';
 import { Enforcements, ProtocolsByType, RecordTypes } from '../core/model.js';
 import { sealCredentials } from '../secrets/credentials.js';
 import { isOnAccessList, teamMembers } from './access.js';
 import type { WorkflowContext } from './context.js';
+import { validateJit } from './jit-settings.js';
 import { canConfigureWorkflow, canConfigureWorkflowOf, validateSettings } from './settings.js';
 
 export const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
@@ -213,6 +214,32 @@ export class Directory {
    * NOT_FOUND, worded as for one that does not exist.
    */
   async setWorkflow(actor: string, name: string, input: unknown): Promise<WorkflowSettings> {
+    const r = await this.mayConfigure(actor, name);
+    const settings = validateSettings(input, { owner: r.owner, access: r.access, teams: await this.teamsMap() });
+    await this.ctx.store.putResource({ ...r, settings });
+    await this.ctx.audit.record(actor, 'workflow.set', name, { settings });
+    this.ctx.bus.publishRevoke({ kind: 'settings_changed', resource: name, message: `the workflow of ${name} changed` });
+    return settings;
+  }
+
+  /**
+   * Sets (or, with undefined or `{}`, clears) a resource's ephemeral-account and elevation
+   * settings; the same people may do it as may change its workflow. Grants that already
+   * have an account keep it until they end; new grants follow the new settings.
+   */
+  async setJit(actor: string, name: string, input: unknown): Promise<JitSettings | undefined> {
+    const r = await this.mayConfigure(actor, name);
+    const jit = validateJit(input, r.protocol);
+    const next: Resource = { ...r };
+    if (jit) next.jit = jit;
+    else delete next.jit;
+    await this.ctx.store.putResource(next);
+    await this.ctx.audit.record(actor, 'resource.jit', name, { jit: jit ?? null });
+    return jit;
+  }
+
+  /** The resource, if `actor` may change its workflow and JIT settings; NOT_FOUND for one they cannot see. */
+  private async mayConfigure(actor: string, name: string): Promise<Resource> {
     const user = await this.requireUser(actor);
     const r = await this.ctx.store.getResource(name);
     if (!r || !(user.admin || isOnAccessList(user, r))) throw new NotFoundError('resource', name);
@@ -223,10 +250,6 @@ export class Directory {
     if (!canConfigureWorkflowOf(user, roles, r)) {
       throw new ForbiddenError(`only the owner of ${name} (${r.owner}) or an administrator can change its workflow; ALLOW_CONFIGURE_WORKFLOW_SETTINGS covers the resources you own`);
     }
-    const settings = validateSettings(input, { owner: r.owner, access: r.access, teams: await this.teamsMap() });
-    await this.ctx.store.putResource({ ...r, settings });
-    await this.ctx.audit.record(actor, 'workflow.set', name, { settings });
-    this.ctx.bus.publishRevoke({ kind: 'settings_changed', resource: name, message: `the workflow of ${name} changed` });
-    return settings;
+    return r;
   }
 }
