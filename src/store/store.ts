@@ -3,6 +3,9 @@ import type {
   ApiToken,
   AuditEntry,
   Delegation,
+  JitAccount,
+  JitKind,
+  JitState,
   LaunchTicket,
   Lease,
   Resource,
@@ -35,6 +38,17 @@ export interface SessionQuery {
   state?: 'live' | 'ended' | 'provisional';
   user?: string;
   resource?: string;
+  limit?: number;
+}
+
+export interface JitAccountQuery {
+  states?: readonly JitState[];
+  resource?: string;
+  kind?: JitKind;
+  requestId?: string;
+  leaseId?: string;
+  sessionId?: string;
+  /** Newest first with a limit. */
   limit?: number;
 }
 
@@ -123,6 +137,17 @@ export interface Store {
   getSession(id: string): Promise<SessionRecord | undefined>;
   listSessions(query?: SessionQuery): Promise<SessionRecord[]>;
   deleteSession(id: string): Promise<void>;
+
+  // ephemeral accounts and elevations (JIT)
+  /** Inserts a new account record; false when the grant already has a live one of that kind (read it instead). */
+  insertJitAccount(account: JitAccount): Promise<boolean>;
+  getJitAccount(id: string): Promise<JitAccount | undefined>;
+  /** The grant's account of that kind in a live state (planned, provisioning, active, revoking), if any. */
+  findLiveJitAccount(grant: string, kind: JitKind): Promise<JitAccount | undefined>;
+  /** Oldest first (newest first with `limit`). */
+  listJitAccounts(query?: JitAccountQuery): Promise<JitAccount[]>;
+  /** Writes `next` if the stored version equals `next.version - 1`; returns false otherwise. */
+  updateJitAccount(next: JitAccount): Promise<boolean>;
 
   // audit
   appendAudit(draft: AuditDraft, seal: AuditSealer): Promise<AuditEntry>;

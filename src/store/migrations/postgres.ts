@@ -178,4 +178,39 @@ CREATE TABLE meta (
 );
 `;
 
-export const postgresMigrations: readonly Migration[] = [{ version: 1, name: 'init', sql: init }];
+/** Ephemeral accounts and elevation (issue 17), as in the SQLite schema. */
+const jit = `
+ALTER TABLE resources ADD COLUMN jit JSONB;
+ALTER TABLE sessions ADD COLUMN account TEXT;
+
+CREATE TABLE jit_accounts (
+  id                 TEXT PRIMARY KEY,
+  resource           TEXT COLLATE "C" NOT NULL,
+  kind               TEXT NOT NULL CHECK (kind IN ('ephemeral', 'elevation')),
+  grant_key          TEXT NOT NULL,
+  "user"             TEXT NOT NULL,
+  request_id         TEXT,
+  lease_id           TEXT,
+  session_id         TEXT,
+  account            TEXT NOT NULL,
+  grants             JSONB NOT NULL,
+  state              TEXT NOT NULL CHECK (state IN ('planned', 'provisioning', 'active', 'revoking', 'gone', 'failed')),
+  credentials_sealed TEXT,
+  resource_snapshot  TEXT NOT NULL,
+  node               TEXT NOT NULL,
+  created_at         TIMESTAMPTZ NOT NULL,
+  updated_at         TIMESTAMPTZ NOT NULL,
+  deadline           TIMESTAMPTZ,
+  attempts           INTEGER NOT NULL,
+  error              TEXT,
+  gone_at            TIMESTAMPTZ,
+  version            INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX jit_accounts_one_live ON jit_accounts (grant_key, kind) WHERE state IN ('planned', 'provisioning', 'active', 'revoking');
+CREATE INDEX jit_accounts_state ON jit_accounts (state, resource);
+`;
+
+export const postgresMigrations: readonly Migration[] = [
+  { version: 1, name: 'init', sql: init },
+  { version: 2, name: 'jit', sql: jit },
+];

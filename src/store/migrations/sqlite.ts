@@ -175,4 +175,40 @@ CREATE TABLE meta (
 );
 `;
 
-export const sqliteMigrations: readonly Migration[] = [{ version: 1, name: 'init', sql: init }];
+/** Ephemeral accounts and elevation (issue 17): the settings on resources, the account on sessions, and one row per account. */
+const jit = `
+ALTER TABLE resources ADD COLUMN jit TEXT;
+ALTER TABLE sessions ADD COLUMN account TEXT;
+
+CREATE TABLE jit_accounts (
+  id                 TEXT PRIMARY KEY,
+  resource           TEXT NOT NULL,
+  kind               TEXT NOT NULL CHECK (kind IN ('ephemeral', 'elevation')),
+  grant_key          TEXT NOT NULL,
+  user               TEXT NOT NULL,
+  request_id         TEXT,
+  lease_id           TEXT,
+  session_id         TEXT,
+  account            TEXT NOT NULL,
+  grants             TEXT NOT NULL,
+  state              TEXT NOT NULL CHECK (state IN ('planned', 'provisioning', 'active', 'revoking', 'gone', 'failed')),
+  credentials_sealed TEXT,
+  resource_snapshot  TEXT NOT NULL,
+  node               TEXT NOT NULL,
+  created_at         TEXT NOT NULL,
+  updated_at         TEXT NOT NULL,
+  deadline           TEXT,
+  attempts           INTEGER NOT NULL,
+  error              TEXT,
+  gone_at            TEXT,
+  version            INTEGER NOT NULL
+);
+-- One live account (or elevation) per grant: a second first connection shares the first one's.
+CREATE UNIQUE INDEX jit_accounts_one_live ON jit_accounts (grant_key, kind) WHERE state IN ('planned', 'provisioning', 'active', 'revoking');
+CREATE INDEX jit_accounts_state ON jit_accounts (state, resource);
+`;
+
+export const sqliteMigrations: readonly Migration[] = [
+  { version: 1, name: 'init', sql: init },
+  { version: 2, name: 'jit', sql: jit },
+];

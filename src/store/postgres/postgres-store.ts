@@ -6,6 +6,8 @@ import type {
   ApiToken,
   AuditEntry,
   Delegation,
+  JitAccount,
+  JitKind,
   LaunchTicket,
   Lease,
   Resource,
@@ -17,7 +19,7 @@ import type {
 import { postgresMigrations } from '../migrations/postgres.js';
 import * as rows from '../sqlite/rows.js';
 import type { Row } from '../sqlite/rows.js';
-import type { AuditDraft, AuditQuery, AuditSealer, RequestQuery, SessionQuery, Store } from '../store.js';
+import type { AuditDraft, AuditQuery, AuditSealer, JitAccountQuery, RequestQuery, SessionQuery, Store } from '../store.js';
 import { AUDIT_GENESIS } from '../store.js';
 import { migrate } from './migrate.js';
 import { getTypeParser, insert, quote, redactUrl, toCells, transaction, upsert, where } from './sql.js';
@@ -28,6 +30,7 @@ const AUDIT_LOCK_KEY = 7_047_150_002;
 const TOTP_RETENTION_MS = 24 * 60 * 60 * 1000;
 const UNIQUE_VIOLATION = '23505';
 const ONE_HELD_LEASE_INDEX = 'leases_one_held';
+const ONE_LIVE_JIT_INDEX = 'jit_accounts_one_live';
 
 type LeaseEnd = { state: Exclude<Lease['state'], 'held'>; endedAt: Date; endedBy?: string; endReason?: string };
 
@@ -266,6 +269,52 @@ export class PostgresStore implements Store {
   }
 
   // gateway sessions
+
+  insertJitAccount(account: JitAccount): Promise<boolean> {
+    return this.run('insertJitAccount', async () => {
+      try {
+        await insert(this.pool, 'jit_accounts', rows.jitAccountToRow(account));
+        return true;
+      } catch (e) {
+        if (e instanceof pg.DatabaseError && e.code === UNIQUE_VIOLATION && e.constraint === ONE_LIVE_JIT_INDEX) return false;
+        throw e;
+      }
+    });
+  }
+  getJitAccount(id: string): Promise<JitAccount | undefined> {
+    return this.run('getJitAccount', () => this.one('SELECT * FROM jit_accounts WHERE id = $1', [id], rows.jitAccountFromRow));
+  }
+  findLiveJitAccount(grant: string, kind: JitKind): Promise<JitAccount | undefined> {
+    const sql = "SELECT * FROM jit_accounts WHERE grant_key = $1 AND kind = $2 AND state IN ('planned', 'provisioning', 'active', 'revoking')";
+    return this.run('findLiveJitAccount', () => this.one(sql, [grant, kind], rows.jitAccountFromRow));
+  }
+  listJitAccounts(query: JitAccountQuery = {}): Promise<JitAccount[]> {
+    return this.run('listJitAccounts', () => {
+      const { clause, params } = where({ resource: query.resource, kind: query.kind, request_id: query.requestId, lease_id: query.leaseId, session_id: query.sessionId });
+      let states = '';
+      if (query.states) {
+        params.push(query.states);
+        states = ` ${clause ? 'AND' : 'WHERE'} state = ANY($${params.length}::text[])`;
+      }
+      let tail = ' ORDER BY created_at, id';
+      if (query.limit !== undefined) {
+        params.push(query.limit);
+        tail = ` ORDER BY created_at DESC, id DESC LIMIT $${params.length}`;
+      }
+      return this.many(`SELECT * FROM jit_accounts${clause}${states}${tail}`, params, rows.jitAccountFromRow);
+    });
+  }
+  updateJitAccount(next: JitAccount): Promise<boolean> {
+    return this.run('updateJitAccount', () => {
+      const row = rows.jitAccountToRow(next);
+      const cols = Object.keys(row).filter((c) => c !== 'id');
+      const params: unknown[] = cols.map((c) => row[c]);
+      const sets = cols.map((c, i) => `${quote(c)} = $${i + 1}`);
+      params.push(next.id, next.version - 1);
+      const n = params.length;
+      return this.change(`UPDATE jit_accounts SET ${sets.join(', ')} WHERE id = $${n - 1} AND version = $${n}`, params);
+    });
+  }
 
   putSession(session: SessionRecord): Promise<void> {
     return this.run('putSession', () => upsert(this.pool, 'sessions', 'id', rows.sessionToRow(session)));

@@ -10,6 +10,7 @@ import type {
   Delegation,
   LaunchTicket,
   Lease,
+  JitAccount,
   Resource,
   Review,
   Role,
@@ -110,6 +111,7 @@ export function resourceToRow(res: Resource): Row {
     settings: json(res.settings),
     options: json(res.options),
     host_key_pin: res.hostKeyPin ?? null,
+    jit: res.jit ? json(res.jit) : null,
     source: res.source,
     created_at: iso(res.createdAt),
   };
@@ -130,6 +132,7 @@ export function resourceFromRow(r: Row): Resource {
     settings: parse<Resource['settings']>(r.settings),
     options: parse<Resource['options']>(r.options),
     hostKeyPin: optStr(r.host_key_pin),
+    jit: r.jit == null ? undefined : parse<Resource['jit']>(r.jit),
     source: str(r.source),
     createdAt: date(r.created_at),
   });
@@ -302,6 +305,7 @@ export function sessionToRow(s: SessionRecord): Row {
     bytes_in: s.bytesIn,
     bytes_out: s.bytesOut,
     node: s.node,
+    account: s.account ?? null,
   };
 }
 
@@ -321,6 +325,59 @@ export function sessionFromRow(r: Row): SessionRecord {
     bytesIn: num(r.bytes_in),
     bytesOut: num(r.bytes_out),
     node: str(r.node),
+    account: optStr(r.account),
+  });
+}
+
+export function jitAccountToRow(a: JitAccount): Row {
+  return {
+    id: a.id,
+    resource: a.resource,
+    kind: a.kind,
+    grant_key: a.grant,
+    user: a.user,
+    request_id: a.requestId ?? null,
+    lease_id: a.leaseId ?? null,
+    session_id: a.sessionId ?? null,
+    account: a.account,
+    grants: json(a.grants),
+    state: a.state,
+    credentials_sealed: a.credentialsSealed ?? null,
+    resource_snapshot: a.resourceSnapshot,
+    node: a.node,
+    created_at: iso(a.createdAt),
+    updated_at: iso(a.updatedAt),
+    deadline: isoOrNull(a.deadline),
+    attempts: a.attempts,
+    error: a.error ?? null,
+    gone_at: isoOrNull(a.goneAt),
+    version: a.version,
+  };
+}
+
+export function jitAccountFromRow(r: Row): JitAccount {
+  return compact<JitAccount>({
+    id: str(r.id),
+    resource: str(r.resource),
+    kind: str(r.kind) as JitAccount['kind'],
+    grant: str(r.grant_key),
+    user: str(r.user),
+    requestId: optStr(r.request_id),
+    leaseId: optStr(r.lease_id),
+    sessionId: optStr(r.session_id),
+    account: str(r.account),
+    grants: parse<string[]>(r.grants),
+    state: str(r.state) as JitAccount['state'],
+    credentialsSealed: optStr(r.credentials_sealed),
+    resourceSnapshot: str(r.resource_snapshot),
+    node: str(r.node),
+    createdAt: date(r.created_at),
+    updatedAt: date(r.updated_at),
+    deadline: optDate(r.deadline),
+    attempts: num(r.attempts),
+    error: optStr(r.error),
+    goneAt: optDate(r.gone_at),
+    version: num(r.version),
   });
 }
 

@@ -5,6 +5,8 @@ import type {
   ApiToken,
   AuditEntry,
   Delegation,
+  JitAccount,
+  JitKind,
   LaunchTicket,
   Lease,
   Resource,
@@ -14,7 +16,7 @@ import type {
   User,
 } from '../../core/model.js';
 import { sqliteMigrations } from '../migrations/sqlite.js';
-import type { AuditDraft, AuditQuery, AuditSealer, RequestQuery, SessionQuery, Store } from '../store.js';
+import type { AuditDraft, AuditQuery, AuditSealer, JitAccountQuery, RequestQuery, SessionQuery, Store } from '../store.js';
 import { AUDIT_GENESIS } from '../store.js';
 import * as rows from './rows.js';
 import type { Row } from './rows.js';
@@ -235,6 +237,46 @@ export class SqliteStore implements Store {
   listTokens(user: string): Promise<ApiToken[]> {
     const sql = 'SELECT * FROM tokens WHERE user = ? ORDER BY created_at, id';
     return this.run('listTokens', () => this.many(sql, [user], rows.tokenFromRow));
+  }
+
+  // ephemeral accounts and elevations
+
+  insertJitAccount(account: JitAccount): Promise<boolean> {
+    return this.run('insertJitAccount', () => {
+      try {
+        this.insert('jit_accounts', rows.jitAccountToRow(account));
+        return true;
+      } catch (e) {
+        // Only jit_accounts_one_live is a plain UNIQUE here; a reused id stays a StoreError.
+        if (sqliteCode(e) !== 'SQLITE_CONSTRAINT_UNIQUE') throw e;
+        return false;
+      }
+    });
+  }
+  getJitAccount(id: string): Promise<JitAccount | undefined> {
+    return this.run('getJitAccount', () => this.one('SELECT * FROM jit_accounts WHERE id = ?', [id], rows.jitAccountFromRow));
+  }
+  findLiveJitAccount(grant: string, kind: JitKind): Promise<JitAccount | undefined> {
+    const sql = "SELECT * FROM jit_accounts WHERE grant_key = ? AND kind = ? AND state IN ('planned', 'provisioning', 'active', 'revoking')";
+    return this.run('findLiveJitAccount', () => this.one(sql, [grant, kind], rows.jitAccountFromRow));
+  }
+  listJitAccounts(query: JitAccountQuery = {}): Promise<JitAccount[]> {
+    return this.run('listJitAccounts', () => {
+      const { clause, params } = where({ resource: query.resource, kind: query.kind, request_id: query.requestId, lease_id: query.leaseId, session_id: query.sessionId });
+      const states = query.states ? ` ${clause ? 'AND' : 'WHERE'} state IN (SELECT value FROM json_each(@states))` : '';
+      if (query.states) params.states = JSON.stringify(query.states);
+      const order = query.limit !== undefined ? 'created_at DESC, id DESC' : 'created_at, id';
+      params.limit = query.limit ?? -1;
+      return this.many(`SELECT * FROM jit_accounts${clause}${states} ORDER BY ${order} LIMIT @limit`, [params], rows.jitAccountFromRow);
+    });
+  }
+  updateJitAccount(next: JitAccount): Promise<boolean> {
+    return this.run('updateJitAccount', () => {
+      const row = rows.jitAccountToRow(next);
+      const sets = Object.keys(row).filter((c) => c !== 'id').map((c) => `${c} = @${c}`);
+      const sql = `UPDATE jit_accounts SET ${sets.join(', ')} WHERE id = @id AND version = @expected`;
+      return this.stmt(sql).run({ ...row, expected: next.version - 1 }).changes === 1;
+    });
   }
 
   // gateway sessions

@@ -194,6 +194,47 @@ export function guaranteeContract(ctx: ContractContext): void {
     });
   });
 
+  describe('ephemeral accounts', () => {
+    it('round-trips an account with every field, and session records keep their account', async () => {
+      const full = f.jitAccount('a1', {
+        requestId: 'q1', leaseId: 'l1', sessionId: 's1', credentialsSealed: 'v1:sealed', deadline: f.at(60), error: 'no CREATEROLE',
+        goneAt: f.at(61), state: 'gone', attempts: 3, version: 4, kind: 'elevation', grants: ['r1', 'r2'],
+      });
+      expect(await store.insertJitAccount(full)).toBe(true);
+      expect(await store.getJitAccount('a1')).toStrictEqual(full);
+      await store.putSession(f.session('s1', { account: 'gh_alice_x' }));
+      expect((await store.getSession('s1'))?.account).toBe('gh_alice_x');
+    });
+
+    it('keeps one live account per grant and kind; an ended one does not count', async () => {
+      expect(await store.insertJitAccount(f.jitAccount('a1', { grant: 'lease:L' }))).toBe(true);
+      expect(await store.insertJitAccount(f.jitAccount('a2', { grant: 'lease:L', state: 'active' }))).toBe(false);
+      expect(await store.insertJitAccount(f.jitAccount('a3', { grant: 'lease:L', kind: 'elevation' }))).toBe(true);
+      expect((await store.findLiveJitAccount('lease:L', 'ephemeral'))?.id).toBe('a1');
+      const a1 = (await store.getJitAccount('a1'))!;
+      expect(await store.updateJitAccount({ ...a1, state: 'gone', version: 2 })).toBe(true);
+      expect(await store.findLiveJitAccount('lease:L', 'ephemeral')).toBeUndefined();
+      expect(await store.insertJitAccount(f.jitAccount('a4', { grant: 'lease:L' }))).toBe(true);
+    });
+
+    it('updates only from the version it read, and filters by state, resource and grant', async () => {
+      await store.insertJitAccount(f.jitAccount('a1', { createdAt: f.at(1), leaseId: 'L1' }));
+      await store.insertJitAccount(f.jitAccount('a2', { createdAt: f.at(2), resource: 'web', state: 'active', requestId: 'Q2' }));
+      const a1 = (await store.getJitAccount('a1'))!;
+      expect(await store.updateJitAccount({ ...a1, state: 'provisioning', version: 2 })).toBe(true);
+      expect(await store.updateJitAccount({ ...a1, state: 'failed', version: 2 })).toBe(false);
+      expect((await store.getJitAccount('a1'))?.state).toBe('provisioning');
+      const ids = async (q?: Parameters<Store['listJitAccounts']>[0]) => (await store.listJitAccounts(q)).map((a) => a.id);
+      expect(await ids()).toEqual(['a1', 'a2']);
+      expect(await ids({ states: ['active'] })).toEqual(['a2']);
+      expect(await ids({ states: [] })).toEqual([]);
+      expect(await ids({ resource: 'prod-pg' })).toEqual(['a1']);
+      expect(await ids({ leaseId: 'L1' })).toEqual(['a1']);
+      expect(await ids({ requestId: 'Q2' })).toEqual(['a2']);
+      expect(await ids({ limit: 1 })).toEqual(['a2']);
+    });
+  });
+
   describe('audit', () => {
     const draft = (n: number, over: { actor?: string; action?: string; subject?: string } = {}) => ({
       at: f.at(n),

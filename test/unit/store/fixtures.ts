@@ -7,6 +7,7 @@ import type {
   ApiToken,
   AuditEntry,
   Delegation,
+  JitAccount,
   LaunchTicket,
   Lease,
   Resource,
@@ -83,6 +84,7 @@ export function fullResource(name: string): Resource {
     },
     options: { allowAgentForwarding: true, allowedTunnelPorts: [5432, 5433] },
     hostKeyPin: 'SHA256:abcdef',
+    jit: { ephemeral: { grants: ['app_read', 'app_write'], inheritor: 'owners' } },
     source: 'policies/prod.yaml',
   });
 }
@@ -151,6 +153,26 @@ export function session(id: string, over: Partial<SessionRecord> = {}): SessionR
     bytesIn: 0,
     bytesOut: 0,
     node: 'node-a',
+    ...over,
+  };
+}
+
+export function jitAccount(id: string, over: Partial<JitAccount> = {}): JitAccount {
+  return {
+    id,
+    resource: 'prod-pg',
+    kind: 'ephemeral',
+    grant: `lease:${id}`,
+    user: 'alice',
+    account: `gh_alice_${id}`,
+    grants: ['app_read'],
+    state: 'planned',
+    resourceSnapshot: '{"name":"prod-pg"}',
+    node: 'node-a',
+    createdAt: at(0),
+    updatedAt: at(0),
+    attempts: 0,
+    version: 1,
     ...over,
   };
 }

@@ -18,7 +18,7 @@ import * as f from './fixtures.js';
 
 const TABLES = [
   'users', 'teams', 'roles', 'resources', 'requests', 'leases', 'delegations',
-  'totp_steps', 'tickets', 'tokens', 'sessions', 'audit', 'meta',
+  'totp_steps', 'tickets', 'tokens', 'sessions', 'jit_accounts', 'audit', 'meta',
 ];
 
 let target: PostgresTarget | undefined;
@@ -103,7 +103,7 @@ describe('PostgresStore specifics', () => {
       expect((await c.query("SELECT to_regclass('extra') AS t")).rows[0].t).toBe('extra');
       await c.query("INSERT INTO schema_version (version, name) VALUES (9999, 'future')");
     });
-    expect(await versions(dbUrl)).toEqual([1, 1000, 9999]);
+    expect(await versions(dbUrl)).toEqual([...postgresMigrations.map((m) => m.version), 1000, 9999]);
     await expect(PostgresStore.open(dbUrl)).rejects.toMatchObject({
       code: 'STORE_FAILURE',
       message: expect.stringMatching(/schema version 9999 is newer/),
