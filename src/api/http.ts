@@ -33,13 +33,15 @@ export interface Route {
   keys: string[];
   public: boolean;
   summary: string;
+  /** The name of the request body's schema under the OpenAPI document's components (openapi.ts), where one is published. */
+  body?: string;
   handler: Handler | PublicHandler;
 }
 
 /** Builds a route; `:name` segments become params. */
-export function route(method: Route['method'], path: string, summary: string, handler: Handler, opts: { public?: false }): Route;
-export function route(method: Route['method'], path: string, summary: string, handler: PublicHandler, opts: { public: true }): Route;
-export function route(method: Route['method'], path: string, summary: string, handler: Handler | PublicHandler, opts: { public?: boolean } = {}): Route {
+export function route(method: Route['method'], path: string, summary: string, handler: Handler, opts: { public?: false; body?: string }): Route;
+export function route(method: Route['method'], path: string, summary: string, handler: PublicHandler, opts: { public: true; body?: string }): Route;
+export function route(method: Route['method'], path: string, summary: string, handler: Handler | PublicHandler, opts: { public?: boolean; body?: string } = {}): Route {
   const keys: string[] = [];
   const pattern = new RegExp(
     '^' + path.replace(/:([a-zA-Z]+)/g, (_, k: string) => {
@@ -47,7 +49,7 @@ export function route(method: Route['method'], path: string, summary: string, ha
       return '([^/]+)';
     }) + '$',
   );
-  return { method, path, pattern, keys, public: opts.public ?? false, summary, handler };
+  return { method, path, pattern, keys, public: opts.public ?? false, summary, ...(opts.body ? { body: opts.body } : {}), handler };
 }
 
 export function matchRoute(routes: readonly Route[], method: string, pathname: string): { route: Route; params: Record<string, string> } | 'method' | undefined {

@@ -1,4 +1,11 @@
+import { z } from 'zod';
+import { JitSettingsSchema } from '../workflow/jit-settings.js';
 import type { Route } from './http.js';
+
+/** Request bodies with a published schema, by the name a route gives (`route(..., { body: 'JitSettings' })`). */
+const BODY_SCHEMAS: Record<string, Record<string, unknown>> = {
+  JitSettings: z.toJSONSchema(JitSettingsSchema, { io: 'input', target: 'draft-2020-12' }) as Record<string, unknown>,
+};
 
 /** An OpenAPI 3.1 document built from the route table, so it cannot drift from what is served. */
 export function openApiDocument(routes: readonly Route[], version: string): Record<string, unknown> {
@@ -11,7 +18,9 @@ export function openApiDocument(routes: readonly Route[], version: string): Reco
       summary: r.summary,
       ...(params.length ? { parameters: params } : {}),
       ...(r.public ? { security: [] } : {}),
-      ...(r.method === 'POST' || r.method === 'PUT' ? { requestBody: { content: { 'application/json': { schema: { type: 'object' } } } } } : {}),
+      ...(r.method === 'POST' || r.method === 'PUT'
+        ? { requestBody: { content: { 'application/json': { schema: r.body ? { $ref: `#/components/schemas/${r.body}` } : { type: 'object' } } } } }
+        : {}),
       responses: {
         '200': { description: 'OK', content: { 'application/json': { schema: {} } } },
         default: { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
@@ -26,6 +35,7 @@ export function openApiDocument(routes: readonly Route[], version: string): Reco
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
       schemas: {
+        ...bodySchemas(routes),
         Error: {
           type: 'object',
           required: ['error'],
@@ -35,4 +45,22 @@ export function openApiDocument(routes: readonly Route[], version: string): Reco
     },
     paths,
   };
+}
+
+/** The body schemas the routes name; a name without a schema is a programming error, found when the document is built. */
+function bodySchemas(routes: readonly Route[]): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    if (!r.body) continue;
+    const schema = BODY_SCHEMAS[r.body];
+    if (!schema) throw new Error(`route ${r.method} ${r.path} names body schema ${r.body}, which openapi.ts does not publish`);
+    out[r.body] = withoutDialect(schema);
+  }
+  return out;
+}
+
+/** OpenAPI 3.1 components are JSON Schema 2020-12 already; the dialect line belongs to the document, not each schema. */
+function withoutDialect(schema: Record<string, unknown>): Record<string, unknown> {
+  const { $schema: _dialect, ...rest } = schema;
+  return rest;
 }

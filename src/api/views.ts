@@ -16,6 +16,7 @@ export function leaseView(l: Lease): Record<string, unknown> {
   return { ...l };
 }
 
+/** `account`: the temporary account the session logged in upstream as (ephemeral JIT); absent when it used the vaulted one. */
 export function sessionView(s: SessionRecord): Record<string, unknown> {
   return { ...s };
 }
@@ -60,6 +61,6 @@ export async function resourceView(engine: Engine, r: Resource, user: User): Pro
   }
   return {
     name: r.name, type: r.type, protocol: r.protocol, host: r.host, port: r.port, ...(r.database ? { database: r.database } : {}),
-    owner: r.owner, access: r.access, settings: r.settings, options: r.options, source: r.source, state,
+    owner: r.owner, access: r.access, settings: r.settings, ...(r.jit ? { jit: r.jit } : {}), options: r.options, source: r.source, state,
   };
 }

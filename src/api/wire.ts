@@ -1,6 +1,7 @@
 import type {
   AccessRequest,
   AuditEntry,
+  JitSettings,
   Lease,
   Protocol,
   Resource,
@@ -67,7 +68,7 @@ export interface ResourceState {
 }
 
 /** What GET /resources returns: the resource without its secrets, plus my state on it. */
-export type ResourceView = Pick<Resource, 'name' | 'type' | 'protocol' | 'host' | 'port' | 'database' | 'owner' | 'access' | 'settings' | 'options' | 'source'> & {
+export type ResourceView = Pick<Resource, 'name' | 'type' | 'protocol' | 'host' | 'port' | 'database' | 'owner' | 'access' | 'settings' | 'jit' | 'options' | 'source'> & {
   state: ResourceState;
 };
 
@@ -75,6 +76,20 @@ export interface WorkflowView {
   resource: string;
   settings: WorkflowSettings;
   lines: string[];
+  canConfigure: boolean;
+}
+
+/** GET and PUT /resources/:name/jit: ephemeral accounts and elevation. */
+export interface JitView {
+  resource: string;
+  protocol: Protocol;
+  /** Whether the resource's door can make temporary accounts or elevate (postgres, mysql, ssh, ldap). */
+  supported: boolean;
+  /** null: every session uses the vaulted account as it is. */
+  jit: JitSettings | null;
+  /** One sentence (describeJit), e.g. "a temporary account per grant with app_read, removed when the grant ends". */
+  description: string;
+  /** Whether the caller may change them (the workflow settings' rule). */
   canConfigure: boolean;
 }
 
@@ -95,6 +110,15 @@ export interface ExplainResponse {
   hint?: string;
   deadline?: string;
   checks: Array<{ check: string; ok: boolean; detail: string }>;
+  /** Which account a session of the resource logs in upstream as; absent for a resource the caller cannot see. */
+  jit?: ExplainJit;
+}
+
+export interface ExplainJit {
+  ephemeral: boolean;
+  elevate: boolean;
+  /** describeJit's sentence. */
+  description: string;
 }
 
 export type AuditVerifyResponse =

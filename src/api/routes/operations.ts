@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ForbiddenError, GatehouseError, NotFoundError } from '../../core/errors.js';
 import { isOnAccessList } from '../../workflow/access.js';
+import { describeJit } from '../../workflow/jit-settings.js';
 import type { MfaProof } from '../../workflow/decide.js';
 import { AuditLog } from '../../audit/audit-log.js';
 import { AuditCheckpointSchema } from '../../audit/checkpoint.js';
@@ -102,9 +103,14 @@ export function operationRoutes(d: ApiDeps): Route[] {
       const at = atText ? new Date(atText) : engine.ctx.clock.now();
       if (Number.isNaN(at.getTime())) throw new GatehouseError('VALIDATION', 'at: not an ISO time', { field: 'at' });
       const dcs = await engine.explain(user, resource, at);
+      // Which account the session would use upstream; only for a resource the caller can see.
+      const r = await store.getResource(resource);
+      const jit = r && (c.user.admin || isOnAccessList(c.user, r))
+        ? { jit: { ephemeral: !!r.jit?.ephemeral, elevate: !!r.jit?.elevate, description: describeJit(r.jit) } }
+        : {};
       return dcs.allow
-        ? { allow: true, deadline: dcs.deadline, warnAt: dcs.warnAt, checks: dcs.checks }
-        : { allow: false, code: dcs.code, message: dcs.message, hint: dcs.hint, checks: dcs.checks };
+        ? { allow: true, deadline: dcs.deadline, warnAt: dcs.warnAt, checks: dcs.checks, ...jit }
+        : { allow: false, code: dcs.code, message: dcs.message, hint: dcs.hint, checks: dcs.checks, ...jit };
     }, {}),
   ];
 }

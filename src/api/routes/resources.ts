@@ -4,6 +4,7 @@ import { DirectoryAccessModes, Protocols, RecordTypes, type Resource, type User 
 import { BaseDn, HttpAuthSchema } from '../../workflow/policy-schema.js';
 import { isOnAccessList } from '../../workflow/access.js';
 import { describeSettings } from '../../workflow/settings.js';
+import { describeJit, JIT_PROTOCOLS, JitSettingsSchema } from '../../workflow/jit-settings.js';
 import type { ApiDeps } from '../deps.js';
 import { parseBody, route, type Route } from '../http.js';
 import { leaseView, resourceView } from '../views.js';
@@ -50,6 +51,10 @@ export function resourceRoutes(d: ApiDeps): Route[] {
   const workflowView = async (user: User, r: Resource) => ({
     resource: r.name, settings: r.settings, lines: describeSettings(r.settings), canConfigure: await dir.canConfigureWorkflowOf(user.name, r),
   });
+  const jitView = async (user: User, r: Resource) => ({
+    resource: r.name, protocol: r.protocol, supported: JIT_PROTOCOLS.includes(r.protocol), jit: r.jit ?? null,
+    description: describeJit(r.jit), canConfigure: await dir.canConfigureWorkflowOf(user.name, r),
+  });
   return [
     route('GET', '/api/v1/resources', 'Resources I can reach, with my workflow state', async (c) => {
       const all = await engine.ctx.store.listResources();
@@ -80,6 +85,15 @@ export function resourceRoutes(d: ApiDeps): Route[] {
       await dir.setWorkflow(c.user.name, c.params.name!, c.body ?? {});
       return workflowView(c.user, await dir.requireResource(c.params.name!));
     }, {}),
+    route('GET', '/api/v1/resources/:name/jit', 'Ephemeral-account and elevation settings', async (c) => jitView(c.user, await visible(c.user, c.params.name!)), {}),
+    route('PUT', '/api/v1/resources/:name/jit', 'Change ephemeral-account and elevation settings (ALLOW_CONFIGURE_WORKFLOW_SETTINGS); {} clears them', async (c) => {
+      const name = c.params.name!;
+      // For someone who may change it, an unknown key is refused by its name (setJit would say only 'jit');
+      // for anyone else setJit refuses first, before the body is looked at.
+      if (await dir.canConfigureWorkflowOf(c.user.name, await visible(c.user, name))) parseBody(JitSettingsSchema, c.body);
+      await dir.setJit(c.user.name, name, c.body ?? {});
+      return jitView(c.user, await dir.requireResource(name));
+    }, { body: 'JitSettings' }),
     route('POST', '/api/v1/resources/:name/checkout', 'Check out a single-user resource', async (c) => leaseView(await engine.leases.checkout(c.user.name, c.params.name!)), {}),
     route('POST', '/api/v1/resources/:name/checkin', 'Check in', async (c) => leaseView(await engine.leases.checkin(c.user.name, c.params.name!)), {}),
     route('POST', '/api/v1/resources/:name/force-checkin', 'Force check-in (approvers)', async (c) => {
