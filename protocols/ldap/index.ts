@@ -1,12 +1,14 @@
 import { createSecureContext } from 'node:tls';
 import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
 import type { GatewayPort } from '../../src/broker/port.js';
+import type { Provisioner } from '../../src/broker/provisioner.js';
 import { ValidationError } from '../../src/core/errors.js';
 import type { Resource } from '../../src/core/model.js';
 import { DOORS } from '../registry.js';
 import { resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
 import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.js';
 import { parseDn } from './dn.js';
+import { LdapProvisioner } from './provision.js';
 import { LdapConnection, type DirectoryPolicy, type LdapContext } from './session.js';
 import type { LdapTarget, LdapTransport } from './upstream.js';
 
@@ -67,6 +69,14 @@ export class LdapAdapter implements ProtocolAdapter {
       ...(ca ? { ca } : {}),
       verify: (identity) => port.verifyTarget(r.name, identity),
     };
+  }
+
+  /**
+   * Temporary entries and elevation (provision.ts), bound as the vaulted DN over the same
+   * transport, TLS and identity policy as a session's directory leg.
+   */
+  provisioner(port: GatewayPort): Provisioner {
+    return new LdapProvisioner((r) => this.targetFor(port, r));
   }
 
   async listen(config: ListenerConfig): Promise<Listener> {

@@ -22,6 +22,14 @@ RESTRICTED_DN="ou=restricted,$BASE_DN"
 REFERRAL_DN="ou=elsewhere,$BASE_DN"
 SVC_DN="cn=gatehouse-svc,ou=services,$BASE_DN"
 ROOT_DN="cn=admin,$BASE_DN"
+# Gatehouse's temporary accounts (issue 17): entries made under JIT_OU, given READERS_DN;
+# OPERATORS_DN is the group the vaulted account is elevated into. Members of either may read
+# REPORTS_DN, which the service account itself may not: a test can tell who the directory
+# thinks it is talking to by what a search there returns.
+JIT_OU="ou=gatehouse,$BASE_DN"
+READERS_DN="cn=readers,ou=groups,$BASE_DN"
+OPERATORS_DN="cn=operators,ou=groups,$BASE_DN"
+REPORTS_DN="ou=reports,$BASE_DN"
 PEOPLE=2000
 # What slapd 2.5 logs (loglevel stats) once a simple bind has SUCCEEDED: a bind is first
 # logged as `BIND dn="…" method=128` whatever its outcome, and only a successful one adds
@@ -158,6 +166,32 @@ member: uid=user0003,$PEOPLE_DN
 member: uid=user0004,$PEOPLE_DN
 member: uid=user0005,$PEOPLE_DN
 
+# groupOfNames needs at least one member: the rootdn (no entry, bypasses ACLs anyway) holds
+# the place, so removing the last real member never empties a group.
+dn: $READERS_DN
+objectClass: groupOfNames
+cn: readers
+member: $ROOT_DN
+
+dn: $OPERATORS_DN
+objectClass: groupOfNames
+cn: operators
+member: $ROOT_DN
+
+dn: $JIT_OU
+objectClass: organizationalUnit
+ou: gatehouse
+description: temporary accounts made and removed by Gatehouse
+
+dn: $REPORTS_DN
+objectClass: organizationalUnit
+ou: reports
+
+dn: cn=q1-report,$REPORTS_DN
+objectClass: organizationalRole
+cn: q1-report
+description: readable by the readers and operators groups only
+
 dn: $RESTRICTED_DN
 objectClass: organizationalUnit
 ou: restricted
@@ -223,6 +257,12 @@ access to dn.subtree="$PEOPLE_DN" attrs=userPassword
   by dn.exact="$SVC_DN" =w
   by anonymous auth
   by * none
+# Temporary accounts under ou=gatehouse: the same, the service account makes and removes them.
+access to dn.subtree="$JIT_OU" attrs=userPassword
+  by self write
+  by dn.exact="$SVC_DN" =w
+  by anonymous auth
+  by * none
 access to attrs=userPassword
   by self write
   by anonymous auth
@@ -237,6 +277,22 @@ access to dn.base="cn=Subschema"
 access to dn.subtree="$PEOPLE_DN"
   by dn.exact="$SVC_DN" write
   by self read
+  by * none
+access to dn.subtree="$JIT_OU"
+  by dn.exact="$SVC_DN" write
+  by self read
+  by * none
+# The groups Gatehouse hands out (readers) and elevates into (operators): the service account
+# may change who is in them; the groups above it (admins, developers) it may only read.
+access to dn.exact="$READERS_DN" attrs=member
+  by dn.exact="$SVC_DN" write
+  by * none
+access to dn.exact="$OPERATORS_DN" attrs=member
+  by dn.exact="$SVC_DN" write
+  by * none
+access to dn.subtree="$REPORTS_DN"
+  by group.exact="$READERS_DN" read
+  by group.exact="$OPERATORS_DN" read
   by * none
 access to *
   by dn.exact="$SVC_DN" read
