@@ -23,7 +23,7 @@ import { Sealer } from './secrets/sealer.js';
 import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
 import { Engine } from './workflow/engine.js';
-import { TUNNELED_PROTOCOLS, type DoorName, type TunneledProtocol } from '../protocols/registry.js';
+import { DOORS, TUNNELED_PROTOCOLS, type DoorName, type TunneledProtocol } from '../protocols/registry.js';
 import type { GatewayPort } from './broker/port.js';
 import { TunnelDoor } from '../protocols/tunnel/session.js';
 import { applyPolicyDir, type PolicySyncResult } from './workflow/policy-sync.js';
@@ -125,6 +125,8 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
     const a = await api.listen(apiListen.host, apiListen.port);
     addresses.api = { host: apiListen.host, port: a.port };
     for (const [name, adapter] of Object.entries(opts.adapters ?? {}) as Array<[DoorName, ProtocolAdapter]>) {
+      // Provisioners serve with the listener off too: accounts made earlier must still be removable.
+      registerProvisioner(broker, adapter, name, log);
       const at = cfg.listen[name];
       if (!at) continue;
       const l = await adapter.listen({
@@ -141,11 +143,21 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
     await closeAll();
     throw e;
   }
+  // The first JIT sweep finishes what a crash left (ended grants, orphaned accounts); it runs
+  // in the background so an unreachable target cannot hold the gateway's start-up.
+  void broker.jit.start().catch((err: unknown) => log.error({ err }, 'the first JIT sweep failed'));
   const gw: Gateway = { engine, broker, store, pki, api, addresses, close: closeAll };
   if (bridge) gw.eventFeed = bridge;
   if (firstRunAdmin) gw.firstRunAdmin = firstRunAdmin;
   if (policies) gw.policies = policies;
   return gw;
+}
+
+/** Hands the broker a door's maker of temporary accounts, once per protocol. */
+export function registerProvisioner(broker: Broker, adapter: ProtocolAdapter, name: DoorName, log: Logger): void {
+  if (!adapter.provisioner || broker.jit.provisionerFor(adapter.protocol)) return;
+  const entry = DOORS.find((d) => d.name === name);
+  broker.jit.register(adapter.provisioner(broker.portFor({ protocol: adapter.protocol, loginExample: entry?.loginExample ?? 'USER:RESOURCE' }, log.child({ protocol: adapter.protocol, jit: true }))));
 }
 
 /** The tunnel door on the API listener, one port per tunneled protocol (tcp, rdp). */

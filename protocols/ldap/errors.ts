@@ -57,6 +57,7 @@ export const RESULT_CODE_OF: Record<RefusalCode, number> = {
   target_identity: ResultCode.unavailable,
   target_protocol: ResultCode.unavailable,
   target_no_credentials: ResultCode.unavailable,
+  target_provisioning: ResultCode.unavailable,
 };
 
 /** One line for the diagnosticMessage: `Gatehouse: <sentence> (<code>) To fix: <command>`. */

@@ -69,6 +69,7 @@ export const MYSQL_ERRORS: Record<RefusalCode, MysqlErrorCode> = {
   target_identity: TARGET_FAILED,
   target_protocol: TARGET_FAILED,
   target_no_credentials: TARGET_FAILED,
+  target_provisioning: TARGET_FAILED,
 };
 
 /** Caps a message at what clients keep, without splitting a UTF-8 character. */

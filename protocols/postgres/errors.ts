@@ -52,6 +52,8 @@ export const SQLSTATE: Record<RefusalCode, string> = {
   target_identity: '08001',
   target_protocol: '08001',
   target_no_credentials: '08001',
+  // The temporary account could not be made: the target refused the vaulted login a right.
+  target_provisioning: '08004',
 };
 
 /** Why a refusal happened, for the DETAIL line (the code is what support asks for). */

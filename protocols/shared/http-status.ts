@@ -47,5 +47,6 @@ export const STATUS_OF: Record<RefusalCode, number> = {
   target_identity: 502,
   target_protocol: 502,
   target_no_credentials: 502,
+  target_provisioning: 502,
 };
 

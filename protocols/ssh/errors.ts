@@ -56,6 +56,7 @@ export const DISCONNECT_REASON_OF: Record<RefusalCode, number> = {
   target_identity: DISCONNECT.BY_APPLICATION,
   target_protocol: DISCONNECT.BY_APPLICATION,
   target_no_credentials: DISCONNECT.BY_APPLICATION,
+  target_provisioning: DISCONNECT.BY_APPLICATION,
 };
 
 /** A refusal as the SSH wire shows it: a banner, then a DISCONNECT with a reason and one line. */

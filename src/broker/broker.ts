@@ -13,6 +13,7 @@ import type { DoorInfo, GatewayPort, GatewaySession, PortProvider, SessionFacts 
 import { refusals, type Refusal, type RefusalCode } from './refusals.js';
 import { verifyTargetIdentity } from './target-identity.js';
 import { revalidate } from './revalidate.js';
+import { JitManager } from './jit.js';
 
 export interface OpenRequest {
   user: string;
@@ -34,7 +35,13 @@ export interface RecheckSummary {
   unknown: number;
 }
 
-export type OpenResult = { ok: true; session: BrokerSession } | { ok: false; denial: Denial };
+export type OpenResult =
+  | { ok: true; session: BrokerSession }
+  /**
+   * `refusal` is set when the decision allowed the connection but the grant's temporary
+   * account (or elevation) could not be made; `denial` then says the same in workflow terms.
+   */
+  | { ok: false; denial: Denial; refusal?: Refusal };
 
 type Phase = 'provisional' | 'live' | 'ended';
 
@@ -55,6 +62,8 @@ export class BrokerSession implements GatewaySession {
   monitor: SessionMonitor | undefined;
   /** Operations of this session, written to the audit chain in batches. */
   operations: OperationLog | undefined;
+  /** The temporary account this session logs in upstream as (ephemeral JIT). */
+  account: string | undefined;
 
   constructor(
     private readonly broker: Broker,
@@ -110,12 +119,16 @@ export interface BrokerOptions {
   failures?: FailureTracker;
   /** Sign-in tuning (password cache, per-source throttle). */
   login?: Omit<LoginOptions, 'failures'>;
+  /** How often the JIT sweep (ended grants, retries, the reconciler) runs; default one minute. */
+  jitSweepEveryMs?: number;
 }
 
 /** Opens sessions through the decision, keeps the live ones, and ends them. */
 export class Broker implements PortProvider {
   readonly engine: Engine;
   readonly logins: LoginService;
+  /** Ephemeral accounts and elevation per grant (doors register their provisioners). */
+  readonly jit: JitManager;
   private readonly log: Logger;
   private readonly node: string;
   private readonly sessions = new Map<string, BrokerSession>();
@@ -128,6 +141,7 @@ export class Broker implements PortProvider {
     this.node = opts.node;
     this.logins = new LoginService(opts.engine, { ...opts.login, ...(opts.failures ? { failures: opts.failures } : {}) });
     this.folding = new AuditFolding(opts.engine.ctx.clock);
+    this.jit = new JitManager({ engine: opts.engine, log: opts.log, node: opts.node, ...(opts.jitSweepEveryMs ? { sweepEveryMs: opts.jitSweepEveryMs } : {}) });
   }
 
   /** Runs the decision for a new connection. Every connection, every time: nothing is cached. */
@@ -139,7 +153,35 @@ export class Broker implements PortProvider {
     if (!d.allow) return { ok: false, denial: d };
     const session = new BrokerSession(this, req, d);
     session.revokeMark = mark;
+    if (d.resource.jit && (d.resource.jit.ephemeral || d.resource.jit.elevate)) {
+      try {
+        const got = await this.jit.acquire(d, session.id);
+        session.decision = { ...d, credentials: got.credentials };
+        if (got.account.kind === 'ephemeral') session.account = got.account.account;
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        await this.recordFailure(session, message);
+        const refusal = refusals.target('target_provisioning', d.resource.name, message, `tell the owner of ${d.resource.name} (${d.resource.owner}); gatehouse sessions shows the failure`);
+        return { ok: false, denial: { allow: false, code: 'gateway_unavailable', message: refusal.message, checks: d.checks }, refusal };
+      }
+    }
     return { ok: true, session };
+  }
+
+  /**
+   * A session the gateway could not start for a reason its owner must fix (the grant's
+   * temporary account was refused): kept in the session list as ended with the error, so
+   * `gatehouse sessions` shows it, and audited.
+   */
+  private async recordFailure(s: BrokerSession, message: string): Promise<void> {
+    s.phase = 'ended';
+    const endedAt = this.engine.ctx.clock.now();
+    try {
+      await this.save(s, 'ended', { endedAt, endReason: 'error', endMessage: message });
+      await this.engine.ctx.audit.record(s.user, 'session.fail', s.id, { resource: s.resource.name, door: s.request.protocol, client: s.request.client, code: 'target_provisioning', message });
+    } catch (err) {
+      this.log.error({ err, session: s.id }, 'could not record a failed session');
+    }
   }
 
   /** The port a door is given: everything it may ask of the core, and nothing else. */
@@ -162,8 +204,9 @@ export class Broker implements PortProvider {
           () => this.open({ ...req, protocol }),
           (o) => !o.ok && (o.denial.code === 'mfa_invalid' || o.denial.code === 'mfa_replayed'),
         );
-        if ('refusal' in r) return r;
-        return r.ok ? r : { ok: false, refusal: refusals.fromDenial(r.denial) };
+        if (r.ok) return r;
+        if ('denial' in r) return { ok: false, refusal: r.refusal ?? refusals.fromDenial(r.denial) };
+        return { ok: false, refusal: r.refusal };
       },
       verifyTarget: (resource, identity) => verifyTargetIdentity(this.engine.ctx, resource, identity),
       refused: (client, refusal, detail) => this.auditRefusal(protocol, client, refusal, detail),
@@ -194,6 +237,7 @@ export class Broker implements PortProvider {
   discard(s: BrokerSession, code: RefusalCode | TerminationReason, detail = ''): void {
     if (s.phase !== 'provisional') return;
     s.phase = 'ended';
+    if (s.resource.jit) this.jit.sessionEnded(s.id);
     void this.engine.ctx.audit
       .record(s.user, 'session.discard', s.id, { resource: s.resource.name, door: s.request.protocol, client: s.request.client, code, detail: detail.slice(0, 300) })
       .catch((err: unknown) => this.log.error({ err }, 'audit failed'));
@@ -207,6 +251,7 @@ export class Broker implements PortProvider {
     s.monitor?.stop();
     s.operations?.flush();
     this.sessions.delete(s.id);
+    if (s.resource.jit) this.jit.sessionEnded(s.id);
     try {
       s.handle?.close(reason, message || `Gatehouse: session closed (${reason}).`);
     } catch (err) {
@@ -290,6 +335,9 @@ export class Broker implements PortProvider {
 
   async shutdown(): Promise<void> {
     await Promise.all(this.live().map((s) => this.disconnect(s, 'shutdown', 'Gatehouse: the gateway is shutting down.')));
+    // Accounts of grants that were these sessions go now; the rest outlive a restart by design.
+    await this.jit.drain();
+    this.jit.stop();
   }
 
   private startMonitor(s: BrokerSession): void {
@@ -342,6 +390,7 @@ export class Broker implements PortProvider {
       startedAt: s.startedAt, bytesIn: s.bytesIn, bytesOut: s.bytesOut, node: this.node, ...end,
     };
     if (s.decision.deadline) rec.deadline = s.decision.deadline;
+    if (s.account) rec.account = s.account;
     await this.engine.ctx.store.putSession(rec);
   }
 }

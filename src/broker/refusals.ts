@@ -42,7 +42,11 @@ export const DOOR_REFUSAL_CODES = [
 export type DoorRefusalCode = (typeof DOOR_REFUSAL_CODES)[number];
 
 /** The decision allowed the session but the target could not be used. */
-export const TARGET_REFUSAL_CODES = ['target_unreachable', 'target_login_failed', 'target_identity', 'target_protocol', 'target_no_credentials'] as const;
+export const TARGET_REFUSAL_CODES = [
+  'target_unreachable', 'target_login_failed', 'target_identity', 'target_protocol', 'target_no_credentials',
+  /** The grant's temporary account (or elevation) could not be made on the target. */
+  'target_provisioning',
+] as const;
 export type TargetRefusalCode = (typeof TARGET_REFUSAL_CODES)[number];
 
 export type RefusalCode = DenyCode | LoginRefusalCode | DoorRefusalCode | TargetRefusalCode;

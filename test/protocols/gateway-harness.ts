@@ -11,6 +11,9 @@ import { hashPassword } from '../../src/secrets/passwords.js';
 import { totpCode } from '../../src/workflow/mfa.js';
 import { makeHarness, type Harness } from '../unit/workflow/harness.js';
 import type { NewResource } from '../../src/workflow/directory.js';
+import type { ProtocolAdapter } from '../../src/broker/adapter.js';
+import { registerProvisioner } from '../../src/gateway.js';
+import { DOORS } from '../../protocols/registry.js';
 
 /** Monday 2026-01-05 10:00 in Berlin. */
 export const START = '2026-01-05T09:00:00Z';
@@ -33,6 +36,11 @@ export interface GatewayHarness extends Harness {
   addResource(r: Omit<NewResource, 'owner' | 'access'> & { settings?: WorkflowSettings | Record<string, unknown> }): Promise<void>;
   /** Request + approval by dave for `user` on `resource`. */
   approve(user: string, resource: string): Promise<string>;
+  /**
+   * Gives the broker a door's provisioner (ephemeral accounts, elevation) and starts the JIT
+   * manager: it listens for grants ending and runs its first sweep, as `gatehouse serve` does.
+   */
+  useDoor(adapter: ProtocolAdapter): Promise<void>;
   /** Enrols TOTP for a user; returns a code generator for the clock's current time (+ steps). */
   enrolTotp(user: string): Promise<(steps?: number) => string>;
   cleanup(): Promise<void>;
@@ -77,6 +85,11 @@ export async function makeGateway(): Promise<GatewayHarness> {
       const req = await h.engine.requests.create(user, { resource, reason: 'test', ticket: 'OPS-1' });
       await h.engine.requests.approve(req.id, 'dave');
       return req.id;
+    },
+    async useDoor(adapter) {
+      const door = DOORS.find((e) => e.protocol === adapter.protocol)!;
+      registerProvisioner(broker, adapter, door.name, silentLogger);
+      await broker.jit.start();
     },
     async enrolTotp(user) {
       const { secret } = await h.engine.mfa.enroll(user);
