@@ -38,4 +38,5 @@ export async function explain(ctx: Ctx, flags: { user: string; resource: string;
     ctx.print(`DENY (${res.code ?? 'denied'}): ${res.message ?? ''}`.trimEnd());
     if (res.hint) ctx.print(`  fix: ${res.hint}`);
   }
+  if (res.jit) ctx.print(`Upstream account: ${res.jit.description}.`);
 }

@@ -13,13 +13,14 @@ export async function list(ctx: Ctx, flags: { live?: boolean; json?: boolean }, 
     s.id,
     s.user,
     s.resource,
+    s.account ?? '-',
     s.protocol,
     s.state === 'ended' ? `ended (${s.endReason ?? 'unknown'})` : s.state,
     formatTimestamp(s.startedAt, ctx.zone),
     s.state === 'live' && s.deadline ? `${formatDurationMs(new Date(s.deadline).getTime() - now)} left` : formatTimestamp(s.endedAt, ctx.zone),
     s.client,
   ]);
-  ctx.print(formatTable(['ID', 'USER', 'RESOURCE', 'PROTOCOL', 'STATE', 'STARTED', 'ENDS/ENDED', 'CLIENT'], rows));
+  ctx.print(formatTable(['ID', 'USER', 'RESOURCE', 'ACCOUNT', 'PROTOCOL', 'STATE', 'STARTED', 'ENDS/ENDED', 'CLIENT'], rows));
 }
 
 export async function kill(ctx: Ctx, id: string, cmd: Command): Promise<void> {

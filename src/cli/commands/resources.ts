@@ -2,10 +2,12 @@ import { Option, type Command } from 'commander';
 import { SERVED_PROTOCOLS } from '../../../protocols/registry.js';
 import { DirectoryAccessModes, RecordTypes } from '../../core/model.js';
 import type { AddFlags } from '../actions/resources.js';
-import { intArg, type Ctx } from '../context.js';
+import { collect, intArg, type Ctx } from '../context.js';
+import type { JitFlags } from '../jit-flags.js';
 
 /** The command line only: what runs is in ../actions/resources.ts, loaded when a command runs. */
 const run = () => import('../actions/resources.js');
+const runJit = () => import('../actions/jit.js');
 
 export function registerResources(program: Command, ctx: Ctx): void {
   const resource = program.command('resource').description('manage resources (admin, owner)');
@@ -41,6 +43,19 @@ export function registerResources(program: Command, ctx: Ctx): void {
     .description('remove a resource; its live sessions end at once')
     .argument('<name>', 'resource name')
     .action(async (name: string, _flags: unknown, cmd: Command) => (await run()).remove(ctx, name, cmd));
+  resource
+    .command('jit')
+    .description('ephemeral accounts and privilege elevation of a resource: show them, or change them (flags merge onto the current settings)')
+    .argument('<name>', 'resource name')
+    .addOption(new Option('--ephemeral <on|off>', 'every grant logs in upstream as its own temporary account, removed when the grant ends').choices(['on', 'off']))
+    .option('--grant <role>', 'a role (PostgreSQL, MySQL), group (Linux) or group DN (LDAP) the temporary account gets (repeatable; replaces the list)', collect)
+    .option('--sudo <commands>', 'ssh: sudo for the temporary account: ALL, or absolute command paths separated by commas')
+    .option('--ou <dn>', 'ldap: the OU temporary entries are made under')
+    .option('--inheritor <role>', 'postgres: the role that inherits what the temporary account created (default gatehouse_inheritor)')
+    .option('--max-connections <n>', 'mysql: MAX_USER_CONNECTIONS of the temporary account (default 10)', intArg(1, 1000))
+    .option('--elevate <role>', "a role or group added to the vaulted account for the grant only (repeatable; replaces the list); 'off' stops elevating", collect)
+    .option('--json', 'print raw JSON')
+    .action(async (name: string, flags: JitFlags, cmd: Command) => (await runJit()).jit(ctx, name, flags, cmd));
 
   program
     .command('resources')
