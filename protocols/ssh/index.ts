@@ -6,10 +6,13 @@
 import type { Socket } from 'node:net';
 import ssh2, { type Connection } from 'ssh2';
 import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
+import type { GatewayPort } from '../../src/broker/port.js';
+import type { Provisioner } from '../../src/broker/provisioner.js';
 import { ValidationError } from '../../src/core/errors.js';
 import { doorFor } from '../registry.js';
 import { positive, serveTcp } from '../shared/listener.js';
 import { socketOf } from './codec.js';
+import { SshProvisioner } from './provision.js';
 import { SshSession, type SshSessionOptions } from './session.js';
 
 export interface SshAdapterOptions {
@@ -70,5 +73,10 @@ export class SshAdapter implements ProtocolAdapter {
       // the listener's is the backstop for both.
       handshakeTimeoutMs: this.session.handshakeTimeoutMs + this.session.loginGraceMs,
     });
+  }
+
+  /** Temporary Linux accounts and group elevation, reached as the door reaches the target (README: "Ephemeral accounts and elevation"). */
+  provisioner(port: GatewayPort): Provisioner {
+    return new SshProvisioner(port, { connectTimeoutMs: this.session.upstreamTimeoutMs });
   }
 }

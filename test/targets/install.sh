@@ -24,6 +24,8 @@ REQUIREMENTS=(
   ssh-keygen openssh-client
   ssh-agent openssh-client
   ssh-add openssh-client
+  # sshd.sh: the JIT tests' vaulted login works through sudo (protocols/ssh/provision.ts)
+  sudo sudo
   # postgres.sh: initdb, pg_ctl, postgres from the newest /usr/lib/postgresql/N/bin; psql
   '/usr/lib/postgresql/*/bin/initdb' postgresql
   psql postgresql-client

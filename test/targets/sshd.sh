@@ -3,7 +3,9 @@
 #   sshd.sh [start] [DIR]   -> one JSON line on stdout (see README.md)
 #   sshd.sh stop DIR        -> kills the server and its sessions, removes DIR
 # Env: TARGET_PORT (fixed port), SSHD_TARGET_USER (default gh-target),
-#      SSHD_TARGET_PASSWORD (default gh-target-password).
+#      SSHD_TARGET_PASSWORD (default gh-target-password),
+#      SSHD_TARGET_ADMIN (default gh-target-admin: the JIT tests' vaulted login, key only,
+#      with passwordless sudo for the account commands and nothing else).
 set -euo pipefail
 
 TARGET_KIND=sshd
@@ -15,6 +17,11 @@ TEST_USER=${SSHD_TARGET_USER:-gh-target}
 # The user is shared by every instance on the machine, so its password is fixed, not
 # random: a second instance must not invalidate the first one's credentials.
 TEST_PASSWORD=${SSHD_TARGET_PASSWORD:-gh-target-password}
+ADMIN_USER=${SSHD_TARGET_ADMIN:-gh-target-admin}
+# Temporary accounts the gateway makes (protocols/ssh/provision.ts) are in this group.
+JIT_GROUP=gatehouse-ephemeral
+# What protocols/ssh/README.md says the vaulted login needs ("Ephemeral accounts and elevation").
+ADMIN_SUDO='/usr/sbin/groupadd, /usr/sbin/useradd, /usr/sbin/usermod, /usr/sbin/userdel, /usr/bin/gpasswd, /usr/bin/pkill, /usr/bin/install, /usr/sbin/visudo, /usr/bin/mv, /usr/bin/rm'
 
 # Per-connection sshd processes and the commands they run outlive the listener (each
 # session is its own process session); end the whole tree so nothing lingers.
@@ -31,6 +38,16 @@ ensure_user() {
     useradd --create-home --shell /bin/bash "$TEST_USER"
   fi
   echo "$TEST_USER:$TEST_PASSWORD" | chpasswd
+  if ! id "$ADMIN_USER" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash "$ADMIN_USER"
+  fi
+  # No password, but not locked: without PAM, sshd refuses every method to a '!' account.
+  usermod -p '*' "$ADMIN_USER"
+  local drop=/etc/sudoers.d/gatehouse-target-admin
+  printf '%s ALL=(root) NOPASSWD: %s\n' "$ADMIN_USER" "$ADMIN_SUDO" >"$drop.new"
+  chmod 0440 "$drop.new"
+  visudo -cqf "$drop.new" || die "invalid sudoers drop-in $drop.new"
+  mv -f "$drop.new" "$drop"
   flock -u 9
   exec 9>&-
 }
@@ -38,6 +55,7 @@ ensure_user() {
 start() {
   ensure_pkg "$SSHD" openssh-server
   ensure_pkg ssh-keygen openssh-client
+  ensure_pkg sudo sudo
   mkdir -p /run/sshd /run/lock
   chmod 755 /run/sshd
   ensure_user
@@ -62,8 +80,10 @@ Port $port
 ListenAddress 127.0.0.1
 HostKey $dir/ssh_host_ed25519_key
 PidFile $dir/sshd.pid
-AuthorizedKeysFile $dir/authorized_keys
-AllowUsers $TEST_USER
+# The instance's client key for the fixed users; temporary accounts bring their own.
+AuthorizedKeysFile $dir/authorized_keys .ssh/authorized_keys
+# Primary groups of the two fixed users, and the temporary accounts' marker group.
+AllowGroups $TEST_USER $ADMIN_USER $JIT_GROUP
 PermitRootLogin no
 PubkeyAuthentication yes
 PasswordAuthentication yes
