@@ -1,11 +1,13 @@
 import { createSecureContext } from 'node:tls';
 import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
+import type { Provisioner } from '../../src/broker/provisioner.js';
 import type { GatewayPort } from '../../src/broker/port.js';
 import type { Resource } from '../../src/core/model.js';
 import { DOORS } from '../registry.js';
 import { resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
 import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.js';
 import { CancelKeys } from './cancel.js';
+import { PostgresProvisioner } from './provision.js';
 import type { StatementEvent } from './relay.js';
 import { PgConnection, type ConnectionContext } from './session.js';
 import type { PlaintextUpstream, UpstreamTarget } from './upstream.js';
@@ -60,6 +62,14 @@ export class PostgresAdapter implements ProtocolAdapter {
       timeoutMs: this.opts.upstreamTimeoutMs,
       verify: (identity) => port.verifyTarget(resource.name, identity),
     };
+  }
+
+  /**
+   * Temporary roles and elevation on this door's targets, as the vaulted login over the same
+   * target leg as a session (TLS, identity policy, SCRAM): see provision.ts and README.md.
+   */
+  provisioner(port: GatewayPort): Provisioner {
+    return new PostgresProvisioner({ target: (r) => this.upstreamFor(port, r), clock: port.clock });
   }
 
   async listen(config: ListenerConfig): Promise<Listener> {
