@@ -5,12 +5,15 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
+import type { GatewayPort } from '../../src/broker/port.js';
+import type { Provisioner } from '../../src/broker/provisioner.js';
 import { ValidationError } from '../../src/core/errors.js';
 import type { Resource } from '../../src/core/model.js';
 import { doorFor } from '../registry.js';
 import { resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
 import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.js';
 import { TargetProfiles } from './profile.js';
+import { MysqlProvisioner } from './provision.js';
 import type { StatementEvent } from './relay.js';
 import { MysqlSession, type AdapterStats, type SessionDeps } from './session.js';
 import { ThreadRegistry } from './threads.js';
@@ -76,6 +79,11 @@ export class MysqlAdapter implements ProtocolAdapter {
     // A lab target may lack TLS only where its resource says so, and never once a TLS certificate was pinned for it (a downgrade).
     const plaintextAllowed = !!resource.options.allowPlaintextUpstream && !resource.hostKeyPin?.startsWith('tls-sha256:');
     return { ...(ca ? { ca } : {}), tls: ca ? 'require' : this.opts.upstreamTls, plaintextAllowed, timeoutMs: this.opts.upstreamTimeoutMs, tlsSessions };
+  }
+
+  /** Ephemeral accounts and elevation (provision.ts), reaching each target as its sessions do. */
+  provisioner(port: GatewayPort): Provisioner {
+    return new MysqlProvisioner({ port, target: (r) => this.upstreamFor(r) });
   }
 
   async listen(config: ListenerConfig): Promise<Listener> {
