@@ -76,6 +76,8 @@ export class JitManager {
   /** Removals in flight on this node, per record. */
   private readonly removing = new Map<string, Promise<boolean>>();
   private readonly retryTimers = new Map<string, Cancel>();
+  /** Timers at the deadline of each active record this node knows (a schedule window closing ends the grant's account). */
+  private readonly deadlineTimers = new Map<string, Cancel>();
   /** Revocations started on this node and not finished, for `drain`. */
   private readonly pending = new Set<Promise<unknown>>();
   private sweepTimer: Cancel | undefined;
@@ -130,8 +132,9 @@ export class JitManager {
     this.stopped = true;
     this.unsubscribe?.();
     this.sweepTimer?.();
-    for (const cancel of this.retryTimers.values()) cancel();
+    for (const cancel of [...this.retryTimers.values(), ...this.deadlineTimers.values()]) cancel();
     this.retryTimers.clear();
+    this.deadlineTimers.clear();
   }
 
   /**
@@ -226,6 +229,7 @@ export class JitManager {
       }
       const ms = this.engine.ctx.clock.now().getTime() - started.getTime();
       await this.audit(a.user, a.kind === 'ephemeral' ? 'jit.create' : 'jit.elevate', a, { ms });
+      this.armDeadline(a);
       return { credentials, account: a };
     } catch (err) {
       const message = describe(err);
@@ -289,6 +293,8 @@ export class JitManager {
   }
 
   private async revokeOnce(a0: JitAccount, reason: string): Promise<boolean> {
+    this.deadlineTimers.get(a0.id)?.();
+    this.deadlineTimers.delete(a0.id);
     const store = this.engine.ctx.store;
     const fresh = await store.getJitAccount(a0.id);
     if (!fresh || !LIVE.includes(fresh.state)) return fresh?.state === 'gone';
@@ -348,6 +354,15 @@ export class JitManager {
     return JSON.parse(a.resourceSnapshot) as Resource;
   }
 
+  /** Revokes the record when its deadline passes, whatever event did or did not arrive. */
+  private armDeadline(a: JitAccount): void {
+    if (this.stopped || !a.deadline || this.deadlineTimers.has(a.id)) return;
+    this.deadlineTimers.set(a.id, this.engine.ctx.clock.setTimer(a.deadline, () => {
+      this.deadlineTimers.delete(a.id);
+      this.track(this.revoke(a, 'grant deadline passed'));
+    }));
+  }
+
   private scheduleRetry(a: JitAccount): void {
     if (this.stopped) return;
     this.retryTimers.get(a.id)?.();
@@ -397,7 +412,10 @@ export class JitManager {
       else if (a.state === 'planned' || a.state === 'provisioning') {
         if (now.getTime() - a.updatedAt.getTime() > STUCK_MS || (a.node === this.opts.node && !this.inFlightRecord(a))) reason = 'left unfinished';
       } else reason = await this.grantEnded(a, now);
-      if (!reason) continue;
+      if (!reason) {
+        if (a.state === 'active') this.armDeadline(a);
+        continue;
+      }
       const ok = await this.revoke(a, reason);
       if (reason === 'retry') summary.retried++;
       if (ok) summary.revoked++;

@@ -142,6 +142,21 @@ describe('JIT manager', () => {
     expect(p.accounts.size).toBe(0);
   });
 
+  it('removes the account when the schedule window closes, though the approval lasts longer', async () => {
+    const { h, broker, p } = await setup({ limitAccessTime: BUSINESS_HOURS, requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, startOn: 'approval' } });
+    h.clock.set(new Date('2026-01-05T16:30:00Z')); // 17:30 in Berlin; the window closes at 18:00, the grant at 19:30
+    const q = await h.engine.requests.create('alice', { resource: 'prod-pg', reason: 'late fix' });
+    await h.engine.requests.approve(q.id, 'dave');
+    const s = await open(broker);
+    expect(p.accounts.size).toBe(1);
+    h.clock.advance(30 * 60_000);
+    await broker.jit.drain();
+    expect(p.accounts.size).toBe(0);
+    expect(s.handle?.closed[0]?.reason).toBe('schedule_closed');
+    expect((await h.store.getRequest(q.id))?.state).toBe('active');
+    expect((await h.store.listAudit({ action: 'jit.remove' }))[0]?.data).toMatchObject({ reason: 'grant deadline passed' });
+  });
+
   it('a session-scoped grant (no approval, no check-out) has an account for the session only', async () => {
     const { h, broker, p } = await setup({});
     const s = await open(broker);
