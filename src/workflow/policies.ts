@@ -4,6 +4,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } fro
 import type { z } from 'zod';
 import { GatehouseError, ValidationError } from '../core/errors.js';
 import type { Resource, TargetCredentials } from '../core/model.js';
+import { validateJit } from './jit-settings.js';
 import { PolicyFileSchema, type PolicyFile } from './policy-schema.js';
 import { formatFieldPath, validateSettings } from './settings.js';
 
@@ -143,6 +144,14 @@ function toPolicyResource(pf: ParsedFile, i: number, teams: Map<string, string[]
     const path = filePathOfSettingsField(e.field);
     throw policyError(pf, [...at, 'workflow', ...path], e.message.slice(e.field.length + 2));
   }
+  let jit;
+  try {
+    jit = validateJit(r.jit, r.protocol);
+  } catch (e) {
+    if (!(e instanceof ValidationError)) throw e;
+    const path = e.field === 'jit' ? [] : filePathOfSettingsField(e.field);
+    throw policyError(pf, [...at, 'jit', ...path], e.message.slice(e.field.length + 2));
+  }
   const resource: PolicyResource['resource'] = {
     name: r.name,
     type: r.type,
@@ -157,6 +166,7 @@ function toPolicyResource(pf: ParsedFile, i: number, teams: Map<string, string[]
   };
   if (r.database !== undefined) resource.database = r.database;
   if (r.hostKeyPin !== undefined) resource.hostKeyPin = r.hostKeyPin;
+  if (jit) resource.jit = jit;
   const out: PolicyResource = { resource };
   if (r.credentials) {
     const c = r.credentials;

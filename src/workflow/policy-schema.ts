@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { GatehouseError } from '../core/errors.js';
 import { DirectoryAccessModes, Protocols, ProtocolsByType, RecordTypes } from '../core/model.js';
 import { parseDn } from '../../protocols/ldap/dn.js';
+import { JitSettingsSchema } from './jit-settings.js';
 import { parseDuration, parseScheduleSpec } from './schedule.js';
 import { LimitAccessTimeSchema, PrincipalNameSchema, PrincipalSchema, ScheduleRangeSchema, workflowShape } from './settings.js';
 
@@ -142,6 +143,9 @@ export const PolicyResourceSchema = z
     credentials: CredentialsRefSchema.optional(),
     options: ResourceOptionsSchema.default({}),
     workflow: FileWorkflowSchema.default({}),
+    jit: JitSettingsSchema.optional().meta({
+      description: 'Ephemeral accounts (a temporary account per grant, removed when it ends) or elevation of the vaulted account for the grant; one of the two. Names are checked against the protocol',
+    }),
     hostKeyPin: z.string().min(1).optional().meta({ description: 'Expected SSH host key fingerprint (SHA256:...)' }),
   })
   .superRefine((r, ctx) => {

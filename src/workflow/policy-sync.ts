@@ -72,6 +72,10 @@ export async function applyPolicyDir(engine: Engine, dir: string): Promise<Polic
     }
     if (before && canonicalJson(before) === canonicalJson(next)) continue;
     await engine.directory.replaceResource(ACTOR, next);
+    // As when set through the API: who changed which account sessions log in upstream as.
+    if (canonicalJson(before?.jit ?? null) !== canonicalJson(next.jit ?? null)) {
+      await engine.ctx.audit.record(ACTOR, 'resource.jit', def.name, { jit: next.jit ?? null, source: def.source });
+    }
   }
   // Policies are the source of truth for what they define: a resource deleted from its file
   // goes away (and its live sessions end). Resources made through the API are not touched.
