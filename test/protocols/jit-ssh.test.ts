@@ -15,7 +15,7 @@ import type { JitSettings, TargetCredentials } from '../../src/core/model.js';
 import { MARKER_GROUP, SshProvisioner, UID_RANGE } from '../../protocols/ssh/provision.js';
 import { SshAdapter } from '../../protocols/ssh/index.js';
 import { makeGateway, type GatewayHarness } from './gateway-harness.js';
-import { run } from './ssh-fixture.js';
+import { run, startSshFixture, type SshChild, type SshFixture, type TrackedSession } from './ssh-fixture.js';
 import { startSshd, type SshdTarget } from '../targets/index.js';
 
 /** sshd.sh's second fixed user: passwordless sudo for the account commands, nothing else. */
@@ -32,7 +32,7 @@ let dir: string;
 let adminKey: string;
 /** Every account name a test may have made: afterAll removes them all. */
 const made = new Set<string>();
-const timings: Record<'create' | 'remove', number[]> = { create: [], remove: [] };
+const timings: Record<'create' | 'remove' | 'gone', number[]> = { create: [], remove: [], gone: [] };
 
 function name(label: string): string {
   const n = `ghj${TAG}_${label}`;
@@ -134,7 +134,7 @@ afterAll(async () => {
   for (const g of [GRANTED, OTHER, ELEVATED]) host('groupdel', [g]);
   if (process.env.GATEHOUSE_TIMINGS) {
     const fmt = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join(', ');
-    console.info(`jit-ssh create ms: ${fmt(timings.create)}; remove ms: ${fmt(timings.remove)}`);
+    console.info(`jit-ssh create ms: ${fmt(timings.create)}; remove ms: ${fmt(timings.remove)}; grant end to account gone (gateway) ms: ${fmt(timings.gone)}`);
   }
   await Promise.all([gw?.cleanup(), target?.stop()]);
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -320,4 +320,116 @@ describe('ssh provisioner, elevation of the vaulted login', () => {
 it('the SSH adapter hands out its provisioner', () => {
   expect(prov).toBeInstanceOf(SshProvisioner);
   expect(prov.protocol).toBe('ssh');
+});
+
+/**
+ * Through the gateway: OpenSSH to the SSH door of a resource with `jit.ephemeral`, the
+ * JitManager making and removing the account. The fake workflow clock is set to the real
+ * time first: the account's expiry date and sudo's NOTAFTER are read by the real machine.
+ */
+describe('ssh gateway with ephemeral accounts', () => {
+  let fx: SshFixture;
+  /** Marker-group members before these tests: afterAll removes any gh_ account made since. */
+  let before: Set<string>;
+  const markedNow = (): string[] => host('getent', ['group', MARKER_GROUP]).out.trim().split(':')[3]?.split(',').filter(Boolean) ?? [];
+  const jit = { ephemeral: { grants: [GRANTED] } };
+
+  beforeAll(async () => {
+    before = new Set(markedNow());
+    fx = await startSshFixture();
+    fx.gw.clock.set(new Date());
+    const credentials = { login: ADMIN, privateKey: readFileSync(fx.target.clientKey, 'utf8') };
+    const always = { timezone: 'UTC', schedule: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], start: '00:00', end: '24:00' }], maxDurationMinutes: 60 };
+    await fx.addSshResource('jit-single', { settings: { singleUser: true, limitAccessTime: always }, credentials });
+    await fx.addSshResource('jit-open', { credentials });
+    await fx.addSshResource('jit-denied', { credentials: { login: fx.target.user, privateKey: credentials.privateKey } });
+    for (const r of ['jit-single', 'jit-open', 'jit-denied']) await fx.gw.engine.directory.setJit('admin', r, jit);
+    await fx.gw.useDoor(new SshAdapter());
+  });
+
+  afterAll(async () => {
+    await fx?.close();
+    for (const n of markedNow()) if (!before.has(n) && n.startsWith('gh_')) made.add(n);
+  });
+
+  /** The account a live session of `resource` by alice logs in as, from `id -un` on the target. */
+  async function interactive(resource: string): Promise<{ c: SshChild; account: string; session: TrackedSession }> {
+    const session = fx.nextSession(resource);
+    const c = fx.spawnSsh('alice', resource, ['-tt', 'echo "gh-ready:$(id -un):$(id -nG | tr " " ,)"; exec sleep 600']);
+    await c.waitFor('gh-ready:');
+    await until('the id line is complete', () => /gh-ready:\S+:\S+\r?\n/.test(c.stdout()));
+    const [, account, groups] = /gh-ready:(\S+):(\S+)\r?\n/.exec(c.stdout())!;
+    made.add(account!);
+    expect(new Set(groups!.split(','))).toEqual(new Set([account, MARKER_GROUP, GRANTED]));
+    return { c, account: account!, session: await session };
+  }
+
+  /** Waits until `account` is gone from the machine; resolves with how long that took after `t0`. */
+  async function goneWithin(account: string, t0: number, ms = 2000): Promise<number> {
+    await until(`${account} is removed`, () => passwd(account) === undefined, ms);
+    timings.gone.push(performance.now() - t0);
+    return performance.now() - t0;
+  }
+
+  it('a check-out gets its own account, shared by its connections; check-in cuts the session and removes the account within 2 s', async () => {
+    await fx.gw.engine.leases.checkout('alice', 'jit-single');
+    const first = await fx.ssh('alice', 'jit-single', ['whoami']);
+    expect(first.code).toBe(0);
+    const name = first.stdout.trim();
+    made.add(name);
+    expect(name).toMatch(/^gh_alice_[a-z0-9]{8}$/);
+    const { c, account, session } = await interactive('jit-single');
+    expect(account).toBe(name);
+    expect((await fx.gw.store.getSession(session.id))?.account).toBe(name);
+    const uid = passwd(name)![2]!;
+
+    const t0 = performance.now();
+    await fx.gw.engine.leases.checkin('alice', 'jit-single');
+    const ms = await goneWithin(name, t0);
+    expect(ms).toBeLessThan(2000);
+    const r = await c.exited;
+    expect(r.code).not.toBe(0);
+    expect(processesOf(uid)).toBe('');
+    expect(existsSync(`/home/${name}`)).toBe(false);
+    await fx.gw.broker.jit.drain();
+    const audit = await fx.gw.store.listAudit({ action: 'jit.remove' });
+    expect(audit.some((e) => e.data.account === name)).toBe(true);
+  });
+
+  it('the lease expiring on the workflow clock cuts the session and removes the account within 2 s; the next grant gets a new one', async () => {
+    await fx.gw.engine.leases.checkout('alice', 'jit-single');
+    const { c, account } = await interactive('jit-single');
+    const t0 = performance.now();
+    fx.gw.clock.advance(60 * 60_000);
+    expect(await goneWithin(account, t0)).toBeLessThan(2000);
+    expect((await c.exited).code).not.toBe(0);
+
+    await fx.gw.engine.leases.checkout('alice', 'jit-single');
+    const next = await fx.ssh('alice', 'jit-single', ['whoami']);
+    made.add(next.stdout.trim());
+    expect(next.stdout.trim()).toMatch(/^gh_alice_[a-z0-9]{8}$/);
+    expect(next.stdout.trim()).not.toBe(account);
+    await fx.gw.engine.leases.checkin('alice', 'jit-single');
+    await goneWithin(next.stdout.trim(), performance.now());
+  });
+
+  it('without a lease or approval the session is the grant: the account goes when the connection ends', async () => {
+    const r = await fx.ssh('alice', 'jit-open', ['whoami']);
+    expect(r.code).toBe(0);
+    const name = r.stdout.trim();
+    made.add(name);
+    expect(name).toMatch(/^gh_alice_[a-z0-9]{8}$/);
+    await goneWithin(name, performance.now());
+  });
+
+  it('a vaulted login without sudo rights: the connection fails naming the missing right, and no account is left', async () => {
+    const r = await fx.ssh('alice', 'jit-denied', ['whoami']);
+    expect(r.code).toBe(255);
+    expect(r.stderr).toContain(`the vaulted login ${fx.target.user} cannot run groupadd, useradd, install, usermod, userdel, pkill, rm via sudo on jit-denied`);
+    expect(r.stdout).toBe('');
+    await fx.gw.broker.jit.drain();
+    expect(markedNow().filter((n) => !before.has(n) && !made.has(n))).toEqual([]);
+    const fail = await fx.gw.store.listAudit({ action: 'session.fail' });
+    expect(fail.some((e) => e.data.resource === 'jit-denied' && String(e.data.message).includes('cannot run groupadd'))).toBe(true);
+  });
 });
