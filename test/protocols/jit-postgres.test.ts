@@ -8,7 +8,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JitError, type AccountSpec, type JitTarget, type Provisioner } from '../../src/broker/provisioner.js';
 import type { JitSettings } from '../../src/core/model.js';
-import { addPgResource, startPgGateway, type PgGateway } from './postgres-harness.js';
+import { BERLIN_DAYTIME } from './gateway-harness.js';
+import { addPgResource, GATEWAY_PASSWORD, LivePsql, psql, startPgGateway, type PgGateway } from './postgres-harness.js';
 
 let g: PgGateway;
 let prov: Provisioner;
@@ -16,6 +17,8 @@ let prov: Provisioner;
 let admin: { login: string; password: string };
 /** Another, for the elevation test (unelevate ends every other session of its login). */
 let elevAdmin: { login: string; password: string };
+/** The vaulted login of the elevated resource behind the gateway. */
+let gwElevAdmin: { login: string; password: string };
 
 const secret = (): string => randomBytes(18).toString('base64url');
 const unique = (prefix: string): string => `${prefix}_${randomBytes(5).toString('hex')}`;
@@ -24,9 +27,11 @@ beforeAll(async () => {
   g = await startPgGateway();
   admin = { login: 'gh_admin', password: secret() };
   elevAdmin = { login: 'gh_elev_admin', password: secret() };
+  gwElevAdmin = { login: 'gh_elev_gw', password: secret() };
   await g.superQuery(`
     CREATE ROLE gh_admin LOGIN CREATEROLE PASSWORD '${admin.password}';
     CREATE ROLE gh_elev_admin LOGIN CREATEROLE PASSWORD '${elevAdmin.password}';
+    CREATE ROLE gh_elev_gw LOGIN CREATEROLE PASSWORD '${gwElevAdmin.password}';
     CREATE ROLE app_read NOLOGIN;
     CREATE ROLE app_ddl NOLOGIN;
     CREATE ROLE app_elev NOLOGIN;
@@ -268,5 +273,172 @@ describe('PostgreSQL provisioner: elevation', () => {
     expect(await has()).toBe(false);
     expect(await prov.unelevate(t)).toEqual({ done: true });
     await c.end().catch(() => {});
+  });
+});
+
+/** Polls `check` until it holds or `ms` passed (real time: the target works in real time). */
+async function eventually(check: () => Promise<boolean>, ms = 2_000): Promise<boolean> {
+  const start = performance.now();
+  while (performance.now() - start < ms) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return check();
+}
+
+/**
+ * Through the gateway: the broker's JitManager with this door's provisioner, sessions of
+ * real clients (pg, psql) as alice, the workflow on the fake clock.
+ */
+describe('PostgreSQL door with temporary roles', () => {
+  const SINGLE_USER = { limitAccessTime: BERLIN_DAYTIME, singleUser: true };
+  const APPROVAL = { limitAccessTime: BERLIN_DAYTIME, requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, startOn: 'approval' } };
+
+  beforeAll(async () => {
+    await g.gw.useDoor(g.adapter);
+  });
+
+  async function jitResource(settings: object, jit: JitSettings, login: { login: string; password: string } = admin): Promise<string> {
+    const name = unique('pg').replace(/_/g, '-');
+    await addPgResource(g, settings as Record<string, unknown>, name, login);
+    await g.gw.engine.directory.setJit('admin', name, jit);
+    return name;
+  }
+
+  async function gatewayClient(resource: string): Promise<pg.Client> {
+    const c = new pg.Client(g.pgConfig(`alice:${resource}`, GATEWAY_PASSWORD));
+    await c.connect();
+    return c;
+  }
+
+  const backends = async (user: string): Promise<number> => (await g.superQuery(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = '${user}'`)).rows[0].n;
+  const tableOwner = async (table: string): Promise<string> => (await g.superQuery(`SELECT tableowner FROM pg_tables WHERE tablename = '${table}'`)).rows[0].tableowner;
+
+  it('a check-out runs as its own temporary role with the granted rights; check-in ends the live session and removes the role within 2 s, its table now the inheritor\'s', async () => {
+    const res = await jitResource(SINGLE_USER, { ephemeral: { grants: ['app_read', 'app_ddl'] } });
+    await g.gw.engine.leases.checkout('alice', res);
+    const c = await gatewayClient(res);
+    const name: string = (await c.query('SELECT current_user')).rows[0].current_user;
+    expect(name).toMatch(/^gh_alice_[a-z0-9]{8}$/);
+    expect((await c.query('SELECT count(*)::int AS n FROM public.orders')).rows[0].n).toBe(2);
+    expect(await sqlstate(c.query('INSERT INTO public.orders VALUES (3)'))).toBe('42501');
+    expect(await sqlstate(c.query('SELECT * FROM public.payroll'))).toBe('42501');
+    await c.query(`CREATE TABLE public.${name}_gw (x int)`);
+    // Another connection of the same grant: the same role.
+    const again = await psql(g.conninfo(`alice:${res}`), GATEWAY_PASSWORD, ['-c', 'SELECT current_user']);
+    expect(again.stdout.trim(), again.stderr).toBe(name);
+    expect((await role(name))!.note).toMatch(/^gatehouse: alice lease:/);
+    const sessions = await g.gw.store.listSessions({ resource: res });
+    expect(new Set(sessions.map((s) => s.account))).toEqual(new Set([name]));
+    const ended = firstError(c);
+
+    const t0 = performance.now();
+    await g.gw.engine.leases.checkin('alice', res);
+    expect(await eventually(async () => (await role(name)) === undefined)).toBe(true);
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    expect((await ended).code).toBe('57P01');
+    expect(await backends(name)).toBe(0);
+    expect(await tableOwner(`${name}_gw`)).toBe('gatehouse_inheritor');
+    const [record] = await g.gw.store.listJitAccounts({ resource: res });
+    expect(record).toMatchObject({ account: name, state: 'gone', kind: 'ephemeral', user: 'alice' });
+    await c.end().catch(() => {});
+  });
+
+  it('a force check-in ends the open psql session and removes its role within 2 s', async () => {
+    // dave may force a check-in as an approver of the resource.
+    const res = await jitResource({ ...APPROVAL, singleUser: true }, { ephemeral: { grants: ['app_read'] } });
+    await g.gw.approve('alice', res);
+    await g.gw.engine.leases.checkout('alice', res);
+    const live = new LivePsql(g.conninfo(`alice:${res}`), GATEWAY_PASSWORD);
+    try {
+      live.send('SELECT current_user;');
+      const name = (await live.waitFor(/^gh_alice_[a-z0-9]{8}$/m)).match(/^(gh_alice_[a-z0-9]{8})$/m)![1]!;
+      expect(await backends(name)).toBe(1);
+
+      const t0 = performance.now();
+      await g.gw.engine.leases.forceCheckin('dave', res, 'incident OPS-42 is over');
+      expect(await eventually(async () => (await role(name)) === undefined)).toBe(true);
+      expect(performance.now() - t0).toBeLessThan(2_000);
+      live.send('SELECT 1;');
+      await live.waitFor(/FATAL: +57P01: Gatehouse: .*force checked in by dave: incident OPS-42 is over/);
+      expect(await live.exited).not.toBe(0);
+    } finally {
+      live.kill();
+    }
+  });
+
+  it('an approval that expires (fake clock) ends the session and removes the role within 2 s', async () => {
+    const res = await jitResource(APPROVAL, { ephemeral: { grants: ['app_read', 'app_ddl'] } });
+    const requestId = await g.gw.approve('alice', res);
+    const c = await gatewayClient(res);
+    const name: string = (await c.query('SELECT current_user')).rows[0].current_user;
+    await c.query(`CREATE TABLE public.${name}_exp (x int)`);
+    const [record] = await g.gw.store.listJitAccounts({ resource: res });
+    expect(record).toMatchObject({ requestId, grant: `request:${requestId}`, state: 'active', account: name });
+    const ended = firstError(c);
+
+    const t0 = performance.now();
+    g.gw.clock.advance(121 * 60_000);
+    await g.gw.engine.sweep();
+    expect(await eventually(async () => (await role(name)) === undefined)).toBe(true);
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    expect((await ended).code).toBe('57P01');
+    expect(await tableOwner(`${name}_exp`)).toBe('gatehouse_inheritor');
+    await c.end().catch(() => {});
+  });
+
+  it('elevation: the vaulted login lacks R before the check-out, has it during; check-in ends the session that ran SET ROLE R and takes R away', async () => {
+    const res = await jitResource(SINGLE_USER, { elevate: { grants: ['app_elev'] } }, gwElevAdmin);
+    const has = async (): Promise<boolean> => (await g.superQuery(`SELECT pg_has_role('${gwElevAdmin.login}', 'app_elev', 'MEMBER') AS m`)).rows[0].m;
+    expect(await has()).toBe(false);
+    await g.gw.engine.leases.checkout('alice', res);
+    const live = new LivePsql(g.conninfo(`alice:${res}`), GATEWAY_PASSWORD);
+    try {
+      live.send('SET ROLE app_elev;');
+      live.send(`SELECT current_user || ' sees ' || count(*) FROM public.elev_secret;`);
+      await live.waitFor(/^app_elev sees 0$/m);
+      expect(await has()).toBe(true);
+
+      const t0 = performance.now();
+      await g.gw.engine.leases.checkin('alice', res);
+      expect(await eventually(async () => !(await has()))).toBe(true);
+      expect(performance.now() - t0).toBeLessThan(2_000);
+      expect(await eventually(async () => (await backends(gwElevAdmin.login)) === 0)).toBe(true);
+      live.send('SELECT 1;');
+      await live.waitFor(/FATAL: +57P01/);
+    } finally {
+      live.kill();
+    }
+  });
+
+  it('a vaulted login without CREATEROLE: the connection is refused naming CREATEROLE, the failure is on the session, and no role is left', async () => {
+    const res = await jitResource(SINGLE_USER, { ephemeral: { grants: ['app_read'] } }, { login: g.target.user, password: g.target.password });
+    await g.gw.engine.leases.checkout('alice', res);
+    const r = await psql(g.conninfo(`alice:${res}`), GATEWAY_PASSWORD, ['-c', 'SELECT current_user']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`the vaulted login ${g.target.user} lacks CREATEROLE on ${res} (PostgreSQL said: permission denied to create role`);
+    expect(r.stderr).toContain('(target_provisioning)');
+    const [session] = await g.gw.store.listSessions({ resource: res });
+    expect(session).toMatchObject({ state: 'ended', endReason: 'error' });
+    expect(session!.endMessage).toContain('lacks CREATEROLE');
+    const [record] = await g.gw.store.listJitAccounts({ resource: res });
+    expect(record).toMatchObject({ state: 'failed' });
+    expect(await role(record!.account)).toBeUndefined();
+  });
+
+  it('the reconciler removes a marked role no grant owns (what a crash leaves) and audits it; a hand-made role with a similar name survives', async () => {
+    // The reconciler looks at the targets of resources with ephemeral accounts.
+    await jitResource(SINGLE_USER, { ephemeral: { grants: ['app_read'] } });
+    const t = await target({ ephemeral: { grants: ['app_read'] } });
+    const orphan = unique('gh_alice');
+    await prov.create(t, spec(orphan));
+    const handmade = unique('gh_alice');
+    await g.superQuery(`CREATE ROLE ${handmade} LOGIN`);
+
+    expect(await g.gw.broker.jit.reconcile()).toBeGreaterThanOrEqual(1);
+    expect(await role(orphan)).toBeUndefined();
+    expect((await role(handmade))!.rolcanlogin).toBe(true);
+    const audit = await g.gw.store.listAudit({ action: 'jit.reconcile' });
+    expect(audit.map((e) => e.data.account)).toContain(orphan);
   });
 });
