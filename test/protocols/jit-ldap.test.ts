@@ -8,13 +8,19 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Listener } from '../../src/broker/adapter.js';
 import { JitError, type AccountSpec, type JitTarget, type Provisioner } from '../../src/broker/provisioner.js';
+import { silentLogger } from '../../src/core/log.js';
 import type { JitSettings, TargetCredentials } from '../../src/core/model.js';
-import { LdapAdapter } from '../../protocols/ldap/index.js';
+import { LdapAdapter, LdapsAdapter } from '../../protocols/ldap/index.js';
 import { startSlapd, type SlapdTarget } from '../targets/index.js';
-import { makeGateway, type GatewayHarness } from './gateway-harness.js';
+import { eventually, within } from './contract-driver.js';
+import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
+import { watchedLdapsClient } from './ldap-client.js';
 
 let target: SlapdTarget;
 beforeAll(async () => {
@@ -254,5 +260,155 @@ describe('LDAP provisioner: elevation', () => {
     expect(await groupsOf(target.user)).toEqual([]);
     expect(await svcReads()).toBe(32);
     expect(await provisioner.unelevate(t)).toEqual({ done: true });
+  });
+});
+
+/**
+ * Through the gateway: sessions of a grant bind upstream as its temporary entry. The door
+ * answers WhoAmI itself (`u:alice`, the Gatehouse user), so what proves the directory's view
+ * is what it lets the session read: ou=reports (members of cn=readers only; the service
+ * account may not) and the entry itself (`by self read`), plus slapd's own BIND log line.
+ */
+describe('LDAP door with ephemeral entries', () => {
+  const SINGLE_USER = { limitAccessTime: BERLIN_DAYTIME, singleUser: true };
+  const APPROVAL = { limitAccessTime: BERLIN_DAYTIME, requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, startOn: 'approval' } };
+  let ldapDoor: Listener;
+  let ldapsDoor: Listener;
+  let caFile: string;
+
+  beforeEach(async () => {
+    const tls = { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem };
+    const adapter = new LdapAdapter({ upstreamTls: 'require' });
+    await gw.useDoor(adapter);
+    ldapDoor = await adapter.listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls });
+    ldapsDoor = await new LdapsAdapter({ upstreamTls: 'require' }).listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls });
+    caFile = join(gw.dir, 'gateway-ca.pem');
+    writeFileSync(caFile, gw.pki.caCertPem);
+  });
+  afterEach(async () => {
+    await ldapDoor?.close();
+    await ldapsDoor?.close();
+  });
+
+  /** ldapsearch/ldapwhoami through the gateway's StartTLS listener as alice with her gateway password. */
+  function door(tool: 'ldapsearch' | 'ldapwhoami', resource: string, args: string[] = []): Promise<Run> {
+    return new Promise((resolve, reject) => {
+      const env = { ...process.env, LDAPCONF: '/dev/null', LDAPRC: 'gatehouse-test-no-ldaprc', HOME: gw.dir, LDAPTLS_CACERT: caFile, LDAPTLS_REQCERT: 'demand' };
+      const all = ['-x', '-ZZ', '-H', `ldap://127.0.0.1:${ldapDoor.address.port}`, '-D', `alice:${resource}`, '-w', GATEWAY_PASSWORD, ...args];
+      execFile(tool, all, { env, timeout: 20_000 }, (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number') return reject(err);
+        resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
+      });
+    });
+  }
+
+  async function jitDirectory(settings: object, jit: JitSettings, admin: TargetCredentials = svc()): Promise<string> {
+    const name = unique('dir').replace(/_/g, '-');
+    await gw.addResource({ name, type: 'directory', protocol: 'ldap', host: target.host, port: target.port, credentials: admin, settings });
+    await gw.engine.directory.setJit('admin', name, jit);
+    return name;
+  }
+
+  /** What a session through the door can see that only the temporary entry may: the report, and its own entry. */
+  async function provesTemporaryEntry(resource: string, dn: string): Promise<void> {
+    const report = await door('ldapsearch', resource, ['-LLL', '-b', reports(), '(cn=q1-report)', 'cn']);
+    expect(report.code, report.stderr).toBe(0);
+    expect(report.stdout).toContain(`dn: cn=q1-report,${reports()}`);
+    const own = await door('ldapsearch', resource, ['-LLL', '-o', 'ldif_wrap=no', '-b', dn, '-s', 'base', 'description']);
+    expect(own.code, own.stderr).toBe(0);
+    expect(own.stdout).toMatch(/^description: gatehouse-ephemeral: gatehouse: alice lease:/m);
+    // The directory's own record of who bound.
+    expect(readFileSync(target.log, 'utf8')).toContain(`BIND dn="${dn}" mech=SIMPLE`);
+  }
+
+  it('binds every session of a check-out as one temporary entry; check-in removes it within 2 s and ends the live session', async () => {
+    const res = await jitDirectory(SINGLE_USER, { ephemeral: { grants: [readers()], ou: ou() } });
+    // The vaulted service account itself may not read the reports.
+    expect((await ldap('ldapsearch', ['-LLL', '-D', target.user, '-w', target.password, '-b', reports(), 'cn'])).code).toBe(32);
+    await gw.engine.leases.checkout('alice', res);
+
+    const idle = watchedLdapsClient(ldapsDoor.address.port, gw.pki.caCertPem);
+    await idle.client.bind(`alice:${res}`, GATEWAY_PASSWORD);
+    const first = gw.broker.live()[0]!;
+    const name = first.account!;
+    expect(name).toMatch(/^gh_alice_[a-z0-9]{8}$/);
+    const dn = `uid=${name},${ou()}`;
+    expect(await groupsOf(dn)).toEqual([readers()]);
+
+    // WhoAmI is the gateway's own answer (the Gatehouse user), not the directory's.
+    const who = await door('ldapwhoami', res);
+    expect(who.stdout.trim()).toBe('u:alice');
+    await provesTemporaryEntry(res, dn);
+    // Every connection of the grant used the same entry: one under the OU for this check-out.
+    const sessions = await gw.store.listSessions({ resource: res });
+    expect(new Set(sessions.map((s) => s.account))).toEqual(new Set([name]));
+    expect(sessions.length).toBeGreaterThanOrEqual(4);
+
+    const t0 = performance.now();
+    await gw.engine.leases.checkin('alice', res);
+    const notice = await within(idle.notice, 2_000, 'the notice to the bound ldapts client');
+    expect(notice?.code).toBe(52);
+    expect(await eventually(async () => (await entry(dn)).code === 32, 2_000)).toBe(true);
+    const gone = performance.now() - t0;
+    expect(gone).toBeLessThan(2_000);
+    expect(await groupsOf(dn)).toEqual([]);
+    expect(gw.broker.live()).toHaveLength(0);
+    const [record] = await gw.store.listJitAccounts({ resource: res });
+    expect(record).toMatchObject({ account: name, state: 'gone', kind: 'ephemeral', user: 'alice' });
+  });
+
+  it('removes the entry of an approval when the grant expires (fake clock), ending the live session', async () => {
+    const res = await jitDirectory(APPROVAL, { ephemeral: { grants: [readers()], ou: ou() } });
+    const requestId = await gw.approve('alice', res);
+    const idle = watchedLdapsClient(ldapsDoor.address.port, gw.pki.caCertPem);
+    await idle.client.bind(`alice:${res}`, GATEWAY_PASSWORD);
+    const name = gw.broker.live()[0]!.account!;
+    const dn = `uid=${name},${ou()}`;
+    const found = await idle.client.search(reports(), { filter: '(cn=q1-report)' });
+    expect(found.searchEntries.map((e) => e.dn)).toEqual([`cn=q1-report,${reports()}`]);
+    const [record] = await gw.store.listJitAccounts({ resource: res });
+    expect(record).toMatchObject({ requestId, grant: `request:${requestId}`, state: 'active' });
+
+    const t0 = performance.now();
+    gw.clock.advance(121 * 60_000);
+    await gw.engine.sweep();
+    const notice = await within(idle.notice, 2_000, 'the notice to the bound ldapts client');
+    expect(notice?.code).toBe(52);
+    expect(await eventually(async () => (await entry(dn)).code === 32, 2_000)).toBe(true);
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    expect(await groupsOf(dn)).toEqual([]);
+  });
+
+  it('refuses the connection with the missing right when the vaulted DN may not make entries, shows the failure on the session, leaves nothing behind', async () => {
+    const roDn = `cn=${unique('ro')},ou=services,${target.baseDn}`;
+    const made = await asRoot('ldapadd', [], `dn: ${roDn}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: ${roDn.slice(3, roDn.indexOf(','))}\nuserPassword: ro-secret\n`);
+    expect(made.code, made.stderr).toBe(0);
+    const res = await jitDirectory(SINGLE_USER, { ephemeral: { grants: [readers()], ou: ou() } }, { login: roDn, password: 'ro-secret' });
+    await gw.engine.leases.checkout('alice', res);
+
+    const r = await door('ldapsearch', res, ['-LLL', '-b', reports(), 'cn']);
+    expect(r.code, r.stderr).toBe(52);
+    expect(r.stderr).toContain(`the vaulted DN ${roDn} may not add entries under ${ou()}`);
+    expect(r.stderr).toContain('insufficientAccessRights');
+    expect(r.stderr).toContain('(target_provisioning)');
+    const [session] = await gw.store.listSessions({ resource: res });
+    expect(session).toMatchObject({ state: 'ended', endReason: 'error' });
+    expect(session!.endMessage).toContain(`may not add entries under ${ou()}`);
+    const [record] = await gw.store.listJitAccounts({ resource: res });
+    expect(record).toMatchObject({ state: 'failed' });
+    expect((await entry(`uid=${record!.account},${ou()}`)).code).toBe(32);
+  });
+
+  it('elevates the vaulted DN into the group for a check-out and takes it out at check-in', async () => {
+    const res = await jitDirectory(SINGLE_USER, { elevate: { grants: [operators()] } });
+    await gw.engine.leases.checkout('alice', res);
+    expect(await groupsOf(target.user)).toEqual([]);
+    const report = await door('ldapsearch', res, ['-LLL', '-b', reports(), '(cn=q1-report)', 'cn']);
+    expect(report.code, report.stderr).toBe(0);
+    expect(report.stdout).toContain(`dn: cn=q1-report,${reports()}`);
+    expect(await groupsOf(target.user)).toEqual([operators()]);
+
+    await gw.engine.leases.checkin('alice', res);
+    expect(await eventually(async () => (await groupsOf(target.user)).length === 0, 2_000)).toBe(true);
   });
 });
