@@ -13,7 +13,8 @@ import { JitError, type AccountSpec, type JitTarget, type Provisioner } from '..
 import { dialectOf } from '../../protocols/mysql/provision.js';
 import type { JitSettings, Resource, TargetCredentials } from '../../src/core/model.js';
 import { freePort } from '../targets/index.js';
-import { eventually, startMyGateway, type MyGateway } from './mysql-harness.js';
+import { BERLIN_DAYTIME } from './gateway-harness.js';
+import { addMyResource, eventually, GATEWAY_PASSWORD, LiveMariadb, mariadb, startMyGateway, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
 let provisioner: Provisioner;
@@ -343,5 +344,155 @@ describe('check', () => {
     expect(() => dialectOf('5.5.5-10.3.39-MariaDB')).toThrow(/MariaDB 10.4.2 or later/);
     expect(() => dialectOf('8.0.20')).toThrow(/MySQL 8.0.21 or later/);
     expect(() => dialectOf('5.7.44-log')).toThrow(JitError);
+  });
+});
+
+/**
+ * Through the gateway: the broker's JitManager with this door's provisioner, real clients
+ * (mysql2, the mariadb CLI) as alice, the workflow on the fake clock.
+ */
+describe('MySQL door with temporary accounts', () => {
+  const SINGLE_USER = { limitAccessTime: BERLIN_DAYTIME, singleUser: true };
+  const APPROVAL = { limitAccessTime: BERLIN_DAYTIME, requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, startOn: 'approval' } };
+  const TEMPORARY = /^gh_alice_[a-z0-9]{8}$/;
+
+  beforeAll(async () => {
+    await g.gw.useDoor(g.adapter);
+  });
+
+  async function jitResource(settings: object, jit: JitSettings, login: TargetCredentials = ADMIN): Promise<string> {
+    const name = `jit-my-${randomBytes(4).toString('hex')}`;
+    await addMyResource(g, settings as Record<string, unknown>, name, { login: login.login, password: login.password! });
+    await g.gw.engine.directory.setJit('admin', name, jit);
+    return name;
+  }
+
+  const gatewayClient = (resource: string): Promise<mysql.Connection> => mysql.createConnection(g.my2(`alice:${resource}`, GATEWAY_PASSWORD));
+  const whoAmI = async (c: mysql.Connection): Promise<string> => String((await query(c, 'SELECT CURRENT_USER() AS u'))[0]!.u).replace(/@%$/, '');
+  /** The client's first error (the gateway's ERR 1927, or the connection's loss). */
+  const firstError = (c: mysql.Connection): Promise<{ code?: unknown; errno?: number; message: string }> => new Promise((resolve) => c.once('error', resolve));
+
+  it('a check-out runs as its own temporary account with the granted role; check-in ends the live connection and removes the account within 2 s', async () => {
+    const res = await jitResource(SINGLE_USER, { ephemeral: { grants: ['jit_reader'] } });
+    await g.gw.engine.leases.checkout('alice', res);
+    const c = await gatewayClient(res);
+    const name = await whoAmI(c);
+    expect(name).toMatch(TEMPORARY);
+    expect(await query(c, 'SELECT CURRENT_ROLE() AS r, a FROM appdb.jit_granted')).toEqual([{ r: 'jit_reader', a: 1 }]);
+    expect(await errnoOf(c.query('INSERT INTO appdb.jit_granted VALUES (7)'))).toBe(1142);
+    expect(await errnoOf(c.query('SELECT a FROM appdb.jit_other'))).toBe(1142);
+    // Another connection of the same grant, with the stock CLI: the same account.
+    const again = await mariadb([...g.cli(`alice:${res}`, GATEWAY_PASSWORD), '-N', '-B', '-e', 'SELECT CURRENT_USER()']);
+    expect(again.stdout.trim(), again.stderr).toBe(`${name}@%`);
+    expect(await rows('SELECT gatehouse_user AS u, note FROM gatehouse_jit.accounts WHERE name = ?', [name])).toEqual([{ u: 'alice', note: expect.stringMatching(/^gatehouse: alice lease:/) }]);
+    const sessions = await g.gw.store.listSessions({ resource: res });
+    expect(new Set(sessions.map((s) => s.account))).toEqual(new Set([name]));
+    const ended = firstError(c);
+
+    const t0 = performance.now();
+    await g.gw.engine.leases.checkin('alice', res);
+    await eventually(async () => !(await accountExists(name)), 2_000, 'the account to be removed');
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    expect((await ended).code).toBe(1927);
+    expect(await threadsOf(name)).toBe(0);
+    const [record] = await g.gw.store.listJitAccounts({ resource: res });
+    expect(record).toMatchObject({ account: name, state: 'gone', kind: 'ephemeral', user: 'alice' });
+    c.destroy();
+  });
+
+  it('a force check-in ends the open mariadb client and removes its account within 2 s', async () => {
+    const res = await jitResource(SINGLE_USER, { ephemeral: { grants: ['jit_reader', 'jit_reader2'] } });
+    await g.gw.engine.leases.checkout('alice', res);
+    const live = new LiveMariadb([...g.cli(`alice:${res}`, GATEWAY_PASSWORD), '-N', '-B', '-n']);
+    try {
+      live.send('SELECT CURRENT_USER();');
+      const name = (await live.waitFor(/^gh_alice_[a-z0-9]{8}@%$/m)).match(/^(gh_alice_[a-z0-9]{8})@%$/m)![1]!;
+      live.send('SELECT COUNT(*) FROM appdb.jit_granted2;');
+      await live.waitFor(/^1$/m);
+      expect(await threadsOf(name)).toBe(1);
+
+      const t0 = performance.now();
+      await g.gw.engine.leases.forceCheckin('bob', res, 'incident OPS-42 is over');
+      await eventually(async () => !(await accountExists(name)), 2_000, 'the account to be removed');
+      expect(performance.now() - t0).toBeLessThan(2_000);
+      expect(await rolesOf(`${name}_grants`)).toEqual([]);
+      live.send('SELECT 1;');
+      expect(await live.exited).toBe(1);
+      expect(live.out).toContain(`Gatehouse: ${res} was force checked in by bob: incident OPS-42 is over; session closed. (force_checked_in)`);
+    } finally {
+      live.kill();
+    }
+  });
+
+  it('an approval that expires (fake clock) ends the connection and removes the account within 2 s', async () => {
+    const res = await jitResource(APPROVAL, { ephemeral: { grants: ['jit_reader'] } });
+    const requestId = await g.gw.approve('alice', res);
+    const c = await gatewayClient(res);
+    const name = await whoAmI(c);
+    const [record] = await g.gw.store.listJitAccounts({ resource: res });
+    expect(record).toMatchObject({ requestId, grant: `request:${requestId}`, state: 'active', account: name });
+    const ended = firstError(c);
+
+    const t0 = performance.now();
+    g.gw.clock.advance(121 * 60_000);
+    await g.gw.engine.sweep();
+    await eventually(async () => !(await accountExists(name)), 2_000, 'the account to be removed');
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    expect(await ended).toMatchObject({ code: 1927, message: `Gatehouse: your access grant for ${res} has ended; session closed. (expired)` });
+    expect(await threadsOf(name)).toBe(0);
+    c.destroy();
+  });
+
+  it('elevation: the vaulted login\'s sessions have the role during the check-out only; check-in ends them', async () => {
+    const res = await jitResource(SINGLE_USER, { elevate: { grants: ['jit_writer'] } }, ELEV);
+    await g.gw.engine.leases.checkout('alice', res);
+    const c = await gatewayClient(res);
+    expect(await query(c, 'SELECT CURRENT_USER() AS u, CURRENT_ROLE() AS r')).toEqual([{ u: 'gh_elev@%', r: 'jit_writer' }]);
+    await c.query('INSERT INTO appdb.jit_granted VALUES (8)');
+    await g.superQuery('DELETE FROM appdb.jit_granted WHERE a = 8');
+    const ended = firstError(c);
+
+    const t0 = performance.now();
+    await g.gw.engine.leases.checkin('alice', res);
+    expect((await ended).code).toBe(1927);
+    await eventually(async () => (await threadsOf(ELEV.login)) === 0, 2_000, 'the vaulted login\'s connections to end');
+    await eventually(async () => (await rows("SELECT DEFAULT_ROLE AS r FROM mysql.user WHERE User = 'gh_elev'"))[0]!.r === '', 2_000, 'the default role to be cleared');
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    const after = await connect(ELEV);
+    try {
+      expect(await query(after, 'SELECT CURRENT_ROLE() AS r')).toEqual([{ r: null }]);
+    } finally {
+      await after.end();
+    }
+    c.destroy();
+  });
+
+  it('a vaulted login without CREATE USER: the connection is refused naming it, the failure is on the session, and no account is left', async () => {
+    const res = await jitResource(SINGLE_USER, { ephemeral: { grants: ['jit_reader'] } }, WEAK);
+    await g.gw.engine.leases.checkout('alice', res);
+    const r = await mariadb([...g.cli(`alice:${res}`, GATEWAY_PASSWORD), '-N', '-B', '-e', 'SELECT CURRENT_USER()']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`the vaulted login gh_weak lacks the CREATE USER privilege on ${res}, needed to create the account gh_alice_`);
+    expect(r.stderr).toContain('(target_provisioning)');
+    const [session] = await g.gw.store.listSessions({ resource: res });
+    expect(session).toMatchObject({ state: 'ended', endReason: 'error' });
+    expect(session!.endMessage).toContain('lacks the CREATE USER privilege');
+    const [record] = await g.gw.store.listJitAccounts({ resource: res });
+    expect(record).toMatchObject({ state: 'failed' });
+    expect(await accountExists(record!.account)).toBe(false);
+  });
+
+  it('the reconciler removes a marked account no grant owns (what a crash leaves) and audits it; a hand-made one with a similar name survives', async () => {
+    await jitResource(SINGLE_USER, { ephemeral: { grants: ['jit_reader'] } });
+    const orphan = spec();
+    await provisioner.create(target(reader()), orphan);
+    const handmade = `gh_alice_${randomBytes(4).toString('hex')}`;
+    await g.superQuery(`CREATE USER '${handmade}'@'%' IDENTIFIED BY '${secret()}'`);
+
+    expect(await g.gw.broker.jit.reconcile()).toBeGreaterThanOrEqual(1);
+    expect(await accountExists(orphan.name)).toBe(false);
+    expect(await accountExists(handmade)).toBe(true);
+    const audit = await g.gw.store.listAudit({ action: 'jit.reconcile' });
+    expect(audit.map((e) => e.data.account)).toContain(orphan.name);
   });
 });
