@@ -14,9 +14,9 @@ export function sessionsScreen(app: App): Screen {
   const body = h('tbody');
   const table = h('table', { class: 'data' },
     h('caption', { class: 'sr-only' }, 'Live sessions'),
-    h('thead', null, h('tr', null, ...['User', 'Resource', 'Protocol', 'Client', 'Started', 'Ends', 'Node', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', null, h('tr', null, ...['User', 'Resource', 'Account', 'Protocol', 'Client', 'Started', 'Ends', 'Node', ''].map((t) => h('th', { scope: 'col' }, t)))),
     body);
-  const rows = new KeyedList<SessionView>(body, (s) => s.id, (s) => `${s.state}:${s.deadline ?? ''}`, (s) => row(s, () => load()));
+  const rows = new KeyedList<SessionView>(body, (s) => s.id, (s) => `${s.state}:${s.deadline ?? ''}:${s.account ?? ''}`, (s) => row(s, () => load()));
 
   async function load(): Promise<void> {
     try {
@@ -62,7 +62,9 @@ function row(s: SessionView, reload: () => Promise<void>): HTMLElement {
   }, { kind: 'danger', attrs: { 'aria-label': `Kill ${s.user}'s session to ${s.resource}` } });
   render(cell, start());
   return h('tr', { 'data-session': s.id },
-    h('td', { 'data-label': 'User' }, s.user), h('td', { 'data-label': 'Resource' }, s.resource), h('td', { 'data-label': 'Protocol' }, s.protocol),
+    h('td', { 'data-label': 'User' }, s.user), h('td', { 'data-label': 'Resource' }, s.resource),
+    h('td', { 'data-label': 'Account', title: s.account ? 'The temporary account this session logged in upstream as' : 'The vaulted account' }, s.account ?? '—'),
+    h('td', { 'data-label': 'Protocol' }, s.protocol),
     h('td', { 'data-label': 'Client' }, s.client), h('td', { 'data-label': 'Started' }, dateTime(s.startedAt)),
     h('td', { 'data-label': 'Ends' }, s.deadline ? clockTime(s.deadline, new Date()) : '—'), h('td', { 'data-label': 'Node' }, s.node), cell);
 }

@@ -1,9 +1,10 @@
 /// <reference lib="dom" />
 import { api, seg } from './api.js';
 import { h, render } from './dom.js';
+import { jitSection } from './jit-section.js';
 import { notify } from './notify.js';
 import { settingsForm } from './settings-form.js';
-import type { ResourceView, WorkflowView } from './types.js';
+import type { JitView, ResourceView, WorkflowView } from './types.js';
 import { busy, heading, note, type App, type Screen } from './ui.js';
 
 /**
@@ -34,8 +35,11 @@ async function picker(body: HTMLElement): Promise<void> {
 async function editor(name: string, body: HTMLElement): Promise<void> {
   let r: ResourceView;
   let wf: WorkflowView;
+  let jit: JitView;
   try {
-    [r, wf] = await Promise.all([api<ResourceView>('GET', `/resources/${seg(name)}`), api<WorkflowView>('GET', `/resources/${seg(name)}/workflow`)]);
+    [r, wf, jit] = await Promise.all([
+      api<ResourceView>('GET', `/resources/${seg(name)}`), api<WorkflowView>('GET', `/resources/${seg(name)}/workflow`), api<JitView>('GET', `/resources/${seg(name)}/jit`),
+    ]);
   } catch (e) {
     render(body, note(`Could not load ${name}: ${(e as Error).message}`));
     return;
@@ -79,7 +83,7 @@ async function editor(name: string, body: HTMLElement): Promise<void> {
   showSummary(wf.lines);
   render(body,
     h('p', { class: 'lede' }, h('strong', null, name), ` · ${r.type} · ${r.protocol} · owner ${r.owner} · `, h('a', { href: '/settings', 'data-link': '' }, 'other resources')),
-    summary, form);
+    summary, form, jitSection(name, jit));
 }
 
 function escapeRe(s: string): string {

@@ -1,12 +1,13 @@
 /// <reference lib="dom" />
-import type { Principal, Protocol, RecordType, Weekday, WorkflowSettings } from '../../core/model.js';
+import type { JitSettings, Principal, Protocol, RecordType, Weekday, WorkflowSettings } from '../../core/model.js';
 
 /** The API's JSON shapes as the browser sees them (shared with the CLI in src/api/wire.ts). */
-export type { Principal, Protocol, RecordType, Weekday, WorkflowSettings };
+export type { JitSettings, Principal, Protocol, RecordType, Weekday, WorkflowSettings };
 
 export type {
   AuditView as AuditEntry,
   AuditVerifyResponse as AuditVerify,
+  JitView,
   LaunchResponse as LaunchResult,
   LeaseView as Lease,
   Me,
