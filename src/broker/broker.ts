@@ -208,7 +208,7 @@ export class Broker implements PortProvider {
         if ('denial' in r) return { ok: false, refusal: r.refusal ?? refusals.fromDenial(r.denial) };
         return { ok: false, refusal: r.refusal };
       },
-      verifyTarget: (resource, identity) => verifyTargetIdentity(this.engine.ctx, resource, identity),
+      verifyTarget: (resource, identity) => verifyTargetIdentity(this.engine.ctx, resource, identity, (name) => this.jit.retiredPin(name)),
       refused: (client, refusal, detail) => this.auditRefusal(protocol, client, refusal, detail),
     };
   }

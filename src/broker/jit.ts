@@ -78,6 +78,8 @@ export class JitManager {
   private readonly retryTimers = new Map<string, Cancel>();
   /** Timers at the deadline of each active record this node knows (a schedule window closing ends the grant's account). */
   private readonly deadlineTimers = new Map<string, Cancel>();
+  /** Pins of removed resources whose accounts are being removed (their records are gone from the store). */
+  private readonly retiredPins = new Map<string, string>();
   /** Revocations started on this node and not finished, for `drain`. */
   private readonly pending = new Set<Promise<unknown>>();
   private sweepTimer: Cancel | undefined;
@@ -221,12 +223,16 @@ export class JitManager {
       if (a.kind === 'ephemeral') {
         const note = `gatehouse: ${a.user} ${a.grant} account ${a.id}`;
         credentials = await p.create(target, { name: a.account, owner, note, ...(a.deadline ? { deadline: a.deadline } : {}) });
-        a = await this.update(a, { state: 'active', credentialsSealed: sealCredentials(this.engine.ctx.sealer, `jit:${a.id}`, credentials) });
       } else {
         await p.elevate(target, owner);
         credentials = d.credentials!;
-        a = await this.update(a, { state: 'active' });
       }
+      // The resource as it is now: the first admin connection may just have pinned the target.
+      const now = await this.engine.ctx.store.getResource(d.resource.name);
+      a = await this.update(a, {
+        state: 'active', resourceSnapshot: JSON.stringify(now ?? d.resource),
+        ...(a.kind === 'ephemeral' ? { credentialsSealed: sealCredentials(this.engine.ctx.sealer, `jit:${a.id}`, credentials) } : {}),
+      });
       const ms = this.engine.ctx.clock.now().getTime() - started.getTime();
       await this.audit(a.user, a.kind === 'ephemeral' ? 'jit.create' : 'jit.elevate', a, { ms });
       this.armDeadline(a);
@@ -326,6 +332,7 @@ export class JitManager {
     const p = this.provisioners.get(snapshot.protocol);
     if (!p) return { done: false, detail: `the ${snapshot.protocol} door is not running on node ${this.opts.node}` };
     const current = await this.engine.ctx.store.getResource(a.resource).catch(() => undefined);
+    if (!current && snapshot.hostKeyPin) this.retiredPins.set(snapshot.name, snapshot.hostKeyPin);
     // The target as it is now (a moved host), with the settings the account was made under.
     const resource = current && current.protocol === snapshot.protocol ? { ...current, jit: snapshot.jit ?? current.jit } : snapshot;
     const target: JitTarget = { resource, admin, jit: snapshot.jit ?? {} };
@@ -338,6 +345,11 @@ export class JitManager {
     } catch (err) {
       return { done: false, detail: describe(err) };
     }
+  }
+
+  /** The pin a removed resource had, while its accounts are removed (target-identity.ts). */
+  retiredPin(name: string): string | undefined {
+    return this.retiredPins.get(name);
   }
 
   private adminFor(a: JitAccount): TargetCredentials | undefined {

@@ -17,7 +17,14 @@ export type TargetIdentity =
 
 export type PinOutcome = 'pinned' | 'match';
 
-export async function verifyTargetIdentity(ctx: Pick<WorkflowContext, 'store' | 'audit'>, resourceName: string, id: TargetIdentity): Promise<PinOutcome> {
+/**
+ * `retiredPin`: for a resource that no longer exists, the pin it had (the JIT manager
+ * removing the accounts a deleted resource left behind); such a target is only ever
+ * checked against its old pin, never pinned anew.
+ */
+export async function verifyTargetIdentity(
+  ctx: Pick<WorkflowContext, 'store' | 'audit'>, resourceName: string, id: TargetIdentity, retiredPin?: (name: string) => string | undefined,
+): Promise<PinOutcome> {
   switch (id.kind) {
     case 'ca':
       if (!id.authorized) {
@@ -26,7 +33,7 @@ export async function verifyTargetIdentity(ctx: Pick<WorkflowContext, 'store' | 
       }
       return 'match';
     case 'pin':
-      return pin(ctx, resourceName, id.what, id.fingerprint);
+      return pin(ctx, resourceName, id.what, id.fingerprint, retiredPin);
     default: {
       const never: never = id;
       throw new Error(`unknown target identity ${JSON.stringify(never)}`);
@@ -34,9 +41,15 @@ export async function verifyTargetIdentity(ctx: Pick<WorkflowContext, 'store' | 
   }
 }
 
-async function pin(ctx: Pick<WorkflowContext, 'store' | 'audit'>, name: string, what: string, fingerprint: string): Promise<PinOutcome> {
+async function pin(
+  ctx: Pick<WorkflowContext, 'store' | 'audit'>, name: string, what: string, fingerprint: string, retiredPin?: (name: string) => string | undefined,
+): Promise<PinOutcome> {
   const r: Resource | undefined = await ctx.store.getResource(name);
-  if (!r) throw new UpstreamError('identity', 'the resource no longer exists');
+  if (!r) {
+    const old = retiredPin?.(name);
+    if (old && old === fingerprint) return 'match';
+    throw new UpstreamError('identity', old ? `its ${what} changed since the resource was removed; refusing to connect` : 'the resource no longer exists');
+  }
   if (r.hostKeyPin) {
     if (r.hostKeyPin === fingerprint) return 'match';
     throw new UpstreamError('identity', `its ${what} changed (now ${fingerprint}, pinned ${r.hostKeyPin}); refusing to connect`, undefined,
