@@ -21,6 +21,9 @@ export async function list(ctx: Ctx, flags: { live?: boolean; json?: boolean }, 
     s.client,
   ]);
   ctx.print(formatTable(['ID', 'USER', 'RESOURCE', 'ACCOUNT', 'PROTOCOL', 'STATE', 'STARTED', 'ENDS/ENDED', 'CLIENT'], rows));
+  // Sessions that could not start for a reason the resource's owner must fix (a temporary account the target refused).
+  const failed = list.filter((s) => s.state === 'ended' && s.endReason === 'error' && s.endMessage);
+  if (failed.length) ctx.print(['', 'Failed to start:', ...failed.map((s) => `  ${s.id}  ${s.endMessage}`)].join('\n'));
 }
 
 export async function kill(ctx: Ctx, id: string, cmd: Command): Promise<void> {

@@ -128,6 +128,18 @@ describe('gatehouse resource jit, sessions and policy explain against the API', 
     expect(json.find((s) => s.id === 'sess-jit')?.account).toBe('gh_alice_7kq2');
   });
 
+  it('sessions lists a session whose temporary account the target refused, with the reason', async () => {
+    const now = h.clock.now();
+    const message = 'the vaulted login app_user lacks CREATEROLE on prod-pg';
+    await h.store.putSession({
+      id: 'sess-failed', user: 'alice', resource: 'prod-pg', protocol: 'postgres', client: '127.0.0.1:5000', startedAt: now, endedAt: now,
+      bytesIn: 0, bytesOut: 0, node: 'n1', state: 'ended', endReason: 'error', endMessage: message,
+    });
+    const out = await ok('admin', ['sessions']);
+    expect(out.split('\n').find((l) => l.startsWith('sess-failed'))).toMatch(/ended \(error\)/);
+    expect(out).toContain(`Failed to start:\n  sess-failed  ${message}`);
+  });
+
   it('policy explain says which account the session would use', async () => {
     await ok('admin', ['resource', 'jit', 'prod-pg', '--ephemeral', 'on', '--grant', 'app_read']);
     const out = await ok('admin', ['policy', 'explain', '--user', 'alice', '--resource', 'prod-pg']);
