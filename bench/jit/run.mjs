@@ -184,6 +184,9 @@ async function benchEngine(name) {
     for (let i = 0; i < CONNECTS; i++) for (const k of rotated) await variants[k]();
   }
   const left = (await store.listJitAccounts({ states: ['planned', 'provisioning', 'active', 'revoking'] })).length;
+  // The manager's own measure of each creation (record planned → account active), from the audit.
+  const created = (await store.listAudit({ action: 'jit.create' })).map((e) => e.data.ms);
+  const removed = (await store.listAudit({ action: 'jit.remove' })).map((e) => e.data.ms);
   await issuer.end();
   await listener.close();
   await stop();
@@ -196,6 +199,7 @@ async function benchEngine(name) {
   console.log(`  gateway, ephemeral, first of grant ${fmt(p.jitFirst)}  (+${fmt(p.jitFirst - p.gateway)} vs gateway vaulted; goal <= 50 ms)`);
   console.log(`  gateway, ephemeral, reused         ${fmt(p.jitReuse)}  (+${fmt(p.jitReuse - p.gateway)} vs gateway vaulted)`);
   console.log(`  ratio first-of-grant / by hand     ${(p.jitFirst / p.byHand).toFixed(2)}x; accounts left live after the run: ${left}`);
+  console.log(`  provisioning alone (audit jit.create ms) p50 ${fmt(median(created))}; removal (jit.remove ms) p50 ${fmt(median(removed))}`);
 }
 
 try {

@@ -441,4 +441,19 @@ describe('PostgreSQL door with temporary roles', () => {
     const audit = await g.gw.store.listAudit({ action: 'jit.reconcile' });
     expect(audit.map((e) => e.data.account)).toContain(orphan);
   });
+
+  it('removing the resource during a grant ends its session and removes the role, from the record of the resource as it was', async () => {
+    const res = await jitResource(SINGLE_USER, { ephemeral: { grants: ['app_read'] } });
+    await g.gw.engine.leases.checkout('alice', res);
+    const c = await gatewayClient(res);
+    const name: string = (await c.query('SELECT current_user')).rows[0].current_user;
+    const ended = firstError(c);
+    await g.gw.engine.directory.removeResource('admin', res);
+    expect(await eventually(async () => (await role(name)) === undefined)).toBe(true);
+    expect((await ended).code).toBe('57P01');
+    const [record] = await g.gw.store.listJitAccounts({ resource: res });
+    expect(record).toMatchObject({ account: name, state: 'gone' });
+    expect((await g.gw.store.listAudit({ action: 'jit.remove' })).find((e) => e.data.account === name)?.data.reason).toBe('resource removed');
+    await c.end().catch(() => {});
+  });
 });
