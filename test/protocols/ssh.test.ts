@@ -106,7 +106,8 @@ describe('ssh gateway: approval resource', () => {
     const back = join(fx.dir, 'ten-mib.back');
     const data = randomBytes(10 * 1024 * 1024);
     writeFileSync(src, data);
-    const remote = `/tmp/gh-scp-${randomBytes(6).toString('hex')}`;
+    // Relative: the target user's home directory, which does not depend on /tmp being world-writable.
+    const remote = `gh-scp-${randomBytes(6).toString('hex')}`;
     const scp = (from: string, to: string) =>
       run('scp', [...fx.sshOpts('alice').map((a) => (a === '-p' ? '-P' : a)), '-o', 'BatchMode=yes', '-o', 'User=alice:prod-web', from, to], { timeoutMs: 60_000 }).exited;
     const upSession = fx.nextSession('prod-web');
