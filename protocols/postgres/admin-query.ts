@@ -171,6 +171,17 @@ export class AdminConnection {
     }
   }
 
+  /** Whether the link is still open (a parked connection the target closed is not reused). */
+  get alive(): boolean {
+    return !this.socket.destroyed && this.socket.readyState === 'open';
+  }
+
+  /** While parked, an idle admin connection does not keep the process alive. */
+  park(parked: boolean): void {
+    if (parked) this.socket.unref();
+    else this.socket.ref();
+  }
+
   /** Terminate, then close. */
   close(): void {
     this.reader.detach();

@@ -23,6 +23,12 @@ const ACCOUNT_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const END_SESSIONS_MS = 10_000;
 const END_SESSIONS_POLL_MS = 5;
 const SCRAM_ITERATIONS = 4096;
+/**
+ * How long an admin connection stays open after a step, for the next one on the same target
+ * (one per target, database and login): a PostgreSQL login with TLS and SCRAM is most of what
+ * making an account costs, and grants tend to come together. Never longer than this.
+ */
+const IDLE_ADMIN_MS = 30_000;
 
 export interface PostgresProvisionerDeps {
   /** How the door reaches a resource's target (the adapter's upstreamFor: TLS and identity policy). */
@@ -41,6 +47,10 @@ interface Step {
 export class PostgresProvisioner implements Provisioner {
   readonly protocol = 'postgres' as const;
   readonly nameLimit = 63;
+
+  /** At most one parked admin connection per target, database and login (see IDLE_ADMIN_MS). */
+  private readonly idle = new Map<string, { conn: AdminConnection; timer: NodeJS.Timeout }>();
+  private readonly keyOf = new WeakMap<AdminConnection, string>();
 
   constructor(private readonly deps: PostgresProvisionerDeps) {}
 
@@ -99,7 +109,7 @@ export class PostgresProvisioner implements Provisioner {
       await this.run(t, conn, steps);
       return { login: spec.name, password };
     } finally {
-      conn.close();
+      this.release(conn);
     }
   }
 
@@ -142,7 +152,7 @@ export class PostgresProvisioner implements Provisioner {
       }
       return notes.length > 0 ? { done: true, detail: notes.join('; ') } : { done: true };
     } finally {
-      conn.close();
+      this.release(conn);
     }
   }
 
@@ -160,7 +170,7 @@ export class PostgresProvisioner implements Provisioner {
         what: `granting ${g} to ${t.admin.login}`,
       })));
     } finally {
-      conn.close();
+      this.release(conn);
     }
   }
 
@@ -186,6 +196,7 @@ export class PostgresProvisioner implements Provisioner {
       if (left > 0) return { done: false, detail: `${left} session(s) of ${t.admin.login} on ${t.resource.name} did not end within ${END_SESSIONS_MS} ms` };
       return { done: true };
     } finally {
+      // Not parked: when the elevation ends, no session of the vaulted login stays open.
       conn.close();
     }
   }
@@ -199,21 +210,53 @@ export class PostgresProvisioner implements Provisioner {
       }]);
       return r.rows.map((row) => row[0]!);
     } finally {
-      conn.close();
+      this.release(conn);
     }
   }
 
   private async open(t: JitTarget, database?: string): Promise<AdminConnection> {
+    const db = database ?? t.resource.database ?? t.admin.login;
+    const secret = createHash('sha256').update(t.admin.password ?? '').digest('base64');
+    const key = JSON.stringify([t.resource.name, t.resource.host, t.resource.port, db, t.admin.login, secret]);
+    const parked = this.idle.get(key);
+    if (parked) {
+      this.idle.delete(key);
+      clearTimeout(parked.timer);
+      parked.conn.park(false);
+      // An empty query is one round trip: a link the target dropped meanwhile is not used.
+      const ok = parked.conn.alive && (await parked.conn.query('').then(() => true, () => false));
+      if (ok) {
+        this.keyOf.set(parked.conn, key);
+        return parked.conn;
+      }
+      parked.conn.close();
+    }
     try {
-      return await AdminConnection.open(this.deps.target(t.resource), {
+      const conn = await AdminConnection.open(this.deps.target(t.resource), {
         user: t.admin.login,
         password: t.admin.password,
-        database: database ?? t.resource.database ?? t.admin.login,
+        database: db,
         params: new Map([['application_name', 'gatehouse-jit']]),
       });
+      this.keyOf.set(conn, key);
+      return conn;
     } catch (e) {
       throw linkRefusal(t, e);
     }
+  }
+
+  /** Parks the connection for the next step on the same target, or closes it. */
+  private release(conn: AdminConnection): void {
+    const key = this.keyOf.get(conn);
+    this.keyOf.delete(conn);
+    if (!key || !conn.alive || this.idle.has(key)) return conn.close();
+    conn.park(true);
+    const timer = setTimeout(() => {
+      if (this.idle.get(key)?.conn === conn) this.idle.delete(key);
+      conn.close();
+    }, IDLE_ADMIN_MS);
+    timer.unref();
+    this.idle.set(key, { conn, timer });
   }
 
   /** Runs the steps as one Query (one transaction); a refusal becomes a JitError naming the step's right. */
