@@ -339,9 +339,13 @@ export class JitManager {
     try {
       if (a.kind === 'ephemeral') return await p.remove(target, a.account);
       const others = (await this.engine.ctx.store.listJitAccounts({ resource: a.resource, kind: 'elevation', states: ['planned', 'provisioning', 'active'] })).filter((o) => o.id !== a.id);
-      // Elevation is one membership shared by every elevated grant: the last one takes it away.
-      if (others.length > 0) return { done: true, detail: `kept: ${others.length} other elevated grant(s) of ${a.resource} still live` };
-      return await p.unelevate(target);
+      // Elevation is one membership shared by every elevated grant: the last one holding a role
+      // takes it away. Per role, from the records (settings may have changed between grants).
+      const kept = new Set(others.flatMap((o) => o.grants));
+      const mine = a.grants.length > 0 ? a.grants : (snapshot.jit?.elevate?.grants ?? []);
+      const drop = mine.filter((g) => !kept.has(g));
+      if (drop.length === 0) return { done: true, detail: `kept: ${others.length} other elevated grant(s) of ${a.resource} still live` };
+      return await p.unelevate({ ...target, jit: { elevate: { grants: drop } } });
     } catch (err) {
       return { done: false, detail: describe(err) };
     }

@@ -258,3 +258,49 @@ describe('JIT manager', () => {
     expect(p.calls).toEqual([]);
   });
 });
+
+/** Elevation that tracks which roles the vaulted login holds, role by role. */
+class RoleTrackingProvisioner extends ScriptedProvisioner {
+  readonly held = new Set<string>();
+  override async elevate(t?: JitTarget): Promise<void> {
+    await super.elevate();
+    for (const g of t?.jit.elevate?.grants ?? []) this.held.add(g);
+  }
+  override async unelevate(t?: JitTarget): Promise<RemoveResult> {
+    await super.unelevate();
+    for (const g of t?.jit.elevate?.grants ?? []) this.held.delete(g);
+    return { done: true };
+  }
+}
+
+describe('JIT manager (security review)', () => {
+  const APPROVAL = { limitAccessTime: BUSINESS_HOURS, requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, startOn: 'approval' } };
+
+  it('elevation: a role from before a settings change is taken back when the last elevated grant ends', async () => {
+    const h = makeHarness();
+    await seed(h, APPROVAL);
+    await h.engine.directory.setJit('admin', 'prod-pg', { elevate: { grants: ['pg_admin'] } });
+    const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
+    const p = new RoleTrackingProvisioner();
+    broker.jit.register(p);
+    await broker.jit.start();
+    const qa = await h.engine.requests.create('alice', { resource: 'prod-pg', reason: 'fix' });
+    await h.engine.requests.approve(qa.id, 'dave');
+    await open(broker, 'alice');
+    expect([...p.held]).toEqual(['pg_admin']);
+    // The settings change while alice's grant is live; carol's grant elevates with the new role.
+    await h.engine.directory.setJit('admin', 'prod-pg', { elevate: { grants: ['pg_ops'] } });
+    const qc = await h.engine.requests.create('carol', { resource: 'prod-pg', reason: 'fix' });
+    await h.engine.requests.approve(qc.id, 'dave');
+    await open(broker, 'carol');
+    expect([...p.held].sort()).toEqual(['pg_admin', 'pg_ops']);
+    await h.engine.requests.end(qa.id, 'dave', 'done');
+    await broker.jit.drain();
+    // pg_admin was alice's only: it goes now (carol's grant never had it).
+    expect([...p.held]).toEqual(['pg_ops']);
+    await h.engine.requests.end(qc.id, 'dave', 'done');
+    await broker.jit.drain();
+    expect([...p.held]).toEqual([]);
+    expect(await states(h)).toEqual(['gone', 'gone']);
+  });
+});
