@@ -125,32 +125,44 @@ export class PostgresProvisioner implements Provisioner {
       const role = ident(name);
       const inheritor = t.jit.ephemeral?.inheritor ?? DEFAULT_INHERITOR;
       const v16 = conn.major >= 16;
-      await this.run(t, conn, [
-        { sql: `ALTER ROLE ${role} NOLOGIN`, right: v16 ? `the ADMIN OPTION on role ${name}` : 'CREATEROLE', what: `locking ${name}` },
-        { sql: ensureRole(inheritor), right: 'CREATEROLE', what: `creating the inheritor role ${inheritor}` },
-        ...(conn.superuser ? [] : [
-          { sql: `GRANT ${role} TO CURRENT_USER`, right: v16 ? `the ADMIN OPTION on role ${name}` : 'CREATEROLE', what: `making ${t.admin.login} a member of ${name}` },
-          { sql: `GRANT ${ident(inheritor)} TO CURRENT_USER`, right: v16 ? `the ADMIN OPTION on role ${inheritor}` : 'CREATEROLE', what: `making ${t.admin.login} a member of ${inheritor}` },
-        ]),
-      ]);
-      const left = await this.endSessions(t, conn, `usesysid = ${Number(oid)}`, `membership in ${name} or pg_signal_backend`);
-      if (left > 0) return { done: false, detail: `${left} session(s) of ${name} on ${t.resource.name} did not end within ${END_SESSIONS_MS} ms; it is locked (NOLOGIN) and will be removed on the next attempt` };
-      const notes = await this.dropOwned(t, conn, name, Number(oid), inheritor);
+      // Every change below runs in one transaction behind this check: the role of that name is
+      // still the one looked up (same oid) and still marked, else nothing of it is touched.
+      const guard: Step = { sql: doBlock(guardBody(name, Number(oid))), right: 'a login', what: `checking the marker of ${name}` };
+      const lost = (e: unknown): RemoveResult | undefined => {
+        const pe = e instanceof JitError && e.cause instanceof PgServerError ? e.cause : undefined;
+        if (pe?.sqlstate !== 'P0001' || pe.statement !== 0) return undefined;
+        if (pe.message === GUARD_GONE) return { done: true, detail: `no role ${name} on ${t.resource.name}` };
+        return { done: true, detail: `the role ${name} on ${t.resource.name} lost its ${MARKER_ROLE} membership (or was replaced) during removal; left alone` };
+      };
       try {
-        // The marker once more, in the same transaction as the drop.
         await this.run(t, conn, [
-          { sql: doBlock(`IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE oid = ${Number(oid)}) AND NOT ${markedSql(String(Number(oid)))} THEN RAISE EXCEPTION 'not a temporary account'; END IF;`), right: 'a login', what: `checking the marker of ${name}` },
-          { sql: `DROP ROLE IF EXISTS ${role}`, right: v16 ? `CREATEROLE and the ADMIN OPTION on role ${name}` : 'CREATEROLE', what: `dropping ${name}` },
+          guard,
+          { sql: `ALTER ROLE ${role} NOLOGIN`, right: v16 ? `the ADMIN OPTION on role ${name}` : 'CREATEROLE', what: `locking ${name}` },
+          { sql: ensureRole(inheritor), right: 'CREATEROLE', what: `creating the inheritor role ${inheritor}` },
+          ...(conn.superuser ? [] : [
+            { sql: `GRANT ${role} TO CURRENT_USER`, right: v16 ? `the ADMIN OPTION on role ${name}` : 'CREATEROLE', what: `making ${t.admin.login} a member of ${name}` },
+            { sql: `GRANT ${ident(inheritor)} TO CURRENT_USER`, right: v16 ? `the ADMIN OPTION on role ${inheritor}` : 'CREATEROLE', what: `making ${t.admin.login} a member of ${inheritor}` },
+          ]),
         ]);
-      } catch (e) {
-        if (e instanceof JitError && e.cause instanceof PgServerError) {
-          const pe = e.cause;
-          if (pe.sqlstate === 'P0001' && pe.statement === 0) return { done: true, detail: `the role ${name} on ${t.resource.name} lost its ${MARKER_ROLE} membership during removal; it is locked (NOLOGIN) and left alone` };
-          if (pe.sqlstate === '2BP01') return { done: false, detail: [`${name} on ${t.resource.name} is locked (NOLOGIN) but not dropped: ${pe.message}`, pe.detail, ...notes].filter(Boolean).join('; ') };
+        const left = await this.endSessions(t, conn, `usesysid = ${Number(oid)} AND ${markedSql(String(Number(oid)))}`, `membership in ${name} or pg_signal_backend`);
+        if (left > 0) return { done: false, detail: `${left} session(s) of ${name} on ${t.resource.name} did not end within ${END_SESSIONS_MS} ms; it is locked (NOLOGIN) and will be removed on the next attempt` };
+        const notes = await this.dropOwned(t, conn, name, Number(oid), inheritor, guard);
+        try {
+          // The marker once more, in the same transaction as the drop.
+          await this.run(t, conn, [guard, { sql: `DROP ROLE ${role}`, right: v16 ? `CREATEROLE and the ADMIN OPTION on role ${name}` : 'CREATEROLE', what: `dropping ${name}` }]);
+        } catch (e) {
+          if (e instanceof JitError && e.cause instanceof PgServerError && e.cause.sqlstate === '2BP01') {
+            const pe = e.cause;
+            return { done: false, detail: [`${name} on ${t.resource.name} is locked (NOLOGIN) but not dropped: ${pe.message}`, pe.detail, ...notes].filter(Boolean).join('; ') };
+          }
+          throw e;
         }
+        return notes.length > 0 ? { done: true, detail: notes.join('; ') } : { done: true };
+      } catch (e) {
+        const r = lost(e);
+        if (r) return r;
         throw e;
       }
-      return notes.length > 0 ? { done: true, detail: notes.join('; ') } : { done: true };
     } finally {
       this.release(conn);
     }
@@ -299,12 +311,12 @@ export class PostgresProvisioner implements Provisioner {
    * database where the role owns or was granted something (pg_shdepend, the catalogue DROP
    * ROLE itself checks). Returns notes on databases it could not clean.
    */
-  private async dropOwned(t: JitTarget, conn: AdminConnection, name: string, oid: number, inheritor: string): Promise<string[]> {
+  private async dropOwned(t: JitTarget, conn: AdminConnection, name: string, oid: number, inheritor: string, guard: Step): Promise<string[]> {
     const dbs = await this.run(t, conn, [{
       sql: `SELECT d.datname, d.datallowconn FROM pg_catalog.pg_database d WHERE d.datname <> current_database() AND d.oid IN (SELECT dbid FROM pg_catalog.pg_shdepend WHERE refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND refobjid = ${oid}) ORDER BY 1`,
       right: 'a login', what: `finding the databases where ${name} owns objects`,
     }]);
-    const clean: Step[] = [{
+    const clean: Step[] = [guard, {
       sql: `REASSIGN OWNED BY ${ident(name)} TO ${ident(inheritor)};\nDROP OWNED BY ${ident(name)}`,
       right: `the privileges of ${name} and of ${inheritor} (membership with INHERIT)`,
       what: `handing what ${name} owns to ${inheritor}`,
@@ -341,6 +353,14 @@ export class PostgresProvisioner implements Provisioner {
 function markedSql(oid: string): string {
   return `(EXISTS (SELECT FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE g.rolname = ${literal(MARKER_ROLE)} AND m.member = ${oid} AND NOT m.admin_option)`
     + ` AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE oid = ${oid}) AND ${oid} <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))`;
+}
+
+const GUARD_GONE = 'gatehouse: role gone';
+
+/** Raises (statement 0 of its query) unless the role `name` still has `oid` and is marked; GUARD_GONE when no role has that name. */
+function guardBody(name: string, oid: number): string {
+  return `IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${literal(name)}) THEN RAISE EXCEPTION ${literal(GUARD_GONE)}; END IF;`
+    + ` IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = ${literal(name)} AND r.oid = ${oid} AND ${markedSql(String(oid))}) THEN RAISE EXCEPTION 'not a temporary account'; END IF;`;
 }
 
 function inspect(name: string): string {

@@ -457,3 +457,65 @@ describe('PostgreSQL door with temporary roles', () => {
     await c.end().catch(() => {});
   });
 });
+
+describe('PostgreSQL provisioner: the marker holds for every change remove makes (security review)', () => {
+  /** Runs `after` once, right after the provisioner's own look-up of `name` (a change racing the removal). */
+  function afterLookup(name: string, after: () => Promise<unknown>): () => void {
+    const p = prov as unknown as { run: (...args: unknown[]) => Promise<unknown> };
+    const original = p.run;
+    p.run = async function (this: unknown, ...args: unknown[]) {
+      const r = await original.apply(this, args);
+      const steps = args[2] as Array<{ what: string }>;
+      if (steps[0]?.what === `looking up ${name}`) await after();
+      return r;
+    };
+    return () => {
+      p.run = original;
+    };
+  }
+
+  it('a role that loses its marker after the look-up is not locked, not emptied, its session not ended, not dropped', async () => {
+    const t = await target({ ephemeral: { grants: ['app_ddl'] } });
+    const name = unique('gh_alice');
+    const creds = await prov.create(t, spec(name));
+    const c = await direct(name, creds.password!);
+    await c.query(`CREATE TABLE public.${name}_k (x int)`);
+    const errors: unknown[] = [];
+    c.on('error', (e) => errors.push(e));
+    const restore = afterLookup(name, () => g.superQuery(`REVOKE gatehouse_ephemeral FROM ${name}`));
+    let result;
+    try {
+      result = await prov.remove(t, name);
+    } finally {
+      restore();
+    }
+    expect(result.done).toBe(true);
+    expect(result.detail).toMatch(/left alone/);
+    expect((await role(name))!.rolcanlogin).toBe(true);
+    expect((await g.superQuery(`SELECT tableowner FROM pg_tables WHERE tablename = '${name}_k'`)).rows[0].tableowner).toBe(name);
+    expect((await c.query('SELECT current_user')).rows[0].current_user).toBe(name);
+    expect(errors).toEqual([]);
+    await c.end();
+    await g.superQuery(`DROP TABLE public.${name}_k; DROP ROLE ${name}`);
+  });
+
+  it('a role dropped and made again by hand under the same name after the look-up is left alone', async () => {
+    const t = await target({ ephemeral: { grants: ['app_read'] } });
+    const name = unique('gh_alice');
+    await prov.create(t, spec(name));
+    const pw = secret();
+    const restore = afterLookup(name, () => g.superQuery(`DROP ROLE ${name}; CREATE ROLE ${name} LOGIN PASSWORD '${pw}'`));
+    let result;
+    try {
+      result = await prov.remove(t, name);
+    } finally {
+      restore();
+    }
+    expect(result.done).toBe(true);
+    expect((await role(name))!.rolcanlogin).toBe(true);
+    const c = await direct(name, pw);
+    expect((await c.query('SELECT current_user')).rows[0].current_user).toBe(name);
+    await c.end();
+    await g.superQuery(`DROP ROLE ${name}`);
+  });
+});
