@@ -422,24 +422,41 @@ export class JitManager {
       summary.failures++;
       return summary;
     }
-    for (const a of live) {
-      let reason: string | undefined;
+    // Per resource, side by side: a target that hangs (each step up to its timeout) holds up
+    // only its own records and reconciler, never another target's.
+    const byResource = new Map<string, JitAccount[]>();
+    for (const a of live) byResource.set(a.resource, [...(byResource.get(a.resource) ?? []), a]);
+    const resources = await this.reconcilable();
+    const names = new Set([...byResource.keys(), ...resources.map((r) => r.name)]);
+    await Promise.all([...names].map(async (name) => {
+      for (const a of byResource.get(name) ?? []) await this.sweepRecord(a, now, summary);
+      const r = resources.find((x) => x.name === name);
+      if (r) summary.orphans += await this.reconcileOne(r);
+    }));
+    if (summary.revoked || summary.orphans || summary.failures) this.opts.log.info({ ...summary }, 'JIT sweep');
+    return summary;
+  }
+
+  private async sweepRecord(a: JitAccount, now: Date, summary: SweepSummary): Promise<void> {
+    let reason: string | undefined;
+    try {
       if (a.state === 'revoking') reason = 'retry';
       else if (a.state === 'planned' || a.state === 'provisioning') {
         if (now.getTime() - a.updatedAt.getTime() > STUCK_MS || (a.node === this.opts.node && !this.inFlightRecord(a))) reason = 'left unfinished';
       } else reason = await this.grantEnded(a, now);
-      if (!reason) {
-        if (a.state === 'active') this.armDeadline(a);
-        continue;
-      }
-      const ok = await this.revoke(a, reason);
-      if (reason === 'retry') summary.retried++;
-      if (ok) summary.revoked++;
-      else summary.failures++;
+    } catch (err) {
+      this.opts.log.error({ err, account: a.account }, 'JIT sweep could not check a grant');
+      summary.failures++;
+      return;
     }
-    summary.orphans = await this.reconcile();
-    if (summary.revoked || summary.orphans || summary.failures) this.opts.log.info({ ...summary }, 'JIT sweep');
-    return summary;
+    if (!reason) {
+      if (a.state === 'active') this.armDeadline(a);
+      return;
+    }
+    const ok = await this.revoke(a, reason);
+    if (reason === 'retry') summary.retried++;
+    if (ok) summary.revoked++;
+    else summary.failures++;
   }
 
   private inFlightRecord(a: JitAccount): boolean {
@@ -470,34 +487,40 @@ export class JitManager {
    * the Gatehouse marker and that no live record owns are removed and audited.
    */
   async reconcile(): Promise<number> {
-    const store = this.engine.ctx.store;
-    let removed = 0;
-    let resources: Resource[];
+    const counts = await Promise.all((await this.reconcilable()).map((r) => this.reconcileOne(r)));
+    return counts.reduce((n, c) => n + c, 0);
+  }
+
+  /** Resources whose targets the reconciler checks: ephemeral JIT, a running door, a vaulted login. */
+  private async reconcilable(): Promise<Resource[]> {
     try {
-      resources = (await store.listResources()).filter((r) => r.jit?.ephemeral && this.provisioners.has(r.protocol) && r.credentialsSealed);
+      return (await this.engine.ctx.store.listResources()).filter((r) => r.jit?.ephemeral && this.provisioners.has(r.protocol) && r.credentialsSealed);
     } catch {
-      return 0;
+      return [];
     }
-    for (const r of resources) {
-      const p = this.provisioners.get(r.protocol)!;
-      try {
-        const admin = openCredentials(this.engine.ctx.sealer, r.name, r.credentialsSealed!);
-        const target: JitTarget = { resource: r, admin, jit: r.jit! };
-        const marked = await p.listMarked(target);
-        if (marked.length === 0) continue;
-        // Read after listing: an account made between the two reads is owned, not an orphan.
-        const owned = new Set((await store.listJitAccounts({ states: LIVE })).map((a) => a.account));
-        for (const name of marked) {
-          if (owned.has(name)) continue;
-          const result = await p.remove(target, name);
-          await this.audit('system', result.done ? 'jit.reconcile' : 'jit.reconcile_failed', undefined, {
-            resource: r.name, account: name, ...(result.detail ? { detail: result.detail } : {}),
-          });
-          if (result.done) removed++;
-        }
-      } catch (err) {
-        this.opts.log.warn({ err, resource: r.name }, 'JIT reconciler could not check a target');
+  }
+
+  private async reconcileOne(r: Resource): Promise<number> {
+    const store = this.engine.ctx.store;
+    const p = this.provisioners.get(r.protocol)!;
+    let removed = 0;
+    try {
+      const admin = openCredentials(this.engine.ctx.sealer, r.name, r.credentialsSealed!);
+      const target: JitTarget = { resource: r, admin, jit: r.jit! };
+      const marked = await p.listMarked(target);
+      if (marked.length === 0) return 0;
+      // Read after listing: an account made between the two reads is owned, not an orphan.
+      const owned = new Set((await store.listJitAccounts({ states: LIVE })).map((a) => a.account));
+      for (const name of marked) {
+        if (owned.has(name)) continue;
+        const result = await p.remove(target, name);
+        await this.audit('system', result.done ? 'jit.reconcile' : 'jit.reconcile_failed', undefined, {
+          resource: r.name, account: name, ...(result.detail ? { detail: result.detail } : {}),
+        });
+        if (result.done) removed++;
       }
+    } catch (err) {
+      this.opts.log.warn({ err, resource: r.name }, 'JIT reconciler could not check a target');
     }
     return removed;
   }

@@ -273,6 +273,32 @@ class RoleTrackingProvisioner extends ScriptedProvisioner {
   }
 }
 
+/** Every call for the resource named `hangOn` waits until `release()`. */
+class HangingProvisioner extends ScriptedProvisioner {
+  hangOn: string | undefined;
+  private gate: Promise<void> = new Promise(() => {});
+  private open: (() => void) | undefined;
+  constructor() {
+    super();
+    this.gate = new Promise((r) => (this.open = r));
+  }
+  release(): void {
+    this.hangOn = undefined;
+    this.open?.();
+  }
+  private async wait(t: JitTarget): Promise<void> {
+    if (t.resource.name === this.hangOn) await this.gate;
+  }
+  override async remove(t: JitTarget, name: string): Promise<RemoveResult> {
+    await this.wait(t);
+    return super.remove(t, name);
+  }
+  override async listMarked(t?: JitTarget): Promise<string[]> {
+    if (t) await this.wait(t);
+    return super.listMarked();
+  }
+}
+
 describe('JIT manager (security review)', () => {
   const APPROVAL = { limitAccessTime: BUSINESS_HOURS, requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, startOn: 'approval' } };
 
@@ -302,5 +328,32 @@ describe('JIT manager (security review)', () => {
     await broker.jit.drain();
     expect([...p.held]).toEqual([]);
     expect(await states(h)).toEqual(['gone', 'gone']);
+  });
+
+  it('a target that hangs holds up neither the retries nor the reconciler of other targets', async () => {
+    const h = makeHarness();
+    await seed(h, SINGLE_USER, 'a-slow-pg');
+    await seed(h, SINGLE_USER, 'prod-pg');
+    for (const n of ['a-slow-pg', 'prod-pg']) await h.engine.directory.setJit('admin', n, EPHEMERAL);
+    const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
+    const p = new HangingProvisioner();
+    broker.jit.register(p);
+    await broker.jit.start();
+    // A removal of the slow target's account to retry, and an orphan on the healthy target.
+    const slow = (await h.store.getResource('a-slow-pg'))!;
+    const now = h.clock.now();
+    await h.store.insertJitAccount({
+      id: 'slow-1', resource: slow.name, kind: 'ephemeral', grant: 'lease:gone', user: 'alice', account: 'gh_alice_slow0000', grants: ['app_read'],
+      state: 'revoking', resourceSnapshot: JSON.stringify(slow), node: 'n1', createdAt: now, updatedAt: now, attempts: 1, version: 1,
+    });
+    p.accounts.set('gh_orphan_00000000', { marked: true });
+    p.hangOn = 'a-slow-pg';
+    const sweeping = broker.jit.sweep();
+    for (let i = 0; i < 100 && p.accounts.has('gh_orphan_00000000'); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(p.accounts.has('gh_orphan_00000000')).toBe(false);
+    p.release();
+    await sweeping;
+    await broker.jit.drain();
+    broker.jit.stop();
   });
 });
