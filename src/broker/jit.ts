@@ -312,8 +312,11 @@ export class JitManager {
       return false;
     }
     const started = this.engine.ctx.clock.now();
-    const admin = this.adminFor(a);
-    const r: RemoveResult = admin ? await this.remove(a, admin) : { done: false, detail: `no vaulted login for ${a.resource} to remove ${a.account} with` };
+    let r: RemoveResult = { done: false, detail: `no vaulted login for ${a.resource} to remove ${a.account} with` };
+    for (const admin of await this.adminsFor(a)) {
+      r = await this.remove(a, admin);
+      if (r.done) break;
+    }
     if (r.done) {
       const gone = await this.update(a, { state: 'gone', goneAt: this.engine.ctx.clock.now(), ...(r.detail ? { error: r.detail } : {}) }).catch(() => a);
       const ms = this.engine.ctx.clock.now().getTime() - started.getTime();
@@ -356,14 +359,28 @@ export class JitManager {
     return this.retiredPins.get(name);
   }
 
-  private adminFor(a: JitAccount): TargetCredentials | undefined {
+  /**
+   * The vaulted logins to remove a record's account with, best first: the resource's login as
+   * it is now (its password may have been rotated during the grant), then the one the record
+   * was made with. An elevation is taken back only by the login it was given to.
+   */
+  private async adminsFor(a: JitAccount): Promise<TargetCredentials[]> {
     const snapshot = this.snapshotOf(a);
-    try {
-      return snapshot.credentialsSealed ? openCredentials(this.engine.ctx.sealer, snapshot.name, snapshot.credentialsSealed) : undefined;
-    } catch (err) {
-      this.opts.log.error({ err, resource: a.resource }, 'could not open the vaulted login of a JIT account');
-      return undefined;
+    const open = (r: Resource): TargetCredentials | undefined => {
+      try {
+        return r.credentialsSealed ? openCredentials(this.engine.ctx.sealer, r.name, r.credentialsSealed) : undefined;
+      } catch (err) {
+        this.opts.log.error({ err, resource: a.resource }, 'could not open the vaulted login of a JIT account');
+        return undefined;
+      }
+    };
+    const current = await this.engine.ctx.store.getResource(a.resource).catch(() => undefined);
+    const out: TargetCredentials[] = [];
+    for (const c of [current && current.protocol === snapshot.protocol ? open(current) : undefined, open(snapshot)]) {
+      if (!c || (a.kind === 'elevation' && c.login !== a.account)) continue;
+      if (!out.some((o) => JSON.stringify(o) === JSON.stringify(c))) out.push(c);
     }
+    return out;
   }
 
   private snapshotOf(a: JitAccount): Resource {

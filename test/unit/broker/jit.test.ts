@@ -356,4 +356,42 @@ describe('JIT manager (security review)', () => {
     await broker.jit.drain();
     broker.jit.stop();
   });
+
+  it('an account is still removed after the vaulted password is rotated during its grant (the old one no longer logs in)', async () => {
+    const { h, broker, p } = await setup(SINGLE_USER);
+    let valid = 's3cret';
+    const remove = p.remove.bind(p);
+    p.remove = async (t, name) => (t.admin.password === valid ? remove(t, name) : { done: false, detail: `prod-pg refused the vaulted login ${t.admin.login}` });
+    await h.engine.leases.checkout('alice', 'prod-pg');
+    await open(broker);
+    expect(p.accounts.size).toBe(1);
+    await h.engine.directory.setCredentials('admin', 'prod-pg', { login: 'app_user', password: 'rotated' });
+    valid = 'rotated';
+    await h.engine.leases.checkin('alice', 'prod-pg');
+    await broker.jit.drain();
+    expect(p.accounts.size).toBe(0);
+    expect(await states(h)).toEqual(['gone']);
+  });
+
+  it('elevation is taken back from the login it was given to, even when the resource now vaults another login', async () => {
+    const h = makeHarness();
+    await seed(h, SINGLE_USER);
+    await h.engine.directory.setJit('admin', 'prod-pg', { elevate: { grants: ['pg_admin'] } });
+    const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
+    const p = new ScriptedProvisioner();
+    const logins: string[] = [];
+    p.unelevate = async (t?: JitTarget) => {
+      logins.push(t!.admin.login!);
+      p.elevated = false;
+      return { done: true };
+    };
+    broker.jit.register(p);
+    await broker.jit.start();
+    await h.engine.leases.checkout('alice', 'prod-pg');
+    await open(broker);
+    await h.engine.directory.setCredentials('admin', 'prod-pg', { login: 'other_admin', password: 'x' });
+    await h.engine.leases.checkin('alice', 'prod-pg');
+    await broker.jit.drain();
+    expect(logins).toEqual(['app_user']);
+  });
 });
