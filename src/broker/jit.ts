@@ -530,7 +530,8 @@ export class JitManager {
       const owned = new Set((await store.listJitAccounts({ states: LIVE })).map((a) => a.account));
       for (const name of marked) {
         if (owned.has(name)) continue;
-        const result = await p.remove(target, name);
+        // One account that cannot be removed (a throw, not only done: false) does not stop the others.
+        const result: RemoveResult = await p.remove(target, name).catch((err: unknown) => ({ done: false as const, detail: describe(err) }));
         await this.audit('system', result.done ? 'jit.reconcile' : 'jit.reconcile_failed', undefined, {
           resource: r.name, account: name, ...(result.detail ? { detail: result.detail } : {}),
         });

@@ -394,4 +394,18 @@ describe('JIT manager (security review)', () => {
     await broker.jit.drain();
     expect(logins).toEqual(['app_user']);
   });
+
+  it('the reconciler goes on past a marked account it cannot remove (a name the provisioner refuses)', async () => {
+    const { h, broker, p } = await setup({});
+    const remove = p.remove.bind(p);
+    p.remove = async (t, name) => {
+      if (name === 'GH_Weird') throw new JitError('invalid', `'${name}' is not a temporary account name`);
+      return remove(t, name);
+    };
+    p.accounts.set('GH_Weird', { marked: true });
+    p.accounts.set('gh_orphan_00000000', { marked: true });
+    expect(await broker.jit.reconcile()).toBe(1);
+    expect([...p.accounts.keys()]).toEqual(['GH_Weird']);
+    expect((await h.store.listAudit({ action: 'jit.reconcile_failed' }))[0]?.data).toMatchObject({ account: 'GH_Weird', detail: expect.stringContaining('not a temporary account name') });
+  });
 });
