@@ -240,7 +240,12 @@ export class JitManager {
     } catch (err) {
       const message = describe(err);
       this.opts.log.warn({ err, resource: a.resource, account: a.account }, 'JIT provisioning failed; cleaning up');
-      a = await this.update(a, { state: 'revoking', error: message }).catch(() => a);
+      a = await this.update(a, { state: 'revoking', error: message }).catch(async () => {
+        // Changed underneath: the grant was revoked while this step ran, so what it made came
+        // after that removal. The record goes back to revoking until the clean-up below is done.
+        const fresh = await this.engine.ctx.store.getJitAccount(a.id).catch(() => undefined);
+        return fresh ? this.update(fresh, { state: 'revoking', error: message }).catch(() => fresh) : a;
+      });
       const cleaned = await this.remove(a, target.admin);
       const after = cleaned.done ? await this.update(a, { state: 'failed', error: message, goneAt: this.engine.ctx.clock.now() }).catch(() => a) : a;
       await this.audit(a.user, 'jit.fail', after, { error: message, cleanedUp: cleaned.done });

@@ -408,4 +408,38 @@ describe('JIT manager (security review)', () => {
     expect([...p.accounts.keys()]).toEqual(['GH_Weird']);
     expect((await h.store.listAudit({ action: 'jit.reconcile_failed' }))[0]?.data).toMatchObject({ account: 'GH_Weird', detail: expect.stringContaining('not a temporary account name') });
   });
+
+  it('an elevation that lands after its grant was revoked is taken back, though the first clean-up fails', async () => {
+    const h = makeHarness();
+    await seed(h, SINGLE_USER);
+    await h.engine.directory.setJit('admin', 'prod-pg', { elevate: { grants: ['pg_admin'] } });
+    const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
+    const p = new ScriptedProvisioner();
+    let failUnelevate = 0;
+    p.elevate = async () => {
+      // The check-in comes while the GRANT is on its way: its revocation runs (and finds nothing to take back) first.
+      await h.engine.leases.checkin('alice', 'prod-pg');
+      await broker.jit.drain();
+      failUnelevate = 1;
+      p.elevated = true;
+    };
+    p.unelevate = async () => {
+      if (failUnelevate > 0) {
+        failUnelevate--;
+        return { done: false, detail: 'target busy' };
+      }
+      p.elevated = false;
+      return { done: true };
+    };
+    broker.jit.register(p);
+    await broker.jit.start();
+    await h.engine.leases.checkout('alice', 'prod-pg');
+    const r = await open(broker);
+    expect(r.refused).toBeDefined();
+    for (let i = 0; i < 10 && p.elevated; i++) {
+      h.clock.advance(60_000);
+      await broker.jit.drain();
+    }
+    expect(p.elevated).toBe(false);
+  });
 });
