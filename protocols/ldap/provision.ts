@@ -74,12 +74,21 @@ const Filter = {
   startsWith: (attr: string, initial: string): Buffer => tlv(0xa4, octets(Ber.OctetString, attr), tlv(Ber.Sequence, octets(0x80, initial))),
   present: (attr: string): Buffer => octets(0x87, attr),
   and: (...filters: Buffer[]): Buffer => tlv(0xa0, ...filters),
+  or: (...filters: Buffer[]): Buffer => tlv(0xa1, ...filters),
 };
 
 const MARKED = Filter.startsWith('description', MARKER.trimEnd());
-/** Controls [0] with one critical assertion control: the operation only applies to a marked entry. */
-const onlyIfMarked = (): Buffer =>
-  tlv(0xa0, tlv(Ber.Sequence, octets(Ber.OctetString, ASSERTION_OID), tlv(Ber.Boolean, Buffer.from([0xff])), tlv(Ber.OctetString, MARKED)));
+/**
+ * An entry `remove` may take away: it carries the marker, or the vaulted DN created it
+ * (creatorsName, which the directory keeps and no entry can change). Many directories let
+ * an entry write its own description: a temporary entry that dropped the marker must not
+ * survive its grant. The reconciler still lists marked entries only.
+ */
+const ours = (admin: string): Buffer => Filter.or(MARKED, Filter.eq('creatorsName', admin));
+/** Controls [0] with one critical assertion control: the operation only applies to an entry `filter` matches. */
+const onlyIf = (filter: Buffer): Buffer =>
+  tlv(0xa0, tlv(Ber.Sequence, octets(Ber.OctetString, ASSERTION_OID), tlv(Ber.Boolean, Buffer.from([0xff])), tlv(Ber.OctetString, filter)));
+const onlyIfMarked = (): Buffer => onlyIf(MARKED);
 
 const Scope = { base: 0, one: 1, sub: 2 } as const;
 const ModOp = { add: 0, delete: 1 } as const;
@@ -341,13 +350,14 @@ export class LdapProvisioner implements Provisioner {
     const dn = entryDn(name, ou);
     const conn = await AdminConnection.open(this.targetFor(t.resource), t.admin);
     try {
-      const found = await conn.search(dn, Scope.base, Filter.present('objectClass'), ['description']);
+      const mine = t.admin.login ? ours(t.admin.login) : MARKED;
+      const found = await conn.search(dn, Scope.base, mine, ['description']);
       if (found.result.code === Rc.noSuchObject) return { done: true, detail: `${dn} is not on ${t.resource.name}` };
       if (found.result.code !== Rc.success) return { done: false, detail: `could not read ${dn} on ${t.resource.name} (${said(found.result)})` };
-      if (!isMarked(found.entries[0])) return { done: true, detail: `${dn} carries no Gatehouse marker: left alone` };
+      if (found.entries.length === 0) return { done: true, detail: `${dn} carries no Gatehouse marker: left alone` };
 
       // Locked first: with its password gone nobody can bind as it while the rest happens.
-      const lock = await conn.modify(dn, ModOp.delete, 'userPassword', [], onlyIfMarked());
+      const lock = await conn.modify(dn, ModOp.delete, 'userPassword', [], onlyIf(mine));
       if (lock.code === Rc.noSuchObject) return { done: true, detail: `${dn} is not on ${t.resource.name}` };
       if (lock.code === Rc.assertionFailed) return { done: true, detail: `${dn} lost its Gatehouse marker: left alone` };
       if (lock.code !== Rc.success && lock.code !== Rc.noSuchAttribute) {
@@ -369,7 +379,7 @@ export class LdapProvisioner implements Provisioner {
       }
       if (left.length) return { done: false, detail: `${dn} is locked but still a member: ${left.join('; ')}` };
 
-      const del = await conn.delete(dn, onlyIfMarked());
+      const del = await conn.delete(dn, onlyIf(mine));
       if (del.code === Rc.success || del.code === Rc.noSuchObject) return { done: true };
       if (del.code === Rc.assertionFailed) return { done: true, detail: `${dn} lost its Gatehouse marker: left alone` };
       return { done: false, detail: denied(del) ? `the vaulted DN ${t.admin.login} may not delete entries under ${ou} (${said(del)})` : `could not delete ${dn} (${said(del)})` };

@@ -190,6 +190,21 @@ describe('LDAP provisioner: temporary entries', () => {
     await provisioner.remove(t, ours);
   });
 
+  it('removes an entry it made that lost its marker during the grant (a directory where entries may write their own description)', async () => {
+    const t = await jitTarget({ ephemeral: { grants: [readers()], ou: ou() } });
+    const name = unique('gh_tamper');
+    const creds = await provisioner.create(t, spec(name));
+    const dn = creds.login;
+    // What the entry itself could do under an ACL with "by self write": its description is no longer the marker.
+    const strip = await asRoot('ldapmodify', [], `dn: ${dn}\nchangetype: modify\nreplace: description\ndescription: just a person\n`);
+    expect(strip.code, strip.stderr).toBe(0);
+
+    expect(await provisioner.remove(t, name)).toEqual({ done: true });
+    expect((await entry(dn)).code).toBe(32);
+    expect(await groupsOf(dn)).toEqual([]);
+    expect((await ldap('ldapwhoami', ['-D', dn, '-w', creds.password!])).code).toBe(49);
+  });
+
   it('refuses with missing_right when the vaulted DN may not add entries under the OU, and leaves nothing behind', async () => {
     const roDn = `cn=${unique('ro')},ou=services,${target.baseDn}`;
     const made = await asRoot('ldapadd', [], `dn: ${roDn}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: ${roDn.slice(3, roDn.indexOf(','))}\nuserPassword: ro-secret\n`);
