@@ -42,6 +42,8 @@ interface Step {
   sql: string;
   right: string;
   what: string;
+  /** A RAISE in this step means the settings do not fit the target (its message says why). */
+  invalid?: true;
 }
 
 export class PostgresProvisioner implements Provisioner {
@@ -92,6 +94,7 @@ export class PostgresProvisioner implements Provisioner {
       const steps: Step[] = [
         { sql: ensureRole(MARKER_ROLE), right: 'CREATEROLE', what: `creating the marker role ${MARKER_ROLE}` },
         { sql: ensureRole(inheritor), right: 'CREATEROLE', what: `creating the inheritor role ${inheritor}` },
+        { sql: doBlock(lowPrivilege(inheritor)), right: 'a login', what: `checking the inheritor ${inheritor}`, invalid: true },
         { sql: `CREATE ROLE ${name} LOGIN PASSWORD ${literal(verifier)}${validUntil}`, right: 'CREATEROLE', what: `creating the role ${spec.name}` },
         { sql: `GRANT ${ident(MARKER_ROLE)} TO ${name}`, right: grantRight(MARKER_ROLE), what: `marking ${spec.name} as temporary` },
         ...(t.jit.ephemeral?.grants ?? []).map((g) => ({ sql: `GRANT ${ident(g)} TO ${name}`, right: grantRight(g), what: `granting ${g} to ${spec.name}` })),
@@ -280,7 +283,8 @@ export class PostgresProvisioner implements Provisioner {
       const step = steps[Math.min(e.statement, steps.length - 1)]!;
       const said = `PostgreSQL said: ${e.message}${e.detail ? ` (${e.detail})` : ''}`;
       let err: JitError;
-      if (e.sqlstate === '42501') err = new JitError('missing_right', `the vaulted login ${t.admin.login} lacks ${step.right} on ${t.resource.name} (${said})`);
+      if (e.sqlstate === 'P0001' && step.invalid) err = new JitError('invalid', `${e.message} on ${t.resource.name}`);
+      else if (e.sqlstate === '42501') err = new JitError('missing_right', `the vaulted login ${t.admin.login} lacks ${step.right} on ${t.resource.name} (${said})`);
       else if (e.sqlstate === '42704') err = new JitError('invalid', `${step.what} on ${t.resource.name} failed: a role in its JIT settings does not exist there (${said})`);
       else err = new JitError('refused', `${step.what} on ${t.resource.name} failed (${e.sqlstate}; ${said})`);
       err.cause = e;
@@ -379,6 +383,18 @@ function doBlock(body: string): string {
   do tag = `$gh${randomBytes(6).toString('hex')}$`;
   while (body.includes(tag));
   return `DO ${tag}BEGIN ${body} END${tag}`;
+}
+
+/**
+ * Raises unless the inheritor is a role with no rights of its own: what a temporary role
+ * made (a SECURITY DEFINER function, a view) runs with its owner's rights once handed over,
+ * so an inheritor that can log in, has role attributes or is a member of any role would give
+ * every grant those rights after it ends.
+ */
+function lowPrivilege(inheritor: string): string {
+  return `IF EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = ${literal(inheritor)} AND (r.rolsuper OR r.rolcanlogin OR r.rolcreaterole OR r.rolcreatedb`
+    + ' OR r.rolreplication OR r.rolbypassrls OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid)))'
+    + ` THEN RAISE EXCEPTION ${literal(`the inheritor ${inheritor} is not a low-privilege role (it can log in, has role attributes or is a member of another role); name a NOLOGIN role with no memberships, or leave the default ${DEFAULT_INHERITOR}`)}; END IF;`;
 }
 
 /** A NOLOGIN role made if missing; a concurrent creation by another provisioner is fine. */

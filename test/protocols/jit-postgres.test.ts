@@ -519,3 +519,23 @@ describe('PostgreSQL provisioner: the marker holds for every change remove makes
     await g.superQuery(`DROP ROLE ${name}`);
   });
 });
+
+describe('PostgreSQL provisioner: the inheritor must hold no rights (security review)', () => {
+  it('refuses an inheritor that can log in, has role attributes or memberships, or is a superuser, and leaves no role behind', async () => {
+    const owner = unique('app_owner');
+    await g.superQuery(`CREATE ROLE ${owner} LOGIN PASSWORD '${secret()}'; GRANT SELECT ON public.payroll TO ${owner}`);
+    // Objects a temporary role made (a SECURITY DEFINER function, say) would run with the inheritor's rights once handed over.
+    for (const [inheritor, login] of [[owner, admin], ['postgres', { login: g.target.superuser, password: g.target.superuserPassword }]] as const) {
+      const name = unique('gh_alice');
+      const e = await jitError(prov.create(await target({ ephemeral: { grants: ['app_ddl'], inheritor } }, login), spec(name)));
+      expect(e.kind).toBe('invalid');
+      expect(e.message).toContain(`the inheritor ${inheritor}`);
+      expect(await role(name)).toBeUndefined();
+    }
+    // The default inheritor, made by Gatehouse, is fine.
+    const ok = unique('gh_alice');
+    const t = await target({ ephemeral: { grants: ['app_read'] } });
+    await prov.create(t, spec(ok));
+    expect(await prov.remove(t, ok)).toEqual({ done: true });
+  });
+});
