@@ -217,6 +217,7 @@ export class JitManager {
     const p = this.requireProvisioner(d.resource);
     const target: JitTarget = { resource: d.resource, admin: d.credentials!, jit: d.resource.jit! };
     let a = await this.update(planned, { state: 'provisioning' });
+    let acquired: Acquired;
     const owner = { user: a.user, accountId: a.id, ...(a.requestId ? { requestId: a.requestId } : {}), ...(a.leaseId ? { leaseId: a.leaseId } : {}), ...(a.sessionId ? { sessionId: a.sessionId } : {}) };
     try {
       let credentials: TargetCredentials;
@@ -236,7 +237,7 @@ export class JitManager {
       const ms = this.engine.ctx.clock.now().getTime() - started.getTime();
       await this.audit(a.user, a.kind === 'ephemeral' ? 'jit.create' : 'jit.elevate', a, { ms });
       this.armDeadline(a);
-      return { credentials, account: a };
+      acquired = { credentials, account: a };
     } catch (err) {
       const message = describe(err);
       this.opts.log.warn({ err, resource: a.resource, account: a.account }, 'JIT provisioning failed; cleaning up');
@@ -252,6 +253,14 @@ export class JitManager {
       if (!cleaned.done) this.scheduleRetry(after);
       throw err instanceof JitError ? err : new JitError('refused', message);
     }
+    // The grant may have ended after the decision and before the record existed: no event
+    // would find this account then (only the next sweep would).
+    const ended = await this.grantEnded(a, this.engine.ctx.clock.now()).catch(() => undefined);
+    if (ended) {
+      await this.revoke(a, ended);
+      throw new JitError('refused', `the grant ended while the ${a.kind === 'ephemeral' ? 'temporary account' : 'elevation'} on ${a.resource} was being made`);
+    }
+    return acquired;
   }
 
   private credentialsOf(a: JitAccount, d: Allowance): TargetCredentials {

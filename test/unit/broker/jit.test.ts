@@ -442,4 +442,18 @@ describe('JIT manager (security review)', () => {
     }
     expect(p.elevated).toBe(false);
   });
+
+  it('an account made for a grant that ended after the decision (check-in between decide and provisioning) is removed at once', async () => {
+    const { h, broker, p } = await setup(SINGLE_USER);
+    await h.engine.leases.checkout('alice', 'prod-pg');
+    const d = await h.engine.decide({ user: 'alice', resource: 'prod-pg', at: h.clock.now(), mfa: { kind: 'none' }, protocol: 'postgres', client: '127.0.0.1:1' });
+    if (!d.allow) throw new Error('expected an allowed decision');
+    // The check-in's revocation finds nothing yet: the account does not exist.
+    await h.engine.leases.checkin('alice', 'prod-pg');
+    await broker.jit.drain();
+    await expect(broker.jit.acquire(d, 'session-1')).rejects.toThrow(/ended/);
+    await broker.jit.drain();
+    expect(p.accounts.size).toBe(0);
+    expect(await states(h)).toEqual(['gone']);
+  });
 });
