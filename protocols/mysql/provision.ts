@@ -169,6 +169,10 @@ export class MysqlProvisioner implements Provisioner {
         }
         const ended = await this.endConnections(a, `USER = ${sqlString(account)}`);
         if (!ended.done) return ended;
+        // The marker once more, right before what cannot be undone (DDL here is not transactional).
+        if (!(await this.marked(a, account, bundle)).account) {
+          return { done: true, detail: `the account ${account} on ${t.resource.name} lost the Gatehouse marker during removal; it is locked and left alone` };
+        }
         // The bundle first: an account left behind by a crash still carries the marker that finds it.
         if (marked.bundle) await this.step(a, `DROP ROLE IF EXISTS ${sqlIdent(bundle)}`, { right: 'the CREATE USER privilege', what: `drop the role ${bundle}` });
         await this.step(a, `DROP USER IF EXISTS ${user}`, { right: 'the CREATE USER privilege', what: `drop the account ${account}` });

@@ -270,6 +270,33 @@ describe('remove', () => {
     }
   });
 
+  it('does not drop an account that lost its marker after the first check (checked again right before DROP USER)', async () => {
+    const s = spec();
+    await provisioner.create(target(reader()), s);
+    const p = provisioner as unknown as { marked: (...args: unknown[]) => Promise<unknown> };
+    const original = p.marked;
+    let calls = 0;
+    p.marked = async function (this: unknown, ...args: unknown[]) {
+      const r = await original.apply(this, args);
+      // Someone with ADMIN OPTION on the marker takes it away while the removal runs.
+      if (++calls === 1) {
+        const c = await connect(ADMIN);
+        await c.query(`REVOKE gatehouse_ephemeral FROM '${s.name}'@'%'`);
+        await c.end();
+      }
+      return r;
+    };
+    try {
+      const r = await provisioner.remove(target(reader()), s.name);
+      expect(r.done).toBe(true);
+      expect(r.detail).toMatch(/lost the Gatehouse marker/);
+    } finally {
+      p.marked = original;
+    }
+    expect(await accountExists(s.name)).toBe(true);
+    await g.superQuery(`DROP USER '${s.name}'@'%'`);
+  });
+
   it('without PROCESS it reports the missing privilege and leaves the account as it was (it could not see its connections)', async () => {
     const s = spec();
     const creds = await provisioner.create(target(reader()), s);
