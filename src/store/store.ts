@@ -134,6 +134,11 @@ export interface Store {
 
   // gateway sessions (connections)
   putSession(session: SessionRecord): Promise<void>;
+  /**
+   * `putSession` for several records in one transaction: all of them are written or none
+   * (a mass teardown records its ended sessions this way, after their sockets are closed).
+   */
+  putSessions(sessions: readonly SessionRecord[]): Promise<void>;
   getSession(id: string): Promise<SessionRecord | undefined>;
   listSessions(query?: SessionQuery): Promise<SessionRecord[]>;
   deleteSession(id: string): Promise<void>;
@@ -151,6 +156,11 @@ export interface Store {
 
   // audit
   appendAudit(draft: AuditDraft, seal: AuditSealer): Promise<AuditEntry>;
+  /**
+   * Appends the drafts in order as consecutive entries of the chain, in one transaction (all or
+   * none, and no other append lands between them); returns them sealed, in order.
+   */
+  appendAuditBatch(drafts: readonly AuditDraft[], seal: AuditSealer): Promise<AuditEntry[]>;
   listAudit(query?: AuditQuery): Promise<AuditEntry[]>;
 
   // small key/value settings (master-key check, schema version, pinned host keys...)

@@ -22,7 +22,7 @@ import type { Row } from '../sqlite/rows.js';
 import type { AuditDraft, AuditQuery, AuditSealer, JitAccountQuery, RequestQuery, SessionQuery, Store } from '../store.js';
 import { AUDIT_GENESIS } from '../store.js';
 import { migrate } from './migrate.js';
-import { getTypeParser, insert, quote, redactUrl, toCells, transaction, upsert, where } from './sql.js';
+import { getTypeParser, insert, insertMany, quote, redactUrl, toCells, transaction, upsert, where } from './sql.js';
 
 /** Advisory lock key that serialises audit appends across every node (see MIGRATION_LOCK_KEY). */
 const AUDIT_LOCK_KEY = 7_047_150_002;
@@ -319,6 +319,11 @@ export class PostgresStore implements Store {
   putSession(session: SessionRecord): Promise<void> {
     return this.run('putSession', () => upsert(this.pool, 'sessions', 'id', rows.sessionToRow(session)));
   }
+  putSessions(sessions: readonly SessionRecord[]): Promise<void> {
+    // A record put twice in one batch keeps its last version, as two putSession calls would.
+    const last = [...new Map(sessions.map((s) => [s.id, rows.sessionToRow(s)])).values()];
+    return this.run('putSessions', () => insertMany(this.pool, 'sessions', last, 'id'));
+  }
   getSession(id: string): Promise<SessionRecord | undefined> {
     const sql = 'SELECT * FROM sessions WHERE id = $1';
     return this.run('getSession', () => this.one(sql, [id], rows.sessionFromRow));
@@ -341,30 +346,10 @@ export class PostgresStore implements Store {
   // audit
 
   appendAudit(draft: AuditDraft, seal: AuditSealer): Promise<AuditEntry> {
-    return this.run('appendAudit', () =>
-      transaction(this.pool, async (client) => {
-        // Every node appends under this lock, so each reads the head only after the previous append committed.
-        await client.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_LOCK_KEY]);
-        const head = await client.query<{ seq: string; mac: string }>(
-          'SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1',
-        );
-        const last = head.rows[0];
-        // Sealed with the same key order and JSON-normalised data that listAudit returns
-        // (audit.data is json, not jsonb, so the text is kept as written).
-        const unsealed: Omit<AuditEntry, 'mac'> = {
-          seq: Number(last?.seq ?? 0) + 1,
-          at: draft.at,
-          actor: draft.actor,
-          action: draft.action,
-          subject: draft.subject,
-          data: JSON.parse(JSON.stringify(draft.data ?? {})) as Record<string, unknown>,
-          prev: last?.mac ?? AUDIT_GENESIS,
-        };
-        const entry: AuditEntry = { ...unsealed, mac: seal(unsealed) };
-        await insert(client, 'audit', rows.auditToRow(entry));
-        return entry;
-      }),
-    );
+    return this.run('appendAudit', async () => (await this.appendChained([draft], seal))[0]!);
+  }
+  appendAuditBatch(drafts: readonly AuditDraft[], seal: AuditSealer): Promise<AuditEntry[]> {
+    return this.run('appendAuditBatch', () => (drafts.length > 0 ? this.appendChained(drafts, seal) : Promise.resolve([])));
   }
   /** Oldest first (ascending seq); `afterSeq` and `limit` page forward through the chain. */
   listAudit(query: AuditQuery = {}): Promise<AuditEntry[]> {
@@ -402,6 +387,36 @@ export class PostgresStore implements Store {
   }
 
   // internals
+
+  /** Extends the chain by the drafts, in order, in one transaction. */
+  private appendChained(drafts: readonly AuditDraft[], seal: AuditSealer): Promise<AuditEntry[]> {
+    return transaction(this.pool, async (client) => {
+      // Every node appends under this lock, so each reads the head only after the previous append committed.
+      await client.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_LOCK_KEY]);
+      const head = await client.query<{ seq: string; mac: string }>('SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1');
+      let seq = Number(head.rows[0]?.seq ?? 0);
+      let prev = head.rows[0]?.mac ?? AUDIT_GENESIS;
+      const entries = drafts.map((draft) => {
+        // Sealed with the same key order and JSON-normalised data that listAudit returns
+        // (audit.data is json, not jsonb, so the text is kept as written).
+        const unsealed: Omit<AuditEntry, 'mac'> = {
+          seq: ++seq,
+          at: draft.at,
+          actor: draft.actor,
+          action: draft.action,
+          subject: draft.subject,
+          data: JSON.parse(JSON.stringify(draft.data ?? {})) as Record<string, unknown>,
+          prev,
+        };
+        const entry: AuditEntry = { ...unsealed, mac: seal(unsealed) };
+        prev = entry.mac;
+        return entry;
+      });
+      if (entries.length === 1) await insert(client, 'audit', rows.auditToRow(entries[0]!));
+      else await insertMany(client, 'audit', entries.map(rows.auditToRow));
+      return entries;
+    });
+  }
 
   private async checkedOut(resource: string): Promise<GatehouseError> {
     const held = await this.heldLease(resource);

@@ -91,6 +91,26 @@ export async function upsert(db: Queryable, table: string, key: string, row: Row
   await db.query(sql, cols.map((c) => row[c]));
 }
 
+/**
+ * Several rows in one statement per chunk (PostgreSQL takes at most 65535 parameters), each
+ * `INSERT ... ON CONFLICT DO UPDATE` when `key` is given. Every row must have the same columns
+ * (rows.ts mappers give every column, null when absent); no two rows of a chunk may share a key.
+ */
+export async function insertMany(db: Queryable, table: string, list: readonly Row[], key?: string): Promise<void> {
+  if (list.length === 0) return;
+  const cols = Object.keys(list[0]!);
+  const perChunk = Math.max(1, Math.floor(65535 / cols.length));
+  const conflict = key
+    ? ` ON CONFLICT (${quote(key)}) DO UPDATE SET ${cols.filter((c) => c !== key).map((c) => `${quote(c)} = excluded.${quote(c)}`).join(', ')}`
+    : '';
+  for (let at = 0; at < list.length; at += perChunk) {
+    const chunk = list.slice(at, at + perChunk);
+    const values = chunk.map((_, r) => `(${cols.map((_c, i) => `$${r * cols.length + i + 1}`).join(', ')})`);
+    const sql = `INSERT INTO ${table} (${cols.map(quote).join(', ')}) VALUES ${values.join(', ')}${conflict}`;
+    await db.query(sql, chunk.flatMap((row) => cols.map((c) => row[c])));
+  }
+}
+
 function placeholders(n: number): string {
   return Array.from({ length: n }, (_, i) => `$${i + 1}`).join(', ');
 }

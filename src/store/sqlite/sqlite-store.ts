@@ -42,6 +42,8 @@ export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly statements = new Map<string, Database.Statement>();
   private readonly appendAuditTx: (draft: AuditDraft, seal: AuditSealer) => AuditEntry;
+  private readonly appendAuditBatchTx: (drafts: readonly AuditDraft[], seal: AuditSealer) => AuditEntry[];
+  private readonly putSessionsTx: (sessions: readonly SessionRecord[]) => void;
   private readonly useTotpStepTx: (user: string, step: number, at: Date) => boolean;
 
   private constructor(private readonly db: Database.Database) {
@@ -49,6 +51,11 @@ export class SqliteStore implements Store {
     // IMMEDIATE takes the write lock before reading the chain head, so two processes
     // appending at once serialize instead of both extending the same entry.
     this.appendAuditTx = (draft, seal) => append.immediate(draft, seal);
+    const appendMany = db.transaction((drafts: readonly AuditDraft[], seal: AuditSealer) => drafts.map((d) => this.appendAuditSync(d, seal)));
+    this.appendAuditBatchTx = (drafts, seal) => appendMany.immediate(drafts, seal);
+    this.putSessionsTx = db.transaction((sessions: readonly SessionRecord[]) => {
+      for (const session of sessions) this.upsert('sessions', 'id', rows.sessionToRow(session));
+    });
     this.useTotpStepTx = db.transaction((user: string, step: number, at: Date) => {
       const cutoff = new Date(at.getTime() - TOTP_RETENTION_MS).toISOString();
       this.stmt('DELETE FROM totp_steps WHERE used_at < ?').run(cutoff);
@@ -284,6 +291,11 @@ export class SqliteStore implements Store {
   putSession(session: SessionRecord): Promise<void> {
     return this.run('putSession', () => this.upsert('sessions', 'id', rows.sessionToRow(session)));
   }
+  putSessions(sessions: readonly SessionRecord[]): Promise<void> {
+    return this.run('putSessions', () => {
+      if (sessions.length > 0) this.putSessionsTx(sessions);
+    });
+  }
   getSession(id: string): Promise<SessionRecord | undefined> {
     return this.run('getSession', () => this.one('SELECT * FROM sessions WHERE id = ?', [id], rows.sessionFromRow));
   }
@@ -304,6 +316,9 @@ export class SqliteStore implements Store {
 
   appendAudit(draft: AuditDraft, seal: AuditSealer): Promise<AuditEntry> {
     return this.run('appendAudit', () => this.appendAuditTx(draft, seal));
+  }
+  appendAuditBatch(drafts: readonly AuditDraft[], seal: AuditSealer): Promise<AuditEntry[]> {
+    return this.run('appendAuditBatch', () => (drafts.length > 0 ? this.appendAuditBatchTx(drafts, seal) : []));
   }
   /** Oldest first (ascending seq); `afterSeq` and `limit` page forward through the chain. */
   listAudit(query: AuditQuery = {}): Promise<AuditEntry[]> {

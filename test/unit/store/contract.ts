@@ -4,6 +4,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Store } from '../../../src/store/store.js';
+import { batchContract } from './contract-batches.js';
 import { guaranteeContract } from './contract-guarantees.js';
 import { recordContract } from './contract-records.js';
 import * as f from './fixtures.js';
@@ -46,6 +47,7 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>,
 
     recordContract(ctx);
     guaranteeContract(ctx);
+    batchContract(ctx);
 
     if (options.persistent) {
       describe('restart safety', () => {
