@@ -95,17 +95,30 @@ export class AuditLog {
   }
 
   async record(actor: string, action: string, subject: string, data: Record<string, unknown> = {}): Promise<AuditEntry> {
+    return (await this.recordMany([{ actor, action, subject, data }]))[0]!;
+  }
+
+  /**
+   * Several entries, consecutive in the chain and written in one transaction (all or none): a
+   * mass teardown audits its sessions' ends this way. Same sealing, anchor and checkpoints as
+   * `record`, entry by entry.
+   */
+  async recordMany(items: ReadonlyArray<{ actor: string; action: string; subject: string; data?: Record<string, unknown> }>): Promise<AuditEntry[]> {
+    if (items.length === 0) return [];
+    const at = this.clock.now();
     // Round-trip through JSON so the sealed data is exactly what the store will hand back.
-    const clean = JSON.parse(JSON.stringify(stripSecrets(data) ?? {})) as Record<string, unknown>;
-    const entry = await this.store.appendAudit(
-      { at: this.clock.now(), actor, action, subject, data: clean },
-      (unsealed) => this.mac(unsealed),
-    );
-    await this.anchor(entry);
-    if (this.onCheckpoint && entry.seq % this.checkpointEvery === 0) {
-      this.onCheckpoint(signCheckpoint(this.#checkpointKey, { seq: entry.seq, mac: entry.mac, at: this.clock.now().toISOString(), node: this.node }));
+    const drafts = items.map((i) => ({ at, actor: i.actor, action: i.action, subject: i.subject, data: JSON.parse(JSON.stringify(stripSecrets(i.data ?? {}) ?? {})) as Record<string, unknown> }));
+    const seal = (unsealed: Omit<AuditEntry, 'mac'>): string => this.mac(unsealed);
+    const entries = drafts.length === 1 ? [await this.store.appendAudit(drafts[0]!, seal)] : await this.store.appendAuditBatch(drafts, seal);
+    await this.anchor(entries[entries.length - 1]!);
+    if (this.onCheckpoint) {
+      for (const entry of entries) {
+        if (entry.seq % this.checkpointEvery === 0) {
+          this.onCheckpoint(signCheckpoint(this.#checkpointKey, { seq: entry.seq, mac: entry.mac, at: this.clock.now().toISOString(), node: this.node }));
+        }
+      }
     }
-    return entry;
+    return entries;
   }
 
   /**

@@ -7,6 +7,7 @@ import type { SessionHandle } from './adapter.js';
 import { SessionMonitor } from './monitor.js';
 import type { FailureTracker } from '../core/limits.js';
 import { AuditFolding } from './audit-folding.js';
+import { EndRecorder } from './end-recorder.js';
 import { OperationLog, type OperationEntry } from './operation-log.js';
 import { LoginService, sourceOf, type LoginOptions } from './login.js';
 import type { DoorInfo, GatewayPort, GatewaySession, PortProvider, SessionFacts } from './port.js';
@@ -134,6 +135,8 @@ export class Broker implements PortProvider {
   private readonly sessions = new Map<string, BrokerSession>();
   /** Door refusals audited per source: a flood is summarised, not written row by row. */
   private readonly folding: AuditFolding;
+  /** Records and audits ended sessions in batches, after their sockets are closed. */
+  private readonly ends: EndRecorder;
 
   constructor(opts: BrokerOptions) {
     this.engine = opts.engine;
@@ -141,6 +144,7 @@ export class Broker implements PortProvider {
     this.node = opts.node;
     this.logins = new LoginService(opts.engine, { ...opts.login, ...(opts.failures ? { failures: opts.failures } : {}) });
     this.folding = new AuditFolding(opts.engine.ctx.clock);
+    this.ends = new EndRecorder({ store: opts.engine.ctx.store, audit: opts.engine.ctx.audit, log: opts.log });
     this.jit = new JitManager({ engine: opts.engine, log: opts.log, node: opts.node, ...(opts.jitSweepEveryMs ? { sweepEveryMs: opts.jitSweepEveryMs } : {}) });
   }
 
@@ -243,12 +247,19 @@ export class Broker implements PortProvider {
       .catch((err: unknown) => this.log.error({ err }, 'audit failed'));
   }
 
-  /** The one way a live session ends: goodbye to the client, then record and audit. */
+  /**
+   * The one way a live session ends: goodbye to the client, then record and audit. The record
+   * and the audit row go through the end recorder, batched with every other session that ends
+   * in the same synchronous run (see end-recorder.ts): a force check-in of a lease held by a
+   * thousand sessions closes a thousand sockets first and writes afterwards, two transactions.
+   * Resolves once this session's record and audit row are written.
+   */
   async disconnect(s: BrokerSession, reason: TerminationReason, message: string): Promise<void> {
     if (s.phase === 'provisional') return this.discard(s, reason, message);
     if (s.phase !== 'live') return;
     s.phase = 'ended';
     s.monitor?.stop();
+    s.monitor = undefined;
     s.operations?.flush();
     this.sessions.delete(s.id);
     if (s.resource.jit) this.jit.sessionEnded(s.id);
@@ -258,16 +269,18 @@ export class Broker implements PortProvider {
       this.log.warn({ err, session: s.id }, 'adapter close failed');
     }
     const endedAt = this.engine.ctx.clock.now();
-    try {
-      await this.save(s, 'ended', { endedAt, endReason: reason, endMessage: message });
-      await this.engine.ctx.audit.record(s.user, 'session.end', s.id, {
-        resource: s.resource.name, protocol: s.request.protocol, reason, message, bytesIn: s.bytesIn, bytesOut: s.bytesOut,
-        durationMs: endedAt.getTime() - s.startedAt.getTime(),
-      });
-    } catch (err) {
-      this.log.error({ err, session: s.id }, 'could not record the end of a session');
-    }
-    this.engine.ctx.bus.publishNotice({ kind: 'session_ended', sessionId: s.id, resource: s.resource.name, user: s.user, reason, to: [s.user] });
+    return this.ends.add({
+      record: this.record(s, 'ended', { endedAt, endReason: reason, endMessage: message }),
+      audit: {
+        actor: s.user,
+        subject: s.id,
+        data: {
+          resource: s.resource.name, protocol: s.request.protocol, reason, message, bytesIn: s.bytesIn, bytesOut: s.bytesOut,
+          durationMs: endedAt.getTime() - s.startedAt.getTime(),
+        },
+      },
+      after: () => this.engine.ctx.bus.publishNotice({ kind: 'session_ended', sessionId: s.id, resource: s.resource.name, user: s.user, reason, to: [s.user] }),
+    });
   }
 
   auditOperations(s: BrokerSession, entries: OperationEntry[]): void {
@@ -384,13 +397,17 @@ export class Broker implements PortProvider {
     this.startMonitor(s);
   }
 
-  private async save(s: BrokerSession, state: SessionRecord['state'], end: Partial<SessionRecord> = {}): Promise<void> {
+  private save(s: BrokerSession, state: SessionRecord['state'], end: Partial<SessionRecord> = {}): Promise<void> {
+    return this.engine.ctx.store.putSession(this.record(s, state, end));
+  }
+
+  private record(s: BrokerSession, state: SessionRecord['state'], end: Partial<SessionRecord> = {}): SessionRecord {
     const rec: SessionRecord = {
       id: s.id, user: s.user, resource: s.resource.name, protocol: s.request.protocol, state, client: s.request.client,
       startedAt: s.startedAt, bytesIn: s.bytesIn, bytesOut: s.bytesOut, node: this.node, ...end,
     };
     if (s.decision.deadline) rec.deadline = s.decision.deadline;
     if (s.account) rec.account = s.account;
-    await this.engine.ctx.store.putSession(rec);
+    return rec;
   }
 }

@@ -9,6 +9,8 @@ import type { Sealer } from '../secrets/sealer.js';
 /** Where workflow services write audit events; src/audit's AuditLog is the real one. */
 export interface AuditSink {
   record(actor: string, action: string, subject: string, data?: Record<string, unknown>): Promise<unknown>;
+  /** Several entries at once, consecutive and in one transaction (AuditLog has it); else one `record` each. */
+  recordMany?(items: ReadonlyArray<{ actor: string; action: string; subject: string; data?: Record<string, unknown> }>): Promise<unknown>;
 }
 
 export interface WorkflowConfig {

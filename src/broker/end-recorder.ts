@@ -1,0 +1,78 @@
+import type { Logger } from '../core/log.js';
+import type { SessionRecord } from '../core/model.js';
+import type { Store } from '../store/store.js';
+import type { AuditSink } from '../workflow/context.js';
+
+/** What is written about one session that ended: its record and its session.end audit row. */
+export interface EndedSession {
+  record: SessionRecord;
+  audit: { actor: string; subject: string; data: Record<string, unknown> };
+  /** Runs once both are written (or failed): the session_ended notice. */
+  after(): void;
+}
+
+export interface EndRecorderOptions {
+  store: Store;
+  audit: AuditSink;
+  log: Logger;
+  /** A batch larger than this waits one turn of the event loop before it is written (default 16). */
+  deferAbove?: number;
+}
+
+/** Two turns of the check phase: whatever I/O the current turn queued (socket shutdowns) runs in between. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+
+/**
+ * Records the ends of sessions in batches. The broker closes a session's socket first and then
+ * hands its end here; every end handed over in one synchronous run becomes one batch, written
+ * with one store transaction for the records and one for the audit rows. A revoke event that
+ * ends many sessions (a force check-in of a lease they share) ends them all inside one emit, so
+ * a thousand sessions cost two transactions instead of two thousand, and nothing is written
+ * until every socket has been told goodbye.
+ *
+ * A large batch (above `deferAbove`) waits one more turn of the event loop: the shutdowns of its
+ * sockets are queued I/O, and they reach the kernel before the transactions hold the loop. A
+ * small one is written at once, so a single session's record is there as soon as it ever was.
+ */
+export class EndRecorder {
+  private pending: { items: EndedSession[]; done: Promise<void> } | undefined;
+  private readonly deferAbove: number;
+
+  constructor(private readonly o: EndRecorderOptions) {
+    this.deferAbove = o.deferAbove ?? 16;
+  }
+
+  /** Resolves once this session's batch is written (failures are logged, never thrown). */
+  add(ended: EndedSession): Promise<void> {
+    let batch = this.pending;
+    if (!batch) {
+      const items: EndedSession[] = [];
+      batch = { items, done: Promise.resolve().then(() => this.write(items)) };
+      this.pending = batch;
+    }
+    batch.items.push(ended);
+    return batch.done;
+  }
+
+  private async write(items: EndedSession[]): Promise<void> {
+    // Ends handed over from here on start the next batch.
+    this.pending = undefined;
+    if (items.length > this.deferAbove) await nextTurn();
+    const { store, audit, log } = this.o;
+    const ids = (): string[] => items.map((i) => i.record.id);
+    try {
+      if (items.length === 1) await store.putSession(items[0]!.record);
+      else await store.putSessions(items.map((i) => i.record));
+    } catch (err) {
+      log.error({ err, sessions: ids() }, items.length === 1 ? 'could not record the end of a session' : `could not record the end of ${items.length} sessions`);
+    }
+    try {
+      const entries = items.map((i) => ({ ...i.audit, action: 'session.end' }));
+      if (audit.recordMany && entries.length > 1) await audit.recordMany(entries);
+      else for (const e of entries) await audit.record(e.actor, e.action, e.subject, e.data);
+    } catch (err) {
+      log.error({ err, sessions: ids() }, items.length === 1 ? 'could not audit the end of a session' : `could not audit the end of ${items.length} sessions`);
+    }
+    for (const i of items) i.after();
+  }
+}
