@@ -17,6 +17,9 @@ export const Msg = {
   /** PasswordMessage, SASLInitialResponse and SASLResponse share it. */
   Password: 0x70, // p
   Terminate: 0x58, // X
+  /** Sync and FunctionCall, like Query, are each answered with one ReadyForQuery. */
+  Sync: 0x53, // S
+  FunctionCall: 0x46, // F
   // Backend (server to client).
   Authentication: 0x52, // R
   BackendKeyData: 0x4b, // K

@@ -27,8 +27,12 @@ export interface RelayOptions {
   /** Bytes of SQL kept per statement. */
   auditLimit: number;
   onStatement: ((e: StatementEvent) => void) | undefined;
-  /** Runs once when the relay is over, whoever ended it; `byBroker` when the gateway cut it. */
-  onFinish: (byBroker: boolean) => void;
+  /**
+   * Runs once when the relay is over, whoever ended it; `byBroker` when the gateway cut it,
+   * `targetBusy` unless every request the client sent had its ReadyForQuery back (an idle
+   * session has no statement on the target to cancel).
+   */
+  onFinish: (byBroker: boolean, targetBusy: boolean) => void;
 }
 
 /** How long a teardown waits for the target to finish the message in flight to the client. */
@@ -44,7 +48,9 @@ const LINGER_MS = 100;
  */
 export class Relay implements SessionHandle {
   private readonly c2s: Framer;
-  private readonly s2c = new Framer(MAX_SERVER_MESSAGE);
+  private readonly s2c: Framer;
+  /** Client requests (Query, Sync, FunctionCall) still waiting for their ReadyForQuery. */
+  private awaiting = 0;
   private readonly pendingNotices: Buffer[] = [];
   private started = false;
   private closing: Buffer | undefined;
@@ -54,8 +60,21 @@ export class Relay implements SessionHandle {
 
   constructor(private readonly o: RelayOptions) {
     const audit = o.onStatement !== undefined || o.log.isLevelEnabled('debug');
+    // The type predicates run once per message start anyway; they also count requests and
+    // their ReadyForQuery answers (nothing is captured from the target's side).
+    this.s2c = new Framer(MAX_SERVER_MESSAGE, {
+      types: (t) => {
+        if (t === Msg.ReadyForQuery && this.awaiting > 0) this.awaiting--;
+        return false;
+      },
+      limit: 0,
+      done: () => undefined,
+    });
     this.c2s = new Framer(MAX_CLIENT_MESSAGE, {
-      types: (t) => t === Msg.Terminate || (audit && (t === Msg.Query || t === Msg.Parse)),
+      types: (t) => {
+        if (t === Msg.Query || t === Msg.Sync || t === Msg.FunctionCall) this.awaiting++;
+        return t === Msg.Terminate || (audit && (t === Msg.Query || t === Msg.Parse));
+      },
       limit: o.auditLimit,
       done: (t, prefix, len) => (t === Msg.Terminate ? (this.terminated = true) : this.statement(t, prefix, len)),
     });
@@ -165,10 +184,17 @@ export class Relay implements SessionHandle {
       setTimeout(() => client.destroy(), LINGER_MS).unref();
     }
     if (!upstream.destroyed) {
-      upstream.end(terminate());
-      setTimeout(() => upstream.destroy(), LINGER_MS).unref();
+      // The target leg ends once the client's socket has closed (at most LINGER_MS from here): in a
+      // mass teardown every client gets its goodbye before any backend on the target starts to exit.
+      const bye = (): void => {
+        if (upstream.destroyed) return;
+        upstream.end(terminate());
+        setTimeout(() => upstream.destroy(), LINGER_MS).unref();
+      };
+      if (client.destroyed) bye();
+      else client.once('close', bye);
     }
-    this.o.onFinish(byBroker);
+    this.o.onFinish(byBroker, this.awaiting > 0 || !this.s2c.atBoundary);
   }
 
   private statement(type: number, prefix: Buffer, bodyLength: number): void {

@@ -13,6 +13,7 @@ import {
 import { refusalError } from './errors.js';
 import { PeerClosedError, StreamReader } from './reader.js';
 import { Relay, type StatementEvent } from './relay.js';
+import { handshake } from '../shared/upstream-tls.js';
 import { connectUpstream, sendCancel, type UpstreamConnection, type UpstreamTarget } from './upstream.js';
 
 /** What every client connection of one listener shares. */
@@ -184,11 +185,7 @@ export class PgConnection {
         const tls = new TLSSocket(socket, { isServer: true, secureContext: this.ctx.secureContext });
         tls.on('error', () => {});
         this.stream = tls;
-        await new Promise<void>((resolve, reject) => {
-          tls.once('secure', resolve);
-          tls.once('error', (e) => reject(new PeerClosedError(`TLS handshake failed: ${e.message}`)));
-          tls.once('close', () => reject(new PeerClosedError('closed during the TLS handshake')));
-        });
+        await handshake(tls, 'secure', (e) => new PeerClosedError(e ? `TLS handshake failed: ${e.message}` : 'closed during the TLS handshake'));
         this.reader = new StreamReader(tls, 'the client');
         this.encrypted = true;
         return;
@@ -276,13 +273,16 @@ export class PgConnection {
     const target = this.target!;
     const up = this.up!;
     const { cancelKeys, port } = this.ctx;
-    const key = cancelKeys.issue({ target, key: up.key });
+    const targetKey = up.key;
+    const key = cancelKeys.issue({ target, key: targetKey });
     const handle = new Relay({
       client: this.stream, upstream: up.socket, session, log: port.log, auditLimit: this.ctx.auditLimit, onStatement: this.ctx.onStatement,
-      onFinish: (byBroker) => {
+      // Holds the target and its key only: the login's leftovers (greeting, startup) go with this connection object.
+      onFinish: (byBroker, targetBusy) => {
         cancelKeys.release(key);
-        // A statement still running on the target must not outlive the access that started it.
-        if (byBroker) void sendCancel(target, up.key).catch(() => undefined);
+        // A statement still running on the target must not outlive the access that started it;
+        // an idle session has none, and a mass teardown would otherwise open a connection per session.
+        if (byBroker && targetBusy) void sendCancel(target, targetKey).catch(() => undefined);
       },
     });
     const clientRest = this.reader.detach();

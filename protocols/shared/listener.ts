@@ -33,6 +33,8 @@ export interface DoorConnection {
 
 export type DoorHandler = (conn: DoorConnection) => Promise<void> | void;
 
+const noop = (): void => undefined;
+
 /** `ip:port` of a socket's peer. */
 export function clientAddress(socket: Socket): string {
   const ip = socket.remoteAddress ?? '?';
@@ -57,6 +59,9 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port'>, lo
     const done = (): void => {
       clearTimeout(timer);
       handshaking.delete(socket);
+      // The door's timeout handler holds its handshake state (parsed startup, buffers read
+      // ahead); an established session no longer needs it, so it is not kept alive from here.
+      onTimeout = noop;
     };
     socket.once('close', done);
     const conn: DoorConnection = {

@@ -47,12 +47,10 @@ export async function tlsToTarget(raw: Socket | undefined, t: TargetTls): Promis
     rejectUnauthorized: false,
   });
   sock.on('error', () => {});
-  await new Promise<void>((resolve, reject) => {
-    const what = raw ? 'TLS' : 'cannot connect';
-    sock.once('secureConnect', resolve);
-    sock.once('error', (e) => reject(new UpstreamError(raw ? 'tls' : 'unreachable', `${what} to ${t.host}:${t.port}${raw ? ' failed' : ''}: ${e.message}`)));
-    sock.once('close', () => reject(new UpstreamError('tls', `TLS to ${t.host}:${t.port} failed: connection closed`)));
-  });
+  const what = raw ? 'TLS' : 'cannot connect';
+  await handshake(sock, 'secureConnect', (e) =>
+    e ? new UpstreamError(raw ? 'tls' : 'unreachable', `${what} to ${t.host}:${t.port}${raw ? ' failed' : ''}: ${e.message}`) : new UpstreamError('tls', `TLS to ${t.host}:${t.port} failed: connection closed`),
+  );
   try {
     await t.verify(identityOf(sock, t.ca !== undefined));
   } catch (e) {
@@ -60,6 +58,36 @@ export async function tlsToTarget(raw: Socket | undefined, t: TargetTls): Promis
     throw e;
   }
   return sock;
+}
+
+/**
+ * Waits for a TLS handshake to finish (`event`), or fails with `failure(error)` on an error and
+ * `failure()` on a close. Its listeners go once it settles: a session keeps its socket for
+ * hours, and a listener left behind would build an error object at every close.
+ */
+export function handshake(sock: TLSSocket, event: 'secure' | 'secureConnect', failure: (e?: Error) => Error): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const off = (): void => {
+      sock.off(event, done);
+      sock.off('error', onError);
+      sock.off('close', onClose);
+    };
+    const done = (): void => {
+      off();
+      resolve();
+    };
+    const onError = (e: Error): void => {
+      off();
+      reject(failure(e));
+    };
+    const onClose = (): void => {
+      off();
+      reject(failure());
+    };
+    sock.once(event, done);
+    sock.once('error', onError);
+    sock.once('close', onClose);
+  });
 }
 
 function identityOf(sock: TLSSocket, withCa: boolean): TargetIdentity {
