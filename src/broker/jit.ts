@@ -462,7 +462,9 @@ export class JitManager {
     await Promise.all([...names].map(async (name) => {
       for (const a of byResource.get(name) ?? []) await this.sweepRecord(a, now, summary);
       const r = resources.find((x) => x.name === name);
-      if (r) summary.orphans += await this.reconcileOne(r);
+      // Not `+= await`: the sum would be read before the await, and lose another resource's count.
+      const removed = r ? await this.reconcileOne(r) : 0;
+      summary.orphans += removed;
     }));
     if (summary.revoked || summary.orphans || summary.failures) this.opts.log.info({ ...summary }, 'JIT sweep');
     return summary;

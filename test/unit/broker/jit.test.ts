@@ -456,4 +456,23 @@ describe('JIT manager (security review)', () => {
     expect(p.accounts.size).toBe(0);
     expect(await states(h)).toEqual(['gone']);
   });
+
+  it('the sweep counts the orphans removed on every target (the targets run side by side)', async () => {
+    const h = makeHarness();
+    await seed(h, {}, 'a-pg');
+    await seed(h, {}, 'prod-pg');
+    for (const n of ['a-pg', 'prod-pg']) await h.engine.directory.setJit('admin', n, EPHEMERAL);
+    const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
+    const p = new ScriptedProvisioner();
+    // Each target lists its own: gh_a_… on a-pg, gh_p_… on prod-pg.
+    const list = p.listMarked.bind(p);
+    p.listMarked = async (t?: JitTarget) => (await list()).filter((n) => n.startsWith(`gh_${t!.resource.name[0]}_`));
+    broker.jit.register(p);
+    p.accounts.set('gh_a_00000000', { marked: true });
+    p.accounts.set('gh_p_00000000', { marked: true });
+    const summary = await broker.jit.start();
+    expect(p.accounts.size).toBe(0);
+    expect(summary.orphans).toBe(2);
+    broker.jit.stop();
+  });
 });
