@@ -39,6 +39,13 @@ export interface RelayOptions {
 const BOUNDARY_WAIT_MS = 250;
 /** After the goodbye, how long the client has to read it before its socket is destroyed. */
 const LINGER_MS = 100;
+/**
+ * After the client's socket closed, how long the target leg is kept before its Terminate. Ending
+ * a backend costs the target a process exit; in a mass teardown a thousand of them would compete
+ * with the goodbyes still on their way to the clients. A running statement is cancelled at once
+ * (onFinish), whatever this says.
+ */
+const UPSTREAM_GRACE_MS = 250;
 
 /**
  * The hot path of one session, and its SessionHandle. Client bytes are framed (type and
@@ -184,15 +191,16 @@ export class Relay implements SessionHandle {
       setTimeout(() => client.destroy(), LINGER_MS).unref();
     }
     if (!upstream.destroyed) {
-      // The target leg ends once the client's socket has closed (at most LINGER_MS from here): in a
-      // mass teardown every client gets its goodbye before any backend on the target starts to exit.
+      // The target leg ends once the client's socket has closed (at most LINGER_MS from here) and
+      // UPSTREAM_GRACE_MS more: in a mass teardown every client gets its goodbye and its close
+      // before backends on the target start to exit.
       const bye = (): void => {
         if (upstream.destroyed) return;
         upstream.end(terminate());
         setTimeout(() => upstream.destroy(), LINGER_MS).unref();
       };
       if (client.destroyed) bye();
-      else client.once('close', bye);
+      else client.once('close', () => setTimeout(bye, UPSTREAM_GRACE_MS).unref());
     }
     this.o.onFinish(byBroker, this.awaiting > 0 || !this.s2c.atBoundary);
   }

@@ -17,6 +17,8 @@ export interface EndRecorderOptions {
   log: Logger;
   /** A batch larger than this waits one turn of the event loop before it is written (default 16). */
   deferAbove?: number;
+  /** A deferred batch is written this many sessions per transaction, a turn of the loop between (default 100). */
+  chunk?: number;
 }
 
 /** Two turns of the check phase: whatever I/O the current turn queued (socket shutdowns) runs in between. */
@@ -31,15 +33,18 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(() =
  * until every socket has been told goodbye.
  *
  * A large batch (above `deferAbove`) waits one more turn of the event loop: the shutdowns of its
- * sockets are queued I/O, and they reach the kernel before the transactions hold the loop. A
- * small one is written at once, so a single session's record is there as soon as it ever was.
+ * sockets are queued I/O, and they reach the kernel before the transactions hold the loop; it is
+ * then written `chunk` sessions per transaction pair, a turn of the loop between chunks. A small
+ * one is written at once, so a single session's record is there as soon as it ever was.
  */
 export class EndRecorder {
   private pending: { items: EndedSession[]; done: Promise<void> } | undefined;
   private readonly deferAbove: number;
+  private readonly chunk: number;
 
   constructor(private readonly o: EndRecorderOptions) {
     this.deferAbove = o.deferAbove ?? 16;
+    this.chunk = o.chunk ?? 100;
   }
 
   /** Resolves once this session's batch is written (failures are logged, never thrown). */
@@ -57,7 +62,16 @@ export class EndRecorder {
   private async write(items: EndedSession[]): Promise<void> {
     // Ends handed over from here on start the next batch.
     this.pending = undefined;
-    if (items.length > this.deferAbove) await nextTurn();
+    if (items.length <= this.deferAbove) return this.writeChunk(items);
+    // Each chunk holds the loop for one transaction of each kind; the turns in between let the
+    // sockets' shutdowns and the clients' closes through.
+    for (let at = 0; at < items.length; at += this.chunk) {
+      await nextTurn();
+      await this.writeChunk(items.slice(at, at + this.chunk));
+    }
+  }
+
+  private async writeChunk(items: EndedSession[]): Promise<void> {
     const { store, audit, log } = this.o;
     const ids = (): string[] => items.map((i) => i.record.id);
     try {

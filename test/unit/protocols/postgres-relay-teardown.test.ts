@@ -5,7 +5,7 @@
  */
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { GatewaySession } from '../../../src/broker/port.js';
 import { silentLogger } from '../../../src/core/log.js';
 import { message, Msg } from '../../../protocols/postgres/codec.js';
@@ -87,13 +87,23 @@ describe('PostgreSQL relay teardown', () => {
     }
   });
 
-  it('the target leg gets its Terminate only after the client socket has closed', async () => {
+  it('the target leg gets its Terminate only after the client socket has closed, and a grace after that', async () => {
     const { r, client, upstream } = relay();
     r.close('force_checked_in', 'Gatehouse: bye');
     await tick();
     expect(client.ended).toBe(true);
     expect(upstream.ended).toBe(false);
-    client.destroy();
+    vi.useFakeTimers({ toFake: ['setTimeout'] });
+    try {
+      const closed = new Promise((r) => client.once('close', r));
+      client.destroy();
+      await closed;
+      vi.advanceTimersByTime(249);
+      expect(upstream.ended).toBe(false);
+      vi.advanceTimersByTime(1);
+    } finally {
+      vi.useRealTimers();
+    }
     await tick();
     expect(upstream.ended).toBe(true);
     expect(Buffer.concat(upstream.written).subarray(-5)).toEqual(message(Msg.Terminate));
