@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+/**
+ * The client side of bench/postgres/sessions.mjs, in its own process (forked with IPC) so that
+ * its memory and CPU are not the gateway's. Each session is a raw socket that speaks what psql
+ * would: SSLRequest, TLS, StartupMessage (`user=bench:bench-pg`), the gateway password, then it
+ * waits for ReadyForQuery and stays idle. A pg.Client per session would cost this process far
+ * more than the session costs the gateway, and nothing here needs a query.
+ *
+ * Commands (IPC messages):
+ *   { cmd: 'open', n, port, user, password, database, parallel }  → { opened, ms }
+ *   { cmd: 'force', apiPort, resource, token, timeoutMs }         → the teardown, timed (see below)
+ *   { cmd: 'end' }                                                 → Terminate, then close; → { ended }
+ *
+ * Times are process.hrtime (CLOCK_MONOTONIC, one clock for every process on the machine).
+ */
+import { connect as netConnect } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { clearTimeout, setTimeout } from 'node:timers';
+import { connect as tlsConnect } from 'node:tls';
+
+const sessions = new Set();
+
+function startupMessage(params) {
+  const body = Buffer.concat([...Object.entries(params).flatMap(([k, v]) => [Buffer.from(`${k}\0${v}\0`)]), Buffer.from([0])]);
+  const head = Buffer.alloc(8);
+  head.writeInt32BE(8 + body.length, 0);
+  head.writeInt32BE(3 << 16, 4);
+  return Buffer.concat([head, body]);
+}
+
+function passwordMessage(pw) {
+  const body = Buffer.from(`${pw}\0`);
+  const head = Buffer.alloc(5);
+  head[0] = 0x70;
+  head.writeInt32BE(4 + body.length, 1);
+  return Buffer.concat([head, body]);
+}
+
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
+
+/** One idle session: resolves once ReadyForQuery arrived; records how it ends. */
+function openSession(o) {
+  return new Promise((resolve, reject) => {
+    const raw = netConnect({ host: '127.0.0.1', port: o.port });
+    raw.setNoDelay(true);
+    raw.once('error', reject);
+    raw.once('data', (answer) => {
+      if (answer[0] !== 0x53) return reject(new Error(`SSLRequest answered ${answer[0]}`));
+      const tls = tlsConnect({ socket: raw, rejectUnauthorized: false });
+      const s = { tls, ready: false, fatal: '', fatalAt: 0n, endAt: 0n, closedAt: 0n };
+      let buf = Buffer.alloc(0);
+      tls.on('error', () => {});
+      tls.once('secureConnect', () => tls.write(startupMessage({ user: o.user, database: o.database })));
+      tls.on('data', (chunk) => {
+        buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+        while (buf.length >= 5) {
+          const len = buf.readInt32BE(1);
+          if (buf.length < 1 + len) break;
+          const type = buf[0];
+          const body = buf.subarray(5, 1 + len);
+          buf = buf.subarray(1 + len);
+          if (type === 0x52 && body.readInt32BE(0) === 3) tls.write(passwordMessage(o.password));
+          else if (type === 0x5a && !s.ready) {
+            s.ready = true;
+            sessions.add(s);
+            resolve(s);
+          } else if (type === 0x45) {
+            const fields = Object.fromEntries(body.toString('utf8').split('\0').filter(Boolean).map((f) => [f[0], f.slice(1)]));
+            s.fatal = `${fields.C} ${fields.M}`;
+            s.fatalAt = process.hrtime.bigint();
+            if (!s.ready) reject(new Error(`refused: ${s.fatal}`));
+          }
+        }
+      });
+      tls.once('end', () => (s.endAt = process.hrtime.bigint()));
+      tls.once('close', () => {
+        s.closedAt = process.hrtime.bigint();
+        if (!s.ready) reject(new Error(`closed during login ${s.fatal}`));
+      });
+    });
+    raw.write(SSL_REQUEST);
+  });
+}
+
+async function open(m) {
+  const t0 = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (next < m.n) {
+      next++;
+      await openSession(m);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(m.parallel ?? 16, m.n) }, worker));
+  return { opened: sessions.size, ms: performance.now() - t0 };
+}
+
+/**
+ * POSTs the force check-in and waits until every session's socket has closed. Reports, in ms
+ * from just before the request: when the API answered, when the first and the last socket
+ * closed, the median close, and how many sessions read the goodbye (FATAL 57P01) first; the
+ * last goodbye read and the last end of stream (the gateway's close_notify / FIN) too.
+ */
+async function force(m) {
+  const live = [...sessions];
+  const all = Promise.all(live.map((s) => (s.closedAt ? undefined : new Promise((r) => s.tls.once('close', r)))));
+  const t0 = process.hrtime.bigint();
+  const res = await globalThis.fetch(`http://127.0.0.1:${m.apiPort}/api/v1/resources/${m.resource}/force-checkin`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${m.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ reason: 'bench: mass teardown' }),
+  });
+  const apiAt = process.hrtime.bigint();
+  const status = res.status;
+  await res.text();
+  let timer;
+  await Promise.race([all, new Promise((r) => (timer = setTimeout(r, m.timeoutMs ?? 20_000)))]);
+  clearTimeout(timer);
+  const ms = (t) => Number(t - t0) / 1e6;
+  const closes = live.filter((s) => s.closedAt).map((s) => ms(s.closedAt)).sort((a, b) => a - b);
+  const goodbyes = live.filter((s) => s.fatal.startsWith('57P01')).length;
+  const last = (k) => Math.max(...live.filter((s) => s[k]).map((s) => ms(s[k])));
+  for (const s of live) sessions.delete(s);
+  return {
+    status, t0: String(t0), apiMs: ms(apiAt), sessions: live.length, closed: closes.length, goodbyes,
+    firstMs: closes[0], p50Ms: closes[Math.floor(closes.length / 2)], lastMs: closes.at(-1), lastGoodbyeMs: last('fatalAt'), lastEndMs: last('endAt'),
+  };
+}
+
+async function end() {
+  const live = [...sessions];
+  await Promise.all(live.map((s) => new Promise((r) => {
+    if (s.closedAt) return r();
+    s.tls.once('close', r);
+    s.tls.end(TERMINATE);
+  })));
+  for (const s of live) sessions.delete(s);
+  return { ended: live.length };
+}
+
+process.on('message', (m) => {
+  const run = m.cmd === 'open' ? open(m) : m.cmd === 'force' ? force(m) : m.cmd === 'end' ? end() : Promise.reject(new Error(`unknown command ${m.cmd}`));
+  run.then((r) => process.send({ ok: true, ...r }), (e) => process.send({ ok: false, error: String(e?.stack ?? e) }));
+});
+process.send({ ok: true, ready: true });

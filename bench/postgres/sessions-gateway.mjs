@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+/**
+ * The gateway of bench/postgres/sessions.mjs: what `gatehouse serve` runs (startGateway:
+ * SystemClock, the SQLite store in a data directory, the API listener, the PostgreSQL door),
+ * in its own process, forked with IPC and `--expose-gc`. One single-user resource `bench-pg`
+ * (every day, all day, 60 min), checked out by `bench`, whose gateway password every session
+ * signs in with; `admin` holds the API token the force check-in is sent with.
+ *
+ *   node --expose-gc bench/postgres/sessions-gateway.mjs '{"host","port","user","password","database","dataDir","gatewayPassword","plainUpstream"}'
+ *
+ * Sends { ready, pid, pgPort, apiPort, token } once listening. Commands (IPC messages):
+ *   { cmd: 'mem' }        after three GCs: VmRSS and process.memoryUsage() (bytes), live sessions
+ *   { cmd: 'checkout' }   bench checks bench-pg out again (after a force check-in)
+ *   { cmd: 'recorded', t0, expect }  waits for `expect` session_ended notices (each is published
+ *                         once the session's record and audit row are written); → ms from t0 to
+ *                         the last, the live records left and the session.end audit rows
+ *   { cmd: 'snapshot', path }  writes a heap snapshot
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeHeapSnapshot } from 'node:v8';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const dist = (p) => import(join(root, 'dist', p));
+const [{ startGateway }, { loadConfig }, { silentLogger }, { PostgresAdapter }, { hashPassword }] = await Promise.all([
+  dist('src/gateway.js'), dist('src/core/config.js'), dist('src/core/log.js'), dist('protocols/postgres/index.js'), dist('src/secrets/passwords.js'),
+]);
+
+const t = JSON.parse(process.argv[2]);
+const ALWAYS = { timezone: 'UTC', schedule: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], start: '00:00', end: '24:00' }], maxDurationMinutes: 60 };
+
+const cfg = loadConfig({ data: t.dataDir, listen: ['api=127.0.0.1:0', 'postgres=127.0.0.1:0'], cwd: t.dataDir });
+cfg.nodeName = 'bench';
+const adapter = new PostgresAdapter({ maxConnections: 5000, ...(t.plainUpstream ? { upstreamTls: 'disable' } : {}) });
+const gw = await startGateway(cfg, { log: silentLogger, adapters: { postgres: adapter } });
+const d = gw.engine.directory;
+await d.addUser('admin', { name: 'bench', passwordHash: await hashPassword(t.gatewayPassword) });
+await d.addResource('admin', {
+  name: 'bench-pg', type: 'database', protocol: 'postgres', host: t.host, port: t.port, database: t.database,
+  credentials: { login: t.user, password: t.password }, options: t.plainUpstream ? { allowPlaintextUpstream: true } : {},
+  owner: 'admin', access: [{ user: 'bench' }],
+});
+await d.setWorkflow('admin', 'bench-pg', { limitAccessTime: ALWAYS, singleUser: true });
+await gw.engine.leases.checkout('bench', 'bench-pg');
+const { token } = await gw.api.credentials.createApiToken('admin', 'bench');
+
+// session_ended is published once a session's record and audit row are written.
+const ended = { count: 0, lastAt: 0n };
+gw.engine.ctx.bus.on('notice', (n) => {
+  if (n.kind !== 'session_ended') return;
+  ended.count++;
+  ended.lastAt = process.hrtime.bigint();
+});
+
+const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+const settle = () => new Promise((r) => setTimeout(r, 50));
+
+const commands = {
+  async mem() {
+    for (let i = 0; i < 3; i++) {
+      globalThis.gc?.();
+      await settle();
+    }
+    return { rss: rss(), ...process.memoryUsage(), live: gw.broker.live().length, gc: typeof globalThis.gc === 'function' };
+  },
+  async checkout() {
+    await gw.engine.leases.checkout('bench', 'bench-pg');
+    return {};
+  },
+  async recorded(m) {
+    const t0 = BigInt(m.t0);
+    while (ended.count < m.expect) await new Promise((r) => setTimeout(r, 5));
+    const live = (await gw.store.listSessions({ state: 'live' })).length;
+    const audits = (await gw.store.listAudit({ action: 'session.end' })).length;
+    const at = ended.lastAt;
+    ended.count = 0;
+    return { recordedMs: Number(at - t0) / 1e6, liveRecords: live, sessionEndAudits: audits };
+  },
+  async snapshot(m) {
+    globalThis.gc?.();
+    return { path: writeHeapSnapshot(m.path) };
+  },
+};
+
+process.on('message', (m) => {
+  Promise.resolve()
+    .then(() => commands[m.cmd](m))
+    .then((r) => process.send({ ok: true, ...r }), (e) => process.send({ ok: false, error: String(e?.stack ?? e) }));
+});
+process.on('SIGTERM', () => {
+  void gw.close().finally(() => process.exit(0));
+});
+process.send({ ok: true, ready: true, pid: process.pid, pgPort: gw.addresses.postgres.port, apiPort: gw.addresses.api.port, token });

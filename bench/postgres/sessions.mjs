@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+/**
+ * Many idle PostgreSQL sessions through one gateway (issue 18, item 5): what each costs the
+ * gateway in RSS, and how long one force check-in of the lease they share takes to close them.
+ *
+ *   npm run build && node bench/postgres/sessions.mjs [--sizes 20,400,1000] [--runs 3] [--upstream tls|plain]
+ *
+ * A real PostgreSQL (test/targets/postgres.sh, max_connections raised and restarted), and per
+ * case a fresh gateway process (sessions-gateway.mjs: startGateway as `gatehouse serve` runs it,
+ * SystemClock, SQLite in a data directory, API + PostgreSQL door, `--expose-gc`) and a fresh
+ * client process (sessions-clients.mjs: raw TLS sockets that log in like psql and stay idle).
+ * Every session uses client TLS and, by default, TLS to the target (the gateway's default);
+ * all of them run under bench's one check-out of the single-user resource bench-pg.
+ *
+ * Per case: 20 sessions are opened and ended first (warm-up: code compiled, pools made); then
+ * RSS (VmRSS after three GCs) before, N sessions opened, RSS after → KiB per idle session, split
+ * into JS heap, ArrayBuffers/external and the rest (native: OpenSSL, libuv, malloc). Then the
+ * client process POSTs /api/v1/resources/bench-pg/force-checkin (admin's API token) and times,
+ * from just before the request, the moment each of its sockets saw `close`; the gateway reports
+ * when the last session_ended notice went out (published once a session's record and its
+ * session.end audit row are written). Cases run size by size, the order rotating per run, so
+ * noise on this shared machine hits every size alike; the summary gives the median and range.
+ * Runs as root (the target runs as the postgres OS user).
+ */
+import { execFileSync, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { clearTimeout, setTimeout } from 'node:timers';
+import { parseArgs } from 'node:util';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const { values } = parseArgs({
+  options: { sizes: { type: 'string', default: '20,400,1000' }, runs: { type: 'string', default: '3' }, upstream: { type: 'string', default: 'tls' } },
+});
+const SIZES = values.sizes.split(',').map(Number);
+const RUNS = Number(values.runs);
+const PLAIN = values.upstream === 'plain';
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const range = (xs, f = (x) => x.toFixed(0)) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
+const KiB = (b) => b / 1024;
+
+const dir = mkdtempSync(join(tmpdir(), 'gh-bench-sessions-'));
+const script = join(root, 'test/targets/postgres.sh');
+const target = JSON.parse(execFileSync('bash', [script, 'start'], { encoding: 'utf8' }).trim().split('\n').at(-1));
+const cleanups = [() => execFileSync('bash', [script, 'stop', target.dir], { stdio: 'ignore' }), () => rmSync(dir, { recursive: true, force: true })];
+
+/** postgres.sh takes no settings: max_connections is raised in the data directory and the server restarted. */
+function raiseMaxConnections(n) {
+  const bin = execFileSync('bash', ['-c', 'printf "%s\\n" /usr/lib/postgresql/*/bin | sort -V | tail -n 1'], { encoding: 'utf8' }).trim();
+  const data = join(target.dir, 'data');
+  appendFileSync(join(data, 'postgresql.conf'), `\n# bench/postgres/sessions.mjs\nmax_connections = ${n}\n`);
+  execFileSync('runuser', ['-u', 'postgres', '--', join(bin, 'pg_ctl'), '-D', data, '-l', join(target.dir, 'postgres.log'), '-w', '-t', '60', '-s', '-m', 'fast', 'restart'], { cwd: target.dir, stdio: 'ignore' });
+  // stop (in the cleanups) signals the pid in target.pid.
+  writeFileSync(join(target.dir, 'target.pid'), readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0] + '\n');
+}
+
+/** A forked helper with a request/answer IPC channel. */
+function helper(file, args, execArgv = []) {
+  const child = fork(join(root, 'bench/postgres', file), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const answers = [];
+  let waiting;
+  child.on('message', (m) => (waiting ? waiting(m) : answers.push(m)));
+  const next = () => (answers.length ? Promise.resolve(answers.shift()) : new Promise((r) => (waiting = (m) => ((waiting = undefined), r(m)))));
+  const exited = new Promise((r) => child.once('exit', r));
+  return {
+    pid: child.pid,
+    first: next,
+    async ask(m) {
+      child.send(m);
+      const a = await Promise.race([next(), exited.then((code) => ({ ok: false, error: `${file} exited ${code}` }))]);
+      if (!a.ok) throw new Error(`${file} ${m.cmd}: ${a.error}`);
+      return a;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+const cases = [];
+
+async function runCase(n) {
+  const dataDir = mkdtempSync(join(dir, 'gw-'));
+  const gatewayPassword = randomBytes(12).toString('base64url');
+  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, dataDir, gatewayPassword, plainUpstream: PLAIN };
+  const gw = helper('sessions-gateway.mjs', [JSON.stringify(cfg)], ['--expose-gc']);
+  const clients = helper('sessions-clients.mjs', []);
+  try {
+    const g = await gw.first();
+    if (!g.ok) throw new Error(g.error);
+    await clients.first();
+    const login = { port: g.pgPort, user: 'bench:bench-pg', password: gatewayPassword, database: target.database };
+    await clients.ask({ cmd: 'open', n: 20, ...login });
+    await clients.ask({ cmd: 'end' });
+    await gw.ask({ cmd: 'recorded', t0: '0', expect: 20 });
+    const before = await gw.ask({ cmd: 'mem' });
+    const opened = await clients.ask({ cmd: 'open', n, ...login });
+    const after = await gw.ask({ cmd: 'mem' });
+    if (after.live !== n) throw new Error(`expected ${n} live sessions, the broker has ${after.live}`);
+    const tear = await clients.ask({ cmd: 'force', apiPort: g.apiPort, resource: 'bench-pg', token: g.token });
+    const rec = await gw.ask({ cmd: 'recorded', t0: tear.t0, expect: n });
+    const per = (k) => KiB(after[k] - before[k]) / n;
+    const c = {
+      n, openMs: opened.ms, rss: per('rss'), heap: per('heapUsed'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
+      rssBeforeMiB: before.rss / 2 ** 20, rssAfterMiB: after.rss / 2 ** 20, ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits,
+    };
+    c.native = c.rss - c.heap - c.buffers - c.external;
+    cases.push(c);
+    console.log(
+      `  n=${String(n).padEnd(5)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session ` +
+        `(JS heap ${c.heap.toFixed(1)}, ArrayBuffers ${c.buffers.toFixed(1)}, other external ${c.external.toFixed(1)}, native ${c.native.toFixed(1)}); ` +
+        `opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
+        `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up)`,
+    );
+  } finally {
+    await clients.stop();
+    await gw.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+try {
+  raiseMaxConnections(Math.max(...SIZES) + 200);
+  console.log(
+    `${SIZES.join(', ')} idle sessions, ${RUNS} runs (order rotating), client TLS, target leg ${PLAIN ? 'plaintext' : 'TLS'}; ` +
+      `${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}; ${target.version}; node ${process.version}`,
+  );
+  for (let run = 0; run < RUNS; run++) {
+    for (let i = 0; i < SIZES.length; i++) await runCase(SIZES[(i + run) % SIZES.length]);
+  }
+  console.log('\n| sessions | KiB RSS / session | JS heap | ArrayBuffers | native + other | force check-in → last socket closed (ms) | → first / p50 closed (ms) | → records + audit written (ms) |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const n of SIZES) {
+    const cs = cases.filter((c) => c.n === n);
+    const m = (k, f = (x) => x.toFixed(1)) => `${f(median(cs.map((c) => c[k])))} (${range(cs.map((c) => c[k]), f)})`;
+    const ms = (x) => x.toFixed(0);
+    console.log(`| ${n} | ${m('rss')} | ${m('heap')} | ${m('buffers')} | ${median(cs.map((c) => c.native + c.external)).toFixed(1)} | ${m('lastMs', ms)} | ${m('firstMs', ms)} / ${m('p50Ms', ms)} | ${m('recordedMs', ms)} |`);
+  }
+} finally {
+  for (const c of cleanups) {
+    try {
+      await c();
+    } catch {
+      // best effort
+    }
+  }
+}
