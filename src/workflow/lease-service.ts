@@ -131,10 +131,12 @@ export class LeaseService {
     const ended = await this.ctx.store.endLease(lease.id, patch);
     if (!ended) throw new InvalidStateError(`lease ${lease.id} already ended`);
     const reason: TerminationReason = ended.state === 'force_checked_in' ? 'force_checked_in' : ended.state === 'expired' ? 'expired' : 'checked_in';
-    await this.ctx.audit.record(actor, `lease.${ended.state}`, ended.resource, { leaseId: ended.id, holder: ended.holder, reason: ended.endReason });
     const message =
       reason === 'force_checked_in' ? `${ended.resource} was force checked in by ${ended.endedBy}: ${ended.endReason}` : reason === 'expired' ? `your check-out of ${ended.resource} expired` : `${ended.resource} was checked in`;
+    // The lease has ended in the store: its sessions are cut now, whether or not the audit
+    // write below succeeds (a failed audit must not leave them running).
     this.ctx.bus.publishRevoke({ kind: 'lease_ended', resource: ended.resource, user: ended.holder, leaseId: ended.id, reason, ...(ended.endedBy ? { by: ended.endedBy } : {}), message });
+    await this.ctx.audit.record(actor, `lease.${ended.state}`, ended.resource, { leaseId: ended.id, holder: ended.holder, reason: ended.endReason });
     const kind = ended.state === 'force_checked_in' ? 'lease_force_checked_in' : ended.state === 'expired' ? 'lease_expired' : 'lease_checked_in';
     const resource = await this.ctx.store.getResource(ended.resource);
     this.ctx.bus.publishNotice({ kind, lease: ended, to: resource ? await this.audience(resource, ended.holder) : [ended.holder] });

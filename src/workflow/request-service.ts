@@ -119,8 +119,11 @@ export class RequestService {
   async end(id: string, by: string, reason: string): Promise<AccessRequest | undefined> {
     const r = await this.ctx.store.getRequest(id);
     if (!r || !(r.state === 'pending' || isGranted(r))) return r;
-    const next = await this.apply(id, by, 'request.end', () => ({ type: 'end', at: this.ctx.clock.now(), reason }));
-    this.ctx.bus.publishRevoke({ kind: 'request_revoked', resource: next.resource, user: next.requester, requestId: id, message: reason });
+    // The revoke goes out as soon as the grant has ended in the store, before its audit row:
+    // a failed audit write must not leave the grant's sessions running.
+    const next = await this.apply(id, by, 'request.end', () => ({ type: 'end', at: this.ctx.clock.now(), reason }), (ended) => {
+      this.ctx.bus.publishRevoke({ kind: 'request_revoked', resource: ended.resource, user: ended.requester, requestId: id, message: reason });
+    });
     return next;
   }
 
@@ -131,11 +134,11 @@ export class RequestService {
     for (const r of await this.ctx.store.listRequests({ states: ['pending', 'approved', 'active'] })) {
       const t = transition(r, { type: 'tick', at: now });
       if (t && (await this.ctx.store.updateRequest(t.next))) {
-        await this.ctx.audit.record('system', 'request.expire', r.id, { from: r.state, to: t.next.state, reason: t.reason });
-        this.ctx.bus.publishNotice({ kind: 'request_expired', request: t.next, to: [t.next.requester] });
         if (t.next.state === 'ended') {
           this.ctx.bus.publishRevoke({ kind: 'request_revoked', resource: r.resource, user: r.requester, requestId: r.id, message: 'your access grant expired' });
         }
+        await this.ctx.audit.record('system', 'request.expire', r.id, { from: r.state, to: t.next.state, reason: t.reason });
+        this.ctx.bus.publishNotice({ kind: 'request_expired', request: t.next, to: [t.next.requester] });
         continue;
       }
       const due = nextDue(r);
@@ -222,6 +225,8 @@ export class RequestService {
     actor: string,
     action: string,
     event: (r: AccessRequest, res: Resource) => RequestEvent | Promise<RequestEvent>,
+    /** Runs once the change is in the store, before it is audited. */
+    stored: (next: AccessRequest) => void = () => {},
   ): Promise<AccessRequest> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const r = await this.get(id);
@@ -229,6 +234,7 @@ export class RequestService {
       const t: Transition | null = transition(r, await event(r, res));
       if (!t) return r;
       if (await this.ctx.store.updateRequest(t.next)) {
+        stored(t.next);
         await this.ctx.audit.record(actor, action, id, { resource: r.resource, from: r.state, to: t.next.state, stage: t.next.stage, reason: t.reason });
         this.onChange();
         return t.next;

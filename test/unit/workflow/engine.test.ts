@@ -219,3 +219,37 @@ describe('restart safety', () => {
     await h2.store.close();
   });
 });
+
+describe('revocations do not wait on the audit', () => {
+  /** The audit sink refuses rows of `action` (a full disk, a lost database), as if the write failed. */
+  function failAudit(h: ReturnType<typeof makeHarness>, action: string): void {
+    const record = h.engine.ctx.audit.record.bind(h.engine.ctx.audit);
+    h.engine.ctx.audit.record = (actor, a, subject, data) => (a === action ? Promise.reject(new Error('audit store unavailable')) : record(actor, a, subject, data));
+  }
+
+  it('a force check-in whose audit row cannot be written still cuts the holder\'s sessions', async () => {
+    const h = makeHarness();
+    await seed(h, { limitAccessTime: BUSINESS_HOURS, singleUser: true });
+    const lease = await h.engine.leases.checkout('alice', 'prod-pg');
+    failAudit(h, 'lease.force_checked_in');
+    await expect(h.engine.leases.forceCheckin('bob', 'prod-pg', 'incident')).rejects.toThrow(/audit store unavailable/);
+    expect(h.revokes).toContainEqual(expect.objectContaining({ kind: 'lease_ended', leaseId: lease.id, reason: 'force_checked_in' }));
+  });
+
+  it('an approval that ends or expires with its audit row refused still revokes its sessions', async () => {
+    const h = makeHarness();
+    await seed(h, { limitAccessTime: BUSINESS_HOURS, requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, startOn: 'approval' } });
+    const q1 = await h.engine.requests.create('alice', { resource: 'prod-pg', reason: 'fix' });
+    await h.engine.requests.approve(q1.id, 'dave');
+    failAudit(h, 'request.end');
+    await expect(h.engine.requests.end(q1.id, 'dave', 'done')).rejects.toThrow(/audit store unavailable/);
+    expect(h.revokes).toContainEqual(expect.objectContaining({ kind: 'request_revoked', requestId: q1.id }));
+
+    const q2 = await h.engine.requests.create('carol', { resource: 'prod-pg', reason: 'fix' });
+    await h.engine.requests.approve(q2.id, 'dave');
+    failAudit(h, 'request.expire');
+    h.clock.advance(121 * 60_000);
+    await h.engine.sweep();
+    expect(h.revokes).toContainEqual(expect.objectContaining({ kind: 'request_revoked', requestId: q2.id }));
+  });
+});
