@@ -16,16 +16,15 @@
  * SQLite, one open resource, gateway password auth: each pgbench connection
  * authenticates, so tickets, being single-use, do not fit). "proxy CPU" is the proxy
  * process's user+system time per transaction, the figure that decides throughput once
- * the two cores are saturated.
+ * the two cores are saturated. The relays start from bench/lib/pg-relays.mjs, shared with
+ * accounting.mjs.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { run, startGateway, startPgbouncer, startTarget } from '../lib/pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
@@ -39,92 +38,7 @@ const CONNECTS = Number(values.connects);
 
 const { ensurePki } = await import(join(root, 'dist', 'src/pki/pki.js'));
 
-const dir = mkdtempSync(join(tmpdir(), 'gh-bench-pg-'));
-chmodSync(dir, 0o755);
-const script = join(root, 'test/targets/postgres.sh');
-const target = JSON.parse(execFileSync('bash', [script, 'start'], { encoding: 'utf8' }).trim().split('\n').at(-1));
-const cleanups = [() => execFileSync('bash', [script, 'stop', target.dir], { stdio: 'ignore' }), () => rmSync(dir, { recursive: true, force: true })];
-
-function run(cmd, args, env = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, ...env } });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}:\n${out}`))));
-  });
-}
-
-async function waitPort(port) {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise((r) => netConnect(port, '127.0.0.1').on('connect', function () { this.destroy(); r(true); }).on('error', () => r(false)));
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
-
-/** The gateway in its own process, as `gatehouse serve` runs it (see gateway.mjs). */
-async function gateway(certDir, gatewayPassword) {
-  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, gatewayPassword, certDir };
-  const child = spawn(process.execPath, [join(root, 'bench/postgres/gateway.mjs'), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  cleanups.unshift(() => child.kill('SIGTERM'));
-  const line = await new Promise((resolve, reject) => {
-    child.stdout.once('data', (d) => resolve(String(d)));
-    child.once('exit', (code) => reject(new Error(`gateway exited ${code}`)));
-  });
-  const g = JSON.parse(line.trim());
-  return { ...g, cpu: () => procCpuMicros(g.pid) };
-}
-
-async function pgbouncer(pki) {
-  const pb = join(dir, 'pgbouncer');
-  execFileSync('mkdir', ['-p', pb]);
-  const free = await new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-  writeFileSync(join(pb, 'cert.pem'), pki.certPem);
-  writeFileSync(join(pb, 'key.pem'), pki.keyPem, { mode: 0o600 });
-  writeFileSync(join(pb, 'userlist.txt'), `"${target.user}" "${target.password}"\n`, { mode: 0o600 });
-  writeFileSync(join(pb, 'pgbouncer.ini'), `[databases]
-${target.database} = host=${target.host} port=${target.port} dbname=${target.database}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = ${free}
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = ${join(pb, 'userlist.txt')}
-pool_mode = session
-max_client_conn = 200
-default_pool_size = 64
-client_tls_sslmode = require
-client_tls_cert_file = ${join(pb, 'cert.pem')}
-client_tls_key_file = ${join(pb, 'key.pem')}
-logfile = ${join(pb, 'pgbouncer.log')}
-pidfile = ${join(pb, 'pgbouncer.pid')}
-`);
-  for (const f of ['', 'cert.pem', 'key.pem', 'userlist.txt', 'pgbouncer.ini']) chownSync(join(pb, f), uid('postgres'), gid('postgres'));
-  const child = spawn('runuser', ['-u', 'postgres', '--', 'pgbouncer', join(pb, 'pgbouncer.ini')], { stdio: 'ignore' });
-  cleanups.unshift(() => child.kill('SIGTERM'));
-  await waitPort(free);
-  const pid = Number(readFileSync(join(pb, 'pgbouncer.pid'), 'utf8').trim());
-  return { port: free, cpu: () => procCpuMicros(pid) };
-}
-
-const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-/** utime + stime of a process, in microseconds. */
-function procCpuMicros(pid) {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return ((Number(f[11]) + Number(f[12])) / TICK) * 1e6;
-}
-
-const uid = (u) => Number(execFileSync('id', ['-u', u], { encoding: 'utf8' }).trim());
-const gid = (u) => Number(execFileSync('id', ['-g', u], { encoding: 'utf8' }).trim());
+const { target, dir, cleanups } = startTarget('gh-bench-pg-');
 
 function pgbenchArgs(c, extra) {
   return ['-h', '127.0.0.1', '-p', String(c.port), '-U', c.user, '-n', '-S', '-T', String(SECONDS), ...extra, target.database];
@@ -150,8 +64,8 @@ try {
   await run('pgbench', ['-i', '-q', '-s', values.scale, '-h', target.host, '-p', String(target.port), '-U', target.user, target.database], { PGPASSWORD: target.password });
   const pki = await ensurePki(join(dir, 'certs'));
   const gwPassword = randomBytes(12).toString('base64url');
-  const bouncer = await pgbouncer(pki);
-  const gw = await gateway(join(dir, 'certs'), gwPassword);
+  const bouncer = await startPgbouncer({ target, dir, pki, cleanups });
+  const gw = await startGateway({ target, certDir: join(dir, 'certs'), gatewayPassword: gwPassword, cleanups });
   const cases = [
     { name: 'direct (plaintext)', port: target.port, user: target.user, password: target.password, sslmode: 'disable' },
     { name: 'PgBouncer (session, client TLS)', port: bouncer.port, cpu: bouncer.cpu, user: target.user, password: target.password, sslmode: 'require' },

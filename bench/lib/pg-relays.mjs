@@ -1,0 +1,136 @@
+/**
+ * The PostgreSQL relays the benchmarks race, each in its own process against one target
+ * (test/targets/postgres.sh): PgBouncer in session mode with client TLS, Gatehouse
+ * (bench/postgres/gateway.mjs) and a bare Node TLS pipe (bare-tls-pipe.mjs). Each start
+ * function pushes its stop onto `cleanups` and returns the port(s), the pid and `cpu()`,
+ * the process's utime + stime in µs. Shared by bench/postgres/run.mjs and accounting.mjs.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * A real PostgreSQL from test/targets/postgres.sh and a scratch directory readable by the
+ * postgres user; `cleanups` (run them in order) stops the one and removes the other.
+ */
+export function startTarget(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  const script = join(root, 'test/targets/postgres.sh');
+  const target = JSON.parse(execFileSync('bash', [script, 'start'], { encoding: 'utf8' }).trim().split('\n').at(-1));
+  const cleanups = [() => execFileSync('bash', [script, 'stop', target.dir], { stdio: 'ignore' }), () => rmSync(dir, { recursive: true, force: true })];
+  return { target, dir, cleanups };
+}
+
+/** Runs a command to completion; resolves with stdout + stderr, rejects on a non-zero exit. */
+export function run(cmd, args, env = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...env } });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}:\n${out}`))));
+  });
+}
+
+export async function waitPort(port) {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((r) => netConnect(port, '127.0.0.1').on('connect', function () { this.destroy(); r(true); }).on('error', () => r(false)));
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+/** utime and stime of a process, in microseconds. */
+export function procCpuSplit(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return { user: (Number(f[11]) / TICK) * 1e6, system: (Number(f[12]) / TICK) * 1e6 };
+}
+
+/** utime + stime of a process, in microseconds. */
+export function procCpuMicros(pid) {
+  const { user, system } = procCpuSplit(pid);
+  return user + system;
+}
+
+/**
+ * Installs a Debian package when its command is missing, through the target scripts' install
+ * lock (test/targets/lib.sh, ensure_pkg), so a bench never races a test run's apt-get.
+ */
+export function ensureTool(bin, pkg) {
+  execFileSync('bash', ['-c', 'TARGET_KIND=bench; source "$0"; ensure_pkg "$1" "$2"', join(root, 'test/targets/lib.sh'), bin, pkg], { stdio: ['ignore', 'inherit', 'inherit'] });
+}
+
+const uid = (u) => Number(execFileSync('id', ['-u', u], { encoding: 'utf8' }).trim());
+const gid = (u) => Number(execFileSync('id', ['-g', u], { encoding: 'utf8' }).trim());
+
+/** A Node script in its own process that prints one JSON line when it listens. */
+async function nodeProcess(script, arg, cleanups, { nodeArgs = [], env = {} } = {}) {
+  const child = spawn(process.execPath, [...nodeArgs, script, JSON.stringify(arg)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  cleanups.unshift(() => child.kill('SIGTERM'));
+  const line = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d)));
+    child.once('exit', (code) => reject(new Error(`${script} exited ${code}`)));
+  });
+  const g = JSON.parse(line.trim());
+  return { ...g, cpu: () => procCpuMicros(g.pid) };
+}
+
+/** The gateway in its own process, as `gatehouse serve` runs it: { plainPort, tlsPort, pid, cpu }. */
+export function startGateway({ target, certDir, gatewayPassword, cleanups, ...opts }) {
+  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, gatewayPassword, certDir };
+  return nodeProcess(join(root, 'bench/postgres/gateway.mjs'), cfg, cleanups, opts);
+}
+
+/** The bare Node TLS pipe in its own process: { port, pid, cpu }. */
+export function startBarePipe({ target, certDir, cleanups, ...opts }) {
+  return nodeProcess(join(root, 'bench/lib/bare-tls-pipe.mjs'), { host: target.host, port: target.port, certDir }, cleanups, opts);
+}
+
+/** PgBouncer 1.x in session mode, client TLS with the gateway's certificate, run as `postgres`: { port, pid, cpu }. */
+export async function startPgbouncer({ target, dir, pki, cleanups }) {
+  ensureTool('pgbouncer', 'pgbouncer');
+  const pb = join(dir, 'pgbouncer');
+  execFileSync('mkdir', ['-p', pb]);
+  const free = await new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+  writeFileSync(join(pb, 'cert.pem'), pki.certPem);
+  writeFileSync(join(pb, 'key.pem'), pki.keyPem, { mode: 0o600 });
+  writeFileSync(join(pb, 'userlist.txt'), `"${target.user}" "${target.password}"\n`, { mode: 0o600 });
+  writeFileSync(join(pb, 'pgbouncer.ini'), `[databases]
+${target.database} = host=${target.host} port=${target.port} dbname=${target.database}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${free}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = ${join(pb, 'userlist.txt')}
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 64
+client_tls_sslmode = require
+client_tls_cert_file = ${join(pb, 'cert.pem')}
+client_tls_key_file = ${join(pb, 'key.pem')}
+logfile = ${join(pb, 'pgbouncer.log')}
+pidfile = ${join(pb, 'pgbouncer.pid')}
+`);
+  for (const f of ['', 'cert.pem', 'key.pem', 'userlist.txt', 'pgbouncer.ini']) chownSync(join(pb, f), uid('postgres'), gid('postgres'));
+  const child = spawn('runuser', ['-u', 'postgres', '--', 'pgbouncer', join(pb, 'pgbouncer.ini')], { stdio: 'ignore' });
+  cleanups.unshift(() => child.kill('SIGTERM'));
+  await waitPort(free);
+  const pid = Number(readFileSync(join(pb, 'pgbouncer.pid'), 'utf8').trim());
+  return { port: free, pid, cpu: () => procCpuMicros(pid) };
+}
