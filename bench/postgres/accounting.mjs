@@ -46,10 +46,11 @@ const { target, dir, cleanups } = startTarget('gh-bench-pg-acct-');
 const heapMeter = join(root, 'bench/lib/heap-meter.mjs');
 const metered = (name) => ({ nodeArgs: ['--import', heapMeter], env: { HEAP_METER_OUT: join(dir, `heap-${name}.json`) } });
 
-/** The fixed-count load; resolves with the number of transactions pgbench says it processed. */
+/** The fixed-count load; resolves with the number of transactions pgbench says it processed (and logs its tps). */
 async function pgbench(relay, port) {
   const args = ['-h', '127.0.0.1', '-p', String(port), '-U', relay.user, '-n', '-S', '-M', 'simple', '-c', values.clients, '-j', String(Math.min(Number(values.clients), 2)), '-t', values.tx, target.database];
   const out = await run('pgbench', args, { PGPASSWORD: relay.password, PGSSLMODE: 'require' });
+  relay.tps = Number(/tps = ([\d.]+)/.exec(out)?.[1]);
   return Number(/number of transactions actually processed: (\d+)/.exec(out)[1]);
 }
 
@@ -127,6 +128,7 @@ try {
     for (let i = 0; i < relays.length; i++) {
       const r = relays[(i + round) % relays.length];
       const a = await cpuAndHeap(r);
+      add(r, 'tps (pass 1, not a throughput race: one relay at a time)', r.tps);
       add(r, 'proxy CPU µs/tx', a.cpu);
       add(r, '… of it user (µs/tx)', a.user);
       add(r, '… of it system (µs/tx)', a.system);
@@ -142,7 +144,7 @@ try {
       add(r, 'TLS records/tx proxy → client (application data)', t.fromProxy.application_data ?? 0);
       add(r, 'TLS bytes/tx client → proxy', t.toProxy.bytes ?? 0);
       add(r, 'TLS bytes/tx proxy → client', t.fromProxy.bytes ?? 0);
-      console.log(`  round ${round + 1} ${r.name}: ${a.cpu.toFixed(1)} µs/tx${a.heap === undefined ? '' : `, ${a.heap.toFixed(0)} B heap/tx`}, ${Object.values(s).reduce((x, y) => x + y, 0).toFixed(2)} syscalls/tx, records/tx ${(t.toProxy.application_data ?? 0).toFixed(2)} in / ${(t.fromProxy.application_data ?? 0).toFixed(2)} out`);
+      console.log(`  round ${round + 1} ${r.name}: ${samples[r.key]['tps (pass 1, not a throughput race: one relay at a time)'].at(-1).toFixed(0)} tps, ${a.cpu.toFixed(1)} µs/tx${a.heap === undefined ? '' : `, ${a.heap.toFixed(0)} B heap/tx`}, ${Object.values(s).reduce((x, y) => x + y, 0).toFixed(2)} syscalls/tx, records/tx ${(t.toProxy.application_data ?? 0).toFixed(2)} in / ${(t.fromProxy.application_data ?? 0).toFixed(2)} out`);
     }
   }
 
@@ -157,7 +159,7 @@ try {
   const order = (m) => (m.startsWith('syscalls/tx: ') ? 1 : m.startsWith('syscalls') ? 0.5 : 0);
   shown.sort((a, b) => order(a) - order(b) || (order(a) === 1 ? median(value(relays[2], b)) - median(value(relays[2], a)) : 0));
   const nodeOnly = (m) => m.startsWith('JS heap') || m.startsWith('GCs');
-  const digits = (m) => (m.includes('µs') || m.startsWith('GCs') ? 1 : m.includes('bytes') ? 0 : 2);
+  const digits = (m) => (m.startsWith('tps') ? 0 : m.includes('µs') || m.startsWith('GCs') ? 1 : m.includes('bytes') ? 0 : 2);
   const cell = (r, m) => {
     if (nodeOnly(m) && r.key === 'pgbouncer') return 'n/a';
     const xs = sorted(value(r, m));
