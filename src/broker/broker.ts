@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../core/log.js';
-import type { Protocol, Resource, SessionRecord, TargetCredentials, TerminationReason } from '../core/model.js';
+import type { JitAccount, Protocol, Resource, SessionRecord, TargetCredentials, TerminationReason } from '../core/model.js';
 import type { Decision, MfaProof } from '../workflow/decide.js';
 import type { Engine } from '../workflow/engine.js';
 import type { SessionHandle } from './adapter.js';
@@ -63,8 +63,13 @@ export class BrokerSession implements GatewaySession {
   monitor: SessionMonitor | undefined;
   /** Operations of this session, written to the audit chain in batches. */
   operations: OperationLog | undefined;
-  /** The temporary account this session logs in upstream as (ephemeral JIT). */
-  account: string | undefined;
+  /** The grant's temporary account or elevation this session uses (JIT), if its resource has one. */
+  jit: JitAccount | undefined;
+
+  /** The temporary account's name on the target (ephemeral JIT); undefined for the vaulted login. */
+  get account(): string | undefined {
+    return this.jit?.kind === 'ephemeral' ? this.jit.account : undefined;
+  }
 
   constructor(
     private readonly broker: Broker,
@@ -161,7 +166,7 @@ export class Broker implements PortProvider {
       try {
         const got = await this.jit.acquire(d, session.id);
         session.decision = { ...d, credentials: got.credentials };
-        if (got.account.kind === 'ephemeral') session.account = got.account.account;
+        session.jit = got.account;
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         await this.recordFailure(session, message);
@@ -241,7 +246,7 @@ export class Broker implements PortProvider {
   discard(s: BrokerSession, code: RefusalCode | TerminationReason, detail = ''): void {
     if (s.phase !== 'provisional') return;
     s.phase = 'ended';
-    if (s.resource.jit) this.jit.sessionEnded(s.id);
+    if (s.jit) this.jit.sessionEnded(s.jit);
     void this.engine.ctx.audit
       .record(s.user, 'session.discard', s.id, { resource: s.resource.name, door: s.request.protocol, client: s.request.client, code, detail: detail.slice(0, 300) })
       .catch((err: unknown) => this.log.error({ err }, 'audit failed'));
@@ -262,7 +267,7 @@ export class Broker implements PortProvider {
     s.monitor = undefined;
     s.operations?.flush();
     this.sessions.delete(s.id);
-    if (s.resource.jit) this.jit.sessionEnded(s.id);
+    if (s.jit) this.jit.sessionEnded(s.jit);
     try {
       s.handle?.close(reason, message || `Gatehouse: session closed (${reason}).`);
     } catch (err) {

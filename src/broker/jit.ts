@@ -269,9 +269,9 @@ export class JitManager {
     return openCredentials(this.engine.ctx.sealer, `jit:${a.id}`, a.credentialsSealed);
   }
 
-  /** A session ended: a grant that was the session itself ends with it. */
-  sessionEnded(sessionId: string): void {
-    this.track(this.revokeWhere({ sessionId }, 'session ended'));
+  /** A session using `a` ended: a grant that was the session itself ends with it (no other grant does). */
+  sessionEnded(a: JitAccount): void {
+    if (a.sessionId) this.track(this.revoke(a, 'session ended'));
   }
 
   /** Waits for the revocations started so far (shutdown, tests). */

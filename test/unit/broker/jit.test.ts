@@ -66,11 +66,16 @@ async function setup(settings: Record<string, unknown>, jit: JitSettings = EPHEM
     await seed(h, settings);
     await h.engine.directory.setJit('admin', 'prod-pg', jit);
   }
-  const broker = new Broker({ engine: h.engine, log: silentLogger, node });
   const p = new ScriptedProvisioner();
+  return { h, broker: await brokerWith(h, p, node), p };
+}
+
+/** A broker on `h` whose JIT manager uses `p`, started (its first sweep has run). */
+async function brokerWith(h: Harness, p: Provisioner, node = 'n1'): Promise<Broker> {
+  const broker = new Broker({ engine: h.engine, log: silentLogger, node });
   broker.jit.register(p);
   await broker.jit.start();
-  return { h, broker, p };
+  return broker;
 }
 
 async function open(broker: Broker, user = 'alice') {
@@ -306,10 +311,8 @@ describe('JIT manager (security review)', () => {
     const h = makeHarness();
     await seed(h, APPROVAL);
     await h.engine.directory.setJit('admin', 'prod-pg', { elevate: { grants: ['pg_admin'] } });
-    const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
     const p = new RoleTrackingProvisioner();
-    broker.jit.register(p);
-    await broker.jit.start();
+    const broker = await brokerWith(h, p);
     const qa = await h.engine.requests.create('alice', { resource: 'prod-pg', reason: 'fix' });
     await h.engine.requests.approve(qa.id, 'dave');
     await open(broker, 'alice');
@@ -335,10 +338,8 @@ describe('JIT manager (security review)', () => {
     await seed(h, SINGLE_USER, 'a-slow-pg');
     await seed(h, SINGLE_USER, 'prod-pg');
     for (const n of ['a-slow-pg', 'prod-pg']) await h.engine.directory.setJit('admin', n, EPHEMERAL);
-    const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
     const p = new HangingProvisioner();
-    broker.jit.register(p);
-    await broker.jit.start();
+    const broker = await brokerWith(h, p);
     // A removal of the slow target's account to retry, and an orphan on the healthy target.
     const slow = (await h.store.getResource('a-slow-pg'))!;
     const now = h.clock.now();
@@ -377,7 +378,6 @@ describe('JIT manager (security review)', () => {
     const h = makeHarness();
     await seed(h, SINGLE_USER);
     await h.engine.directory.setJit('admin', 'prod-pg', { elevate: { grants: ['pg_admin'] } });
-    const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
     const p = new ScriptedProvisioner();
     const logins: string[] = [];
     p.unelevate = async (t?: JitTarget) => {
@@ -385,8 +385,7 @@ describe('JIT manager (security review)', () => {
       p.elevated = false;
       return { done: true };
     };
-    broker.jit.register(p);
-    await broker.jit.start();
+    const broker = await brokerWith(h, p);
     await h.engine.leases.checkout('alice', 'prod-pg');
     await open(broker);
     await h.engine.directory.setCredentials('admin', 'prod-pg', { login: 'other_admin', password: 'x' });
@@ -413,7 +412,6 @@ describe('JIT manager (security review)', () => {
     const h = makeHarness();
     await seed(h, SINGLE_USER);
     await h.engine.directory.setJit('admin', 'prod-pg', { elevate: { grants: ['pg_admin'] } });
-    const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
     const p = new ScriptedProvisioner();
     let failUnelevate = 0;
     p.elevate = async () => {
@@ -431,8 +429,7 @@ describe('JIT manager (security review)', () => {
       p.elevated = false;
       return { done: true };
     };
-    broker.jit.register(p);
-    await broker.jit.start();
+    const broker = await brokerWith(h, p);
     await h.engine.leases.checkout('alice', 'prod-pg');
     const r = await open(broker);
     expect(r.refused).toBeDefined();
