@@ -1,15 +1,28 @@
 import { defineConfig } from 'vitest/config';
 
+/** The PostgreSQL door's suites, run a second time with the door in two data-path workers (src/dataplane). */
+const DATA_PATH_SUITES = ['test/protocols/postgres*.test.ts', 'test/protocols/contract-postgres.test.ts', 'test/protocols/jit-postgres.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'protocols/**/*.test.ts'],
-    // Installs the servers and browser the tests use, once and before any worker starts:
-    // parallel on-demand installs from the target scripts collide on dpkg's lock.
-    globalSetup: ['test/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 180_000,
     pool: 'forks',
     // Protocol tests start real servers; two cores do not like a crowd.
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'gatehouse',
+          include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'protocols/**/*.test.ts'],
+          // Installs the servers and browser the tests use, once and before any test starts (vitest
+          // sets up every project before running one): parallel on-demand installs from the target
+          // scripts collide on dpkg's lock. Here only, so that it runs once.
+          globalSetup: ['test/global-setup.ts'],
+        },
+      },
+      { extends: true, test: { name: 'data-path workers', include: DATA_PATH_SUITES, env: { GATEHOUSE_TEST_DATA_PATH: 'workers' } } },
+    ],
   },
 });

@@ -41,7 +41,13 @@ export interface DoorEntry {
    * on the command line (`ps` shows arguments to every user of the machine).
    */
   client(at: LaunchContext, user: string, resource: Resource, ticket: string): ClientInvocation;
-  load(): Promise<ProtocolAdapter>;
+  /** The door's adapter, with its options (each door's `...AdapterOptions`; none: the defaults). */
+  load(options?: object): Promise<ProtocolAdapter>;
+  /**
+   * The door can serve from data-path workers (src/dataplane): it keeps no state one
+   * connection needs from another beyond what its `dataPath` messages carry.
+   */
+  readonly workers?: boolean;
 }
 
 /** OpenLDAP's clients find the CA to verify the gateway with in LDAPTLS_CACERT. */
@@ -79,7 +85,7 @@ export const DOORS = [
     // ssh reads no password from the environment: users log in with their registered key,
     // or type their gateway password or the ticket at the prompt.
     client: (at, user, r) => ({ program: 'ssh', args: ['-p', String(at.port), `${user}:${r.name}@${at.host}`], env: {} }),
-    load: async () => new (await import('./ssh/index.js')).SshAdapter(),
+    load: async (o?: object) => new (await import('./ssh/index.js')).SshAdapter(o),
   },
   {
     name: 'postgres',
@@ -90,7 +96,8 @@ export const DOORS = [
       const tls = at.caPath ? ` sslmode=verify-full sslrootcert=${at.caPath}` : ' sslmode=require';
       return { program: 'psql', args: [`host=${tlsHost(at.host)} port=${at.port} user=${user}:${r.name} dbname=${r.database ?? r.name}${tls}`], env: { PGPASSWORD: ticket } };
     },
-    load: async () => new (await import('./postgres/index.js')).PostgresAdapter(),
+    load: async (o?: object) => new (await import('./postgres/index.js')).PostgresAdapter(o),
+    workers: true,
   },
   {
     name: 'mysql',
@@ -102,7 +109,7 @@ export const DOORS = [
       args: ['-h', at.host, '-P', String(at.port), '-u', `${user}:${r.name}`, ...(at.caPath ? [`--ssl-ca=${at.caPath}`] : []), ...(r.database ? [r.database] : [])],
       env: { MYSQL_PWD: ticket },
     }),
-    load: async () => new (await import('./mysql/index.js')).MysqlAdapter(),
+    load: async (o?: object) => new (await import('./mysql/index.js')).MysqlAdapter(o),
   },
   {
     name: 'ldap',
@@ -110,7 +117,7 @@ export const DOORS = [
     defaultPort: 13389,
     loginExample: 'ldapsearch -x -ZZ -H ldap://GATEWAY:13389 -D alice:corp-ldap -W',
     client: (at, user, r, ticket) => ldapsearch('ldap', at, user, r, ticket),
-    load: async () => new (await import('./ldap/index.js')).LdapAdapter(),
+    load: async (o?: object) => new (await import('./ldap/index.js')).LdapAdapter(o),
   },
   {
     // The same door with TLS from the first byte; launch commands use the StartTLS listener above.
@@ -119,7 +126,7 @@ export const DOORS = [
     defaultPort: 13636,
     loginExample: 'ldapsearch -x -H ldaps://GATEWAY:13636 -D alice:corp-ldap -W',
     client: (at, user, r, ticket) => ldapsearch('ldaps', at, user, r, ticket),
-    load: async () => new (await import('./ldap/index.js')).LdapsAdapter(),
+    load: async (o?: object) => new (await import('./ldap/index.js')).LdapsAdapter(o),
   },
   {
     name: 'http',
@@ -133,7 +140,7 @@ export const DOORS = [
       args: [`https://${r.name}.${at.appsDomain ?? 'apps.localhost'}:${at.port}/.gatehouse/enter?user=${encodeURIComponent(user)}&ticket=${encodeURIComponent(ticket)}`],
       env: {},
     }),
-    load: async () => new (await import('./http/index.js')).HttpAdapter(),
+    load: async (o?: object) => new (await import('./http/index.js')).HttpAdapter(o),
   },
 ] as const satisfies readonly DoorEntry[];
 

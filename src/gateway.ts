@@ -27,6 +27,7 @@ import { DOORS, TUNNELED_PROTOCOLS, type DoorName, type TunneledProtocol } from 
 import type { GatewayPort } from './broker/port.js';
 import { TunnelDoor } from '../protocols/tunnel/session.js';
 import { applyPolicyDir, type PolicySyncResult } from './workflow/policy-sync.js';
+import { DataPath, servesFromWorkers } from './dataplane/pool.js';
 
 export interface GatewayOptions {
   clock?: Clock;
@@ -110,11 +111,14 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   // Notices made on other nodes, for the clients connected to this one.
   const offRemote = bus.on('remoteNotice', (n) => api.hub.deliver(n));
   const listeners: Listener[] = [];
+  // Doors that can serve from data-path workers do when there are several (src/dataplane).
+  const dataPath = cfg.workers > 1 ? new DataPath(cfg.workers, log) : undefined;
   const closeAll = async (): Promise<void> => {
     await Promise.allSettled(listeners.map((l) => l.close()));
     offRemote();
     guard?.stop();
     await broker.shutdown();
+    await dataPath?.stop();
     await bridge?.stop();
     await api.close();
     webhooks.stop();
@@ -124,7 +128,9 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   try {
     const a = await api.listen(apiListen.host, apiListen.port);
     addresses.api = { host: apiListen.host, port: a.port };
-    for (const [name, adapter] of Object.entries(opts.adapters ?? {}) as Array<[DoorName, ProtocolAdapter]>) {
+    await dataPath?.start();
+    for (const [name, own] of Object.entries(opts.adapters ?? {}) as Array<[DoorName, ProtocolAdapter]>) {
+      const adapter = dataPath && servesFromWorkers(name) ? dataPath.door(name, own) : own;
       // Provisioners serve with the listener off too: accounts made earlier must still be removable.
       registerProvisioner(broker, adapter, name, log);
       const at = cfg.listen[name];

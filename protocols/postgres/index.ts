@@ -9,7 +9,7 @@ import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.j
 import { CancelKeys } from './cancel.js';
 import { PostgresProvisioner } from './provision.js';
 import type { StatementEvent } from './relay.js';
-import { PgConnection, type ConnectionContext } from './session.js';
+import { cancelSession, PgConnection, type ConnectionContext } from './session.js';
 import type { PlaintextUpstream, UpstreamTarget } from './upstream.js';
 
 export type { StatementEvent } from './relay.js';
@@ -31,15 +31,15 @@ const LOGIN_EXAMPLE = DOORS.find((d) => d.protocol === 'postgres')!.loginExample
 export class PostgresAdapter implements ProtocolAdapter {
   readonly protocol = 'postgres' as const;
   /** Shared by every listener of this adapter; tests and metrics read them. */
-  readonly stats = { upstreamConnects: 0, cancelsForwarded: 0 };
+  readonly stats = { upstreamConnects: 0, cancelsForwarded: 0, cancelKeys: 0 };
   private readonly cancelKeys = new CancelKeys();
   private readonly opts: PostgresAdapterOptions & ResolvedDatabaseOptions & { maxConnections: number };
 
-  constructor(options: PostgresAdapterOptions = {}) {
+  constructor(readonly options: PostgresAdapterOptions = {}) {
     this.opts = { ...options, ...resolveDatabaseOptions(options), maxConnections: positive('maxConnections', options.maxConnections, 1000) };
   }
 
-  /** Live sessions' cancel keys (released when a session ends). */
+  /** Live sessions' cancel keys (released when a session ends); `stats.cancelKeys` says the same. */
   get cancelKeyCount(): number {
     return this.cancelKeys.size;
   }
@@ -86,6 +86,20 @@ export class PostgresAdapter implements ProtocolAdapter {
       onStatement: this.opts.onStatement,
       stats: this.stats,
     };
+    const worker = config.dataPath;
+    if (worker) {
+      // A CancelRequest may reach another worker than the one holding its session (see cancel.ts).
+      this.cancelKeys.ownedBy(worker.index, worker.count);
+      ctx.cancelElsewhere = (key) => {
+        const to = this.cancelKeys.elsewhere(key);
+        if (to !== undefined) worker.send(to, { cancel: key.toString('hex') });
+        return to !== undefined;
+      };
+      worker.onMessage((m) => {
+        const hex = (m as { cancel?: unknown }).cancel;
+        if (typeof hex === 'string' && /^[0-9a-f]{16}$/.test(hex)) void cancelSession(ctx, Buffer.from(hex, 'hex'));
+      });
+    }
     return serveTcp(config, log, 'postgres', (conn) => new PgConnection(conn, ctx).run(), {
       maxConnections: this.opts.maxConnections,
       handshakeTimeoutMs: this.opts.handshakeTimeoutMs,

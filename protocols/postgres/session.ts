@@ -27,7 +27,9 @@ export interface ConnectionContext {
   auditLimit: number;
   onStatement: ((e: StatementEvent) => void) | undefined;
   /** Counters for metrics and tests (e.g. that a refused password never reached a target). */
-  stats: { upstreamConnects: number; cancelsForwarded: number };
+  stats: { upstreamConnects: number; cancelsForwarded: number; cancelKeys: number };
+  /** In a data-path worker: passes a CancelRequest for a session of another worker on to it. */
+  cancelElsewhere?: (key: Buffer) => boolean;
 }
 
 /** Parameters that name the gateway-side identity or ask for modes the relay cannot carry. */
@@ -79,6 +81,14 @@ const passwordPacket = (b: Buffer): { value: string; size: number } | undefined 
   if (m.value.type !== Msg.Password) throw new PgDecodeError('PG_BAD_MESSAGE', `expected a password response, got message type ${m.value.type}`);
   return { value: readCString(m.value.body, 0).value, size: m.size };
 };
+
+/** Sends the target's cancel for the session a gateway cancel key names, if one of ours does. */
+export async function cancelSession(ctx: Pick<ConnectionContext, 'cancelKeys' | 'stats' | 'port'>, key: Buffer): Promise<void> {
+  const t = ctx.cancelKeys.lookup(key);
+  if (!t) return;
+  ctx.stats.cancelsForwarded++;
+  await sendCancel(t.target, t.key).catch((err: unknown) => ctx.port.log.warn({ err }, 'cancel request to the target failed'));
+}
 
 /** `user=alice:prod-pg` as it is, or `user=alice dbname=prod-pg` as `alice:prod-pg`; port.login judges the result. */
 function loginName(params: Map<string, string>): string {
@@ -201,10 +211,8 @@ export class PgConnection {
     this.phase = Phase.done;
     this.reader.detach();
     this.stream.destroy();
-    const t = this.ctx.cancelKeys.lookup(this.cancelKey!);
-    if (!t) return;
-    this.ctx.stats.cancelsForwarded++;
-    await sendCancel(t.target, t.key).catch((err: unknown) => this.ctx.port.log.warn({ err }, 'cancel request to the target failed'));
+    if (this.ctx.cancelElsewhere?.(this.cancelKey!)) return;
+    await cancelSession(this.ctx, this.cancelKey!);
   }
 
   /** The startup parameters, then the password: a launch ticket or the user's gateway password. */
@@ -275,11 +283,14 @@ export class PgConnection {
     const { cancelKeys, port } = this.ctx;
     const targetKey = up.key;
     const key = cancelKeys.issue({ target, key: targetKey });
+    const { stats } = this.ctx;
+    stats.cancelKeys = cancelKeys.size;
     const handle = new Relay({
       client: this.stream, upstream: up.socket, session, log: port.log, auditLimit: this.ctx.auditLimit, onStatement: this.ctx.onStatement,
       // Holds the target and its key only: the login's leftovers (greeting, startup) go with this connection object.
       onFinish: (byBroker, targetBusy) => {
         cancelKeys.release(key);
+        stats.cancelKeys = cancelKeys.size;
         // A statement still running on the target must not outlive the access that started it;
         // an idle session has none, and a mass teardown would otherwise open a connection per session.
         if (byBroker && targetBusy) void sendCancel(target, targetKey).catch(() => undefined);

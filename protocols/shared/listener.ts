@@ -48,9 +48,9 @@ export function assertPlaintextAllowed(name: string, config: Pick<ListenerConfig
   }
 }
 
-export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port'>, log: Logger, name: string, handler: DoorHandler, opts: TcpOptions): Promise<Listener> {
+export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'dataPath'>, log: Logger, name: string, handler: DoorHandler, opts: TcpOptions): Promise<Listener> {
   const handshaking = new Set<Socket>();
-  const server = createServer({ noDelay: true }, (socket) => {
+  const onConnection = (socket: Socket): void => {
     socket.on('error', (err) => log.debug({ err }, `${name} client socket error`));
     handshaking.add(socket);
     let onTimeout = (): void => void socket.destroy();
@@ -79,7 +79,32 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port'>, lo
       log.error({ err, client: conn.client }, `${name} connection setup failed`);
       socket.destroy();
     }
-  });
+  };
+  const endHandshakes = (): void => {
+    // Connections still in their handshake are not sessions yet, so nobody else would end them.
+    for (const s of handshaking) s.destroy();
+  };
+  if (config.dataPath) {
+    // A data-path worker: the primary accepts, this process serves what it is handed.
+    // The limit is the listener's: each of the workers, handed connections in turn, takes its share.
+    const limit = Math.ceil(opts.maxConnections / config.dataPath.count);
+    const open = new Set<Socket>();
+    const taking = config.dataPath.accept((socket) => {
+      socket.setNoDelay(true);
+      if (open.size >= limit) return void socket.destroy();
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
+      onConnection(socket);
+    });
+    return {
+      address: config.dataPath.address,
+      async close() {
+        taking.stop();
+        endHandshakes();
+      },
+    };
+  }
+  const server = createServer({ noDelay: true }, onConnection);
   server.maxConnections = opts.maxConnections;
   server.on('error', (err) => log.error({ err }, `${name} listener error`));
   await new Promise<void>((resolve, reject) => {
@@ -94,10 +119,9 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port'>, lo
   return {
     address,
     async close() {
-      // Stops accepting at once (the callback would wait for live sessions, which the broker ends);
-      // connections still in their handshake are not sessions yet, so nobody else would end them.
+      // Stops accepting at once (the callback would wait for live sessions, which the broker ends).
       server.close();
-      for (const s of handshaking) s.destroy();
+      endHandshakes();
     },
   };
 }

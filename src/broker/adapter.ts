@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from '../core/log.js';
 import type { Protocol, TerminationReason } from '../core/model.js';
 import type { GatewayPort, PortProvider } from './port.js';
@@ -18,6 +18,29 @@ export interface ListenerConfig {
   allowPlaintext?: boolean;
   /** The browser door: apps live at `<resource>.<appsDomain>`; the vault's address for its pages. */
   http?: { appsDomain: string; vaultUrl?: string };
+  /**
+   * Set when the listener runs in a data-path worker (src/dataplane): the primary process
+   * owns the listening socket and hands each accepted connection to one worker.
+   */
+  dataPath?: DataPathWorker;
+}
+
+/**
+ * A door's view of the data-path worker it runs in. Sockets arrive from the primary instead
+ * of a bound listener; state one connection needs from another (a PostgreSQL CancelRequest
+ * naming a session in another worker) travels as door messages between workers.
+ */
+export interface DataPathWorker {
+  /** This worker's number, 0 ≤ index < count. */
+  readonly index: number;
+  readonly count: number;
+  /** The address the primary listens on, for the door's Listener. */
+  readonly address: AddressInfo;
+  /** Starts taking connections; `stop` ends that (connections already handed over stay). */
+  accept(onSocket: (socket: Socket) => void): { stop(): void };
+  /** Sends a door message to worker `to` of the same listener (it arrives at that worker's `onMessage`). */
+  send(to: number, payload: unknown): void;
+  onMessage(fn: (payload: unknown) => void): void;
 }
 
 export interface Listener {
@@ -36,6 +59,8 @@ export interface ProtocolAdapter {
   listen(config: ListenerConfig): Promise<Listener>;
   /** Ephemeral accounts and elevation on this door's targets (see provisioner.ts); absent: the door has none. */
   provisioner?(port: GatewayPort): Provisioner;
+  /** The options it was made with, for a data-path worker to make the same door (src/dataplane). */
+  readonly options?: object;
 }
 
 /**
@@ -46,5 +71,9 @@ export interface ProtocolAdapter {
  */
 export interface SessionHandle {
   warn(message: string): void;
-  close(reason: TerminationReason, message: string): void;
+  /**
+   * A handle whose session lives in another process (a data-path worker) returns a promise:
+   * the session's byte counts are final when it settles, and the broker records them then.
+   */
+  close(reason: TerminationReason, message: string): void | Promise<void>;
 }

@@ -268,12 +268,15 @@ export class Broker implements PortProvider {
     s.operations?.flush();
     this.sessions.delete(s.id);
     if (s.jit) this.jit.sessionEnded(s.jit);
+    let counted: void | Promise<void> = undefined;
     try {
-      s.handle?.close(reason, message || `Gatehouse: session closed (${reason}).`);
+      counted = s.handle?.close(reason, message || `Gatehouse: session closed (${reason}).`);
     } catch (err) {
       this.log.warn({ err, session: s.id }, 'adapter close failed');
     }
     const endedAt = this.engine.ctx.clock.now();
+    // A session in a data-path worker: its final byte counts come back with the close.
+    if (counted) await counted.catch((err: unknown) => this.log.warn({ err, session: s.id }, 'adapter close failed'));
     return this.ends.add({
       record: this.record(s, 'ended', { endedAt, endReason: reason, endMessage: message }),
       audit: {

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -44,6 +44,11 @@ export interface GatewayConfig {
   auditKeyFile: string;
   /** The browser door: apps are served at `<resource>.<appsDomain>` (default apps.localhost, which browsers resolve to loopback). */
   http: { appsDomain: string };
+  /**
+   * Data-path worker processes (src/dataplane) serving the doors that can run in them; 1 (the
+   * default) serves every connection in the gateway's own process.
+   */
+  workers: number;
 }
 
 const Address = z.union([z.literal('off'), z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:]+):\d{1,5}$/, 'use HOST:PORT')]);
@@ -60,6 +65,7 @@ const FileSchema = z.strictObject({
   store: z.string().regex(/^postgres(ql)?:\/\//, 'use a postgres:// connection string').optional(),
   auditKeyFile: z.string().min(1).optional(),
   apiTokenTtlDays: z.number().int().min(1).max(3650).optional(),
+  workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).optional(),
   http: z
     .strictObject({
       appsDomain: z
@@ -80,6 +86,8 @@ export interface ConfigInputs {
   store?: string;
   /** `--allow-plaintext-on-loopback`: overrides the config file's `allowPlaintextOnLoopback` when set. */
   allowPlaintextOnLoopback?: boolean;
+  /** `--workers N|auto`: overrides the config file's `workers`. */
+  workers?: string;
   cwd?: string;
 }
 
@@ -88,6 +96,14 @@ export function parseAddress(text: string, field: string): ListenAddress {
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535) throw new GatehouseError('CONFIG_INVALID', `${field}: '${text}' is not HOST:PORT (port 0 picks a free one)`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/** `auto` is one worker per core this process may use. */
+function parseWorkers(v: number | string): number {
+  if (v === 'auto') return availableParallelism();
+  const n = typeof v === 'number' ? v : /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new GatehouseError('CONFIG_INVALID', `--workers: '${v}' is not a number from 1 to 64 or auto`);
+  return n;
 }
 
 /** Builds the gateway configuration: defaults, then the config file, then flags. Validated once here. */
@@ -140,6 +156,7 @@ export function loadConfig(inputs: ConfigInputs): GatewayConfig {
     auditKeyFile: resolve(cwd, file.auditKeyFile ?? resolve(dataDir, 'audit.key')),
     apiTokenTtlDays: file.apiTokenTtlDays ?? 90,
     http: { appsDomain: file.http?.appsDomain ?? 'apps.localhost' },
+    workers: parseWorkers(inputs.workers ?? file.workers ?? 1),
   };
   if (policiesDir) cfg.policiesDir = resolve(cwd, policiesDir);
   if (inputs.adminPasswordFile) cfg.adminPasswordFile = resolve(cwd, inputs.adminPasswordFile);

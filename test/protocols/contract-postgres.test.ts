@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
-import { PostgresAdapter } from '../../protocols/postgres/index.js';
+import { pgDoor } from './postgres-harness.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
 import { doorContract } from './contract.js';
 import { refusalCodeIn, startContractGateway, type Closed, type DoorDriver } from './contract-driver.js';
@@ -36,7 +36,7 @@ function describeError(e: unknown): string {
 
 async function pgDriver(): Promise<DoorDriver<PgConn>> {
   const { gw, auth, stop } = await startContractGateway();
-  const adapter = new PostgresAdapter({ upstreamTls: 'require' });
+  const adapter = await pgDoor({ upstreamTls: 'require' });
   const listener = await adapter.listen({
     host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger,
     tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },

@@ -9,12 +9,11 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
-import { PostgresAdapter } from '../../protocols/postgres/index.js';
 import {
   decodeFields, decodeMessage, GSSENC_REQUEST_CODE, passwordMessage, SSL_REQUEST_CODE, startupMessage, type Message,
 } from '../../protocols/postgres/codec.js';
 import { eventually } from './contract-driver.js';
-import { addPgResource, GATEWAY_PASSWORD, psql, startPgGateway, type PgGateway } from './postgres-harness.js';
+import { addPgResource, GATEWAY_PASSWORD, pgDoor, psql, startPgGateway, type PgGateway } from './postgres-harness.js';
 
 let g: PgGateway;
 
@@ -220,7 +219,7 @@ describe('bad input to the PostgreSQL gateway', () => {
   it('plaintext is allowed only where the listener says so, and only on loopback', async () => {
     const r = await psql(`host=127.0.0.1 port=${g.port} user=alice:open-pg sslmode=disable`, GATEWAY_PASSWORD, ['-c', 'select current_user']);
     expect(r.stdout.trim()).toBe(g.target.user);
-    const other = new PostgresAdapter();
+    const other = await pgDoor();
     await expect(other.listen({
       host: '0.0.0.0', port: 0, broker: g.gw.broker, log: silentLogger, allowPlaintext: true,
       tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem },

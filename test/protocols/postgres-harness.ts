@@ -3,7 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { silentLogger } from '../../src/core/log.js';
-import type { Listener } from '../../src/broker/adapter.js';
+import type { Listener, ProtocolAdapter } from '../../src/broker/adapter.js';
+import { DataPath } from '../../src/dataplane/pool.js';
 import { PostgresAdapter, type PostgresAdapterOptions, type StatementEvent } from '../../protocols/postgres/index.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
@@ -16,10 +17,33 @@ export const APPROVAL_SETTINGS = {
   requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, startOn: 'approval' },
 };
 
+/** The PostgreSQL door as a test holds it: its listen(), and its counters. */
+export type PgDoor = ProtocolAdapter & Pick<PostgresAdapter, 'stats'>;
+
+/** `GATEHOUSE_TEST_DATA_PATH=workers` runs the suites against two data-path workers (vitest.config.ts). */
+export const DATA_PATH = process.env.GATEHOUSE_TEST_DATA_PATH === 'workers' ? 'workers' : 'in-process';
+let pool: Promise<DataPath> | undefined;
+
+/**
+ * The door the PostgreSQL suites test: in this process, or served by two data-path workers
+ * (src/dataplane) when DATA_PATH says so; the same tests run against both.
+ */
+export async function pgDoor(options: PostgresAdapterOptions = {}): Promise<PgDoor> {
+  const local = new PostgresAdapter(options);
+  if (DATA_PATH === 'in-process') return local;
+  // One pool per test file; its workers end with the file's process.
+  pool ??= (async () => {
+    const p = new DataPath(2, silentLogger);
+    await p.start();
+    return p;
+  })();
+  return (await pool).door('postgres', local) as unknown as PgDoor;
+}
+
 export interface PgGateway {
   gw: GatewayHarness;
   target: PostgresTarget;
-  adapter: PostgresAdapter;
+  adapter: PgDoor;
   listener: Listener;
   port: number;
   statements: StatementEvent[];
@@ -38,7 +62,7 @@ export async function startPgGateway(options: PostgresAdapterOptions & { allowPl
   const [gw, target] = await Promise.all([makeGateway(), startPostgres()]);
   const statements: StatementEvent[] = [];
   const { allowPlaintext, ...adapterOptions } = options;
-  const adapter = new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') }, onStatement: (e) => statements.push(e), ...adapterOptions });
+  const adapter = await pgDoor({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') }, onStatement: (e) => statements.push(e), ...adapterOptions });
   const listener = await adapter.listen({
     host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger,
     tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },

@@ -13,20 +13,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Listener } from '../../src/broker/adapter.js';
 import { silentLogger } from '../../src/core/log.js';
 import { sslRequest } from '../../protocols/postgres/codec.js';
-import { PostgresAdapter } from '../../protocols/postgres/index.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
-import { addPgResource, GATEWAY_PASSWORD, startPgGateway, type PgGateway } from './postgres-harness.js';
+import { addPgResource, GATEWAY_PASSWORD, pgDoor, type PgDoor, startPgGateway, type PgGateway } from './postgres-harness.js';
 
 let g: PgGateway;
 let impostor: PostgresTarget;
 /** A listener of an adapter with no upstream CA: targets are pinned on first use. */
 let pinning: Listener;
-let adapter: PostgresAdapter;
+let adapter: PgDoor;
 
 beforeAll(async () => {
   [g, impostor] = await Promise.all([startPgGateway(), startPostgres()]);
   // The defaults, as `gatehouse serve` starts the door: TLS required, no CA, so the target is pinned.
-  adapter = new PostgresAdapter();
+  adapter = await pgDoor();
   pinning = await adapter.listen({
     host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem },
   });

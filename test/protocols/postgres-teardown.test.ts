@@ -73,7 +73,7 @@ describe('PostgreSQL teardown', () => {
 
     expect(g.gw.broker.live().filter((s) => s.resource.name === 'prod-pg')).toHaveLength(0);
     expect(await eventually(async () => (await targetBackends()) === 0)).toBe(true);
-    expect(g.adapter.cancelKeyCount).toBe(0);
+    expect(g.adapter.stats.cancelKeys).toBe(0);
   });
 
   it('after a force check-in the resource is refused with the reason and the fix', async () => {

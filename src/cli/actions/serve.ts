@@ -13,6 +13,7 @@ export interface ServeFlags {
   adminPasswordFile?: string;
   store?: string;
   allowPlaintextOnLoopback?: boolean;
+  workers?: string;
   logFormat?: LogFormat;
 }
 
@@ -27,7 +28,7 @@ export async function serve(o: ServeFlags): Promise<void> {
   const cfg = loadConfig({
     ...(o.config ? { configFile: o.config } : {}), ...(o.data ? { data: o.data } : {}), ...(o.policies ? { policies: o.policies } : {}),
     listen: o.listen, ...(o.adminPasswordFile ? { adminPasswordFile: o.adminPasswordFile } : {}), ...(o.store ? { store: o.store } : {}),
-    ...(o.allowPlaintextOnLoopback ? { allowPlaintextOnLoopback: true } : {}),
+    ...(o.allowPlaintextOnLoopback ? { allowPlaintextOnLoopback: true } : {}), ...(o.workers ? { workers: o.workers } : {}),
   });
   const gw = await startGateway(cfg, { adapters: await protocolAdapters(), web: serveWeb() });
   // Before the lines below: whoever reads them may stop the gateway at once, and a signal

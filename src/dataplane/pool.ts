@@ -1,0 +1,433 @@
+/**
+ * Data-path workers: the doors' connections served by several processes, one per core,
+ * while the broker, the engine, the store and the audit stay in this (the primary) process.
+ *
+ * The primary binds each listener and hands every accepted TCP connection, before a byte is
+ * read, to one worker in turn (`subprocess.send(message, socket)`, the way Node's cluster
+ * module balances). The worker runs the door's own code, TLS and relay included; whatever
+ * the door asks of its GatewayPort (sign-in, the decision, the target's identity, a session
+ * going live or ending) comes back here as a message and is answered by the broker's real
+ * port. The broker's decisions reach the sessions the same way: a session's SessionHandle
+ * here forwards `close` and `warn` to the worker holding it, and the closes of one
+ * synchronous run (a mass teardown) leave as one message per worker.
+ *
+ * A worker that dies takes its connections with it: its sessions are ended here (reason
+ * `error`), and a new worker takes its place and its listeners.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Listener, ListenerConfig, ProtocolAdapter, SessionHandle } from '../broker/adapter.js';
+import type { GatewayPort, GatewaySession } from '../broker/port.js';
+import type { Provisioner } from '../broker/provisioner.js';
+import { GatehouseError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { Protocol, TerminationReason } from '../core/model.js';
+import { DOORS } from '../../protocols/registry.js';
+import type { FromWorker, ListenSpec, SessionView, ToWorker } from './messages.js';
+import { fromWire, toWire } from './wire.js';
+
+/** Doors whose connections may be served by workers (registry `workers: true`). */
+export function servesFromWorkers(door: string): boolean {
+  return DOORS.some((d) => d.name === door && 'workers' in d && d.workers === true);
+}
+
+/** How long the record of a session the broker closed waits for its worker's final byte counts. */
+const CLOSE_ANSWER_MS = 2_000;
+
+interface Worker {
+  index: number;
+  child: ChildProcess;
+  ready: Promise<void>;
+  /** Closes queued in this synchronous run, sent together. */
+  closing: Array<[string, TerminationReason, string]>;
+  /** Closes sent, until the worker reports the sessions' final byte counts. */
+  closed: Map<string, { session: GatewaySession; done: () => void }>;
+  /** Set when the worker exited (it is being replaced). */
+  gone: boolean;
+  /** Listeners this worker serves (connections are handed only to these). */
+  serving: Set<number>;
+}
+
+interface RemoteListener {
+  spec: ListenSpec;
+  port: GatewayPort;
+  door: WorkerDoor;
+}
+
+interface Held {
+  session: GatewaySession;
+  worker: Worker;
+}
+
+/** `./worker.js` beside this file; from the TypeScript sources (tests), the .ts with the dev loader. */
+function workerEntry(): { path: string; execArgv: string[] } {
+  const js = fileURLToPath(new URL('./worker.js', import.meta.url));
+  if (existsSync(js)) return { path: js, execArgv: [] };
+  return {
+    path: fileURLToPath(new URL('./worker.ts', import.meta.url)),
+    execArgv: ['--import', new URL('../../scripts/ts-register.mjs', import.meta.url).href],
+  };
+}
+
+export class DataPath {
+  readonly count: number;
+  private readonly workers: Worker[] = [];
+  private readonly listeners = new Map<number, RemoteListener>();
+  private readonly sessions = new Map<string, Held>();
+  /** Listeners a worker is starting, by listener × 1000 + worker. */
+  private readonly starting = new Map<number, (m: Extract<FromWorker, { t: 'listening' }>) => void>();
+  private nextListener = 1;
+  private turn = 0;
+  private stopping = false;
+
+  constructor(
+    workers: number,
+    private readonly log: Logger,
+  ) {
+    if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new GatehouseError('CONFIG_INVALID', `workers: ${workers} is not a number of workers between 1 and 64`);
+    this.count = workers;
+  }
+
+  /** Forks the workers and waits until each is up. */
+  async start(): Promise<void> {
+    for (let i = 0; i < this.count; i++) this.workers.push(this.spawn(i));
+    await Promise.all(this.workers.map((w) => w.ready));
+  }
+
+  /**
+   * The door `local` (listener `name`) served from the workers, each making it with the options
+   * `local` was made with. `local` stays in this process for its provisioner (temporary accounts
+   * are made here, next to the broker) and the shape of its stats.
+   */
+  door(name: string, local: ProtocolAdapter): WorkerDoor {
+    if (!servesFromWorkers(name)) throw new GatehouseError('CONFIG_INVALID', `the ${name} door cannot be served from data-path workers yet`);
+    return new WorkerDoor(this, name, { ...(local.options ?? {}) }, local, this.log);
+  }
+
+  /** Per worker: its pid, the listeners it serves and its live sessions (for operators and tests). */
+  load(): Array<{ pid: number | undefined; listeners: number; sessions: number }> {
+    return this.workers.map((w) => ({ pid: w.child.pid, listeners: w.serving.size, sessions: [...this.sessions.values()].filter((h) => h.worker === w).length }));
+  }
+
+  /** Ends every worker; live sessions were ended by the broker before. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(
+      this.workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.gone || w.child.exitCode !== null) return resolve();
+            const kill = setTimeout(() => w.child.kill('SIGKILL'), 2_000);
+            w.child.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            this.post(w, { t: 'stop' });
+          }),
+      ),
+    );
+  }
+
+  /** Binds `config`'s address and has every worker serve `spec`'s door behind it. */
+  async listen(door: WorkerDoor, config: ListenerConfig, build: (id: number, address: ListenSpec['address']) => ListenSpec): Promise<Listener> {
+    const server: Server = createServer({ pauseOnConnect: true, noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.log.error({ err }, `${door.name} listener error`));
+    const id = this.nextListener++;
+    const spec = build(id, server.address() as ListenSpec['address']);
+    const port = config.broker.portFor({ protocol: spec.protocol as Protocol, loginExample: spec.loginExample }, config.log);
+    this.listeners.set(id, { spec, port, door });
+    try {
+      await Promise.all(this.workers.map((w) => this.listenOn(w, spec)));
+    } catch (e) {
+      server.close();
+      this.listeners.delete(id);
+      throw e;
+    }
+    server.on('connection', (socket: Socket) => this.handOver(id, socket));
+    config.log.info({ address: `${spec.address.address}:${spec.address.port}`, workers: this.count }, `${door.name} gateway listening`);
+    return {
+      address: spec.address,
+      close: async () => {
+        server.close();
+        this.listeners.delete(id);
+        for (const w of this.workers) {
+          w.serving.delete(id);
+          this.post(w, { t: 'unlisten', listener: id });
+        }
+      },
+    };
+  }
+
+  private listenOn(w: Worker, spec: ListenSpec): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new GatehouseError('INTERNAL', `data-path worker ${w.index} did not start the ${spec.door} listener`)), 30_000);
+      this.starting.set(spec.listener * 1000 + w.index, (m) => {
+        clearTimeout(timer);
+        if (m.error) return reject(fromWire(m.error));
+        w.serving.add(spec.listener);
+        resolve();
+      });
+      this.post(w, { t: 'listen', spec, index: w.index, count: this.count, logLevel: this.log.level });
+    });
+  }
+
+  /** The next worker in turn gets the connection, unread. */
+  private handOver(listener: number, socket: Socket): void {
+    const live = this.workers.filter((w) => !w.gone && w.child.connected && w.serving.has(listener));
+    if (!live.length) return void socket.destroy();
+    const w = live[this.turn++ % live.length]!;
+    try {
+      w.child.send({ t: 'conn', listener } satisfies ToWorker, socket, (err) => {
+        if (err) socket.destroy();
+      });
+    } catch {
+      socket.destroy();
+    }
+  }
+
+  private spawn(index: number): Worker {
+    const entry = workerEntry();
+    const child = fork(entry.path, [], { execArgv: entry.execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let up: () => void = () => undefined;
+    const w: Worker = { index, child, ready: new Promise((resolve) => (up = resolve)), closing: [], closed: new Map(), gone: false, serving: new Set() };
+    child.on('message', (m: FromWorker) => {
+      if (m.t === 'ready') return up();
+      this.onMessage(w, m);
+    });
+    child.on('error', (err) => this.log.error({ err, worker: index }, 'data-path worker error'));
+    child.once('exit', (code, signal) => this.exited(w, code, signal));
+    return w;
+  }
+
+  /** A worker died: its sessions end, a new one takes its place. */
+  private exited(w: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    w.gone = true;
+    for (const c of w.closed.values()) c.done();
+    w.closed.clear();
+    for (const [id, h] of this.sessions) {
+      if (h.worker !== w) continue;
+      this.sessions.delete(id);
+      h.session.end('error', 'Gatehouse: the gateway process serving this session stopped; connect again.');
+    }
+    if (this.stopping) return;
+    this.log.error({ worker: w.index, code, signal }, 'data-path worker exited; starting another');
+    const next = this.spawn(w.index);
+    this.workers[w.index] = next;
+    void next.ready
+      .then(() => Promise.all([...this.listeners.values()].map((l) => this.listenOn(next, l.spec))))
+      .catch((err: unknown) => this.log.error({ err, worker: w.index }, 'a replacement data-path worker could not start its listeners'));
+  }
+
+  private post(w: Worker, m: ToWorker): void {
+    if (w.gone || !w.child.connected) return;
+    w.child.send(m);
+  }
+
+  private onMessage(w: Worker, m: FromWorker): void {
+    switch (m.t) {
+      case 'ready':
+        return;
+      case 'listening':
+        this.starting.get(m.listener * 1000 + w.index)?.(m);
+        this.starting.delete(m.listener * 1000 + w.index);
+        return;
+      case 'call':
+        return void this.answer(w, m.call, () => this.call(w, m.listener, m.method, m.args));
+      case 'live':
+        return void this.answer(w, m.call, async () => {
+          const h = this.sessions.get(m.session);
+          if (!h) throw new GatehouseError('INTERNAL', 'unknown session');
+          await h.session.live(this.handle(w, m.session), m.facts);
+        });
+      case 'discard': {
+        const h = this.take(m.session);
+        return h?.session.discard(m.code, m.detail);
+      }
+      case 'operation':
+        return this.sessions.get(m.session)?.session.operation(m.facts);
+      case 'end': {
+        const h = this.take(m.session);
+        if (!h) return;
+        h.session.bytesIn = m.bytesIn;
+        h.session.bytesOut = m.bytesOut;
+        return h.session.end(m.reason, m.message);
+      }
+      case 'closed':
+        for (const [id, bytesIn, bytesOut] of m.sessions) {
+          const c = w.closed.get(id);
+          w.closed.delete(id);
+          if (!c) continue;
+          if (bytesIn >= 0) {
+            c.session.bytesIn = bytesIn;
+            c.session.bytesOut = bytesOut;
+          }
+          c.done();
+        }
+        return;
+      case 'bytes':
+        for (const [id, bytesIn, bytesOut] of m.sessions) {
+          const s = this.sessions.get(id)?.session;
+          if (s) {
+            s.bytesIn = bytesIn;
+            s.bytesOut = bytesOut;
+          }
+        }
+        return;
+      case 'refused':
+        return this.listeners.get(m.listener)?.port.refused(m.client, m.refusal, m.detail);
+      case 'statements':
+        return this.listeners.get(m.listener)?.door.statements(m.events);
+      case 'stats':
+        return this.listeners.get(m.listener)?.door.count(m.delta);
+      case 'door': {
+        const to = this.workers[m.to];
+        if (to && to !== w) this.post(to, { t: 'door', listener: m.listener, payload: m.payload });
+        return;
+      }
+      default: {
+        const never: never = m;
+        this.log.warn({ message: never }, 'unknown message from a data-path worker');
+      }
+    }
+  }
+
+  private take(id: string): Held | undefined {
+    const h = this.sessions.get(id);
+    this.sessions.delete(id);
+    return h;
+  }
+
+  private async call(w: Worker, listener: number, method: string, args: unknown[]): Promise<unknown> {
+    const l = this.listeners.get(listener);
+    if (!l) throw new GatehouseError('INTERNAL', 'the listener is closed');
+    const port = l.port;
+    switch (method) {
+      case 'login':
+        return port.login(args[0] as Parameters<GatewayPort['login']>[0]);
+      case 'knowsKey':
+        return port.knowsKey(args[0] as string, args[1] as string, args[2] as string, args[3] as string);
+      case 'needsMfa':
+        return port.needsMfa(args[0] as string, args[1] as string);
+      case 'verifyTarget':
+        return port.verifyTarget(args[0] as string, args[1] as Parameters<GatewayPort['verifyTarget']>[1]);
+      case 'open': {
+        const r = await port.open(args[0] as Parameters<GatewayPort['open']>[0]);
+        if (!r.ok) return r;
+        const s = r.session;
+        this.sessions.set(s.id, { session: s, worker: w });
+        const view: SessionView = { id: s.id, user: s.user, resource: s.resource, credentials: s.credentials, deadline: s.deadline };
+        return { ok: true, session: view };
+      }
+      default:
+        throw new GatehouseError('INTERNAL', `unknown port method ${method}`);
+    }
+  }
+
+  private async answer(w: Worker, call: number, fn: () => Promise<unknown>): Promise<void> {
+    try {
+      this.post(w, { t: 'reply', call, ok: true, value: await fn() });
+    } catch (e) {
+      this.post(w, { t: 'reply', call, ok: false, error: toWire(e) });
+    }
+  }
+
+  /** The broker's handle on a session in worker `w`. */
+  private handle(w: Worker, id: string): SessionHandle {
+    return {
+      warn: (message) => this.post(w, { t: 'warn', session: id, message }),
+      close: (reason, message) => {
+        const h = this.take(id);
+        if (!h || w.gone) return;
+        // Every close of this synchronous run (a thousand in a mass teardown) in one message.
+        if (!w.closing.length) {
+          process.nextTick(() => {
+            const sessions = w.closing.splice(0);
+            this.post(w, { t: 'close', sessions });
+          });
+        }
+        w.closing.push([id, reason, message]);
+        return new Promise<void>((resolve) => {
+          // A worker that does not answer does not hold up the record: its counts so far are kept.
+          const timer = setTimeout(() => w.closed.delete(id) && resolve(), CLOSE_ANSWER_MS);
+          timer.unref();
+          w.closed.set(id, { session: h.session, done: () => (clearTimeout(timer), resolve()) });
+        });
+      },
+    };
+  }
+}
+
+/** A door served from data-path workers, as `gatehouse serve` and the tests start it. */
+export class WorkerDoor implements ProtocolAdapter {
+  readonly protocol: Protocol;
+  /** The door's counters summed over every worker (the same keys as the in-process door's). */
+  readonly stats: Record<string, number>;
+  /** Temporary accounts are made in this process, next to the broker, by the door's own provisioner. */
+  readonly provisioner?: (port: GatewayPort) => Provisioner;
+  private readonly onStatement: ((e: never) => void) | undefined;
+  private readonly made: Record<string, unknown>;
+
+  constructor(
+    private readonly pool: DataPath,
+    readonly name: string,
+    options: Record<string, unknown>,
+    local: ProtocolAdapter,
+    private readonly log: Logger,
+  ) {
+    this.protocol = local.protocol;
+    if (local.provisioner) this.provisioner = (port) => local.provisioner!(port);
+    const { onStatement, ...rest } = options;
+    for (const [k, v] of Object.entries(rest)) {
+      if (typeof v === 'function') throw new GatehouseError('CONFIG_INVALID', `${name}: option ${k} cannot be passed to data-path workers`);
+    }
+    this.made = rest;
+    this.onStatement = typeof onStatement === 'function' ? (onStatement as (e: never) => void) : undefined;
+    const own = (local as { stats?: Record<string, number> }).stats;
+    this.stats = Object.fromEntries(Object.keys(own ?? {}).map((k) => [k, 0]));
+  }
+
+  listen(config: ListenerConfig): Promise<Listener> {
+    const entry = DOORS.find((d) => d.name === this.name)!;
+    return this.pool.listen(this, config, (listener, address) => ({
+      listener,
+      door: this.name,
+      options: this.made,
+      statements: this.onStatement !== undefined,
+      config: {
+        host: config.host, port: config.port, tls: config.tls,
+        ...(config.sshHostKey ? { sshHostKey: config.sshHostKey } : {}),
+        ...(config.allowPlaintext ? { allowPlaintext: true } : {}),
+        ...(config.http ? { http: config.http } : {}),
+      },
+      address,
+      protocol: this.protocol,
+      loginExample: entry.loginExample,
+    }));
+  }
+
+
+  /** Statements captured in a worker, in the order they were sent. */
+  statements(events: unknown[]): void {
+    if (!this.onStatement) return;
+    for (const e of events) {
+      try {
+        this.onStatement(e as never);
+      } catch (err) {
+        this.log.warn({ err }, 'statement hook failed');
+      }
+    }
+  }
+
+  count(delta: Record<string, number>): void {
+    for (const [k, v] of Object.entries(delta)) this.stats[k] = (this.stats[k] ?? 0) + v;
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * A data-path worker (see pool.ts): serves the connections the primary hands it with the
+ * doors' own code. Its GatewayPort is answered by the primary; it never opens the store.
+ *
+ * Started by DataPath with `child_process.fork` and an IPC channel; not a command of its own.
+ */
+import type { Socket } from 'node:net';
+import type { DataPathWorker, Listener, ProtocolAdapter, SessionHandle } from '../broker/adapter.js';
+import type { GatewayPort, GatewaySession, OpenOutcome, SessionFacts } from '../broker/port.js';
+import { parseLoginName } from '../broker/login.js';
+import { refusals, type RefusalCode } from '../broker/refusals.js';
+import { SystemClock } from '../core/clock.js';
+import { createLogger, type Logger } from '../core/log.js';
+import type { Protocol, Resource, TargetCredentials, TerminationReason } from '../core/model.js';
+import { DOORS } from '../../protocols/registry.js';
+import type { FromWorker, ListenSpec, PortMethod, SessionView, ToWorker } from './messages.js';
+import { fromWire, toWire } from './wire.js';
+
+/** From the primary's stop to exit: the last goodbyes and Terminates go out. */
+const STOP_GRACE_MS = 400;
+
+const send = (m: FromWorker): void => {
+  if (process.connected) process.send!(m);
+};
+
+const clock = new SystemClock();
+const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+let nextCall = 1;
+
+function call(m: { t: 'call'; listener: number; method: PortMethod; args: unknown[] } | { t: 'live'; session: string; facts: SessionFacts }): Promise<unknown> {
+  const id = nextCall++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    send({ ...m, call: id });
+  });
+}
+
+
+/** Live sessions of this worker, by id, with the door's handle. */
+const live = new Map<string, { session: RemoteSession; handle: SessionHandle }>();
+
+/** Sessions whose byte counts moved in this loop turn: sent together at its end, one message. */
+const movedBytes = new Set<RemoteSession>();
+function moved(s: RemoteSession): void {
+  if (!movedBytes.size) {
+    setImmediate(() => {
+      const sessions: Array<[string, number, number]> = [];
+      for (const m of movedBytes) sessions.push([m.id, m.bytesIn, m.bytesOut]);
+      movedBytes.clear();
+      send({ t: 'bytes', sessions });
+    });
+  }
+  movedBytes.add(s);
+}
+
+class RemoteSession implements GatewaySession {
+  readonly id: string;
+  readonly user: string;
+  readonly resource: Resource;
+  readonly credentials: TargetCredentials | undefined;
+  readonly deadline: Date | undefined;
+  private counted: [number, number] = [0, 0];
+  private over = false;
+
+  // The door adds to these per chunk; the primary's session gets them once per loop turn.
+  get bytesIn(): number {
+    return this.counted[0];
+  }
+
+  set bytesIn(n: number) {
+    this.counted[0] = n;
+    moved(this);
+  }
+
+  get bytesOut(): number {
+    return this.counted[1];
+  }
+
+  set bytesOut(n: number) {
+    this.counted[1] = n;
+    moved(this);
+  }
+
+  constructor(v: SessionView) {
+    this.id = v.id;
+    this.user = v.user;
+    this.resource = v.resource as Resource;
+    this.credentials = v.credentials as TargetCredentials | undefined;
+    this.deadline = v.deadline;
+  }
+
+  async live(handle: SessionHandle, facts: SessionFacts = {}): Promise<void> {
+    if (this.over) return;
+    live.set(this.id, { session: this, handle });
+    await call({ t: 'live', session: this.id, facts });
+  }
+
+  discard(code: RefusalCode, detail: string): void {
+    if (this.over) return;
+    this.over = true;
+    live.delete(this.id);
+    send({ t: 'discard', session: this.id, code, detail });
+  }
+
+  operation(facts: SessionFacts): void {
+    if (!this.over) send({ t: 'operation', session: this.id, facts });
+  }
+
+  end(reason: TerminationReason, message?: string): void {
+    if (this.over) return;
+    this.over = true;
+    live.delete(this.id);
+    send({ t: 'end', session: this.id, reason, message, bytesIn: this.bytesIn, bytesOut: this.bytesOut });
+  }
+
+  /** The broker ended it: the door says goodbye; nothing goes back. */
+  closed(): void {
+    this.over = true;
+    live.delete(this.id);
+  }
+}
+
+function portFor(spec: ListenSpec, log: Logger): GatewayPort {
+  const ask = (method: PortMethod, ...args: unknown[]): Promise<unknown> => call({ t: 'call', listener: spec.listener, method, args });
+  return {
+    protocol: spec.protocol as Protocol,
+    clock,
+    log,
+    login: (req) => ask('login', req) as ReturnType<GatewayPort['login']>,
+    // The name's shape only: a locked user or address is refused by login, which the primary answers.
+    precheck: (name) => (parseLoginName(name) ? undefined : refusals.badLoginName(name, spec.loginExample)),
+    knowsKey: (name, client, type, blob) => ask('knowsKey', name, client, type, blob) as Promise<boolean>,
+    needsMfa: (user, resource) => ask('needsMfa', user, resource) as Promise<boolean>,
+    open: async (req) => {
+      const r = (await ask('open', req)) as { ok: true; session: SessionView } | Extract<OpenOutcome, { ok: false }>;
+      return r.ok ? { ok: true, session: new RemoteSession(r.session) } : r;
+    },
+    verifyTarget: (resource, identity) => ask('verifyTarget', resource, identity) as ReturnType<GatewayPort['verifyTarget']>,
+    refused: (client, refusal, detail) => send({ t: 'refused', listener: spec.listener, client, refusal, detail }),
+  };
+}
+
+interface Served {
+  listener: Listener;
+  onSocket: ((s: Socket) => void) | undefined;
+  onDoorMessage: ((payload: unknown) => void) | undefined;
+}
+
+const served = new Map<number, Served>();
+let log: Logger | undefined;
+
+/** Counters a door keeps (its `stats`), reported to the primary as they change. */
+function reportStats(adapter: ProtocolAdapter, listener: number): void {
+  const own = (adapter as { stats?: Record<string, number> }).stats;
+  if (!own || typeof own !== 'object') return;
+  const counted = new Proxy(own, {
+    set(target, key, value: number) {
+      const before = target[key as string] ?? 0;
+      target[key as string] = value;
+      if (typeof key === 'string' && typeof value === 'number' && value !== before) send({ t: 'stats', listener, delta: { [key]: value - before } });
+      return true;
+    },
+  });
+  Object.defineProperty(adapter, 'stats', { value: counted });
+}
+
+async function listen(spec: ListenSpec, index: number, count: number, level: string): Promise<void> {
+  log ??= createLogger({ level }).child({ worker: index });
+  const entry = DOORS.find((d) => d.name === spec.door);
+  if (!entry) throw new Error(`unknown door ${spec.door}`);
+  const batch: unknown[] = [];
+  const options = {
+    ...spec.options,
+    ...(spec.statements
+      ? {
+          // Statements travel to the primary in order, those of one loop turn in one message.
+          onStatement: (e: unknown) => {
+            if (!batch.length) setImmediate(() => send({ t: 'statements', listener: spec.listener, events: batch.splice(0) }));
+            batch.push(e);
+          },
+        }
+      : {}),
+  };
+  const adapter = await entry.load(options);
+  reportStats(adapter, spec.listener);
+  const s: Served = { listener: undefined as unknown as Listener, onSocket: undefined, onDoorMessage: undefined };
+  served.set(spec.listener, s);
+  const dataPath: DataPathWorker = {
+    index,
+    count,
+    address: spec.address,
+    accept: (fn) => {
+      s.onSocket = fn;
+      return { stop: () => (s.onSocket = undefined) };
+    },
+    send: (to, payload) => send({ t: 'door', listener: spec.listener, to, payload }),
+    onMessage: (fn) => (s.onDoorMessage = fn),
+  };
+  const doorLog = log.child({ protocol: spec.protocol });
+  const port = portFor(spec, doorLog);
+  s.listener = await adapter.listen({
+    host: spec.config.host,
+    port: spec.config.port,
+    broker: { portFor: () => port },
+    log: doorLog,
+    tls: spec.config.tls,
+    ...(spec.config.sshHostKey ? { sshHostKey: spec.config.sshHostKey } : {}),
+    ...(spec.config.allowPlaintext ? { allowPlaintext: true } : {}),
+    ...(spec.config.http ? { http: spec.config.http } : {}),
+    dataPath,
+  });
+}
+
+function onMessage(m: ToWorker, handle: unknown): void {
+  switch (m.t) {
+    case 'listen':
+      listen(m.spec, m.index, m.count, m.logLevel).then(
+        () => send({ t: 'listening', listener: m.spec.listener }),
+        (err: unknown) => {
+          served.delete(m.spec.listener);
+          send({ t: 'listening', listener: m.spec.listener, error: toWire(err) });
+        },
+      );
+      return;
+    case 'unlisten': {
+      const s = served.get(m.listener);
+      served.delete(m.listener);
+      void s?.listener?.close();
+      return;
+    }
+    case 'conn': {
+      const socket = handle as Socket | undefined;
+      if (!socket) return;
+      const fn = served.get(m.listener)?.onSocket;
+      if (!fn) return void socket.destroy();
+      fn(socket);
+      return;
+    }
+    case 'reply': {
+      const p = pending.get(m.call);
+      pending.delete(m.call);
+      if (!p) return;
+      if (m.ok) p.resolve(m.value);
+      else p.reject(fromWire(m.error));
+      return;
+    }
+    case 'close': {
+      // The counts go first: the primary records the ends while the goodbyes are on their way,
+      // as it does for a session in its own process.
+      const closing = m.sessions.map(([id, reason, message]) => ({ id, reason, message, l: live.get(id) }));
+      send({ t: 'closed', sessions: closing.map(({ id, l }) => [id, l?.session.bytesIn ?? -1, l?.session.bytesOut ?? -1]) });
+      for (const { id, reason, message, l } of closing) {
+        if (!l) continue;
+        l.session.closed();
+        try {
+          void l.handle.close(reason, message);
+        } catch (err) {
+          log?.warn({ err, session: id }, 'adapter close failed');
+        }
+      }
+      return;
+    }
+    case 'warn':
+      live.get(m.session)?.handle.warn(m.message);
+      return;
+    case 'door':
+      served.get(m.listener)?.onDoorMessage?.(m.payload);
+      return;
+    case 'stop':
+      // The broker ended every session first: their goodbyes and the targets' Terminate
+      // (protocols' linger timers) get a moment before the process goes.
+      for (const s of served.values()) void s.listener?.close();
+      setTimeout(() => process.exit(0), STOP_GRACE_MS);
+      return;
+    default: {
+      const never: never = m;
+      log?.warn({ message: never }, 'unknown message from the primary');
+    }
+  }
+}
+
+process.on('message', onMessage);
+// The primary gone means nobody answers the port: every connection here ends with the process.
+process.on('disconnect', () => process.exit(0));
+
+
+send({ t: 'ready' });

@@ -1,0 +1,203 @@
+/**
+ * The PostgreSQL door served by two data-path workers (src/dataplane): what only a split
+ * data path can get wrong. Every other PostgreSQL suite also runs against workers (the
+ * `data-path workers` project in vitest.config.ts); this one pins the split itself: sessions
+ * spread over both processes, a CancelRequest that lands in the other worker, a mass teardown
+ * across both, and a worker that dies. Real PostgreSQL, real pg clients.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Listener } from '../../src/broker/adapter.js';
+import { loadConfig } from '../../src/core/config.js';
+import { silentLogger } from '../../src/core/log.js';
+import { startGateway } from '../../src/gateway.js';
+import { hashPassword } from '../../src/secrets/passwords.js';
+import { DataPath, type WorkerDoor } from '../../src/dataplane/pool.js';
+import { PostgresAdapter } from '../../protocols/postgres/index.js';
+import { eventually } from './contract-driver.js';
+import { GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
+import { APPROVAL_SETTINGS } from './postgres-harness.js';
+import { startPostgres, type PostgresTarget } from '../targets/index.js';
+
+let gw: GatewayHarness;
+let target: PostgresTarget;
+let pool: DataPath;
+let door: WorkerDoor;
+let listener: Listener;
+
+beforeAll(async () => {
+  [gw, target] = await Promise.all([makeGateway(), startPostgres()]);
+  pool = new DataPath(2, silentLogger);
+  await pool.start();
+  const options = { upstreamCa: { '*': readFileSync(target.ca, 'utf8') } };
+  door = pool.door('postgres', new PostgresAdapter(options));
+  listener = await door.listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+  for (const name of ['open-pg', 'other-pg']) {
+    await gw.addResource({
+      name, type: 'database', protocol: 'postgres', host: target.host, port: target.port, database: target.database,
+      credentials: { login: target.user, password: target.password }, settings: {},
+    });
+  }
+  await gw.addResource({
+    name: 'prod-pg', type: 'database', protocol: 'postgres', host: target.host, port: target.port, database: target.database,
+    credentials: { login: target.user, password: target.password }, settings: { ...APPROVAL_SETTINGS, singleUser: true },
+  });
+});
+
+afterAll(async () => {
+  await listener?.close();
+  await gw?.cleanup();
+  await pool?.stop();
+  await target?.stop();
+});
+
+async function connect(resource: string): Promise<pg.Client> {
+  const c = new pg.Client({ host: 'localhost', port: listener.address.port, user: `alice:${resource}`, password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem }, connectionTimeoutMillis: 10_000 });
+  await c.connect();
+  // After a FATAL, pg also reports the closed socket; tests look at the first error only.
+  c.on('error', () => {});
+  return c;
+}
+
+const nextError = (c: pg.Client): Promise<pg.DatabaseError> => new Promise((resolve) => c.once('error', (e) => resolve(e as pg.DatabaseError)));
+const sessionsOf = (resource: string): number => gw.broker.live().filter((s) => s.resource.name === resource).length;
+
+async function waitForSleep(n: number): Promise<void> {
+  const c = new pg.Client({ host: target.host, port: target.port, user: target.superuser, password: target.superuserPassword, database: target.database });
+  await c.connect();
+  try {
+    expect(await eventually(async () => (await c.query(`select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(30)' and state = 'active'`)).rows[0].n === n)).toBe(true);
+  } finally {
+    await c.end();
+  }
+}
+
+describe('the PostgreSQL door in two data-path workers', () => {
+  it('spreads sessions over both worker processes, each relaying to the target as the vaulted login', async () => {
+    const clients = await Promise.all([1, 2, 3, 4].map(() => connect('open-pg')));
+    const load = pool.load();
+    expect(load.map((l) => l.sessions)).toEqual([2, 2]);
+    expect(new Set(load.map((l) => l.pid)).size).toBe(2);
+    expect(load.every((l) => l.pid !== process.pid)).toBe(true);
+    expect(sessionsOf('open-pg')).toBe(4);
+    for (const c of clients) expect((await c.query('select current_user as u')).rows).toEqual([{ u: target.user }]);
+    await Promise.all(clients.map((c) => c.end()));
+    expect(await eventually(async () => sessionsOf('open-pg') === 0)).toBe(true);
+    expect(pool.load().map((l) => l.sessions)).toEqual([0, 0]);
+  });
+
+  it('a CancelRequest handed to the other worker cancels the statement of the session it names', async () => {
+    const [a, b] = [await connect('open-pg'), await connect('open-pg')];
+    expect(pool.load().map((l) => l.sessions)).toEqual([1, 1]);
+    const cancels = door.stats.cancelsForwarded ?? 0;
+    const failures = [a, b].map((c) => {
+      const q = new pg.Query('select pg_sleep(30)');
+      c.query(q);
+      return { q, failed: new Promise<unknown>((resolve) => q.on('error', resolve).on('end', () => resolve(undefined))) };
+    });
+    await waitForSleep(2);
+    // Connections are handed to the workers in turn, so b's canceller lands where a lives and a's where b lives.
+    for (const [i, c] of [[1, b], [0, a]] as const) {
+      const key = c as unknown as { processID: number; secretKey: number };
+      const canceller = new pg.Client({ host: 'localhost', port: listener.address.port, user: 'alice:open-pg', ssl: false });
+      (canceller as unknown as { cancel(c: unknown, q: unknown): void }).cancel({ activeQuery: failures[i]!.q, processID: key.processID, secretKey: key.secretKey }, failures[i]!.q);
+    }
+    for (const f of failures) expect(await f.failed).toMatchObject({ code: '57014', message: 'canceling statement due to user request' });
+    expect(await eventually(async () => door.stats.cancelsForwarded === cancels + 2)).toBe(true);
+    for (const c of [a, b]) expect((await c.query('select 1 as still_here')).rows).toEqual([{ still_here: 1 }]);
+    await Promise.all([a.end(), b.end()]);
+  });
+
+  it('one force check-in ends the sessions in both workers: every client gets FATAL 57P01, every record its byte counts', async () => {
+    await gw.approve('alice', 'prod-pg');
+    await gw.engine.leases.checkout('alice', 'prod-pg');
+    const clients = await Promise.all([1, 2, 3, 4, 5, 6].map(() => connect('prod-pg')));
+    expect(pool.load().every((l) => l.sessions === 3)).toBe(true);
+    for (const c of clients) await c.query(`select repeat('x', 1000)`);
+    const ids = gw.broker.live().filter((s) => s.resource.name === 'prod-pg').map((s) => s.id);
+    const errors = clients.map((c) => nextError(c));
+    await gw.engine.leases.forceCheckin('dave', 'prod-pg', 'incident OPS-7 is over');
+    for (const e of await Promise.all(errors)) {
+      expect(e).toMatchObject({ code: '57P01', severity: 'FATAL' });
+      expect(e.message).toMatch(/incident OPS-7 is over/);
+    }
+    expect(await eventually(async () => (await Promise.all(ids.map((id) => gw.store.getSession(id)))).every((r) => r?.state === 'ended'))).toBe(true);
+    for (const id of ids) {
+      const rec = await gw.store.getSession(id);
+      expect(rec).toMatchObject({ state: 'ended', endReason: 'force_checked_in' });
+      expect(rec!.bytesOut).toBeGreaterThan(1000);
+      expect(rec!.bytesIn).toBeGreaterThan(20);
+    }
+    expect(pool.load().map((l) => l.sessions)).toEqual([0, 0]);
+  });
+
+  it('a worker that dies ends its sessions as errors; a new worker takes its place and serves', async () => {
+    const clients = await Promise.all([1, 2].map(() => connect('other-pg')));
+    const before = gw.broker.live().filter((s) => s.resource.name === 'other-pg').map((s) => s.id);
+    expect(before).toHaveLength(2);
+    const [dead, alive] = pool.load();
+    process.kill(dead!.pid!, 'SIGKILL');
+    expect(await eventually(async () => sessionsOf('other-pg') === 1)).toBe(true);
+    const [lost] = before.filter((id) => !gw.broker.live().some((s) => s.id === id));
+    expect(await eventually(async () => (await gw.store.getSession(lost!))?.state === 'ended')).toBe(true);
+    expect(await gw.store.getSession(lost!)).toMatchObject({ endReason: 'error', endMessage: expect.stringMatching(/stopped; connect again/) });
+    // The other worker's session goes on; the dead one's client lost its connection.
+    const results = await Promise.all(clients.map((c) => c.query('select 1 as n').then(() => 'ok', () => 'gone')));
+    expect(results.sort()).toEqual(['gone', 'ok']);
+    expect(await eventually(async () => ![undefined, dead!.pid].includes(pool.load()[0]!.pid) && pool.load()[0]!.listeners === 1)).toBe(true);
+    expect(pool.load()[1]!.pid).toBe(alive!.pid);
+    const fresh = await Promise.all([1, 2, 3].map(() => connect('other-pg')));
+    for (const c of fresh) expect((await c.query('select 2 as n')).rows).toEqual([{ n: 2 }]);
+    expect(pool.load().every((l) => l.sessions >= 1)).toBe(true);
+    await Promise.all([...fresh, ...clients].map((c) => c.end().catch(() => undefined)));
+  });
+
+  it('gatehouse serve with workers: 2 serves the PostgreSQL door from two processes and ends them when it stops', async () => {
+    expect(loadConfig({}).workers).toBe(1);
+    expect(() => loadConfig({ workers: '0' })).toThrow(/--workers: '0' is not a number from 1 to 64 or auto/);
+    expect(loadConfig({ workers: 'auto' }).workers).toBeGreaterThanOrEqual(1);
+    const dir = mkdtempSync(join(tmpdir(), 'gh-workers-'));
+    const cfg = loadConfig({ data: dir, listen: ['api=127.0.0.1:0', 'postgres=127.0.0.1:0'], workers: '2', cwd: dir });
+    const served = await startGateway(cfg, { log: silentLogger, adapters: { postgres: new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') } }) } });
+    try {
+      const d = served.engine.directory;
+      await d.addUser('admin', { name: 'alice', teams: [], passwordHash: await hashPassword(GATEWAY_PASSWORD) });
+      await d.addResource('admin', {
+        name: 'db', type: 'database', protocol: 'postgres', host: target.host, port: target.port, database: target.database, owner: 'admin',
+        access: [{ user: 'alice' }], credentials: { login: target.user, password: target.password }, settings: {},
+      });
+      const workers = new Set<number>();
+      for (let i = 0; i < 2; i++) {
+        const c = new pg.Client({ host: 'localhost', port: served.addresses.postgres!.port, user: 'alice:db', password: GATEWAY_PASSWORD, ssl: { ca: served.pki.caCertPem } });
+        await c.connect();
+        expect((await c.query('select current_user as u')).rows).toEqual([{ u: target.user }]);
+        await c.end();
+      }
+      for (const line of (await import('node:child_process')).execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' }).split('\n')) {
+        if (line.includes('dataplane/worker')) workers.add(Number(line.trim().split(/\s+/)[0]));
+      }
+      // This file's own pool (2) and the gateway's (2).
+      expect(workers.size).toBe(4);
+      const ours = new Set(pool.load().map((l) => l.pid));
+      const its = [...workers].filter((p) => !ours.has(p));
+      expect(its).toHaveLength(2);
+      await served.close();
+      for (const pid of its) expect(await eventually(() => !alive(pid))).toBe(true);
+    } finally {
+      await served.close().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
