@@ -52,6 +52,8 @@ export interface Gateway {
   policies?: PolicySyncResult;
   /** The cluster event feed (PostgreSQL store only). */
   eventFeed?: PgEventBridge;
+  /** The data-path workers, when the config has more than one. */
+  dataPath?: DataPath;
   close(): Promise<void>;
 }
 
@@ -154,6 +156,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
   void broker.jit.start().catch((err: unknown) => log.error({ err }, 'the first JIT sweep failed'));
   const gw: Gateway = { engine, broker, store, pki, api, addresses, close: closeAll };
   if (bridge) gw.eventFeed = bridge;
+  if (dataPath) gw.dataPath = dataPath;
   if (firstRunAdmin) gw.firstRunAdmin = firstRunAdmin;
   if (policies) gw.policies = policies;
   return gw;

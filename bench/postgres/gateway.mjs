@@ -6,17 +6,20 @@
  * to resources that allow a plaintext target, as bench-pg does), and with TLS (the default:
  * TLS required, the target's certificate pinned on first use).
  *
- *   node bench/postgres/gateway.mjs '{"host","port","user","password","database","gatewayPassword","certDir"}'
+ *   node bench/postgres/gateway.mjs '{"host","port","user","password","database","gatewayPassword","certDir"[,"workers"]}'
  *
- * Prints one JSON line: { plainPort, tlsPort, pid }; runs until killed.
+ * `workers` (a number ≥ 1): both listeners are served by that many data-path worker processes
+ * (src/dataplane), as `gatehouse serve --workers N` does; absent, everything is in this process.
+ *
+ * Prints one JSON line: { plainPort, tlsPort, pid, workers: [pid...] }; runs until killed.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
-const [{ ensurePki }, { PostgresAdapter }, { benchGateway, silentLogger }] = await Promise.all([
-  dist('src/pki/pki.js'), dist('protocols/postgres/index.js'), import('../lib/gateway.mjs'),
+const [{ ensurePki }, { PostgresAdapter }, { DataPath }, { benchGateway, silentLogger }] = await Promise.all([
+  dist('src/pki/pki.js'), dist('protocols/postgres/index.js'), dist('src/dataplane/pool.js'), import('../lib/gateway.mjs'),
 ]);
 
 const t = JSON.parse(process.argv[2]);
@@ -30,9 +33,12 @@ const { broker, stop } = await benchGateway({
 });
 const pki = await ensurePki(t.certDir);
 const tls = { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem };
-const plain = await new PostgresAdapter({ upstreamTls: 'disable' }).listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls });
-const withTls = await new PostgresAdapter().listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls });
+const pool = t.workers ? new DataPath(t.workers, silentLogger) : undefined;
+await pool?.start();
+const door = (adapter) => (pool ? pool.door('postgres', adapter) : adapter);
+const plain = await door(new PostgresAdapter({ upstreamTls: 'disable' })).listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls });
+const withTls = await door(new PostgresAdapter()).listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls });
 process.on('SIGTERM', () => {
-  void Promise.all([plain.close(), withTls.close()]).then(() => stop()).finally(() => process.exit(0));
+  void Promise.all([plain.close(), withTls.close()]).then(() => stop()).then(() => pool?.stop()).finally(() => process.exit(0));
 });
-console.log(JSON.stringify({ plainPort: plain.address.port, tlsPort: withTls.address.port, pid: process.pid }));
+console.log(JSON.stringify({ plainPort: plain.address.port, tlsPort: withTls.address.port, pid: process.pid, workers: pool ? pool.load().map((w) => w.pid) : [] }));

@@ -6,7 +6,10 @@
  * (every day, all day, 60 min), checked out by `bench`, whose gateway password every session
  * signs in with; `admin` holds the API token the force check-in is sent with.
  *
- *   node --expose-gc bench/postgres/sessions-gateway.mjs '{"host","port","user","password","database","dataDir","gatewayPassword","plainUpstream"}'
+ *   node --expose-gc bench/postgres/sessions-gateway.mjs '{"host","port","user","password","database","dataDir","gatewayPassword","plainUpstream"[,"workers"]}'
+ *
+ * `workers` > 1: the door is served by that many data-path workers (`gatehouse serve --workers`);
+ * RSS is then the gateway's and its workers' together.
  *
  * Sends { ready, pid, pgPort, apiPort, token } once listening. Commands (IPC messages):
  *   { cmd: 'mem' }        after three GCs: VmRSS and process.memoryUsage() (bytes), live sessions
@@ -30,7 +33,7 @@ const [{ startGateway }, { loadConfig }, { silentLogger }, { PostgresAdapter }, 
 const t = JSON.parse(process.argv[2]);
 const ALWAYS = { timezone: 'UTC', schedule: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], start: '00:00', end: '24:00' }], maxDurationMinutes: 60 };
 
-const cfg = loadConfig({ data: t.dataDir, listen: ['api=127.0.0.1:0', 'postgres=127.0.0.1:0'], cwd: t.dataDir });
+const cfg = loadConfig({ data: t.dataDir, listen: ['api=127.0.0.1:0', 'postgres=127.0.0.1:0'], cwd: t.dataDir, ...(t.workers ? { workers: String(t.workers) } : {}) });
 cfg.nodeName = 'bench';
 const adapter = new PostgresAdapter({ maxConnections: 5000, ...(t.plainUpstream ? { upstreamTls: 'disable' } : {}) });
 const gw = await startGateway(cfg, { log: silentLogger, adapters: { postgres: adapter } });
@@ -53,7 +56,8 @@ gw.engine.ctx.bus.on('notice', (n) => {
   ended.lastAt = process.hrtime.bigint();
 });
 
-const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+const rssOf = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
+const rss = () => rssOf('self') + (gw.dataPath?.load() ?? []).reduce((sum, w) => sum + rssOf(w.pid), 0);
 const settle = () => new Promise((r) => setTimeout(r, 50));
 
 const commands = {
@@ -62,7 +66,9 @@ const commands = {
       globalThis.gc?.();
       await settle();
     }
-    return { rss: rss(), ...process.memoryUsage(), live: gw.broker.live().length, gc: typeof globalThis.gc === 'function' };
+    const workers = (gw.dataPath?.load() ?? []).map((w) => rssOf(w.pid));
+    // After the spread: memoryUsage() has an rss of its own, this process's only.
+    return { ...process.memoryUsage(), rss: rss(), primaryRss: rssOf('self'), workersRss: workers, live: gw.broker.live().length, gc: typeof globalThis.gc === 'function' };
   },
   async checkout() {
     await gw.engine.leases.checkout('bench', 'bench-pg');

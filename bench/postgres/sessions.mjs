@@ -3,7 +3,10 @@
  * Many idle PostgreSQL sessions through one gateway (issue 18, item 5): what each costs the
  * gateway in RSS, and how long one force check-in of the lease they share takes to close them.
  *
- *   npm run build && node bench/postgres/sessions.mjs [--sizes 20,400,1000] [--runs 3] [--upstream tls|plain]
+ *   npm run build && node bench/postgres/sessions.mjs [--sizes 20,400,1000] [--runs 3] [--upstream tls|plain] [--workers 1[,2]]
+ *
+ * `--workers 1,2`: each size also with the door in two data-path workers (`gatehouse serve
+ * --workers 2`), interleaved; RSS is then the gateway's and its workers' together.
  *
  * A real PostgreSQL (test/targets/postgres.sh, max_connections raised and restarted), and per
  * case a fresh gateway process (sessions-gateway.mjs: startGateway as `gatehouse serve` runs it,
@@ -33,10 +36,11 @@ import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
-  options: { sizes: { type: 'string', default: '20,400,1000' }, runs: { type: 'string', default: '3' }, upstream: { type: 'string', default: 'tls' } },
+  options: { sizes: { type: 'string', default: '20,400,1000' }, runs: { type: 'string', default: '3' }, upstream: { type: 'string', default: 'tls' }, workers: { type: 'string', default: '1' } },
 });
 const SIZES = values.sizes.split(',').map(Number);
 const RUNS = Number(values.runs);
+const WORKERS = values.workers.split(',').map(Number);
 const PLAIN = values.upstream === 'plain';
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const range = (xs, f = (x) => x.toFixed(0)) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
@@ -85,10 +89,10 @@ function helper(file, args, execArgv = []) {
 
 const cases = [];
 
-async function runCase(n) {
+async function runCase(n, workers) {
   const dataDir = mkdtempSync(join(dir, 'gw-'));
   const gatewayPassword = randomBytes(12).toString('base64url');
-  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, dataDir, gatewayPassword, plainUpstream: PLAIN };
+  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, dataDir, gatewayPassword, plainUpstream: PLAIN, workers };
   const gw = helper('sessions-gateway.mjs', [JSON.stringify(cfg)], ['--expose-gc']);
   const clients = helper('sessions-clients.mjs', []);
   try {
@@ -107,15 +111,16 @@ async function runCase(n) {
     const rec = await gw.ask({ cmd: 'recorded', t0: tear.t0, expect: n });
     const per = (k) => KiB(after[k] - before[k]) / n;
     const c = {
-      n, openMs: opened.ms, rss: per('rss'), heap: per('heapUsed'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
-      rssBeforeMiB: before.rss / 2 ** 20, rssAfterMiB: after.rss / 2 ** 20, ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits,
+      n, workers, openMs: opened.ms, rss: per('rss'), heap: per('heapUsed'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
+      rssBeforeMiB: before.rss / 2 ** 20, rssAfterMiB: after.rss / 2 ** 20, primaryKiB: KiB(after.primaryRss - before.primaryRss) / n,
+      workersKiB: after.workersRss.map((r, i) => KiB(r - before.workersRss[i]) / n), ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits,
     };
     c.native = c.rss - c.heap - c.buffers - c.external;
     cases.push(c);
     console.log(
-      `  n=${String(n).padEnd(5)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session ` +
+      `  n=${String(n).padEnd(5)} workers=${workers} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session ` +
         `(JS heap ${c.heap.toFixed(1)}, ArrayBuffers ${c.buffers.toFixed(1)}, other external ${c.external.toFixed(1)}, native ${c.native.toFixed(1)}); ` +
-        `opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
+        `${workers > 1 ? `primary ${c.primaryKiB.toFixed(1)} + workers ${c.workersKiB.map((k) => k.toFixed(1)).join(' + ')} KiB/session; ` : ''}opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
         `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up)`,
     );
   } finally {
@@ -132,15 +137,17 @@ try {
       `${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}; ${target.version}; node ${process.version}`,
   );
   for (let run = 0; run < RUNS; run++) {
-    for (let i = 0; i < SIZES.length; i++) await runCase(SIZES[(i + run) % SIZES.length]);
+    for (let i = 0; i < SIZES.length; i++) {
+      for (let j = 0; j < WORKERS.length; j++) await runCase(SIZES[(i + run) % SIZES.length], WORKERS[(j + run) % WORKERS.length]);
+    }
   }
-  console.log('\n| sessions | KiB RSS / session | JS heap | ArrayBuffers | native + other | force check-in → last socket closed (ms) | → first / p50 closed (ms) | → records + audit written (ms) |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
-  for (const n of SIZES) {
-    const cs = cases.filter((c) => c.n === n);
+  console.log('\n| sessions | workers | KiB RSS / session | JS heap | ArrayBuffers | native + other | force check-in → last socket closed (ms) | → first / p50 closed (ms) | → records + audit written (ms) |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const n of SIZES) for (const w of WORKERS) {
+    const cs = cases.filter((c) => c.n === n && c.workers === w);
     const m = (k, f = (x) => x.toFixed(1)) => `${f(median(cs.map((c) => c[k])))} (${range(cs.map((c) => c[k]), f)})`;
     const ms = (x) => x.toFixed(0);
-    console.log(`| ${n} | ${m('rss')} | ${m('heap')} | ${m('buffers')} | ${median(cs.map((c) => c.native + c.external)).toFixed(1)} | ${m('lastMs', ms)} | ${m('firstMs', ms)} / ${m('p50Ms', ms)} | ${m('recordedMs', ms)} |`);
+    console.log(`| ${n} | ${w} | ${m('rss')} | ${m('heap')} | ${m('buffers')} | ${median(cs.map((c) => c.native + c.external)).toFixed(1)} | ${m('lastMs', ms)} | ${m('firstMs', ms)} / ${m('p50Ms', ms)} | ${m('recordedMs', ms)} |`);
   }
 } finally {
   for (const c of cleanups) {

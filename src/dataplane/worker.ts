@@ -39,16 +39,23 @@ function call(m: { t: 'call'; listener: number; method: PortMethod; args: unknow
 /** Live sessions of this worker, by id, with the door's handle. */
 const live = new Map<string, { session: RemoteSession; handle: SessionHandle }>();
 
-/** Sessions whose byte counts moved in this loop turn: sent together at its end, one message. */
+/**
+ * How often the byte counts of live sessions reach the primary's sessions (what the API shows
+ * of a live session). A session's end carries its exact counts either way: the worker sends
+ * them with an end it saw, and answers the broker's close with them.
+ */
+const BYTES_EVERY_MS = 1_000;
+
+/** Sessions whose byte counts moved since the last report: sent together, one message. */
 const movedBytes = new Set<RemoteSession>();
 function moved(s: RemoteSession): void {
   if (!movedBytes.size) {
-    setImmediate(() => {
+    setTimeout(() => {
       const sessions: Array<[string, number, number]> = [];
       for (const m of movedBytes) sessions.push([m.id, m.bytesIn, m.bytesOut]);
       movedBytes.clear();
       send({ t: 'bytes', sessions });
-    });
+    }, BYTES_EVERY_MS).unref();
   }
   movedBytes.add(s);
 }
@@ -62,7 +69,7 @@ class RemoteSession implements GatewaySession {
   private counted: [number, number] = [0, 0];
   private over = false;
 
-  // The door adds to these per chunk; the primary's session gets them once per loop turn.
+  // The door adds to these per chunk; the primary's session gets them every BYTES_EVERY_MS.
   get bytesIn(): number {
     return this.counted[0];
   }

@@ -209,7 +209,7 @@ describe('a live PostgreSQL session through the gateway', () => {
   it('counts the bytes of a session both ways; a Terminate ends it as client_closed', async () => {
     const c = await client();
     await c.query(`select repeat('x', 100000) as big`);
-    // From data-path workers the counts reach the broker within a loop turn of the worker's.
+    // From data-path workers the counts of a live session reach the broker once a second.
     const counted = (): BrokerSession | undefined => g.gw.broker.live().find((s) => s.resource.name === 'open-pg' && s.bytesOut > 100_000);
     expect(await eventually(async () => counted() !== undefined)).toBe(true);
     const session = counted();

@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+/**
+ * Data-path workers (issue 18, item 4): does serving the PostgreSQL door from worker processes
+ * cost more per transaction than serving it in the gateway's own process, and does a second
+ * worker? Four relays against one PostgreSQL in one run: PgBouncer (session mode, client TLS;
+ * single-threaded), Gatehouse with everything in one process, Gatehouse with one data-path
+ * worker, Gatehouse with two (bench/postgres/gateway.mjs with `workers`, as `gatehouse serve
+ * --workers N` runs it). All with client TLS and a plaintext target leg.
+ *
+ *   npm run build && node bench/postgres/workers.mjs [--seconds 5] [--rounds 3] [--clients 32] [--modes simple,prepared]
+ *
+ * Load: `pgbench -n -S -M MODE -c C -j 2 -T SECONDS`, each case once per round, the order
+ * rotated every round, median (and range) of the rounds. CPU per transaction is the user +
+ * system time of the relay's processes over the run (/proc/PID/stat; for Gatehouse the primary
+ * and every worker, also shown apart), divided by the transactions pgbench reports; connection
+ * start-up (32 logins) is included, as in run.mjs.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { procCpuMicros, run, startPgbouncer, startTarget } from '../lib/pg-relays.mjs';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' }, modes: { type: 'string', default: 'simple,prepared' }, scale: { type: 'string', default: '5' } },
+});
+const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
+const sorted = (xs) => [...xs].sort((a, b) => a - b);
+const median = (xs) => sorted(xs)[Math.floor(xs.length / 2)];
+const range = (xs, d = 1) => `${median(xs).toFixed(d)} (${sorted(xs)[0].toFixed(d)}–${sorted(xs).at(-1).toFixed(d)})`;
+
+const { ensurePki } = await import(join(root, 'dist', 'src/pki/pki.js'));
+const { target, dir, cleanups } = startTarget('gh-bench-pg-workers-');
+
+/** A Gatehouse gateway process with `workers` data-path workers (0: none, all in one process). */
+async function gateway(workers, gatewayPassword) {
+  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, gatewayPassword, certDir: join(dir, 'certs'), ...(workers ? { workers } : {}) };
+  const child = spawn(process.execPath, [join(root, 'bench/postgres/gateway.mjs'), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  cleanups.unshift(() => child.kill('SIGTERM'));
+  const line = await new Promise((resolve, reject) => {
+    child.stdout.once('data', (d) => resolve(String(d)));
+    child.once('exit', (code) => reject(new Error(`gateway.mjs exited ${code}`)));
+  });
+  const g = JSON.parse(line.trim());
+  return { port: g.plainPort, primary: () => procCpuMicros(g.pid), workers: () => g.workers.reduce((sum, pid) => sum + procCpuMicros(pid), 0) };
+}
+
+try {
+  await run('pgbench', ['-i', '-q', '-s', values.scale, '-h', target.host, '-p', String(target.port), '-U', target.user, target.database], { PGPASSWORD: target.password });
+  const pki = await ensurePki(join(dir, 'certs'));
+  const password = randomBytes(12).toString('base64url');
+  const bouncer = await startPgbouncer({ target, dir, pki, cleanups });
+  const login = { user: 'bench:bench-pg', password };
+  const cases = [
+    { name: 'PgBouncer', port: bouncer.port, primary: bouncer.cpu, workers: () => 0, user: target.user, password: target.password },
+    { name: 'Gatehouse, one process', ...(await gateway(0, password)), ...login },
+    { name: 'Gatehouse, 1 worker', ...(await gateway(1, password)), ...login },
+    { name: 'Gatehouse, 2 workers', ...(await gateway(2, password)), ...login },
+  ];
+  const load = execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ');
+  console.log(`pgbench -n -S -c ${values.clients} -j 2 -T ${SECONDS}, client TLS, ${ROUNDS} rounds; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, load ${load}; node ${process.version}; ${target.version}`);
+  const results = {};
+  for (const mode of values.modes.split(',')) {
+    const r = Object.fromEntries(cases.map((c) => [c.name, { tps: [], cpu: [], primary: [], workers: [] }]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < cases.length; i++) {
+        const c = cases[(i + round) % cases.length];
+        const [p0, w0] = [c.primary(), c.workers()];
+        const out = await run('pgbench', ['-h', '127.0.0.1', '-p', String(c.port), '-U', c.user, '-n', '-S', '-M', mode, '-c', values.clients, '-j', '2', '-T', String(SECONDS), target.database], { PGPASSWORD: c.password, PGSSLMODE: 'require' });
+        const tx = Number(/number of transactions actually processed: (\d+)/.exec(out)[1]);
+        const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
+        const [p, w] = [(c.primary() - p0) / tx, (c.workers() - w0) / tx];
+        Object.assign(r[c.name], { tps: [...r[c.name].tps, tps], cpu: [...r[c.name].cpu, p + w], primary: [...r[c.name].primary, p], workers: [...r[c.name].workers, w] });
+        console.log(`  ${mode} round ${round + 1} ${c.name}: ${tps.toFixed(0)} tps, ${(p + w).toFixed(1)} µs/tx (primary ${p.toFixed(1)}, workers ${w.toFixed(1)})`);
+      }
+    }
+    results[mode] = r;
+    console.log(`\n-S ${mode}, ${values.clients} clients: median (range) of ${ROUNDS} rounds\n`);
+    console.log('| relay | tps | vs PgBouncer (median of per-round ratios) | CPU µs/tx, all processes | … primary | … workers |');
+    console.log('|---|---:|---:|---:|---:|---:|');
+    for (const c of cases) {
+      const x = r[c.name];
+      const ratios = x.tps.map((t, i) => t / r.PgBouncer.tps[i]);
+      console.log(`| ${c.name} | ${range(x.tps, 0)} | ${c.name === 'PgBouncer' ? '1.00' : `${range(ratios, 2)}`} | ${range(x.cpu)} | ${range(x.primary)} | ${c.name.includes('worker') ? range(x.workers) : '–'} |`);
+    }
+  }
+  console.log(`\n${JSON.stringify(results)}`);
+} finally {
+  for (const c of cleanups) {
+    try {
+      c();
+    } catch {
+      // best effort
+    }
+  }
+}
