@@ -21,10 +21,12 @@ import { fileURLToPath } from 'node:url';
 import type { Listener, ListenerConfig, ProtocolAdapter, SessionHandle } from '../broker/adapter.js';
 import type { GatewayPort, GatewaySession } from '../broker/port.js';
 import type { Provisioner } from '../broker/provisioner.js';
+import { refusals } from '../broker/refusals.js';
 import { GatehouseError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Protocol, TerminationReason } from '../core/model.js';
 import { DOORS } from '../../protocols/registry.js';
+import { clientAddress } from '../../protocols/shared/listener.js';
 import type { FromWorker, ListenSpec, SessionView, ToWorker } from './messages.js';
 import { fromWire, toWire } from './wire.js';
 
@@ -150,6 +152,7 @@ export class DataPath {
     } catch (e) {
       server.close();
       this.listeners.delete(id);
+      for (const w of this.workers) this.post(w, { t: 'unlisten', listener: id });
       throw e;
     }
     server.on('connection', (socket: Socket) => this.handOver(id, socket));
@@ -183,15 +186,23 @@ export class DataPath {
   /** The next worker in turn gets the connection, unread. */
   private handOver(listener: number, socket: Socket): void {
     const live = this.workers.filter((w) => !w.gone && w.child.connected && w.serving.has(listener));
-    if (!live.length) return void socket.destroy();
+    // None: between a worker's death and its replacement's start, or every worker gone.
+    if (!live.length) return this.drop(listener, socket, 'no data-path worker is serving this listener');
     const w = live[this.turn++ % live.length]!;
+    const client = clientAddress(socket);
     try {
       w.child.send({ t: 'conn', listener } satisfies ToWorker, socket, (err) => {
-        if (err) socket.destroy();
+        if (err) this.drop(listener, socket, `data-path worker ${w.index} could not take the connection (${err.message})`, client);
       });
-    } catch {
-      socket.destroy();
+    } catch (err) {
+      this.drop(listener, socket, `data-path worker ${w.index} could not take the connection (${(err as Error).message})`, client);
     }
+  }
+
+  /** A connection no worker can take: closed, and audited like any refusal. */
+  private drop(listener: number, socket: Socket, why: string, client = clientAddress(socket)): void {
+    this.listeners.get(listener)?.port.refused(client, refusals.internalError(), why);
+    socket.destroy();
   }
 
   private spawn(index: number): Worker {

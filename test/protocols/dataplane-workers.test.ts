@@ -155,6 +155,22 @@ describe('the PostgreSQL door in two data-path workers', () => {
     await Promise.all([...fresh, ...clients].map((c) => c.end().catch(() => undefined)));
   });
 
+  it('a connection no worker can take is closed and audited as a refusal of the door, with its address', async () => {
+    const lone = new DataPath(1, silentLogger);
+    await lone.start();
+    const l = await lone.door('postgres', new PostgresAdapter()).listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+    try {
+      await lone.stop();
+      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:open-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      await expect(c.connect()).rejects.toThrow();
+      expect(await eventually(async () => (await gw.store.listAudit({ action: 'door.refuse' })).some((a) => a.data.detail === 'no data-path worker is serving this listener'))).toBe(true);
+      const row = (await gw.store.listAudit({ action: 'door.refuse' })).find((a) => a.data.detail === 'no data-path worker is serving this listener')!;
+      expect(row.data).toMatchObject({ door: 'postgres', code: 'internal_error', client: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
+    } finally {
+      await l.close();
+    }
+  });
+
   it('gatehouse serve with workers: 2 serves the PostgreSQL door from two processes and ends them when it stops', async () => {
     expect(loadConfig({}).workers).toBe(1);
     expect(() => loadConfig({ workers: '0' })).toThrow(/--workers: '0' is not a number from 1 to 64 or auto/);
