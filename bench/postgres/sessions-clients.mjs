@@ -9,6 +9,9 @@
  * Commands (IPC messages):
  *   { cmd: 'open', n, port, user, password, database, parallel }  → { opened, ms }
  *   { cmd: 'force', apiPort, resource, token, timeoutMs }         → the teardown, timed (see below)
+ *   { cmd: 'watch', timeoutMs }   (another client process's force) waits until every session's
+ *                                 socket closed; → when each closed, read its goodbye and its end
+ *                                 of stream (hrtime ns as strings), how many read FATAL 57P01
  *   { cmd: 'end' }                                                 → Terminate, then close; → { ended }
  *
  * Times are process.hrtime (CLOCK_MONOTONIC, one clock for every process on the machine).
@@ -122,10 +125,25 @@ async function force(m) {
   const goodbyes = live.filter((s) => s.fatal.startsWith('57P01')).length;
   const last = (k) => Math.max(...live.filter((s) => s[k]).map((s) => ms(s[k])));
   for (const s of live) sessions.delete(s);
+  const at = (k) => live.filter((s) => s[k]).map((s) => String(s[k]));
   return {
+    closedAt: at('closedAt'), fatalAt: at('fatalAt'), endAt: at('endAt'),
     status, t0: String(t0), apiMs: ms(apiAt), sessions: live.length, closed: closes.length, goodbyes,
     firstMs: closes[0], p50Ms: closes[Math.floor(closes.length / 2)], lastMs: closes.at(-1), lastGoodbyeMs: last('fatalAt'), lastEndMs: last('endAt'),
   };
+}
+
+async function watch(m) {
+  const live = [...sessions];
+  let timer;
+  await Promise.race([
+    Promise.all(live.map((s) => (s.closedAt ? undefined : new Promise((r) => s.tls.once('close', r))))),
+    new Promise((r) => (timer = setTimeout(r, m.timeoutMs ?? 20_000))),
+  ]);
+  clearTimeout(timer);
+  for (const s of live) sessions.delete(s);
+  const at = (k) => live.filter((s) => s[k]).map((s) => String(s[k]));
+  return { sessions: live.length, goodbyes: live.filter((s) => s.fatal.startsWith('57P01')).length, closedAt: at('closedAt'), fatalAt: at('fatalAt'), endAt: at('endAt') };
 }
 
 async function end() {
@@ -140,7 +158,7 @@ async function end() {
 }
 
 process.on('message', (m) => {
-  const run = m.cmd === 'open' ? open(m) : m.cmd === 'force' ? force(m) : m.cmd === 'end' ? end() : Promise.reject(new Error(`unknown command ${m.cmd}`));
+  const run = m.cmd === 'open' ? open(m) : m.cmd === 'force' ? force(m) : m.cmd === 'watch' ? watch(m) : m.cmd === 'end' ? end() : Promise.reject(new Error(`unknown command ${m.cmd}`));
   run.then((r) => process.send({ ok: true, ...r }), (e) => process.send({ ok: false, error: String(e?.stack ?? e) }));
 });
 process.send({ ok: true, ready: true });

@@ -3,7 +3,7 @@
  * Many idle PostgreSQL sessions through one gateway (issue 18, item 5): what each costs the
  * gateway in RSS, and how long one force check-in of the lease they share takes to close them.
  *
- *   npm run build && node bench/postgres/sessions.mjs [--sizes 20,400,1000] [--runs 3] [--upstream tls|plain] [--workers 1[,2]]
+ *   npm run build && node bench/postgres/sessions.mjs [--sizes 20,400,1000] [--runs 3] [--upstream tls|plain] [--workers 1[,2]] [--client-procs 1]
  *
  * `--workers 1,2`: each size also with the door in two data-path workers (`gatehouse serve
  * --workers 2`), interleaved; RSS is then the gateway's and its workers' together.
@@ -30,17 +30,19 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { clearTimeout, setTimeout } from 'node:timers';
 import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
-  options: { sizes: { type: 'string', default: '20,400,1000' }, runs: { type: 'string', default: '3' }, upstream: { type: 'string', default: 'tls' }, workers: { type: 'string', default: '1' } },
+  options: { sizes: { type: 'string', default: '20,400,1000' }, runs: { type: 'string', default: '3' }, upstream: { type: 'string', default: 'tls' }, workers: { type: 'string', default: '1' }, 'client-procs': { type: 'string', default: '1' } },
 });
 const SIZES = values.sizes.split(',').map(Number);
 const RUNS = Number(values.runs);
 const WORKERS = values.workers.split(',').map(Number);
+const CLIENT_PROCS = Number(values['client-procs']);
 const PLAIN = values.upstream === 'plain';
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const range = (xs, f = (x) => x.toFixed(0)) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
@@ -89,25 +91,48 @@ function helper(file, args, execArgv = []) {
 
 const cases = [];
 
+/** The force's figures with the other client processes' closes folded in (their times are hrtime too). */
+function merge(tear, watched) {
+  if (!watched.length) return tear;
+  const t0 = BigInt(tear.t0);
+  const ms = (xs) => xs.map((x) => Number(BigInt(x) - t0) / 1e6);
+  const all = (k) => [...ms(tear[k]), ...watched.flatMap((w) => ms(w[k]))];
+  const closes = all('closedAt').sort((a, b) => a - b);
+  return {
+    ...tear,
+    sessions: tear.sessions + watched.reduce((a, w) => a + w.sessions, 0),
+    closed: closes.length,
+    goodbyes: tear.goodbyes + watched.reduce((a, w) => a + w.goodbyes, 0),
+    firstMs: closes[0], p50Ms: closes[Math.floor(closes.length / 2)], lastMs: closes.at(-1),
+    lastGoodbyeMs: Math.max(...all('fatalAt')), lastEndMs: Math.max(...all('endAt')),
+  };
+}
+
 async function runCase(n, workers) {
   const dataDir = mkdtempSync(join(dir, 'gw-'));
   const gatewayPassword = randomBytes(12).toString('base64url');
   const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, dataDir, gatewayPassword, plainUpstream: PLAIN, workers };
   const gw = helper('sessions-gateway.mjs', [JSON.stringify(cfg)], ['--expose-gc']);
-  const clients = helper('sessions-clients.mjs', []);
+  // Client sockets in CLIENT_PROCS processes: one process handling a thousand TLS closes is
+  // itself a bound on how soon the last one is seen closed.
+  const procs = Array.from({ length: CLIENT_PROCS }, () => helper('sessions-clients.mjs', []));
+  const [clients, ...others] = procs;
   try {
     const g = await gw.first();
     if (!g.ok) throw new Error(g.error);
-    await clients.first();
+    await Promise.all(procs.map((p) => p.first()));
     const login = { port: g.pgPort, user: 'bench:bench-pg', password: gatewayPassword, database: target.database };
     await clients.ask({ cmd: 'open', n: 20, ...login });
     await clients.ask({ cmd: 'end' });
     await gw.ask({ cmd: 'recorded', t0: '0', expect: 20 });
     const before = await gw.ask({ cmd: 'mem' });
-    const opened = await clients.ask({ cmd: 'open', n, ...login });
+    const t1 = performance.now();
+    await Promise.all(procs.map((p, i) => p.ask({ cmd: 'open', n: Math.floor(n / CLIENT_PROCS) + (i < n % CLIENT_PROCS ? 1 : 0), ...login })));
+    const opened = { ms: performance.now() - t1 };
     const after = await gw.ask({ cmd: 'mem' });
     if (after.live !== n) throw new Error(`expected ${n} live sessions, the broker has ${after.live}`);
-    const tear = await clients.ask({ cmd: 'force', apiPort: g.apiPort, resource: 'bench-pg', token: g.token });
+    const watching = others.map((p) => p.ask({ cmd: 'watch' }));
+    const tear = merge(await clients.ask({ cmd: 'force', apiPort: g.apiPort, resource: 'bench-pg', token: g.token }), await Promise.all(watching));
     const rec = await gw.ask({ cmd: 'recorded', t0: tear.t0, expect: n });
     const per = (k) => KiB(after[k] - before[k]) / n;
     const c = {
@@ -124,7 +149,7 @@ async function runCase(n, workers) {
         `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up)`,
     );
   } finally {
-    await clients.stop();
+    await Promise.all(procs.map((p) => p.stop()));
     await gw.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
