@@ -149,9 +149,21 @@ export function decodeMessage(buf: Buffer, max = MAX_HANDSHAKE_MESSAGE): { value
 }
 
 /**
+ * What a Framer's owner learns at message boundaries: `types` runs at every message start and
+ * returns true to have the first `limit` bytes of that message's body handed to `done` when
+ * the message ends (the SQL of Query and Parse, for the audit).
+ */
+export interface FrameHooks {
+  types(type: number): boolean;
+  limit: number;
+  done(type: number, prefix: Buffer, bodyLength: number): void;
+}
+
+const noHooks: FrameHooks = { types: () => false, limit: 0, done: () => undefined };
+
+/**
  * Follows message boundaries in a byte stream without buffering it, for the hot path: it
- * keeps a 5-byte header carry and a count of body bytes left. `capture` asks for the first
- * bytes of some message types (the SQL of Query and Parse, for the audit).
+ * keeps a 5-byte header carry and a count of body bytes left.
  */
 export class Framer {
   private readonly hdr = Buffer.alloc(5);
@@ -164,7 +176,7 @@ export class Framer {
 
   constructor(
     private readonly max: number,
-    private readonly capture?: { types: (type: number) => boolean; limit: number; done: (type: number, prefix: Buffer, bodyLength: number) => void },
+    private readonly hooks: FrameHooks = noHooks,
   ) {}
 
   /** True between messages: a message of our own may be written here. */
@@ -179,6 +191,21 @@ export class Framer {
   feed(chunk: Buffer, stopAtBoundary = false): number {
     const n = chunk.length;
     let i = 0;
+    if (!stopAtBoundary && this.hdrLen === 0 && this.remaining === 0) {
+      // The usual chunk, from a boundary: whole messages are stepped over header to header,
+      // with no state kept between them; a message cut by the chunk's end goes the long way.
+      const hooks = this.hooks;
+      while (n - i >= 5) {
+        const type = chunk[i]!;
+        const len = (chunk[i + 1]! << 24) | (chunk[i + 2]! << 16) | (chunk[i + 3]! << 8) | chunk[i + 4]!;
+        if (len < 4 || len > this.max) throw badLength(len);
+        const end = i + 1 + len;
+        if (end > n) break;
+        if (hooks.types(type)) hooks.done(type, chunk.subarray(i + 5, i + 5 + Math.min(len - 4, hooks.limit)), len - 4);
+        i = end;
+      }
+      if (i === n) return n;
+    }
     while (i < n) {
       if (this.remaining > 0) {
         const take = Math.min(this.remaining, n - i);
@@ -216,23 +243,25 @@ export class Framer {
   }
 
   private start(type: number, len: number): void {
-    if (len < 4 || len > this.max) throw new PgDecodeError('PG_BAD_LENGTH', `invalid message length ${len}`);
+    if (len < 4 || len > this.max) throw badLength(len);
     this.type = type;
     this.bodyLen = len - 4;
     this.remaining = this.bodyLen;
-    if (this.capture?.types(type)) {
+    if (this.hooks.types(type)) {
       this.parts = [];
-      this.want = Math.min(this.bodyLen, this.capture.limit);
+      this.want = Math.min(this.bodyLen, this.hooks.limit);
     }
   }
 
   private finish(): void {
-    if (!this.parts || !this.capture) return;
+    if (!this.parts) return;
     const prefix = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts);
     this.parts = undefined;
-    this.capture.done(this.type, prefix, this.bodyLen);
+    this.hooks.done(this.type, prefix, this.bodyLen);
   }
 }
+
+const badLength = (len: number): PgDecodeError => new PgDecodeError('PG_BAD_LENGTH', `invalid message length ${len}`);
 
 /** A NUL-terminated string at `offset`; the text and the offset after its NUL (or the end). */
 export function readCString(buf: Buffer, offset: number): { value: string; next: number } {

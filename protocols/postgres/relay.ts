@@ -54,6 +54,10 @@ const UPSTREAM_GRACE_MS = 250;
  * may slip in a message of its own (a warning, the final FATAL) without splitting one.
  */
 export class Relay implements SessionHandle {
+  // The options' sockets and session, held directly: the per-chunk handlers read them on every call.
+  private readonly client: Socket | TLSSocket;
+  private readonly upstream: Socket | TLSSocket;
+  private readonly session: GatewaySession;
   private readonly c2s: Framer;
   private readonly s2c: Framer;
   /** Client requests (Query, Sync, FunctionCall) still waiting for their ReadyForQuery. */
@@ -66,8 +70,11 @@ export class Relay implements SessionHandle {
   private terminated = false;
 
   constructor(private readonly o: RelayOptions) {
+    this.client = o.client;
+    this.upstream = o.upstream;
+    this.session = o.session;
     const audit = o.onStatement !== undefined || o.log.isLevelEnabled('debug');
-    // The type predicates run once per message start anyway; they also count requests and
+    // The message-start hooks run once per message anyway; they also count requests and
     // their ReadyForQuery answers (nothing is captured from the target's side).
     this.s2c = new Framer(MAX_SERVER_MESSAGE, {
       types: (t) => {
@@ -89,7 +96,7 @@ export class Relay implements SessionHandle {
 
   /** Sends the greeting, then moves bytes both ways until one side or the broker ends it. */
   start(greeting: Buffer, clientRest: Buffer, upstreamRest: Buffer): void {
-    const { client, upstream } = this.o;
+    const { client, upstream } = this;
     if (this.finished) return;
     this.started = true;
     client.on('data', this.onClientData);
@@ -112,7 +119,7 @@ export class Relay implements SessionHandle {
   warn(message: string): void {
     if (this.finished || this.closing) return;
     const notice = warningNotice(message);
-    if (this.started && this.s2c.atBoundary) this.o.client.write(notice);
+    if (this.started && this.s2c.atBoundary) this.client.write(notice);
     else this.pendingNotices.push(notice);
   }
 
@@ -120,10 +127,10 @@ export class Relay implements SessionHandle {
   close(_reason: TerminationReason, message: string): void {
     if (this.finished || this.closing) return;
     this.closing = teardownError(message);
-    this.o.client.off('data', this.onClientData);
-    this.o.client.pause();
+    this.client.off('data', this.onClientData);
+    this.client.pause();
     if (!this.started || this.s2c.atBoundary) return this.finish(true, true);
-    this.o.upstream.resume();
+    this.upstream.resume();
     setTimeout(() => this.finish(false, true), BOUNDARY_WAIT_MS).unref();
   }
 
@@ -133,53 +140,62 @@ export class Relay implements SessionHandle {
       this.c2s.feed(chunk);
     } catch (e) {
       if (!(e instanceof PgDecodeError)) throw e;
-      this.o.log.warn({ session: this.o.session.id, err: e.message }, 'client broke the protocol; closing');
+      this.o.log.warn({ session: this.session.id, err: e.message }, 'client broke the protocol; closing');
       this.closing = refusalError(refusals.protocolError(e.message));
       this.finish(this.s2c.atBoundary, false);
-      this.o.session.end('error', `client protocol violation: ${e.message}`);
+      this.session.end('error', `client protocol violation: ${e.message}`);
       return;
     }
-    this.o.session.bytesIn += chunk.length;
-    if (!this.o.upstream.write(chunk)) this.o.client.pause();
+    this.session.bytesIn += chunk.length;
+    if (!this.upstream.write(chunk)) this.client.pause();
   };
 
   private readonly onUpstreamData = (chunk: Buffer): void => {
     if (this.finished) return;
-    this.o.session.bytesOut += chunk.length;
+    this.session.bytesOut += chunk.length;
+    if (this.closing) return this.drainToGoodbye(chunk);
     try {
-      if (this.closing) {
-        // Tearing down: deliver only the rest of the message in flight, then say goodbye.
-        const n = this.s2c.feed(chunk, true);
-        this.o.client.write(n === chunk.length ? chunk : chunk.subarray(0, n));
-        if (this.s2c.atBoundary) this.finish(true, true);
-        return;
-      }
       this.s2c.feed(chunk);
     } catch (e) {
-      this.o.log.warn({ session: this.o.session.id, err: (e as Error).message }, 'target broke the protocol; closing');
-      this.finish(false, false);
-      this.o.session.end('error', `target protocol violation: ${(e as Error).message}`);
-      return;
+      return this.targetBroke(e as Error);
     }
-    const ok = this.o.client.write(chunk);
-    if (this.pendingNotices.length && this.s2c.atBoundary) {
-      for (const n of this.pendingNotices.splice(0)) this.o.client.write(n);
+    const ok = this.client.write(chunk);
+    if (this.pendingNotices.length > 0 && this.s2c.atBoundary) {
+      for (const n of this.pendingNotices.splice(0)) this.client.write(n);
     }
-    if (!ok) this.o.upstream.pause();
+    if (!ok) this.upstream.pause();
   };
+
+  /** Tearing down: delivers only the rest of the message in flight, then says goodbye. */
+  private drainToGoodbye(chunk: Buffer): void {
+    let n: number;
+    try {
+      n = this.s2c.feed(chunk, true);
+    } catch (e) {
+      return this.targetBroke(e as Error);
+    }
+    this.client.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+    if (this.s2c.atBoundary) this.finish(true, true);
+  }
+
+  private targetBroke(e: Error): void {
+    this.o.log.warn({ session: this.session.id, err: e.message }, 'target broke the protocol; closing');
+    this.finish(false, false);
+    this.session.end('error', `target protocol violation: ${e.message}`);
+  }
 
   private sideClosed(reason: 'client_closed' | 'target_closed'): void {
     if (this.finished) return;
     // Finish first: the broker's close() that follows must not send a goodbye of ours.
     this.finish(false, false);
-    this.o.session.end(reason);
+    this.session.end(reason);
   }
 
   /** Ends both sockets: the client gets `closing` if a goodbye is due and possible. */
   private finish(goodbye: boolean, byBroker: boolean): void {
     if (this.finished) return;
     this.finished = true;
-    const { client, upstream } = this.o;
+    const { client, upstream } = this;
     client.off('data', this.onClientData);
     upstream.off('data', this.onUpstreamData);
     if (goodbye && this.closing && !client.destroyed) {
@@ -210,7 +226,7 @@ export class Relay implements SessionHandle {
     // Query is the SQL; Parse is the statement name, then the SQL.
     if (type === Msg.Query) sql = readCString(prefix, 0).value;
     else sql = readCString(prefix, readCString(prefix, 0).next).value;
-    const s = this.o.session;
+    const s = this.session;
     const e: StatementEvent = { sessionId: s.id, user: s.user, resource: s.resource.name, kind: type === Msg.Query ? 'query' : 'parse', sql, truncated: bodyLength > prefix.length };
     this.o.log.debug({ session: e.sessionId, kind: e.kind, sql: e.sql, truncated: e.truncated }, 'statement');
     try {
