@@ -17,13 +17,14 @@ import { fileURLToPath } from 'node:url';
 import { together } from './tls-tap.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const { ensurePki } = await import(join(root, 'dist/src/pki/pki.js'));
+const [{ ensurePki }, { serverTlsOptions }] = await Promise.all([import(join(root, 'dist/src/pki/pki.js')), import(join(root, 'dist/protocols/shared/server-tls.js'))]);
 
 const SSL_REQUEST = 80877103;
 const t = JSON.parse(process.argv[2]);
 const pki = await ensurePki(t.certDir);
-// The same context options as the gateway's door (protocols/postgres/index.ts).
-const secureContext = createSecureContext({ cert: pki.certPem, key: pki.keyPem, minVersion: 'TLSv1.2' });
+// The same context options as the gateway's database doors (protocols/shared/server-tls.ts:
+// TLS 1.2 or later, the server's cipher order, AES-128-GCM first).
+const secureContext = createSecureContext(serverTlsOptions({ cert: pki.certPem, key: pki.keyPem }));
 
 const server = createServer((raw) => {
   raw.setNoDelay(true);

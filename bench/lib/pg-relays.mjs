@@ -83,10 +83,14 @@ async function nodeProcess(script, arg, cleanups, { nodeArgs = [], env = {} } = 
   return { ...g, cpu: () => procCpuMicros(g.pid) };
 }
 
-/** The gateway in its own process, as `gatehouse serve` runs it: { plainPort, tlsPort, pid, cpu }. */
-export function startGateway({ target, certDir, gatewayPassword, cleanups, ...opts }) {
+/**
+ * The gateway in its own process, as `gatehouse serve` runs it: { plainPort, tlsPort, pid, cpu }.
+ * `from` is the checkout to run it from (its bench/ and dist/; this one by default), e.g. a
+ * copy of an earlier build for a before/after race in one run.
+ */
+export function startGateway({ target, certDir, gatewayPassword, cleanups, from = root, ...opts }) {
   const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, gatewayPassword, certDir };
-  return nodeProcess(join(root, 'bench/postgres/gateway.mjs'), cfg, cleanups, opts);
+  return nodeProcess(join(from, 'bench/postgres/gateway.mjs'), cfg, cleanups, opts);
 }
 
 /** The bare Node TLS pipe in its own process: { port, pid, cpu }. */
@@ -94,9 +98,18 @@ export function startBarePipe({ target, certDir, cleanups, ...opts }) {
   return nodeProcess(join(root, 'bench/lib/bare-tls-pipe.mjs'), { host: target.host, port: target.port, certDir }, cleanups, opts);
 }
 
-/** PgBouncer 1.x in session mode, client TLS with the gateway's certificate, run as `postgres`: { port, pid, cpu }. */
+/**
+ * PgBouncer 1.x in session mode, client TLS with the gateway's certificate, run as `postgres`:
+ * { port, pid, cpu }. Its client leg gets the cipher order of Gatehouse's database doors
+ * (protocols/shared/server-tls.ts), so the relays race with the same suite: TLS 1.2 ciphers
+ * through `client_tls_ciphers`; TLS 1.3 suites, for which PgBouncer 1.18 has no setting (and
+ * which it picks in its own order, OpenSSL's default, AES-256-GCM first), through OpenSSL's
+ * system-default configuration (OPENSSL_CONF, `Ciphersuites`), which applies to every SSL_CTX
+ * the process creates.
+ */
 export async function startPgbouncer({ target, dir, pki, cleanups }) {
   ensureTool('pgbouncer', 'pgbouncer');
+  const { SERVER_TLS13_SUITES, SERVER_TLS12_CIPHERS } = await import(join(root, 'dist/protocols/shared/server-tls.js'));
   const pb = join(dir, 'pgbouncer');
   execFileSync('mkdir', ['-p', pb]);
   const free = await new Promise((resolve) => {
@@ -124,11 +137,20 @@ default_pool_size = 64
 client_tls_sslmode = require
 client_tls_cert_file = ${join(pb, 'cert.pem')}
 client_tls_key_file = ${join(pb, 'key.pem')}
+client_tls_ciphers = ${SERVER_TLS12_CIPHERS}
 logfile = ${join(pb, 'pgbouncer.log')}
 pidfile = ${join(pb, 'pgbouncer.pid')}
 `);
-  for (const f of ['', 'cert.pem', 'key.pem', 'userlist.txt', 'pgbouncer.ini']) chownSync(join(pb, f), uid('postgres'), gid('postgres'));
-  const child = spawn('runuser', ['-u', 'postgres', '--', 'pgbouncer', join(pb, 'pgbouncer.ini')], { stdio: 'ignore' });
+  writeFileSync(join(pb, 'openssl.cnf'), `openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+Ciphersuites = ${SERVER_TLS13_SUITES}
+`);
+  for (const f of ['', 'cert.pem', 'key.pem', 'userlist.txt', 'pgbouncer.ini', 'openssl.cnf']) chownSync(join(pb, f), uid('postgres'), gid('postgres'));
+  const child = spawn('runuser', ['-u', 'postgres', '--', 'pgbouncer', join(pb, 'pgbouncer.ini')], { stdio: 'ignore', env: { ...process.env, OPENSSL_CONF: join(pb, 'openssl.cnf') } });
   cleanups.unshift(() => child.kill('SIGTERM'));
   await waitPort(free);
   const pid = Number(readFileSync(join(pb, 'pgbouncer.pid'), 'utf8').trim());
