@@ -17,6 +17,7 @@ import { MysqlProvisioner } from './provision.js';
 import type { StatementEvent } from './relay.js';
 import { MysqlSession, type AdapterStats, type SessionDeps } from './session.js';
 import { ThreadRegistry } from './threads.js';
+import { serverTlsOptions } from '../shared/server-tls.js';
 
 export type { StatementEvent } from './relay.js';
 export type { UpstreamTlsMode } from './upstream.js';
@@ -95,7 +96,7 @@ export class MysqlAdapter implements ProtocolAdapter {
       stats: this.stats,
       port,
       auth: {
-        secureContext: createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' }),
+        secureContext: createSecureContext(serverTlsOptions(config.tls)),
         allowPlaintext,
         rsa: rsaKeys(config.tls.key),
       },

@@ -11,6 +11,7 @@ import { PostgresProvisioner } from './provision.js';
 import type { StatementEvent } from './relay.js';
 import { cancelSession, PgConnection, type ConnectionContext } from './session.js';
 import type { PlaintextUpstream, UpstreamTarget } from './upstream.js';
+import { serverTlsOptions } from '../shared/server-tls.js';
 
 export type { StatementEvent } from './relay.js';
 
@@ -78,7 +79,7 @@ export class PostgresAdapter implements ProtocolAdapter {
     const port = config.broker.portFor({ protocol: 'postgres', loginExample: LOGIN_EXAMPLE }, log);
     const ctx: ConnectionContext = {
       port,
-      secureContext: createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' }),
+      secureContext: createSecureContext(serverTlsOptions(config.tls)),
       allowPlaintext: config.allowPlaintext ?? false,
       cancelKeys: this.cancelKeys,
       upstreamFor: (r) => this.upstreamFor(port, r),

@@ -5,8 +5,8 @@
  * Why the order: libpq and most drivers offer TLS_AES_256_GCM_SHA384 first, and a server that
  * follows the client's order (OpenSSL's default, and Node's for `createSecureContext`, which
  * leaves `honorCipherOrder` unset) negotiates it. TLS_AES_128_GCM_SHA256 is the suite every
- * TLS 1.3 peer must implement (RFC 8446, 9.1) and takes 10 AES rounds per block to AES-256's 14. Node has no separate option for TLS 1.3 suites: the `TLS_` names
- * in `ciphers` are TLS 1.3 suites (SSL_CTX_set_ciphersuites), the others TLS 1.2 ciphers; a list
+ * TLS 1.3 peer must implement (RFC 8446, 9.1) and takes 10 AES rounds per block to AES-256's 14.
+ * Node has no separate option for TLS 1.3 suites: the `TLS_` names in `ciphers` are TLS 1.3 suites (SSL_CTX_set_ciphersuites), the others TLS 1.2 ciphers; a list
  * with no TLS 1.2 ciphers would refuse every handshake, so both are given.
  *
  * The lists start from Node's defaults (tls.DEFAULT_CIPHERS, which `--tls-cipher-list` changes):

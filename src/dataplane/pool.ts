@@ -206,8 +206,8 @@ export class DataPath {
   }
 
   private spawn(index: number): Worker {
-    const entry = workerEntry();
-    const child = fork(entry.path, [], { execArgv: entry.execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const script = workerEntry();
+    const child = fork(script.path, [], { execArgv: script.execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let up: () => void = () => undefined;
     const w: Worker = { index, child, ready: new Promise((resolve) => (up = resolve)), closing: [], closed: new Map(), gone: false, serving: new Set() };
     child.on('message', (m: FromWorker) => {

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DEFAULT_CIPHERS, type TLSSocket } from 'node:tls';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
@@ -204,6 +205,16 @@ describe('a live PostgreSQL session through the gateway', () => {
     expect(() => new PostgresAdapter({ upstreamCa: { x: 'not a pem' } })).toThrow(/upstreamCa\.x/);
     // 'prefer' (the old default) is gone: a plaintext target is a per-resource decision.
     expect(() => new PostgresAdapter({ upstreamTls: 'prefer' as never })).toThrow(/upstreamTls: must be 'require' or 'disable'/);
+  });
+
+  it('picks AES-128-GCM for the client leg although the client offers AES-256-GCM first (TLS 1.3, the server order)', async () => {
+    const c = await client();
+    const socket = (c as unknown as { connection: { stream: TLSSocket } }).connection.stream;
+    // Node's client offers TLS_AES_256_GCM_SHA384 first, as libpq does.
+    expect(DEFAULT_CIPHERS.indexOf('TLS_AES_256_GCM_SHA384')).toBeLessThan(DEFAULT_CIPHERS.indexOf('TLS_AES_128_GCM_SHA256'));
+    expect(socket.getProtocol()).toBe('TLSv1.3');
+    expect(socket.getCipher().name).toBe('TLS_AES_128_GCM_SHA256');
+    await c.end();
   });
 
   it('counts the bytes of a session both ways; a Terminate ends it as client_closed', async () => {

@@ -13,7 +13,7 @@ import pg from 'pg';
 import { Client as SshClient } from 'ssh2';
 import { afterEach, describe, expect, it } from 'vitest';
 import { protocolAdapters } from '../../src/adapters.js';
-import { loadConfig } from '../../src/core/config.js';
+import { ListenerNames, loadConfig } from '../../src/core/config.js';
 import { createLogger, resolveLogFormat } from '../../src/core/log.js';
 import { startGateway, type Gateway } from '../../src/gateway.js';
 
@@ -110,7 +110,8 @@ describe('no log line carries a key twice', () => {
     const log = createLogger({ level: 'debug' }, { format: 'json', destination: out });
     const cfg = loadConfig({
       data: join(dir, 'data'), cwd: dir, allowPlaintextOnLoopback: true,
-      listen: ['api=127.0.0.1:0', 'ssh=127.0.0.1:0', 'postgres=127.0.0.1:0', 'mysql=127.0.0.1:0'],
+      // Every door on a free port: a default one (LDAP's 13389) may be taken by another test file.
+      listen: ListenerNames.map((n) => `${n}=127.0.0.1:0`),
     });
     gw = await startGateway(cfg, { adapters: await protocolAdapters(), log });
     const port = (name: 'api' | 'ssh' | 'postgres' | 'mysql'): number => gw!.addresses[name]!.port;
