@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
-/** The PostgreSQL door's suites, run a second time with the door in two data-path workers (src/dataplane). */
-const DATA_PATH_SUITES = ['test/protocols/postgres*.test.ts', 'test/protocols/contract-postgres.test.ts', 'test/protocols/jit-postgres.test.ts'];
+/** The suites of the doors that can run in data-path workers (src/dataplane), run a second time with the door in two. */
+const DATA_PATH_SUITES = ['postgres', 'mysql'].flatMap((door) => [`test/protocols/${door}*.test.ts`, `test/protocols/contract-${door}.test.ts`, `test/protocols/jit-${door}.test.ts`]);
 
 export default defineConfig({
   test: {

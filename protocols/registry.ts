@@ -110,6 +110,7 @@ export const DOORS = [
       env: { MYSQL_PWD: ticket },
     }),
     load: async (o?: object) => new (await import('./mysql/index.js')).MysqlAdapter(o),
+    workers: true,
   },
   {
     name: 'ldap',

@@ -4,7 +4,7 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import type { Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
+import type { DataPathWorker, Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
 import type { GatewayPort } from '../../src/broker/port.js';
 import type { Provisioner } from '../../src/broker/provisioner.js';
 import { ValidationError } from '../../src/core/errors.js';
@@ -12,11 +12,11 @@ import type { Resource } from '../../src/core/model.js';
 import { doorFor } from '../registry.js';
 import { resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
 import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.js';
-import { TargetProfiles } from './profile.js';
+import { TargetProfiles, type TargetProfile } from './profile.js';
 import { MysqlProvisioner } from './provision.js';
 import type { StatementEvent } from './relay.js';
 import { MysqlSession, type AdapterStats, type SessionDeps } from './session.js';
-import { ThreadRegistry } from './threads.js';
+import { ThreadRegistry, type ThreadChange } from './threads.js';
 import { serverTlsOptions } from '../shared/server-tls.js';
 
 export type { StatementEvent } from './relay.js';
@@ -52,7 +52,7 @@ export class MysqlAdapter implements ProtocolAdapter {
     connections: 0, upstreamConnects: 0, refusals: 0, changeUserRefused: 0, threadKills: 0, upstreamQuits: 0, killsMapped: 0, killsRefused: 0, upstreamTlsResumed: 0,
   };
 
-  constructor(options: MysqlAdapterOptions = {}) {
+  constructor(readonly options: MysqlAdapterOptions = {}) {
     const maxPacketSize = positive('maxPacketSize', options.maxPacketSize, 64 * 1024 * 1024);
     if (maxPacketSize < 1024 || maxPacketSize > 1024 ** 3) throw new ValidationError('maxPacketSize', 'must be between 1 KiB and 1 GiB');
     this.opts = {
@@ -72,14 +72,22 @@ export class MysqlAdapter implements ProtocolAdapter {
     const tlsSessions = {
       get: () => this.tlsSessions.get(key),
       set: (s: Buffer) => {
-        this.tlsSessions.delete(key);
-        if (this.tlsSessions.size >= MAX_TLS_SESSIONS) this.tlsSessions.delete(this.tlsSessions.keys().next().value!);
-        this.tlsSessions.set(key, s);
+        this.keepTlsSession(key, s);
+        this.tellTlsSession?.(key, s);
       },
     };
     // A lab target may lack TLS only where its resource says so, and never once a TLS certificate was pinned for it (a downgrade).
     const plaintextAllowed = !!resource.options.allowPlaintextUpstream && !resource.hostKeyPin?.startsWith('tls-sha256:');
     return { ...(ca ? { ca } : {}), tls: ca ? 'require' : this.opts.upstreamTls, plaintextAllowed, timeoutMs: this.opts.upstreamTimeoutMs, tlsSessions };
+  }
+
+  /** In a data-path worker: tells the listener's other workers of a target TLS session to resume. */
+  private tellTlsSession: ((key: string, s: Buffer) => void) | undefined;
+
+  private keepTlsSession(key: string, s: Buffer): void {
+    this.tlsSessions.delete(key);
+    if (this.tlsSessions.size >= MAX_TLS_SESSIONS) this.tlsSessions.delete(this.tlsSessions.keys().next().value!);
+    this.tlsSessions.set(key, s);
   }
 
   /** Ephemeral accounts and elevation (provision.ts), reaching each target as its sessions do. */
@@ -108,6 +116,11 @@ export class MysqlAdapter implements ProtocolAdapter {
       onStatement: this.opts.onStatement ?? (log.isLevelEnabled('debug') ? (e) => log.debug({ session: e.sessionId, kind: e.kind, sql: e.sql, truncated: e.truncated }, 'mysql statement') : undefined),
       upstream: (r) => this.upstreamFor(r),
     };
+    const worker = config.dataPath;
+    if (worker) {
+      const tell = shareWithWorkers(worker, this.threads, this.profiles, (key, session) => this.keepTlsSession(key, session));
+      this.tellTlsSession = (key, session) => tell({ tlsSession: [key, session] });
+    }
     if (allowPlaintext) log.info('mysql: plaintext client connections are allowed (loopback listener)');
     return serveTcp(config, log, 'mysql', (conn) => {
       this.stats.connections++;
@@ -116,6 +129,37 @@ export class MysqlAdapter implements ProtocolAdapter {
       return new MysqlSession(conn, id, this.profiles.greeting(), deps).run();
     }, { maxConnections: this.opts.maxConnections, handshakeTimeoutMs: this.opts.handshakeTimeoutMs });
   }
+}
+
+/**
+ * In a data-path worker (src/dataplane): the listener's other workers learn every session this
+ * one registers or ends, so that KILL finds the caller's sessions whichever worker holds them;
+ * what each target greeted with, so that every worker greets clients alike; and the target TLS
+ * sessions to resume, so that a login in any worker resumes. A KILL for a session that went live
+ * in another worker an instant ago may be refused (not yet known here). Returns the teller.
+ */
+function shareWithWorkers(worker: DataPathWorker, threads: ThreadRegistry, profiles: TargetProfiles, keepTlsSession: (key: string, s: Buffer) => void): (news: WorkerNews) => void {
+  const others = [...Array(worker.count).keys()].filter((i) => i !== worker.index);
+  const tell = (payload: WorkerNews): void => {
+    for (const i of others) worker.send(i, { ...payload, from: worker.index });
+  };
+  threads.share(worker.index, worker.count, (thread) => tell({ thread }));
+  profiles.share((key, hs) => tell({ profile: [key, hs] }));
+  worker.onMessage((m) => {
+    const news = m as WorkerNews & { from?: number; peerGone?: number };
+    if (typeof news.peerGone === 'number') threads.apply({ peerGone: news.peerGone }, news.peerGone);
+    if (typeof news.from !== 'number') return;
+    if (news.thread) threads.apply(news.thread, news.from);
+    if (news.profile) profiles.learn(news.profile[0], news.profile[1], false);
+    if (news.tlsSession) keepTlsSession(news.tlsSession[0], Buffer.from(news.tlsSession[1]));
+  });
+  return tell;
+}
+
+interface WorkerNews {
+  thread?: ThreadChange;
+  profile?: [string, TargetProfile];
+  tlsSession?: [string, Buffer];
 }
 
 /**

@@ -77,8 +77,17 @@ export class TargetProfiles {
     return { serverVersion: this.fallbackVersion, capabilities: CONSERVATIVE_CAPS, mariadbCapabilities: 0, charset: CHARSET_UTF8MB4_GENERAL_CI, status: SERVER_STATUS_AUTOCOMMIT };
   }
 
+  /** In a data-path worker: tells the listener's other workers what a target greeted with. */
+  private tell: ((key: string, hs: TargetProfile) => void) | undefined;
+
+  /** Shares what is learned with the other data-path workers (theirs comes in through `learn(key, hs, false)`). */
+  share(tell: (key: string, hs: TargetProfile) => void): void {
+    this.tell = tell;
+  }
+
   /** Records what a target greeted with (every login does; `key` names the resource and its address). */
-  learn(key: string, hs: TargetProfile): void {
+  learn(key: string, hs: TargetProfile, ours = true): void {
+    if (ours) this.tell?.(key, hs);
     const profile: TargetProfile = {
       serverVersion: printableVersion(hs.serverVersion), capabilities: hs.capabilities >>> 0, mariadbCapabilities: hs.mariadbCapabilities >>> 0, charset: hs.charset, status: hs.status,
     };

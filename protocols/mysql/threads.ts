@@ -25,22 +25,61 @@ export type Resolved = { ok: true; thread: LiveThread } | { ok: false; why: 'not
 
 const MAX_ID = 0xffffffff;
 
+/** A change to the live threads, as the other data-path workers of a listener learn it. */
+export type ThreadChange = { add: LiveThread } | { remove: number } | { peerGone: number };
+
 export class ThreadRegistry {
   private next: number;
   /** Every id handed out and not yet released, live or still in its handshake. */
   private readonly inUse = new Set<number>();
   private readonly live = new Map<number, LiveThread>();
+  /** In a data-path worker: its number and how many there are (ids are ≡ index mod count). */
+  private worker: { index: number; count: number; tell: (c: ThreadChange) => void } | undefined;
+  /** Threads of other workers, by the worker that holds them. */
+  private readonly owner = new Map<number, number>();
 
   constructor(start: number = randomInt(1, MAX_ID)) {
     // Not 1 on every start: an id must not look like a target thread id by accident.
     this.next = start;
   }
 
+  /**
+   * Shares the registry with the other data-path workers of the listener: this one hands out
+   * only ids ≡ `index` (mod `count`), so no two workers give a client the same id, and tells
+   * the others (`tell`) of every session it registers or ends, so that a KILL finds the caller's
+   * sessions in any worker. What the others tell comes in through `apply`.
+   */
+  share(index: number, count: number, tell: (c: ThreadChange) => void): void {
+    if (count < 2) return;
+    this.worker = { index, count, tell };
+    this.next = this.next - (this.next % count) + index;
+    if (this.next < 1 || this.next > MAX_ID) this.next = count + index;
+  }
+
+  /** A change another worker told of. */
+  apply(c: ThreadChange, from: number): void {
+    if ('add' in c) {
+      this.live.set(c.add.gatewayId, c.add);
+      this.owner.set(c.add.gatewayId, from);
+    } else if ('remove' in c) {
+      if (this.owner.get(c.remove) === from) this.forget(c.remove);
+    } else {
+      // That worker stopped: its sessions went with it.
+      for (const [id, w] of this.owner) if (w === c.peerGone) this.forget(id);
+    }
+  }
+
+  private forget(id: number): void {
+    this.live.delete(id);
+    this.owner.delete(id);
+  }
+
   /** A connection id for a new client connection (never 0, never one in use). */
   allocate(): number {
+    const step = this.worker?.count ?? 1;
     for (;;) {
       const id = this.next;
-      this.next = id >= MAX_ID ? 1 : id + 1;
+      this.next = id > MAX_ID - step ? (this.worker?.index || step) : id + step;
       if (!this.inUse.has(id)) {
         this.inUse.add(id);
         return id;
@@ -50,16 +89,17 @@ export class ThreadRegistry {
 
   /** The connection is gone: its id may be handed out again. */
   release(gatewayId: number): void {
-    this.live.delete(gatewayId);
+    if (this.live.delete(gatewayId)) this.worker?.tell({ remove: gatewayId });
     this.inUse.delete(gatewayId);
   }
 
   register(t: LiveThread): void {
     this.live.set(t.gatewayId, t);
+    this.worker?.tell({ add: t });
   }
 
   unregister(gatewayId: number): void {
-    this.live.delete(gatewayId);
+    if (this.live.delete(gatewayId)) this.worker?.tell({ remove: gatewayId });
   }
 
   /**

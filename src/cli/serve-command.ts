@@ -18,7 +18,7 @@ export function registerServe(program: Command): void {
     .option('--admin-password-file <file>', 'first run: take the admin password from this file')
     .option('--store <url>', 'keep state in PostgreSQL (postgres://...) to share it between gateways; default: SQLite in the data dir')
     .option('--allow-plaintext-on-loopback', 'let clients on loopback listeners connect without TLS (local tools, tests); listeners off loopback stay TLS-only')
-    .option('--workers <n>', 'data-path worker processes for the doors that can use them (PostgreSQL): a number or auto (one per core); default 1, every connection in this process')
+    .option('--workers <n>', 'data-path worker processes for the doors that can use them (PostgreSQL, MySQL): a number or auto (one per core); default 1, every connection in this process')
     .addOption(new Option('--log-format <format>', 'logs on stderr as JSON lines or pretty text (default: GATEHOUSE_LOG_FORMAT, else pretty on a terminal, JSON elsewhere)').choices(['json', 'pretty'] satisfies LogFormat[]))
     .action(async (o: ServeFlags) => (await import('./actions/serve.js')).serve(o));
 }

@@ -231,6 +231,10 @@ export class DataPath {
     }
     if (this.stopping) return;
     this.log.error({ worker: w.index, code, signal }, 'data-path worker exited; starting another');
+    // Doors that share state between workers (MySQL's live threads) drop what that one held.
+    for (const id of this.listeners.keys()) {
+      for (const other of this.workers) if (other !== w) this.post(other, { t: 'door', listener: id, payload: { peerGone: w.index } });
+    }
     const next = this.spawn(w.index);
     this.workers[w.index] = next;
     void next.ready

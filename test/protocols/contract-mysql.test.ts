@@ -7,7 +7,7 @@
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
-import { MysqlAdapter } from '../../protocols/mysql/index.js';
+import { myDoor } from './mysql-harness.js';
 import { startMariadb, type MariadbTarget } from '../targets/index.js';
 import { doorContract } from './contract.js';
 import { refusalCodeIn, startContractGateway, type Closed, type DoorDriver } from './contract-driver.js';
@@ -39,7 +39,7 @@ function describeError(e: unknown): string {
 
 async function myDriver(): Promise<DoorDriver<MyConn>> {
   const { gw, auth, stop } = await startContractGateway();
-  const adapter = new MysqlAdapter({ upstreamTls: 'require' });
+  const adapter = await myDoor({ upstreamTls: 'require' });
   const listener = await adapter.listen({
     host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger,
     tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },

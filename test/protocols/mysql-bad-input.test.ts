@@ -11,19 +11,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
 import type { Listener } from '../../src/broker/adapter.js';
 import { Cap, decodeErr, decodePacket, encodePacket, type Packet } from '../../protocols/mysql/codec.js';
-import { MysqlAdapter } from '../../protocols/mysql/index.js';
 import { freePort } from '../targets/index.js';
-import { addMyResource, GATEWAY_PASSWORD, mariadb, startMyGateway, type MyGateway } from './mysql-harness.js';
+import { addMyResource, GATEWAY_PASSWORD, myDoor, mariadb, startMyGateway, type MyDoor, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
 /** A second listener on the same gateway: small packets, a short handshake, no target CA (pinning). */
 let strict: Listener;
-let strictAdapter: MysqlAdapter;
+let strictAdapter: MyDoor;
 
 beforeAll(async () => {
   g = await startMyGateway();
   await addMyResource(g, {}, 'open-mysql');
-  strictAdapter = new MysqlAdapter({ maxPacketSize: 1024 * 1024, handshakeTimeoutMs: 400 });
+  strictAdapter = await myDoor({ maxPacketSize: 1024 * 1024, handshakeTimeoutMs: 400 });
   strict = await strictAdapter.listen({
     host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem },
   });

@@ -12,9 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Listener } from '../../src/broker/adapter.js';
 import { silentLogger } from '../../src/core/log.js';
 import { Cap, CLIENT_MYSQL, MariaCap } from '../../protocols/mysql/codec.js';
-import { MysqlAdapter } from '../../protocols/mysql/index.js';
 import { common, GATEWAY_CAPS, RELAYED_CAPS, TargetProfiles, type TargetProfile } from '../../protocols/mysql/profile.js';
-import { addMyResource, GATEWAY_PASSWORD, mariadb, startMyGateway, type MyGateway } from './mysql-harness.js';
+import { addMyResource, GATEWAY_PASSWORD, myDoor, mariadb, startMyGateway, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
 let targetCa: string;
@@ -33,7 +32,7 @@ afterAll(async () => {
 
 /** A listener of its own: an adapter that has not logged in to any target yet. */
 async function freshGateway(upstreamCa: Record<string, string> = { '*': targetCa }): Promise<number> {
-  const l = await new MysqlAdapter({ upstreamCa }).listen({
+  const l = await (await myDoor({ upstreamCa })).listen({
     host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem },
   });
   listeners.push(l);

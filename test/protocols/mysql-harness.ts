@@ -2,7 +2,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import mysql from 'mysql2/promise';
 import { silentLogger } from '../../src/core/log.js';
-import type { Listener } from '../../src/broker/adapter.js';
+import type { Listener, ProtocolAdapter } from '../../src/broker/adapter.js';
+import { served } from './data-path.js';
 import { MysqlAdapter, type MysqlAdapterOptions, type StatementEvent } from '../../protocols/mysql/index.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { startMariadb, type MariadbTarget } from '../targets/index.js';
@@ -15,10 +16,18 @@ export const APPROVAL_SETTINGS = {
   requireApproval: { approvers: [{ team: 'dba' }], approvals: 1, startOn: 'approval' },
 };
 
+/** The MySQL door as a test holds it: its listen(), and its counters. */
+export type MyDoor = ProtocolAdapter & Pick<MysqlAdapter, 'stats' | 'provisioner'>;
+
+/** The door the MySQL suites test: in this process, or in two data-path workers (see data-path.ts). */
+export function myDoor(options: MysqlAdapterOptions = {}): Promise<MyDoor> {
+  return served('mysql', new MysqlAdapter(options));
+}
+
 export interface MyGateway {
   gw: GatewayHarness;
   target: MariadbTarget;
-  adapter: MysqlAdapter;
+  adapter: MyDoor;
   listener: Listener;
   port: number;
   statements: StatementEvent[];
@@ -35,7 +44,7 @@ export async function startMyGateway(options: MysqlAdapterOptions & { allowPlain
   const [gw, target] = await Promise.all([makeGateway(), startMariadb()]);
   const statements: StatementEvent[] = [];
   const { allowPlaintext, ...adapterOptions } = options;
-  const adapter = new MysqlAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') }, onStatement: (e) => statements.push(e), ...adapterOptions });
+  const adapter = await myDoor({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') }, onStatement: (e) => statements.push(e), ...adapterOptions });
   const listener = await adapter.listen({
     host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger,
     tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },

@@ -15,7 +15,7 @@ import { Cap, Cmd, decodeErr, Reply } from '../../protocols/mysql/codec.js';
 import { decodeHandshakeV10, encodeHandshakeResponse, encodeSslRequest } from '../../protocols/mysql/handshake.js';
 import { parseKillStatement, parseProcessKill, rewriteKill, startsWithKill } from '../../protocols/mysql/kill.js';
 import { PacketReader } from '../../protocols/mysql/reader.js';
-import { ThreadRegistry } from '../../protocols/mysql/threads.js';
+import { ThreadRegistry, type ThreadChange } from '../../protocols/mysql/threads.js';
 import { addMyResource, eventually, GATEWAY_PASSWORD, LiveMariadb, runClient, startMyGateway, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
@@ -418,5 +418,33 @@ describe('connection ids', () => {
     expect(r.resolve({ ...me, target: '10.0.0.2:3306' }, 7)).toEqual({ ok: false, why: 'not_yours' });
     r.unregister(100);
     expect(r.resolve(me, 7)).toEqual({ ok: false, why: 'not_yours' });
+  });
+
+  it('in data-path workers: each hands out its own residue class of ids, and learns the others\' sessions', () => {
+    const told: Array<[number, ThreadChange]> = [];
+    const [w0, w1] = [0, 1].map((i) => {
+      const r = new ThreadRegistry(0xfffffffc + i);
+      r.share(i, 2, (c) => told.push([i, c]));
+      return r;
+    });
+    const ids = [w0!.allocate(), w0!.allocate(), w0!.allocate(), w1!.allocate(), w1!.allocate(), w1!.allocate()];
+    expect(ids).toEqual([0xfffffffc, 0xfffffffe, 2, 0xfffffffd, 0xffffffff, 1]);
+    const me = { user: 'alice', resource: 'db', target: '10.0.0.1:3306' };
+    w1!.register({ gatewayId: 1, ...me, threadId: 70 });
+    for (const [from, c] of told.splice(0)) w0!.apply(c, from);
+    expect(w0!.resolve(me, 1)).toMatchObject({ ok: true, thread: { threadId: 70 } });
+    expect(w0!.resolve(me, 70)).toMatchObject({ ok: true, thread: { gatewayId: 1 } });
+    // Only the worker that holds a session can end it in the others.
+    w0!.apply({ remove: 1 }, 0);
+    expect(w0!.resolve(me, 1).ok).toBe(true);
+    w1!.release(1);
+    for (const [from, c] of told.splice(0)) w0!.apply(c, from);
+    expect(w0!.resolve(me, 1)).toEqual({ ok: false, why: 'not_yours' });
+    // A worker that died takes its sessions with it.
+    w1!.register({ gatewayId: 0xffffffff, ...me, threadId: 71 });
+    for (const [from, c] of told.splice(0)) w0!.apply(c, from);
+    expect(w0!.resolve(me, 71).ok).toBe(true);
+    w0!.apply({ peerGone: 1 }, 1);
+    expect(w0!.resolve(me, 71)).toEqual({ ok: false, why: 'not_yours' });
   });
 });

@@ -8,8 +8,7 @@ import { authPlugins } from 'mysql2';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
-import { MysqlAdapter } from '../../protocols/mysql/index.js';
-import { addMyResource, GATEWAY_PASSWORD, mariadb, startMyGateway, until, type MyGateway } from './mysql-harness.js';
+import { addMyResource, GATEWAY_PASSWORD, myDoor, mariadb, startMyGateway, until, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
 
@@ -130,7 +129,7 @@ describe('mysql2 through the gateway', () => {
   });
 
   it("upstreamTls 'disable' keeps the target leg in plaintext; the client leg stays TLS", async () => {
-    const plain = await new MysqlAdapter({ upstreamTls: 'disable' }).listen({
+    const plain = await (await myDoor({ upstreamTls: 'disable' })).listen({
       host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem },
     });
     try {

@@ -20,12 +20,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
 import type { Listener } from '../../src/broker/adapter.js';
 import { Cap } from '../../protocols/mysql/codec.js';
-import { MysqlAdapter } from '../../protocols/mysql/index.js';
-import { addMyResource, GATEWAY_PASSWORD, startMyGateway, type MyGateway } from './mysql-harness.js';
+import { addMyResource, GATEWAY_PASSWORD, myDoor, startMyGateway, type MyDoor, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
 let a: Listener;
-let a2: MysqlAdapter;
+let a2: MyDoor;
 let relay: Server;
 
 /** Forwards bytes both ways, clearing CLIENT_SSL in the server's HandshakeV10. */
@@ -62,7 +61,7 @@ beforeAll(async () => {
     await g.gw.addResource({ name, type: 'database', protocol: 'mysql', host: '127.0.0.1', port, credentials: { login: 'alice:open-mysql', password: GATEWAY_PASSWORD } });
   }
   // TLS to targets is required by default: the SSL-stripped leg is a plaintext target on purpose.
-  a2 = new MysqlAdapter({ upstreamCa: { 'via-gw': g.gw.pki.caCertPem }, upstreamTls: 'disable' });
+  a2 = await myDoor({ upstreamCa: { 'via-gw': g.gw.pki.caCertPem }, upstreamTls: 'disable' });
   a = await a2.listen({ host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem } });
 });
 
@@ -88,7 +87,7 @@ describe('upstream caching_sha2_password full authentication', () => {
   });
 
   it('the TLS leg to the target is verified: the wrong CA is refused before any password is sent', async () => {
-    const wrong = await new MysqlAdapter({ upstreamCa: { 'via-gw': readFileSync(g.target.ca, 'utf8') } }).listen({
+    const wrong = await (await myDoor({ upstreamCa: { 'via-gw': readFileSync(g.target.ca, 'utf8') } })).listen({
       host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem },
     });
     try {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { silentLogger } from '../../src/core/log.js';
 import type { Listener, ProtocolAdapter } from '../../src/broker/adapter.js';
-import { DataPath } from '../../src/dataplane/pool.js';
+import { served } from './data-path.js';
 import { PostgresAdapter, type PostgresAdapterOptions, type StatementEvent } from '../../protocols/postgres/index.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
@@ -20,24 +20,9 @@ export const APPROVAL_SETTINGS = {
 /** The PostgreSQL door as a test holds it: its listen(), and its counters. */
 export type PgDoor = ProtocolAdapter & Pick<PostgresAdapter, 'stats'>;
 
-/** `GATEHOUSE_TEST_DATA_PATH=workers` runs the suites against two data-path workers (vitest.config.ts). */
-export const DATA_PATH = process.env.GATEHOUSE_TEST_DATA_PATH === 'workers' ? 'workers' : 'in-process';
-let pool: Promise<DataPath> | undefined;
-
-/**
- * The door the PostgreSQL suites test: in this process, or served by two data-path workers
- * (src/dataplane) when DATA_PATH says so; the same tests run against both.
- */
-export async function pgDoor(options: PostgresAdapterOptions = {}): Promise<PgDoor> {
-  const local = new PostgresAdapter(options);
-  if (DATA_PATH === 'in-process') return local;
-  // One pool per test file; its workers end with the file's process.
-  pool ??= (async () => {
-    const p = new DataPath(2, silentLogger);
-    await p.start();
-    return p;
-  })();
-  return (await pool).door('postgres', local) as unknown as PgDoor;
+/** The door the PostgreSQL suites test: in this process, or in two data-path workers (see data-path.ts). */
+export function pgDoor(options: PostgresAdapterOptions = {}): Promise<PgDoor> {
+  return served('postgres', new PostgresAdapter(options));
 }
 
 export interface PgGateway {
