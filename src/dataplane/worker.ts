@@ -252,10 +252,10 @@ function onMessage(m: ToWorker, handle: unknown): void {
       return;
     }
     case 'close': {
-      // The counts go first: the primary records the ends while the goodbyes are on their way,
-      // as it does for a session in its own process.
+      // The counts as they stood when the broker closed (as for a session in its own process);
+      // sent after the closes, so whatever the doors counted while closing (stats) arrives first.
       const closing = m.sessions.map(([id, reason, message]) => ({ id, reason, message, l: live.get(id) }));
-      send({ t: 'closed', sessions: closing.map(({ id, l }) => [id, l?.session.bytesIn ?? -1, l?.session.bytesOut ?? -1]) });
+      const counts = closing.map(({ id, l }): [string, number, number] => [id, l?.session.bytesIn ?? -1, l?.session.bytesOut ?? -1]);
       for (const { id, reason, message, l } of closing) {
         if (!l) continue;
         l.session.closed();
@@ -265,6 +265,7 @@ function onMessage(m: ToWorker, handle: unknown): void {
           log?.warn({ err, session: id }, 'adapter close failed');
         }
       }
+      send({ t: 'closed', sessions: counts });
       return;
     }
     case 'warn':

@@ -109,6 +109,8 @@ describe('MySQL session teardown', () => {
     expect(errors[0]!.message).toBe('Gatehouse: your access grant for timed-mysql has ended; session closed. (expired)');
     expect(errors[0]!.code).toBe(1927);
     await until(() => !g.gw.broker.live().some((s) => s.id === id), 1000);
+    // From a data-path worker the record may follow the goodbye by a moment.
+    await eventually(async () => (await g.gw.store.getSession(id))?.state === 'ended', 2000, 'the session record to be ended');
     const rec = await g.gw.store.getSession(id);
     expect(rec).toMatchObject({ state: 'ended', endReason: 'expired' });
     // Idle (mysql2's result set, ended by an OK without EOF packets): the target just gets COM_QUIT.

@@ -137,6 +137,8 @@ describe('PostgreSQL teardown', () => {
     const { err, at } = await closed;
     expect(at - t0).toBeLessThan(1_000);
     expect(err).toMatchObject({ code: '57P01', message: 'Gatehouse: the maximum session time for timed-pg has ended; session closed.' });
+    // From a data-path worker the record may follow the goodbye by a moment.
+    expect(await eventually(async () => (await g.gw.store.getSession(session.id))?.state === 'ended')).toBe(true);
     const rec = await g.gw.store.getSession(session.id);
     expect(rec).toMatchObject({ state: 'ended', endReason: 'expired' });
     expect(rec!.bytesOut).toBeGreaterThan(0);
