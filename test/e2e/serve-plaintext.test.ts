@@ -66,4 +66,22 @@ describe('gatehouse serve --allow-plaintext-on-loopback', () => {
     expect(asked.stderr).not.toContain('accepts only TLS');
     expect(asked.stderr).toContain('(bad_password)');
   });
+
+  it('--workers 2 serves the PostgreSQL and MySQL doors from two worker processes of the built package, which end with serve', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gh-workers-'));
+    const s = await serve(dir, ['--workers', '2']);
+    child = s.child;
+    const workers = (): number[] => spawnSync('ps', ['-o', 'pid=,args=', '--ppid', String(s.child.pid)], { encoding: 'utf8' }).stdout
+      .split('\n').filter((l) => l.includes(join('dist', 'src', 'dataplane', 'worker.js'))).map((l) => Number(l.trim().split(/\s+/)[0]));
+    expect(workers()).toHaveLength(2);
+    // The refusals come from the door's code in a worker: the same words as in one process.
+    for (let i = 0; i < 2; i++) expect(psql(s.port('postgres')).stderr).toContain('Gatehouse: this gateway accepts only TLS connections.');
+    const pids = workers();
+    const exited = new Promise((r) => s.child.once('exit', r));
+    s.child.kill('SIGTERM');
+    await exited;
+    const alive = (pid: number): boolean => spawnSync('kill', ['-0', String(pid)]).status === 0;
+    for (let i = 0; i < 100 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(pids.filter(alive)).toEqual([]);
+  });
 });
