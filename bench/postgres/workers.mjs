@@ -7,24 +7,30 @@
  * worker, Gatehouse with two (bench/postgres/gateway.mjs with `workers`, as `gatehouse serve
  * --workers N` runs it). All with client TLS and a plaintext target leg.
  *
- *   npm run build && node bench/postgres/workers.mjs [--seconds 5] [--rounds 3] [--clients 32] [--modes simple,prepared]
+ *   npm run build && node bench/postgres/workers.mjs [--seconds 5] [--rounds 3] [--clients 32] [--modes simple,prepared] [--syscalls]
  *
  * Load: `pgbench -n -S -M MODE -c C -j 2 -T SECONDS`, each case once per round, the order
  * rotated every round, median (and range) of the rounds. CPU per transaction is the user +
  * system time of the relay's processes over the run (/proc/PID/stat; for Gatehouse the primary
  * and every worker, also shown apart), divided by the transactions pgbench reports; connection
  * start-up (32 logins) is included, as in run.mjs.
+ *
+ * `--syscalls`: afterwards, one more pgbench run per relay (simple mode) under `perf stat -e
+ * 'syscalls:sys_enter_{epoll_wait,epoll_pwait,read,write,futex}'` over all its processes: how
+ * many wake-ups (epoll calls) and reads/writes each transaction costs, which is what spreading
+ * the same sessions over more processes changes.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { procCpuMicros, run, startPgbouncer, startTarget } from '../lib/pg-relays.mjs';
+import { readFileSync } from 'node:fs';
+import { ensureTool, procCpuMicros, run, startPgbouncer, startTarget } from '../lib/pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' }, modes: { type: 'string', default: 'simple,prepared' }, scale: { type: 'string', default: '5' } },
+  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' }, modes: { type: 'string', default: 'simple,prepared' }, scale: { type: 'string', default: '5' }, syscalls: { type: 'boolean', default: false } },
 });
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
@@ -45,7 +51,7 @@ async function gateway(workers, gatewayPassword) {
     child.once('exit', (code) => reject(new Error(`gateway.mjs exited ${code}`)));
   });
   const g = JSON.parse(line.trim());
-  return { port: g.plainPort, primary: () => procCpuMicros(g.pid), workers: () => g.workers.reduce((sum, pid) => sum + procCpuMicros(pid), 0) };
+  return { port: g.plainPort, pids: [g.pid, ...g.workers], primary: () => procCpuMicros(g.pid), workers: () => g.workers.reduce((sum, pid) => sum + procCpuMicros(pid), 0) };
 }
 
 try {
@@ -55,7 +61,7 @@ try {
   const bouncer = await startPgbouncer({ target, dir, pki, cleanups });
   const login = { user: 'bench:bench-pg', password };
   const cases = [
-    { name: 'PgBouncer', port: bouncer.port, primary: bouncer.cpu, workers: () => 0, user: target.user, password: target.password },
+    { name: 'PgBouncer', port: bouncer.port, pids: [bouncer.pid], primary: bouncer.cpu, workers: () => 0, user: target.user, password: target.password },
     { name: 'Gatehouse, one process', ...(await gateway(0, password)), ...login },
     { name: 'Gatehouse, 1 worker', ...(await gateway(1, password)), ...login },
     { name: 'Gatehouse, 2 workers', ...(await gateway(2, password)), ...login },
@@ -85,6 +91,31 @@ try {
       const x = r[c.name];
       const ratios = x.tps.map((t, i) => t / r.PgBouncer.tps[i]);
       console.log(`| ${c.name} | ${range(x.tps, 0)} | ${c.name === 'PgBouncer' ? '1.00' : `${range(ratios, 2)}`} | ${range(x.cpu)} | ${range(x.primary)} | ${c.name.includes('worker') ? range(x.workers) : '–'} |`);
+    }
+  }
+  if (values.syscalls) {
+    ensureTool('perf', 'linux-perf');
+    const KINDS = ['epoll_wait', 'epoll_pwait', 'read', 'write', 'futex'];
+    console.log(`\nsyscalls per transaction, pgbench -S simple -c ${values.clients} -T ${SECONDS}, every process of the relay (perf stat on the syscall tracepoints)\n`);
+    console.log(`| relay | ${KINDS.join(' | ')} | all five |`);
+    console.log(`|---|${KINDS.map(() => '---:').join('|')}|---:|`);
+    for (const c of cases) {
+      const out = join(dir, `perf-${c.pids[0]}.csv`);
+      const perf = spawn('perf', ['stat', '-x', ',', '-o', out, ...KINDS.flatMap((k) => ['-e', `syscalls:sys_enter_${k}`]), '-p', c.pids.join(',')], { stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 500));
+      const text = await run('pgbench', ['-h', '127.0.0.1', '-p', String(c.port), '-U', c.user, '-n', '-S', '-c', values.clients, '-j', '2', '-T', String(SECONDS), target.database], { PGPASSWORD: c.password, PGSSLMODE: 'require' });
+      const tx = Number(/number of transactions actually processed: (\d+)/.exec(text)[1]);
+      const done = new Promise((r) => perf.once('exit', r));
+      perf.kill('SIGINT');
+      await done;
+      const per = Object.fromEntries(KINDS.map((k) => [k, 0]));
+      for (const line of readFileSync(out, 'utf8').split('\n')) {
+        const [count, , event] = line.split(',');
+        const m = /syscalls:sys_enter_(\w+)/.exec(event ?? '');
+        if (m && Number(count) > 0) per[m[1]] += Number(count) / tx;
+      }
+      results.syscalls = { ...results.syscalls, [c.name]: per };
+      console.log(`| ${c.name} | ${KINDS.map((k) => per[k].toFixed(3)).join(' | ')} | ${KINDS.reduce((a, k) => a + per[k], 0).toFixed(2)} |`);
     }
   }
   console.log(`\n${JSON.stringify(results)}`);
