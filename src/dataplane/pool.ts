@@ -271,7 +271,18 @@ export class DataPath {
         return this.sessions.get(m.session)?.session.operation(m.facts);
       case 'end': {
         const h = this.take(m.session);
-        if (!h) return;
+        if (!h) {
+          // Ended by the client as the broker closed it: the close's answer (sent after this) has
+          // no counts, since the worker had forgotten the session; these are its final ones.
+          const c = w.closed.get(m.session);
+          w.closed.delete(m.session);
+          if (c) {
+            c.session.bytesIn = m.bytesIn;
+            c.session.bytesOut = m.bytesOut;
+            c.done();
+          }
+          return;
+        }
         h.session.bytesIn = m.bytesIn;
         h.session.bytesOut = m.bytesOut;
         return h.session.end(m.reason, m.message);
@@ -338,6 +349,11 @@ export class DataPath {
         const r = await port.open(args[0] as Parameters<GatewayPort['open']>[0]);
         if (!r.ok) return r;
         const s = r.session;
+        if (w.gone) {
+          // The worker died while the decision was made: nobody will take this session live or end it.
+          s.end('error', 'Gatehouse: the gateway process serving this connection stopped; connect again.');
+          throw new GatehouseError('INTERNAL', 'the data-path worker is gone');
+        }
         this.sessions.set(s.id, { session: s, worker: w });
         const view: SessionView = { id: s.id, user: s.user, resource: s.resource, credentials: s.credentials, deadline: s.deadline };
         return { ok: true, session: view };

@@ -207,6 +207,81 @@ describe('the PostgreSQL door in two data-path workers', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a worker that dies while the decision for one of its connections is still being made: that session is discarded and audited, not left open', async () => {
+    const lone = new DataPath(1, silentLogger);
+    await lone.start();
+    let asked: () => void = () => undefined;
+    const askedP = new Promise<void>((resolve) => (asked = resolve));
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const opened: string[] = [];
+    // The broker's own port, its decision held until the worker that asked is gone.
+    const broker = {
+      portFor: (door: Parameters<typeof gw.broker.portFor>[0], log?: Parameters<typeof gw.broker.portFor>[1]) => {
+        const p = gw.broker.portFor(door, log);
+        return {
+          ...p,
+          open: async (req: Parameters<typeof p.open>[0]) => {
+            asked();
+            await gate;
+            const r = await p.open(req);
+            if (r.ok) opened.push(r.session.id);
+            return r;
+          },
+        };
+      },
+    };
+    const l = await lone.door('postgres', new PostgresAdapter()).listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+    try {
+      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:open-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      c.on('error', () => {});
+      const connecting = c.connect().then(() => 'connected', () => 'refused');
+      await askedP;
+      const [dead] = lone.load();
+      process.kill(dead!.pid!, 'SIGKILL');
+      expect(await eventually(() => ![undefined, dead!.pid].includes(lone.load()[0]!.pid))).toBe(true);
+      release();
+      expect(await connecting).toBe('refused');
+      expect(await eventually(() => opened.length === 1)).toBe(true);
+      const discarded = async (): Promise<boolean> => (await gw.store.listAudit({ action: 'session.discard' })).some((a) => a.subject === opened[0]);
+      expect(await eventually(discarded)).toBe(true);
+    } finally {
+      release();
+      await l.close();
+      await lone.stop();
+    }
+  });
+
+  it('a client that leaves as the broker closes its session: the record has the byte counts the worker ended it with', async () => {
+    const c = await connect('other-pg');
+    const [s] = gw.broker.live().filter((x) => x.resource.name === 'other-pg');
+    const w = (pool as unknown as { workers: Array<{ child: import('node:child_process').ChildProcess }> }).workers.find((x) => x.child.pid === pool.load().find((l) => l.sessions === 1)?.pid)!;
+    // The worker's periodic byte reports are kept from the primary; its 'end' is held back until the broker has closed.
+    const emit = w.child.emit.bind(w.child);
+    const held: Array<{ t: string; bytesIn?: number; bytesOut?: number }> = [];
+    let holding = true;
+    w.child.emit = ((ev: string, ...args: unknown[]) => {
+      const m = args[0] as { t?: string; session?: string; sessions?: Array<[string]> } | undefined;
+      if (ev === 'message' && m?.t === 'bytes') return true;
+      if (ev === 'message' && holding && m?.t === 'end' && m.session === s!.id) return held.push(m as never), true;
+      return emit(ev, ...args);
+    }) as typeof w.child.emit;
+    try {
+      await c.query(`select repeat('x', 5000)`);
+      await c.end();
+      expect(await eventually(() => held.length === 1)).toBe(true);
+      const killed = gw.broker.kill(s!.id, 'dave');
+      holding = false;
+      emit('message', held[0]);
+      await killed;
+      const rec = await gw.store.getSession(s!.id);
+      expect(rec).toMatchObject({ state: 'ended', bytesIn: held[0]!.bytesIn, bytesOut: held[0]!.bytesOut });
+      expect(rec!.bytesOut).toBeGreaterThan(5000);
+    } finally {
+      w.child.emit = emit;
+    }
+  });
 });
 
 function alive(pid: number): boolean {
