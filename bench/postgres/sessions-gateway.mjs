@@ -19,7 +19,7 @@
  *                         the last, the live records left and the session.end audit rows
  *   { cmd: 'snapshot', path }  writes a heap snapshot
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeHeapSnapshot } from 'node:v8';
@@ -68,7 +68,7 @@ const commands = {
     }
     const workers = (gw.dataPath?.load() ?? []).map((w) => rssOf(w.pid));
     // After the spread: memoryUsage() has an rss of its own, this process's only.
-    return { ...process.memoryUsage(), rss: rss(), primaryRss: rssOf('self'), workersRss: workers, live: gw.broker.live().length, gc: typeof globalThis.gc === 'function' };
+    return { ...process.memoryUsage(), rss: rss(), primaryRss: rssOf('self'), workersRss: workers, fds: readdirSync('/proc/self/fd').length, live: gw.broker.live().length, gc: typeof globalThis.gc === 'function' };
   },
   async checkout() {
     await gw.engine.leases.checkout('bench', 'bench-pg');
