@@ -290,6 +290,10 @@ function onMessage(m: ToWorker, handle: unknown): void {
 process.on('message', onMessage);
 // The primary gone means nobody answers the port: every connection here ends with the process.
 process.on('disconnect', () => process.exit(0));
+// Ctrl-C in a terminal (and a service manager's stop) signals the whole process group: the
+// primary ends the sessions (each client's goodbye, the record's reason `shutdown`) and then
+// stops this process; dying on the signal would cut every connection here without a word.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
 
 
 send({ t: 'ready' });

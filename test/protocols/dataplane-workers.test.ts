@@ -253,6 +253,20 @@ describe('the PostgreSQL door in two data-path workers', () => {
     }
   });
 
+  it('SIGINT or SIGTERM to the process group (Ctrl-C, a service manager) leaves the workers to the primary: sessions go on until it ends them', async () => {
+    const clients = await Promise.all([1, 2].map(() => connect('other-pg')));
+    const pids = pool.load().map((l) => l.pid!);
+    for (const pid of pids) {
+      process.kill(pid, 'SIGINT');
+      process.kill(pid, 'SIGTERM');
+    }
+    // Relaying a query needs the worker to run, so a fatal signal would have been taken by then.
+    for (const c of clients) expect((await c.query('select 3 as n')).rows).toEqual([{ n: 3 }]);
+    expect(pool.load().map((l) => l.pid)).toEqual(pids);
+    expect(pids.every((pid) => alive(pid))).toBe(true);
+    await Promise.all(clients.map((c) => c.end()));
+  });
+
   it('a client that leaves as the broker closes its session: the record has the byte counts the worker ended it with', async () => {
     const c = await connect('other-pg');
     const [s] = gw.broker.live().filter((x) => x.resource.name === 'other-pg');
