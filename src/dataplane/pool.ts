@@ -144,6 +144,9 @@ export class DataPath {
     });
     server.on('error', (err) => this.log.error({ err }, `${door.name} listener error`));
     const id = this.nextListener++;
+    // Accepted while the workers start the door (the port is bound already): handed over once they serve it.
+    let early: Socket[] | undefined = [];
+    server.on('connection', (socket: Socket) => (early ? early.push(socket) : this.handOver(id, socket)));
     const spec = build(id, server.address() as ListenSpec['address']);
     const port = config.broker.portFor({ protocol: spec.protocol as Protocol, loginExample: spec.loginExample }, config.log);
     this.listeners.set(id, { spec, port, door });
@@ -151,11 +154,15 @@ export class DataPath {
       await Promise.all(this.workers.map((w) => this.listenOn(w, spec)));
     } catch (e) {
       server.close();
+      for (const socket of early.splice(0)) this.drop(id, socket, `the data-path workers could not start the ${door.name} listener`);
+      early = undefined;
       this.listeners.delete(id);
       for (const w of this.workers) this.post(w, { t: 'unlisten', listener: id });
       throw e;
     }
-    server.on('connection', (socket: Socket) => this.handOver(id, socket));
+    const waiting = early;
+    early = undefined;
+    for (const socket of waiting) this.handOver(id, socket);
     config.log.info({ address: `${spec.address.address}:${spec.address.port}`, workers: this.count }, `${door.name} gateway listening`);
     return {
       address: spec.address,

@@ -6,6 +6,7 @@
  * across both, and a worker that dies. Real PostgreSQL, real pg clients.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -17,7 +18,7 @@ import { startGateway } from '../../src/gateway.js';
 import { hashPassword } from '../../src/secrets/passwords.js';
 import { DataPath, type WorkerDoor } from '../../src/dataplane/pool.js';
 import { PostgresAdapter } from '../../protocols/postgres/index.js';
-import { eventually } from './contract-driver.js';
+import { eventually, within } from './contract-driver.js';
 import { GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { APPROVAL_SETTINGS } from './postgres-harness.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
@@ -249,6 +250,45 @@ describe('the PostgreSQL door in two data-path workers', () => {
     } finally {
       release();
       await l.close();
+      await lone.stop();
+    }
+  });
+
+  it('a connection accepted while the workers are still starting the listener is served once they are, not left hanging', async () => {
+    const lone = new DataPath(1, silentLogger);
+    await lone.start();
+    const child = (lone as unknown as { workers: Array<{ child: import('node:child_process').ChildProcess }> }).workers[0]!.child;
+    const emit = child.emit.bind(child);
+    const held: unknown[] = [];
+    // The worker's 'listening' is held back: the primary has bound the port, the listener is not started yet.
+    child.emit = ((ev: string, ...args: unknown[]) => {
+      if (ev === 'message' && (args[0] as { t?: string }).t === 'listening') return held.push(args[0]), true;
+      return emit(ev, ...args);
+    }) as typeof child.emit;
+    const free = createServer();
+    await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
+    const port = (free.address() as { port: number }).port;
+    await new Promise((resolve) => free.close(resolve));
+    const starting = lone.door('postgres', new PostgresAdapter()).listen({ host: '127.0.0.1', port, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+    let l: Listener | undefined;
+    try {
+      expect(await eventually(() => held.length === 1)).toBe(true);
+      const early = netConnect(port, '127.0.0.1');
+      await new Promise((resolve, reject) => early.once('connect', resolve).once('error', reject));
+      child.emit = emit;
+      emit('message', held[0]);
+      l = await starting;
+      // An SSLRequest: PostgreSQL's door answers 'S'.
+      const answer = new Promise<string>((resolve) => {
+        early.once('data', (d) => resolve(d.toString('latin1', 0, 1)));
+        early.once('close', () => resolve('closed'));
+      });
+      early.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]));
+      expect(await within(answer, 5_000, 'an answer to the SSLRequest')).toBe('S');
+      early.destroy();
+    } finally {
+      child.emit = emit;
+      await l?.close();
       await lone.stop();
     }
   });
