@@ -95,7 +95,19 @@ export class DataPath {
   /** Forks the workers and waits until each is up. */
   async start(): Promise<void> {
     for (let i = 0; i < this.count; i++) this.workers.push(this.spawn(i));
-    await Promise.all(this.workers.map((w) => w.ready));
+    await Promise.all(this.workers.map((_, i) => this.readyAt(i)));
+  }
+
+  /** The worker in slot `i` is up; one that died before it was ready is followed by its replacement. */
+  private async readyAt(i: number): Promise<void> {
+    for (let deaths = 0; ; deaths++) {
+      const w = this.workers[i]!;
+      try {
+        return await w.ready;
+      } catch (err) {
+        if (deaths >= 2 || this.stopping) throw new GatehouseError('INTERNAL', `data-path worker ${i} could not start (${(err as Error).message})`);
+      }
+    }
   }
 
   /**
@@ -216,7 +228,12 @@ export class DataPath {
     const script = workerEntry();
     const child = fork(script.path, [], { execArgv: script.execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let up: () => void = () => undefined;
-    const w: Worker = { index, child, ready: new Promise((resolve) => (up = resolve)), closing: [], closed: new Map(), gone: false, serving: new Set() };
+    let failed: (err: Error) => void = () => undefined;
+    const ready = new Promise<void>((resolve, reject) => ((up = resolve), (failed = reject)));
+    ready.catch(() => undefined);
+    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set() };
+    // Settles nothing once it said 'ready'.
+    child.once('exit', (code, signal) => failed(new Error(`it exited before it was ready (code ${code}, signal ${signal})`)));
     child.on('message', (m: FromWorker) => {
       if (m.t === 'ready') return up();
       this.onMessage(w, m);

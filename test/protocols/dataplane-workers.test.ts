@@ -293,6 +293,19 @@ describe('the PostgreSQL door in two data-path workers', () => {
     }
   });
 
+  it('a worker that dies before it is ready: start() waits for its replacement instead of hanging', async () => {
+    const fresh = new DataPath(1, silentLogger);
+    const starting = fresh.start();
+    // Killed right after the fork: it cannot have said 'ready' yet.
+    process.kill(fresh.load()[0]!.pid!, 'SIGKILL');
+    try {
+      await within(starting, 15_000, 'the data-path workers to start');
+      expect(alive(fresh.load()[0]!.pid!)).toBe(true);
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   it('SIGINT or SIGTERM to the process group (Ctrl-C, a service manager) leaves the workers to the primary: sessions go on until it ends them', async () => {
     const clients = await Promise.all([1, 2].map(() => connect('other-pg')));
     const pids = pool.load().map((l) => l.pid!);
