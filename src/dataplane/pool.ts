@@ -259,10 +259,29 @@ export class DataPath {
     for (const id of this.listeners.keys()) {
       for (const other of this.workers) if (other !== w) this.post(other, { t: 'door', listener: id, payload: { peerGone: w.index } });
     }
+    // Listeners it was starting: their listen() waits for the replacement instead.
+    const waiting = new Map<number, (m: Extract<FromWorker, { t: 'listening' }>) => void>();
+    for (const [key, done] of this.starting) {
+      if (key % 1000 !== w.index) continue;
+      this.starting.delete(key);
+      waiting.set(Math.floor(key / 1000), done);
+    }
     const next = this.spawn(w.index);
     this.workers[w.index] = next;
     void next.ready
-      .then(() => Promise.all([...this.listeners.values()].map((l) => this.listenOn(next, l.spec))))
+      .then(() =>
+        Promise.all(
+          [...this.listeners.values()].map((l) =>
+            this.listenOn(next, l.spec).then(
+              () => waiting.get(l.spec.listener)?.({ t: 'listening', listener: l.spec.listener }),
+              (err: unknown) => {
+                waiting.get(l.spec.listener)?.({ t: 'listening', listener: l.spec.listener, error: toWire(err) });
+                throw err;
+              },
+            ),
+          ),
+        ),
+      )
       .catch((err: unknown) => this.log.error({ err, worker: w.index }, 'a replacement data-path worker could not start its listeners'));
   }
 

@@ -306,6 +306,35 @@ describe('the PostgreSQL door in two data-path workers', () => {
     }
   });
 
+  it('a worker that dies while starting a listener: the listener starts with its replacement instead of failing after 30 s', async () => {
+    const lone = new DataPath(1, silentLogger);
+    await lone.start();
+    const child = (lone as unknown as { workers: Array<{ child: import('node:child_process').ChildProcess }> }).workers[0]!.child;
+    const emit = child.emit.bind(child);
+    let answered = false;
+    // Its 'listening' never reaches the primary: the worker dies first.
+    child.emit = ((ev: string, ...args: unknown[]) => {
+      if (ev === 'message' && (args[0] as { t?: string }).t === 'listening') return (answered = true);
+      return emit(ev, ...args);
+    }) as typeof child.emit;
+    const starting = lone.door('postgres', new PostgresAdapter()).listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+    starting.catch(() => undefined);
+    let l: Listener | undefined;
+    try {
+      expect(await eventually(() => answered)).toBe(true);
+      child.kill('SIGKILL');
+      l = await within(starting, 10_000, 'the listener to start');
+      expect(await eventually(() => lone.load()[0]!.listeners === 1)).toBe(true);
+      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:open-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      await c.connect();
+      expect((await c.query('select 4 as n')).rows).toEqual([{ n: 4 }]);
+      await c.end();
+    } finally {
+      await l?.close();
+      await lone.stop();
+    }
+  });
+
   it('SIGINT or SIGTERM to the process group (Ctrl-C, a service manager) leaves the workers to the primary: sessions go on until it ends them', async () => {
     const clients = await Promise.all([1, 2].map(() => connect('other-pg')));
     const pids = pool.load().map((l) => l.pid!);
