@@ -65,6 +65,8 @@ export class BrokerSession implements GatewaySession {
   operations: OperationLog | undefined;
   /** The grant's temporary account or elevation this session uses (JIT), if its resource has one. */
   jit: JitAccount | undefined;
+  /** The write of the live record, while it is in flight: an end that comes meanwhile is written after it. */
+  recording: Promise<void> | undefined;
 
   /** The temporary account's name on the target (ephemeral JIT); undefined for the vaulted login. */
   get account(): string | undefined {
@@ -235,10 +237,18 @@ export class Broker implements PortProvider {
     s.phase = 'live';
     s.handle = handle;
     this.sessions.set(s.id, s);
-    await this.save(s, 'live');
+    s.recording = this.save(s, 'live');
+    try {
+      await s.recording;
+    } finally {
+      s.recording = undefined;
+    }
     await this.engine.ctx.audit.record(s.user, 'session.start', s.id, {
       ...facts, resource: s.resource.name, protocol: s.request.protocol, client: s.request.client, deadline: s.decision.deadline?.toISOString(), node: this.node,
     });
+    // Ended while it was being recorded (the client left, a revocation, a kill): its end is
+    // written already, and a monitor now would watch a session that no longer exists.
+    if (s.phase !== 'live') return;
     this.engine.ctx.bus.publishNotice({ kind: 'session_started', sessionId: s.id, resource: s.resource.name, user: s.user, to: [s.user] });
     this.startMonitor(s);
   }
@@ -277,6 +287,9 @@ export class Broker implements PortProvider {
     const endedAt = this.engine.ctx.clock.now();
     // A session in a data-path worker: its final byte counts come back with the close.
     if (counted) await counted.catch((err: unknown) => this.log.warn({ err, session: s.id }, 'adapter close failed'));
+    // Its live record still being written (a store that answers asynchronously): the ended one
+    // must land after it, not be overwritten by it.
+    if (s.recording) await s.recording.catch(() => undefined);
     return this.ends.add({
       record: this.record(s, 'ended', { endedAt, endReason: reason, endMessage: message }),
       audit: {

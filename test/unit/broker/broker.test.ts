@@ -121,6 +121,30 @@ describe('broker', () => {
     expect((await h.store.getSession(r.session.id))?.state).toBe('ended');
   });
 
+  it('a session that ends while its live record is being written stays ended, with no monitor left behind', async () => {
+    const { h, broker } = await setup({});
+    const r = await broker.open({ user: 'alice', resource: 'prod-pg', protocol: 'postgres', client: '127.0.0.1:5555', mfa: { kind: 'none' } });
+    if (!r.ok) throw new Error(r.denial.message);
+    // A store that answers later (the PostgreSQL store does): the live record's write is held.
+    const put = h.store.putSession.bind(h.store);
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    h.store.putSession = async (rec) => {
+      if (rec.state === 'live') await held;
+      return put(rec);
+    };
+    const handle = new RecordingHandle();
+    const live = r.session.live(handle);
+    // The client leaves while the record is in flight.
+    r.session.end('client_closed');
+    release();
+    await live;
+    await vi.waitFor(async () => expect((await h.store.getSession(r.session.id))?.state).toBe('ended'));
+    expect(await h.store.getSession(r.session.id)).toMatchObject({ state: 'ended', endReason: 'client_closed' });
+    expect((r.session as unknown as { monitor: unknown }).monitor).toBeUndefined();
+    expect(broker.live()).toHaveLength(0);
+  });
+
   it('shutdown ends every live session', async () => {
     const { broker } = await setup({});
     const a = await openLive(broker);
