@@ -64,10 +64,13 @@ export type ToWorker =
   | { t: 'close'; sessions: Array<[string, TerminationReason, string]> }
   | { t: 'warn'; session: string; message: string }
   | { t: 'door'; listener: number; payload: unknown }
+  /** Answered with a pong: a worker that stops answering is taken for hung. */
+  | { t: 'ping' }
   | { t: 'stop' };
 
 export type FromWorker =
   | { t: 'ready' }
+  | { t: 'pong' }
   /** The door serves the listener, or could not (`error`: its listen() rejected). */
   | { t: 'listening'; listener: number; error?: WireError }
   | { t: 'call'; call: number; listener: number; method: PortMethod; args: unknown[] }

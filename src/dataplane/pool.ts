@@ -35,6 +35,9 @@ export function servesFromWorkers(door: string): boolean {
   return DOORS.some((d) => d.name === door && 'workers' in d && d.workers === true);
 }
 
+/** A worker silent this long (no answer to the pings sent every quarter of it) is killed. */
+const HANG_MS = 10_000;
+
 /** How long the record of a session the broker closed waits for its worker's final byte counts. */
 const CLOSE_ANSWER_MS = 2_000;
 
@@ -50,6 +53,8 @@ interface Worker {
   gone: boolean;
   /** Listeners this worker serves (connections are handed only to these). */
   serving: Set<number>;
+  /** When it last said anything (performance.now()); undefined until it is ready. */
+  answeredAt: number | undefined;
 }
 
 interface RemoteListener {
@@ -84,10 +89,16 @@ export class DataPath {
   private turn = 0;
   private stopping = false;
 
+  /** A worker that has not answered a ping for this long is taken for hung and killed. */
+  private readonly hangMs: number;
+  private heartbeat: NodeJS.Timeout | undefined;
+
   constructor(
     workers: number,
     private readonly log: Logger,
+    opts: { hangMs?: number } = {},
   ) {
+    this.hangMs = opts.hangMs ?? HANG_MS;
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new GatehouseError('CONFIG_INVALID', `workers: ${workers} is not a number of workers between 1 and 64`);
     this.count = workers;
   }
@@ -96,6 +107,25 @@ export class DataPath {
   async start(): Promise<void> {
     for (let i = 0; i < this.count; i++) this.workers.push(this.spawn(i));
     await Promise.all(this.workers.map((_, i) => this.readyAt(i)));
+    // A worker whose event loop is stuck would neither relay nor end its sessions when the
+    // broker says so: one that stops answering pings is killed, which closes its sockets, ends
+    // its sessions as errors and brings a replacement.
+    this.heartbeat = setInterval(() => this.checkPulse(), Math.max(50, Math.floor(this.hangMs / 4)));
+    this.heartbeat.unref();
+  }
+
+  private checkPulse(): void {
+    const now = performance.now();
+    for (const w of this.workers) {
+      if (w.gone || w.answeredAt === undefined) continue;
+      if (now - w.answeredAt > this.hangMs) {
+        this.log.error({ worker: w.index, pid: w.child.pid, silentMs: Math.round(now - w.answeredAt) }, 'data-path worker stopped answering; killing it');
+        w.answeredAt = undefined;
+        w.child.kill('SIGKILL');
+        continue;
+      }
+      this.post(w, { t: 'ping' });
+    }
   }
 
   /** The worker in slot `i` is up; one that died before it was ready is followed by its replacement. */
@@ -128,6 +158,7 @@ export class DataPath {
   /** Ends every worker; live sessions were ended by the broker before. */
   async stop(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.heartbeat);
     await Promise.all(
       this.workers.map(
         (w) =>
@@ -231,10 +262,11 @@ export class DataPath {
     let failed: (err: Error) => void = () => undefined;
     const ready = new Promise<void>((resolve, reject) => ((up = resolve), (failed = reject)));
     ready.catch(() => undefined);
-    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set() };
+    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), answeredAt: undefined };
     // Settles nothing once it said 'ready'.
     child.once('exit', (code, signal) => failed(new Error(`it exited before it was ready (code ${code}, signal ${signal})`)));
     child.on('message', (m: FromWorker) => {
+      w.answeredAt = performance.now();
       if (m.t === 'ready') return up();
       this.onMessage(w, m);
     });
@@ -293,6 +325,7 @@ export class DataPath {
   private onMessage(w: Worker, m: FromWorker): void {
     switch (m.t) {
       case 'ready':
+      case 'pong':
         return;
       case 'listening':
         this.starting.get(m.listener * 1000 + w.index)?.(m);

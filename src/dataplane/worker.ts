@@ -274,6 +274,9 @@ function onMessage(m: ToWorker, handle: unknown): void {
     case 'door':
       served.get(m.listener)?.onDoorMessage?.(m.payload);
       return;
+    case 'ping':
+      send({ t: 'pong' });
+      return;
     case 'stop':
       // The broker ended every session first: their goodbyes and the targets' Terminate
       // (protocols' linger timers) get a moment before the process goes.

@@ -156,6 +156,35 @@ describe('the PostgreSQL door in two data-path workers', () => {
     await Promise.all([...fresh, ...clients].map((c) => c.end().catch(() => undefined)));
   });
 
+  it('a worker whose event loop stops answering is killed: its sessions end as errors, its client sockets close, a new worker serves', async () => {
+    const watched = new DataPath(2, silentLogger, { hangMs: 1_000 });
+    await watched.start();
+    const l = await watched.door('postgres', new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') } })).listen({
+      host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
+    });
+    try {
+      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:other-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      await c.connect();
+      const closed = new Promise<void>((resolve) => c.on('error', () => undefined).on('end', () => resolve()));
+      const id = gw.broker.live().find((s) => s.resource.name === 'other-pg')!.id;
+      const stuck = watched.load().find((w) => w.sessions === 1)!.pid!;
+      // Frozen, as a worker whose loop is stuck: it can neither relay nor end its sessions.
+      process.kill(stuck, 'SIGSTOP');
+      expect(await eventually(async () => (await gw.store.getSession(id))?.state === 'ended', 10_000)).toBe(true);
+      expect(await gw.store.getSession(id)).toMatchObject({ endReason: 'error' });
+      await closed;
+      expect(alive(stuck)).toBe(false);
+      expect(await eventually(() => watched.load().every((w) => w.pid !== stuck && w.listeners === 1), 10_000)).toBe(true);
+      const again = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:other-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      await again.connect();
+      expect((await again.query('select 3 as n')).rows).toEqual([{ n: 3 }]);
+      await again.end();
+    } finally {
+      await l.close();
+      await watched.stop();
+    }
+  });
+
   it('a connection no worker can take is closed and audited as a refusal of the door, with its address', async () => {
     const lone = new DataPath(1, silentLogger);
     await lone.start();
