@@ -118,7 +118,7 @@ export class MysqlAdapter implements ProtocolAdapter {
     };
     const worker = config.dataPath;
     if (worker) {
-      const tell = shareWithWorkers(worker, this.threads, this.profiles, (key, session) => this.keepTlsSession(key, session));
+      const tell = shareWithWorkers(worker, this.threads, this.profiles, { keep: (key, session) => this.keepTlsSession(key, session), all: () => [...this.tlsSessions] });
       this.tellTlsSession = (key, session) => tell({ tlsSession: [key, session] });
     }
     if (allowPlaintext) log.info('mysql: plaintext client connections are allowed (loopback listener)');
@@ -138,16 +138,27 @@ export class MysqlAdapter implements ProtocolAdapter {
  * sessions to resume, so that a login in any worker resumes. A KILL for a session that went live
  * in another worker an instant ago may be refused (not yet known here). Returns the teller.
  */
-function shareWithWorkers(worker: DataPathWorker, threads: ThreadRegistry, profiles: TargetProfiles, keepTlsSession: (key: string, s: Buffer) => void): (news: WorkerNews) => void {
+function shareWithWorkers(
+  worker: DataPathWorker, threads: ThreadRegistry, profiles: TargetProfiles,
+  tlsSessions: { keep(key: string, s: Buffer): void; all(): Array<[string, Buffer]> },
+): (news: WorkerNews) => void {
+  const keepTlsSession = tlsSessions.keep;
   const others = [...Array(worker.count).keys()].filter((i) => i !== worker.index);
-  const tell = (payload: WorkerNews): void => {
-    for (const i of others) worker.send(i, { ...payload, from: worker.index });
+  const tell = (payload: WorkerNews, to: readonly number[] = others): void => {
+    for (const i of to) worker.send(i, { ...payload, from: worker.index });
+  };
+  /** A worker started in place of one that died knows nothing yet: it is told what this one holds. */
+  const catchUp = (to: number): void => {
+    for (const t of threads.own()) tell({ thread: { add: t } }, [to]);
+    for (const p of profiles.known()) tell({ profile: p }, [to]);
+    for (const s of tlsSessions.all()) tell({ tlsSession: s }, [to]);
   };
   threads.share(worker.index, worker.count, (thread) => tell({ thread }));
   profiles.share((key, hs) => tell({ profile: [key, hs] }));
   worker.onMessage((m) => {
-    const news = m as WorkerNews & { from?: number; peerGone?: number };
+    const news = m as WorkerNews & { from?: number; peerGone?: number; peerJoined?: number };
     if (typeof news.peerGone === 'number') threads.apply({ peerGone: news.peerGone }, news.peerGone);
+    if (typeof news.peerJoined === 'number' && news.peerJoined !== worker.index && news.peerJoined < worker.count) catchUp(news.peerJoined);
     if (typeof news.from !== 'number') return;
     if (news.thread) threads.apply(news.thread, news.from);
     if (news.profile) profiles.learn(news.profile[0], news.profile[1], false);

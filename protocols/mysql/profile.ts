@@ -85,6 +85,11 @@ export class TargetProfiles {
     this.tell = tell;
   }
 
+  /** What has been learned, per target (what a newly started worker is told). */
+  known(): Array<[string, TargetProfile]> {
+    return [...this.entries].map(([key, e]) => [key, e.profile]);
+  }
+
   /** Records what a target greeted with (every login does; `key` names the resource and its address). */
   learn(key: string, hs: TargetProfile, ours = true): void {
     if (ours) this.tell?.(key, hs);

@@ -69,6 +69,11 @@ export class ThreadRegistry {
     }
   }
 
+  /** The live sessions this worker holds itself (what a newly started worker is told). */
+  own(): LiveThread[] {
+    return [...this.live.values()].filter((t) => !this.owner.has(t.gatewayId));
+  }
+
   private forget(id: number): void {
     this.live.delete(id);
     this.owner.delete(id);

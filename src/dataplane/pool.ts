@@ -305,7 +305,11 @@ export class DataPath {
         Promise.all(
           [...this.listeners.values()].map((l) =>
             this.listenOn(next, l.spec).then(
-              () => waiting.get(l.spec.listener)?.({ t: 'listening', listener: l.spec.listener }),
+              () => {
+                waiting.get(l.spec.listener)?.({ t: 'listening', listener: l.spec.listener });
+                // Doors that share state between workers tell the newcomer what it missed.
+                for (const other of this.workers) if (other !== next) this.post(other, { t: 'door', listener: l.spec.listener, payload: { peerJoined: next.index } });
+              },
               (err: unknown) => {
                 waiting.get(l.spec.listener)?.({ t: 'listening', listener: l.spec.listener, error: toWire(err) });
                 throw err;

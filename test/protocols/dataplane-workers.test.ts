@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Listener } from '../../src/broker/adapter.js';
@@ -17,11 +18,12 @@ import { silentLogger } from '../../src/core/log.js';
 import { startGateway } from '../../src/gateway.js';
 import { hashPassword } from '../../src/secrets/passwords.js';
 import { DataPath, type WorkerDoor } from '../../src/dataplane/pool.js';
+import { MysqlAdapter } from '../../protocols/mysql/index.js';
 import { PostgresAdapter } from '../../protocols/postgres/index.js';
 import { eventually, within } from './contract-driver.js';
 import { GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { APPROVAL_SETTINGS } from './postgres-harness.js';
-import { startPostgres, type PostgresTarget } from '../targets/index.js';
+import { startMariadb, startPostgres, type PostgresTarget } from '../targets/index.js';
 
 let gw: GatewayHarness;
 let target: PostgresTarget;
@@ -405,6 +407,56 @@ describe('the PostgreSQL door in two data-path workers', () => {
       expect(rec!.bytesOut).toBeGreaterThan(5000);
     } finally {
       w.child.emit = emit;
+    }
+  });
+});
+
+describe('the MySQL door in two data-path workers', () => {
+  it("a worker started in place of a dead one learns the other's live sessions: a KILL QUERY sent through it reaches a session in the other worker", async () => {
+    const maria = await startMariadb();
+    const my = new DataPath(2, silentLogger);
+    await my.start();
+    const l = await my.door('mysql', new MysqlAdapter({ upstreamCa: { '*': readFileSync(maria.ca, 'utf8') } })).listen({
+      host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
+    });
+    const clients: mysql.Connection[] = [];
+    const through = async (): Promise<mysql.Connection> => {
+      const c = await mysql.createConnection({ host: '127.0.0.1', port: l.address.port, user: 'alice:open-mysql', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      c.on('error', () => undefined);
+      clients.push(c);
+      return c;
+    };
+    try {
+      await gw.addResource({
+        name: 'open-mysql', type: 'database', protocol: 'mysql', host: maria.host, port: maria.port, database: maria.database,
+        credentials: { login: maria.user, password: maria.password }, settings: {},
+      });
+      const a = await through();
+      expect(my.load().map((w) => w.sessions)).toEqual([1, 0]);
+      const dead = my.load()[1]!.pid!;
+      process.kill(dead, 'SIGKILL');
+      expect(await eventually(() => my.load()[1]!.pid !== dead && my.load()[1]!.listeners === 1, 10_000)).toBe(true);
+      // Connections are handed out in turn: the next one that lands in the new worker.
+      let b = await through();
+      while (my.load()[1]!.sessions === 0) b = await through();
+      const q = a.query('select sleep(60) as s').then(() => undefined, (err: unknown) => err);
+      expect(await eventually(async () => {
+        const c = await mysql.createConnection({ host: maria.host, port: maria.port, user: maria.superuser, password: maria.superuserPassword });
+        try {
+          const [rows] = await c.query("select count(*) as n from information_schema.processlist where info like 'select sleep(60)%'");
+          return Number((rows as Array<{ n: number }>)[0]!.n) === 1;
+        } finally {
+          await c.end();
+        }
+      })).toBe(true);
+      await b.query(`KILL QUERY ${a.threadId}`);
+      expect(await q).toMatchObject({ errno: 1317, message: 'Query execution was interrupted' });
+      expect((await a.query('select 2 as two'))[0]).toEqual([{ two: 2 }]);
+    } finally {
+      await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+      await l.close();
+      await my.stop();
+      await maria.stop();
     }
   });
 });
