@@ -115,7 +115,15 @@ function get(url: string, ca?: string): Promise<{ status: number; type: string; 
 /** A free port for every listener the gateway has (api and each door). */
 async function ports(): Promise<Record<ListenerName, number>> {
   const p: Partial<Record<ListenerName, number>> = {};
-  for (const name of ListenerNames) p[name] = await freePort();
+  // Each free port is released before the next is asked for, so the system may hand the same
+  // one out twice (it did: postgres and ldap on one port, and serve refused to start).
+  const taken = new Set<number>();
+  for (const name of ListenerNames) {
+    let port = await freePort();
+    while (taken.has(port)) port = await freePort();
+    taken.add(port);
+    p[name] = port;
+  }
   return p as Record<ListenerName, number>;
 }
 
