@@ -38,6 +38,12 @@ export function servesFromWorkers(door: string): boolean {
 /** A worker silent this long (no answer to the pings sent every quarter of it) is killed. */
 const HANG_MS = 10_000;
 
+/** A worker that dies sooner than this after it was forked counts as dying at start. */
+const QUICK_DEATH_MS = 5_000;
+/** The second death in a row at start delays the next worker this long, doubling up to RESPAWN_MAX_MS. */
+const RESPAWN_FIRST_MS = 250;
+const RESPAWN_MAX_MS = 10_000;
+
 /** How long the record of a session the broker closed waits for its worker's final byte counts. */
 const CLOSE_ANSWER_MS = 2_000;
 
@@ -55,6 +61,8 @@ interface Worker {
   serving: Set<number>;
   /** When it last said anything (performance.now()); undefined until it is ready. */
   answeredAt: number | undefined;
+  /** When it was forked (performance.now()). */
+  spawnedAt: number;
 }
 
 interface RemoteListener {
@@ -88,6 +96,10 @@ export class DataPath {
   private nextListener = 1;
   private turn = 0;
   private stopping = false;
+  /** start() is over: from here on, a worker dying soon after it started is respawned with a delay. */
+  private started = false;
+  /** Per slot: how many workers in a row died within QUICK_DEATH_MS of starting. */
+  private readonly quickDeaths: number[] = [];
 
   /** A worker that has not answered a ping for this long is taken for hung and killed. */
   private readonly hangMs: number;
@@ -112,6 +124,7 @@ export class DataPath {
     // its sessions as errors and brings a replacement.
     this.heartbeat = setInterval(() => this.checkPulse(), Math.max(50, Math.floor(this.hangMs / 4)));
     this.heartbeat.unref();
+    this.started = true;
   }
 
   private checkPulse(): void {
@@ -262,7 +275,7 @@ export class DataPath {
     let failed: (err: Error) => void = () => undefined;
     const ready = new Promise<void>((resolve, reject) => ((up = resolve), (failed = reject)));
     ready.catch(() => undefined);
-    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), answeredAt: undefined };
+    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), answeredAt: undefined, spawnedAt: performance.now() };
     // Settles nothing once it said 'ready'.
     child.once('exit', (code, signal) => failed(new Error(`it exited before it was ready (code ${code}, signal ${signal})`)));
     child.on('message', (m: FromWorker) => {
@@ -298,6 +311,22 @@ export class DataPath {
       this.starting.delete(key);
       waiting.set(Math.floor(key / 1000), done);
     }
+    // A worker that keeps dying soon after it started is not respawned in a tight loop: the
+    // others serve meanwhile. (Not while start() runs: it counts early deaths itself.)
+    const quick = performance.now() - w.spawnedAt < QUICK_DEATH_MS;
+    const deaths = quick ? (this.quickDeaths[w.index] ?? 0) + 1 : 0;
+    this.quickDeaths[w.index] = deaths;
+    const delay = this.started && deaths > 1 ? Math.min(RESPAWN_MAX_MS, RESPAWN_FIRST_MS * 2 ** (deaths - 2)) : 0;
+    if (delay > 0) this.log.error({ worker: w.index, deaths, delayMs: delay }, 'data-path worker keeps exiting soon after it starts; waiting before the next');
+    const respawn = (): void => {
+      if (!this.stopping) this.replace(w, waiting);
+    };
+    if (delay > 0) setTimeout(respawn, delay).unref();
+    else respawn();
+  }
+
+  /** Starts a worker in `w`'s slot (w died) and has it serve every listener (the starts in `waiting` included). */
+  private replace(w: Worker, waiting: Map<number, (m: Extract<FromWorker, { t: 'listening' }>) => void>): void {
     const next = this.spawn(w.index);
     this.workers[w.index] = next;
     void next.ready

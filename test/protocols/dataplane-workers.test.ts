@@ -187,6 +187,39 @@ describe('the PostgreSQL door in two data-path workers', () => {
     }
   });
 
+  it('a worker that keeps dying right after it starts is replaced after a growing delay, while the other serves', async () => {
+    const p = new DataPath(2, silentLogger);
+    await p.start();
+    const l = await p.door('postgres', new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') } })).listen({
+      host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
+    });
+    /** Kills the worker in slot 1; how long until its replacement serves. */
+    const killSlot1 = async (): Promise<number> => {
+      const pid = p.load()[1]!.pid!;
+      const t0 = performance.now();
+      process.kill(pid, 'SIGKILL');
+      expect(await eventually(() => p.load()[1]!.pid !== pid && p.load()[1]!.listeners === 1, 15_000)).toBe(true);
+      return performance.now() - t0;
+    };
+    try {
+      // Each of these workers dies within 5 s of its start: the first is replaced at once, the
+      // second such death in a row waits 250 ms before the next worker, then 500, 1000, 2000 ms.
+      const first = await killSlot1();
+      const waits = [await killSlot1(), await killSlot1(), await killSlot1(), await killSlot1()];
+      expect(waits[0]).toBeGreaterThanOrEqual(250);
+      expect(waits[3]).toBeGreaterThanOrEqual(2000);
+      // A start takes the same time each time; what grows is the wait before it.
+      expect(waits[3]! - first).toBeGreaterThan(1500);
+      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:other-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      await c.connect();
+      expect((await c.query('select 4 as n')).rows).toEqual([{ n: 4 }]);
+      await c.end();
+    } finally {
+      await l.close();
+      await p.stop();
+    }
+  });
+
   it('a connection no worker can take is closed and audited as a refusal of the door, with its address', async () => {
     const lone = new DataPath(1, silentLogger);
     await lone.start();
