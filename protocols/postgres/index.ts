@@ -33,6 +33,8 @@ export class PostgresAdapter implements ProtocolAdapter {
   readonly protocol = 'postgres' as const;
   /** Shared by every listener of this adapter; tests and metrics read them. */
   readonly stats = { upstreamConnects: 0, cancelsForwarded: 0, cancelKeys: 0 };
+  /** `cancelKeys` counts live sessions' keys; the others count events. */
+  readonly gauges = ['cancelKeys'] as const;
   private readonly cancelKeys = new CancelKeys();
   private readonly opts: PostgresAdapterOptions & ResolvedDatabaseOptions & { maxConnections: number };
 

@@ -61,6 +61,11 @@ export interface ProtocolAdapter {
   provisioner?(port: GatewayPort): Provisioner;
   /** The options it was made with, for a data-path worker to make the same door (src/dataplane). */
   readonly options?: object;
+  /**
+   * Which of its `stats` count live things (a gauge, such as PostgreSQL's live cancel keys)
+   * rather than events: a data-path worker that dies takes its share of a gauge with it.
+   */
+  readonly gauges?: readonly string[];
 }
 
 /**

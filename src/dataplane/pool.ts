@@ -300,6 +300,7 @@ export class DataPath {
     }
     if (this.stopping) return;
     this.log.error({ worker: w.index, code, signal }, 'data-path worker exited; starting another');
+    for (const l of this.listeners.values()) l.door.workerGone(w.index);
     // Doors that share state between workers (MySQL's live threads) drop what that one held.
     for (const id of this.listeners.keys()) {
       for (const other of this.workers) if (other !== w) this.post(other, { t: 'door', listener: id, payload: { peerGone: w.index } });
@@ -422,7 +423,7 @@ export class DataPath {
       case 'statements':
         return this.listeners.get(m.listener)?.door.statements(m.events);
       case 'stats':
-        return this.listeners.get(m.listener)?.door.count(m.delta);
+        return this.listeners.get(m.listener)?.door.count(m.delta, w.index);
       case 'door': {
         const to = this.workers[m.to];
         if (to && to !== w) this.post(to, { t: 'door', listener: m.listener, payload: m.payload });
@@ -515,6 +516,9 @@ export class WorkerDoor implements ProtocolAdapter {
   readonly provisioner?: (port: GatewayPort) => Provisioner;
   private readonly onStatement: ((e: never) => void) | undefined;
   private readonly made: Record<string, unknown>;
+  /** Each worker's share of the counters, and which counters are gauges (see ProtocolAdapter.gauges). */
+  private readonly byWorker: Array<Record<string, number>> = [];
+  readonly gauges: readonly string[];
 
   constructor(
     private readonly pool: DataPath,
@@ -533,6 +537,7 @@ export class WorkerDoor implements ProtocolAdapter {
     this.onStatement = typeof onStatement === 'function' ? (onStatement as (e: never) => void) : undefined;
     const own = (local as { stats?: Record<string, number> }).stats;
     this.stats = Object.fromEntries(Object.keys(own ?? {}).map((k) => [k, 0]));
+    this.gauges = local.gauges ?? [];
   }
 
   listen(config: ListenerConfig): Promise<Listener> {
@@ -567,7 +572,21 @@ export class WorkerDoor implements ProtocolAdapter {
     }
   }
 
-  count(delta: Record<string, number>): void {
-    for (const [k, v] of Object.entries(delta)) this.stats[k] = (this.stats[k] ?? 0) + v;
+  /** A worker's counters moved. */
+  count(delta: Record<string, number>, worker: number): void {
+    const mine = (this.byWorker[worker] ??= {});
+    for (const [k, v] of Object.entries(delta)) {
+      this.stats[k] = (this.stats[k] ?? 0) + v;
+      mine[k] = (mine[k] ?? 0) + v;
+    }
+  }
+
+  /** A worker died: what its gauges counted (live things of its own) is gone with it; its counts of events stay. */
+  workerGone(worker: number): void {
+    const mine = this.byWorker[worker] ?? {};
+    for (const k of this.gauges) {
+      this.stats[k] = (this.stats[k] ?? 0) - (mine[k] ?? 0);
+      mine[k] = 0;
+    }
   }
 }

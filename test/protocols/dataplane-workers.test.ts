@@ -141,9 +141,12 @@ describe('the PostgreSQL door in two data-path workers', () => {
     const clients = await Promise.all([1, 2].map(() => connect('other-pg')));
     const before = gw.broker.live().filter((s) => s.resource.name === 'other-pg').map((s) => s.id);
     expect(before).toHaveLength(2);
+    expect(await eventually(() => door.stats.cancelKeys === 2)).toBe(true);
     const [dead, alive] = pool.load();
     process.kill(dead!.pid!, 'SIGKILL');
     expect(await eventually(async () => sessionsOf('other-pg') === 1)).toBe(true);
+    // A gauge (live cancel keys) loses the dead worker's share; counts of events keep it.
+    expect(door.stats.cancelKeys).toBe(1);
     const [lost] = before.filter((id) => !gw.broker.live().some((s) => s.id === id));
     expect(await eventually(async () => (await gw.store.getSession(lost!))?.state === 'ended')).toBe(true);
     expect(await gw.store.getSession(lost!)).toMatchObject({ endReason: 'error', endMessage: expect.stringMatching(/stopped; connect again/) });
