@@ -37,7 +37,7 @@ beforeAll(async () => {
   await pool.start();
   const options = { upstreamCa: { '*': readFileSync(target.ca, 'utf8') } };
   door = pool.door('postgres', new PostgresAdapter(options));
-  listener = await door.listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+  listener = await door.listen(listenerConfig());
   for (const name of ['open-pg', 'other-pg']) {
     await gw.addResource({
       name, type: 'database', protocol: 'postgres', host: target.host, port: target.port, database: target.database,
@@ -56,6 +56,12 @@ afterAll(async () => {
   await pool?.stop();
   await target?.stop();
 });
+
+/** The listener settings every door in this file gets: loopback, a free port, the gateway's broker and TLS. */
+const listenerConfig = () => ({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+
+/** A pg client to a listener on `port` as `login`, TLS verified against the gateway CA (not yet connected). */
+const pgClient = (port: number, login: string): pg.Client => new pg.Client({ host: 'localhost', port, user: login, password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
 
 async function connect(resource: string): Promise<pg.Client> {
   const c = new pg.Client({ host: 'localhost', port: listener.address.port, user: `alice:${resource}`, password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem }, connectionTimeoutMillis: 10_000 });
@@ -164,11 +170,9 @@ describe('the PostgreSQL door in two data-path workers', () => {
   it('a worker whose event loop stops answering is killed: its sessions end as errors, its client sockets close, a new worker serves', async () => {
     const watched = new DataPath(2, silentLogger, { hangMs: 1_000 });
     await watched.start();
-    const l = await watched.door('postgres', new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') } })).listen({
-      host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
-    });
+    const l = await watched.door('postgres', new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') } })).listen(listenerConfig());
     try {
-      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:other-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      const c = pgClient(l.address.port, 'alice:other-pg');
       await c.connect();
       const closed = new Promise<void>((resolve) => c.on('error', () => undefined).on('end', () => resolve()));
       const id = gw.broker.live().find((s) => s.resource.name === 'other-pg')!.id;
@@ -180,7 +184,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
       await closed;
       expect(alive(stuck)).toBe(false);
       expect(await eventually(() => watched.load().every((w) => w.pid !== stuck && w.listeners === 1), 10_000)).toBe(true);
-      const again = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:other-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      const again = pgClient(l.address.port, 'alice:other-pg');
       await again.connect();
       expect((await again.query('select 3 as n')).rows).toEqual([{ n: 3 }]);
       await again.end();
@@ -193,9 +197,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
   it('a worker that keeps dying right after it starts is replaced after a growing delay, while the other serves', async () => {
     const p = new DataPath(2, silentLogger);
     await p.start();
-    const l = await p.door('postgres', new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') } })).listen({
-      host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
-    });
+    const l = await p.door('postgres', new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') } })).listen(listenerConfig());
     /** Kills the worker in slot 1; how long until its replacement serves. */
     const killSlot1 = async (): Promise<number> => {
       const pid = p.load()[1]!.pid!;
@@ -213,7 +215,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
       expect(waits[3]).toBeGreaterThanOrEqual(2000);
       // A start takes the same time each time; what grows is the wait before it.
       expect(waits[3]! - first).toBeGreaterThan(1500);
-      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:other-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      const c = pgClient(l.address.port, 'alice:other-pg');
       await c.connect();
       expect((await c.query('select 4 as n')).rows).toEqual([{ n: 4 }]);
       await c.end();
@@ -226,10 +228,10 @@ describe('the PostgreSQL door in two data-path workers', () => {
   it('a connection no worker can take is closed and audited as a refusal of the door, with its address', async () => {
     const lone = new DataPath(1, silentLogger);
     await lone.start();
-    const l = await lone.door('postgres', new PostgresAdapter()).listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+    const l = await lone.door('postgres', new PostgresAdapter()).listen(listenerConfig());
     try {
       await lone.stop();
-      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:open-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      const c = pgClient(l.address.port, 'alice:open-pg');
       await expect(c.connect()).rejects.toThrow();
       expect(await eventually(async () => (await gw.store.listAudit({ action: 'door.refuse' })).some((a) => a.data.detail === 'no data-path worker is serving this listener'))).toBe(true);
       const row = (await gw.store.listAudit({ action: 'door.refuse' })).find((a) => a.data.detail === 'no data-path worker is serving this listener')!;
@@ -302,7 +304,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
     };
     const l = await lone.door('postgres', new PostgresAdapter()).listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
     try {
-      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:open-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      const c = pgClient(l.address.port, 'alice:open-pg');
       c.on('error', () => {});
       const connecting = c.connect().then(() => 'connected', () => 'refused');
       await askedP;
@@ -384,7 +386,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
       if (ev === 'message' && (args[0] as { t?: string }).t === 'listening') return (answered = true);
       return emit(ev, ...args);
     }) as typeof child.emit;
-    const starting = lone.door('postgres', new PostgresAdapter()).listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+    const starting = lone.door('postgres', new PostgresAdapter()).listen(listenerConfig());
     starting.catch(() => undefined);
     let l: Listener | undefined;
     try {
@@ -392,7 +394,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
       child.kill('SIGKILL');
       l = await within(starting, 10_000, 'the listener to start');
       expect(await eventually(() => lone.load()[0]!.listeners === 1)).toBe(true);
-      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:open-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      const c = pgClient(l.address.port, 'alice:open-pg');
       await c.connect();
       expect((await c.query('select 4 as n')).rows).toEqual([{ n: 4 }]);
       await c.end();
@@ -452,9 +454,7 @@ describe('the MySQL door in two data-path workers', () => {
     const maria = await startMariadb();
     const my = new DataPath(2, silentLogger);
     await my.start();
-    const l = await my.door('mysql', new MysqlAdapter({ upstreamCa: { '*': readFileSync(maria.ca, 'utf8') } })).listen({
-      host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
-    });
+    const l = await my.door('mysql', new MysqlAdapter({ upstreamCa: { '*': readFileSync(maria.ca, 'utf8') } })).listen(listenerConfig());
     const clients: mysql.Connection[] = [];
     const through = async (): Promise<mysql.Connection> => {
       const c = await mysql.createConnection({ host: '127.0.0.1', port: l.address.port, user: 'alice:open-mysql', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
