@@ -63,6 +63,14 @@ const listenerConfig = () => ({ host: '127.0.0.1', port: 0, broker: gw.broker, l
 /** A pg client to a listener on `port` as `login`, TLS verified against the gateway CA (not yet connected). */
 const pgClient = (port: number, login: string): pg.Client => new pg.Client({ host: 'localhost', port, user: login, password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
 
+/** A client logs in through the listener on `port` and gets its answer to `select n`. */
+async function servesQuery(port: number, n: number): Promise<void> {
+  const c = pgClient(port, 'alice:other-pg');
+  await c.connect();
+  expect((await c.query(`select ${n} as n`)).rows).toEqual([{ n }]);
+  await c.end();
+}
+
 async function connect(resource: string): Promise<pg.Client> {
   const c = new pg.Client({ host: 'localhost', port: listener.address.port, user: `alice:${resource}`, password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem }, connectionTimeoutMillis: 10_000 });
   await c.connect();
@@ -184,10 +192,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
       await closed;
       expect(alive(stuck)).toBe(false);
       expect(await eventually(() => watched.load().every((w) => w.pid !== stuck && w.listeners === 1), 10_000)).toBe(true);
-      const again = pgClient(l.address.port, 'alice:other-pg');
-      await again.connect();
-      expect((await again.query('select 3 as n')).rows).toEqual([{ n: 3 }]);
-      await again.end();
+      await servesQuery(l.address.port, 3);
     } finally {
       await l.close();
       await watched.stop();
@@ -215,10 +220,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
       expect(waits[3]).toBeGreaterThanOrEqual(2000);
       // A start takes the same time each time; what grows is the wait before it.
       expect(waits[3]! - first).toBeGreaterThan(1500);
-      const c = pgClient(l.address.port, 'alice:other-pg');
-      await c.connect();
-      expect((await c.query('select 4 as n')).rows).toEqual([{ n: 4 }]);
-      await c.end();
+      await servesQuery(l.address.port, 4);
     } finally {
       await l.close();
       await p.stop();
