@@ -63,6 +63,8 @@ interface Worker {
   answeredAt: number | undefined;
   /** When it was forked (performance.now()). */
   spawnedAt: number;
+  /** Listeners it is starting, by listener: what to do with its `listening` answer. */
+  starting: Map<number, (m: Extract<FromWorker, { t: 'listening' }>) => void>;
 }
 
 interface RemoteListener {
@@ -91,8 +93,6 @@ export class DataPath {
   private readonly workers: Worker[] = [];
   private readonly listeners = new Map<number, RemoteListener>();
   private readonly sessions = new Map<string, Held>();
-  /** Listeners a worker is starting, by listener × 1000 + worker. */
-  private readonly starting = new Map<number, (m: Extract<FromWorker, { t: 'listening' }>) => void>();
   private nextListener = 1;
   private turn = 0;
   private stopping = false;
@@ -236,7 +236,7 @@ export class DataPath {
   private listenOn(w: Worker, spec: ListenSpec): Promise<void> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new GatehouseError('INTERNAL', `data-path worker ${w.index} did not start the ${spec.door} listener`)), 30_000);
-      this.starting.set(spec.listener * 1000 + w.index, (m) => {
+      w.starting.set(spec.listener, (m) => {
         clearTimeout(timer);
         if (m.error) return reject(fromWire(m.error));
         w.serving.add(spec.listener);
@@ -275,7 +275,7 @@ export class DataPath {
     let failed: (err: Error) => void = () => undefined;
     const ready = new Promise<void>((resolve, reject) => ((up = resolve), (failed = reject)));
     ready.catch(() => undefined);
-    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), answeredAt: undefined, spawnedAt: performance.now() };
+    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), answeredAt: undefined, spawnedAt: performance.now(), starting: new Map() };
     // Settles nothing once it said 'ready'.
     child.once('exit', (code, signal) => failed(new Error(`it exited before it was ready (code ${code}, signal ${signal})`)));
     child.on('message', (m: FromWorker) => {
@@ -306,12 +306,7 @@ export class DataPath {
       for (const other of this.workers) if (other !== w) this.post(other, { t: 'door', listener: id, payload: { peerGone: w.index } });
     }
     // Listeners it was starting: their listen() waits for the replacement instead.
-    const waiting = new Map<number, (m: Extract<FromWorker, { t: 'listening' }>) => void>();
-    for (const [key, done] of this.starting) {
-      if (key % 1000 !== w.index) continue;
-      this.starting.delete(key);
-      waiting.set(Math.floor(key / 1000), done);
-    }
+    const waiting = w.starting;
     // A worker that keeps dying soon after it started is not respawned in a tight loop: the
     // others serve meanwhile. (Not while start() runs: it counts early deaths itself.)
     const quick = performance.now() - w.spawnedAt < QUICK_DEATH_MS;
@@ -362,8 +357,8 @@ export class DataPath {
       case 'pong':
         return;
       case 'listening':
-        this.starting.get(m.listener * 1000 + w.index)?.(m);
-        this.starting.delete(m.listener * 1000 + w.index);
+        w.starting.get(m.listener)?.(m);
+        w.starting.delete(m.listener);
         return;
       case 'call':
         return void this.answer(w, m.call, () => this.call(w, m.listener, m.method, m.args));
@@ -384,30 +379,14 @@ export class DataPath {
         if (!h) {
           // Ended by the client as the broker closed it: the close's answer (sent after this) has
           // no counts, since the worker had forgotten the session; these are its final ones.
-          const c = w.closed.get(m.session);
-          w.closed.delete(m.session);
-          if (c) {
-            c.session.bytesIn = m.bytesIn;
-            c.session.bytesOut = m.bytesOut;
-            c.done();
-          }
-          return;
+          return this.settled(w, m.session, m.bytesIn, m.bytesOut);
         }
         h.session.bytesIn = m.bytesIn;
         h.session.bytesOut = m.bytesOut;
         return h.session.end(m.reason, m.message);
       }
       case 'closed':
-        for (const [id, bytesIn, bytesOut] of m.sessions) {
-          const c = w.closed.get(id);
-          w.closed.delete(id);
-          if (!c) continue;
-          if (bytesIn >= 0) {
-            c.session.bytesIn = bytesIn;
-            c.session.bytesOut = bytesOut;
-          }
-          c.done();
-        }
+        for (const [id, bytesIn, bytesOut] of m.sessions) this.settled(w, id, bytesIn, bytesOut);
         return;
       case 'bytes':
         for (const [id, bytesIn, bytesOut] of m.sessions) {
@@ -434,6 +413,18 @@ export class DataPath {
         this.log.warn({ message: never }, 'unknown message from a data-path worker');
       }
     }
+  }
+
+  /** A session the broker closed has its final byte counts (negative: the worker had none): its record may be written. */
+  private settled(w: Worker, id: string, bytesIn: number, bytesOut: number): void {
+    const c = w.closed.get(id);
+    w.closed.delete(id);
+    if (!c) return;
+    if (bytesIn >= 0) {
+      c.session.bytesIn = bytesIn;
+      c.session.bytesOut = bytesOut;
+    }
+    c.done();
   }
 
   private take(id: string): Held | undefined {

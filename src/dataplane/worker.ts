@@ -35,7 +35,6 @@ function call(m: { t: 'call'; listener: number; method: PortMethod; args: unknow
   });
 }
 
-
 /** Live sessions of this worker, by id, with the door's handle. */
 const live = new Map<string, { session: RemoteSession; handle: SessionHandle }>();
 
@@ -47,17 +46,13 @@ const live = new Map<string, { session: RemoteSession; handle: SessionHandle }>(
 const BYTES_EVERY_MS = 1_000;
 
 /** Sessions whose byte counts moved since the last report: sent together, one message. */
-const movedBytes = new Set<RemoteSession>();
-function moved(s: RemoteSession): void {
-  if (!movedBytes.size) {
-    setTimeout(() => {
-      const sessions: Array<[string, number, number]> = [];
-      for (const m of movedBytes) sessions.push([m.id, m.bytesIn, m.bytesOut]);
-      movedBytes.clear();
-      send({ t: 'bytes', sessions });
-    }, BYTES_EVERY_MS).unref();
-  }
-  movedBytes.add(s);
+const movedBytes: RemoteSession[] = [];
+function reportBytes(): void {
+  const sessions = movedBytes.splice(0).map((m): [string, number, number] => {
+    m.moved = false;
+    return [m.id, m.bytesIn, m.bytesOut];
+  });
+  send({ t: 'bytes', sessions });
 }
 
 class RemoteSession implements GatewaySession {
@@ -66,26 +61,35 @@ class RemoteSession implements GatewaySession {
   readonly resource: Resource;
   readonly credentials: TargetCredentials | undefined;
   readonly deadline: Date | undefined;
-  private counted: [number, number] = [0, 0];
+  private inCount = 0;
+  private outCount = 0;
+  /** Waiting in movedBytes for the next report. */
+  moved = false;
   private over = false;
 
-  // The door adds to these per chunk; the primary's session gets them every BYTES_EVERY_MS.
+  // The door adds to these per chunk (a flag test there); the primary's session gets them every BYTES_EVERY_MS.
   get bytesIn(): number {
-    return this.counted[0];
+    return this.inCount;
   }
 
   set bytesIn(n: number) {
-    this.counted[0] = n;
-    moved(this);
+    this.inCount = n;
+    if (!this.moved) this.move();
   }
 
   get bytesOut(): number {
-    return this.counted[1];
+    return this.outCount;
   }
 
   set bytesOut(n: number) {
-    this.counted[1] = n;
-    moved(this);
+    this.outCount = n;
+    if (!this.moved) this.move();
+  }
+
+  private move(): void {
+    this.moved = true;
+    if (!movedBytes.length) setTimeout(reportBytes, BYTES_EVERY_MS).unref();
+    movedBytes.push(this);
   }
 
   constructor(v: SessionView) {
