@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { Listener } from '../../src/broker/adapter.js';
 import { loadConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/log.js';
@@ -62,6 +62,21 @@ const listenerConfig = () => ({ host: '127.0.0.1', port: 0, broker: gw.broker, l
 
 /** A pg client to a listener on `port` as `login`, TLS verified against the gateway CA (not yet connected). */
 const pgClient = (port: number, login: string): pg.Client => new pg.Client({ host: 'localhost', port, user: login, password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+
+/** A pool of the test's own (beside the file's), stopped when the test ends. */
+async function ownPool(workers: number, opts: { hangMs?: number } = {}): Promise<DataPath> {
+  const p = new DataPath(workers, silentLogger, opts);
+  onTestFinished(() => p.stop());
+  await p.start();
+  return p;
+}
+
+/** `p`'s PostgreSQL door on a free port (the target's CA unless `adapter` says otherwise), closed when the test ends. */
+async function pgListener(p: DataPath, adapter = new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') } })): Promise<Listener> {
+  const l = await p.door('postgres', adapter).listen(listenerConfig());
+  onTestFinished(() => l.close());
+  return l;
+}
 
 /** A client logs in through the listener on `port` and gets its answer to `select n`. */
 async function servesQuery(port: number, n: number): Promise<void> {
@@ -176,33 +191,26 @@ describe('the PostgreSQL door in two data-path workers', () => {
   });
 
   it('a worker whose event loop stops answering is killed: its sessions end as errors, its client sockets close, a new worker serves', async () => {
-    const watched = new DataPath(2, silentLogger, { hangMs: 1_000 });
-    await watched.start();
-    const l = await watched.door('postgres', new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') } })).listen(listenerConfig());
-    try {
-      const c = pgClient(l.address.port, 'alice:other-pg');
-      await c.connect();
-      const closed = new Promise<void>((resolve) => c.on('error', () => undefined).on('end', () => resolve()));
-      const id = gw.broker.live().find((s) => s.resource.name === 'other-pg')!.id;
-      const stuck = watched.load().find((w) => w.sessions === 1)!.pid!;
-      // Frozen, as a worker whose loop is stuck: it can neither relay nor end its sessions.
-      process.kill(stuck, 'SIGSTOP');
-      expect(await eventually(async () => (await gw.store.getSession(id))?.state === 'ended', 10_000)).toBe(true);
-      expect(await gw.store.getSession(id)).toMatchObject({ endReason: 'error' });
-      await closed;
-      expect(alive(stuck)).toBe(false);
-      expect(await eventually(() => watched.load().every((w) => w.pid !== stuck && w.listeners === 1), 10_000)).toBe(true);
-      await servesQuery(l.address.port, 3);
-    } finally {
-      await l.close();
-      await watched.stop();
-    }
+    const watched = await ownPool(2, { hangMs: 1_000 });
+    const l = await pgListener(watched);
+    const c = pgClient(l.address.port, 'alice:other-pg');
+    await c.connect();
+    const closed = new Promise<void>((resolve) => c.on('error', () => undefined).on('end', () => resolve()));
+    const id = gw.broker.live().find((s) => s.resource.name === 'other-pg')!.id;
+    const stuck = watched.load().find((w) => w.sessions === 1)!.pid!;
+    // Frozen, as a worker whose loop is stuck: it can neither relay nor end its sessions.
+    process.kill(stuck, 'SIGSTOP');
+    expect(await eventually(async () => (await gw.store.getSession(id))?.state === 'ended', 10_000)).toBe(true);
+    expect(await gw.store.getSession(id)).toMatchObject({ endReason: 'error' });
+    await closed;
+    expect(alive(stuck)).toBe(false);
+    expect(await eventually(() => watched.load().every((w) => w.pid !== stuck && w.listeners === 1), 10_000)).toBe(true);
+    await servesQuery(l.address.port, 3);
   });
 
   it('a worker that keeps dying right after it starts is replaced after a growing delay, while the other serves', async () => {
-    const p = new DataPath(2, silentLogger);
-    await p.start();
-    const l = await p.door('postgres', new PostgresAdapter({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') } })).listen(listenerConfig());
+    const p = await ownPool(2);
+    const l = await pgListener(p);
     /** Kills the worker in slot 1; how long until its replacement serves. */
     const killSlot1 = async (): Promise<number> => {
       const pid = p.load()[1]!.pid!;
@@ -211,36 +219,26 @@ describe('the PostgreSQL door in two data-path workers', () => {
       expect(await eventually(() => p.load()[1]!.pid !== pid && p.load()[1]!.listeners === 1, 15_000)).toBe(true);
       return performance.now() - t0;
     };
-    try {
-      // Each of these workers dies within 5 s of its start: the first is replaced at once, the
-      // second such death in a row waits 250 ms before the next worker, then 500, 1000, 2000 ms.
-      const first = await killSlot1();
-      const waits = [await killSlot1(), await killSlot1(), await killSlot1(), await killSlot1()];
-      expect(waits[0]).toBeGreaterThanOrEqual(250);
-      expect(waits[3]).toBeGreaterThanOrEqual(2000);
-      // A start takes the same time each time; what grows is the wait before it.
-      expect(waits[3]! - first).toBeGreaterThan(1500);
-      await servesQuery(l.address.port, 4);
-    } finally {
-      await l.close();
-      await p.stop();
-    }
+    // Each of these workers dies within 5 s of its start: the first is replaced at once, the
+    // second such death in a row waits 250 ms before the next worker, then 500, 1000, 2000 ms.
+    const first = await killSlot1();
+    const waits = [await killSlot1(), await killSlot1(), await killSlot1(), await killSlot1()];
+    expect(waits[0]).toBeGreaterThanOrEqual(250);
+    expect(waits[3]).toBeGreaterThanOrEqual(2000);
+    // A start takes the same time each time; what grows is the wait before it.
+    expect(waits[3]! - first).toBeGreaterThan(1500);
+    await servesQuery(l.address.port, 4);
   });
 
   it('a connection no worker can take is closed and audited as a refusal of the door, with its address', async () => {
-    const lone = new DataPath(1, silentLogger);
-    await lone.start();
-    const l = await lone.door('postgres', new PostgresAdapter()).listen(listenerConfig());
-    try {
-      await lone.stop();
-      const c = pgClient(l.address.port, 'alice:open-pg');
-      await expect(c.connect()).rejects.toThrow();
-      expect(await eventually(async () => (await gw.store.listAudit({ action: 'door.refuse' })).some((a) => a.data.detail === 'no data-path worker is serving this listener'))).toBe(true);
-      const row = (await gw.store.listAudit({ action: 'door.refuse' })).find((a) => a.data.detail === 'no data-path worker is serving this listener')!;
-      expect(row.data).toMatchObject({ door: 'postgres', code: 'internal_error', client: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
-    } finally {
-      await l.close();
-    }
+    const lone = await ownPool(1);
+    const l = await pgListener(lone, new PostgresAdapter());
+    await lone.stop();
+    const c = pgClient(l.address.port, 'alice:open-pg');
+    await expect(c.connect()).rejects.toThrow();
+    expect(await eventually(async () => (await gw.store.listAudit({ action: 'door.refuse' })).some((a) => a.data.detail === 'no data-path worker is serving this listener'))).toBe(true);
+    const row = (await gw.store.listAudit({ action: 'door.refuse' })).find((a) => a.data.detail === 'no data-path worker is serving this listener')!;
+    expect(row.data).toMatchObject({ door: 'postgres', code: 'internal_error', client: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
   });
 
   it('gatehouse serve with workers: 2 serves the PostgreSQL door from two processes and ends them when it stops', async () => {
@@ -281,8 +279,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
   });
 
   it('a worker that dies while the decision for one of its connections is still being made: that session is discarded and audited, not left open', async () => {
-    const lone = new DataPath(1, silentLogger);
-    await lone.start();
+    const lone = await ownPool(1);
     let asked: () => void = () => undefined;
     const askedP = new Promise<void>((resolve) => (asked = resolve));
     let release: () => void = () => undefined;
@@ -304,7 +301,8 @@ describe('the PostgreSQL door in two data-path workers', () => {
         };
       },
     };
-    const l = await lone.door('postgres', new PostgresAdapter()).listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+    const l = await lone.door('postgres', new PostgresAdapter()).listen({ ...listenerConfig(), broker });
+    onTestFinished(() => l.close());
     try {
       const c = pgClient(l.address.port, 'alice:open-pg');
       c.on('error', () => {});
@@ -320,14 +318,11 @@ describe('the PostgreSQL door in two data-path workers', () => {
       expect(await eventually(discarded)).toBe(true);
     } finally {
       release();
-      await l.close();
-      await lone.stop();
     }
   });
 
   it('a connection accepted while the workers are still starting the listener is served once they are, not left hanging', async () => {
-    const lone = new DataPath(1, silentLogger);
-    await lone.start();
+    const lone = await ownPool(1);
     const child = (lone as unknown as { workers: Array<{ child: import('node:child_process').ChildProcess }> }).workers[0]!.child;
     const emit = child.emit.bind(child);
     const held: unknown[] = [];
@@ -340,7 +335,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
     await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
     const port = (free.address() as { port: number }).port;
     await new Promise((resolve) => free.close(resolve));
-    const starting = lone.door('postgres', new PostgresAdapter()).listen({ host: '127.0.0.1', port, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+    const starting = lone.door('postgres', new PostgresAdapter()).listen({ ...listenerConfig(), port });
     let l: Listener | undefined;
     try {
       expect(await eventually(() => held.length === 1)).toBe(true);
@@ -360,7 +355,6 @@ describe('the PostgreSQL door in two data-path workers', () => {
     } finally {
       child.emit = emit;
       await l?.close();
-      await lone.stop();
     }
   });
 
@@ -378,8 +372,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
   });
 
   it('a worker that dies while starting a listener: the listener starts with its replacement instead of failing after 30 s', async () => {
-    const lone = new DataPath(1, silentLogger);
-    await lone.start();
+    const lone = await ownPool(1);
     const child = (lone as unknown as { workers: Array<{ child: import('node:child_process').ChildProcess }> }).workers[0]!.child;
     const emit = child.emit.bind(child);
     let answered = false;
@@ -396,13 +389,9 @@ describe('the PostgreSQL door in two data-path workers', () => {
       child.kill('SIGKILL');
       l = await within(starting, 10_000, 'the listener to start');
       expect(await eventually(() => lone.load()[0]!.listeners === 1)).toBe(true);
-      const c = pgClient(l.address.port, 'alice:open-pg');
-      await c.connect();
-      expect((await c.query('select 4 as n')).rows).toEqual([{ n: 4 }]);
-      await c.end();
+      await servesQuery(l.address.port, 4);
     } finally {
       await l?.close();
-      await lone.stop();
     }
   });
 
@@ -454,8 +443,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
 describe('the MySQL door in two data-path workers', () => {
   it("a worker started in place of a dead one learns the other's live sessions: a KILL QUERY sent through it reaches a session in the other worker", async () => {
     const maria = await startMariadb();
-    const my = new DataPath(2, silentLogger);
-    await my.start();
+    const my = await ownPool(2);
     const l = await my.door('mysql', new MysqlAdapter({ upstreamCa: { '*': readFileSync(maria.ca, 'utf8') } })).listen(listenerConfig());
     const clients: mysql.Connection[] = [];
     const through = async (): Promise<mysql.Connection> => {
@@ -493,7 +481,6 @@ describe('the MySQL door in two data-path workers', () => {
     } finally {
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
       await l.close();
-      await my.stop();
       await maria.stop();
     }
   });
