@@ -42,11 +42,6 @@ export class PostgresAdapter implements ProtocolAdapter {
     this.opts = { ...options, ...resolveDatabaseOptions(options), maxConnections: positive('maxConnections', options.maxConnections, 1000) };
   }
 
-  /** Live sessions' cancel keys (released when a session ends); `stats.cancelKeys` says the same. */
-  get cancelKeyCount(): number {
-    return this.cancelKeys.size;
-  }
-
   /**
    * TLS to the target is required, its identity verified against the resource's CA or pinned
    * on first use; only a resource that allows a plaintext target (an explicit, audited option)

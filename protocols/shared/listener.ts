@@ -89,8 +89,8 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
     // The limit is the listener's: each of the workers, handed connections in turn, takes its share.
     const limit = Math.ceil(opts.maxConnections / config.dataPath.count);
     const open = new Set<Socket>();
+    // TCP_NODELAY came with the descriptor: the primary's server set it.
     const taking = config.dataPath.accept((socket) => {
-      socket.setNoDelay(true);
       if (open.size >= limit) return void socket.destroy();
       open.add(socket);
       socket.once('close', () => open.delete(socket));
