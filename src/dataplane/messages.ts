@@ -5,6 +5,7 @@
  * through these messages, exactly what a door asks of its GatewayPort.
  */
 import type { AddressInfo } from 'node:net';
+import type { ListenerConfig } from '../broker/adapter.js';
 import type { TerminationReason } from '../core/model.js';
 import type { SessionFacts } from '../broker/port.js';
 import type { Refusal, RefusalCode } from '../broker/refusals.js';
@@ -17,14 +18,8 @@ export interface ListenSpec {
   options: Record<string, unknown>;
   /** The primary wants every Query/Parse (its adapter options had `onStatement`). */
   statements: boolean;
-  config: {
-    host: string;
-    port: number;
-    tls: { cert: string; key: string; ca: string };
-    sshHostKey?: string;
-    allowPlaintext?: boolean;
-    http?: { appsDomain: string; vaultUrl?: string };
-  };
+  /** ListenerConfig less what cannot cross a process boundary (the broker, the logger) or is the worker's own (dataPath). */
+  config: Omit<ListenerConfig, 'broker' | 'log' | 'dataPath'>;
   address: AddressInfo;
   protocol: string;
   loginExample: string;

@@ -498,6 +498,12 @@ export class DataPath {
   }
 }
 
+/** What of a listener's config a worker gets: all but the broker and the logger, which stay here. */
+function crossable(config: ListenerConfig): ListenSpec['config'] {
+  const { broker: _broker, log: _log, dataPath: _dataPath, ...rest } = config;
+  return rest;
+}
+
 /** A door served from data-path workers, as `gatehouse serve` and the tests start it. */
 export class WorkerDoor implements ProtocolAdapter {
   readonly protocol: Protocol;
@@ -538,12 +544,7 @@ export class WorkerDoor implements ProtocolAdapter {
       door: this.name,
       options: this.made,
       statements: this.onStatement !== undefined,
-      config: {
-        host: config.host, port: config.port, tls: config.tls,
-        ...(config.sshHostKey ? { sshHostKey: config.sshHostKey } : {}),
-        ...(config.allowPlaintext ? { allowPlaintext: true } : {}),
-        ...(config.http ? { http: config.http } : {}),
-      },
+      config: crossable(config),
       address,
       protocol: this.protocol,
       loginExample: entry.loginExample,

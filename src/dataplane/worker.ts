@@ -209,17 +209,8 @@ async function listen(spec: ListenSpec, index: number, count: number, level: str
   };
   const doorLog = log.child({ protocol: spec.protocol });
   const port = portFor(spec, doorLog);
-  s.listener = await adapter.listen({
-    host: spec.config.host,
-    port: spec.config.port,
-    broker: { portFor: () => port },
-    log: doorLog,
-    tls: spec.config.tls,
-    ...(spec.config.sshHostKey ? { sshHostKey: spec.config.sshHostKey } : {}),
-    ...(spec.config.allowPlaintext ? { allowPlaintext: true } : {}),
-    ...(spec.config.http ? { http: spec.config.http } : {}),
-    dataPath,
-  });
+  s.listener = await adapter.listen({ ...spec.config, broker: { portFor: () => port }, log: doorLog, dataPath });
+
 }
 
 function onMessage(m: ToWorker, handle: unknown): void {
