@@ -64,7 +64,7 @@ describe('MySQL session teardown', () => {
       // The statement has reached the target before the check-in.
       const start = performance.now();
       while ((await targetThreads('%teardown-probe%')) === 0) {
-        if (performance.now() - start > 10_000) throw new Error('the statement never reached the target');
+        if (performance.now() - start > 10_000) throw new Error(`the statement never reached the target; the client said: ${JSON.stringify(m.out)}, exit ${m.child.exitCode}`);
       }
 
       const kills = g.adapter.stats.threadKills;
