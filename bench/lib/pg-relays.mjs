@@ -93,6 +93,11 @@ export function startGateway({ target, certDir, gatewayPassword, cleanups, from 
   return nodeProcess(join(from, 'bench/postgres/gateway.mjs'), cfg, cleanups, opts);
 }
 
+/** The native relay (bench/native/pg-relay.c, through native-pg-relay.mjs) in its own process: { port, pid, cpu }. */
+export function startNativeRelay({ target, certDir, cleanups, ...opts }) {
+  return nodeProcess(join(root, 'bench/lib/native-pg-relay.mjs'), { host: target.host, port: target.port, certDir }, cleanups, opts);
+}
+
 /** The bare Node TLS pipe in its own process: { port, pid, cpu }. */
 export function startBarePipe({ target, certDir, cleanups, ...opts }) {
   return nodeProcess(join(root, 'bench/lib/bare-tls-pipe.mjs'), { host: target.host, port: target.port, certDir }, cleanups, opts);

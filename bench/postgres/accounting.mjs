@@ -38,6 +38,9 @@
  * earlier build (its dist/ and bench/, with package.json and a node_modules link), so a change
  * is compared with what it replaced under the same load, interleaved; the last column stays
  * Gatehouse − bare pipe.
+ * `--native` adds a fifth relay to every round: bench/native/pg-relay.c, the same pipe in C on
+ * its own thread (OpenSSL, framing both ways, statement capture handed to JS in batches; item 3's
+ * prototype), built on first use with the system compiler against Node's headers.
  * `--cpu-only` runs passes 1 and 1b only (quicker rounds, for comparing CPU). SIGINT or SIGTERM
  * stops the relays and the target before exiting.
  * Runs as root (the target and PgBouncer run as the postgres OS user).
@@ -48,11 +51,11 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensureTool, procCpuSplit, run, startBarePipe, startGateway, startPgbouncer, startTarget } from '../lib/pg-relays.mjs';
+import { ensureTool, procCpuSplit, run, startBarePipe, startGateway, startNativeRelay, startPgbouncer, startTarget } from '../lib/pg-relays.mjs';
 import { tlsTap } from '../lib/tls-tap.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const { values } = parseArgs({ options: { tx: { type: 'string', default: '2000' }, clients: { type: 'string', default: '32' }, rounds: { type: 'string', default: '3' }, 'conn-tx': { type: 'string', default: '10' }, baseline: { type: 'string' }, 'cpu-only': { type: 'boolean', default: false }, scale: { type: 'string', default: '5' } } });
+const { values } = parseArgs({ options: { tx: { type: 'string', default: '2000' }, clients: { type: 'string', default: '32' }, rounds: { type: 'string', default: '3' }, 'conn-tx': { type: 'string', default: '10' }, baseline: { type: 'string' }, native: { type: 'boolean', default: false }, 'cpu-only': { type: 'boolean', default: false }, scale: { type: 'string', default: '5' } } });
 const ROUNDS = Number(values.rounds);
 const sorted = (xs) => [...xs].sort((a, b) => a - b);
 const median = (xs) => sorted(xs)[Math.floor(xs.length / 2)];
@@ -176,6 +179,10 @@ try {
     { key: 'bare', name: 'bare Node TLS pipe', ...bare, ...asTarget, heapFile: metered('bare').env.HEAP_METER_OUT },
     { key: 'gatehouse', name: 'Gatehouse', ...gw, port: gw.plainPort, user: 'bench:bench-pg', password: gatewayPassword, heapFile: metered('gatehouse').env.HEAP_METER_OUT },
   ];
+  if (values.native) {
+    const native = await startNativeRelay({ target, certDir, cleanups });
+    relays.push({ key: 'native', name: 'native relay (C prototype)', ...native, ...asTarget });
+  }
   if (base) relays.push({ key: 'baseline', name: 'Gatehouse (baseline)', ...base, port: base.plainPort, user: 'bench:bench-pg', password: gatewayPassword, heapFile: metered('baseline').env.HEAP_METER_OUT });
   for (const r of relays) r.tap = await tlsTap(r.port);
   cleanups.unshift(() => relays.forEach((r) => r.tap.close()));
@@ -231,7 +238,7 @@ try {
   const nodeOnly = (m) => m.startsWith('JS heap') || m.startsWith('GCs');
   const digits = (m) => (m.startsWith('tps') || m.startsWith('connections/s') ? 0 : m.includes('µs') || m.startsWith('GCs') ? 1 : m.includes('bytes') ? 0 : m.includes('ms/connection') ? 3 : 2);
   const cell = (r, m) => {
-    if (nodeOnly(m) && r.key === 'pgbouncer') return 'n/a';
+    if (nodeOnly(m) && (r.key === 'pgbouncer' || r.key === 'native')) return 'n/a';
     const xs = sorted(value(r, m));
     const d = digits(m);
     return ROUNDS > 1 ? `${median(xs).toFixed(d)} (${xs[0].toFixed(d)}–${xs.at(-1).toFixed(d)})` : median(xs).toFixed(d);

@@ -7,7 +7,11 @@
  * gate: pgbench -C (a connection per transaction) and connect latency p50/p90 from a probe
  * process.
  *
- *   npm run build && node bench/postgres/run.mjs [--seconds 5] [--rounds 3] [--clients 1,32] [--connects 200]
+ *   npm run build && node bench/postgres/run.mjs [--seconds 5] [--rounds 3] [--clients 1,32] [--connects 200] [--native]
+ *
+ * `--native` adds a fifth case, interleaved with the others: the native relay prototype
+ * (bench/native/pg-relay.c through bench/lib/native-pg-relay.mjs; client TLS, no login of its
+ * own, the client authenticating with the target through it), and a table of its ratios.
  *
  * Every workload runs each case `rounds` times, interleaved (the order rotates per round)
  * so that noise from a shared machine hits all cases alike; the median is reported.
@@ -24,11 +28,11 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { run, startGateway, startPgbouncer, startTarget } from '../lib/pg-relays.mjs';
+import { run, startGateway, startNativeRelay, startPgbouncer, startTarget } from '../lib/pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '1,32' }, connects: { type: 'string', default: '200' }, scale: { type: 'string', default: '5' } },
+  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '1,32' }, connects: { type: 'string', default: '200' }, native: { type: 'boolean', default: false }, scale: { type: 'string', default: '5' } },
 });
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
@@ -72,6 +76,11 @@ try {
     { name: 'Gatehouse (client TLS)', port: gw.plainPort, cpu: gw.cpu, user: 'bench:bench-pg', password: gwPassword, sslmode: 'require' },
     { name: 'Gatehouse (client + target TLS)', port: gw.tlsPort, cpu: gw.cpu, user: 'bench:bench-pg', password: gwPassword, sslmode: 'require' },
   ];
+  const NATIVE = 'native relay (C prototype, client TLS)';
+  if (values.native) {
+    const native = await startNativeRelay({ target, certDir: join(dir, 'certs'), cleanups });
+    cases.push({ name: NATIVE, port: native.port, cpu: native.cpu, user: target.user, password: target.password, sslmode: 'require' });
+  }
   console.log(`pgbench -S, ${SECONDS} s per case, median of ${ROUNDS} interleaved rounds; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, load ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ')}; ${target.version}`);
   const results = {};
   for (const mode of ['simple', 'prepared']) {
@@ -123,6 +132,12 @@ try {
   console.log(`| -S -C, c=1 (tps) | ${conn[direct].tps.toFixed(0)} | ${conn[pgb].tps.toFixed(0)} | ${conn[gate].tps.toFixed(0)} | ${conn[gateTls].tps.toFixed(0)} | ${(conn[gate].tps / conn[pgb].tps).toFixed(2)} | ${(conn[gate].tps / conn[direct].tps).toFixed(2)} | ${(conn[pgb].tps / conn[direct].tps).toFixed(2)} | |`);
   console.log(`| connect p50 (ms, probe) | ${conn[direct].p50.toFixed(2)} | ${conn[pgb].p50.toFixed(2)} | ${conn[gate].p50.toFixed(2)} | ${conn[gateTls].p50.toFixed(2)} | | | | |`);
   console.log(`| connect p90 (ms, probe) | ${conn[direct].p90.toFixed(2)} | ${conn[pgb].p90.toFixed(2)} | ${conn[gate].p90.toFixed(2)} | ${conn[gateTls].p90.toFixed(2)} | | | | |`);
+  if (values.native) {
+    console.log(`\n| workload | native relay (C prototype) | native / PgBouncer | native / Gatehouse | proxy CPU µs/tx (PgBouncer / native) |`);
+    console.log('|---|---:|---:|---:|---:|');
+    for (const [k, r] of Object.entries(results)) console.log(`| -S ${k.replace('/', ', c=')} | ${r[NATIVE].toFixed(0)} | ${(r[NATIVE] / r[pgb]).toFixed(2)} | ${(r[NATIVE] / r[gate]).toFixed(2)} | ${us(r[`${pgb} cpu`])} / ${us(r[`${NATIVE} cpu`])} |`);
+    console.log(`| connect p50 (ms, probe) | ${conn[NATIVE].p50.toFixed(2)} | | | |`);
+  }
   console.log(`\nadded to connect at p50 vs direct: Gatehouse +${(conn[gate].p50 - conn[direct].p50).toFixed(2)} ms, with target TLS +${(conn[gateTls].p50 - conn[direct].p50).toFixed(2)} ms, PgBouncer +${(conn[pgb].p50 - conn[direct].p50).toFixed(2)} ms`);
 } finally {
   for (const c of cleanups) {

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+/**
+ * The native PostgreSQL relay (bench/native/pg-relay.c) as a process the benchmarks can race:
+ * JavaScript accepts each connection and reads its SSLRequest, exactly as the gateway's door
+ * does, then hands the descriptor to the addon, which answers 'S' and does the TLS, framing,
+ * statement capture and relaying on its own thread. Each captured statement becomes an event
+ * object in JavaScript, as the gateway's relay makes one (protocols/postgres/relay.ts).
+ *
+ *   node bench/lib/native-pg-relay.mjs '{"host","port","certDir"}'
+ *
+ * Prints one JSON line: { port, pid }; runs until SIGTERM. SIGUSR1 prints { live, closed,
+ * statements } on stderr; SIGUSR2 closes every session with a FATAL 57P01 goodbye. The addon is compiled on first use (buildNativeRelay()).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const SOURCE = join(root, 'bench/native/pg-relay.c');
+
+/**
+ * Compiles the addon with the system C compiler against the running Node's headers (they ship
+ * with Node, OpenSSL's among them; the OpenSSL symbols themselves come from the node binary at
+ * load time). Returns the path of the .node file, rebuilt when the source is newer.
+ */
+export function buildNativeRelay() {
+  const out = join(root, 'bench/native/build', `pg-relay-${process.versions.modules}.node`);
+  if (existsSync(out) && statSync(out).mtimeMs >= statSync(SOURCE).mtimeMs) return out;
+  const include = join(dirname(process.execPath), '..', 'include', 'node');
+  if (!existsSync(join(include, 'node_api.h')) || !existsSync(join(include, 'openssl', 'ssl.h'))) throw new Error(`no Node headers with OpenSSL at ${include}`);
+  mkdirSync(dirname(out), { recursive: true });
+  execFileSync('cc', ['-O2', '-Wall', '-shared', '-fPIC', '-pthread', `-I${include}`, '-DNODE_GYP_MODULE_NAME=pg_relay', '-o', out, SOURCE], { stdio: 'inherit' });
+  return out;
+}
+
+const SSL_REQUEST = 80877103;
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const t = JSON.parse(process.argv[2]);
+  const [{ ensurePki }, { SERVER_TLS13_SUITES, SERVER_TLS12_CIPHERS }] = await Promise.all([import(join(root, 'dist/src/pki/pki.js')), import(join(root, 'dist/protocols/shared/server-tls.js'))]);
+  const pki = await ensurePki(t.certDir);
+  const relay = createRequire(import.meta.url)(buildNativeRelay());
+  let statements = 0;
+  let last;
+  relay.start({ certPem: pki.certPem, keyPem: pki.keyPem, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS, targetHost: t.host, targetPort: t.port }, (batch) => {
+    for (const sql of batch) {
+      last = { kind: 'query', sql, truncated: sql.length >= 1024 };
+      statements++;
+    }
+  });
+  const server = createServer((raw) => {
+    raw.setNoDelay(true);
+    raw.on('error', () => raw.destroy());
+    raw.once('data', (first) => {
+      raw.pause();
+      if (first.length === 8 && first.readInt32BE(4) === SSL_REQUEST) relay.adopt(raw._handle.fd);
+      raw.destroy();
+    });
+  });
+  server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port, pid: process.pid })));
+  // SIGUSR2: the mass teardown, every session told FATAL 57P01 and closed by the native thread.
+  const fields = Buffer.from('SFATAL\0VFATAL\0C57P01\0Mterminating connection: access ended\0\0');
+  const goodbye = Buffer.concat([Buffer.from([0x45, 0, 0, 0, 0]), fields]);
+  goodbye.writeInt32BE(4 + fields.length, 1);
+  process.on('SIGUSR2', () => relay.closeAll(goodbye));
+  process.on('SIGUSR1', () => console.error(JSON.stringify({ ...relay.stats(), statements, last: last?.sql })));
+  process.on('SIGTERM', () => process.exit(0));
+}
