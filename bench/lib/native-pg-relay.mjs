@@ -9,7 +9,9 @@
  *   node bench/lib/native-pg-relay.mjs '{"host","port","certDir"}'
  *
  * Prints one JSON line: { port, pid }; runs until SIGTERM. SIGUSR1 prints { live, closed,
- * statements } on stderr; SIGUSR2 closes every session with a FATAL 57P01 goodbye. The addon is compiled on first use (buildNativeRelay()).
+ * statements } on stderr; SIGUSR2 closes every session with a FATAL 57P01 goodbye and prints
+ * { closeAllMs }, from the signal until the native thread holds no session, on stderr. The addon
+ * is compiled on first use (buildNativeRelay()).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
@@ -65,7 +67,15 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const fields = Buffer.from('SFATAL\0VFATAL\0C57P01\0Mterminating connection: access ended\0\0');
   const goodbye = Buffer.concat([Buffer.from([0x45, 0, 0, 0, 0]), fields]);
   goodbye.writeInt32BE(4 + fields.length, 1);
-  process.on('SIGUSR2', () => relay.closeAll(goodbye));
+  process.on('SIGUSR2', () => {
+    const t0 = process.hrtime.bigint();
+    relay.closeAll(goodbye);
+    const poll = setInterval(() => {
+      if (relay.stats().live > 0) return;
+      clearInterval(poll);
+      console.error(JSON.stringify({ closeAllMs: Number(process.hrtime.bigint() - t0) / 1e6 }));
+    }, 1);
+  });
   process.on('SIGUSR1', () => console.error(JSON.stringify({ ...relay.stats(), statements, last: last?.sql })));
   process.on('SIGTERM', () => process.exit(0));
 }

@@ -147,19 +147,30 @@ static void set_events(side *s, int fd, uint32_t events) {
   s->events = events;
 }
 
-static void close_conn(conn *c) {
+/* Target legs of a mass teardown, closed TARGET_GRACE_NS after their clients: a thousand
+ * backends exiting at once would take the CPU from the goodbyes (the gateway's relay waits
+ * the same 250 ms before its target-leg Terminate). */
+#define TARGET_GRACE_NS 250000000LL
+static int *late_fds; static size_t late_len, late_cap; static long long late_at;
+
+static void close_conn_later(conn *c, int target_later) {
   if (c->prev) c->prev->next = c->next; else conns = c->next;
   if (c->next) c->next->prev = c->prev;
   epoll_ctl(epfd, EPOLL_CTL_DEL, c->cfd, NULL);
   epoll_ctl(epfd, EPOLL_CTL_DEL, c->tfd, NULL);
   SSL_free(c->ssl);
   close(c->cfd);
-  close(c->tfd);
+  if (target_later) {
+    if (late_len == late_cap) { late_cap = late_cap ? late_cap * 2 : 64; late_fds = realloc(late_fds, late_cap * sizeof *late_fds); }
+    late_fds[late_len++] = c->tfd;
+  } else close(c->tfd);
   free(c->to_target);
   free(c->to_client);
   free(c);
   live--; closed_total++;
 }
+
+static void close_conn(conn *c) { close_conn_later(c, 0); }
 
 /* Interest in each descriptor follows from what is pending: a side is read only while the
  * other has taken everything sent to it so far. */
@@ -338,17 +349,20 @@ static void close_everything(void) {
       SSL_write(c->ssl, goodbye, (int)goodbye_len);
       SSL_shutdown(c->ssl);
     }
-    close_conn(c);
+    close_conn_later(c, 1);
   }
+  late_at = now_ns() + TARGET_GRACE_NS;
 }
 
 static void *loop(void *arg) {
   (void)arg;
   struct epoll_event evs[128];
   for (;;) {
+    long long wake = pending_len > 0 ? pending_since + STATEMENT_DELAY_NS : 0;
+    if (late_len > 0 && (wake == 0 || late_at < wake)) wake = late_at;
     int timeout = -1;
-    if (pending_len > 0) {
-      long long left = pending_since + STATEMENT_DELAY_NS - now_ns();
+    if (wake != 0) {
+      long long left = wake - now_ns();
       timeout = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
     }
     int n = epoll_wait(epfd, evs, 128, timeout);
@@ -380,6 +394,10 @@ static void *loop(void *arg) {
           if (evs[j].data.ptr == &c->cs || evs[j].data.ptr == &c->ts) evs[j].data.ptr = (void *)1;
         close_conn(c);
       } else update(c);
+    }
+    if (late_len > 0 && now_ns() >= late_at) {
+      for (size_t j = 0; j < late_len; j++) close(late_fds[j]);
+      late_len = 0;
     }
     if (pending_len > 0 && (pending_len >= STATEMENT_BATCH || now_ns() - pending_since >= STATEMENT_DELAY_NS)) {
       batch *b = malloc(sizeof *b + pending_len);
