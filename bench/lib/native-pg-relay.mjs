@@ -11,33 +11,15 @@
  * Prints one JSON line: { port, pid }; runs until SIGTERM. SIGUSR1 prints { live, closed,
  * statements } on stderr; SIGUSR2 closes every session with a FATAL 57P01 goodbye and prints
  * { closeAllMs }, from the signal until the native thread holds no session, on stderr. The addon
- * is compiled on first use (buildNativeRelay()).
+ * is compiled on first use (native-addon.mjs).
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { setInterval, clearInterval } from 'node:timers';
 import { fileURLToPath } from 'node:url';
+import { loadAddon } from './native-addon.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const SOURCE = join(root, 'bench/native/pg-relay.c');
-
-/**
- * Compiles the addon with the system C compiler against the running Node's headers (they ship
- * with Node, OpenSSL's among them; the OpenSSL symbols themselves come from the node binary at
- * load time). Returns the path of the .node file, rebuilt when the source is newer.
- */
-export function buildNativeRelay() {
-  const out = join(root, 'bench/native/build', `pg-relay-${process.versions.modules}.node`);
-  if (existsSync(out) && statSync(out).mtimeMs >= statSync(SOURCE).mtimeMs) return out;
-  const include = join(dirname(process.execPath), '..', 'include', 'node');
-  if (!existsSync(join(include, 'node_api.h')) || !existsSync(join(include, 'openssl', 'ssl.h'))) throw new Error(`no Node headers with OpenSSL at ${include}`);
-  mkdirSync(dirname(out), { recursive: true });
-  execFileSync('cc', ['-O2', '-Wall', '-shared', '-fPIC', '-pthread', `-I${include}`, '-DNODE_GYP_MODULE_NAME=pg_relay', '-o', out, SOURCE], { stdio: 'inherit' });
-  return out;
-}
 
 const SSL_REQUEST = 80877103;
 
@@ -45,7 +27,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const t = JSON.parse(process.argv[2]);
   const [{ ensurePki }, { SERVER_TLS13_SUITES, SERVER_TLS12_CIPHERS }] = await Promise.all([import(join(root, 'dist/src/pki/pki.js')), import(join(root, 'dist/protocols/shared/server-tls.js'))]);
   const pki = await ensurePki(t.certDir);
-  const relay = createRequire(import.meta.url)(buildNativeRelay());
+  const relay = loadAddon('pg-relay');
   let statements = 0;
   let last;
   relay.start({ certPem: pki.certPem, keyPem: pki.keyPem, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS, targetHost: t.host, targetPort: t.port }, (batch) => {

@@ -13,7 +13,7 @@
  * the other side (backpressure). It does no login: the client authenticates with the target
  * through it, as through bench/lib/bare-tls-pipe.mjs.
  *
- * Built by bench/lib/native-pg-relay.mjs with the system compiler against Node's headers.
+ * Built by bench/lib/native-addon.mjs with the system compiler against Node's headers.
  */
 #define NAPI_VERSION 8
 #include <errno.h>

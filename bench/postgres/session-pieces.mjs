@@ -4,7 +4,9 @@
  * breakdown beside bench/postgres/sessions.mjs: in a fresh holder process each time (forked
  * with `--expose-gc`), N connections of one kind are opened and left idle after a small
  * exchange both ways (as a login leaves them), and the holder's RSS after three GCs is compared
- * with before → bytes per connection, split into JS heap, ArrayBuffers and the rest (native).
+ * with before → bytes per connection, split into JS heap, ArrayBuffers and the rest (native);
+ * beside it glibc's bytes in use (bench/native/mallinfo.c), which count a block whole whether
+ * or not its pages were ever touched.
  * The other end of every connection lives in a separate peer process.
  *
  *   npm run build && node bench/postgres/session-pieces.mjs [--n 1000] [--runs 3]
@@ -24,10 +26,14 @@ import { join } from 'node:path';
 import { TLSSocket, connect as tlsConnect, createSecureContext, createServer as createTlsServer } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadAddon } from '../lib/native-addon.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const role = process.env.PIECES_ROLE;
+// glibc's bytes in use (mallinfo2): what native code holds, touched or not, where RSS counts
+// only the pages ever written.
+const malloc = role === 'holder' ? loadAddon('mallinfo') : undefined;
 const HELLO = Buffer.alloc(300, 0x61);
 const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
 const once = (emitter, event) => new Promise((r) => emitter.once(event, r));
@@ -38,7 +44,7 @@ async function settled() {
     await new Promise((r) => setTimeout(r, 50));
   }
   const m = process.memoryUsage();
-  return { rss: rss(), heap: m.heapUsed, buffers: m.arrayBuffers, external: m.external };
+  return { rss: rss(), heap: m.heapUsed, buffers: m.arrayBuffers, external: m.external, malloc: malloc.info().inUse };
 }
 
 /** Holder: opens `n` connections of `kind` (to / from the peer) and reports its memory before and after. */
@@ -154,17 +160,17 @@ if (role === 'holder') {
         const r = await once(h, 'result');
         p.kill();
         const per = (k) => (r.after[k] - r.before[k]) / N / 1024;
-        results[kind].push({ rss: per('rss'), heap: per('heap'), buffers: per('buffers'), native: per('rss') - per('heap') - per('buffers') });
+        results[kind].push({ rss: per('rss'), heap: per('heap'), buffers: per('buffers'), native: per('rss') - per('heap') - per('buffers'), malloc: per('malloc') });
       }
     }
     console.log(`${N} idle connections per kind, ${values.runs} runs; node ${process.version}, OpenSSL ${process.versions.openssl}`);
-    console.log('| piece | KiB RSS each | JS heap | ArrayBuffers | native (OpenSSL, libuv, malloc) |');
-    console.log('|---|---:|---:|---:|---:|');
+    console.log('| piece | KiB RSS each | JS heap | ArrayBuffers | native (OpenSSL, libuv, malloc) | malloc in use (touched or not) |');
+    console.log('|---|---:|---:|---:|---:|---:|');
     for (const k of kinds) {
       const rs = results[k];
       const f = (key) => `${median(rs.map((x) => x[key])).toFixed(1)}`;
       const range = `${Math.min(...rs.map((x) => x.rss)).toFixed(1)}–${Math.max(...rs.map((x) => x.rss)).toFixed(1)}`;
-      console.log(`| ${k} | ${f('rss')} (${range}) | ${f('heap')} | ${f('buffers')} | ${f('native')} |`);
+      console.log(`| ${k} | ${f('rss')} (${range}) | ${f('heap')} | ${f('buffers')} | ${f('native')} | ${f('malloc')} |`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

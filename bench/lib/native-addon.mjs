@@ -1,0 +1,30 @@
+/**
+ * The benchmarks' small native addons (bench/native/NAME.c), compiled on first use with the
+ * system C compiler against the running Node's headers (they ship with Node, OpenSSL's among
+ * them; OpenSSL's symbols come from the node binary at load time) into bench/native/build/,
+ * rebuilt when the source is newer. No node-gyp: nothing is downloaded.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Builds bench/native/NAME.c if needed; returns the .node file's path. */
+export function buildAddon(name) {
+  const source = join(root, 'bench/native', `${name}.c`);
+  const out = join(root, 'bench/native/build', `${name}-${process.versions.modules}.node`);
+  if (existsSync(out) && statSync(out).mtimeMs >= statSync(source).mtimeMs) return out;
+  const include = join(dirname(process.execPath), '..', 'include', 'node');
+  if (!existsSync(join(include, 'node_api.h')) || !existsSync(join(include, 'openssl', 'ssl.h'))) throw new Error(`no Node headers with OpenSSL at ${include}`);
+  mkdirSync(dirname(out), { recursive: true });
+  execFileSync('cc', ['-O2', '-Wall', '-shared', '-fPIC', '-pthread', `-I${include}`, `-DNODE_GYP_MODULE_NAME=${name.replace(/-/g, '_')}`, '-o', out, source], { stdio: 'inherit' });
+  return out;
+}
+
+/** Builds and loads bench/native/NAME.c. */
+export function loadAddon(name) {
+  return createRequire(import.meta.url)(buildAddon(name));
+}
