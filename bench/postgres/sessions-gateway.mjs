@@ -23,6 +23,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeHeapSnapshot } from 'node:v8';
+import { loadAddon } from '../lib/native-addon.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
@@ -56,6 +57,8 @@ gw.engine.ctx.bus.on('notice', (n) => {
   ended.lastAt = process.hrtime.bigint();
 });
 
+// glibc's bytes in use in this process (bench/native/mallinfo.c), touched or not.
+const malloc = loadAddon('mallinfo');
 const rssOf = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
 const rss = () => rssOf('self') + (gw.dataPath?.load() ?? []).reduce((sum, w) => sum + rssOf(w.pid), 0);
 const settle = () => new Promise((r) => setTimeout(r, 50));
@@ -68,7 +71,7 @@ const commands = {
     }
     const workers = (gw.dataPath?.load() ?? []).map((w) => rssOf(w.pid));
     // After the spread: memoryUsage() has an rss of its own, this process's only.
-    return { ...process.memoryUsage(), rss: rss(), primaryRss: rssOf('self'), workersRss: workers, fds: readdirSync('/proc/self/fd').length, live: gw.broker.live().length, gc: typeof globalThis.gc === 'function' };
+    return { ...process.memoryUsage(), mallocInUse: malloc.info().inUse, mallocFree: malloc.info().free, rss: rss(), primaryRss: rssOf('self'), workersRss: workers, fds: readdirSync('/proc/self/fd').length, live: gw.broker.live().length, gc: typeof globalThis.gc === 'function' };
   },
   async checkout() {
     await gw.engine.leases.checkout('bench', 'bench-pg');

@@ -17,7 +17,8 @@
  *
  * Per case: 20 sessions are opened and ended first (warm-up: code compiled, pools made); then
  * RSS (VmRSS after three GCs) before, N sessions opened, RSS after → KiB per idle session, split
- * into JS heap, ArrayBuffers/external and the rest (native: OpenSSL, libuv, malloc). Then the
+ * into JS heap, ArrayBuffers/external and the rest (native: OpenSSL, libuv, malloc), with the
+ * gateway process's glibc bytes in use and free-but-kept (bench/native/mallinfo.c). Then the
  * client process POSTs /api/v1/resources/bench-pg/force-checkin (admin's API token) and times,
  * from just before the request, the moment each of its sockets saw `close`; the gateway reports
  * when the last session_ended notice went out (published once a session's record and its
@@ -137,7 +138,7 @@ async function runCase(n, workers) {
     const per = (k) => KiB(after[k] - before[k]) / n;
     const c = {
       n, workers, openMs: opened.ms, rss: per('rss'), heap: per('heapUsed'), heapTotal: per('heapTotal'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
-      rssBeforeMiB: before.rss / 2 ** 20, rssAfterMiB: after.rss / 2 ** 20, primaryKiB: KiB(after.primaryRss - before.primaryRss) / n,
+      malloc: per('mallocInUse'), mallocFree: per('mallocFree'), rssBeforeMiB: before.rss / 2 ** 20, rssAfterMiB: after.rss / 2 ** 20, primaryKiB: KiB(after.primaryRss - before.primaryRss) / n,
       fdsBefore: before.fds, fdsAfter: after.fds,
       workersKiB: after.workersRss.map((r, i) => KiB(r - before.workersRss[i]) / n), ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits,
     };
@@ -145,7 +146,7 @@ async function runCase(n, workers) {
     cases.push(c);
     console.log(
       `  n=${String(n).padEnd(5)} workers=${workers} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session ` +
-        `(JS heap ${c.heap.toFixed(1)} used / ${c.heapTotal.toFixed(1)} committed, ArrayBuffers ${c.buffers.toFixed(1)}, other external ${c.external.toFixed(1)}, native ${c.native.toFixed(1)}); ` +
+        `(JS heap ${c.heap.toFixed(1)} used / ${c.heapTotal.toFixed(1)} committed, ${workers > 1 ? 'primary ' : ''}malloc in use ${c.malloc.toFixed(1)} + free kept ${c.mallocFree.toFixed(1)}, ArrayBuffers ${c.buffers.toFixed(1)}, other external ${c.external.toFixed(1)}, native ${c.native.toFixed(1)}); ` +
         `gateway fds ${c.fdsBefore} → ${c.fdsAfter}; ${workers > 1 ? `primary ${c.primaryKiB.toFixed(1)} + workers ${c.workersKiB.map((k) => k.toFixed(1)).join(' + ')} KiB/session; ` : ''}opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
         `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up)`,
     );
