@@ -1,10 +1,15 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import mysql from 'mysql2/promise';
 import { silentLogger } from '../../src/core/log.js';
 import type { Listener, ProtocolAdapter } from '../../src/broker/adapter.js';
 import { served } from './data-path.js';
 import { MysqlAdapter, type MysqlAdapterOptions, type StatementEvent } from '../../protocols/mysql/index.js';
+import { decodeHandshakeV10, encodeSslRequest } from '../../protocols/mysql/handshake.js';
+import { PacketReader } from '../../protocols/mysql/reader.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { startMariadb, type MariadbTarget } from '../targets/index.js';
 
@@ -153,4 +158,23 @@ export async function until(cond: () => boolean, ms = 15_000, what = 'condition'
     if (performance.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * A bare client's start, for what no stock client sends: the gateway's greeting read, an
+ * SSLRequest with `caps`, TLS up (the gateway's CA trusted, its name not checked: the other
+ * tests check it). Returns the TLS socket, a reader on it and the sequence number the
+ * handshake response follows.
+ */
+export async function rawTlsStart(g: MyGateway, caps: number): Promise<{ secure: TLSSocket; reader: PacketReader; seq: number }> {
+  const socket = connect(g.port, '127.0.0.1');
+  await once(socket, 'connect');
+  const plain = new PacketReader(socket, 'gateway');
+  decodeHandshakeV10((await plain.read()).payload);
+  plain.write(encodeSslRequest({ capabilities: caps, maxPacket: 1 << 24, charset: 45 }));
+  const seq = plain.seq;
+  plain.detach();
+  const secure = tlsConnect({ socket, ca: g.gw.pki.caCertPem, checkServerIdentity: () => undefined });
+  await once(secure, 'secureConnect');
+  return { secure, reader: new PacketReader(secure, 'gateway'), seq };
 }

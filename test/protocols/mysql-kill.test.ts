@@ -6,17 +6,13 @@
  * resource, KILL USER and any KILL the gateway cannot read are refused before the target
  * sees them, and interrupt nothing.
  */
-import { once } from 'node:events';
-import { connect } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cap, Cmd, decodeErr, Reply } from '../../protocols/mysql/codec.js';
-import { decodeHandshakeV10, encodeHandshakeResponse, encodeSslRequest } from '../../protocols/mysql/handshake.js';
+import { encodeHandshakeResponse } from '../../protocols/mysql/handshake.js';
 import { parseKillStatement, parseProcessKill, rewriteKill, startsWithKill } from '../../protocols/mysql/kill.js';
-import { PacketReader } from '../../protocols/mysql/reader.js';
 import { ThreadRegistry, type ThreadChange } from '../../protocols/mysql/threads.js';
-import { addMyResource, eventually, GATEWAY_PASSWORD, LiveMariadb, runClient, startMyGateway, until, type MyGateway } from './mysql-harness.js';
+import { addMyResource, eventually, GATEWAY_PASSWORD, LiveMariadb, rawTlsStart, runClient, startMyGateway, until, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
 /** The target's superuser, directly: the process list, and a way out for probes left running. */
@@ -94,18 +90,8 @@ function ended(c: mysql.Connection): Promise<unknown> {
  * sends `KILL n` as text): TLS, then mysql_clear_password, then one command at a time.
  */
 async function rawClient(login: string): Promise<{ command(payload: Buffer): Promise<Buffer>; close(): void }> {
-  const socket = connect(g.port, '127.0.0.1');
-  await once(socket, 'connect');
-  let reader = new PacketReader(socket, 'gateway');
-  decodeHandshakeV10((await reader.read()).payload);
   const caps = Cap.LONG_PASSWORD | Cap.PROTOCOL_41 | Cap.SECURE_CONNECTION | Cap.PLUGIN_AUTH | Cap.PLUGIN_AUTH_LENENC_CLIENT_DATA | Cap.SSL | Cap.TRANSACTIONS;
-  reader.write(encodeSslRequest({ capabilities: caps, maxPacket: 1 << 24, charset: 45 }));
-  const seq = reader.seq;
-  reader.detach();
-  // The gateway's certificate is checked by the other tests; here only KILL matters.
-  const secure = tlsConnect({ socket, ca: g.gw.pki.caCertPem, checkServerIdentity: () => undefined });
-  await once(secure, 'secureConnect');
-  reader = new PacketReader(secure, 'gateway');
+  const { secure, reader, seq } = await rawTlsStart(g, caps);
   reader.seq = seq;
   reader.write(encodeHandshakeResponse({ capabilities: caps, maxPacket: 1 << 24, charset: 45, user: login, authResponse: Buffer.from(`${GATEWAY_PASSWORD}\0`), authPlugin: 'mysql_clear_password' }));
   const ok = (await reader.read()).payload;

@@ -1,11 +1,7 @@
-import { once } from 'node:events';
-import { connect } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cap, Cmd, decodeErr, encodePacket, Reply } from '../../protocols/mysql/codec.js';
-import { decodeHandshakeV10, encodeHandshakeResponse, encodeSslRequest } from '../../protocols/mysql/handshake.js';
-import { PacketReader } from '../../protocols/mysql/reader.js';
-import { addMyResource, GATEWAY_PASSWORD, startMyGateway, type MyGateway } from './mysql-harness.js';
+import { encodeHandshakeResponse } from '../../protocols/mysql/handshake.js';
+import { addMyResource, GATEWAY_PASSWORD, rawTlsStart, startMyGateway, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
 beforeAll(async () => {
@@ -21,17 +17,8 @@ afterAll(async () => g?.close());
  * login is still being decided must reach the target, in order, once the relay starts.
  */
 async function pipelined(mode: 'same-write' | 'after-ok'): Promise<Buffer[]> {
-  const socket = connect(g.port, '127.0.0.1');
-  await once(socket, 'connect');
-  let reader = new PacketReader(socket, 'gateway');
-  decodeHandshakeV10((await reader.read()).payload);
   const caps = Cap.LONG_PASSWORD | Cap.PROTOCOL_41 | Cap.SECURE_CONNECTION | Cap.PLUGIN_AUTH | Cap.PLUGIN_AUTH_LENENC_CLIENT_DATA | Cap.SSL | Cap.TRANSACTIONS | Cap.DEPRECATE_EOF;
-  reader.write(encodeSslRequest({ capabilities: caps, maxPacket: 1 << 24, charset: 45 }));
-  const seq = reader.seq;
-  reader.detach();
-  const secure = tlsConnect({ socket, ca: g.gw.pki.caCertPem, checkServerIdentity: () => undefined });
-  await once(secure, 'secureConnect');
-  reader = new PacketReader(secure, 'gateway');
+  const { secure, reader, seq } = await rawTlsStart(g, caps);
   const login = encodePacket(seq + 1, encodeHandshakeResponse({ capabilities: caps, maxPacket: 1 << 24, charset: 45, user: 'alice:open-mysql', authResponse: Buffer.from(`${GATEWAY_PASSWORD}\0`), authPlugin: 'mysql_clear_password' }));
   const query = encodePacket(0, Buffer.concat([Buffer.from([Cmd.Query]), Buffer.from("select 'pipelined' as p")]));
   if (mode === 'same-write') secure.write(Buffer.concat([login, query]));
