@@ -41,7 +41,12 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     raw.on('error', () => raw.destroy());
     raw.once('data', (first) => {
       raw.pause();
-      if (first.length === 8 && first.readInt32BE(4) === SSL_REQUEST) relay.adopt(raw._handle.fd);
+      try {
+        if (first.length === 8 && first.readInt32BE(4) === SSL_REQUEST) relay.adopt(raw._handle.fd);
+      } catch (err) {
+        // adopt() throws when dup() fails (EMFILE): this connection is refused, the relay lives on.
+        console.error(`adopt: ${err.message}`);
+      }
       raw.destroy();
     });
   });

@@ -106,17 +106,19 @@ static void queue_statement(const char *s, size_t n) {
   pending[pending_len++] = 0;
 }
 
-static void frame(framer *f, const uint8_t *p, size_t n, int capture_queries) {
+/* Returns -1 on a length below 4 (the gateway's Framer ends the session on one), else 0. */
+static int frame(framer *f, const uint8_t *p, size_t n, int capture_queries) {
   while (n > 0) {
     if (f->left == 0 && f->head_len < (f->startup ? 4 : 5)) {
       int want = (f->startup ? 4 : 5) - f->head_len;
       int take = (size_t)want < n ? want : (int)n;
       memcpy(f->head + f->head_len, p, take);
       f->head_len += take; p += take; n -= take;
-      if (f->head_len < (f->startup ? 4 : 5)) return;
+      if (f->head_len < (f->startup ? 4 : 5)) return 0;
       const uint8_t *l = f->startup ? f->head : f->head + 1;
       uint32_t len = (uint32_t)l[0] << 24 | (uint32_t)l[1] << 16 | (uint32_t)l[2] << 8 | l[3];
-      f->left = len >= 4 ? len - 4 : 0;
+      if (len < 4) return -1;
+      f->left = len - 4;
       f->capture = capture_queries && !f->startup && f->head[0] == 'Q';
       f->text_len = 0;
       if (f->left == 0) { f->head_len = 0; f->startup = 0; f->messages++; }
@@ -131,13 +133,15 @@ static void frame(framer *f, const uint8_t *p, size_t n, int capture_queries) {
     p += take; n -= take; f->left -= take;
     if (f->left == 0) {
       if (f->capture) {
-        size_t len = f->text_len;
-        while (len > 0 && f->text[len - 1] == 0) len--;
-        queue_statement(f->text, len);
+        /* The SQL ends at its first NUL, as readCString reads it in the gateway's relay (and a
+         * NUL inside would split it in two in the "\0"-separated batch). */
+        const char *end = memchr(f->text, 0, f->text_len);
+        queue_statement(f->text, end ? (size_t)(end - f->text) : f->text_len);
       }
       f->head_len = 0; f->startup = 0; f->messages++;
     }
   }
+  return 0;
 }
 
 static void set_events(side *s, int fd, uint32_t events) {
@@ -168,6 +172,12 @@ static void close_conn_later(conn *c, int target_later) {
   free(c->to_client);
   free(c);
   live--; closed_total++;
+  /* Whatever failed on this session (an unexpected EOF, a bad record, a write to a reset socket)
+   * left its entries on this thread's OpenSSL error queue, and SSL_get_error() reports
+   * SSL_ERROR_SSL for every later call while the queue is not empty: the next session to meet a
+   * full socket (WANT_WRITE) or a split record (WANT_READ) would be closed for it. Every SSL error
+   * ends in a close, so clearing here keeps the queue empty without a call per event. */
+  ERR_clear_error();
 }
 
 static void close_conn(conn *c) { close_conn_later(c, 0); }
@@ -178,7 +188,9 @@ static void update(conn *c) {
   uint32_t ce = 0, te = 0;
   if (c->handshaking) ce = c->handshake_wants_write ? EPOLLOUT : EPOLLIN;
   else {
-    if (c->tt_len == 0 && !c->ssl_read_wants_write) ce |= EPOLLIN;
+    /* Not before the target leg is up: pump_up() could not read, and a level-triggered EPOLLIN
+     * (data, or the client's EOF) would spin the loop until the connect finished. */
+    if (c->target_connected && c->tt_len == 0 && !c->ssl_read_wants_write) ce |= EPOLLIN;
     if (c->tc_len > 0 && !c->ssl_write_wants_read) ce |= EPOLLOUT;
     if (c->tc_len > 0 && c->ssl_write_wants_read) ce |= EPOLLIN;
     if (c->ssl_read_wants_write) ce |= EPOLLOUT;
@@ -235,7 +247,7 @@ static int pump_up(conn *c) {
       if (e == SSL_ERROR_WANT_WRITE) { c->ssl_read_wants_write = 1; return 0; }
       return -1;
     }
-    frame(&c->up, readbuf, r, 1);
+    if (frame(&c->up, readbuf, r, 1) < 0) return -1;
     c->bytes_up += r;
     ssize_t w = write(c->tfd, readbuf, r);
     if (w < 0 && errno != EAGAIN && errno != EINTR) return -1;
@@ -258,7 +270,7 @@ static int pump_down(conn *c) {
     ssize_t r = read(c->tfd, readbuf, BUF);
     if (r == 0) return -1;
     if (r < 0) return errno == EAGAIN || errno == EINTR ? 0 : -1;
-    frame(&c->down, readbuf, r, 0);
+    if (frame(&c->down, readbuf, r, 0) < 0) return -1;
     c->bytes_down += r;
     int w = SSL_write(c->ssl, readbuf, (int)r);
     if (w == r) { if (r < BUF) return 0; continue; }
@@ -275,11 +287,16 @@ static int pump_down(conn *c) {
 
 static int on_client(conn *c, uint32_t ev) {
   if (ev & EPOLLERR) return -1;
-  if ((ev & EPOLLHUP) && c->tt_len > 0) return -1;
+  if ((ev & EPOLLHUP) && (c->tt_len > 0 || (!c->handshaking && !c->target_connected))) return -1;
   if (c->handshaking) {
     int r = SSL_do_handshake(c->ssl);
-    if (r == 1) c->handshaking = 0;
-    else {
+    if (r == 1) {
+      c->handshaking = 0;
+      /* With read-ahead the client's first records can already sit in OpenSSL (they came with
+       * its Finished). If the handshake ended on a write (EPOLLOUT: say TLS 1.3 session tickets
+       * that waited for room), nothing below would read them and the socket would not wake us. */
+      if (SSL_has_pending(c->ssl)) ev |= EPOLLIN;
+    } else {
       int e = SSL_get_error(c->ssl, r);
       if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return -1;
       c->handshake_wants_write = e == SSL_ERROR_WANT_WRITE;
@@ -342,11 +359,13 @@ static void adopt_now(int fd) {
 
 /* The mass teardown: every session gets the goodbye (when its TLS is up and nothing else is
  * half-written to it), a close_notify, and its sockets closed; the target sees its socket close. */
-static void close_everything(void) {
+static void close_everything(const uint8_t *bye, size_t bye_len) {
   while (conns) {
     conn *c = conns;
-    if (!c->handshaking && c->tc_len == 0 && goodbye_len > 0) {
-      SSL_write(c->ssl, goodbye, (int)goodbye_len);
+    /* Not in the middle of one of the target's messages: the goodbye would land inside it. */
+    int at_boundary = c->down.head_len == 0 && c->down.left == 0;
+    if (!c->handshaking && c->tc_len == 0 && at_boundary && bye_len > 0) {
+      SSL_write(c->ssl, bye, (int)bye_len);
       SSL_shutdown(c->ssl);
     }
     close_conn_later(c, 1);
@@ -375,11 +394,15 @@ static void *loop(void *arg) {
         queue = NULL; queue_len = queue_cap = 0;
         int close_all_now = close_all_requested;
         close_all_requested = 0;
+        /* The goodbye is taken, not read in place: a second closeAll() frees the global one. */
+        uint8_t *bye = NULL; size_t bye_len = 0;
+        if (close_all_now) { bye = goodbye; bye_len = goodbye_len; goodbye = NULL; goodbye_len = 0; }
         pthread_mutex_unlock(&lock);
         for (size_t j = 0; j < len; j++) adopt_now(q[j]);
         free(q);
         if (close_all_now) {
-          close_everything();
+          close_everything(bye, bye_len);
+          free(bye);
           for (int j = i + 1; j < n; j++) evs[j].data.ptr = (void *)1;
         }
         continue;
