@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureTool } from './pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -19,6 +20,8 @@ export function buildAddon(name) {
   if (existsSync(out) && statSync(out).mtimeMs >= statSync(source).mtimeMs) return out;
   const include = join(dirname(process.execPath), '..', 'include', 'node');
   if (!existsSync(join(include, 'node_api.h')) || !existsSync(join(include, 'openssl', 'ssl.h'))) throw new Error(`no Node headers with OpenSSL at ${include}`);
+  // A fresh machine may have no compiler: gcc comes through the test targets' install lock.
+  ensureTool('cc', 'gcc');
   mkdirSync(dirname(out), { recursive: true });
   execFileSync('cc', ['-O2', '-Wall', '-shared', '-fPIC', '-pthread', `-I${include}`, `-DNODE_GYP_MODULE_NAME=${name.replace(/-/g, '_')}`, '-o', out, source], { stdio: 'inherit' });
   return out;

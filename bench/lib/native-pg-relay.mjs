@@ -23,47 +23,48 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 const SSL_REQUEST = 80877103;
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const t = JSON.parse(process.argv[2]);
-  const [{ ensurePki }, { SERVER_TLS13_SUITES, SERVER_TLS12_CIPHERS }] = await Promise.all([import(join(root, 'dist/src/pki/pki.js')), import(join(root, 'dist/protocols/shared/server-tls.js'))]);
-  const pki = await ensurePki(t.certDir);
-  const relay = loadAddon('pg-relay');
-  let statements = 0;
-  let last;
-  relay.start({ certPem: pki.certPem, keyPem: pki.keyPem, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS, targetHost: t.host, targetPort: t.port }, (batch) => {
-    for (const sql of batch) {
-      last = { kind: 'query', sql, truncated: sql.length >= 1024 };
-      statements++;
+const t = JSON.parse(process.argv[2]);
+const [{ ensurePki }, { SERVER_TLS13_SUITES, SERVER_TLS12_CIPHERS }, { teardownError }] = await Promise.all([
+  import(join(root, 'dist/src/pki/pki.js')),
+  import(join(root, 'dist/protocols/shared/server-tls.js')),
+  import(join(root, 'dist/protocols/postgres/errors.js')),
+]);
+const pki = await ensurePki(t.certDir);
+const relay = loadAddon('pg-relay');
+let statements = 0;
+let last;
+relay.start({ certPem: pki.certPem, keyPem: pki.keyPem, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS, targetHost: t.host, targetPort: t.port }, (batch) => {
+  for (const sql of batch) {
+    last = { kind: 'query', sql, truncated: sql.length >= 1024 };
+    statements++;
+  }
+});
+const server = createServer((raw) => {
+  raw.setNoDelay(true);
+  raw.on('error', () => raw.destroy());
+  raw.once('data', (first) => {
+    raw.pause();
+    try {
+      if (first.length === 8 && first.readInt32BE(4) === SSL_REQUEST) relay.adopt(raw._handle.fd);
+    } catch (err) {
+      // adopt() throws when dup() fails (EMFILE): this connection is refused, the relay lives on.
+      console.error(`adopt: ${err.message}`);
     }
+    raw.destroy();
   });
-  const server = createServer((raw) => {
-    raw.setNoDelay(true);
-    raw.on('error', () => raw.destroy());
-    raw.once('data', (first) => {
-      raw.pause();
-      try {
-        if (first.length === 8 && first.readInt32BE(4) === SSL_REQUEST) relay.adopt(raw._handle.fd);
-      } catch (err) {
-        // adopt() throws when dup() fails (EMFILE): this connection is refused, the relay lives on.
-        console.error(`adopt: ${err.message}`);
-      }
-      raw.destroy();
-    });
-  });
-  server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port, pid: process.pid })));
-  // SIGUSR2: the mass teardown, every session told FATAL 57P01 and closed by the native thread.
-  const fields = Buffer.from('SFATAL\0VFATAL\0C57P01\0Mterminating connection: access ended\0\0');
-  const goodbye = Buffer.concat([Buffer.from([0x45, 0, 0, 0, 0]), fields]);
-  goodbye.writeInt32BE(4 + fields.length, 1);
-  process.on('SIGUSR2', () => {
-    const t0 = process.hrtime.bigint();
-    relay.closeAll(goodbye);
-    const poll = setInterval(() => {
-      if (relay.stats().live > 0) return;
-      clearInterval(poll);
-      console.error(JSON.stringify({ closeAllMs: Number(process.hrtime.bigint() - t0) / 1e6 }));
-    }, 1);
-  });
-  process.on('SIGUSR1', () => console.error(JSON.stringify({ ...relay.stats(), statements, last: last?.sql })));
-  process.on('SIGTERM', () => process.exit(0));
-}
+});
+server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port, pid: process.pid })));
+// SIGUSR2: the mass teardown, every session told FATAL 57P01 (the gateway's own goodbye) and
+// closed by the native thread.
+const goodbye = teardownError('bench: access ended');
+process.on('SIGUSR2', () => {
+  const t0 = process.hrtime.bigint();
+  relay.closeAll(goodbye);
+  const poll = setInterval(() => {
+    if (relay.stats().live > 0) return;
+    clearInterval(poll);
+    console.error(JSON.stringify({ closeAllMs: Number(process.hrtime.bigint() - t0) / 1e6 }));
+  }, 1);
+});
+process.on('SIGUSR1', () => console.error(JSON.stringify({ ...relay.stats(), statements, last: last?.sql })));
+process.on('SIGTERM', () => process.exit(0));

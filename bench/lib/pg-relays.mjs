@@ -6,7 +6,7 @@
  * the process's utime + stime in µs. Shared by bench/postgres/run.mjs and accounting.mjs.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +25,20 @@ export function startTarget(prefix) {
   const target = JSON.parse(execFileSync('bash', [script, 'start'], { encoding: 'utf8' }).trim().split('\n').at(-1));
   const cleanups = [() => execFileSync('bash', [script, 'stop', target.dir], { stdio: 'ignore' }), () => rmSync(dir, { recursive: true, force: true })];
   return { target, dir, cleanups };
+}
+
+/**
+ * postgres.sh takes no settings: `maxConnections` is appended to the target's postgresql.conf,
+ * `hbaFirst` (a pg_hba line) put before its others, and the server restarted.
+ */
+export function restartTarget(target, { maxConnections, hbaFirst }) {
+  const bin = execFileSync('bash', ['-c', 'printf "%s\\n" /usr/lib/postgresql/*/bin | sort -V | tail -n 1'], { encoding: 'utf8' }).trim();
+  const data = join(target.dir, 'data');
+  if (maxConnections) appendFileSync(join(data, 'postgresql.conf'), `\n# bench\nmax_connections = ${maxConnections}\n`);
+  if (hbaFirst) writeFileSync(join(data, 'pg_hba.conf'), `${hbaFirst}\n${readFileSync(join(data, 'pg_hba.conf'), 'utf8')}`);
+  execFileSync('runuser', ['-u', 'postgres', '--', join(bin, 'pg_ctl'), '-D', data, '-l', join(target.dir, 'postgres.log'), '-w', '-t', '60', '-s', '-m', 'fast', 'restart'], { cwd: target.dir, stdio: 'ignore' });
+  // stop (in the cleanups) signals the pid in target.pid.
+  writeFileSync(join(target.dir, 'target.pid'), readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0] + '\n');
 }
 
 /** Runs a command to completion; resolves with stdout + stderr, rejects on a non-zero exit. */

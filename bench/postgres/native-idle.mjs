@@ -17,12 +17,13 @@
  * client socket's close, from the client processes (one monotonic clock for all processes).
  * Runs as root (the target runs as the postgres OS user).
  */
-import { execFileSync, fork } from 'node:child_process';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startBarePipe, startNativeRelay, startTarget } from '../lib/pg-relays.mjs';
+import { helper } from '../lib/ipc-helper.mjs';
+import { restartTarget, startBarePipe, startNativeRelay, startTarget } from '../lib/pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, runs: { type: 'string', default: '3' }, 'client-procs': { type: 'string', default: '2' } } });
@@ -36,44 +37,14 @@ const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/
 
 const { target, dir, cleanups } = startTarget('gh-bench-native-idle-');
 
-/** max_connections for N sessions and a `password` line for the target user, then a restart. */
-function prepareTarget() {
-  const bin = execFileSync('bash', ['-c', 'printf "%s\\n" /usr/lib/postgresql/*/bin | sort -V | tail -n 1'], { encoding: 'utf8' }).trim();
-  const data = join(target.dir, 'data');
-  appendFileSync(join(data, 'postgresql.conf'), `\n# bench/postgres/native-idle.mjs\nmax_connections = ${N + 200}\n`);
-  const hba = join(data, 'pg_hba.conf');
-  writeFileSync(hba, `host all ${target.user} 127.0.0.1/32 password\n${readFileSync(hba, 'utf8')}`);
-  execFileSync('runuser', ['-u', 'postgres', '--', join(bin, 'pg_ctl'), '-D', data, '-l', join(target.dir, 'postgres.log'), '-w', '-t', '60', '-s', '-m', 'fast', 'restart'], { cwd: target.dir, stdio: 'ignore' });
-  writeFileSync(join(target.dir, 'target.pid'), readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0] + '\n');
-}
-
-/** A sessions-clients.mjs process with a request/answer channel. */
-function clients() {
-  const child = fork(join(root, 'bench/postgres/sessions-clients.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const queue = [];
-  let waiting;
-  child.on('message', (m) => (waiting ? waiting(m) : queue.push(m)));
-  const next = () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => (waiting = (m) => ((waiting = undefined), r(m)))));
-  return {
-    ready: next(),
-    async ask(m) {
-      child.send(m);
-      const a = await next();
-      if (!a.ok) throw new Error(`sessions-clients ${m.cmd}: ${a.error}`);
-      return a;
-    },
-    stop: () => child.kill('SIGTERM'),
-  };
-}
-
 const results = { bare: { rss: [] }, native: { rss: [], lastMs: [], p50Ms: [], goodbyes: [] } };
 
 async function runCase(kind) {
   const local = [];
   const relay = await (kind === 'native' ? startNativeRelay : startBarePipe)({ target, certDir: join(dir, 'certs'), cleanups: local });
-  const procs = Array.from({ length: PROCS }, clients);
+  const procs = Array.from({ length: PROCS }, () => helper(join(root, 'bench/postgres/sessions-clients.mjs')));
   try {
-    await Promise.all(procs.map((p) => p.ready));
+    await Promise.all(procs.map((p) => p.first()));
     const login = { port: relay.port, user: target.user, password: target.password, database: target.database };
     await procs[0].ask({ cmd: 'open', n: 20, ...login });
     await procs[0].ask({ cmd: 'end' });
@@ -98,13 +69,14 @@ async function runCase(kind) {
     } else await Promise.all(procs.map((p) => p.ask({ cmd: 'end' })));
     console.log(line);
   } finally {
-    procs.forEach((p) => p.stop());
+    await Promise.all(procs.map((p) => p.stop()));
     for (const c of local) c();
   }
 }
 
 try {
-  prepareTarget();
+  // The clients answer a cleartext password request (sessions-clients.mjs): the target user gets one.
+  restartTarget(target, { maxConnections: N + 200, hbaFirst: `host all ${target.user} 127.0.0.1/32 password` });
   console.log(`${N} idle sessions, ${RUNS} runs, clients in ${PROCS} processes, client TLS, target leg plaintext; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}; node ${process.version}`);
   for (let run = 0; run < RUNS; run++) for (const kind of run % 2 ? ['native', 'bare'] : ['bare', 'native']) await runCase(kind);
   console.log('\n| relay | KiB RSS / idle session | closeAll → last client socket closed (ms) | → p50 (ms) | read FATAL 57P01 |');

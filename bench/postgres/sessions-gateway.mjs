@@ -71,7 +71,8 @@ const commands = {
     }
     const workers = (gw.dataPath?.load() ?? []).map((w) => rssOf(w.pid));
     // After the spread: memoryUsage() has an rss of its own, this process's only.
-    return { ...process.memoryUsage(), mallocInUse: malloc.info().inUse, mallocFree: malloc.info().free, rss: rss(), primaryRss: rssOf('self'), workersRss: workers, fds: readdirSync('/proc/self/fd').length, live: gw.broker.live().length, gc: typeof globalThis.gc === 'function' };
+    const m = malloc.info();
+    return { ...process.memoryUsage(), mallocInUse: m.inUse, mallocFree: m.free, rss: rss(), primaryRss: rssOf('self'), workersRss: workers, fds: readdirSync('/proc/self/fd').length, live: gw.broker.live().length, gc: typeof globalThis.gc === 'function' };
   },
   async checkout() {
     await gw.engine.leases.checkout('bench', 'bench-pg');

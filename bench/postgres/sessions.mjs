@@ -26,15 +26,16 @@
  * noise on this shared machine hits every size alike; the summary gives the median and range.
  * Runs as root (the target runs as the postgres OS user).
  */
-import { execFileSync, fork } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { clearTimeout, setTimeout } from 'node:timers';
 import { parseArgs } from 'node:util';
+import { helper } from '../lib/ipc-helper.mjs';
+import { restartTarget } from '../lib/pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
@@ -53,42 +54,6 @@ const dir = mkdtempSync(join(tmpdir(), 'gh-bench-sessions-'));
 const script = join(root, 'test/targets/postgres.sh');
 const target = JSON.parse(execFileSync('bash', [script, 'start'], { encoding: 'utf8' }).trim().split('\n').at(-1));
 const cleanups = [() => execFileSync('bash', [script, 'stop', target.dir], { stdio: 'ignore' }), () => rmSync(dir, { recursive: true, force: true })];
-
-/** postgres.sh takes no settings: max_connections is raised in the data directory and the server restarted. */
-function raiseMaxConnections(n) {
-  const bin = execFileSync('bash', ['-c', 'printf "%s\\n" /usr/lib/postgresql/*/bin | sort -V | tail -n 1'], { encoding: 'utf8' }).trim();
-  const data = join(target.dir, 'data');
-  appendFileSync(join(data, 'postgresql.conf'), `\n# bench/postgres/sessions.mjs\nmax_connections = ${n}\n`);
-  execFileSync('runuser', ['-u', 'postgres', '--', join(bin, 'pg_ctl'), '-D', data, '-l', join(target.dir, 'postgres.log'), '-w', '-t', '60', '-s', '-m', 'fast', 'restart'], { cwd: target.dir, stdio: 'ignore' });
-  // stop (in the cleanups) signals the pid in target.pid.
-  writeFileSync(join(target.dir, 'target.pid'), readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0] + '\n');
-}
-
-/** A forked helper with a request/answer IPC channel. */
-function helper(file, args, execArgv = []) {
-  const child = fork(join(root, 'bench/postgres', file), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const answers = [];
-  let waiting;
-  child.on('message', (m) => (waiting ? waiting(m) : answers.push(m)));
-  const next = () => (answers.length ? Promise.resolve(answers.shift()) : new Promise((r) => (waiting = (m) => ((waiting = undefined), r(m)))));
-  const exited = new Promise((r) => child.once('exit', r));
-  return {
-    pid: child.pid,
-    first: next,
-    async ask(m) {
-      child.send(m);
-      const a = await Promise.race([next(), exited.then((code) => ({ ok: false, error: `${file} exited ${code}` }))]);
-      if (!a.ok) throw new Error(`${file} ${m.cmd}: ${a.error}`);
-      return a;
-    },
-    async stop() {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-}
 
 const cases = [];
 
@@ -113,10 +78,10 @@ async function runCase(n, workers) {
   const dataDir = mkdtempSync(join(dir, 'gw-'));
   const gatewayPassword = randomBytes(12).toString('base64url');
   const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, dataDir, gatewayPassword, plainUpstream: PLAIN, workers };
-  const gw = helper('sessions-gateway.mjs', [JSON.stringify(cfg)], ['--expose-gc']);
+  const gw = helper(join(root, 'bench/postgres/sessions-gateway.mjs'), [JSON.stringify(cfg)], ['--expose-gc']);
   // Client sockets in CLIENT_PROCS processes: one process handling a thousand TLS closes is
   // itself a bound on how soon the last one is seen closed.
-  const procs = Array.from({ length: CLIENT_PROCS }, () => helper('sessions-clients.mjs', []));
+  const procs = Array.from({ length: CLIENT_PROCS }, () => helper(join(root, 'bench/postgres/sessions-clients.mjs')));
   const [clients, ...others] = procs;
   try {
     const g = await gw.first();
@@ -158,7 +123,7 @@ async function runCase(n, workers) {
 }
 
 try {
-  raiseMaxConnections(Math.max(...SIZES) + 200);
+  restartTarget(target, { maxConnections: Math.max(...SIZES) + 200 });
   console.log(
     `${SIZES.join(', ')} idle sessions, ${RUNS} runs (order rotating), client TLS, target leg ${PLAIN ? 'plaintext' : 'TLS'}; ` +
       `${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}; ${target.version}; node ${process.version}`,

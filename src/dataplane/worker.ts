@@ -210,7 +210,6 @@ async function listen(spec: ListenSpec, index: number, count: number, level: str
   const doorLog = log.child({ protocol: spec.protocol });
   const port = portFor(spec, doorLog);
   s.listener = await adapter.listen({ ...spec.config, broker: { portFor: () => port }, log: doorLog, dataPath });
-
 }
 
 function onMessage(m: ToWorker, handle: unknown): void {
@@ -292,6 +291,5 @@ process.on('disconnect', () => process.exit(0));
 // primary ends the sessions (each client's goodbye, the record's reason `shutdown`) and then
 // stops this process; dying on the signal would cut every connection here without a word.
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
-
 
 send({ t: 'ready' });

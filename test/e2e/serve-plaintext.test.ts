@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin', 'gatehouse.js');
@@ -81,7 +81,6 @@ describe('gatehouse serve --allow-plaintext-on-loopback', () => {
     s.child.kill('SIGTERM');
     await exited;
     const alive = (pid: number): boolean => spawnSync('kill', ['-0', String(pid)]).status === 0;
-    for (let i = 0; i < 100 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(pids.filter(alive)).toEqual([]);
+    await vi.waitFor(() => expect(pids.filter(alive)).toEqual([]), { timeout: 5_000, interval: 50 });
   });
 });

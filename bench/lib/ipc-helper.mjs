@@ -1,0 +1,33 @@
+/**
+ * A benchmark's helper process (forked with IPC) that answers requests: it sends one first
+ * message when it is ready (`first()`), then one answer per request (`ask()`, which rejects
+ * when the answer is not ok or the process exits). Shared by bench/postgres/sessions.mjs and
+ * native-idle.mjs.
+ */
+import { fork } from 'node:child_process';
+import { clearTimeout, setTimeout } from 'node:timers';
+
+export function helper(path, args = [], execArgv = []) {
+  const child = fork(path, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const answers = [];
+  let waiting;
+  child.on('message', (m) => (waiting ? waiting(m) : answers.push(m)));
+  const next = () => (answers.length ? Promise.resolve(answers.shift()) : new Promise((r) => (waiting = (m) => ((waiting = undefined), r(m)))));
+  const exited = new Promise((r) => child.once('exit', r));
+  return {
+    pid: child.pid,
+    first: next,
+    async ask(m) {
+      child.send(m);
+      const a = await Promise.race([next(), exited.then((code) => ({ ok: false, error: `${path} exited ${code}` }))]);
+      if (!a.ok) throw new Error(`${path} ${m.cmd}: ${a.error}`);
+      return a;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
