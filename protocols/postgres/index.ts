@@ -11,7 +11,8 @@ import { PostgresProvisioner } from './provision.js';
 import type { StatementEvent } from './relay.js';
 import { cancelSession, PgConnection, type ConnectionContext } from './session.js';
 import type { PlaintextUpstream, UpstreamTarget } from './upstream.js';
-import { serverTlsOptions } from '../shared/server-tls.js';
+import { SERVER_TLS12_CIPHERS, SERVER_TLS13_SUITES, serverTlsOptions } from '../shared/server-tls.js';
+import { loopFor, relayChoice, type RelayChoice } from './native.js';
 
 export type { StatementEvent } from './relay.js';
 
@@ -20,6 +21,12 @@ export interface PostgresAdapterOptions extends DatabaseAdapterOptions {
   onStatement?: (e: StatementEvent) => void;
   /** Simultaneous client connections per listener, logged in or not (default 1000). */
   maxConnections?: number;
+  /**
+   * The data path of established sessions (native.ts): `auto` (the default, or the
+   * GATEHOUSE_POSTGRES_RELAY environment variable) uses the native one where it loads, `native`
+   * requires it, `node` keeps relay.ts on Node's streams.
+   */
+  relay?: RelayChoice;
 }
 
 const LOGIN_EXAMPLE = DOORS.find((d) => d.protocol === 'postgres')!.loginExample;
@@ -40,6 +47,7 @@ export class PostgresAdapter implements ProtocolAdapter {
 
   constructor(readonly options: PostgresAdapterOptions = {}) {
     this.opts = { ...options, ...resolveDatabaseOptions(options), maxConnections: positive('maxConnections', options.maxConnections, 1000) };
+    relayChoice(options.relay);
   }
 
   /**
@@ -84,6 +92,8 @@ export class PostgresAdapter implements ProtocolAdapter {
       onStatement: this.opts.onStatement,
       stats: this.stats,
     };
+    const loop = loopFor(relayChoice(this.opts.relay), log);
+    if (loop) ctx.native = { loop, context: loop.serverContext({ certPem: config.tls.cert, keyPem: config.tls.key, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS }) };
     const worker = config.dataPath;
     if (worker) {
       // A CancelRequest may reach another worker than the one holding its session (see cancel.ts).

@@ -222,12 +222,7 @@ export class Relay implements SessionHandle {
   }
 
   private statement(type: number, prefix: Buffer, bodyLength: number): void {
-    let sql: string;
-    // Query is the SQL; Parse is the statement name, then the SQL.
-    if (type === Msg.Query) sql = readCString(prefix, 0).value;
-    else sql = readCString(prefix, readCString(prefix, 0).next).value;
-    const s = this.session;
-    const e: StatementEvent = { sessionId: s.id, user: s.user, resource: s.resource.name, kind: type === Msg.Query ? 'query' : 'parse', sql, truncated: bodyLength > prefix.length };
+    const e = statementEvent(this.session, type, prefix, bodyLength);
     this.o.log.debug({ session: e.sessionId, kind: e.kind, sql: e.sql, truncated: e.truncated }, 'statement');
     try {
       this.o.onStatement?.(e);
@@ -235,4 +230,11 @@ export class Relay implements SessionHandle {
       this.o.log.warn({ err }, 'statement hook failed');
     }
   }
+}
+
+/** The audit's view of a Query or Parse: `prefix` is the first bytes of its body, `bodyLength` all of it. */
+export function statementEvent(s: GatewaySession, type: number, prefix: Buffer, bodyLength: number): StatementEvent {
+  // Query is the SQL; Parse is the statement name, then the SQL.
+  const sql = type === Msg.Query ? readCString(prefix, 0).value : readCString(prefix, readCString(prefix, 0).next).value;
+  return { sessionId: s.id, user: s.user, resource: s.resource.name, kind: type === Msg.Query ? 'query' : 'parse', sql, truncated: bodyLength > prefix.length };
 }

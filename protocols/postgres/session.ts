@@ -15,6 +15,7 @@ import { PeerClosedError, StreamReader } from './reader.js';
 import { Relay, type StatementEvent } from './relay.js';
 import { handshake } from '../shared/upstream-tls.js';
 import { connectUpstream, sendCancel, type UpstreamConnection, type UpstreamTarget } from './upstream.js';
+import { NativeEndpoint, NativeRelay, type NativeLoop } from './native.js';
 
 /** What every client connection of one listener shares. */
 export interface ConnectionContext {
@@ -30,6 +31,8 @@ export interface ConnectionContext {
   stats: { upstreamConnects: number; cancelsForwarded: number; cancelKeys: number };
   /** In a data-path worker: passes a CancelRequest for a session of another worker on to it. */
   cancelElsewhere?: (key: Buffer) => boolean;
+  /** The native data path (native.ts) with the door's TLS context, where it is in use. */
+  native?: { loop: NativeLoop; context: object };
 }
 
 /** Parameters that name the gateway-side identity or ask for modes the relay cannot carry. */
@@ -58,7 +61,7 @@ const Phase = {
 } as const;
 type Phase = (typeof Phase)[keyof typeof Phase];
 
-type Stream = Socket | TLSSocket;
+type Stream = Socket | TLSSocket | NativeEndpoint;
 
 /** Who already audited a refusal: the broker (login, decision), the door (port.refused) or the session (discard). */
 type AuditedBy = 'broker' | 'door' | 'session';
@@ -191,6 +194,7 @@ export class PgConnection {
           return;
         }
         this.reader.detach();
+        if (this.ctx.native) return this.nativeTls(socket, this.ctx.native);
         socket.write(Buffer.from([EncryptionAnswer.Accept]));
         const tls = new TLSSocket(socket, { isServer: true, secureContext: this.ctx.secureContext });
         tls.on('error', () => {});
@@ -205,6 +209,20 @@ export class PgConnection {
         throw new Error(`unknown startup packet ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  /** The addon answers 'S' and runs the handshake; the login then reads and writes through it. */
+  private async nativeTls(socket: Socket, native: { loop: NativeLoop; context: object }): Promise<void> {
+    const ep = native.loop.acceptTls(socket, native.context);
+    ep.on('error', () => {});
+    this.stream = ep;
+    try {
+      await ep.ready;
+    } catch (e) {
+      throw new PeerClosedError(`TLS handshake failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    this.reader = new StreamReader(ep, 'the client');
+    this.encrypted = true;
   }
 
   private async forwardCancel(): Promise<void> {
@@ -255,7 +273,9 @@ export class PgConnection {
     this.target = this.ctx.upstreamFor(resource);
     this.ctx.stats.upstreamConnects++;
     try {
-      this.up = await connectUpstream(this.target, { user: creds.login, password: creds.password, database: resource.database ?? creds.login, params });
+      // A client on the native data path gets its target leg there too: the relay joins the two.
+      const native = this.stream instanceof NativeEndpoint ? this.ctx.native?.loop : undefined;
+      this.up = await connectUpstream(this.target, { user: creds.login, password: creds.password, database: resource.database ?? creds.login, params }, native);
     } catch (e) {
       if (e instanceof UpstreamError) throw this.targetRefusal(e);
       throw e;
@@ -285,18 +305,31 @@ export class PgConnection {
     const key = cancelKeys.issue({ target, key: targetKey });
     const { stats } = this.ctx;
     stats.cancelKeys = cancelKeys.size;
-    const handle = new Relay({
-      client: this.stream, upstream: up.socket, session, log: port.log, auditLimit: this.ctx.auditLimit, onStatement: this.ctx.onStatement,
+    const relayOptions = {
+      session, log: port.log, auditLimit: this.ctx.auditLimit, onStatement: this.ctx.onStatement,
       // Holds the target and its key only: the login's leftovers (greeting, startup) go with this connection object.
-      onFinish: (byBroker, targetBusy) => {
+      onFinish: (byBroker: boolean, targetBusy: boolean) => {
         cancelKeys.release(key);
         stats.cancelKeys = cancelKeys.size;
         // A statement still running on the target must not outlive the access that started it;
         // an idle session has none, and a mass teardown would otherwise open a connection per session.
         if (byBroker && targetBusy) void sendCancel(target, targetKey).catch(() => undefined);
       },
-    });
-    const clientRest = this.reader.detach();
+    };
+    const client = this.stream;
+    const upstream = up.socket;
+    let clientRest = this.reader.detach();
+    let upstreamRest = up.rest;
+    let handle: Relay | NativeRelay;
+    if (client instanceof NativeEndpoint && upstream instanceof NativeEndpoint) {
+      // Whatever the addon read after the login's last message is still on its way up: waited for.
+      const [c, u] = await Promise.all([client.stop(), upstream.stop()]);
+      clientRest = Buffer.concat([clientRest, c]);
+      upstreamRest = Buffer.concat([upstreamRest, u]);
+      handle = new NativeRelay({ loop: this.ctx.native!.loop, client, upstream, ...relayOptions });
+    } else if (!(client instanceof NativeEndpoint) && !(upstream instanceof NativeEndpoint)) {
+      handle = new Relay({ client, upstream, ...relayOptions });
+    } else throw new Error('one leg on the native data path and the other not');
     this.conn.established();
     try {
       // A plaintext target leg (only for a resource with allowPlaintextUpstream, only with SCRAM) is on the record.
@@ -308,7 +341,7 @@ export class PgConnection {
       return;
     }
     const greeting = [authenticationOk(), ...up.greeting.slice(0, -1), backendKeyData(key), ...up.greeting.slice(-1)];
-    handle.start(Buffer.concat(greeting), clientRest, up.rest);
+    handle.start(Buffer.concat(greeting), clientRest, upstreamRest);
   }
 
   private doorRefusal(refusal: Refusal, why: string): Refused {

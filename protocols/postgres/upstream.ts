@@ -9,6 +9,7 @@ import {
 import { tlsToTarget, withDeadline as deadline } from '../shared/upstream-tls.js';
 import { PeerClosedError, StreamReader } from './reader.js';
 import { md5Response, ScramClient, ScramError } from './scram.js';
+import { identityOf, type NativeEndpoint, type NativeLoop } from './native.js';
 /**
  * Whether the target leg may be plaintext, decided per resource (see index.ts):
  * - `never` (the default): SSLRequest, and the target must accept it; its identity (CA or pin)
@@ -56,8 +57,9 @@ export interface UpstreamLogin {
   params: Map<string, string>;
 }
 
-export interface UpstreamConnection {
-  socket: Socket | TLSSocket;
+export interface UpstreamConnection<S = Socket | TLSSocket | NativeEndpoint> {
+  /** Node's socket, or the addon's (native.ts) when the login ran on the native data path. */
+  socket: S;
   encrypted: boolean;
   /** The target's BackendKeyData (pid + secret), for cancel requests. */
   key: Buffer;
@@ -74,7 +76,11 @@ const typed = (b: Buffer): { value: Message; size: number } | undefined => decod
  * TCP, then SSLRequest and TLS when the target accepts it (or must), then the target's
  * identity: nothing of the login is written before the certificate passed `verify`.
  */
-async function openTransport(t: UpstreamTarget, onSocket: (s: Socket) => void): Promise<{ socket: Socket | TLSSocket; encrypted: boolean; reader: StreamReader }> {
+async function openTransport(
+  t: UpstreamTarget,
+  onSocket: (s: { destroy(): unknown }) => void,
+  native?: NativeLoop,
+): Promise<{ socket: Socket | TLSSocket | NativeEndpoint; encrypted: boolean; reader: StreamReader }> {
   const raw = netConnect({ host: t.host, port: t.port });
   onSocket(raw);
   raw.setNoDelay(true);
@@ -84,6 +90,7 @@ async function openTransport(t: UpstreamTarget, onSocket: (s: Socket) => void): 
       raw.once('connect', resolve);
       raw.once('error', (e) => reject(new UpstreamError('unreachable', `cannot connect to ${t.host}:${t.port}: ${e.message}`)));
     });
+    if (native && t.tls.plaintext === 'always') return nativePlain(native, raw, onSocket);
     const plain = new StreamReader(raw, 'the target');
     if (t.tls.plaintext === 'always') return { socket: raw, encrypted: false, reader: plain };
     raw.write(sslRequest());
@@ -94,12 +101,20 @@ async function openTransport(t: UpstreamTarget, onSocket: (s: Socket) => void): 
           `turn TLS on at the target (ssl = on); only a lab target may go without it, if an administrator sets options.allowPlaintextUpstream for ${t.resource}`);
       }
       if (t.tls.pinned) throw new UpstreamError('identity', `the target ${t.host}:${t.port} no longer accepts TLS while its TLS certificate is pinned; refusing to log in in the clear`);
+      if (native) {
+        if (plain.detach().length > 0) throw new UpstreamError('protocol', 'the target sent data after declining SSLRequest');
+        return nativePlain(native, raw, onSocket);
+      }
       return { socket: raw, encrypted: false, reader: plain };
     }
     if (answer !== EncryptionAnswer.Accept) throw new UpstreamError('protocol', 'the target answered SSLRequest with neither S nor N');
     // Bytes before the handshake completes were not encrypted (CVE-2021-23222).
     if (plain.buffered > 0) throw new UpstreamError('protocol', 'the target sent unencrypted data after accepting SSLRequest');
     plain.detach();
+    if (native) {
+      const ep = await nativeTls(native, raw, t, onSocket);
+      return { socket: ep, encrypted: true, reader: new StreamReader(ep, 'the target') };
+    }
     const sock = await tlsToTarget(raw, { host: t.host, port: t.port, ...(t.tls.ca ? { ca: t.tls.ca } : {}), verify: t.verify });
     return { socket: sock, encrypted: true, reader: new StreamReader(sock, 'the target') };
   } catch (e) {
@@ -108,15 +123,40 @@ async function openTransport(t: UpstreamTarget, onSocket: (s: Socket) => void): 
   }
 }
 
+/** The native data path's plaintext target leg: the addon holds the socket from here. */
+function nativePlain(native: NativeLoop, raw: Socket, onSocket: (s: { destroy(): unknown }) => void): { socket: NativeEndpoint; encrypted: false; reader: StreamReader } {
+  const ep = native.plain(raw);
+  onSocket(ep);
+  return { socket: ep, encrypted: false, reader: new StreamReader(ep, 'the target') };
+}
+
+/** TLS to the target by the addon, then the identity policy: tlsToTarget's steps, on the native data path. */
+async function nativeTls(native: NativeLoop, raw: Socket, t: UpstreamTarget, onSocket: (s: { destroy(): unknown }) => void): Promise<NativeEndpoint> {
+  const ep = native.connectTls(raw, t.host, t.tls.ca);
+  onSocket(ep);
+  let handshake;
+  try {
+    handshake = await ep.ready;
+  } catch (e) {
+    throw new UpstreamError('tls', `TLS to ${t.host}:${t.port} failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const identity = identityOf(handshake, t.tls.ca !== undefined);
+  if (!identity) throw new UpstreamError('identity', 'the target presented no TLS certificate');
+  await t.verify(identity);
+  return ep;
+}
+
 /** A deadline on a target exchange; a target that hangs up mid-way is unreachable, like one that never answered. */
-function withDeadline<T>(t: UpstreamTarget, work: (onSocket: (s: Socket) => void) => Promise<T>): Promise<T> {
+function withDeadline<T>(t: UpstreamTarget, work: (onSocket: (s: { destroy(): unknown }) => void) => Promise<T>): Promise<T> {
   return deadline(t, work, (e) => (e instanceof PeerClosedError ? new UpstreamError('unreachable', `the target ${t.host}:${t.port} closed the connection during start-up`) : undefined));
 }
 
 /** Connects, logs in with the vaulted credentials, and reads up to the first ReadyForQuery. */
-export function connectUpstream(t: UpstreamTarget, login: UpstreamLogin): Promise<UpstreamConnection> {
+export function connectUpstream(t: UpstreamTarget, login: UpstreamLogin): Promise<UpstreamConnection<Socket | TLSSocket>>;
+export function connectUpstream(t: UpstreamTarget, login: UpstreamLogin, native: NativeLoop | undefined): Promise<UpstreamConnection>;
+export function connectUpstream(t: UpstreamTarget, login: UpstreamLogin, native?: NativeLoop): Promise<UpstreamConnection> {
   return withDeadline(t, async (onSocket) => {
-    const { socket, encrypted, reader } = await openTransport(t, onSocket);
+    const { socket, encrypted, reader } = await openTransport(t, onSocket, native);
     const params = new Map<string, string>([['user', login.user], ['database', login.database], ...login.params]);
     socket.write(startupMessage(params));
     await authenticate(socket, reader, login, encrypted ? 'tls' : t.tls.plaintext === 'never' ? 'none' : 'scram-only');
@@ -169,7 +209,7 @@ function mayAnswer(trust: LinkTrust, how: 'a cleartext password' | 'an MD5 passw
   throw new UpstreamError('tls', `the target asks for ${how} without TLS; ${why}`);
 }
 
-async function authenticate(socket: Socket | TLSSocket, reader: StreamReader, login: UpstreamLogin, trust: LinkTrust): Promise<void> {
+async function authenticate(socket: Socket | TLSSocket | NativeEndpoint, reader: StreamReader, login: UpstreamLogin, trust: LinkTrust): Promise<void> {
   let scram: ScramClient | undefined;
   let scramDone = false;
   for (;;) {

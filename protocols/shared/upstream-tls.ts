@@ -106,10 +106,10 @@ function identityOf(sock: TLSSocket, withCa: boolean): TargetIdentity {
  */
 export async function withDeadline<T>(
   t: { host: string; port: number; timeoutMs: number },
-  work: (onSocket: (s: Socket) => void) => Promise<T>,
+  work: (onSocket: (s: { destroy(): unknown }) => void) => Promise<T>,
   closed: (e: unknown) => UpstreamError | undefined = () => undefined,
 ): Promise<T> {
-  let sock: Socket | undefined;
+  let sock: { destroy(): unknown } | undefined;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {

@@ -246,20 +246,27 @@ function onMessage(m: ToWorker, handle: unknown): void {
       return;
     }
     case 'close': {
-      // The counts as they stood when the broker closed (as for a session in its own process);
+      // The counts as they stood when the broker closed (as for a session in its own process: a
+      // handle whose counts live elsewhere, the native data path's, settles its close with them);
       // sent after the closes, so whatever the doors counted while closing (stats) arrives first.
       const closing = m.sessions.map(([id, reason, message]) => ({ id, reason, message, l: live.get(id) }));
-      const counts = closing.map(({ id, l }): [string, number, number] => [id, l?.session.bytesIn ?? -1, l?.session.bytesOut ?? -1]);
+      const settled: Promise<void>[] = [];
       for (const { id, reason, message, l } of closing) {
         if (!l) continue;
         l.session.closed();
         try {
-          void l.handle.close(reason, message);
+          const done = l.handle.close(reason, message);
+          if (done) settled.push(done.catch((err: unknown) => log?.warn({ err, session: id }, 'adapter close failed')));
         } catch (err) {
           log?.warn({ err, session: id }, 'adapter close failed');
         }
       }
-      send({ t: 'closed', sessions: counts });
+      const report = (): void => {
+        const counts = closing.map(({ id, l }): [string, number, number] => [id, l?.session.bytesIn ?? -1, l?.session.bytesOut ?? -1]);
+        send({ t: 'closed', sessions: counts });
+      };
+      if (settled.length === 0) report();
+      else void Promise.all(settled).then(report);
       return;
     }
     case 'warn':

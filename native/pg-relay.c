@@ -1,0 +1,1288 @@
+/*
+ * The PostgreSQL door's native data path (see protocols/postgres/native.ts for the JavaScript
+ * side, and README.md beside this file).
+ *
+ * One thread per process runs every session's sockets on epoll. JavaScript hands it each
+ * socket it accepted (the client, after its SSLRequest) or connected (the target, after the
+ * target's 'S' or in plaintext) as an *endpoint*: a descriptor, with TLS as a server or as a
+ * client, using the OpenSSL inside the node binary. During the login an endpoint is a stream
+ * for JavaScript: what it reads goes up as `data` events, what JavaScript writes goes out.
+ * The door's login, decision, refusals and audit stay in JavaScript (session.ts).
+ *
+ * Once both legs are logged in, `splice` joins a client endpoint and a target endpoint into a
+ * relay, which does on this thread what protocols/postgres/relay.ts does on Node's streams:
+ * both directions framed at message boundaries, the client's Query and Parse captured for the
+ * statement audit (the first `limit` bytes of the body, handed up raw), Terminate noticed,
+ * requests counted against their ReadyForQuery (a teardown cancels a busy target), bytes
+ * counted, backpressure (a side is read only while the other has taken everything), warnings
+ * and the goodbye only at a message boundary of the target's stream, and the teardown timing:
+ * the goodbye waits at most 250 ms for a boundary; the client then has 100 ms to read it
+ * before its socket closes; the target's Terminate follows 250 ms after the client's close.
+ *
+ * Threads: the JS thread only queues commands (under `lock`) and wakes the loop (eventfd);
+ * the loop thread owns every endpoint. Events go up in batches through one threadsafe function.
+ */
+#define NAPI_VERSION 8
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUF 16384
+#define MAX_CLIENT_MESSAGE (64u * 1024 * 1024)
+#define MAX_SERVER_MESSAGE (1024u * 1024 * 1024 - 1)
+#define MS 1000000LL
+#define BOUNDARY_WAIT_NS (250 * MS)
+#define LINGER_NS (100 * MS)
+#define UPSTREAM_GRACE_NS (250 * MS)
+#define BYTES_EVERY_NS (1000 * MS)
+/* Statements wait at most this long (or STATEMENT_BATCH bytes) to go up with other events. */
+#define STATEMENT_DELAY_NS (2 * MS)
+#define STATEMENT_BATCH 32768
+
+enum role { ROLE_PLAIN, ROLE_SERVER, ROLE_CLIENT };
+enum state { ST_HANDSHAKE, ST_OPEN, ST_RELAY, ST_LINGER };
+/* What a deadline on an endpoint does when it passes. */
+enum timer { T_NONE, T_BOUNDARY, T_CLOSE, T_TERMINATE };
+
+/* Events, as the first element of each array JavaScript receives. */
+enum event { EV_READY = 1, EV_DATA, EV_CLOSED, EV_STOPPED, EV_STATEMENT, EV_BYTES, EV_BROKE, EV_END, EV_COUNTS };
+/* How a relay ended (EV_END). */
+enum how { END_CLIENT_CLOSED, END_TARGET_CLOSED, END_TARGET_BROKE, END_TEARDOWN, END_VIOLATION };
+
+enum cmd_kind { C_OPEN, C_WRITE, C_STOP, C_END, C_CLOSE, C_SPLICE, C_NOTICE, C_TEARDOWN, C_SHUTDOWN };
+
+typedef struct framer {
+  uint8_t head[5];
+  int head_len;
+  uint32_t left;      /* body bytes of the current message still to come */
+  uint32_t body;      /* its body length */
+  uint8_t type;
+  uint8_t *cap;       /* the first bytes of a captured message's body */
+  uint32_t cap_len, cap_want;
+} framer;
+
+struct ep;
+typedef struct relay {
+  struct ep *client, *target;
+  framer up, down;    /* client to target; target to client */
+  uint32_t limit;     /* bytes of a statement's body kept for the audit */
+  int capture, awaiting, terminated;
+  int closing;        /* a teardown: no more client input; the goodbye waits for a boundary */
+  int broke;          /* the client broke the protocol: waiting for JavaScript's goodbye */
+  int finished;
+  uint8_t *goodbye; size_t goodbye_len;
+  uint8_t *notices; size_t notices_len;
+  uint64_t bytes_in, bytes_out;
+  int moved;          /* counts changed since the last EV_BYTES */
+  struct relay *moved_next;
+} relay;
+
+typedef struct ep {
+  double id;
+  int fd, role, state;
+  SSL *ssl;
+  uint32_t events;
+  int registered;
+  int reading;        /* login: what is read goes up as data */
+  int ssl_read_wants_write, ssl_write_wants_read;
+  int ending;         /* JavaScript ended it: close_notify and FIN once `out` is sent */
+  int shut;           /* FIN sent */
+  uint8_t *out; size_t out_len, out_off, out_cap;
+  relay *r;
+  long long deadline; int timer;
+  struct ep *hnext;
+  struct ep *tprev, *tnext;
+  int timed;
+  struct ep *kept;    /* a finished relay's target leg, ended once this client closes */
+} ep;
+
+typedef struct cmd {
+  int kind;
+  double id, id2;
+  uint8_t *data; size_t len;
+  uint8_t *data2; size_t len2;
+  uint8_t *data3; size_t len3;
+  int flag;
+  uint32_t limit;
+  ep *e;
+  struct cmd *next;
+} cmd;
+
+typedef struct evt {
+  int kind;
+  double id;
+  double a, b, c, d;
+  uint8_t *data; size_t len;
+  char *text;
+} evt;
+
+static int epfd = -1, evfd = -1;
+static pthread_t thread;
+static int thread_started;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static cmd *cmd_head, *cmd_tail;
+static napi_threadsafe_function tsfn;
+static napi_env owner_env;
+static uint8_t readbuf[BUF];
+static double next_id;
+static uint64_t live_endpoints;
+
+/* ---- events to JavaScript ---- */
+
+static evt *events; static size_t events_len, events_cap;
+static int events_urgent;
+static long long events_since;
+static size_t events_bytes;
+
+static long long now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static evt *emit(int kind, double id, int urgent) {
+  if (events_len == events_cap) {
+    events_cap = events_cap ? events_cap * 2 : 64;
+    events = realloc(events, events_cap * sizeof *events);
+  }
+  if (events_len == 0) events_since = now_ns();
+  evt *v = &events[events_len++];
+  memset(v, 0, sizeof *v);
+  v->kind = kind;
+  v->id = id;
+  if (urgent) events_urgent = 1;
+  return v;
+}
+
+static uint8_t *copy(const uint8_t *p, size_t n) {
+  uint8_t *c = malloc(n ? n : 1);
+  memcpy(c, p, n);
+  return c;
+}
+
+typedef struct batch { size_t len; evt v[]; } batch;
+
+static void flush_events(int force) {
+  if (events_len == 0) return;
+  if (!force && !events_urgent && events_bytes < STATEMENT_BATCH && now_ns() - events_since < STATEMENT_DELAY_NS) return;
+  batch *b = malloc(sizeof *b + events_len * sizeof(evt));
+  b->len = events_len;
+  memcpy(b->v, events, events_len * sizeof(evt));
+  events_len = 0;
+  events_urgent = 0;
+  events_bytes = 0;
+  if (napi_call_threadsafe_function(tsfn, b, napi_tsfn_blocking) != napi_ok) {
+    for (size_t i = 0; i < b->len; i++) { free(b->v[i].data); free(b->v[i].text); }
+    free(b);
+  }
+}
+
+/* ---- endpoints by id ---- */
+
+#define BUCKETS 65536
+static ep *table[BUCKETS];
+static unsigned bucket(double id) { return (unsigned)((uint64_t)id % BUCKETS); }
+static ep *lookup(double id) {
+  for (ep *e = table[bucket(id)]; e; e = e->hnext) if (e->id == id) return e;
+  return NULL;
+}
+static void unlink_ep(ep *e) {
+  ep **p = &table[bucket(e->id)];
+  while (*p && *p != e) p = &(*p)->hnext;
+  if (*p) *p = e->hnext;
+}
+
+/* ---- deadlines ---- */
+
+static ep *timed_head;
+static void set_deadline(ep *e, int timer, long long at) {
+  e->timer = timer;
+  e->deadline = at;
+  if (!e->timed) {
+    e->timed = 1;
+    e->tprev = NULL;
+    e->tnext = timed_head;
+    if (timed_head) timed_head->tprev = e;
+    timed_head = e;
+  }
+}
+static void clear_deadline(ep *e) {
+  if (!e->timed) return;
+  if (e->tprev) e->tprev->tnext = e->tnext; else timed_head = e->tnext;
+  if (e->tnext) e->tnext->tprev = e->tprev;
+  e->timed = 0;
+  e->timer = T_NONE;
+}
+
+/* ---- endpoint I/O ---- */
+
+static void set_events(ep *e, uint32_t ev) {
+  if (e->fd < 0) return;
+  if (!e->registered) {
+    struct epoll_event x = { .events = ev, .data.ptr = e };
+    epoll_ctl(epfd, EPOLL_CTL_ADD, e->fd, &x);
+    e->registered = 1;
+    e->events = ev;
+    return;
+  }
+  if (e->events == ev) return;
+  struct epoll_event x = { .events = ev, .data.ptr = e };
+  epoll_ctl(epfd, EPOLL_CTL_MOD, e->fd, &x);
+  e->events = ev;
+}
+
+static void queue_out(ep *e, const uint8_t *p, size_t n) {
+  if (n == 0) return;
+  if (e->out_off > 0 && e->out_off == e->out_len) e->out_off = e->out_len = 0;
+  if (e->out_len + n > e->out_cap) {
+    if (e->out_off > 0) {
+      memmove(e->out, e->out + e->out_off, e->out_len - e->out_off);
+      e->out_len -= e->out_off;
+      e->out_off = 0;
+    }
+    if (e->out_len + n > e->out_cap) {
+      e->out_cap = (e->out_len + n) * 2;
+      e->out = realloc(e->out, e->out_cap);
+    }
+  }
+  memcpy(e->out + e->out_len, p, n);
+  e->out_len += n;
+}
+
+static size_t pending_out(ep *e) { return e->out_len - e->out_off; }
+
+/* Sends what is queued; 0 when all went, 1 when some waits, -1 on a failed socket. An idle
+ * endpoint keeps no buffer. */
+static int flush_out(ep *e) {
+  if (e->fd < 0) return -1;
+  e->ssl_write_wants_read = 0;
+  while (e->out_off < e->out_len) {
+    size_t n = e->out_len - e->out_off;
+    if (e->ssl) {
+      int w = SSL_write(e->ssl, e->out + e->out_off, n > 0x7fffffff ? 0x7fffffff : (int)n);
+      if (w <= 0) {
+        int err = SSL_get_error(e->ssl, w);
+        if (err == SSL_ERROR_WANT_WRITE) return 1;
+        if (err == SSL_ERROR_WANT_READ) { e->ssl_write_wants_read = 1; return 1; }
+        return -1;
+      }
+      e->out_off += (size_t)w;
+    } else {
+      ssize_t w = send(e->fd, e->out + e->out_off, n, MSG_NOSIGNAL);
+      if (w < 0) return errno == EAGAIN || errno == EINTR ? 1 : -1;
+      e->out_off += (size_t)w;
+    }
+  }
+  free(e->out);
+  e->out = NULL;
+  e->out_len = e->out_off = e->out_cap = 0;
+  if (e->ending && !e->shut) {
+    if (e->ssl) SSL_shutdown(e->ssl);
+    shutdown(e->fd, SHUT_WR);
+    e->shut = 1;
+  }
+  return 0;
+}
+
+/* Reads one chunk: >0 bytes, 0 when nothing is there now, -1 at EOF or on an error. */
+static int ep_read(ep *e, uint8_t *buf, int cap) {
+  e->ssl_read_wants_write = 0;
+  if (e->ssl) {
+    int r = SSL_read(e->ssl, buf, cap);
+    if (r > 0) return r;
+    int err = SSL_get_error(e->ssl, r);
+    if (err == SSL_ERROR_WANT_READ) return 0;
+    if (err == SSL_ERROR_WANT_WRITE) { e->ssl_read_wants_write = 1; return 0; }
+    return -1;
+  }
+  ssize_t r = recv(e->fd, buf, (size_t)cap, 0);
+  if (r > 0) return (int)r;
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+  return -1;
+}
+
+/* More may be readable right now without waiting for the socket (epoll is level-triggered:
+ * what is still in the socket wakes the loop again). */
+static int ep_more(ep *e, int last) { return e->ssl ? SSL_has_pending(e->ssl) : last == BUF; }
+
+/* Frees the endpoint: its socket closes (a FIN first when it still has one to send). */
+static void forget_ready(ep *e);
+static void free_ep(ep *e) {
+  clear_deadline(e);
+  unlink_ep(e);
+  forget_ready(e);
+  if (e->fd >= 0) {
+    if (e->registered) epoll_ctl(epfd, EPOLL_CTL_DEL, e->fd, NULL);
+    /* A FIN even while JavaScript still holds its own descriptor of the connection. */
+    if (!e->shut) shutdown(e->fd, SHUT_WR);
+    close(e->fd);
+  }
+  if (e->ssl) SSL_free(e->ssl);
+  free(e->out);
+  free(e);
+  live_endpoints--;
+  /* Whatever failed on this endpoint left its entries on this thread's OpenSSL error queue,
+   * and SSL_get_error() reports SSL_ERROR_SSL for every later call while it is not empty: the
+   * next session to meet a full socket would be closed for it. */
+  ERR_clear_error();
+}
+
+/* A login-time endpoint is gone: JavaScript hears why. */
+static void close_ep(ep *e, const char *why) {
+  evt *v = emit(EV_CLOSED, e->id, 1);
+  if (why) v->text = strdup(why);
+  free_ep(e);
+}
+
+static const char *ssl_failure(ep *e) {
+  static char text[256];
+  unsigned long code = ERR_peek_last_error();
+  if (e->role == ROLE_CLIENT && SSL_get_verify_result(e->ssl) != X509_V_OK && code == 0)
+    snprintf(text, sizeof text, "%s", X509_verify_cert_error_string(SSL_get_verify_result(e->ssl)));
+  else if (code) ERR_error_string_n(code, text, sizeof text);
+  else snprintf(text, sizeof text, "connection closed");
+  return text;
+}
+
+/* ---- framing ---- */
+
+typedef struct hooks_t { relay *r; int up; } hooks_t;
+
+/* The first `limit` bytes of a Query or Parse body go up with the body's length. */
+static void statement_done(relay *r, framer *f) {
+  evt *v = emit(EV_STATEMENT, r->client->id, 0);
+  v->a = f->type;
+  v->b = f->body;
+  v->data = f->cap;
+  v->len = f->cap_len;
+  events_bytes += f->cap_len;
+  f->cap = NULL;
+  f->cap_len = f->cap_want = 0;
+}
+
+static void message_start(relay *r, int up, framer *f) {
+  uint8_t t = f->type;
+  if (up) {
+    if (t == 'Q' || t == 'S' || t == 'F') r->awaiting++;
+    if (t == 'X') r->terminated = 1;
+    if (r->capture && (t == 'Q' || t == 'P')) {
+      f->cap_want = f->body < r->limit ? f->body : r->limit;
+      f->cap = malloc(f->cap_want ? f->cap_want : 1);
+      f->cap_len = 0;
+    }
+  } else if (t == 'Z' && r->awaiting > 0) r->awaiting--;
+}
+
+static int at_boundary(framer *f) { return f->head_len == 0 && f->left == 0; }
+
+/* Walks `n` bytes; with `stop`, returns at the first message end. Returns the bytes walked, or
+ * -1 on a bad length (`bad` gets it). */
+static long frame(relay *r, int up, const uint8_t *p, size_t n, int stop, int32_t *bad) {
+  framer *f = up ? &r->up : &r->down;
+  uint32_t max = up ? MAX_CLIENT_MESSAGE : MAX_SERVER_MESSAGE;
+  size_t i = 0;
+  while (i < n) {
+    if (f->left == 0 && f->head_len < 5) {
+      size_t need = (size_t)(5 - f->head_len), take = need < n - i ? need : n - i;
+      memcpy(f->head + f->head_len, p + i, take);
+      f->head_len += take;
+      i += take;
+      if (f->head_len < 5) return (long)i;
+      int32_t len = (int32_t)((uint32_t)f->head[1] << 24 | (uint32_t)f->head[2] << 16 | (uint32_t)f->head[3] << 8 | f->head[4]);
+      if (len < 4 || (uint32_t)len > max) { *bad = len; return -1; }
+      f->type = f->head[0];
+      f->body = f->left = (uint32_t)len - 4;
+      message_start(r, up, f);
+      if (f->left == 0) {
+        f->head_len = 0;
+        if (f->cap) statement_done(r, f);
+        if (stop) return (long)i;
+      }
+      continue;
+    }
+    size_t take = f->left < n - i ? f->left : n - i;
+    if (f->cap && f->cap_len < f->cap_want) {
+      size_t c = f->cap_want - f->cap_len < take ? f->cap_want - f->cap_len : take;
+      memcpy(f->cap + f->cap_len, p + i, c);
+      f->cap_len += c;
+    }
+    i += take;
+    f->left -= take;
+    if (f->left == 0) {
+      f->head_len = 0;
+      if (f->cap) statement_done(r, f);
+      if (stop) return (long)i;
+    }
+  }
+  return (long)i;
+}
+
+/* ---- relays ---- */
+
+static relay *moved_head;
+static long long bytes_due;
+
+static void counted(relay *r) {
+  if (r->moved) return;
+  r->moved = 1;
+  if (!moved_head) bytes_due = now_ns() + BYTES_EVERY_NS;
+  r->moved_next = moved_head;
+  moved_head = r;
+}
+
+static void unmove(relay *r) {
+  if (!r->moved) return;
+  relay **p = &moved_head;
+  while (*p && *p != r) p = &(*p)->moved_next;
+  if (*p) *p = r->moved_next;
+  r->moved = 0;
+}
+
+static void update(ep *e);
+
+/* The target leg's last word, once the client is gone (see UPSTREAM_GRACE_NS). */
+static void terminate_target(ep *t) {
+  static const uint8_t X[5] = { 'X', 0, 0, 0, 4 };
+  if (t->fd >= 0 && pending_out(t) == 0) {
+    if (t->ssl) { SSL_write(t->ssl, X, 5); SSL_shutdown(t->ssl); }
+    else if (send(t->fd, X, 5, MSG_NOSIGNAL) < 0) { /* the target is gone already */ }
+  }
+  free_ep(t);
+}
+
+/*
+ * Ends a relay: the client gets the goodbye (when `goodbye`, one is set, and nothing of the
+ * target's is half-written), a close_notify and a FIN, and LINGER_NS to read them; the target
+ * leg gets its Terminate UPSTREAM_GRACE_NS after the client's close. JavaScript hears how it
+ * ended, with the final counts and whether the target may still be running a statement.
+ */
+static void finish(relay *r, int how, int goodbye, const char *why) {
+  if (r->finished) return;
+  r->finished = 1;
+  ep *c = r->client, *t = r->target;
+  evt *v = emit(EV_END, c->id, 1);
+  v->a = how;
+  v->b = (double)r->bytes_in;
+  v->c = (double)r->bytes_out;
+  v->d = r->awaiting > 0 || !at_boundary(&r->down);
+  if (why) v->text = strdup(why);
+  unmove(r);
+  c->r = NULL;
+  if (t) t->r = NULL;
+  int client_open = how != END_CLIENT_CLOSED && c->fd >= 0;
+  if (client_open) {
+    if (goodbye && r->goodbye && at_boundary(&r->down)) queue_out(c, r->goodbye, r->goodbye_len);
+    c->ending = 1;
+    c->state = ST_LINGER;
+    if (flush_out(c) < 0) client_open = 0;
+  }
+  if (client_open) {
+    set_deadline(c, T_CLOSE, now_ns() + LINGER_NS);
+    update(c);
+  } else free_ep(c);
+  if (t) {
+    if (how == END_TARGET_CLOSED || how == END_TARGET_BROKE) free_ep(t);
+    else if (!client_open) terminate_target(t);
+    else {
+      /* Kept, unread, until the client's socket has closed. */
+      t->state = ST_LINGER;
+      if (t->registered) { epoll_ctl(epfd, EPOLL_CTL_DEL, t->fd, NULL); t->registered = 0; }
+      c->kept = t;
+    }
+  }
+  free(r->goodbye);
+  free(r->notices);
+  free(r->up.cap);
+  free(r->down.cap);
+  free(r);
+}
+
+/* A lingering client is closed; the target leg it kept waits UPSTREAM_GRACE_NS more. */
+static void close_linger(ep *c) {
+  ep *t = c->kept;
+  c->kept = NULL;
+  free_ep(c);
+  if (t) set_deadline(t, T_TERMINATE, now_ns() + UPSTREAM_GRACE_NS);
+}
+
+static void queue_notices(relay *r) {
+  if (r->notices_len == 0 || !at_boundary(&r->down)) return;
+  queue_out(r->client, r->notices, r->notices_len);
+  free(r->notices);
+  r->notices = NULL;
+  r->notices_len = 0;
+}
+
+/* Moves what `from` has to the other side; returns -1 when `from` is closed or failed (its
+ * side's end), -2 when the other side failed, 0 otherwise (the relay may have finished). */
+static int pump(ep *from) {
+  relay *r = from->r;
+  int up = from == r->client;
+  ep *to = up ? r->target : r->client;
+  while (pending_out(to) == 0 && !r->finished) {
+    if (up && (r->closing || r->broke)) return 0;
+    int n = ep_read(from, readbuf, BUF);
+    if (n == 0) return 0;
+    if (n < 0) return -1;
+    int32_t bad = 0;
+    if (!up && r->closing) {
+      /* Tearing down: only the rest of the message in flight, then the goodbye. */
+      long k = frame(r, 0, readbuf, (size_t)n, 1, &bad);
+      if (k < 0) { finish(r, END_TEARDOWN, 0, NULL); return 0; }
+      r->bytes_out += (uint64_t)n;
+      queue_out(to, readbuf, (size_t)k);
+      if (at_boundary(&r->down)) { finish(r, END_TEARDOWN, 1, NULL); return 0; }
+      if (flush_out(to) < 0) return -2;
+      continue;
+    }
+    if (frame(r, up, readbuf, (size_t)n, 0, &bad) < 0) {
+      char why[64];
+      snprintf(why, sizeof why, "invalid message length %d", bad);
+      if (up) {
+        /* JavaScript answers with the ErrorResponse (a teardown with `now`). */
+        r->broke = 1;
+        evt *v = emit(EV_BROKE, r->client->id, 1);
+        v->text = strdup(why);
+        return 0;
+      }
+      finish(r, END_TARGET_BROKE, 0, why);
+      return 0;
+    }
+    if (up) r->bytes_in += (uint64_t)n; else r->bytes_out += (uint64_t)n;
+    counted(r);
+    queue_out(to, readbuf, (size_t)n);
+    if (!up) queue_notices(r);
+    if (flush_out(to) < 0) return -2;
+    if (!ep_more(from, n)) break;
+  }
+  return 0;
+}
+
+static void side_closed(relay *r, ep *which) {
+  if (which == r->client) finish(r, END_CLIENT_CLOSED, 0, NULL);
+  else finish(r, r->terminated ? END_CLIENT_CLOSED : END_TARGET_CLOSED, 0, NULL);
+}
+
+/* ---- interest ---- */
+
+static void update(ep *e) {
+  if (e->fd < 0) return;
+  uint32_t ev = 0;
+  switch (e->state) {
+    case ST_HANDSHAKE:
+      ev = e->ssl_read_wants_write ? EPOLLOUT : EPOLLIN;
+      break;
+    case ST_OPEN:
+      if (e->reading || e->ssl_write_wants_read) ev |= EPOLLIN;
+      if ((pending_out(e) && !e->ssl_write_wants_read) || e->ssl_read_wants_write) ev |= EPOLLOUT;
+      break;
+    case ST_RELAY: {
+      relay *r = e->r;
+      int up = e == r->client;
+      ep *other = up ? r->target : r->client;
+      int may_read = pending_out(other) == 0 && !(up && (r->closing || r->broke));
+      if (may_read || e->ssl_write_wants_read) ev |= EPOLLIN;
+      if ((pending_out(e) && !e->ssl_write_wants_read) || e->ssl_read_wants_write) ev |= EPOLLOUT;
+      break;
+    }
+    case ST_LINGER:
+      ev = EPOLLIN;
+      if (pending_out(e) && !e->ssl_write_wants_read) ev |= EPOLLOUT;
+      break;
+  }
+  /* A handshake reuses ssl_read_wants_write for "wants to write". */
+  set_events(e, ev);
+}
+
+static void update_relay(relay *r) {
+  if (r->finished) return;
+  update(r->client);
+  update(r->target);
+}
+
+/* ---- readiness ---- */
+
+/* Node's names for the verify results (tls.TLSSocket#authorizationError), so a refusal reads
+ * the same whichever data path reached the target. */
+static const char *verify_code(long v) {
+  switch (v) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT: return "UNABLE_TO_GET_ISSUER_CERT";
+    case X509_V_ERR_UNABLE_TO_GET_CRL: return "UNABLE_TO_GET_CRL";
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE: return "UNABLE_TO_DECRYPT_CERT_SIGNATURE";
+    case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY: return "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY";
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE: return "CERT_SIGNATURE_FAILURE";
+    case X509_V_ERR_CERT_NOT_YET_VALID: return "CERT_NOT_YET_VALID";
+    case X509_V_ERR_CERT_HAS_EXPIRED: return "CERT_HAS_EXPIRED";
+    case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD: return "ERROR_IN_CERT_NOT_BEFORE_FIELD";
+    case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD: return "ERROR_IN_CERT_NOT_AFTER_FIELD";
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: return "DEPTH_ZERO_SELF_SIGNED_CERT";
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: return "SELF_SIGNED_CERT_IN_CHAIN";
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: return "UNABLE_TO_GET_ISSUER_CERT_LOCALLY";
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: return "UNABLE_TO_VERIFY_LEAF_SIGNATURE";
+    case X509_V_ERR_CERT_CHAIN_TOO_LONG: return "CERT_CHAIN_TOO_LONG";
+    case X509_V_ERR_CERT_REVOKED: return "CERT_REVOKED";
+    case X509_V_ERR_INVALID_CA: return "INVALID_CA";
+    case X509_V_ERR_PATH_LENGTH_EXCEEDED: return "PATH_LENGTH_EXCEEDED";
+    case X509_V_ERR_INVALID_PURPOSE: return "INVALID_PURPOSE";
+    case X509_V_ERR_CERT_UNTRUSTED: return "CERT_UNTRUSTED";
+    case X509_V_ERR_CERT_REJECTED: return "CERT_REJECTED";
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH: return "ERR_TLS_CERT_ALTNAME_INVALID";
+    default: return "UNSPECIFIED";
+  }
+}
+
+static void handshake_done(ep *e) {
+  e->state = ST_OPEN;
+  evt *v = emit(EV_READY, e->id, 1);
+  if (e->role == ROLE_CLIENT) {
+    X509 *cert = SSL_get1_peer_certificate(e->ssl);
+    long verify = SSL_get_verify_result(e->ssl);
+    v->a = cert != NULL && verify == X509_V_OK;
+    if (cert == NULL) v->text = strdup("the target presented no TLS certificate");
+    else if (verify != X509_V_OK) v->text = strdup(verify_code(verify));
+    if (cert) {
+      unsigned char md[EVP_MAX_MD_SIZE]; unsigned int len = 0;
+      X509_digest(cert, EVP_sha256(), md, &len);
+      v->data = copy(md, len);
+      v->len = len;
+      X509_free(cert);
+    }
+  }
+}
+
+static void on_handshake(ep *e) {
+  int r = SSL_do_handshake(e->ssl);
+  if (r == 1) {
+    e->ssl_read_wants_write = 0;
+    handshake_done(e);
+    return;
+  }
+  int err = SSL_get_error(e->ssl, r);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    e->ssl_read_wants_write = err == SSL_ERROR_WANT_WRITE;
+    return;
+  }
+  close_ep(e, ssl_failure(e));
+}
+
+/* Login: everything read goes up; returns -1 when the endpoint was freed. */
+static int on_open(ep *e, uint32_t ev) {
+  if ((ev & EPOLLOUT) || e->ssl_write_wants_read) {
+    if (flush_out(e) < 0) { close_ep(e, "write failed"); return -1; }
+  }
+  if (!e->reading) {
+    /* Stopped for a splice, and gone meanwhile: reported at every wait, so it closes now. */
+    if (ev & (EPOLLERR | EPOLLHUP)) { close_ep(e, "connection closed"); return -1; }
+    return 0;
+  }
+  for (;;) {
+    int n = ep_read(e, readbuf, BUF);
+    if (n == 0) return 0;
+    if (n < 0) { close_ep(e, NULL); return -1; }
+    evt *v = emit(EV_DATA, e->id, 1);
+    v->data = copy(readbuf, (size_t)n);
+    v->len = (size_t)n;
+    if (!ep_more(e, n)) return 0;
+  }
+}
+
+static void on_linger(ep *e, uint32_t ev) {
+  if (ev & EPOLLOUT) {
+    if (flush_out(e) < 0) { close_linger(e); return; }
+  }
+  /* Whatever the client still sends is read and dropped, so the close is a FIN, not a reset. */
+  for (;;) {
+    int n = ep_read(e, readbuf, BUF);
+    if (n < 0) { close_linger(e); return; }
+    if (n == 0 || !ep_more(e, n)) break;
+  }
+  update(e);
+}
+
+static void on_ready(ep *e, uint32_t ev) {
+  switch (e->state) {
+    case ST_HANDSHAKE:
+      on_handshake(e);
+      if (lookup(e->id) == e && e->state == ST_OPEN) {
+        /* Records that came with the handshake's last flight may already sit in OpenSSL. */
+        if (on_open(e, EPOLLIN | EPOLLOUT) < 0) return;
+      }
+      if (lookup(e->id) == e) update(e);
+      return;
+    case ST_OPEN:
+      if (on_open(e, ev) == 0) update(e);
+      return;
+    case ST_LINGER:
+      on_linger(e, ev);
+      return;
+    case ST_RELAY: {
+      relay *r = e->r;
+      int up = e == r->client;
+      ep *other = up ? r->target : r->client;
+      int retry_read = e->ssl_read_wants_write && (ev & EPOLLOUT);
+      if ((ev & EPOLLOUT) || e->ssl_write_wants_read) {
+        int f = flush_out(e);
+        if (f < 0) { side_closed(r, e); return; }
+        /* Room again: what the other side has waiting can come now. */
+        if (f == 0) {
+          int p = pump(other);
+          if (r->finished) return;
+          if (p == -1) { side_closed(r, other); return; }
+          if (p == -2) { side_closed(r, e); return; }
+        }
+      }
+      if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) || retry_read) {
+        int p = pump(e);
+        if (r->finished) return;
+        if (p == -1) { side_closed(r, e); return; }
+        if (p == -2) { side_closed(r, other); return; }
+      }
+      /* Hung up or failed, with nothing more this side may read now (the other side is full,
+       * or a teardown stopped the client's input): reported at every wait, so it ends here. */
+      if (ev & (EPOLLHUP | EPOLLERR)) { side_closed(r, e); return; }
+      update_relay(r);
+      return;
+    }
+  }
+}
+
+static void on_deadline(ep *e) {
+  int timer = e->timer;
+  clear_deadline(e);
+  switch (timer) {
+    case T_BOUNDARY:
+      if (e->r) finish(e->r, END_TEARDOWN, 0, NULL);
+      return;
+    case T_CLOSE:
+      close_linger(e);
+      return;
+    case T_TERMINATE:
+      terminate_target(e);
+      return;
+  }
+}
+
+/* ---- commands ---- */
+
+static void start_teardown(relay *r, uint8_t *goodbye, size_t len, int now) {
+  if (r->finished || (r->closing && !now)) { free(goodbye); return; }
+  free(r->goodbye);
+  r->goodbye = goodbye;
+  r->goodbye_len = len;
+  /* The counts as they stand now: the broker records them with the session's end. */
+  evt *v = emit(EV_COUNTS, r->client->id, 1);
+  v->b = (double)r->bytes_in;
+  v->c = (double)r->bytes_out;
+  if (now) { finish(r, END_VIOLATION, 1, NULL); return; }
+  r->closing = 1;
+  if (at_boundary(&r->down)) { finish(r, END_TEARDOWN, 1, NULL); return; }
+  set_deadline(r->client, T_BOUNDARY, now_ns() + BOUNDARY_WAIT_NS);
+  update_relay(r);
+}
+
+
+static void free_cmd(cmd *c) {
+  free(c->data);
+  free(c->data2);
+  free(c->data3);
+  free(c);
+}
+
+static void open_ep(ep *e) {
+  e->hnext = table[bucket(e->id)];
+  table[bucket(e->id)] = e;
+  live_endpoints++;
+  if (e->out_len > 0) {
+    /* The one byte answering the client's SSLRequest, before its TLS: sent as it is. */
+    ssize_t w = send(e->fd, e->out, e->out_len, MSG_NOSIGNAL);
+    free(e->out);
+    e->out = NULL;
+    e->out_len = e->out_cap = 0;
+    if (w < 1) { close_ep(e, "connection reset"); return; }
+  }
+  if (e->role == ROLE_CLIENT) {
+    on_handshake(e);
+    if (lookup(e->id) != e) return;
+  }
+  update(e);
+}
+
+static void splice_now(cmd *c) {
+  ep *cl = lookup(c->id), *t = lookup(c->id2);
+  if (cl && (cl->state != ST_OPEN || cl->r)) cl = NULL;
+  if (t && (t->state != ST_OPEN || t->r)) t = NULL;
+  if (!cl || !t) {
+    evt *v = emit(EV_END, c->id, 1);
+    v->a = cl ? END_TARGET_CLOSED : END_CLIENT_CLOSED;
+    if (cl) free_ep(cl);
+    if (t) terminate_target(t);
+    return;
+  }
+  relay *r = calloc(1, sizeof *r);
+  r->client = cl;
+  r->target = t;
+  r->limit = c->limit;
+  r->capture = c->flag;
+  cl->r = t->r = r;
+  cl->state = t->state = ST_RELAY;
+  cl->reading = t->reading = 0;
+  queue_out(cl, c->data, c->len);
+  int32_t bad = 0;
+  if (c->len3 > 0) {
+    if (frame(r, 0, c->data3, c->len3, 0, &bad) < 0) { finish(r, END_TARGET_BROKE, 0, "invalid message length"); return; }
+    r->bytes_out += c->len3;
+    queue_out(cl, c->data3, c->len3);
+  }
+  if (c->len2 > 0) {
+    if (frame(r, 1, c->data2, c->len2, 0, &bad) < 0) {
+      char why[64];
+      snprintf(why, sizeof why, "invalid message length %d", bad);
+      r->broke = 1;
+      emit(EV_BROKE, cl->id, 1)->text = strdup(why);
+    } else {
+      r->bytes_in += c->len2;
+      queue_out(t, c->data2, c->len2);
+    }
+  }
+  if (flush_out(t) < 0) { side_closed(r, t); return; }
+  if (flush_out(cl) < 0) { side_closed(r, cl); return; }
+  /* Records OpenSSL read ahead before the splice wake no socket: pumped now. */
+  int p = pump(cl);
+  if (r->finished) return;
+  if (p < 0) { side_closed(r, p == -1 ? cl : t); return; }
+  p = pump(t);
+  if (r->finished) return;
+  if (p < 0) { side_closed(r, p == -1 ? t : cl); return; }
+  update_relay(r);
+}
+
+static int stopping;
+
+static void run(cmd *c) {
+  if (c->kind == C_OPEN) { open_ep(c->e); c->e = NULL; return; }
+  if (c->kind == C_SHUTDOWN) { stopping = 1; return; }
+  if (c->kind == C_SPLICE) { splice_now(c); return; }
+  ep *e = lookup(c->id);
+  if (!e) return;
+  switch (c->kind) {
+    case C_WRITE:
+      if (e->state != ST_OPEN && e->state != ST_HANDSHAKE) return;
+      queue_out(e, c->data, c->len);
+      if (e->state == ST_OPEN && flush_out(e) < 0) { close_ep(e, "write failed"); return; }
+      update(e);
+      return;
+    case C_STOP:
+      e->reading = 0;
+      emit(EV_STOPPED, e->id, 1);
+      update(e);
+      return;
+    case C_END:
+      if (e->state != ST_OPEN && e->state != ST_HANDSHAKE) return;
+      e->ending = 1;
+      if (e->state == ST_OPEN && flush_out(e) < 0) { close_ep(e, "write failed"); return; }
+      update(e);
+      return;
+    case C_CLOSE:
+      /* A relay's endpoints belong to it; JavaScript ends a relay with a teardown. */
+      if (e->state == ST_RELAY || e->state == ST_LINGER) return;
+      free_ep(e);
+      return;
+    case C_NOTICE: {
+      relay *r = e->r;
+      if (!r || r->finished || r->closing || r->client != e) return;
+      if (at_boundary(&r->down) && r->notices_len == 0) {
+        queue_out(e, c->data, c->len);
+        if (flush_out(e) < 0) { side_closed(r, e); return; }
+      } else {
+        r->notices = realloc(r->notices, r->notices_len + c->len);
+        memcpy(r->notices + r->notices_len, c->data, c->len);
+        r->notices_len += c->len;
+      }
+      update_relay(r);
+      return;
+    }
+    case C_TEARDOWN:
+      if (!e->r || e->r->client != e) return;
+      start_teardown(e->r, c->data, c->len, c->flag);
+      c->data = NULL;
+      return;
+  }
+}
+
+/* ---- the loop ---- */
+
+static struct epoll_event ready[256];
+static int ready_i, ready_n;
+/* An endpoint freed while the batch it is in is being handled: its later entries are dropped. */
+static void forget_ready(ep *e) {
+  for (int j = 0; j < ready_n; j++)
+    if (ready[j].data.ptr == e) ready[j].data.ptr = (void *)1;
+}
+
+static void emit_bytes(void) {
+  for (relay *r = moved_head; r; r = r->moved_next) {
+    evt *v = emit(EV_BYTES, r->client->id, 0);
+    v->b = (double)r->bytes_in;
+    v->c = (double)r->bytes_out;
+    r->moved = 0;
+  }
+  moved_head = NULL;
+}
+
+static void *loop(void *arg) {
+  (void)arg;
+  while (!stopping) {
+    long long wake = 0, now = now_ns();
+    for (ep *e = timed_head; e; e = e->tnext) if (wake == 0 || e->deadline < wake) wake = e->deadline;
+    if (events_len > 0 && (wake == 0 || events_since + STATEMENT_DELAY_NS < wake)) wake = events_since + STATEMENT_DELAY_NS;
+    if (moved_head && (wake == 0 || bytes_due < wake)) wake = bytes_due;
+    int timeout = -1;
+    if (wake != 0) timeout = wake <= now ? 0 : (int)((wake - now + MS - 1) / MS);
+    ready_n = epoll_wait(epfd, ready, 256, timeout);
+    /* Commands first, whatever epoll's order: a warning JavaScript sent before a client's next
+     * query reached the socket goes out before that query's answer. */
+    for (ready_i = 0; ready_i < ready_n; ready_i++) {
+      if (ready[ready_i].data.ptr != NULL) continue;
+      ready[ready_i].data.ptr = (void *)1;
+      uint64_t v;
+      if (read(evfd, &v, sizeof v) < 0) { /* woken already */ }
+      pthread_mutex_lock(&lock);
+      cmd *c = cmd_head;
+      cmd_head = cmd_tail = NULL;
+      pthread_mutex_unlock(&lock);
+      while (c) {
+        cmd *next = c->next;
+        run(c);
+        if (c->e) free_ep(c->e);
+        free_cmd(c);
+        c = next;
+      }
+    }
+    for (ready_i = 0; ready_i < ready_n; ready_i++) {
+      void *p = ready[ready_i].data.ptr;
+      if (p == (void *)1) continue;
+      on_ready(p, ready[ready_i].events);
+    }
+    ready_n = 0;
+    now = now_ns();
+    for (ep *e = timed_head; e;) {
+      if (e->deadline <= now) { on_deadline(e); e = timed_head; }
+      else e = e->tnext;
+    }
+    if (moved_head && now >= bytes_due) emit_bytes();
+    flush_events(0);
+  }
+  flush_events(1);
+  return NULL;
+}
+
+/* ---- JavaScript ---- */
+
+static void deliver(napi_env env, napi_value cb, void *context, void *data) {
+  (void)context;
+  batch *b = data;
+  if (env != NULL) {
+    napi_value arr, undef, nul;
+    napi_get_undefined(env, &undef);
+    napi_get_null(env, &nul);
+    napi_create_array_with_length(env, b->len, &arr);
+    for (size_t i = 0; i < b->len; i++) {
+      evt *v = &b->v[i];
+      napi_value item, x;
+      napi_create_array_with_length(env, 7, &item);
+      double nums[5] = { v->kind, v->id, v->a, v->b, v->c };
+      for (uint32_t k = 0; k < 5; k++) { napi_create_double(env, nums[k], &x); napi_set_element(env, item, k, x); }
+      if (v->data) {
+        void *out;
+        napi_create_buffer_copy(env, v->len, v->data, &out, &x);
+      } else napi_create_double(env, v->d, &x);
+      napi_set_element(env, item, 5, x);
+      if (v->text) napi_create_string_utf8(env, v->text, NAPI_AUTO_LENGTH, &x);
+      else x = nul;
+      napi_set_element(env, item, 6, x);
+      napi_set_element(env, arr, (uint32_t)i, item);
+    }
+    napi_call_function(env, undef, cb, 1, &arr, NULL);
+  }
+  for (size_t i = 0; i < b->len; i++) { free(b->v[i].data); free(b->v[i].text); }
+  free(b);
+}
+
+static napi_value fail(napi_env env, const char *m) {
+  napi_throw_error(env, "GATEHOUSE_NATIVE", m);
+  return NULL;
+}
+
+static char *get_string(napi_env env, napi_value v) {
+  size_t n = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) return NULL;
+  char *s = malloc(n + 1);
+  napi_get_value_string_utf8(env, v, s, n + 1, &n);
+  return s;
+}
+
+/* A Buffer argument's bytes, copied (NULL and 0 for null/undefined or an empty buffer). */
+static uint8_t *get_bytes(napi_env env, napi_value v, size_t *len) {
+  void *d; size_t n = 0;
+  *len = 0;
+  if (napi_get_buffer_info(env, v, &d, &n) != napi_ok || n == 0) return NULL;
+  *len = n;
+  return copy(d, n);
+}
+
+static void send_cmd(cmd *c) {
+  pthread_mutex_lock(&lock);
+  if (cmd_tail) cmd_tail->next = c; else cmd_head = c;
+  cmd_tail = c;
+  pthread_mutex_unlock(&lock);
+  uint64_t one = 1;
+  if (write(evfd, &one, sizeof one) < 0) { /* the counter is full: the loop is awake anyway */ }
+}
+
+static void cleanup(void *arg) {
+  (void)arg;
+  if (!thread_started) return;
+  cmd *c = calloc(1, sizeof *c);
+  c->kind = C_SHUTDOWN;
+  send_cmd(c);
+  pthread_join(thread, NULL);
+  thread_started = 0;
+}
+
+/* init(onEvents): starts the loop thread; once per process. */
+static napi_value init_loop(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) return fail(env, "init(onEvents)");
+  if (owner_env != NULL) return fail(env, owner_env == env ? "init() was called already" : "the native data path serves one JavaScript thread per process");
+  if (napi_create_threadsafe_function(env, argv[0], NULL, argv[0], 0, 1, NULL, NULL, NULL, deliver, &tsfn) != napi_ok) return fail(env, "no threadsafe function");
+  napi_unref_threadsafe_function(env, tsfn);
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+  evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epfd < 0 || evfd < 0) return fail(env, "epoll or eventfd failed");
+  struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+  epoll_ctl(epfd, EPOLL_CTL_ADD, evfd, &ev);
+  if (pthread_create(&thread, NULL, loop, NULL) != 0) return fail(env, "no thread");
+  thread_started = 1;
+  owner_env = env;
+  napi_add_env_cleanup_hook(env, cleanup, NULL);
+  return NULL;
+}
+
+static void free_ctx(napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  SSL_CTX_free(data);
+}
+
+static napi_value wrap_ctx(napi_env env, SSL_CTX *ctx) {
+  napi_value v;
+  napi_create_external(env, ctx, free_ctx, NULL, &v);
+  return v;
+}
+
+/* serverContext(certPem, keyPem, tls13Suites, tls12Ciphers): the door's certificate and order. */
+static napi_value server_context(napi_env env, napi_callback_info info) {
+  size_t argc = 4; napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 4) return fail(env, "serverContext(certPem, keyPem, tls13, tls12)");
+  char *cert = get_string(env, argv[0]), *key = get_string(env, argv[1]), *tls13 = get_string(env, argv[2]), *tls12 = get_string(env, argv[3]);
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  int ok = ctx && cert && key && tls13 && tls12;
+  if (ok) {
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    ok = SSL_CTX_set_ciphersuites(ctx, tls13) == 1 && SSL_CTX_set_cipher_list(ctx, tls12) == 1;
+  }
+  if (ok) {
+    BIO *bio = BIO_new_mem_buf(cert, -1);
+    X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    ok = x != NULL && SSL_CTX_use_certificate(ctx, x) == 1;
+    X509 *extra;
+    while (ok && (extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) SSL_CTX_add_extra_chain_cert(ctx, extra);
+    BIO_free(bio);
+    X509_free(x);
+  }
+  if (ok) {
+    BIO *bio = BIO_new_mem_buf(key, -1);
+    EVP_PKEY *pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    ok = pk != NULL && SSL_CTX_use_PrivateKey(ctx, pk) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(pk);
+    BIO_free(bio);
+  }
+  ERR_clear_error();
+  free(cert); free(key); free(tls13); free(tls12);
+  if (!ok) { SSL_CTX_free(ctx); return fail(env, "bad certificate, key or cipher list"); }
+  return wrap_ctx(env, ctx);
+}
+
+/* clientContext(caPem): a target's certificate must chain to caPem (''; none: the result is
+ * reported, and the fingerprint is pinned by JavaScript). */
+static napi_value client_context(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) return fail(env, "clientContext(caPem)");
+  char *ca = get_string(env, argv[0]);
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  int ok = ctx != NULL && ca != NULL;
+  if (ok) {
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    /* The handshake completes either way; JavaScript judges the result (as Node's
+     * rejectUnauthorized: false with `authorized` does). */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    if (ca[0]) {
+      BIO *bio = BIO_new_mem_buf(ca, -1);
+      X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+      X509 *x;
+      int n = 0;
+      while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) { X509_STORE_add_cert(store, x); X509_free(x); n++; }
+      BIO_free(bio);
+      ok = n > 0;
+    }
+  }
+  ERR_clear_error();
+  free(ca);
+  if (!ok) { SSL_CTX_free(ctx); return fail(env, "bad CA bundle"); }
+  return wrap_ctx(env, ctx);
+}
+
+/* open(fd, role, context|null, host, pre|null): takes its own copy of a connected socket;
+ * returns the endpoint's id. A server endpoint sends `pre` (the 'S') and waits for the
+ * client's hello; a client endpoint starts its handshake, checking `host`. */
+static napi_value open_endpoint(napi_env env, napi_callback_info info) {
+  size_t argc = 5; napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd, role;
+  if (argc < 5 || owner_env != env || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &role) != napi_ok)
+    return fail(env, "open(fd, role, context, host, pre) after init()");
+  SSL_CTX *ctx = NULL;
+  if (role != ROLE_PLAIN && napi_get_value_external(env, argv[2], (void **)&ctx) != napi_ok) return fail(env, "open: a TLS endpoint needs a context");
+  int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (mine < 0) return fail(env, "open: dup failed");
+  ep *e = calloc(1, sizeof *e);
+  e->id = ++next_id;
+  e->fd = mine;
+  e->role = role;
+  e->reading = 1;
+  e->state = role == ROLE_PLAIN ? ST_OPEN : ST_HANDSHAKE;
+  if (role != ROLE_PLAIN) {
+    e->ssl = SSL_new(ctx);
+    SSL_set_fd(e->ssl, mine);
+    if (role == ROLE_SERVER) SSL_set_accept_state(e->ssl);
+    else {
+      char *host = get_string(env, argv[3]);
+      SSL_set_connect_state(e->ssl);
+      if (host && host[0]) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(e->ssl);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        if (X509_VERIFY_PARAM_set1_ip_asc(param, host) != 1) {
+          ERR_clear_error();
+          X509_VERIFY_PARAM_set1_host(param, host, 0);
+          SSL_set_tlsext_host_name(e->ssl, host);
+        }
+      }
+      free(host);
+    }
+  }
+  e->out = get_bytes(env, argv[4], &e->out_len);
+  e->out_cap = e->out_len;
+  cmd *c = calloc(1, sizeof *c);
+  c->kind = C_OPEN;
+  c->e = e;
+  send_cmd(c);
+  napi_value id;
+  napi_create_double(env, e->id, &id);
+  return id;
+}
+
+static napi_value simple(napi_env env, napi_callback_info info, int kind) {
+  size_t argc = 3; napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double id;
+  if (argc < 1 || owner_env != env || napi_get_value_double(env, argv[0], &id) != napi_ok) return fail(env, "an endpoint id after init()");
+  cmd *c = calloc(1, sizeof *c);
+  c->kind = kind;
+  c->id = id;
+  if (argc >= 2) c->data = get_bytes(env, argv[1], &c->len);
+  if (argc >= 3) { bool b = false; napi_get_value_bool(env, argv[2], &b); c->flag = b; }
+  send_cmd(c);
+  return NULL;
+}
+
+static napi_value write_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_WRITE); }
+static napi_value stop_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_STOP); }
+static napi_value end_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_END); }
+static napi_value close_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_CLOSE); }
+static napi_value notice_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_NOTICE); }
+static napi_value teardown_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_TEARDOWN); }
+
+/* splice(client, target, greeting, clientRest, targetRest, limit, capture) */
+static napi_value splice_cmd(napi_env env, napi_callback_info info) {
+  size_t argc = 7; napi_value argv[7];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double a, b; uint32_t limit; bool capture = false;
+  if (argc < 7 || owner_env != env || napi_get_value_double(env, argv[0], &a) != napi_ok || napi_get_value_double(env, argv[1], &b) != napi_ok ||
+      napi_get_value_uint32(env, argv[5], &limit) != napi_ok || napi_get_value_bool(env, argv[6], &capture) != napi_ok)
+    return fail(env, "splice(client, target, greeting, clientRest, targetRest, limit, capture)");
+  cmd *c = calloc(1, sizeof *c);
+  c->kind = C_SPLICE;
+  c->id = a;
+  c->id2 = b;
+  c->data = get_bytes(env, argv[2], &c->len);
+  c->data2 = get_bytes(env, argv[3], &c->len2);
+  c->data3 = get_bytes(env, argv[4], &c->len3);
+  c->limit = limit;
+  c->flag = capture;
+  send_cmd(c);
+  return NULL;
+}
+
+/* stats(): endpoints this process holds (read without the loop's lock: a gauge). */
+static napi_value stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value o, v;
+  napi_create_object(env, &o);
+  napi_create_double(env, (double)live_endpoints, &v);
+  napi_set_named_property(env, o, "endpoints", v);
+  return o;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    { "init", NULL, init_loop, NULL, NULL, NULL, napi_default, NULL },
+    { "serverContext", NULL, server_context, NULL, NULL, NULL, napi_default, NULL },
+    { "clientContext", NULL, client_context, NULL, NULL, NULL, napi_default, NULL },
+    { "open", NULL, open_endpoint, NULL, NULL, NULL, napi_default, NULL },
+    { "write", NULL, write_cmd, NULL, NULL, NULL, napi_default, NULL },
+    { "stop", NULL, stop_cmd, NULL, NULL, NULL, napi_default, NULL },
+    { "end", NULL, end_cmd, NULL, NULL, NULL, napi_default, NULL },
+    { "close", NULL, close_cmd, NULL, NULL, NULL, napi_default, NULL },
+    { "splice", NULL, splice_cmd, NULL, NULL, NULL, napi_default, NULL },
+    { "notice", NULL, notice_cmd, NULL, NULL, NULL, napi_default, NULL },
+    { "teardown", NULL, teardown_cmd, NULL, NULL, NULL, napi_default, NULL },
+    { "stats", NULL, stats, NULL, NULL, NULL, napi_default, NULL },
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
