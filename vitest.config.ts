@@ -1,7 +1,11 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
+/** A door's protocol suites. */
+const suitesOf = (door: string): string[] => [`test/protocols/${door}*.test.ts`, `test/protocols/contract-${door}.test.ts`, `test/protocols/jit-${door}.test.ts`];
 /** The suites of the doors that can run in data-path workers (src/dataplane), run a second time with the door in two. */
-const DATA_PATH_SUITES = ['postgres', 'mysql'].flatMap((door) => [`test/protocols/${door}*.test.ts`, `test/protocols/contract-${door}.test.ts`, `test/protocols/jit-${door}.test.ts`]);
+const DATA_PATH_SUITES = ['postgres', 'mysql'].flatMap(suitesOf);
+/** The default excludes, and the tests of the native data path in the test process itself (its addon's endpoints). */
+const WITHOUT_NATIVE_ONLY = [...configDefaults.exclude, 'test/protocols/postgres-native.test.ts'];
 
 export default defineConfig({
   test: {
@@ -22,7 +26,13 @@ export default defineConfig({
           globalSetup: ['test/global-setup.ts'],
         },
       },
-      { extends: true, test: { name: 'data-path workers', include: DATA_PATH_SUITES, env: { GATEHOUSE_TEST_DATA_PATH: 'workers' } } },
+      { extends: true, test: { name: 'data-path workers', include: DATA_PATH_SUITES, exclude: WITHOUT_NATIVE_ONLY, env: { GATEHOUSE_TEST_DATA_PATH: 'workers' } } },
+      // The PostgreSQL door's sessions run on its native data path where the addon loads (the two
+      // projects above); the same suites again on the JavaScript relay it falls back to.
+      {
+        extends: true,
+        test: { name: 'postgres node relay', include: suitesOf('postgres'), exclude: WITHOUT_NATIVE_ONLY, env: { GATEHOUSE_POSTGRES_RELAY: 'node' } },
+      },
     ],
   },
 });

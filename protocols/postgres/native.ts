@@ -394,26 +394,34 @@ export class NativeRelay implements SessionHandle {
 }
 
 /** Where `npm run build` puts the addon: native/build/ beside the sources, dist/native/build/ in the package. */
-const ADDON = fileURLToPath(new URL('../../native/build/pg-relay.node', import.meta.url));
+export const ADDON = fileURLToPath(new URL('../../native/build/pg-relay.node', import.meta.url));
 
-let loaded: { loop: NativeLoop } | { reason: string } | undefined;
+export type Loaded = { loop: NativeLoop } | { reason: string };
 
-/** The process's native loop, or why there is none (no build, another OpenSSL, a second thread). */
-export function nativeLoop(): { loop: NativeLoop } | { reason: string } {
-  if (loaded) return loaded;
+/**
+ * Loads the addon at `path` and starts its thread, or says why not: not built, built against
+ * another OpenSSL than this Node's (its symbols come from the node binary), or already serving
+ * another JavaScript thread of this process.
+ */
+export function loadNative(path: string): Loaded {
   try {
-    if (!existsSync(ADDON)) throw new Error(`${ADDON} is not built (npm run build compiles it with cc)`);
-    const built = JSON.parse(readFileSync(ADDON.replace(/\.node$/, '.json'), 'utf8')) as { openssl?: string };
+    if (!existsSync(path)) throw new Error(`${path} is not built (npm run build compiles it with cc)`);
+    const built = JSON.parse(readFileSync(path.replace(/\.node$/, '.json'), 'utf8')) as { openssl?: string };
     const major = (v: string | undefined): string | undefined => v?.split('.')[0];
     if (major(built.openssl) !== major(process.versions.openssl)) {
-      throw new Error(`built against OpenSSL ${built.openssl}, this Node has ${process.versions.openssl}`);
+      throw new Error(`built against OpenSSL ${built.openssl ?? '?'}, and this Node has ${process.versions.openssl}`);
     }
-    const addon = createRequire(import.meta.url)(ADDON) as Addon;
-    loaded = { loop: new NativeLoop(addon) };
+    return { loop: new NativeLoop(createRequire(import.meta.url)(path) as Addon) };
   } catch (e) {
-    loaded = { reason: e instanceof Error ? e.message : String(e) };
+    return { reason: e instanceof Error ? e.message : String(e) };
   }
-  return loaded;
+}
+
+let loaded: Loaded | undefined;
+
+/** The process's native loop (loaded once), or why there is none. */
+export function nativeLoop(): Loaded {
+  return (loaded ??= loadNative(ADDON));
 }
 
 /** The listener's choice: its option, else GATEHOUSE_POSTGRES_RELAY, else `auto`. */
@@ -424,12 +432,12 @@ export function relayChoice(option: RelayChoice | undefined): RelayChoice {
 }
 
 /** The loop a listener uses, or undefined for relay.ts; `native` fails where the addon cannot load. */
-export function loopFor(choice: RelayChoice, log: Logger): NativeLoop | undefined {
+export function loopFor(choice: RelayChoice, log: Logger, load: () => Loaded = nativeLoop): NativeLoop | undefined {
   if (choice === 'node') {
     log.info({ relay: 'node' }, 'postgres data path: Node streams (relay: node)');
     return undefined;
   }
-  const r = nativeLoop();
+  const r = load();
   if ('loop' in r) {
     log.info({ relay: 'native' }, 'postgres data path: native');
     return r.loop;
