@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { ListenerNames, type ListenerName } from '../../src/core/config.js';
 import { freePort, startPostgres, type PostgresTarget } from '../targets/index.js';
@@ -72,6 +72,8 @@ function prebuildName(): string {
 interface Served {
   child: ChildProcess;
   stop: () => Promise<void>;
+  /** What it has printed so far, both streams. */
+  output: () => string;
 }
 
 /** Starts the installed `gatehouse serve`; resolves once it printed where its CA is (its last start-up line). */
@@ -90,7 +92,7 @@ function serve(bin: string, args: string[], cwd: string): Promise<Served> {
       out += d.toString();
       if (!out.includes('ca.pem')) return;
       child.off('exit', onExit);
-      res({ child, stop });
+      res({ child, stop, output: () => out });
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
@@ -185,6 +187,9 @@ describe('the packed tarball, installed with runtime dependencies only', () => {
     expect(tarball).toEqual(expect.arrayContaining(['package.json', 'bin/gatehouse.js', 'dist/src/cli/main.js', 'dist/src/gateway.js', 'dist/web/index.html']));
     expect(tarball.filter((f) => /^dist\/web\/assets\/app-[\w-]+\.js$/.test(f))).toHaveLength(1);
     expect(tarball.filter((f) => /\.map$|\.test\.js$|\.ts$|^(src|test|bench|protocols|scripts)\//.test(f))).toEqual([]);
+    // The PostgreSQL door's native data path, built by npm run build (prepack); no C source.
+    expect(tarball).toEqual(expect.arrayContaining(['dist/native/build/pg-relay.node', 'dist/native/build/pg-relay.json']));
+    expect(tarball.filter((f) => f.endsWith('.c'))).toEqual([]);
   });
 
   it('installs its runtime dependencies, none of the development tools, and every package the built code imports', async () => {
@@ -208,6 +213,8 @@ describe('the packed tarball, installed with runtime dependencies only', () => {
     const s = await serve(bin, ['--data', data, ...Object.entries(p).flatMap(([n, port]) => ['--listen', `${n}=127.0.0.1:${port}`])], app);
     running.push(s);
     expect(existsSync(join(data, 'gatehouse.db'))).toBe(true);
+    // The JSON log (stderr) may come after the start-up lines (stdout).
+    await vi.waitFor(() => expect(s.output()).toContain('postgres data path: native'));
     const base = `http://127.0.0.1:${p.api}`;
     expect((await get(`${base}/healthz`)).status).toBe(200);
     const index = await get(`${base}/`);
