@@ -18,7 +18,7 @@ import type { TerminationReason } from '../../src/core/model.js';
 import { ValidationError } from '../../src/core/errors.js';
 import { terminate } from './codec.js';
 import { refusalError, teardownError, warningNotice } from './errors.js';
-import { statementEvent, type StatementEvent } from './relay.js';
+import { auditStatement, type RelayDuties } from './relay.js';
 
 /** Which relay a PostgreSQL listener uses: `auto` is the native one where it loads. */
 export type RelayChoice = 'auto' | 'native' | 'node';
@@ -235,16 +235,10 @@ export class NativeEndpoint extends Duplex {
   }
 }
 
-export interface NativeRelayOptions {
+export interface NativeRelayOptions extends RelayDuties {
   loop: NativeLoop;
   client: NativeEndpoint;
   upstream: NativeEndpoint;
-  session: GatewaySession;
-  log: Logger;
-  auditLimit: number;
-  onStatement: ((e: StatementEvent) => void) | undefined;
-  /** As RelayOptions.onFinish (relay.ts). */
-  onFinish: (byBroker: boolean, targetBusy: boolean) => void;
 }
 
 /** How long a close waits for the addon's counts before the broker records what it has. */
@@ -332,7 +326,7 @@ export class NativeRelay implements SessionHandle {
     const s = this.session;
     switch (e[0]) {
       case Ev.Statement:
-        this.statement(e[2], e[5] as Buffer, e[3]);
+        auditStatement(this.o, e[2], e[5] as Buffer, e[3]);
         return;
       case Ev.Bytes:
         s.bytesIn = e[3];
@@ -379,16 +373,6 @@ export class NativeRelay implements SessionHandle {
       case How.Teardown:
       case How.Violation:
         return;
-    }
-  }
-
-  private statement(type: number, prefix: Buffer, bodyLength: number): void {
-    const e = statementEvent(this.session, type, prefix, bodyLength);
-    this.o.log.debug({ session: e.sessionId, kind: e.kind, sql: e.sql, truncated: e.truncated }, 'statement');
-    try {
-      this.o.onStatement?.(e);
-    } catch (err) {
-      this.o.log.warn({ err }, 'statement hook failed');
     }
   }
 }

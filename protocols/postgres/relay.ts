@@ -19,9 +19,8 @@ export interface StatementEvent {
   truncated: boolean;
 }
 
-export interface RelayOptions {
-  client: Socket | TLSSocket;
-  upstream: Socket | TLSSocket;
+/** What a relay (this one on Node's streams, or native.ts's) is told besides its two legs. */
+export interface RelayDuties {
   session: GatewaySession;
   log: Logger;
   /** Bytes of SQL kept per statement. */
@@ -33,6 +32,11 @@ export interface RelayOptions {
    * session has no statement on the target to cancel).
    */
   onFinish: (byBroker: boolean, targetBusy: boolean) => void;
+}
+
+export interface RelayOptions extends RelayDuties {
+  client: Socket | TLSSocket;
+  upstream: Socket | TLSSocket;
 }
 
 /** How long a teardown waits for the target to finish the message in flight to the client. */
@@ -222,19 +226,23 @@ export class Relay implements SessionHandle {
   }
 
   private statement(type: number, prefix: Buffer, bodyLength: number): void {
-    const e = statementEvent(this.session, type, prefix, bodyLength);
-    this.o.log.debug({ session: e.sessionId, kind: e.kind, sql: e.sql, truncated: e.truncated }, 'statement');
-    try {
-      this.o.onStatement?.(e);
-    } catch (err) {
-      this.o.log.warn({ err }, 'statement hook failed');
-    }
+    auditStatement(this.o, type, prefix, bodyLength);
   }
 }
 
-/** The audit's view of a Query or Parse: `prefix` is the first bytes of its body, `bodyLength` all of it. */
-export function statementEvent(s: GatewaySession, type: number, prefix: Buffer, bodyLength: number): StatementEvent {
+/**
+ * One Query or Parse for the audit: `prefix` is the first bytes of its body, `bodyLength` all of
+ * it. Goes to the debug log and the onStatement hook (whose failure is only logged).
+ */
+export function auditStatement(o: RelayDuties, type: number, prefix: Buffer, bodyLength: number): void {
+  const s = o.session;
   // Query is the SQL; Parse is the statement name, then the SQL.
   const sql = type === Msg.Query ? readCString(prefix, 0).value : readCString(prefix, readCString(prefix, 0).next).value;
-  return { sessionId: s.id, user: s.user, resource: s.resource.name, kind: type === Msg.Query ? 'query' : 'parse', sql, truncated: bodyLength > prefix.length };
+  const e: StatementEvent = { sessionId: s.id, user: s.user, resource: s.resource.name, kind: type === Msg.Query ? 'query' : 'parse', sql, truncated: bodyLength > prefix.length };
+  o.log.debug({ session: e.sessionId, kind: e.kind, sql: e.sql, truncated: e.truncated }, 'statement');
+  try {
+    o.onStatement?.(e);
+  } catch (err) {
+    o.log.warn({ err }, 'statement hook failed');
+  }
 }
