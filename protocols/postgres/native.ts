@@ -47,15 +47,29 @@ interface Addon {
 
 type Listener = (e: Event) => void;
 
-/** The addon of this process, its thread started, and who hears each id's events. */
+/** The addon with its thread started, and who hears each id's events: one per process. */
+interface Core {
+  addon: Addon;
+  listeners: Map<number, Listener>;
+}
+
+function startCore(addon: Addon): Core {
+  const listeners = new Map<number, Listener>();
+  addon.init((batch) => {
+    for (const e of batch) listeners.get(e[1])?.(e);
+  });
+  return { addon, listeners };
+}
+
+/** The addon of this process, as this module's classes use it. */
 export class NativeLoop {
-  private readonly listeners = new Map<number, Listener>();
+  readonly addon: Addon;
+  private readonly listeners: Map<number, Listener>;
   private readonly clientContexts = new Map<string, object>();
 
-  constructor(readonly addon: Addon) {
-    addon.init((batch) => {
-      for (const e of batch) this.listeners.get(e[1])?.(e);
-    });
+  constructor(core: Core) {
+    this.addon = core.addon;
+    this.listeners = core.listeners;
   }
 
   listen(id: number, fn: Listener): void {
@@ -382,12 +396,8 @@ export const ADDON = fileURLToPath(new URL('../../native/build/pg-relay.node', i
 
 export type Loaded = { loop: NativeLoop } | { reason: string };
 
-/**
- * Loads the addon at `path` and starts its thread, or says why not: not built, built against
- * another OpenSSL than this Node's (its symbols come from the node binary), or already serving
- * another JavaScript thread of this process.
- */
-export function loadNative(path: string): Loaded {
+/** Loads the addon at `path` and starts its thread, or says why not. */
+function loadCore(path: string): Core | { reason: string } {
   try {
     if (!existsSync(path)) throw new Error(`${path} is not built (npm run build compiles it with cc)`);
     const built = JSON.parse(readFileSync(path.replace(/\.node$/, '.json'), 'utf8')) as { openssl?: string };
@@ -395,17 +405,36 @@ export function loadNative(path: string): Loaded {
     if (major(built.openssl) !== major(process.versions.openssl)) {
       throw new Error(`built against OpenSSL ${built.openssl ?? '?'}, and this Node has ${process.versions.openssl}`);
     }
-    return { loop: new NativeLoop(createRequire(import.meta.url)(path) as Addon) };
+    return startCore(createRequire(import.meta.url)(path) as Addon);
   } catch (e) {
     return { reason: e instanceof Error ? e.message : String(e) };
   }
 }
 
+/**
+ * The addon at `path`, or why not: not built, built against another OpenSSL than this Node's
+ * (its symbols come from the node binary), or its thread already serving another JavaScript
+ * thread of this process.
+ */
+export function loadNative(path: string): Loaded {
+  const core = loadCore(path);
+  return 'reason' in core ? core : { loop: new NativeLoop(core) };
+}
+
+/**
+ * The started addon is kept on the process, not the module: its thread has one event callback,
+ * so another instance of this module (a bundler's copy, a test runner's fresh module graph)
+ * shares it, with its own classes around it.
+ */
+const CORE = Symbol.for('gatehouse.postgres.nativeCore');
+const processSlot = globalThis as unknown as { [CORE]?: Core | { reason: string } };
 let loaded: Loaded | undefined;
 
 /** The process's native loop (loaded once), or why there is none. */
 export function nativeLoop(): Loaded {
-  return (loaded ??= loadNative(ADDON));
+  if (loaded) return loaded;
+  const core = (processSlot[CORE] ??= loadCore(ADDON));
+  return (loaded = 'reason' in core ? core : { loop: new NativeLoop(core) });
 }
 
 /** The listener's choice: its option, else GATEHOUSE_POSTGRES_RELAY, else `auto`. */
