@@ -298,6 +298,39 @@ static int flush_out(ep *e) {
   return 0;
 }
 
+/* Sends p[0..n) as far as the socket takes it now and queues the rest (the usual chunk goes
+ * straight from the read buffer, with no copy); 0, or -1 on a failed socket. */
+static int send_out(ep *e, const uint8_t *p, size_t n) {
+  if (pending_out(e) > 0) {
+    queue_out(e, p, n);
+    return flush_out(e) < 0 ? -1 : 0;
+  }
+  size_t off = 0;
+  e->ssl_write_wants_read = 0;
+  while (off < n) {
+    if (e->ssl) {
+      int w = SSL_write(e->ssl, p + off, (int)(n - off));
+      if (w <= 0) {
+        int err = SSL_get_error(e->ssl, w);
+        if (err != SSL_ERROR_WANT_WRITE && err != SSL_ERROR_WANT_READ) return -1;
+        /* OpenSSL holds the record it started: the retry (flush_out) repeats these bytes. */
+        e->ssl_write_wants_read = err == SSL_ERROR_WANT_READ;
+        break;
+      }
+      off += (size_t)w;
+    } else {
+      ssize_t w = send(e->fd, p + off, n - off, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EINTR) break;
+        return -1;
+      }
+      off += (size_t)w;
+    }
+  }
+  if (off < n) queue_out(e, p + off, n - off);
+  return 0;
+}
+
 /* Reads one chunk: >0 bytes, 0 when nothing is there now, -1 at EOF or on an error. */
 static int ep_read(ep *e, uint8_t *buf, int cap) {
   e->ssl_read_wants_write = 0;
@@ -564,9 +597,11 @@ static int pump(ep *from) {
     }
     if (up) r->bytes_in += (uint64_t)n; else r->bytes_out += (uint64_t)n;
     counted(r);
-    queue_out(to, readbuf, (size_t)n);
-    if (!up) queue_notices(r);
-    if (flush_out(to) < 0) return -2;
+    if (send_out(to, readbuf, (size_t)n) < 0) return -2;
+    if (!up && r->notices_len > 0 && at_boundary(&r->down)) {
+      queue_notices(r);
+      if (flush_out(to) < 0) return -2;
+    }
     if (!ep_more(from, n)) break;
   }
   return 0;
