@@ -25,6 +25,7 @@
 #define NAPI_VERSION 8
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <node_api.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -140,6 +141,18 @@ static napi_env owner_env;
 static uint8_t readbuf[BUF];
 static double next_id;
 static uint64_t live_endpoints;
+
+/*
+ * After a burst of sessions (their logins' buffers, handshakes, the JavaScript side's garbage),
+ * glibc keeps the freed memory for reuse: 20 KiB or more per session of resident memory that
+ * nothing uses. Once TRIM_AFTER endpoints have opened since the last trim and none for
+ * TRIM_QUIET_NS, the loop hands it back (malloc_trim walks every arena: a few milliseconds,
+ * once per burst, not per session).
+ */
+#define TRIM_AFTER 64
+#define TRIM_QUIET_NS (2000 * MS)
+static unsigned opened_since_trim;
+static long long trim_at;
 
 /* ---- events to JavaScript ---- */
 
@@ -331,6 +344,10 @@ static int send_out(ep *e, const uint8_t *p, size_t n) {
   return 0;
 }
 
+/* SSL_free_buffers() could free a buffer still holding part of a record before OpenSSL 3.0.14
+ * (CVE-2024-4741); set at init from the running OpenSSL. */
+static int free_buffers_safe;
+
 /* Reads one chunk: >0 bytes, 0 when nothing is there now, -1 at EOF or on an error. */
 static int ep_read(ep *e, uint8_t *buf, int cap) {
   e->ssl_read_wants_write = 0;
@@ -338,7 +355,13 @@ static int ep_read(ep *e, uint8_t *buf, int cap) {
     int r = SSL_read(e->ssl, buf, cap);
     if (r > 0) return r;
     int err = SSL_get_error(e->ssl, r);
-    if (err == SSL_ERROR_WANT_READ) return 0;
+    if (err == SSL_ERROR_WANT_READ) {
+      /* Read dry: the record buffers go back (SSL_MODE_RELEASE_BUFFERS misses the read buffer
+       * after a post-handshake message such as a session ticket, 17 KiB an idle session would
+       * keep). SSL_free_buffers() declines while anything is pending either way. */
+      if (free_buffers_safe) SSL_free_buffers(e->ssl);
+      return 0;
+    }
     if (err == SSL_ERROR_WANT_WRITE) { e->ssl_read_wants_write = 1; return 0; }
     return -1;
   }
@@ -513,6 +536,9 @@ static void finish(relay *r, int how, int goodbye, const char *why) {
   v->c = (double)r->bytes_out;
   v->d = r->awaiting > 0 || !at_boundary(&r->down);
   if (why) v->text = strdup(why);
+  /* Up before the client can see its socket close: its statements and this end are with
+   * JavaScript first (a client that ends and then asks for the audit finds it there). */
+  flush_events(1);
   unmove(r);
   c->r = NULL;
   if (t) t->r = NULL;
@@ -839,6 +865,7 @@ static void free_cmd(cmd *c) {
 }
 
 static void open_ep(ep *e) {
+  if (++opened_since_trim >= TRIM_AFTER) trim_at = now_ns() + TRIM_QUIET_NS;
   e->hnext = table[bucket(e->id)];
   table[bucket(e->id)] = e;
   live_endpoints++;
@@ -986,6 +1013,7 @@ static void *loop(void *arg) {
     for (ep *e = timed_head; e; e = e->tnext) if (wake == 0 || e->deadline < wake) wake = e->deadline;
     if (events_len > 0 && (wake == 0 || events_since + STATEMENT_DELAY_NS < wake)) wake = events_since + STATEMENT_DELAY_NS;
     if (moved_head && (wake == 0 || bytes_due < wake)) wake = bytes_due;
+    if (trim_at && (wake == 0 || trim_at < wake)) wake = trim_at;
     int timeout = -1;
     if (wake != 0) timeout = wake <= now ? 0 : (int)((wake - now + MS - 1) / MS);
     ready_n = epoll_wait(epfd, ready, 256, timeout);
@@ -1020,6 +1048,11 @@ static void *loop(void *arg) {
       else e = e->tnext;
     }
     if (moved_head && now >= bytes_due) emit_bytes();
+    if (trim_at && now >= trim_at) {
+      malloc_trim(0);
+      trim_at = 0;
+      opened_since_trim = 0;
+    }
     flush_events(0);
   }
   flush_events(1);
@@ -1112,6 +1145,7 @@ static napi_value init_loop(napi_env env, napi_callback_info info) {
   if (epfd < 0 || evfd < 0) return fail(env, "epoll or eventfd failed");
   struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
   epoll_ctl(epfd, EPOLL_CTL_ADD, evfd, &ev);
+  free_buffers_safe = OpenSSL_version_num() >= 0x300000E0L;
   if (pthread_create(&thread, NULL, loop, NULL) != 0) return fail(env, "no thread");
   thread_started = 1;
   owner_env = env;
