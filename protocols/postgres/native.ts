@@ -162,7 +162,7 @@ export class NativeEndpoint extends Duplex {
     placeholder._read = () => undefined;
     this.id = loop.addon.open(fd, role, context, host, pre);
     if (!keepPlaceholder) placeholder.destroy();
-    else placeholder.once('close', () => this.destroy());
+    else placeholder.once('close', this.onPlaceholderClose);
     loop.listen(this.id, this.onEvent);
     this.ready = role === Role.Plain
       ? Promise.resolve({ authorized: false, error: undefined, fingerprint256: undefined })
@@ -172,6 +172,8 @@ export class NativeEndpoint extends Duplex {
       });
     this.ready.catch(() => undefined);
   }
+
+  private readonly onPlaceholderClose = (): void => void this.destroy();
 
   private readonly onEvent = (e: Event): void => {
     switch (e[0]) {
@@ -245,14 +247,10 @@ export class NativeEndpoint extends Duplex {
   handOver(): Socket {
     this.spliced = true;
     this.loop.forget(this.id);
+    // Nothing of this stream is kept alive by the socket from here (an idle session's memory).
+    this.placeholder.off('close', this.onPlaceholderClose);
     return this.placeholder;
   }
-}
-
-export interface NativeRelayOptions extends RelayDuties {
-  loop: NativeLoop;
-  client: NativeEndpoint;
-  upstream: NativeEndpoint;
 }
 
 /** How long a close waits for the addon's counts before the broker records what it has. */
@@ -275,20 +273,24 @@ export class NativeRelay implements SessionHandle {
   private readonly early: Buffer[] = [];
   private counted: (() => void) | undefined;
   private placeholder: Socket | undefined;
+  /** The login's streams, until the relay starts (a close before then uses them). */
+  private legs: { client: NativeEndpoint; upstream: NativeEndpoint } | undefined;
 
-  constructor(private readonly o: NativeRelayOptions) {
+  constructor(private readonly o: RelayDuties & { loop: NativeLoop }, client: NativeEndpoint, upstream: NativeEndpoint) {
     this.loop = o.loop;
-    this.id = o.client.id;
-    this.targetId = o.upstream.id;
+    this.id = client.id;
+    this.targetId = upstream.id;
     this.session = o.session;
+    this.legs = { client, upstream };
   }
 
   /** Sends the greeting and joins the two legs; from here the addon moves the bytes. */
   start(greeting: Buffer, clientRest: Buffer, upstreamRest: Buffer): void {
-    if (this.finished) return;
+    if (this.finished || !this.legs) return;
     this.started = true;
-    this.placeholder = this.o.client.handOver();
-    this.o.upstream.handOver();
+    this.placeholder = this.legs.client.handOver();
+    this.legs.upstream.handOver();
+    this.legs = undefined;
     this.loop.listen(this.id, this.onEvent);
     const audit = this.o.onStatement !== undefined || this.o.log.isLevelEnabled('debug');
     this.loop.addon.splice(this.id, this.targetId, greeting, clientRest, upstreamRest, this.o.auditLimit, audit);
@@ -326,7 +328,9 @@ export class NativeRelay implements SessionHandle {
   /** Closed before the relay started: the client gets the goodbye, the target its Terminate. */
   private closeUnstarted(goodbye: Buffer): void {
     this.finished = true;
-    const { client, upstream } = this.o;
+    if (!this.legs) return;
+    const { client, upstream } = this.legs;
+    this.legs = undefined;
     client.end(goodbye);
     upstream.end(terminate());
     setTimeout(() => {
