@@ -53,6 +53,10 @@
 /* Statements wait at most this long (or STATEMENT_BATCH bytes) to go up with other events. */
 #define STATEMENT_DELAY_NS (2 * MS)
 #define STATEMENT_BATCH 32768
+/* Login: bytes gone up as data that JavaScript has not taken (ack) before the socket is no longer read. */
+#define LOGIN_WINDOW (256u * 1024)
+/* A relay's statements gone up and not yet audited (audited) before its client is no longer read. */
+#define MAX_UNAUDITED 1024u
 
 enum role { ROLE_PLAIN, ROLE_SERVER, ROLE_CLIENT };
 enum state { ST_HANDSHAKE, ST_OPEN, ST_RELAY, ST_LINGER };
@@ -64,7 +68,7 @@ enum event { EV_READY = 1, EV_DATA, EV_CLOSED, EV_STOPPED, EV_STATEMENT, EV_BYTE
 /* How a relay ended (EV_END). */
 enum how { END_CLIENT_CLOSED, END_TARGET_CLOSED, END_TARGET_BROKE, END_TEARDOWN, END_VIOLATION };
 
-enum cmd_kind { C_OPEN, C_WRITE, C_STOP, C_END, C_CLOSE, C_SPLICE, C_NOTICE, C_TEARDOWN, C_SHUTDOWN };
+enum cmd_kind { C_OPEN, C_WRITE, C_STOP, C_END, C_CLOSE, C_SPLICE, C_NOTICE, C_TEARDOWN, C_SHUTDOWN, C_ACK, C_AUDITED };
 
 typedef struct framer {
   uint8_t head[5];
@@ -82,6 +86,7 @@ typedef struct relay {
   framer up, down;    /* client to target; target to client */
   uint32_t limit;     /* bytes of a statement's body kept for the audit */
   int capture, awaiting, terminated;
+  uint32_t unaudited; /* statements gone up that JavaScript has not audited yet (C_AUDITED) */
   int closing;        /* a teardown: no more client input; the goodbye waits for a boundary */
   int broke;          /* the client broke the protocol: waiting for JavaScript's goodbye */
   int finished;
@@ -99,6 +104,7 @@ typedef struct ep {
   uint32_t events;
   int registered;
   int reading;        /* login: what is read goes up as data */
+  size_t unacked;     /* login: bytes gone up as data since JavaScript's last ack */
   int ssl_read_wants_write, ssl_write_wants_read;
   int ending;         /* JavaScript ended it: close_notify and FIN once `out` is sent */
   int shut;           /* FIN sent */
@@ -286,6 +292,7 @@ static int flush_out(ep *e) {
   while (e->out_off < e->out_len) {
     size_t n = e->out_len - e->out_off;
     if (e->ssl) {
+      ERR_clear_error();
       int w = SSL_write(e->ssl, e->out + e->out_off, n > 0x7fffffff ? 0x7fffffff : (int)n);
       if (w <= 0) {
         int err = SSL_get_error(e->ssl, w);
@@ -304,7 +311,7 @@ static int flush_out(ep *e) {
   e->out = NULL;
   e->out_len = e->out_off = e->out_cap = 0;
   if (e->ending && !e->shut) {
-    if (e->ssl) SSL_shutdown(e->ssl);
+    if (e->ssl) { ERR_clear_error(); SSL_shutdown(e->ssl); }
     shutdown(e->fd, SHUT_WR);
     e->shut = 1;
   }
@@ -322,6 +329,7 @@ static int send_out(ep *e, const uint8_t *p, size_t n) {
   e->ssl_write_wants_read = 0;
   while (off < n) {
     if (e->ssl) {
+      ERR_clear_error();
       int w = SSL_write(e->ssl, p + off, (int)(n - off));
       if (w <= 0) {
         int err = SSL_get_error(e->ssl, w);
@@ -352,6 +360,7 @@ static int free_buffers_safe;
 static int ep_read(ep *e, uint8_t *buf, int cap) {
   e->ssl_read_wants_write = 0;
   if (e->ssl) {
+    ERR_clear_error();
     int r = SSL_read(e->ssl, buf, cap);
     if (r > 0) return r;
     int err = SSL_get_error(e->ssl, r);
@@ -393,7 +402,8 @@ static void free_ep(ep *e) {
   live_endpoints--;
   /* Whatever failed on this endpoint left its entries on this thread's OpenSSL error queue,
    * and SSL_get_error() reports SSL_ERROR_SSL for every later call while it is not empty: the
-   * next session to meet a full socket would be closed for it. */
+   * next session to meet a full socket would be closed for it. Every TLS call also starts with
+   * an empty queue (ERR_clear_error before it), for failures that free nothing (a shutdown). */
   ERR_clear_error();
 }
 
@@ -428,6 +438,9 @@ static void statement_done(relay *r, framer *f) {
   events_bytes += f->cap_len;
   f->cap = NULL;
   f->cap_len = f->cap_want = 0;
+  /* The audit keeps pace with the client, as relay.ts's in-line hook does: at the limit the
+   * client is not read (and the statements go up now) until JavaScript has audited them. */
+  if (++r->unaudited >= MAX_UNAUDITED) events_urgent = 1;
 }
 
 static void message_start(relay *r, int up, framer *f) {
@@ -491,6 +504,9 @@ static long frame(relay *r, int up, const uint8_t *p, size_t n, int stop, int32_
 
 static relay *moved_head;
 static long long bytes_due;
+/* Relays finished in this turn of the loop, freed at its end: callers of pump() test
+ * r->finished after it, and finish() may have run inside. */
+static relay *dead_relays;
 
 static void counted(relay *r) {
   if (r->moved) return;
@@ -514,7 +530,7 @@ static void update(ep *e);
 static void terminate_target(ep *t) {
   static const uint8_t X[5] = { 'X', 0, 0, 0, 4 };
   if (t->fd >= 0 && pending_out(t) == 0) {
-    if (t->ssl) { SSL_write(t->ssl, X, 5); SSL_shutdown(t->ssl); }
+    if (t->ssl) { ERR_clear_error(); SSL_write(t->ssl, X, 5); SSL_shutdown(t->ssl); }
     else if (send(t->fd, X, 5, MSG_NOSIGNAL) < 0) { /* the target is gone already */ }
   }
   free_ep(t);
@@ -560,6 +576,10 @@ static void finish(relay *r, int how, int goodbye, const char *why) {
       /* Kept, unread, until the client's socket has closed. */
       t->state = ST_LINGER;
       if (t->registered) { epoll_ctl(epfd, EPOLL_CTL_DEL, t->fd, NULL); t->registered = 0; }
+      /* What epoll reported for it in the batch being handled is stale now: on_linger would
+       * read it as a lingering client and register it again, and a target that then hangs up
+       * is freed while c->kept still points at it (close_linger: use after free, double free). */
+      forget_ready(t);
       c->kept = t;
     }
   }
@@ -567,7 +587,9 @@ static void finish(relay *r, int how, int goodbye, const char *why) {
   free(r->notices);
   free(r->up.cap);
   free(r->down.cap);
-  free(r);
+  r->goodbye = r->notices = r->up.cap = r->down.cap = NULL;
+  r->moved_next = dead_relays;
+  dead_relays = r;
 }
 
 /* A lingering client is closed; the target leg it kept waits UPSTREAM_GRACE_NS more. */
@@ -588,12 +610,17 @@ static void queue_notices(relay *r) {
 
 /* Moves what `from` has to the other side; returns -1 when `from` is closed or failed (its
  * side's end), -2 when the other side failed, 0 otherwise (the relay may have finished). */
+/* Plaintext reads of one readiness, at most: a fast plaintext target must not hold the thread
+ * from every other session (a TLS leg stops by itself once OpenSSL's read-ahead is used up). */
+#define PLAIN_READS 16
+
 static int pump(ep *from) {
   relay *r = from->r;
   int up = from == r->client;
   ep *to = up ? r->target : r->client;
+  int reads = 0;
   while (pending_out(to) == 0 && !r->finished) {
-    if (up && (r->closing || r->broke)) return 0;
+    if (up && (r->closing || r->broke || r->unaudited >= MAX_UNAUDITED)) return 0;
     int n = ep_read(from, readbuf, BUF);
     if (n == 0) return 0;
     if (n < 0) return -1;
@@ -628,7 +655,7 @@ static int pump(ep *from) {
       queue_notices(r);
       if (flush_out(to) < 0) return -2;
     }
-    if (!ep_more(from, n)) break;
+    if (!ep_more(from, n) || (!from->ssl && ++reads >= PLAIN_READS)) break;
   }
   return 0;
 }
@@ -648,14 +675,14 @@ static void update(ep *e) {
       ev = e->ssl_read_wants_write ? EPOLLOUT : EPOLLIN;
       break;
     case ST_OPEN:
-      if (e->reading || e->ssl_write_wants_read) ev |= EPOLLIN;
+      if ((e->reading && e->unacked < LOGIN_WINDOW) || e->ssl_write_wants_read) ev |= EPOLLIN;
       if ((pending_out(e) && !e->ssl_write_wants_read) || e->ssl_read_wants_write) ev |= EPOLLOUT;
       break;
     case ST_RELAY: {
       relay *r = e->r;
       int up = e == r->client;
       ep *other = up ? r->target : r->client;
-      int may_read = pending_out(other) == 0 && !(up && (r->closing || r->broke));
+      int may_read = pending_out(other) == 0 && !(up && (r->closing || r->broke || r->unaudited >= MAX_UNAUDITED));
       if (may_read || e->ssl_write_wants_read) ev |= EPOLLIN;
       if ((pending_out(e) && !e->ssl_write_wants_read) || e->ssl_read_wants_write) ev |= EPOLLOUT;
       break;
@@ -726,19 +753,22 @@ static void handshake_done(ep *e) {
   }
 }
 
-static void on_handshake(ep *e) {
+/* Returns -1 when the handshake failed and `e` was freed. */
+static int on_handshake(ep *e) {
+  ERR_clear_error();
   int r = SSL_do_handshake(e->ssl);
   if (r == 1) {
     e->ssl_read_wants_write = 0;
     handshake_done(e);
-    return;
+    return 0;
   }
   int err = SSL_get_error(e->ssl, r);
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
     e->ssl_read_wants_write = err == SSL_ERROR_WANT_WRITE;
-    return;
+    return 0;
   }
   close_ep(e, ssl_failure(e));
+  return -1;
 }
 
 /* Login: everything read goes up; returns -1 when the endpoint was freed. */
@@ -746,20 +776,23 @@ static int on_open(ep *e, uint32_t ev) {
   if ((ev & EPOLLOUT) || e->ssl_write_wants_read) {
     if (flush_out(e) < 0) { close_ep(e, "write failed"); return -1; }
   }
-  if (!e->reading) {
-    /* Stopped for a splice, and gone meanwhile: reported at every wait, so it closes now. */
+  if (!e->reading || e->unacked >= LOGIN_WINDOW) {
+    /* Stopped for a splice, or JavaScript has not taken what went up (backpressure), and gone
+     * meanwhile: reported at every wait, so it closes now. */
     if (ev & (EPOLLERR | EPOLLHUP)) { close_ep(e, "connection closed"); return -1; }
     return 0;
   }
-  for (;;) {
+  while (e->unacked < LOGIN_WINDOW) {
     int n = ep_read(e, readbuf, BUF);
     if (n == 0) return 0;
     if (n < 0) { close_ep(e, NULL); return -1; }
     evt *v = emit(EV_DATA, e->id, 1);
     v->data = copy(readbuf, (size_t)n);
     v->len = (size_t)n;
+    e->unacked += (size_t)n;
     if (!ep_more(e, n)) return 0;
   }
+  return 0;
 }
 
 static void on_linger(ep *e, uint32_t ev) {
@@ -778,12 +811,13 @@ static void on_linger(ep *e, uint32_t ev) {
 static void on_ready(ep *e, uint32_t ev) {
   switch (e->state) {
     case ST_HANDSHAKE:
-      on_handshake(e);
-      if (lookup(e->id) == e && e->state == ST_OPEN) {
+      /* Failed: `e` is freed (its id too: lookup(e->id) would read freed memory). */
+      if (on_handshake(e) < 0) return;
+      if (e->state == ST_OPEN) {
         /* Records that came with the handshake's last flight may already sit in OpenSSL. */
         if (on_open(e, EPOLLIN | EPOLLOUT) < 0) return;
       }
-      if (lookup(e->id) == e) update(e);
+      update(e);
       return;
     case ST_OPEN:
       if (on_open(e, ev) == 0) update(e);
@@ -877,10 +911,7 @@ static void open_ep(ep *e) {
     e->out_len = e->out_cap = 0;
     if (w < 1) { close_ep(e, "connection reset"); return; }
   }
-  if (e->role == ROLE_CLIENT) {
-    on_handshake(e);
-    if (lookup(e->id) != e) return;
-  }
+  if (e->role == ROLE_CLIENT && on_handshake(e) < 0) return;
   update(e);
 }
 
@@ -948,6 +979,24 @@ static void run(cmd *c) {
       if (e->state == ST_OPEN && flush_out(e) < 0) { close_ep(e, "write failed"); return; }
       update(e);
       return;
+    case C_ACK:
+      if (e->state != ST_OPEN) return;
+      e->unacked = 0;
+      /* What OpenSSL read ahead meanwhile wakes no socket: read now. */
+      if (e->reading && on_open(e, 0) < 0) return;
+      update(e);
+      return;
+    case C_AUDITED: {
+      relay *r = e->r;
+      if (!r || r->client != e) return;
+      r->unaudited = c->limit >= r->unaudited ? 0 : r->unaudited - c->limit;
+      /* What the client sent meanwhile may sit in OpenSSL, where no socket event finds it. */
+      int p = pump(e);
+      if (r->finished) return;
+      if (p < 0) { side_closed(r, p == -1 ? e : r->target); return; }
+      update_relay(r);
+      return;
+    }
     case C_STOP:
       e->reading = 0;
       emit(EV_STOPPED, e->id, 1);
@@ -969,7 +1018,15 @@ static void run(cmd *c) {
       if (!r || r->finished || r->closing || r->client != e) return;
       if (at_boundary(&r->down) && r->notices_len == 0) {
         queue_out(e, c->data, c->len);
-        if (flush_out(e) < 0) { side_closed(r, e); return; }
+        int f = flush_out(e);
+        if (f < 0) { side_closed(r, e); return; }
+        /* The client's queue may have emptied just now: what OpenSSL read ahead from the target
+         * wakes no socket, so it comes now (as after an EPOLLOUT). */
+        if (f == 0) {
+          int p = pump(r->target);
+          if (r->finished) return;
+          if (p < 0) { side_closed(r, p == -1 ? r->target : e); return; }
+        }
       } else {
         r->notices = realloc(r->notices, r->notices_len + c->len);
         memcpy(r->notices + r->notices_len, c->data, c->len);
@@ -1048,6 +1105,11 @@ static void *loop(void *arg) {
       else e = e->tnext;
     }
     if (moved_head && now >= bytes_due) emit_bytes();
+    while (dead_relays) {
+      relay *next = dead_relays->moved_next;
+      free(dead_relays);
+      dead_relays = next;
+    }
     if (trim_at && now >= trim_at) {
       malloc_trim(0);
       trim_at = 0;
@@ -1303,6 +1365,22 @@ static napi_value end_cmd(napi_env env, napi_callback_info info) { return simple
 static napi_value close_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_CLOSE); }
 static napi_value notice_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_NOTICE); }
 static napi_value teardown_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_TEARDOWN); }
+static napi_value ack_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_ACK); }
+
+/* audited(id, count): JavaScript audited `count` statements of the relay of client `id`. */
+static napi_value audited_cmd(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double id; uint32_t n;
+  if (argc < 2 || owner_env != env || napi_get_value_double(env, argv[0], &id) != napi_ok || napi_get_value_uint32(env, argv[1], &n) != napi_ok)
+    return fail(env, "audited(id, count) after init()");
+  cmd *c = calloc(1, sizeof *c);
+  c->kind = C_AUDITED;
+  c->id = id;
+  c->limit = n;
+  send_cmd(c);
+  return NULL;
+}
 
 /* splice(client, target, greeting, clientRest, targetRest, limit, capture) */
 static napi_value splice_cmd(napi_env env, napi_callback_info info) {
@@ -1348,6 +1426,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "splice", NULL, splice_cmd, NULL, NULL, NULL, napi_default, NULL },
     { "notice", NULL, notice_cmd, NULL, NULL, NULL, napi_default, NULL },
     { "teardown", NULL, teardown_cmd, NULL, NULL, NULL, napi_default, NULL },
+    { "ack", NULL, ack_cmd, NULL, NULL, NULL, napi_default, NULL },
+    { "audited", NULL, audited_cmd, NULL, NULL, NULL, napi_default, NULL },
     { "stats", NULL, stats, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

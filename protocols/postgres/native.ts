@@ -42,6 +42,10 @@ interface Addon {
   splice(client: number, target: number, greeting: Buffer, clientRest: Buffer, targetRest: Buffer, limit: number, capture: boolean): void;
   notice(id: number, message: Buffer): void;
   teardown(id: number, goodbye: Buffer, now: boolean): void;
+  /** Login: this stream took what went up; the addon reads on (it stops at LOGIN_WINDOW until then). */
+  ack(id: number): void;
+  /** `count` statements of a relay were audited; the addon reads its client on (it stops at MAX_UNAUDITED). */
+  audited(id: number, count: number): void;
   stats(): { endpoints: number };
 }
 
@@ -138,6 +142,8 @@ export class NativeEndpoint extends Duplex {
   private stopped: (() => void) | undefined;
   /** Handed to a relay: its events and its end are the relay's. */
   private spliced = false;
+  /** Data came up since the addon was last told this stream wants more. */
+  private unacked = false;
 
   constructor(
     private readonly loop: NativeLoop,
@@ -188,6 +194,7 @@ export class NativeEndpoint extends Duplex {
         return;
       }
       case Ev.Data:
+        this.unacked = true;
         this.push(e[5] as Buffer);
         return;
       case Ev.Stopped:
@@ -204,7 +211,12 @@ export class NativeEndpoint extends Duplex {
   };
 
   override _read(): void {
-    // The addon pushes what it reads (login messages are small; StreamReader caps what it keeps).
+    // The addon pushes what it reads up to a window, then waits for this: a reader that stops
+    // taking (StreamReader past its cap, a login step awaiting the broker or the target, a
+    // refusal's linger) stops reading the socket, as a paused TLSSocket does.
+    if (!this.unacked) return;
+    this.unacked = false;
+    this.loop.addon.ack(this.id);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
@@ -270,6 +282,13 @@ export class NativeRelay implements SessionHandle {
   private started = false;
   private closing = false;
   private finished = false;
+  /** Statements audited since the addon was last told (it reads the client only as fast as that). */
+  private audited = 0;
+  private readonly sayAudited = (): void => {
+    const n = this.audited;
+    this.audited = 0;
+    if (!this.finished) this.loop.addon.audited(this.id, n);
+  };
   private readonly early: Buffer[] = [];
   private counted: (() => void) | undefined;
   private placeholder: Socket | undefined;
@@ -345,6 +364,8 @@ export class NativeRelay implements SessionHandle {
     switch (e[0]) {
       case Ev.Statement:
         auditStatement(this.o, e[2], e[5] as Buffer, e[3]);
+        // Told once per batch of events (the microtask runs after it), as relay.ts audits in line.
+        if (this.audited++ === 0) queueMicrotask(this.sayAudited);
         return;
       case Ev.Bytes:
         s.bytesIn = e[3];

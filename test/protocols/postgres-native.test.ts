@@ -8,10 +8,10 @@
  * the workers and node-relay projects), so that the addon's own gauge, NativeLoop.endpoints, is
  * observable; where a crash must not take the test process with it, in a data-path worker.
  *
- * Tests marked BUG fail on the native path as committed (bc6ee41 up to 151e03a): an
- * unauthenticated client's flood is buffered without bound during the login, a statement flood
- * stalls the process's event loop for seconds, and a target that hangs up right after a
- * teardown makes the addon free its leg twice.
+ * Three of them guard bugs a review found in the first version (bc6ee41 up to 151e03a), each
+ * failing there: an unauthenticated client's flood was buffered without bound during the login,
+ * a statement flood stalled the process's event loop for seconds, and a target that hung up
+ * right after a teardown made the addon free its leg twice.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -269,7 +269,7 @@ describe('clients that die before the session goes live', () => {
 });
 
 describe('a hostile client during the login', () => {
-  it('a client that floods after its password is not buffered without bound: the login keeps backpressure (BUG)', async () => {
+  it('a client that floods after its password is not buffered without bound: the login keeps backpressure', async () => {
     // While the door checks the password (and for the second it lingers after refusing it),
     // nothing reads the login stream. The Node data path stops reading the socket then (a
     // paused TLSSocket: TCP's own backpressure, about 5 MB accepted here); the addon reads on
@@ -451,7 +451,7 @@ describe('backpressure and teardown', () => {
     await c.whenClosed;
   });
 
-  it("a client flooding the audit with statements is read only as fast as they are audited: the gateway's memory and event loop hold (BUG)", async () => {
+  it("a client flooding the audit with statements is read only as fast as they are audited: the gateway's memory and event loop hold", async () => {
     // Parse messages the target skips (an error first: it discards up to a Sync), 10 bytes
     // each, from another process so that this process's event loop is the gateway's alone.
     // relay.ts audits in line with its reading, so it reads no faster than it audits. The addon
@@ -675,7 +675,7 @@ class FakeTarget {
 }
 
 describe('a hostile or dying target', () => {
-  it('a target that hangs up right after a teardown, while the client still lingers, does not bring the process down (BUG: double free)', async () => {
+  it('a target that hangs up right after a teardown, while the client still lingers, does not bring the process down (it once freed the target leg twice)', async () => {
     // The door in a data-path worker process of its own: were the addon to crash, the worker
     // dies (and is replaced) instead of this test process; the pool's log says so, with the signal.
     await quiet();
