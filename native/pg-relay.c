@@ -164,6 +164,8 @@ static long long trim_at;
 
 static evt *events; static size_t events_len, events_cap;
 static int events_urgent;
+/* Statements among them (they wait for a batch; see finish()). */
+static size_t events_statements;
 static long long events_since;
 static size_t events_bytes;
 
@@ -204,6 +206,7 @@ static void flush_events(int force) {
   events_len = 0;
   events_urgent = 0;
   events_bytes = 0;
+  events_statements = 0;
   if (napi_call_threadsafe_function(tsfn, b, napi_tsfn_blocking) != napi_ok) {
     for (size_t i = 0; i < b->len; i++) { free(b->v[i].data); free(b->v[i].text); }
     free(b);
@@ -436,6 +439,7 @@ static void statement_done(relay *r, framer *f) {
   v->data = f->cap;
   v->len = f->cap_len;
   events_bytes += f->cap_len;
+  events_statements++;
   f->cap = NULL;
   f->cap_len = f->cap_want = 0;
   /* The audit keeps pace with the client, as relay.ts's in-line hook does: at the limit the
@@ -552,9 +556,11 @@ static void finish(relay *r, int how, int goodbye, const char *why) {
   v->c = (double)r->bytes_out;
   v->d = r->awaiting > 0 || !at_boundary(&r->down);
   if (why) v->text = strdup(why);
-  /* Up before the client can see its socket close: its statements and this end are with
-   * JavaScript first (a client that ends and then asks for the audit finds it there). */
-  flush_events(1);
+  /* Statements waiting for a batch go up before the client can see its socket close (a client
+   * that ends and then asks for the audit finds them there). Without any, the end waits for the
+   * turn's batch: a mass teardown's thousand ends reach JavaScript in one call, and the broker
+   * writes their records in one batch. */
+  if (events_statements > 0) flush_events(1);
   unmove(r);
   c->r = NULL;
   if (t) t->r = NULL;
