@@ -217,11 +217,14 @@ describe('the native PostgreSQL data path', () => {
     await quiet();
     const c = pgClient();
     await c.connect();
-    expect(loop.endpoints).toBe(2);
-    const [s] = gw.broker.live();
-    expect(s?.handle).toBeInstanceOf(NativeRelay);
-    expect((await c.query('select ssl from pg_stat_ssl where pid = pg_backend_pid()')).rows).toEqual([{ ssl: true }]);
-    await c.end();
+    try {
+      expect(loop.endpoints).toBe(2);
+      const [s] = gw.broker.live();
+      expect(s?.handle).toBeInstanceOf(NativeRelay);
+      expect((await c.query('select ssl from pg_stat_ssl where pid = pg_backend_pid()')).rows).toEqual([{ ssl: true }]);
+    } finally {
+      await c.end();
+    }
     await endpointsBecome(0);
     expect(liveSessions()).toBe(0);
   });
