@@ -15,6 +15,8 @@
  *                the account; a second connection of the same grant reuses it
  * Each timing is connect + TLS + login + one `select current_user` round trip. Check-out,
  * check-in and the removal of accounts happen between timings, never inside one.
+ * The PostgreSQL door's data path is its default (auto: the native one where it loads) unless
+ * GATEHOUSE_POSTGRES_RELAY=native|node says otherwise; it carries one round trip per timing here.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

@@ -1,14 +1,17 @@
 /**
  * A benchmark's helper process (forked with IPC) that answers requests: it sends one first
  * message when it is ready (`first()`), then one answer per request (`ask()`, which rejects
- * when the answer is not ok or the process exits). Shared by bench/postgres/sessions.mjs and
- * native-idle.mjs.
+ * when the answer is not ok or the process exits). With `onLine`, its stderr (and that of the
+ * processes it forks) is passed on line by line, each line first shown to `onLine` (passStderr).
+ * Used by bench/postgres/sessions.mjs.
  */
 import { fork } from 'node:child_process';
 import { clearTimeout, setTimeout } from 'node:timers';
+import { passStderr } from './pg-relays.mjs';
 
-export function helper(path, args = [], execArgv = []) {
-  const child = fork(path, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+export function helper(path, args = [], execArgv = [], onLine = undefined) {
+  const child = fork(path, args, { execArgv, stdio: ['ignore', 'inherit', onLine ? 'pipe' : 'inherit', 'ipc'] });
+  if (onLine) passStderr(child, onLine);
   const answers = [];
   let waiting;
   child.on('message', (m) => (waiting ? waiting(m) : answers.push(m)));

@@ -1,13 +1,16 @@
 /**
  * The PostgreSQL relays the benchmarks race, each in its own process against one target
  * (test/targets/postgres.sh): PgBouncer in session mode with client TLS, Gatehouse
- * (bench/postgres/gateway.mjs) and a bare Node TLS pipe (bare-tls-pipe.mjs). Each start
- * function pushes its stop onto `cleanups` and returns the port(s), the pid and `cpu()`,
- * the process's utime + stime in µs. Shared by bench/postgres/run.mjs and accounting.mjs.
+ * (bench/postgres/gateway.mjs) on either of its door's data paths (RELAYS) and a bare Node TLS
+ * pipe (bare-tls-pipe.mjs). Each start function pushes its stop onto `cleanups` and returns the
+ * port(s), the pid and `cpu()`, the process's utime + stime in µs (every thread: the native
+ * data path's own thread included). Shared by bench/postgres/run.mjs, accounting.mjs,
+ * workers.mjs, sessions.mjs and connect-ab.mjs.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, createServer } from 'node:net';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,18 +31,20 @@ export function startTarget(prefix) {
 }
 
 /**
- * postgres.sh takes no settings: `maxConnections` is appended to the target's postgresql.conf,
- * `hbaFirst` (a pg_hba line) put before its others, and the server restarted.
+ * postgres.sh takes no settings: `maxConnections` is appended to the target's postgresql.conf
+ * and the server restarted.
  */
-export function restartTarget(target, { maxConnections, hbaFirst }) {
+export function restartTarget(target, { maxConnections }) {
   const bin = execFileSync('bash', ['-c', 'printf "%s\\n" /usr/lib/postgresql/*/bin | sort -V | tail -n 1'], { encoding: 'utf8' }).trim();
   const data = join(target.dir, 'data');
-  if (maxConnections) appendFileSync(join(data, 'postgresql.conf'), `\n# bench\nmax_connections = ${maxConnections}\n`);
-  if (hbaFirst) writeFileSync(join(data, 'pg_hba.conf'), `${hbaFirst}\n${readFileSync(join(data, 'pg_hba.conf'), 'utf8')}`);
+  appendFileSync(join(data, 'postgresql.conf'), `\n# bench\nmax_connections = ${maxConnections}\n`);
   execFileSync('runuser', ['-u', 'postgres', '--', join(bin, 'pg_ctl'), '-D', data, '-l', join(target.dir, 'postgres.log'), '-w', '-t', '60', '-s', '-m', 'fast', 'restart'], { cwd: target.dir, stdio: 'ignore' });
   // stop (in the cleanups) signals the pid in target.pid.
   writeFileSync(join(target.dir, 'target.pid'), readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0] + '\n');
 }
+
+/** The time of day (UTC, HH:MM:SS), for a bench's per-sample lines: which samples shared the machine with what. */
+export const timeOfDay = () => new Date().toISOString().slice(11, 19);
 
 /** Runs a command to completion; resolves with stdout + stderr, rejects on a non-zero exit. */
 export function run(cmd, args, env = {}) {
@@ -85,10 +90,28 @@ export function ensureTool(bin, pkg) {
 const uid = (u) => Number(execFileSync('id', ['-u', u], { encoding: 'utf8' }).trim());
 const gid = (u) => Number(execFileSync('id', ['-g', u], { encoding: 'utf8' }).trim());
 
-/** A Node script in its own process that prints one JSON line when it listens. */
-async function nodeProcess(script, arg, cleanups, { nodeArgs = [], env = {} } = {}) {
-  const child = spawn(process.execPath, [...nodeArgs, script, JSON.stringify(arg)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+/** Passes a child's stderr (piped) on to ours line by line, each line first shown to `onLine`. */
+export function passStderr(child, onLine) {
+  createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (line) => {
+    onLine(line);
+    process.stderr.write(`${line}\n`);
+  });
+}
+
+/**
+ * The data path a gateway log line names, if it is the line a PostgreSQL listener logs when it
+ * listens (protocols/postgres/native.ts: `"relay":"native"` or `"node"`, JSON format).
+ */
+export const relayLogged = (line) => /"relay":"(\w+)"/.exec(line)?.[1];
+
+/**
+ * A Node script in its own process that prints one JSON line when it listens. Its stderr (and
+ * that of any process it forks) is passed on line by line (passStderr).
+ */
+async function nodeProcess(script, arg, cleanups, { nodeArgs = [], env = {}, onLine = () => undefined } = {}) {
+  const child = spawn(process.execPath, [...nodeArgs, script, JSON.stringify(arg)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   cleanups.unshift(() => child.kill('SIGTERM'));
+  passStderr(child, onLine);
   const line = await new Promise((resolve, reject) => {
     child.stdout.once('data', (d) => resolve(String(d)));
     child.once('exit', (code) => reject(new Error(`${script} exited ${code}`)));
@@ -97,19 +120,46 @@ async function nodeProcess(script, arg, cleanups, { nodeArgs = [], env = {} } = 
   return { ...g, cpu: () => procCpuMicros(g.pid) };
 }
 
-/**
- * The gateway in its own process, as `gatehouse serve` runs it: { plainPort, tlsPort, pid, cpu }.
- * `from` is the checkout to run it from (its bench/ and dist/; this one by default), e.g. a
- * copy of an earlier build for a before/after race in one run.
- */
-export function startGateway({ target, certDir, gatewayPassword, cleanups, from = root, ...opts }) {
-  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, gatewayPassword, certDir };
-  return nodeProcess(join(from, 'bench/postgres/gateway.mjs'), cfg, cleanups, opts);
+/** The data paths of the gateway's PostgreSQL door (its adapter option `relay`), as the benchmarks name them. */
+export const RELAYS = { native: 'Gatehouse (native data path)', node: 'Gatehouse (node relay)' };
+
+/** A `--relays` value (e.g. `native,node`), checked, in its order. */
+export function relayList(value) {
+  const list = value.split(',').filter(Boolean);
+  for (const r of list) if (!Object.hasOwn(RELAYS, r)) throw new Error(`--relays: ${r} is neither native nor node`);
+  if (!list.length) throw new Error('--relays: none given');
+  return list;
 }
 
-/** The native relay (bench/native/pg-relay.c, through native-pg-relay.mjs) in its own process: { port, pid, cpu }. */
-export function startNativeRelay({ target, certDir, cleanups, ...opts }) {
-  return nodeProcess(join(root, 'bench/lib/native-pg-relay.mjs'), { host: target.host, port: target.port, certDir }, cleanups, opts);
+/**
+ * The gateway in its own process, as `gatehouse serve` runs it: { plainPort, tlsPort, pid,
+ * workers (their pids), relays, cpu }. `from` is the checkout to run it from (its bench/ and
+ * dist/; this one by default), e.g. a copy of an earlier build for a before/after race in one
+ * run. `relay` (native or node) is the door's data path, given as its adapter option and as
+ * GATEHOUSE_POSTGRES_RELAY (which an earlier build's gateway.mjs may read instead); `workers`
+ * (≥ 1) serves the door from that many data-path workers. Every process that serves the door
+ * logs its data path when it listens (protocols/postgres/native.ts), on the stderr passed on
+ * here: `relays` collects them, and with `relay` given, anything but that relay on every
+ * listener of every process (2 × max(1, workers) lines) is an error. `native` cannot fall
+ * back anyway: the door refuses to listen where the addon cannot load.
+ */
+export async function startGateway({ target, certDir, gatewayPassword, cleanups, from = root, relay, workers, env = {}, ...opts }) {
+  const cfg = {
+    host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, gatewayPassword, certDir,
+    ...(relay ? { relay } : {}), ...(workers ? { workers } : {}),
+  };
+  const relays = [];
+  const onLine = (line) => {
+    const r = relayLogged(line);
+    if (r) relays.push(r);
+  };
+  const g = await nodeProcess(join(from, 'bench/postgres/gateway.mjs'), cfg, cleanups, { ...opts, env: { ...env, ...(relay ? { GATEHOUSE_POSTGRES_RELAY: relay } : {}) }, onLine });
+  if (relay) {
+    const expected = 2 * Math.max(1, workers ?? 0);
+    for (let i = 0; i < 100 && relays.length < expected; i++) await new Promise((r) => setTimeout(r, 50));
+    if (relays.length < expected || relays.some((r) => r !== relay)) throw new Error(`gateway ${g.pid} asked for relay ${relay}, its listeners logged [${relays.join(', ')}] (expected ${expected})`);
+  }
+  return { ...g, relays };
 }
 
 /** The bare Node TLS pipe in its own process: { port, pid, cpu }. */

@@ -1,24 +1,28 @@
 #!/usr/bin/env node
 /**
- * Per-transaction accounting of the three PostgreSQL relays side by side (issue 18, item 1):
+ * Per-transaction accounting of the PostgreSQL relays side by side (issue 18, item 1):
  * PgBouncer (session mode), a bare Node TLS pipe (bench/lib/bare-tls-pipe.mjs) and Gatehouse
- * (bench/postgres/gateway.mjs, target leg in plaintext like the other two), each in its own
- * process, each under the same `pgbench -n -S -M simple -c 32 -j 2 -t TX` with client TLS.
+ * (bench/postgres/gateway.mjs, target leg in plaintext like the other two) on each of its door's
+ * data paths, the native one (native/pg-relay.c) and the node relay (protocols/postgres/relay.ts),
+ * each in its own process, each under the same `pgbench -n -S -M simple -c 32 -j 2 -t TX` with
+ * client TLS.
  *
- *   npm run build && node bench/postgres/accounting.mjs [--tx 2000] [--clients 32] [--rounds 3] [--conn-tx 10]
+ *   npm run build && node bench/postgres/accounting.mjs [--tx 2000] [--clients 32] [--rounds 3] [--conn-tx 10] [--relays node,native] [--baseline DIR] [--cpu-only]
  *
  * Four passes per relay per round, so that no probe disturbs another's figure:
- *   1. proxy CPU µs/tx: utime + stime of the proxy process over the run (/proc/PID/stat, each
- *      shown too: user is the relay's own code and the TLS crypto, system its syscalls), and
- *      for the Node relays the JS heap bytes allocated per tx (bench/lib/heap-meter.mjs, a
- *      v8.GCProfiler window opened and closed by SIGUSR2 around the run).
+ *   1. proxy CPU µs/tx: utime + stime of the proxy process over the run (/proc/PID/stat, every
+ *      thread; each shown too: user is the relay's own code and the TLS crypto, system its
+ *      syscalls), and for the Node processes the JS heap bytes allocated per tx
+ *      (bench/lib/heap-meter.mjs, a v8.GCProfiler window opened and closed by SIGUSR2 around the
+ *      run; on the native data path that is what JavaScript still does per transaction).
  *   1b. connection start, proxy CPU ms/connection: the same clients under `pgbench -C -t CONN_TX`
  *      (a new connection, TLS handshake and login for every transaction; CONN_TX × clients of
  *      them, 320 by default), proxy CPU over the run read as in pass 1.
  *   2. syscalls/tx by kind: `perf stat -e 'syscalls:sys_enter_*' -p PID` (kernel tracepoints,
  *      every thread of the process) over the run. perf rather than `strace -c -f`: strace
  *      stops the process at every syscall, which slows the proxy several times over and
- *      changes how much each read finds waiting, i.e. the very counts being measured.
+ *      changes how much each read finds waiting, i.e. the very counts being measured. On the
+ *      native data path the addon's thread makes the relay's syscalls, the JS thread the rest.
  *   3. TLS records/tx each way: pgbench connects through a counting TCP tap (bench/lib/tls-tap.mjs)
  *      that parses the 5-byte record headers on the client leg.
  * Every figure of passes 1-3 is over the whole pgbench run, so the 32 connections' handshakes
@@ -34,13 +38,14 @@
  * SETTLE_MS after pgbench before the second CPU reading, so deferred teardown work (Gatehouse's
  * target-leg Terminate comes 250 ms after the client's close) is counted in the pass it belongs to.
  * The relays run in a rotated order per round; the table gives the median and the range across rounds.
- * With `--baseline DIR` a fourth relay runs in every round: Gatehouse from DIR, a copy of an
+ * `--relays` chooses Gatehouse's data paths (default node,native; each a gateway process of its
+ * own, started with the PostgresAdapter option `relay`, which every listener must log at listen).
+ * With `--baseline DIR` one more relay runs in every round: Gatehouse from DIR, a copy of an
  * earlier build (its dist/ and bench/, with package.json and a node_modules link), so a change
- * is compared with what it replaced under the same load, interleaved; the last column stays
- * Gatehouse − bare pipe.
- * `--native` adds a fifth relay to every round: bench/native/pg-relay.c, the same pipe in C on
- * its own thread (OpenSSL, framing both ways, statement capture handed to JS in batches; item 3's
- * prototype), built on first use with the system compiler against Node's headers.
+ * is compared with what it replaced under the same load, interleaved (its data path is its own
+ * default, or GATEHOUSE_POSTGRES_RELAY from the environment if that build reads it). The last
+ * columns are differences of medians: each Gatehouse data path less the bare pipe, and the
+ * native one less PgBouncer.
  * `--cpu-only` runs passes 1 and 1b only (quicker rounds, for comparing CPU). SIGINT or SIGTERM
  * stops the relays and the target before exiting.
  * Runs as root (the target and PgBouncer run as the postgres OS user).
@@ -51,12 +56,13 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensureTool, procCpuSplit, run, startBarePipe, startGateway, startNativeRelay, startPgbouncer, startTarget } from '../lib/pg-relays.mjs';
+import { RELAYS, ensureTool, procCpuSplit, relayList, run, startBarePipe, startGateway, startPgbouncer, startTarget, timeOfDay } from '../lib/pg-relays.mjs';
 import { tlsTap } from '../lib/tls-tap.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const { values } = parseArgs({ options: { tx: { type: 'string', default: '2000' }, clients: { type: 'string', default: '32' }, rounds: { type: 'string', default: '3' }, 'conn-tx': { type: 'string', default: '10' }, baseline: { type: 'string' }, native: { type: 'boolean', default: false }, 'cpu-only': { type: 'boolean', default: false }, scale: { type: 'string', default: '5' } } });
+const { values } = parseArgs({ options: { tx: { type: 'string', default: '2000' }, clients: { type: 'string', default: '32' }, rounds: { type: 'string', default: '3' }, 'conn-tx': { type: 'string', default: '10' }, baseline: { type: 'string' }, relays: { type: 'string', default: 'node,native' }, 'cpu-only': { type: 'boolean', default: false }, scale: { type: 'string', default: '5' } } });
 const ROUNDS = Number(values.rounds);
+const GATEHOUSE = relayList(values.relays);
 const sorted = (xs) => [...xs].sort((a, b) => a - b);
 const median = (xs) => sorted(xs)[Math.floor(xs.length / 2)];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -171,17 +177,17 @@ try {
   const gatewayPassword = randomBytes(12).toString('base64url');
   const bouncer = await startPgbouncer({ target, dir, pki, cleanups });
   const bare = await startBarePipe({ target, certDir, cleanups, ...metered('bare') });
-  const gw = await startGateway({ target, certDir, gatewayPassword, cleanups, ...metered('gatehouse') });
   const base = values.baseline && (await startGateway({ target, certDir, gatewayPassword, cleanups, from: values.baseline, ...metered('baseline') }));
   const asTarget = { user: target.user, password: target.password };
   const relays = [
     { key: 'pgbouncer', name: 'PgBouncer', ...bouncer, ...asTarget },
     { key: 'bare', name: 'bare Node TLS pipe', ...bare, ...asTarget, heapFile: metered('bare').env.HEAP_METER_OUT },
-    { key: 'gatehouse', name: 'Gatehouse', ...gw, port: gw.plainPort, user: 'bench:bench-pg', password: gatewayPassword, heapFile: metered('gatehouse').env.HEAP_METER_OUT },
   ];
-  if (values.native) {
-    const native = await startNativeRelay({ target, certDir, cleanups });
-    relays.push({ key: 'native', name: 'native relay (C prototype)', ...native, ...asTarget });
+  for (const relay of GATEHOUSE) {
+    const key = `gatehouse-${relay}`;
+    const gw = await startGateway({ target, certDir, gatewayPassword, cleanups, relay, ...metered(key) });
+    console.log(`${RELAYS[relay]}: pid ${gw.pid}, its listeners logged relay ${gw.relays.join(', ')}`);
+    relays.push({ key, name: RELAYS[relay], ...gw, port: gw.plainPort, user: 'bench:bench-pg', password: gatewayPassword, heapFile: metered(key).env.HEAP_METER_OUT });
   }
   if (base) relays.push({ key: 'baseline', name: 'Gatehouse (baseline)', ...base, port: base.plainPort, user: 'bench:bench-pg', password: gatewayPassword, heapFile: metered('baseline').env.HEAP_METER_OUT });
   for (const r of relays) r.tap = await tlsTap(r.port);
@@ -194,6 +200,7 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     for (let i = 0; i < relays.length; i++) {
       const r = relays[(i + round) % relays.length];
+      const t0 = timeOfDay();
       const a = await cpuAndHeap(r);
       add(r, 'tps (pass 1, not a throughput race: one relay at a time)', r.tps);
       add(r, 'proxy CPU µs/tx', a.cpu);
@@ -210,7 +217,7 @@ try {
       add(r, '… of it user (µs/tx), excl. connection start', c.txUser);
       add(r, '… of it system (µs/tx), excl. connection start', c.txSystem);
       if (values['cpu-only']) {
-        console.log(`  round ${round + 1} ${r.name}: ${samples[r.key]['tps (pass 1, not a throughput race: one relay at a time)'].at(-1).toFixed(0)} tps, ${a.cpu.toFixed(1)} µs/tx (${c.tx.toFixed(1)} without connection start, ${(c.conn / 1000).toFixed(2)} ms/connection)`);
+        console.log(`  ${t0}–${timeOfDay()} round ${round + 1} ${r.name}: ${samples[r.key]['tps (pass 1, not a throughput race: one relay at a time)'].at(-1).toFixed(0)} tps, ${a.cpu.toFixed(1)} µs/tx (${c.tx.toFixed(1)} without connection start, ${(c.conn / 1000).toFixed(2)} ms/connection)`);
         continue;
       }
       const s = await syscalls(r);
@@ -221,7 +228,7 @@ try {
       add(r, 'TLS records/tx proxy → client (application data)', t.fromProxy.application_data ?? 0);
       add(r, 'TLS bytes/tx client → proxy', t.toProxy.bytes ?? 0);
       add(r, 'TLS bytes/tx proxy → client', t.fromProxy.bytes ?? 0);
-      console.log(`  round ${round + 1} ${r.name}: ${samples[r.key]['tps (pass 1, not a throughput race: one relay at a time)'].at(-1).toFixed(0)} tps, ${a.cpu.toFixed(1)} µs/tx (${c.tx.toFixed(1)} without connection start, ${(c.conn / 1000).toFixed(2)} ms/connection)${a.heap === undefined ? '' : `, ${a.heap.toFixed(0)} B heap/tx`}, ${Object.values(s).reduce((x, y) => x + y, 0).toFixed(2)} syscalls/tx, records/tx ${(t.toProxy.application_data ?? 0).toFixed(2)} in / ${(t.fromProxy.application_data ?? 0).toFixed(2)} out`);
+      console.log(`  ${t0}–${timeOfDay()} round ${round + 1} ${r.name}: ${samples[r.key]['tps (pass 1, not a throughput race: one relay at a time)'].at(-1).toFixed(0)} tps, ${a.cpu.toFixed(1)} µs/tx (${c.tx.toFixed(1)} without connection start, ${(c.conn / 1000).toFixed(2)} ms/connection)${a.heap === undefined ? '' : `, ${a.heap.toFixed(0)} B heap/tx`}, ${Object.values(s).reduce((x, y) => x + y, 0).toFixed(2)} syscalls/tx, records/tx ${(t.toProxy.application_data ?? 0).toFixed(2)} in / ${(t.fromProxy.application_data ?? 0).toFixed(2)} out`);
     }
   }
 
@@ -234,21 +241,30 @@ try {
   };
   const shown = [...metrics].filter((m) => !m.startsWith('syscalls/tx: ') || relays.some((r) => median(value(r, m)) >= 0.01));
   const order = (m) => (m.startsWith('syscalls/tx: ') ? 1 : m.startsWith('syscalls') ? 0.5 : 0);
-  shown.sort((a, b) => order(a) - order(b) || (order(a) === 1 ? median(value(relays[2], b)) - median(value(relays[2], a)) : 0));
+  const byKey = Object.fromEntries(relays.map((r) => [r.key, r]));
+  const first = byKey[`gatehouse-${GATEHOUSE[0]}`];
+  shown.sort((a, b) => order(a) - order(b) || (order(a) === 1 ? median(value(first, b)) - median(value(first, a)) : 0));
   const nodeOnly = (m) => m.startsWith('JS heap') || m.startsWith('GCs');
   const digits = (m) => (m.startsWith('tps') || m.startsWith('connections/s') ? 0 : m.includes('µs') || m.startsWith('GCs') ? 1 : m.includes('bytes') ? 0 : m.includes('ms/connection') ? 3 : 2);
   const cell = (r, m) => {
-    if (nodeOnly(m) && (r.key === 'pgbouncer' || r.key === 'native')) return 'n/a';
+    if (nodeOnly(m) && r.key === 'pgbouncer') return 'n/a';
     const xs = sorted(value(r, m));
     const d = digits(m);
     return ROUNDS > 1 ? `${median(xs).toFixed(d)} (${xs[0].toFixed(d)}–${xs.at(-1).toFixed(d)})` : median(xs).toFixed(d);
   };
-  console.log(`\n| per transaction (median, range over ${ROUNDS} rounds) | ${relays.map((r) => r.name).join(' | ')} | Gatehouse − bare pipe |`);
-  console.log(`|---|${relays.map(() => '---:|').join('')}---:|`);
-  for (const m of shown) {
-    const diff = median(value(relays[2], m)) - median(value(relays[1], m));
-    console.log(`| ${m} | ${relays.map((r) => cell(r, m)).join(' | ')} | ${diff >= 0 ? '+' : ''}${diff.toFixed(digits(m))} |`);
-  }
+  // Differences of medians: each Gatehouse data path less the bare pipe, the native one less PgBouncer.
+  const diffs = [
+    ...GATEHOUSE.map((g) => [`${g} − bare pipe`, byKey[`gatehouse-${g}`], byKey.bare]),
+    ...(GATEHOUSE.includes('native') ? [['native − PgBouncer', byKey['gatehouse-native'], byKey.pgbouncer]] : []),
+  ];
+  const diff = (m, a, b) => {
+    if (nodeOnly(m) && (a.key === 'pgbouncer' || b.key === 'pgbouncer')) return 'n/a';
+    const d = median(value(a, m)) - median(value(b, m));
+    return `${d >= 0 ? '+' : ''}${d.toFixed(digits(m))}`;
+  };
+  console.log(`\n| per transaction (median, range over ${ROUNDS} rounds) | ${relays.map((r) => r.name).join(' | ')} | ${diffs.map(([n]) => n).join(' | ')} |`);
+  console.log(`|---|${relays.map(() => '---:|').join('')}${diffs.map(() => '---:|').join('')}`);
+  for (const m of shown) console.log(`| ${m} | ${relays.map((r) => cell(r, m)).join(' | ')} | ${diffs.map(([, a, b]) => diff(m, a, b)).join(' | ')} |`);
   console.log(`\n${JSON.stringify(samples)}`);
 } finally {
   await cleanUp();

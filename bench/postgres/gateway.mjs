@@ -6,10 +6,16 @@
  * to resources that allow a plaintext target, as bench-pg does), and with TLS (the default:
  * TLS required, the target's certificate pinned on first use).
  *
- *   node bench/postgres/gateway.mjs '{"host","port","user","password","database","gatewayPassword","certDir"[,"workers"]}'
+ *   node bench/postgres/gateway.mjs '{"host","port","user","password","database","gatewayPassword","certDir"[,"workers"][,"relay"]}'
  *
  * `workers` (a number ≥ 1): both listeners are served by that many data-path worker processes
  * (src/dataplane), as `gatehouse serve --workers N` does; absent, everything is in this process.
+ * `relay` (auto, native or node): the door's data path, the PostgresAdapter option `relay`;
+ * absent, GATEHOUSE_POSTGRES_RELAY, else auto (native where it loads).
+ *
+ * The listeners (in this process or in the workers) log at info, as JSON on stderr: a few lines
+ * at listen, among them the data path each uses (`"relay":"native"` or `"node"`), and a line
+ * per refused connection; nothing per session or per statement. The rest stays silent.
  *
  * Prints one JSON line: { plainPort, tlsPort, pid, workers: [pid...] }; runs until killed.
  */
@@ -18,8 +24,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
-const [{ ensurePki }, { PostgresAdapter }, { DataPath }, { benchGateway, silentLogger }] = await Promise.all([
-  dist('src/pki/pki.js'), dist('protocols/postgres/index.js'), dist('src/dataplane/pool.js'), import('../lib/gateway.mjs'),
+const [{ ensurePki }, { PostgresAdapter }, { DataPath }, { createLogger }, { benchGateway }] = await Promise.all([
+  dist('src/pki/pki.js'), dist('protocols/postgres/index.js'), dist('src/dataplane/pool.js'), dist('src/core/log.js'), import('../lib/gateway.mjs'),
 ]);
 
 const t = JSON.parse(process.argv[2]);
@@ -33,11 +39,14 @@ const { broker, stop } = await benchGateway({
 });
 const pki = await ensurePki(t.certDir);
 const tls = { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem };
-const pool = t.workers ? new DataPath(t.workers, silentLogger) : undefined;
+// The workers log at this logger's level (src/dataplane/pool.ts).
+const log = createLogger({ level: 'info' }, { format: 'json' });
+const pool = t.workers ? new DataPath(t.workers, log) : undefined;
 await pool?.start();
 const door = (adapter) => (pool ? pool.door('postgres', adapter) : adapter);
-const plain = await door(new PostgresAdapter({ upstreamTls: 'disable' })).listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls });
-const withTls = await door(new PostgresAdapter()).listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls });
+const relay = t.relay ? { relay: t.relay } : {};
+const plain = await door(new PostgresAdapter({ upstreamTls: 'disable', ...relay })).listen({ host: '127.0.0.1', port: 0, broker, log: log.child({ listener: 'plain' }), tls });
+const withTls = await door(new PostgresAdapter(relay)).listen({ host: '127.0.0.1', port: 0, broker, log: log.child({ listener: 'tls' }), tls });
 process.on('SIGTERM', () => {
   void Promise.all([plain.close(), withTls.close()]).then(() => stop()).then(() => pool?.stop()).finally(() => process.exit(0));
 });

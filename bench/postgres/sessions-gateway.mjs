@@ -6,13 +6,18 @@
  * (every day, all day, 60 min), checked out by `bench`, whose gateway password every session
  * signs in with; `admin` holds the API token the force check-in is sent with.
  *
- *   node --expose-gc bench/postgres/sessions-gateway.mjs '{"host","port","user","password","database","dataDir","gatewayPassword","plainUpstream"[,"workers"]}'
+ *   node --expose-gc bench/postgres/sessions-gateway.mjs '{"host","port","user","password","database","dataDir","gatewayPassword","plainUpstream"[,"workers"][,"relay"]}'
  *
  * `workers` > 1: the door is served by that many data-path workers (`gatehouse serve --workers`);
- * RSS is then the gateway's and its workers' together.
+ * RSS is then the gateway's and its workers' together. `relay` (native or node): the door's data
+ * path, its PostgresAdapter option `relay` (absent: GATEHOUSE_POSTGRES_RELAY, else auto). The
+ * gateway logs at info, JSON on stderr: a few lines at start, among them the data path of the
+ * door in each process serving it (`"relay":"native"` or `"node"`), nothing per session.
  *
  * Sends { ready, pid, pgPort, apiPort, token } once listening. Commands (IPC messages):
- *   { cmd: 'mem' }        after three GCs: VmRSS and process.memoryUsage() (bytes), live sessions
+ *   { cmd: 'mem' }        after three GCs: VmRSS and process.memoryUsage() (bytes), live sessions,
+ *                         and on the native data path in this process the sockets its addon
+ *                         holds (`nativeEndpoints`: two per session, client and target leg)
  *   { cmd: 'checkout' }   bench checks bench-pg out again (after a force check-in)
  *   { cmd: 'recorded', t0, expect }  waits for `expect` session_ended notices (each is published
  *                         once the session's record and audit row are written); → ms from t0 to
@@ -27,7 +32,7 @@ import { loadAddon } from '../lib/native-addon.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
-const [{ startGateway }, { loadConfig }, { silentLogger }, { PostgresAdapter }, { hashPassword }] = await Promise.all([
+const [{ startGateway }, { loadConfig }, { createLogger }, { PostgresAdapter }, { hashPassword }] = await Promise.all([
   dist('src/gateway.js'), dist('src/core/config.js'), dist('src/core/log.js'), dist('protocols/postgres/index.js'), dist('src/secrets/passwords.js'),
 ]);
 
@@ -36,8 +41,11 @@ const ALWAYS = { timezone: 'UTC', schedule: [{ days: ['mon', 'tue', 'wed', 'thu'
 
 const cfg = loadConfig({ data: t.dataDir, listen: ['api=127.0.0.1:0', 'postgres=127.0.0.1:0'], cwd: t.dataDir, ...(t.workers ? { workers: String(t.workers) } : {}) });
 cfg.nodeName = 'bench';
-const adapter = new PostgresAdapter({ maxConnections: 5000, ...(t.plainUpstream ? { upstreamTls: 'disable' } : {}) });
-const gw = await startGateway(cfg, { log: silentLogger, adapters: { postgres: adapter } });
+const adapter = new PostgresAdapter({ maxConnections: 5000, ...(t.plainUpstream ? { upstreamTls: 'disable' } : {}), ...(t.relay ? { relay: t.relay } : {}) });
+const gw = await startGateway(cfg, { log: createLogger({ level: 'info' }, { format: 'json' }), adapters: { postgres: adapter } });
+// The addon's own count of the sockets it holds, where this process runs the native data path
+// (loaded already by then: the door loaded it at listen).
+const native = t.relay === 'native' && !gw.dataPath ? (await dist('protocols/postgres/native.js')).nativeLoop().loop : undefined;
 const d = gw.engine.directory;
 await d.addUser('admin', { name: 'bench', passwordHash: await hashPassword(t.gatewayPassword) });
 await d.addResource('admin', {
@@ -72,7 +80,10 @@ const commands = {
     const workers = (gw.dataPath?.load() ?? []).map((w) => rssOf(w.pid));
     // After the spread: memoryUsage() has an rss of its own, this process's only.
     const m = malloc.info();
-    return { ...process.memoryUsage(), mallocInUse: m.inUse, mallocFree: m.free, rss: rss(), primaryRss: rssOf('self'), workersRss: workers, fds: readdirSync('/proc/self/fd').length, live: gw.broker.live().length, gc: typeof globalThis.gc === 'function' };
+    return {
+      ...process.memoryUsage(), mallocInUse: m.inUse, mallocFree: m.free, rss: rss(), primaryRss: rssOf('self'), workersRss: workers, fds: readdirSync('/proc/self/fd').length,
+      live: gw.broker.live().length, gc: typeof globalThis.gc === 'function', nativeEndpoints: native?.endpoints,
+    };
   },
   async checkout() {
     await gw.engine.leases.checkout('bench', 'bench-pg');

@@ -3,10 +3,15 @@
  * Many idle PostgreSQL sessions through one gateway (issue 18, item 5): what each costs the
  * gateway in RSS, and how long one force check-in of the lease they share takes to close them.
  *
- *   npm run build && node bench/postgres/sessions.mjs [--sizes 20,400,1000] [--runs 3] [--upstream tls|plain] [--workers 1[,2]] [--client-procs 1]
+ *   npm run build && node bench/postgres/sessions.mjs [--sizes 20,400,1000] [--runs 3] [--upstream tls|plain] [--workers 1[,2]] [--client-procs 1] [--relays native,node]
  *
  * `--workers 1,2`: each size also with the door in two data-path workers (`gatehouse serve
  * --workers 2`), interleaved; RSS is then the gateway's and its workers' together.
+ * `--relays native,node`: each case on each of the door's data paths (the PostgresAdapter option
+ * `relay`), interleaved: the native one (native/pg-relay.c, the sockets held by the addon's
+ * thread) and the node relay (protocols/postgres/relay.ts). A case stops the bench unless every
+ * process serving the door logged that relay at listen, and, on the native path in one process,
+ * unless the addon holds two sockets per session (its own count, `nativeEndpoints`).
  *
  * A real PostgreSQL (test/targets/postgres.sh, max_connections raised and restarted), and per
  * case a fresh gateway process (sessions-gateway.mjs: startGateway as `gatehouse serve` runs it,
@@ -29,31 +34,31 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { helper } from '../lib/ipc-helper.mjs';
-import { restartTarget } from '../lib/pg-relays.mjs';
+import { relayList, relayLogged, restartTarget, startTarget, timeOfDay } from '../lib/pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
-  options: { sizes: { type: 'string', default: '20,400,1000' }, runs: { type: 'string', default: '3' }, upstream: { type: 'string', default: 'tls' }, workers: { type: 'string', default: '1' }, 'client-procs': { type: 'string', default: '1' } },
+  options: {
+    sizes: { type: 'string', default: '20,400,1000' }, runs: { type: 'string', default: '3' }, upstream: { type: 'string', default: 'tls' }, workers: { type: 'string', default: '1' },
+    'client-procs': { type: 'string', default: '1' }, relays: { type: 'string', default: 'native,node' },
+  },
 });
 const SIZES = values.sizes.split(',').map(Number);
 const RUNS = Number(values.runs);
 const WORKERS = values.workers.split(',').map(Number);
+const RELAYS = relayList(values.relays);
 const CLIENT_PROCS = Number(values['client-procs']);
 const PLAIN = values.upstream === 'plain';
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const range = (xs, f = (x) => x.toFixed(0)) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
 const KiB = (b) => b / 1024;
 
-const dir = mkdtempSync(join(tmpdir(), 'gh-bench-sessions-'));
-const script = join(root, 'test/targets/postgres.sh');
-const target = JSON.parse(execFileSync('bash', [script, 'start'], { encoding: 'utf8' }).trim().split('\n').at(-1));
-const cleanups = [() => execFileSync('bash', [script, 'stop', target.dir], { stdio: 'ignore' }), () => rmSync(dir, { recursive: true, force: true })];
+const { target, dir, cleanups } = startTarget('gh-bench-sessions-');
 
 const cases = [];
 
@@ -74,11 +79,16 @@ function merge(tear, watched) {
   };
 }
 
-async function runCase(n, workers) {
+async function runCase(n, workers, relay) {
+  const t0 = timeOfDay();
   const dataDir = mkdtempSync(join(dir, 'gw-'));
   const gatewayPassword = randomBytes(12).toString('base64url');
-  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, dataDir, gatewayPassword, plainUpstream: PLAIN, workers };
-  const gw = helper(join(root, 'bench/postgres/sessions-gateway.mjs'), [JSON.stringify(cfg)], ['--expose-gc']);
+  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, dataDir, gatewayPassword, plainUpstream: PLAIN, workers, relay };
+  const logged = [];
+  const gw = helper(join(root, 'bench/postgres/sessions-gateway.mjs'), [JSON.stringify(cfg)], ['--expose-gc'], (line) => {
+    const r = relayLogged(line);
+    if (r) logged.push(r);
+  });
   // Client sockets in CLIENT_PROCS processes: one process handling a thousand TLS closes is
   // itself a bound on how soon the last one is seen closed.
   const procs = Array.from({ length: CLIENT_PROCS }, () => helper(join(root, 'bench/postgres/sessions-clients.mjs')));
@@ -91,18 +101,22 @@ async function runCase(n, workers) {
     await clients.ask({ cmd: 'open', n: 20, ...login });
     await clients.ask({ cmd: 'end' });
     await gw.ask({ cmd: 'recorded', t0: '0', expect: 20 });
+    // Every process serving the door has logged its data path by now (20 sessions went through it).
+    const serving = workers > 1 ? workers : 1;
+    if (logged.length !== serving || logged.some((r) => r !== relay)) throw new Error(`relay ${relay}: the door's ${serving} process(es) logged [${logged.join(', ')}]`);
     const before = await gw.ask({ cmd: 'mem' });
     const t1 = performance.now();
     await Promise.all(procs.map((p, i) => p.ask({ cmd: 'open', n: Math.floor(n / CLIENT_PROCS) + (i < n % CLIENT_PROCS ? 1 : 0), ...login })));
     const opened = { ms: performance.now() - t1 };
     const after = await gw.ask({ cmd: 'mem' });
     if (after.live !== n) throw new Error(`expected ${n} live sessions, the broker has ${after.live}`);
+    if (after.nativeEndpoints !== undefined && after.nativeEndpoints < 2 * n) throw new Error(`${n} sessions on the native data path, its addon holds ${after.nativeEndpoints} sockets`);
     const watching = others.map((p) => p.ask({ cmd: 'watch' }));
     const tear = merge(await clients.ask({ cmd: 'force', apiPort: g.apiPort, resource: 'bench-pg', token: g.token }), await Promise.all(watching));
     const rec = await gw.ask({ cmd: 'recorded', t0: tear.t0, expect: n });
     const per = (k) => KiB(after[k] - before[k]) / n;
     const c = {
-      n, workers, openMs: opened.ms, rss: per('rss'), heap: per('heapUsed'), heapTotal: per('heapTotal'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
+      n, workers, relay, openMs: opened.ms, nativeEndpoints: after.nativeEndpoints, rss: per('rss'), heap: per('heapUsed'), heapTotal: per('heapTotal'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
       malloc: per('mallocInUse'), mallocFree: per('mallocFree'), rssBeforeMiB: before.rss / 2 ** 20, rssAfterMiB: after.rss / 2 ** 20, primaryKiB: KiB(after.primaryRss - before.primaryRss) / n,
       fdsBefore: before.fds, fdsAfter: after.fds,
       workersKiB: after.workersRss.map((r, i) => KiB(r - before.workersRss[i]) / n), ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits,
@@ -110,9 +124,9 @@ async function runCase(n, workers) {
     c.native = c.rss - c.heap - c.buffers - c.external;
     cases.push(c);
     console.log(
-      `  n=${String(n).padEnd(5)} workers=${workers} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session ` +
+      `  ${t0}–${timeOfDay()} n=${String(n).padEnd(5)} workers=${workers} relay=${relay.padEnd(6)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session ` +
         `(JS heap ${c.heap.toFixed(1)} used / ${c.heapTotal.toFixed(1)} committed, ${workers > 1 ? 'primary ' : ''}malloc in use ${c.malloc.toFixed(1)} + free kept ${c.mallocFree.toFixed(1)}, ArrayBuffers ${c.buffers.toFixed(1)}, other external ${c.external.toFixed(1)}, native ${c.native.toFixed(1)}); ` +
-        `gateway fds ${c.fdsBefore} → ${c.fdsAfter}; ${workers > 1 ? `primary ${c.primaryKiB.toFixed(1)} + workers ${c.workersKiB.map((k) => k.toFixed(1)).join(' + ')} KiB/session; ` : ''}opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
+        `gateway fds ${c.fdsBefore} → ${c.fdsAfter}${c.nativeEndpoints === undefined ? '' : `, addon sockets ${c.nativeEndpoints}`}; ${workers > 1 ? `primary ${c.primaryKiB.toFixed(1)} + workers ${c.workersKiB.map((k) => k.toFixed(1)).join(' + ')} KiB/session; ` : ''}opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
         `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up)`,
     );
   } finally {
@@ -125,22 +139,27 @@ async function runCase(n, workers) {
 try {
   restartTarget(target, { maxConnections: Math.max(...SIZES) + 200 });
   console.log(
-    `${SIZES.join(', ')} idle sessions, ${RUNS} runs (order rotating), client TLS, target leg ${PLAIN ? 'plaintext' : 'TLS'}; ` +
+    `${SIZES.join(', ')} idle sessions, ${RUNS} runs (order rotating), relays ${RELAYS.join(', ')}, client TLS, target leg ${PLAIN ? 'plaintext' : 'TLS'}; ` +
       `${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}; ${target.version}; node ${process.version}`,
   );
   for (let run = 0; run < RUNS; run++) {
     for (let i = 0; i < SIZES.length; i++) {
-      for (let j = 0; j < WORKERS.length; j++) await runCase(SIZES[(i + run) % SIZES.length], WORKERS[(j + run) % WORKERS.length]);
+      for (let j = 0; j < WORKERS.length; j++) {
+        for (let k = 0; k < RELAYS.length; k++) await runCase(SIZES[(i + run) % SIZES.length], WORKERS[(j + run) % WORKERS.length], RELAYS[(k + run) % RELAYS.length]);
+      }
     }
   }
-  console.log('\n| sessions | workers | KiB RSS / session | JS heap | ArrayBuffers | native + other | force check-in → last socket closed (ms) | → first / p50 closed (ms) | → records + audit written (ms) |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-  for (const n of SIZES) for (const w of WORKERS) {
-    const cs = cases.filter((c) => c.n === n && c.workers === w);
+  console.log('\n| sessions | workers | relay | KiB RSS / session | JS heap | ArrayBuffers | native + other | malloc in use / free kept | force check-in → last socket closed (ms) | → first / p50 closed (ms) | → records + audit written (ms) | read FATAL 57P01 |');
+  console.log('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const n of SIZES) for (const w of WORKERS) for (const relay of RELAYS) {
+    const cs = cases.filter((c) => c.n === n && c.workers === w && c.relay === relay);
     const m = (k, f = (x) => x.toFixed(1)) => `${f(median(cs.map((c) => c[k])))} (${range(cs.map((c) => c[k]), f)})`;
     const ms = (x) => x.toFixed(0);
-    console.log(`| ${n} | ${w} | ${m('rss')} | ${m('heap')} | ${m('buffers')} | ${median(cs.map((c) => c.native + c.external)).toFixed(1)} | ${m('lastMs', ms)} | ${m('firstMs', ms)} / ${m('p50Ms', ms)} | ${m('recordedMs', ms)} |`);
+    const one = (k) => median(cs.map((c) => c[k])).toFixed(1);
+    console.log(`| ${n} | ${w} | ${relay} | ${m('rss')} | ${m('heap')} | ${m('buffers')} | ${median(cs.map((c) => c.native + c.external)).toFixed(1)} | ${one('malloc')} / ${one('mallocFree')} | ${m('lastMs', ms)} | ${m('firstMs', ms)} / ${m('p50Ms', ms)} | ${m('recordedMs', ms)} | ${cs.map((c) => `${c.goodbyes}/${c.sessions}`).join(', ')} |`);
   }
+  // Every case's figures, without the per-socket times.
+  console.log(`\n${JSON.stringify(cases, (k, v) => (['closedAt', 'fatalAt', 'endAt'].includes(k) ? undefined : v))}`);
 } finally {
   for (const c of cleanups) {
     try {

@@ -2,23 +2,28 @@
 /**
  * Data-path workers (issue 18, item 4): does serving the PostgreSQL door from worker processes
  * cost more per transaction than serving it in the gateway's own process, and does a second
- * worker? Four relays against one PostgreSQL in one run: PgBouncer (session mode, client TLS;
- * single-threaded), Gatehouse with everything in one process, Gatehouse with one data-path
- * worker, Gatehouse with two (bench/postgres/gateway.mjs with `workers`, as `gatehouse serve
- * --workers N` runs it). All with client TLS and a plaintext target leg.
+ * worker? Against one PostgreSQL in one run: PgBouncer (session mode, client TLS;
+ * single-threaded) and, for each of the door's data paths chosen (`--relays`: the native one,
+ * native/pg-relay.c, and the node relay, protocols/postgres/relay.ts; the PostgresAdapter option
+ * `relay`, which every process serving the door must log at listen), Gatehouse with everything
+ * in one process, with one data-path worker and with two (bench/postgres/gateway.mjs with
+ * `workers`, as `gatehouse serve --workers N` runs it). All with client TLS and a plaintext
+ * target leg.
  *
- *   npm run build && node bench/postgres/workers.mjs [--seconds 5] [--rounds 3] [--clients 32] [--modes simple,prepared] [--syscalls]
+ *   npm run build && node bench/postgres/workers.mjs [--seconds 5] [--rounds 3] [--clients 32] [--modes simple,prepared] [--relays native,node] [--syscalls]
  *
  * Load: `pgbench -n -S -M MODE -c C -j 2 -T SECONDS`, each case once per round, the order
  * rotated every round, median (and range) of the rounds. CPU per transaction is the user +
  * system time of the relay's processes over the run (/proc/PID/stat; for Gatehouse the primary
  * and every worker, also shown apart), divided by the transactions pgbench reports; connection
- * start-up (32 logins) is included, as in run.mjs.
+ * start-up (32 logins) is included, as in run.mjs. On the native data path a process's CPU
+ * includes its addon's thread.
  *
  * `--syscalls`: afterwards, one more pgbench run per relay (simple mode) under `perf stat -e
- * 'syscalls:sys_enter_{epoll_wait,epoll_pwait,read,write,futex}'` over all its processes: how
- * many wake-ups (epoll calls) and reads/writes each transaction costs, which is what spreading
- * the same sessions over more processes changes.
+ * 'syscalls:sys_enter_{epoll_wait,epoll_pwait,read,write,recvfrom,sendto,futex}'` over all its
+ * processes: how many wake-ups (epoll calls) and reads/writes each transaction costs, which is
+ * what spreading the same sessions over more processes changes. (recvfrom and sendto are reads
+ * and writes too: PgBouncer's on one leg, the native data path's on its plaintext target leg.)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -26,11 +31,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { ensureTool, procCpuMicros, run, startPgbouncer, startTarget } from '../lib/pg-relays.mjs';
+import { RELAYS, ensureTool, procCpuMicros, relayList, run, startGateway, startPgbouncer, startTarget, timeOfDay } from '../lib/pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' }, modes: { type: 'string', default: 'simple,prepared' }, scale: { type: 'string', default: '5' }, syscalls: { type: 'boolean', default: false } },
+  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' }, modes: { type: 'string', default: 'simple,prepared' }, relays: { type: 'string', default: 'native,node' }, scale: { type: 'string', default: '5' }, syscalls: { type: 'boolean', default: false } },
 });
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
@@ -41,17 +46,11 @@ const range = (xs, d = 1) => `${median(xs).toFixed(d)} (${sorted(xs)[0].toFixed(
 const { ensurePki } = await import(join(root, 'dist', 'src/pki/pki.js'));
 const { target, dir, cleanups } = startTarget('gh-bench-pg-workers-');
 
-/** A Gatehouse gateway process with `workers` data-path workers (0: none, all in one process). */
-async function gateway(workers, gatewayPassword) {
-  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, gatewayPassword, certDir: join(dir, 'certs'), ...(workers ? { workers } : {}) };
-  const child = spawn(process.execPath, [join(root, 'bench/postgres/gateway.mjs'), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  cleanups.unshift(() => child.kill('SIGTERM'));
-  const line = await new Promise((resolve, reject) => {
-    child.stdout.once('data', (d) => resolve(String(d)));
-    child.once('exit', (code) => reject(new Error(`gateway.mjs exited ${code}`)));
-  });
-  const g = JSON.parse(line.trim());
-  return { port: g.plainPort, pids: [g.pid, ...g.workers], primary: () => procCpuMicros(g.pid), workers: () => g.workers.reduce((sum, pid) => sum + procCpuMicros(pid), 0) };
+/** A Gatehouse gateway process on data path `relay` with `workers` data-path workers (0: none, all in one process). */
+async function gateway(relay, workers, gatewayPassword) {
+  const g = await startGateway({ target, certDir: join(dir, 'certs'), gatewayPassword, cleanups, relay, workers });
+  console.log(`${RELAYS[relay]}, ${workers ? `${workers} worker(s)` : 'one process'}: pids ${[g.pid, ...g.workers].join(', ')}, relay logged ${g.relays.join(', ')}`);
+  return { port: g.plainPort, pids: [g.pid, ...g.workers], primary: g.cpu, workers: () => g.workers.reduce((sum, pid) => sum + procCpuMicros(pid), 0) };
 }
 
 try {
@@ -60,12 +59,15 @@ try {
   const password = randomBytes(12).toString('base64url');
   const bouncer = await startPgbouncer({ target, dir, pki, cleanups });
   const login = { user: 'bench:bench-pg', password };
-  const cases = [
-    { name: 'PgBouncer', port: bouncer.port, pids: [bouncer.pid], primary: bouncer.cpu, workers: () => 0, user: target.user, password: target.password },
-    { name: 'Gatehouse, one process', ...(await gateway(0, password)), ...login },
-    { name: 'Gatehouse, 1 worker', ...(await gateway(1, password)), ...login },
-    { name: 'Gatehouse, 2 workers', ...(await gateway(2, password)), ...login },
-  ];
+  const cases = [{ name: 'PgBouncer', port: bouncer.port, pids: [bouncer.pid], primary: bouncer.cpu, workers: () => 0, user: target.user, password: target.password }];
+  for (const relay of relayList(values.relays)) {
+    const name = RELAYS[relay];
+    cases.push(
+      { name: `${name}, one process`, ...(await gateway(relay, 0, password)), ...login },
+      { name: `${name}, 1 worker`, ...(await gateway(relay, 1, password)), ...login },
+      { name: `${name}, 2 workers`, ...(await gateway(relay, 2, password)), ...login },
+    );
+  }
   const load = execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ');
   console.log(`pgbench -n -S -c ${values.clients} -j 2 -T ${SECONDS}, client TLS, ${ROUNDS} rounds; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, load ${load}; node ${process.version}; ${target.version}`);
   const results = {};
@@ -75,12 +77,13 @@ try {
       for (let i = 0; i < cases.length; i++) {
         const c = cases[(i + round) % cases.length];
         const [p0, w0] = [c.primary(), c.workers()];
+        const t0 = timeOfDay();
         const out = await run('pgbench', ['-h', '127.0.0.1', '-p', String(c.port), '-U', c.user, '-n', '-S', '-M', mode, '-c', values.clients, '-j', '2', '-T', String(SECONDS), target.database], { PGPASSWORD: c.password, PGSSLMODE: 'require' });
         const tx = Number(/number of transactions actually processed: (\d+)/.exec(out)[1]);
         const tps = Number(/tps = ([\d.]+)/.exec(out)[1]);
         const [p, w] = [(c.primary() - p0) / tx, (c.workers() - w0) / tx];
         Object.assign(r[c.name], { tps: [...r[c.name].tps, tps], cpu: [...r[c.name].cpu, p + w], primary: [...r[c.name].primary, p], workers: [...r[c.name].workers, w] });
-        console.log(`  ${mode} round ${round + 1} ${c.name}: ${tps.toFixed(0)} tps, ${(p + w).toFixed(1)} µs/tx (primary ${p.toFixed(1)}, workers ${w.toFixed(1)})`);
+        console.log(`  ${t0}–${timeOfDay()} ${mode} round ${round + 1} ${c.name}: ${tps.toFixed(0)} tps, ${(p + w).toFixed(1)} µs/tx (primary ${p.toFixed(1)}, workers ${w.toFixed(1)})`);
       }
     }
     results[mode] = r;
@@ -95,9 +98,9 @@ try {
   }
   if (values.syscalls) {
     ensureTool('perf', 'linux-perf');
-    const KINDS = ['epoll_wait', 'epoll_pwait', 'read', 'write', 'futex'];
+    const KINDS = ['epoll_wait', 'epoll_pwait', 'read', 'write', 'recvfrom', 'sendto', 'futex'];
     console.log(`\nsyscalls per transaction, pgbench -S simple -c ${values.clients} -T ${SECONDS}, every process of the relay (perf stat on the syscall tracepoints)\n`);
-    console.log(`| relay | ${KINDS.join(' | ')} | all five |`);
+    console.log(`| relay | ${KINDS.join(' | ')} | all |`);
     console.log(`|---|${KINDS.map(() => '---:').join('|')}|---:|`);
     for (const c of cases) {
       const out = join(dir, `perf-${c.pids[0]}.csv`);
