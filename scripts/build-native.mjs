@@ -33,8 +33,12 @@ try {
   build();
   const dist = join(root, 'dist/native/build');
   mkdirSync(dist, { recursive: true });
-  copyFileSync(out, join(dist, 'pg-relay.node'));
-  copyFileSync(facts, join(dist, 'pg-relay.json'));
+  // A new file renamed into place: a gateway running from dist/ keeps the one it has mapped
+  // (writing over it in place would change a loaded library under it).
+  for (const [from, name] of [[out, 'pg-relay.node'], [facts, 'pg-relay.json']]) {
+    copyFileSync(from, join(dist, `${name}.tmp`));
+    renameSync(join(dist, `${name}.tmp`), join(dist, name));
+  }
 } catch (e) {
   console.warn(`gatehouse: the native PostgreSQL data path was not built (${e.message.split('\n')[0]}); the door will use its JavaScript one.`);
 }
