@@ -287,29 +287,43 @@ static void queue_out(ep *e, const uint8_t *p, size_t n) {
 
 static size_t pending_out(ep *e) { return e->out_len - e->out_off; }
 
+/* Writes what the socket takes of p[0..n) now: the bytes written, or -1 on a failed socket.
+ * A TLS write that must wait keeps its record in OpenSSL; the retry repeats these bytes. */
+static ssize_t write_some(ep *e, const uint8_t *p, size_t n) {
+  size_t off = 0;
+  e->ssl_write_wants_read = 0;
+  while (off < n) {
+    if (e->ssl) {
+      ERR_clear_error();
+      size_t left = n - off;
+      int w = SSL_write(e->ssl, p + off, left > 0x7fffffff ? 0x7fffffff : (int)left);
+      if (w <= 0) {
+        int err = SSL_get_error(e->ssl, w);
+        if (err != SSL_ERROR_WANT_WRITE && err != SSL_ERROR_WANT_READ) return -1;
+        e->ssl_write_wants_read = err == SSL_ERROR_WANT_READ;
+        break;
+      }
+      off += (size_t)w;
+    } else {
+      ssize_t w = send(e->fd, p + off, n - off, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EINTR) break;
+        return -1;
+      }
+      off += (size_t)w;
+    }
+  }
+  return (ssize_t)off;
+}
+
 /* Sends what is queued; 0 when all went, 1 when some waits, -1 on a failed socket. An idle
  * endpoint keeps no buffer. */
 static int flush_out(ep *e) {
   if (e->fd < 0) return -1;
-  e->ssl_write_wants_read = 0;
-  while (e->out_off < e->out_len) {
-    size_t n = e->out_len - e->out_off;
-    if (e->ssl) {
-      ERR_clear_error();
-      int w = SSL_write(e->ssl, e->out + e->out_off, n > 0x7fffffff ? 0x7fffffff : (int)n);
-      if (w <= 0) {
-        int err = SSL_get_error(e->ssl, w);
-        if (err == SSL_ERROR_WANT_WRITE) return 1;
-        if (err == SSL_ERROR_WANT_READ) { e->ssl_write_wants_read = 1; return 1; }
-        return -1;
-      }
-      e->out_off += (size_t)w;
-    } else {
-      ssize_t w = send(e->fd, e->out + e->out_off, n, MSG_NOSIGNAL);
-      if (w < 0) return errno == EAGAIN || errno == EINTR ? 1 : -1;
-      e->out_off += (size_t)w;
-    }
-  }
+  ssize_t w = write_some(e, e->out + e->out_off, pending_out(e));
+  if (w < 0) return -1;
+  e->out_off += (size_t)w;
+  if (pending_out(e) > 0) return 1;
   free(e->out);
   e->out = NULL;
   e->out_len = e->out_off = e->out_cap = 0;
@@ -328,30 +342,9 @@ static int send_out(ep *e, const uint8_t *p, size_t n) {
     queue_out(e, p, n);
     return flush_out(e) < 0 ? -1 : 0;
   }
-  size_t off = 0;
-  e->ssl_write_wants_read = 0;
-  while (off < n) {
-    if (e->ssl) {
-      ERR_clear_error();
-      int w = SSL_write(e->ssl, p + off, (int)(n - off));
-      if (w <= 0) {
-        int err = SSL_get_error(e->ssl, w);
-        if (err != SSL_ERROR_WANT_WRITE && err != SSL_ERROR_WANT_READ) return -1;
-        /* OpenSSL holds the record it started: the retry (flush_out) repeats these bytes. */
-        e->ssl_write_wants_read = err == SSL_ERROR_WANT_READ;
-        break;
-      }
-      off += (size_t)w;
-    } else {
-      ssize_t w = send(e->fd, p + off, n - off, MSG_NOSIGNAL);
-      if (w < 0) {
-        if (errno == EAGAIN || errno == EINTR) break;
-        return -1;
-      }
-      off += (size_t)w;
-    }
-  }
-  if (off < n) queue_out(e, p + off, n - off);
+  ssize_t w = write_some(e, p, n);
+  if (w < 0) return -1;
+  if ((size_t)w < n) queue_out(e, p + w, n - (size_t)w);
   return 0;
 }
 
