@@ -17,12 +17,14 @@ export function helper(path, args = [], execArgv = [], onLine = undefined) {
   child.on('message', (m) => (waiting ? waiting(m) : answers.push(m)));
   const next = () => (answers.length ? Promise.resolve(answers.shift()) : new Promise((r) => (waiting = (m) => ((waiting = undefined), r(m)))));
   const exited = new Promise((r) => child.once('exit', r));
+  // A process that exits before it answers fails the wait instead of leaving it hanging.
+  const answer = () => Promise.race([next(), exited.then((code) => ({ ok: false, error: `${path} exited ${code}` }))]);
   return {
     pid: child.pid,
-    first: next,
+    first: answer,
     async ask(m) {
       child.send(m);
-      const a = await Promise.race([next(), exited.then((code) => ({ ok: false, error: `${path} exited ${code}` }))]);
+      const a = await answer();
       if (!a.ok) throw new Error(`${path} ${m.cmd}: ${a.error}`);
       return a;
     },
