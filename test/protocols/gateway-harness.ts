@@ -105,3 +105,12 @@ export async function makeGateway(): Promise<GatewayHarness> {
     },
   };
 }
+
+/** Polls until `cond` holds (real I/O happening elsewhere); throws after `ms`. */
+export async function until(cond: () => boolean, ms = 15_000, what = 'condition'): Promise<void> {
+  const start = performance.now();
+  while (!cond()) {
+    if (performance.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

@@ -10,10 +10,10 @@ import { served } from './data-path.js';
 import { MysqlAdapter, type MysqlAdapterOptions, type StatementEvent } from '../../protocols/mysql/index.js';
 import { decodeHandshakeV10, encodeSslRequest } from '../../protocols/mysql/handshake.js';
 import { PacketReader } from '../../protocols/mysql/reader.js';
-import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
+import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, until, type GatewayHarness } from './gateway-harness.js';
 import { startMariadb, type MariadbTarget } from '../targets/index.js';
 
-export { GATEWAY_PASSWORD };
+export { GATEWAY_PASSWORD, until };
 
 /** Approval by team dba, timer from approval: the usual JIT database. */
 export const APPROVAL_SETTINGS = {
@@ -148,15 +148,6 @@ export async function eventually(cond: () => Promise<boolean>, ms = 15_000, what
   while (!(await cond())) {
     if (performance.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** Polls until `cond` holds (real I/O happening elsewhere); throws after `ms`. */
-export async function until(cond: () => boolean, ms = 15_000, what = 'condition'): Promise<void> {
-  const start = performance.now();
-  while (!cond()) {
-    if (performance.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
   }
 }
 

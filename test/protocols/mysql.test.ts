@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERLIN_DAYTIME } from './gateway-harness.js';
-import { addMyResource, GATEWAY_PASSWORD, mariadb, runClient, startMyGateway, type MyGateway } from './mysql-harness.js';
+import { addMyResource, GATEWAY_PASSWORD, mariadb, runClient, startMyGateway, until, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
 let tmp: string;
@@ -168,6 +168,8 @@ describe('the mariadb client through the gateway', () => {
 
   it('hands COM_QUERY text to the audit hook with the session, user and resource', async () => {
     await sql('alice:open-mysql', GATEWAY_PASSWORD, "select 'audited-marker-42'");
+    // In data-path workers the audit trails the answer by a moment.
+    await until(() => g.statements.some((s) => s.sql.includes('audited-marker-42')), 5_000, 'the statement audited');
     const e = g.statements.find((s) => s.sql.includes('audited-marker-42'));
     expect(e).toMatchObject({ user: 'alice', resource: 'open-mysql', kind: 'query', sql: "select 'audited-marker-42'", truncated: false });
     expect(e?.sessionId).toMatch(/^[0-9a-f-]{36}$/);

@@ -6,6 +6,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addPgResource, APPROVAL_SETTINGS, GATEWAY_PASSWORD, LivePsql, startPgGateway, type PgGateway } from './postgres-harness.js';
+import { until } from './gateway-harness.js';
 
 let g: PgGateway;
 
@@ -126,6 +127,9 @@ describe('PostgreSQL teardown', () => {
     expect(warnAt && deadline).toBeTruthy();
 
     g.gw.clock.set(warnAt!);
+    // The warning goes in at the next message boundary; from a data-path worker it may follow
+    // a query sent at once, so wait for it, then show the session still answers.
+    await until(() => notices.length > 0, 5_000, 'the warning');
     expect((await c.query('select 1 as n')).rows).toEqual([{ n: 1 }]);
     expect(notices).toHaveLength(1);
     expect(notices[0]).toMatchObject({ severity: 'WARNING', code: '01000' });

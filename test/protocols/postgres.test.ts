@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DOORS } from '../../protocols/registry.js';
-import { BERLIN_DAYTIME } from './gateway-harness.js';
+import { BERLIN_DAYTIME, until } from './gateway-harness.js';
 import { addPgResource, GATEWAY_PASSWORD, psql, startPgGateway, type PgGateway } from './postgres-harness.js';
 
 let g: PgGateway;
@@ -101,6 +101,8 @@ describe('psql through the gateway', () => {
     await c.connect();
     await c.query({ name: 'byid', text: 'select $1::int + 1 as n', values: [1] });
     await c.end();
+    // On the native data path and in data-path workers the audit trails the answer by a moment.
+    await until(() => g.statements.length >= 2, 5_000, 'both statements audited');
     expect(g.statements.map((s) => [s.kind, s.sql, s.user, s.resource])).toEqual([
       ['query', 'select 42 as audited', 'alice', 'open-pg'],
       ['parse', 'select $1::int + 1 as n', 'alice', 'open-pg'],
