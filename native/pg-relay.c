@@ -22,6 +22,7 @@
  * Threads: the JS thread only queues commands (under `lock`) and wakes the loop (eventfd);
  * the loop thread owns every endpoint. Events go up in batches through one threadsafe function.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #define NAPI_VERSION 8
 #include <errno.h>
 #include <fcntl.h>
@@ -1208,6 +1209,8 @@ static napi_value init_loop(napi_env env, napi_callback_info info) {
   epoll_ctl(epfd, EPOLL_CTL_ADD, evfd, &ev);
   free_buffers_safe = OpenSSL_version_num() >= 0x300000E0L;
   if (pthread_create(&thread, NULL, loop, NULL) != 0) return fail(env, "no thread");
+  /* Its own name in top -H, ps -L and /proc/PID/task/TID/comm. */
+  pthread_setname_np(thread, "gatehouse-relay");
   thread_started = 1;
   owner_env = env;
   napi_add_env_cleanup_hook(env, cleanup, NULL);

@@ -39,7 +39,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { helper } from '../lib/ipc-helper.mjs';
-import { relayList, relayLogged, restartTarget, startTarget, timeOfDay } from '../lib/pg-relays.mjs';
+import { commandCpuNs, relayList, relayLogged, restartTarget, startTarget, threadsCpuNs, timeOfDay } from '../lib/pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
@@ -79,6 +79,29 @@ function merge(tear, watched) {
   };
 }
 
+/**
+ * CPU time so far, in ns, of what shares the machine during a force check-in: the gateway's
+ * JavaScript thread, the addon's thread (named gatehouse-relay), the gateway's other threads
+ * (libuv's pool, V8's), the client processes, and PostgreSQL's processes by pid (`cpuSpent`
+ * counts those alive at both ends: a backend's exit is not in it). The gateway's data-path
+ * worker processes are not in it.
+ */
+function cpuNow(gatewayPid, clientPids) {
+  const sum = (ts) => ts.reduce((a, t) => a + t.ns, 0);
+  const gw = threadsCpuNs(gatewayPid);
+  const js = sum(gw.filter((t) => t.tid === gatewayPid));
+  const relay = sum(gw.filter((t) => t.name === 'gatehouse-relay'));
+  return { js, relay, otherThreads: sum(gw) - js - relay, clients: sum(clientPids.flatMap((pid) => threadsCpuNs(pid))), postgres: commandCpuNs('postgres') };
+}
+
+/** What each part spent between two cpuNow() readings, in ms. */
+function cpuSpent(a, b) {
+  let postgres = 0;
+  for (const [pid, ns] of b.postgres) if (a.postgres.has(pid)) postgres += ns - a.postgres.get(pid);
+  const ms = (k) => (b[k] - a[k]) / 1e6;
+  return { js: ms('js'), relay: ms('relay'), otherThreads: ms('otherThreads'), clients: ms('clients'), postgres: postgres / 1e6 };
+}
+
 async function runCase(n, workers, relay) {
   const t0 = timeOfDay();
   const dataDir = mkdtempSync(join(dir, 'gw-'));
@@ -112,14 +135,17 @@ async function runCase(n, workers, relay) {
     if (after.live !== n) throw new Error(`expected ${n} live sessions, the broker has ${after.live}`);
     if (after.nativeEndpoints !== undefined && after.nativeEndpoints < 2 * n) throw new Error(`${n} sessions on the native data path, its addon holds ${after.nativeEndpoints} sockets`);
     const watching = others.map((p) => p.ask({ cmd: 'watch' }));
+    const cpu0 = cpuNow(gw.pid, procs.map((p) => p.pid));
     const tear = merge(await clients.ask({ cmd: 'force', apiPort: g.apiPort, resource: 'bench-pg', token: g.token }), await Promise.all(watching));
+    const cpu1 = cpuNow(gw.pid, procs.map((p) => p.pid));
+    const cpuMs = cpuSpent(cpu0, cpu1);
     const rec = await gw.ask({ cmd: 'recorded', t0: tear.t0, expect: n });
     const per = (k) => KiB(after[k] - before[k]) / n;
     const c = {
       n, workers, relay, openMs: opened.ms, nativeEndpoints: after.nativeEndpoints, rss: per('rss'), heap: per('heapUsed'), heapTotal: per('heapTotal'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
       malloc: per('mallocInUse'), mallocFree: per('mallocFree'), rssBeforeMiB: before.rss / 2 ** 20, rssAfterMiB: after.rss / 2 ** 20, primaryKiB: KiB(after.primaryRss - before.primaryRss) / n,
       fdsBefore: before.fds, fdsAfter: after.fds,
-      workersKiB: after.workersRss.map((r, i) => KiB(r - before.workersRss[i]) / n), ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits,
+      workersKiB: after.workersRss.map((r, i) => KiB(r - before.workersRss[i]) / n), ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits, cpuMs,
     };
     c.native = c.rss - c.heap - c.buffers - c.external;
     cases.push(c);
@@ -127,7 +153,8 @@ async function runCase(n, workers, relay) {
       `  ${t0}–${timeOfDay()} n=${String(n).padEnd(5)} workers=${workers} relay=${relay.padEnd(6)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session ` +
         `(JS heap ${c.heap.toFixed(1)} used / ${c.heapTotal.toFixed(1)} committed, ${workers > 1 ? 'primary ' : ''}malloc in use ${c.malloc.toFixed(1)} + free kept ${c.mallocFree.toFixed(1)}, ArrayBuffers ${c.buffers.toFixed(1)}, other external ${c.external.toFixed(1)}, native ${c.native.toFixed(1)}); ` +
         `gateway fds ${c.fdsBefore} → ${c.fdsAfter}${c.nativeEndpoints === undefined ? '' : `, addon sockets ${c.nativeEndpoints}`}; ${workers > 1 ? `primary ${c.primaryKiB.toFixed(1)} + workers ${c.workersKiB.map((k) => k.toFixed(1)).join(' + ')} KiB/session; ` : ''}opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
-        `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up)`,
+        `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up); ` +
+        `CPU until the clients saw the last close: gateway JS ${cpuMs.js.toFixed(0)} ms, relay thread ${cpuMs.relay.toFixed(0)}, other gateway threads ${cpuMs.otherThreads.toFixed(0)}${workers > 1 ? ' (primary only)' : ''}, clients ${cpuMs.clients.toFixed(0)}, PostgreSQL's live processes ${cpuMs.postgres.toFixed(0)}`,
     );
   } finally {
     await Promise.all(procs.map((p) => p.stop()));

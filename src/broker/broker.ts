@@ -144,6 +144,10 @@ export class Broker implements PortProvider {
   private readonly folding: AuditFolding;
   /** Records and audits ended sessions in batches, after their sockets are closed. */
   private readonly ends: EndRecorder;
+  /** Closes a door has not answered yet (their final counts still to come). */
+  private closesUnderWay = 0;
+  /** Settles when that count next reaches 0 (one promise, however many batches wait on it). */
+  private closesSettled: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(opts: BrokerOptions) {
     this.engine = opts.engine;
@@ -151,7 +155,7 @@ export class Broker implements PortProvider {
     this.node = opts.node;
     this.logins = new LoginService(opts.engine, { ...opts.login, ...(opts.failures ? { failures: opts.failures } : {}) });
     this.folding = new AuditFolding(opts.engine.ctx.clock);
-    this.ends = new EndRecorder({ store: opts.engine.ctx.store, audit: opts.engine.ctx.audit, log: opts.log });
+    this.ends = new EndRecorder({ store: opts.engine.ctx.store, audit: opts.engine.ctx.audit, log: opts.log, closing: () => this.closesDone() });
     this.jit = new JitManager({ engine: opts.engine, log: opts.log, node: opts.node, ...(opts.jitSweepEveryMs ? { sweepEveryMs: opts.jitSweepEveryMs } : {}) });
   }
 
@@ -286,7 +290,14 @@ export class Broker implements PortProvider {
     }
     const endedAt = this.engine.ctx.clock.now();
     // A session in a data-path worker: its final byte counts come back with the close.
-    if (counted) await counted.catch((err: unknown) => this.log.warn({ err, session: s.id }, 'adapter close failed'));
+    if (counted) {
+      this.closesUnderWay++;
+      await counted.catch((err: unknown) => this.log.warn({ err, session: s.id }, 'adapter close failed'));
+      if (--this.closesUnderWay === 0) {
+        this.closesSettled?.resolve();
+        this.closesSettled = undefined;
+      }
+    }
     // Its live record still being written (a store that answers asynchronously): the ended one
     // must land after it, not be overwritten by it.
     if (s.recording) await s.recording.catch(() => undefined);
@@ -302,6 +313,17 @@ export class Broker implements PortProvider {
       },
       after: () => this.engine.ctx.bus.publishNotice({ kind: 'session_ended', sessionId: s.id, resource: s.resource.name, user: s.user, reason, to: [s.user] }),
     });
+  }
+
+  /** While a door's close is under way, a promise that resolves once none is (the end recorder holds a batch until then). */
+  private closesDone(): Promise<void> | undefined {
+    if (this.closesUnderWay === 0) return undefined;
+    if (!this.closesSettled) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.closesSettled = { promise, resolve };
+    }
+    return this.closesSettled.promise;
   }
 
   auditOperations(s: BrokerSession, entries: OperationEntry[]): void {

@@ -19,10 +19,28 @@ export interface EndRecorderOptions {
   deferAbove?: number;
   /** A deferred batch is written this many sessions per transaction, a turn of the loop between (default 100). */
   chunk?: number;
+  /**
+   * While a session's close is still under way (a door whose sockets are closed on another
+   * thread or in a data-path worker answers a close later): a promise that resolves once none
+   * is. A batch waits for it, at most `holdMs`, gathering the ends that arrive meanwhile.
+   */
+  closing?: () => Promise<void> | undefined;
+  /** The longest a batch waits for `closing` (default 1,000 ms). */
+  holdMs?: number;
 }
 
 /** Two turns of the check phase: whatever I/O the current turn queued (socket shutdowns) runs in between. */
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+
+/** `closing`, or `ms` milliseconds, whichever comes first. */
+function atMost(closing: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  return Promise.race([closing, late]).finally(() => clearTimeout(timer));
+}
 
 /**
  * Records the ends of sessions in batches. The broker closes a session's socket first and then
@@ -36,15 +54,24 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(() =
  * sockets are queued I/O, and they reach the kernel before the transactions hold the loop; it is
  * then written `chunk` sessions per transaction pair, a turn of the loop between chunks. A small
  * one is written at once, so a single session's record is there as soon as it ever was.
+ *
+ * Where closes are answered later (the native data path shuts its sockets on its own thread; a
+ * data-path worker answers over a port), the ends of one revoke arrive over a few hundred
+ * milliseconds rather than in one run. A batch then waits until no close is under way (the
+ * broker's `closing`), and every end that arrives meanwhile joins it: the records and audit rows
+ * of a mass teardown are written once its sockets are closed, not while the sockets' thread, the
+ * clients and the database's exiting backends need the same cores.
  */
 export class EndRecorder {
   private pending: { items: EndedSession[]; done: Promise<void> } | undefined;
   private readonly deferAbove: number;
   private readonly chunk: number;
+  private readonly holdMs: number;
 
   constructor(private readonly o: EndRecorderOptions) {
     this.deferAbove = o.deferAbove ?? 16;
     this.chunk = o.chunk ?? 100;
+    this.holdMs = o.holdMs ?? 1_000;
   }
 
   /** Resolves once this session's batch is written (failures are logged, never thrown). */
@@ -60,7 +87,9 @@ export class EndRecorder {
   }
 
   private async write(items: EndedSession[]): Promise<void> {
-    // Ends handed over from here on start the next batch.
+    // Ends handed over while closes are under way join this batch; from here on, the next one.
+    const closing = this.o.closing?.();
+    if (closing) await atMost(closing, this.holdMs);
     this.pending = undefined;
     if (items.length <= this.deferAbove) return this.writeChunk(items);
     // Each chunk holds the loop for one transaction of each kind; the turns in between let the

@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { SessionHandle } from '../../../src/broker/adapter.js';
 import { Broker } from '../../../src/broker/broker.js';
+import { EndRecorder } from '../../../src/broker/end-recorder.js';
 import { silentLogger } from '../../../src/core/log.js';
 import type { TerminationReason } from '../../../src/core/model.js';
 import { BUSINESS_HOURS, makeHarness, seed } from '../workflow/harness.js';
@@ -10,7 +11,10 @@ const N = 60;
 /** What happened, in order: a handle closed, or a write of ended-session records or audit rows. */
 type Step = { kind: 'close'; id: string } | { kind: 'records'; ids: string[] } | { kind: 'audit'; subjects: string[] };
 
-async function setup() {
+/** How a test's handles answer a close: at once (the JavaScript relay), or with a promise the test settles. */
+type CloseAnswer = (id: string) => void | Promise<void>;
+
+async function setup(answer: CloseAnswer = () => undefined) {
   const h = makeHarness();
   await seed(h, { limitAccessTime: BUSINESS_HOURS, singleUser: true });
   const broker = new Broker({ engine: h.engine, log: silentLogger, node: 'n1' });
@@ -23,7 +27,10 @@ async function setup() {
     const id = r.session.id;
     const handle: SessionHandle = {
       warn: () => undefined,
-      close: (_reason: TerminationReason) => void steps.push({ kind: 'close', id }),
+      close: (_reason: TerminationReason) => {
+        steps.push({ kind: 'close', id });
+        return answer(id);
+      },
     };
     await r.session.live(handle);
     ids.push(id);
@@ -84,6 +91,39 @@ describe('mass teardown', () => {
     expect(h.notices.filter((n) => n.kind === 'session_ended')).toHaveLength(N);
   });
 
+  it('closes answered later, one by one (a data path on another thread), are all answered before any record or audit row is written, and then written as one batch', async () => {
+    const answered: string[] = [];
+    const settle = new Map<string, () => void>();
+    const { h, broker, steps, ids, spies } = await setup((id) => new Promise<void>((resolve) => settle.set(id, () => {
+      answered.push(id);
+      resolve();
+    })));
+    // Every step records how many closes had been answered when it happened.
+    const at: number[] = [];
+    const push = steps.push.bind(steps);
+    steps.push = (...items: Step[]) => {
+      for (const _ of items) at.push(answered.length);
+      return push(...items);
+    };
+    await h.engine.leases.forceCheckin('bob', 'prod-pg', 'incident');
+    expect(settle.size).toBe(N);
+    // Answered a few at a time across turns of the event loop, as the addon's batches of events come.
+    const order = [...ids].reverse();
+    for (let i = 0; i < order.length; i += 7) {
+      for (const id of order.slice(i, i + 7)) settle.get(id)!();
+      await new Promise((r) => setImmediate(r));
+    }
+    await vi.waitFor(async () => expect(await h.store.listAudit({ action: 'session.end' })).toHaveLength(N));
+    const writes = steps.map((s, i) => ({ s, answered: at[i]! })).filter((w) => w.s.kind !== 'close');
+    expect(writes.length).toBeGreaterThan(0);
+    for (const w of writes) expect(w.answered).toBe(N);
+    expect(spies.putSessions).toHaveBeenCalledTimes(1);
+    expect(spies.appendAuditBatch).toHaveBeenCalledTimes(1);
+    expect(steps.filter((s) => s.kind === 'records').flatMap((s) => (s.kind === 'records' ? s.ids : [])).sort()).toEqual([...ids].sort());
+    expect(broker.live()).toHaveLength(0);
+    expect(await h.audit.verify()).toMatchObject({ ok: true });
+  });
+
   it('a single session ending still writes its record and audit row one by one, with no batch', async () => {
     const { h, broker, ids, spies } = await setup();
     const id = ids[0]!;
@@ -104,5 +144,21 @@ describe('mass teardown', () => {
     await vi.waitFor(async () => expect(await h.store.listAudit({ action: 'session.end' })).toHaveLength(N));
     expect(await h.store.listSessions({ state: 'ended' })).toHaveLength(0);
     expect(steps.filter((s) => s.kind === 'close')).toHaveLength(N);
+  });
+
+  it('a close that is never answered holds the batch at most holdMs: the ends gathered meanwhile are written then', async () => {
+    const h = makeHarness();
+    const recorder = new EndRecorder({ store: h.store, audit: h.audit, log: silentLogger, closing: () => new Promise<void>(() => undefined), holdMs: 40 });
+    const t0 = performance.now();
+    const written = Array.from({ length: 3 }, (_, i) => recorder.add({
+      record: { id: `s${i}`, user: 'alice', resource: 'prod-pg', protocol: 'postgres', state: 'ended', client: '127.0.0.1:1', startedAt: h.clock.now(), endedAt: h.clock.now(), bytesIn: 0, bytesOut: 0, node: 'n1' },
+      audit: { actor: 'alice', subject: `s${i}`, data: { reason: 'killed' } },
+      after: () => undefined,
+    }));
+    expect(await h.store.getSession('s0')).toBeUndefined();
+    await Promise.all(written);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(35);
+    for (const id of ['s0', 's1', 's2']) expect(await h.store.getSession(id)).toMatchObject({ state: 'ended' });
+    expect((await h.store.listAudit({ action: 'session.end' })).map((e) => e.subject)).toEqual(['s0', 's1', 's2']);
   });
 });
