@@ -1238,7 +1238,11 @@ static napi_value server_context(napi_env env, napi_callback_info info) {
   int ok = ctx && cert && key && tls13 && tls12;
   if (ok) {
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+    /* No resumption, as PostgreSQL itself offers none: no session tickets after the handshake
+     * (two by default in TLS 1.3, each sealed and sent, and read by the client), no cache. */
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     ok = SSL_CTX_set_ciphersuites(ctx, tls13) == 1 && SSL_CTX_set_cipher_list(ctx, tls12) == 1;

@@ -15,6 +15,12 @@
  *   { cmd: 'end' }                                                 → Terminate, then close; → { ended }
  *
  * Times are process.hrtime (CLOCK_MONOTONIC, one clock for every process on the machine).
+ *
+ * `node sessions-clients.mjs native`: each session's TLS is held by the gateway's own addon
+ * (dist/, native/pg-relay.c, as a target leg: `connectTls` after the SSLRequest), on its own
+ * thread, with the same login and the same timings taken from its events. A Node TLSSocket
+ * spends far more CPU on its close than the gateway spends closing it; on a 2-core machine
+ * that client work shares the cores with the gateway and bounds the teardown it measures.
  */
 import { connect as netConnect } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -42,6 +48,29 @@ function passwordMessage(pw) {
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 
+/** With `native`: the gateway's addon (its loop, from the build in dist/) holds the sessions' TLS. */
+const loop = process.argv[2] === 'native' ? await nativeClientLoop() : undefined;
+
+async function nativeClientLoop() {
+  const { nativeLoop } = await import(new URL('../../dist/protocols/postgres/native.js', import.meta.url).href);
+  const n = nativeLoop();
+  if (!('loop' in n)) throw new Error(`the native addon did not load: ${n.reason}`);
+  return n.loop;
+}
+
+/** After the 'S': TLS over `raw`, by Node or by the addon; calls `secure` once it is up. */
+function startTls(raw, secure) {
+  if (!loop) {
+    const tls = tlsConnect({ socket: raw, rejectUnauthorized: false });
+    tls.once('secureConnect', secure);
+    return tls;
+  }
+  // The gateway's certificate is not checked here (an empty CA: no verification), as above.
+  const tls = loop.connectTls(raw, 'localhost', '');
+  tls.ready.then(secure, () => undefined);
+  return tls;
+}
+
 /** One idle session: resolves once ReadyForQuery arrived; records how it ends. */
 function openSession(o) {
   return new Promise((resolve, reject) => {
@@ -50,11 +79,10 @@ function openSession(o) {
     raw.once('error', reject);
     raw.once('data', (answer) => {
       if (answer[0] !== 0x53) return reject(new Error(`SSLRequest answered ${answer[0]}`));
-      const tls = tlsConnect({ socket: raw, rejectUnauthorized: false });
-      const s = { tls, ready: false, fatal: '', fatalAt: 0n, endAt: 0n, closedAt: 0n };
+      const s = { tls: undefined, ready: false, fatal: '', fatalAt: 0n, endAt: 0n, closedAt: 0n };
+      const tls = (s.tls = startTls(raw, () => tls.write(startupMessage({ user: o.user, database: o.database }))));
       let buf = Buffer.alloc(0);
       tls.on('error', () => {});
-      tls.once('secureConnect', () => tls.write(startupMessage({ user: o.user, database: o.database })));
       tls.on('data', (chunk) => {
         buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
         while (buf.length >= 5) {
@@ -108,6 +136,9 @@ async function open(m) {
 async function force(m) {
   const live = [...sessions];
   const all = Promise.all(live.map((s) => (s.closedAt ? undefined : new Promise((r) => s.tls.once('close', r)))));
+  // fetch's first use loads and compiles undici (about 110 ms of this process's CPU here): done
+  // before the clock starts, so that it does not share the cores with the teardown measured.
+  await (await globalThis.fetch(`http://127.0.0.1:${m.apiPort}/healthz`)).text();
   const t0 = process.hrtime.bigint();
   const res = await globalThis.fetch(`http://127.0.0.1:${m.apiPort}/api/v1/resources/${m.resource}/force-checkin`, {
     method: 'POST',

@@ -3,10 +3,12 @@
  * Many idle PostgreSQL sessions through one gateway (issue 18, item 5): what each costs the
  * gateway in RSS, and how long one force check-in of the lease they share takes to close them.
  *
- *   npm run build && node bench/postgres/sessions.mjs [--sizes 20,400,1000] [--runs 3] [--upstream tls|plain] [--workers 1[,2]] [--client-procs 1] [--relays native,node]
+ *   npm run build && node bench/postgres/sessions.mjs [--sizes 20,400,1000] [--runs 3] [--upstream tls|plain] [--workers 1[,2]] [--client-procs 1] [--relays native,node] [--client-tls node[,native]]
  *
  * `--workers 1,2`: each size also with the door in two data-path workers (`gatehouse serve
  * --workers 2`), interleaved; RSS is then the gateway's and its workers' together.
+ * `--client-tls node,native`: each case with the clients' TLS in Node (TLSSocket) and in the
+ * gateway's addon (sessions-clients.mjs explains why), interleaved.
  * `--relays native,node`: each case on each of the door's data paths (the PostgresAdapter option
  * `relay`), interleaved: the native one (native/pg-relay.c, the sockets held by the addon's
  * thread) and the node relay (protocols/postgres/relay.ts). A case stops the bench unless every
@@ -45,7 +47,7 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
   options: {
     sizes: { type: 'string', default: '20,400,1000' }, runs: { type: 'string', default: '3' }, upstream: { type: 'string', default: 'tls' }, workers: { type: 'string', default: '1' },
-    'client-procs': { type: 'string', default: '1' }, relays: { type: 'string', default: 'native,node' },
+    'client-procs': { type: 'string', default: '1' }, relays: { type: 'string', default: 'native,node' }, 'client-tls': { type: 'string', default: 'node' },
   },
 });
 const SIZES = values.sizes.split(',').map(Number);
@@ -53,6 +55,8 @@ const RUNS = Number(values.runs);
 const WORKERS = values.workers.split(',').map(Number);
 const RELAYS = relayList(values.relays);
 const CLIENT_PROCS = Number(values['client-procs']);
+const CLIENT_TLS = values['client-tls'].split(',');
+if (CLIENT_TLS.some((t) => t !== 'node' && t !== 'native')) throw new Error('--client-tls takes node, native or both');
 const PLAIN = values.upstream === 'plain';
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const range = (xs, f = (x) => x.toFixed(0)) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
@@ -102,7 +106,7 @@ function cpuSpent(a, b) {
   return { js: ms('js'), relay: ms('relay'), otherThreads: ms('otherThreads'), clients: ms('clients'), postgres: postgres / 1e6 };
 }
 
-async function runCase(n, workers, relay) {
+async function runCase(n, workers, relay, clientTls) {
   const t0 = timeOfDay();
   const dataDir = mkdtempSync(join(dir, 'gw-'));
   const gatewayPassword = randomBytes(12).toString('base64url');
@@ -114,7 +118,7 @@ async function runCase(n, workers, relay) {
   });
   // Client sockets in CLIENT_PROCS processes: one process handling a thousand TLS closes is
   // itself a bound on how soon the last one is seen closed.
-  const procs = Array.from({ length: CLIENT_PROCS }, () => helper(join(root, 'bench/postgres/sessions-clients.mjs')));
+  const procs = Array.from({ length: CLIENT_PROCS }, () => helper(join(root, 'bench/postgres/sessions-clients.mjs'), clientTls === 'native' ? ['native'] : []));
   const [clients, ...others] = procs;
   try {
     const g = await gw.first();
@@ -142,7 +146,7 @@ async function runCase(n, workers, relay) {
     const rec = await gw.ask({ cmd: 'recorded', t0: tear.t0, expect: n });
     const per = (k) => KiB(after[k] - before[k]) / n;
     const c = {
-      n, workers, relay, openMs: opened.ms, nativeEndpoints: after.nativeEndpoints, rss: per('rss'), heap: per('heapUsed'), heapTotal: per('heapTotal'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
+      n, workers, relay, clientTls, openMs: opened.ms, nativeEndpoints: after.nativeEndpoints, rss: per('rss'), heap: per('heapUsed'), heapTotal: per('heapTotal'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
       malloc: per('mallocInUse'), mallocFree: per('mallocFree'), rssBeforeMiB: before.rss / 2 ** 20, rssAfterMiB: after.rss / 2 ** 20, primaryKiB: KiB(after.primaryRss - before.primaryRss) / n,
       fdsBefore: before.fds, fdsAfter: after.fds,
       workersKiB: after.workersRss.map((r, i) => KiB(r - before.workersRss[i]) / n), ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits, cpuMs,
@@ -150,7 +154,7 @@ async function runCase(n, workers, relay) {
     c.native = c.rss - c.heap - c.buffers - c.external;
     cases.push(c);
     console.log(
-      `  ${t0}–${timeOfDay()} n=${String(n).padEnd(5)} workers=${workers} relay=${relay.padEnd(6)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session ` +
+      `  ${t0}–${timeOfDay()} n=${String(n).padEnd(5)} workers=${workers} relay=${relay.padEnd(6)} client TLS=${clientTls.padEnd(6)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session ` +
         `(JS heap ${c.heap.toFixed(1)} used / ${c.heapTotal.toFixed(1)} committed, ${workers > 1 ? 'primary ' : ''}malloc in use ${c.malloc.toFixed(1)} + free kept ${c.mallocFree.toFixed(1)}, ArrayBuffers ${c.buffers.toFixed(1)}, other external ${c.external.toFixed(1)}, native ${c.native.toFixed(1)}); ` +
         `gateway fds ${c.fdsBefore} → ${c.fdsAfter}${c.nativeEndpoints === undefined ? '' : `, addon sockets ${c.nativeEndpoints}`}; ${workers > 1 ? `primary ${c.primaryKiB.toFixed(1)} + workers ${c.workersKiB.map((k) => k.toFixed(1)).join(' + ')} KiB/session; ` : ''}opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
         `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up); ` +
@@ -172,18 +176,23 @@ try {
   for (let run = 0; run < RUNS; run++) {
     for (let i = 0; i < SIZES.length; i++) {
       for (let j = 0; j < WORKERS.length; j++) {
-        for (let k = 0; k < RELAYS.length; k++) await runCase(SIZES[(i + run) % SIZES.length], WORKERS[(j + run) % WORKERS.length], RELAYS[(k + run) % RELAYS.length]);
+        for (let k = 0; k < RELAYS.length; k++) {
+          for (let l = 0; l < CLIENT_TLS.length; l++) {
+            await runCase(SIZES[(i + run) % SIZES.length], WORKERS[(j + run) % WORKERS.length], RELAYS[(k + run) % RELAYS.length], CLIENT_TLS[(l + run) % CLIENT_TLS.length]);
+          }
+        }
       }
     }
   }
-  console.log('\n| sessions | workers | relay | KiB RSS / session | JS heap | ArrayBuffers | native + other | malloc in use / free kept | force check-in → last socket closed (ms) | → first / p50 closed (ms) | → records + audit written (ms) | read FATAL 57P01 |');
-  console.log('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-  for (const n of SIZES) for (const w of WORKERS) for (const relay of RELAYS) {
-    const cs = cases.filter((c) => c.n === n && c.workers === w && c.relay === relay);
+  console.log('\n| sessions | workers | relay | client TLS | KiB RSS / session | JS heap | ArrayBuffers | native + other | malloc in use / free kept | force check-in → last socket closed (ms) | → first / p50 closed (ms) | → records + audit written (ms) | CPU until the last close (ms): gateway / clients | read FATAL 57P01 |');
+  console.log('|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const n of SIZES) for (const w of WORKERS) for (const relay of RELAYS) for (const clientTls of CLIENT_TLS) {
+    const cs = cases.filter((c) => c.n === n && c.workers === w && c.relay === relay && c.clientTls === clientTls);
+    const cpu = (f) => { const xs = cs.map((c) => f(c.cpuMs)); return `${median(xs).toFixed(0)} (${range(xs)})`; };
     const m = (k, f = (x) => x.toFixed(1)) => `${f(median(cs.map((c) => c[k])))} (${range(cs.map((c) => c[k]), f)})`;
     const ms = (x) => x.toFixed(0);
     const one = (k) => median(cs.map((c) => c[k])).toFixed(1);
-    console.log(`| ${n} | ${w} | ${relay} | ${m('rss')} | ${m('heap')} | ${m('buffers')} | ${median(cs.map((c) => c.native + c.external)).toFixed(1)} | ${one('malloc')} / ${one('mallocFree')} | ${m('lastMs', ms)} | ${m('firstMs', ms)} / ${m('p50Ms', ms)} | ${m('recordedMs', ms)} | ${cs.map((c) => `${c.goodbyes}/${c.sessions}`).join(', ')} |`);
+    console.log(`| ${n} | ${w} | ${relay} | ${clientTls} | ${m('rss')} | ${m('heap')} | ${m('buffers')} | ${median(cs.map((c) => c.native + c.external)).toFixed(1)} | ${one('malloc')} / ${one('mallocFree')} | ${m('lastMs', ms)} | ${m('firstMs', ms)} / ${m('p50Ms', ms)} | ${m('recordedMs', ms)} | ${cpu((c) => c.js + c.relay + c.otherThreads)} / ${cpu((c) => c.clients)} | ${cs.map((c) => `${c.goodbyes}/${c.sessions}`).join(', ')} |`);
   }
   // Every case's figures, without the per-socket times.
   console.log(`\n${JSON.stringify(cases, (k, v) => (['closedAt', 'fatalAt', 'endAt'].includes(k) ? undefined : v))}`);

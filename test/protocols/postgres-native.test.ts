@@ -237,6 +237,25 @@ describe('the native PostgreSQL data path', () => {
     await endpointsBecome(0);
     expect(liveSessions()).toBe(0);
   });
+
+  it('offers no TLS session resumption, as PostgreSQL offers none: no session ticket after the handshake', async () => {
+    await quiet();
+    const c = await RawClient.connect();
+    await c.handshake();
+    // A TLS 1.3 server sends its tickets once it has the client's Finished, so after this point.
+    const tickets: Buffer[] = [];
+    c.tls.on('session', (t: Buffer) => tickets.push(t));
+    expect(c.tls.getProtocol()).toBe('TLSv1.3');
+    c.startup();
+    await c.next('R');
+    c.tls.write(Buffer.concat([passwordMessage(GATEWAY_PASSWORD), query('select 1')]));
+    const z = await c.next('Z');
+    await c.next('Z', z + 1);
+    expect(tickets).toEqual([]);
+    expect(c.tls.isSessionReused()).toBe(false);
+    c.tls.end(message(0x58));
+    await endpointsBecome(0);
+  });
 });
 
 describe('clients that die before the session goes live', () => {
