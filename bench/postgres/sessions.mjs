@@ -25,7 +25,9 @@
  * Per case: 20 sessions are opened and ended first (warm-up: code compiled, pools made); then
  * RSS (VmRSS after three GCs) before, N sessions opened, RSS after → KiB per idle session, split
  * into JS heap, ArrayBuffers/external and the rest (native: OpenSSL, libuv, malloc), with the
- * gateway process's glibc bytes in use and free-but-kept (bench/native/mallinfo.c). Then the
+ * gateway process's glibc bytes in use and free-but-kept (bench/native/mallinfo.c); RSS again
+ * after the sessions idled 3 s (the native data path hands glibc's free pages back once, 2 s
+ * after a burst of logins). Then the
  * client process POSTs /api/v1/resources/bench-pg/force-checkin (admin's API token) and times,
  * from just before the request, the moment each of its sockets saw `close`; the gateway reports
  * when the last session_ended notice went out (published once a session's record and its
@@ -61,6 +63,8 @@ const PLAIN = values.upstream === 'plain';
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const range = (xs, f = (x) => x.toFixed(0)) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
 const KiB = (b) => b / 1024;
+/** How long the sessions idle before the second reading of the gateway's memory. */
+const IDLE_MS = 3_000;
 
 const { target, dir, cleanups } = startTarget('gh-bench-sessions-');
 
@@ -138,6 +142,10 @@ async function runCase(n, workers, relay, clientTls) {
     const after = await gw.ask({ cmd: 'mem' });
     if (after.live !== n) throw new Error(`expected ${n} live sessions, the broker has ${after.live}`);
     if (after.nativeEndpoints !== undefined && after.nativeEndpoints < 2 * n) throw new Error(`${n} sessions on the native data path, its addon holds ${after.nativeEndpoints} sockets`);
+    // The sessions idle on: after 3 s the addon's one trim after a burst of logins has run
+    // (TRIM_QUIET_NS, 2 s), and what glibc kept free of the logins' burst is handed back.
+    await new Promise((r) => setTimeout(r, IDLE_MS));
+    const idle = await gw.ask({ cmd: 'mem' });
     const watching = others.map((p) => p.ask({ cmd: 'watch' }));
     const cpu0 = cpuNow(gw.pid, procs.map((p) => p.pid));
     const tear = merge(await clients.ask({ cmd: 'force', apiPort: g.apiPort, resource: 'bench-pg', token: g.token }), await Promise.all(watching));
@@ -146,7 +154,7 @@ async function runCase(n, workers, relay, clientTls) {
     const rec = await gw.ask({ cmd: 'recorded', t0: tear.t0, expect: n });
     const per = (k) => KiB(after[k] - before[k]) / n;
     const c = {
-      n, workers, relay, clientTls, openMs: opened.ms, nativeEndpoints: after.nativeEndpoints, rss: per('rss'), heap: per('heapUsed'), heapTotal: per('heapTotal'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
+      n, workers, relay, clientTls, openMs: opened.ms, nativeEndpoints: after.nativeEndpoints, rss: per('rss'), rssIdle: KiB(idle.rss - before.rss) / n, mallocFreeIdle: KiB(idle.mallocFree - before.mallocFree) / n, heap: per('heapUsed'), heapTotal: per('heapTotal'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
       malloc: per('mallocInUse'), mallocFree: per('mallocFree'), rssBeforeMiB: before.rss / 2 ** 20, rssAfterMiB: after.rss / 2 ** 20, primaryKiB: KiB(after.primaryRss - before.primaryRss) / n,
       fdsBefore: before.fds, fdsAfter: after.fds,
       workersKiB: after.workersRss.map((r, i) => KiB(r - before.workersRss[i]) / n), ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits, cpuMs,
@@ -154,7 +162,7 @@ async function runCase(n, workers, relay, clientTls) {
     c.native = c.rss - c.heap - c.buffers - c.external;
     cases.push(c);
     console.log(
-      `  ${t0}–${timeOfDay()} n=${String(n).padEnd(5)} workers=${workers} relay=${relay.padEnd(6)} client TLS=${clientTls.padEnd(6)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session ` +
+      `  ${t0}–${timeOfDay()} n=${String(n).padEnd(5)} workers=${workers} relay=${relay.padEnd(6)} client TLS=${clientTls.padEnd(6)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session, ${c.rssIdle.toFixed(1)} after ${IDLE_MS / 1000} s idle (malloc free kept ${c.mallocFreeIdle.toFixed(1)}) ` +
         `(JS heap ${c.heap.toFixed(1)} used / ${c.heapTotal.toFixed(1)} committed, ${workers > 1 ? 'primary ' : ''}malloc in use ${c.malloc.toFixed(1)} + free kept ${c.mallocFree.toFixed(1)}, ArrayBuffers ${c.buffers.toFixed(1)}, other external ${c.external.toFixed(1)}, native ${c.native.toFixed(1)}); ` +
         `gateway fds ${c.fdsBefore} → ${c.fdsAfter}${c.nativeEndpoints === undefined ? '' : `, addon sockets ${c.nativeEndpoints}`}; ${workers > 1 ? `primary ${c.primaryKiB.toFixed(1)} + workers ${c.workersKiB.map((k) => k.toFixed(1)).join(' + ')} KiB/session; ` : ''}opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
         `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up); ` +
@@ -184,15 +192,15 @@ try {
       }
     }
   }
-  console.log('\n| sessions | workers | relay | client TLS | KiB RSS / session | JS heap | ArrayBuffers | native + other | malloc in use / free kept | force check-in → last socket closed (ms) | → first / p50 closed (ms) | → records + audit written (ms) | CPU until the last close (ms): gateway / clients | read FATAL 57P01 |');
-  console.log('|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('\n| sessions | workers | relay | client TLS | KiB RSS / session | … after 3 s idle | JS heap | ArrayBuffers | native + other | malloc in use / free kept | force check-in → last socket closed (ms) | → first / p50 closed (ms) | → records + audit written (ms) | CPU until the last close (ms): gateway / clients | read FATAL 57P01 |');
+  console.log('|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const n of SIZES) for (const w of WORKERS) for (const relay of RELAYS) for (const clientTls of CLIENT_TLS) {
     const cs = cases.filter((c) => c.n === n && c.workers === w && c.relay === relay && c.clientTls === clientTls);
     const cpu = (f) => { const xs = cs.map((c) => f(c.cpuMs)); return `${median(xs).toFixed(0)} (${range(xs)})`; };
     const m = (k, f = (x) => x.toFixed(1)) => `${f(median(cs.map((c) => c[k])))} (${range(cs.map((c) => c[k]), f)})`;
     const ms = (x) => x.toFixed(0);
     const one = (k) => median(cs.map((c) => c[k])).toFixed(1);
-    console.log(`| ${n} | ${w} | ${relay} | ${clientTls} | ${m('rss')} | ${m('heap')} | ${m('buffers')} | ${median(cs.map((c) => c.native + c.external)).toFixed(1)} | ${one('malloc')} / ${one('mallocFree')} | ${m('lastMs', ms)} | ${m('firstMs', ms)} / ${m('p50Ms', ms)} | ${m('recordedMs', ms)} | ${cpu((c) => c.js + c.relay + c.otherThreads)} / ${cpu((c) => c.clients)} | ${cs.map((c) => `${c.goodbyes}/${c.sessions}`).join(', ')} |`);
+    console.log(`| ${n} | ${w} | ${relay} | ${clientTls} | ${m('rss')} | ${m('rssIdle')} | ${m('heap')} | ${m('buffers')} | ${median(cs.map((c) => c.native + c.external)).toFixed(1)} | ${one('malloc')} / ${one('mallocFree')} | ${m('lastMs', ms)} | ${m('firstMs', ms)} / ${m('p50Ms', ms)} | ${m('recordedMs', ms)} | ${cpu((c) => c.js + c.relay + c.otherThreads)} / ${cpu((c) => c.clients)} | ${cs.map((c) => `${c.goodbyes}/${c.sessions}`).join(', ')} |`);
   }
   // Every case's figures, without the per-socket times.
   console.log(`\n${JSON.stringify(cases, (k, v) => (['closedAt', 'fatalAt', 'endAt'].includes(k) ? undefined : v))}`);
