@@ -255,13 +255,16 @@ export class NativeEndpoint extends Duplex {
     });
   }
 
-  /** For NativeRelay: this endpoint is the relay's from now on. */
-  handOver(): Socket {
+  /**
+   * For NativeRelay: this endpoint is the relay's from now on. Node's socket goes (the addon
+   * has its own copy of the descriptor): an idle session does not keep a Node socket, its
+   * handle and a third descriptor.
+   */
+  handOver(): void {
     this.spliced = true;
     this.loop.forget(this.id);
-    // Nothing of this stream is kept alive by the socket from here (an idle session's memory).
     this.placeholder.off('close', this.onPlaceholderClose);
-    return this.placeholder;
+    this.placeholder.destroy();
   }
 }
 
@@ -291,11 +294,14 @@ export class NativeRelay implements SessionHandle {
   };
   private readonly early: Buffer[] = [];
   private counted: (() => void) | undefined;
-  private placeholder: Socket | undefined;
   /** The login's streams, until the relay starts (a close before then uses them). */
   private legs: { client: NativeEndpoint; upstream: NativeEndpoint } | undefined;
 
-  constructor(private readonly o: RelayDuties & { loop: NativeLoop }, client: NativeEndpoint, upstream: NativeEndpoint) {
+  /**
+   * `release` ends the listener's count of the client's connection (`DoorConnection.keep()`):
+   * Node's socket goes at start(), and the count lasts until the relay ends.
+   */
+  constructor(private readonly o: RelayDuties & { loop: NativeLoop; release: () => void }, client: NativeEndpoint, upstream: NativeEndpoint) {
     this.loop = o.loop;
     this.id = client.id;
     this.targetId = upstream.id;
@@ -307,7 +313,7 @@ export class NativeRelay implements SessionHandle {
   start(greeting: Buffer, clientRest: Buffer, upstreamRest: Buffer): void {
     if (this.finished || !this.legs) return;
     this.started = true;
-    this.placeholder = this.legs.client.handOver();
+    this.legs.client.handOver();
     this.legs.upstream.handOver();
     this.legs = undefined;
     this.loop.listen(this.id, this.onEvent);
@@ -355,6 +361,7 @@ export class NativeRelay implements SessionHandle {
     setTimeout(() => {
       client.destroy();
       upstream.destroy();
+      this.o.release();
     }, LINGER_MS).unref();
     this.o.onFinish(true, false);
   }
@@ -398,7 +405,7 @@ export class NativeRelay implements SessionHandle {
     s.bytesIn = bytesIn;
     s.bytesOut = bytesOut;
     this.loop.forget(this.id);
-    this.placeholder?.destroy();
+    this.o.release();
     this.counted?.();
     this.o.onFinish(how === How.Teardown, targetBusy);
     switch (how) {

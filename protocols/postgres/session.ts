@@ -326,7 +326,7 @@ export class PgConnection {
       const [c, u] = await Promise.all([client.stop(), upstream.stop()]);
       clientRest = Buffer.concat([clientRest, c]);
       upstreamRest = Buffer.concat([upstreamRest, u]);
-      handle = new NativeRelay({ loop: this.ctx.native!.loop, ...relayOptions }, client, upstream);
+      handle = new NativeRelay({ loop: this.ctx.native!.loop, release: this.conn.keep(), ...relayOptions }, client, upstream);
     } else if (!(client instanceof NativeEndpoint) && !(upstream instanceof NativeEndpoint)) {
       handle = new Relay({ client, upstream, ...relayOptions });
     } else throw new Error('one leg on the native data path and the other not');

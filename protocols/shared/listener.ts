@@ -29,6 +29,12 @@ export interface DoorConnection {
   established(): void;
   /** What to do when the handshake timer fires instead of a bare destroy (e.g. send an error first). */
   onHandshakeTimeout(fn: () => void): void;
+  /**
+   * The door holds this connection on its own from here (the native data path keeps a copy of
+   * the descriptor), so `socket` may go: the connection counts against `maxConnections` until
+   * the returned release is called (once is enough; more calls do nothing).
+   */
+  keep(): () => void;
 }
 
 export type DoorHandler = (conn: DoorConnection) => Promise<void> | void;
@@ -50,7 +56,27 @@ export function assertPlaintextAllowed(name: string, config: Pick<ListenerConfig
 
 export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'dataPath'>, log: Logger, name: string, handler: DoorHandler, opts: TcpOptions): Promise<Listener> {
   const handshaking = new Set<Socket>();
+  // Connections held: open sockets, and those a door kept after their socket went (keep()).
+  // In a data-path worker, handed connections in turn, the limit is this worker's share.
+  const limit = config.dataPath ? Math.ceil(opts.maxConnections / config.dataPath.count) : opts.maxConnections;
+  let held = 0;
+  // Its own scope: a kept release holds no socket.
+  const hold = (): (() => void) => {
+    held++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      held--;
+    };
+  };
   const onConnection = (socket: Socket): void => {
+    if (held >= limit) return void socket.destroy();
+    const release = hold();
+    let kept = false;
+    socket.once('close', () => {
+      if (!kept) release();
+    });
     socket.on('error', (err) => log.debug({ err }, `${name} client socket error`));
     handshaking.add(socket);
     let onTimeout = (): void => void socket.destroy();
@@ -69,6 +95,10 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
       client: clientAddress(socket),
       established: done,
       onHandshakeTimeout: (fn) => (onTimeout = fn),
+      keep: () => {
+        kept = true;
+        return release;
+      },
     };
     try {
       Promise.resolve(handler(conn)).catch((err: unknown) => {
@@ -86,16 +116,8 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
   };
   if (config.dataPath) {
     // A data-path worker: the primary accepts, this process serves what it is handed.
-    // The limit is the listener's: each of the workers, handed connections in turn, takes its share.
-    const limit = Math.ceil(opts.maxConnections / config.dataPath.count);
-    const open = new Set<Socket>();
     // TCP_NODELAY came with the descriptor: the primary's server set it.
-    const taking = config.dataPath.accept((socket) => {
-      if (open.size >= limit) return void socket.destroy();
-      open.add(socket);
-      socket.once('close', () => open.delete(socket));
-      onConnection(socket);
-    });
+    const taking = config.dataPath.accept(onConnection);
     return {
       address: config.dataPath.address,
       async close() {
@@ -105,6 +127,8 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
     };
   }
   const server = createServer({ noDelay: true }, onConnection);
+  // Node's own check refuses before a socket object exists; it counts sockets only, so `held`
+  // (which counts kept connections too) is checked as well.
   server.maxConnections = opts.maxConnections;
   server.on('error', (err) => log.error({ err }, `${name} listener error`));
   await new Promise<void>((resolve, reject) => {

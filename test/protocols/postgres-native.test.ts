@@ -184,8 +184,8 @@ class RawClient {
   }
 
   /** A whole login: startup, password (with `after` in the same write), up to ReadyForQuery. */
-  static async login(after?: Buffer): Promise<RawClient> {
-    const c = await RawClient.connect();
+  static async login(after?: Buffer, at = port): Promise<RawClient> {
+    const c = await RawClient.connect({ port: at });
     await c.handshake();
     c.startup();
     await c.next('R');
@@ -255,6 +255,39 @@ describe('the native PostgreSQL data path', () => {
     expect(c.tls.isSessionReused()).toBe(false);
     c.tls.end(message(0x58));
     await endpointsBecome(0);
+  });
+
+  it("counts a live session against maxConnections after Node's socket for it went: one over the limit is closed unanswered, and one more is taken once a session ends", async () => {
+    await quiet();
+    const small = new PostgresAdapter({ relay: 'native', upstreamCa: { '*': readFileSync(target.ca, 'utf8') }, maxConnections: 2 });
+    const l = await small.listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+    try {
+      const a = await RawClient.login(undefined, l.address.port);
+      await RawClient.login(undefined, l.address.port);
+      // Two live sessions: the addon holds both legs of each, Node holds none of their sockets.
+      expect(liveSessions()).toBe(2);
+      expect(loop.endpoints).toBe(4);
+
+      const over = netConnect({ host: '127.0.0.1', port: l.address.port });
+      over.on('error', () => undefined);
+      let answered = 0;
+      over.on('data', (d: Buffer) => (answered += d.length));
+      over.write(sslRequest());
+      await new Promise((r) => over.once('close', r));
+      expect(answered).toBe(0);
+      expect(liveSessions()).toBe(2);
+
+      a.tls.end(message(0x58));
+      expect(await until(() => liveSessions() === 1)).toBe(true);
+      const c = await RawClient.login(undefined, l.address.port);
+      c.tls.write(query('select 1'));
+      await c.next('D', (await c.next('Z')) + 1);
+      expect(liveSessions()).toBe(2);
+    } finally {
+      for (const c of RawClient.opened) c.destroy();
+      await l.close();
+    }
+    await quiet();
   });
 });
 
