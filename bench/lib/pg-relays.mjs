@@ -169,17 +169,19 @@ export function relayList(value) {
  * logs its data path when it listens (protocols/postgres/native.ts), on the stderr passed on
  * here: `relays` collects them, and with `relay` given, anything but that relay on every
  * listener of every process (2 × max(1, workers) lines) is an error. `native` cannot fall
- * back anyway: the door refuses to listen where the addon cannot load.
+ * back anyway: the door refuses to listen where the addon cannot load. `logLevel` is the
+ * gateway's (gateway.mjs); `onLog` sees every stderr line it writes.
  */
-export async function startGateway({ target, certDir, gatewayPassword, cleanups, from = root, relay, workers, env = {}, ...opts }) {
+export async function startGateway({ target, certDir, gatewayPassword, cleanups, from = root, relay, workers, env = {}, logLevel, onLog = () => undefined, ...opts }) {
   const cfg = {
     host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, gatewayPassword, certDir,
-    ...(relay ? { relay } : {}), ...(workers ? { workers } : {}),
+    ...(relay ? { relay } : {}), ...(workers ? { workers } : {}), ...(logLevel ? { logLevel } : {}),
   };
   const relays = [];
   const onLine = (line) => {
     const r = relayLogged(line);
     if (r) relays.push(r);
+    onLog(line);
   };
   const g = await nodeProcess(join(from, 'bench/postgres/gateway.mjs'), cfg, cleanups, { ...opts, env: { ...env, ...(relay ? { GATEHOUSE_POSTGRES_RELAY: relay } : {}) }, onLine });
   if (relay) {

@@ -6,7 +6,7 @@
  * to resources that allow a plaintext target, as bench-pg does), and with TLS (the default:
  * TLS required, the target's certificate pinned on first use).
  *
- *   node bench/postgres/gateway.mjs '{"host","port","user","password","database","gatewayPassword","certDir"[,"workers"][,"relay"]}'
+ *   node bench/postgres/gateway.mjs '{"host","port","user","password","database","gatewayPassword","certDir"[,"workers"][,"relay"][,"logLevel"]}'
  *
  * `workers` (a number ≥ 1): both listeners are served by that many data-path worker processes
  * (src/dataplane), as `gatehouse serve --workers N` does; absent, everything is in this process.
@@ -16,6 +16,8 @@
  * The listeners (in this process or in the workers) log at info, as JSON on stderr: a few lines
  * at listen, among them the data path each uses (`"relay":"native"` or `"node"`), and a line
  * per refused connection; nothing per session or per statement. The rest stays silent.
+ * `logLevel` "debug" (connect-ab.mjs --timings) adds, among others, each login's `login
+ * timings` line (protocols/postgres/session.ts), and the statements' debug lines.
  *
  * Prints one JSON line: { plainPort, tlsPort, pid, workers: [pid...] }; runs until killed.
  */
@@ -40,7 +42,7 @@ const { broker, stop } = await benchGateway({
 const pki = await ensurePki(t.certDir);
 const tls = { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem };
 // The workers log at this logger's level (src/dataplane/pool.ts).
-const log = createLogger({ level: 'info' }, { format: 'json' });
+const log = createLogger({ level: t.logLevel ?? 'info' }, { format: 'json' });
 const pool = t.workers ? new DataPath(t.workers, log) : undefined;
 await pool?.start();
 const door = (adapter) => (pool ? pool.door('postgres', adapter) : adapter);

@@ -116,6 +116,8 @@ export class PgConnection {
   private session: GatewaySession | undefined;
   private target: UpstreamTarget | undefined;
   private up: UpstreamConnection | undefined;
+  /** When each step of the login began (performance.now()), for the debug log's `login timings`. */
+  private readonly marks: number[] = [performance.now()];
 
   constructor(
     private readonly conn: DoorConnection,
@@ -244,8 +246,10 @@ export class PgConnection {
       throw this.doorRefusal(refusals.notAllowed('a replication connection', 'Gatehouse relays SQL sessions; replicate from the target directly'), `replication=${repl}`);
     }
 
+    this.marks.push(performance.now());
     this.stream.write(authenticationCleartextPassword());
     const password = await this.reader.read(passwordPacket);
+    this.marks.push(performance.now());
     const r = await this.ctx.port.login({ name: loginName(packet.params), secret: { kind: 'password', value: password }, client: this.conn.client });
     if (!r.ok) throw new Refused(r.refusal, `sign-in refused: ${r.code}`, 'broker');
     this.who = { user: r.user, resource: r.resource, mfa: r.mfa };
@@ -256,6 +260,7 @@ export class PgConnection {
     // A client that left (or timed out) while its password was checked gets no decision.
     if (this.stream.destroyed) throw new PeerClosedError('the client left before the decision');
     const who = this.who!;
+    this.marks.push(performance.now());
     const opened = await this.ctx.port.open({ user: who.user, resource: who.resource, client: this.conn.client, mfa: who.mfa });
     if (!opened.ok) throw new Refused(opened.refusal, `${who.user} → ${who.resource}: ${opened.refusal.code}`, 'broker');
     this.session = opened.session;
@@ -264,6 +269,7 @@ export class PgConnection {
 
   /** The target's identity is checked right after TLS, before the startup and the password. */
   private async connectTarget(): Promise<void> {
+    this.marks.push(performance.now());
     const session = this.session!;
     if (this.stream.destroyed) throw this.clientGone();
     const resource = session.resource;
@@ -296,6 +302,7 @@ export class PgConnection {
   }
 
   private async relay(): Promise<void> {
+    this.marks.push(performance.now());
     this.phase = Phase.done;
     const session = this.session!;
     const target = this.target!;
@@ -342,6 +349,18 @@ export class PgConnection {
     }
     const greeting = [authenticationOk(), ...up.greeting.slice(0, -1), backendKeyData(key), ...up.greeting.slice(-1)];
     handle.start(Buffer.concat(greeting), clientRest, upstreamRest);
+    if (port.log.isLevelEnabled('debug')) port.log.debug({ session: session.id, ms: this.timings() }, 'login timings');
+  }
+
+  /**
+   * Milliseconds per step, from accept to the greeting: `tls` (SSLRequest, handshake and
+   * StartupMessage), `ask` (asking for the password until it came), `signIn`, `decision`, `target`
+   * (connect, TLS, login and greeting of the target) and `live` (hand-over and the live record).
+   */
+  private timings(): Record<string, number> {
+    const m = [...this.marks, performance.now()];
+    const names = ['tls', 'ask', 'signIn', 'decision', 'target', 'live'];
+    return Object.fromEntries(names.map((n, i) => [n, Math.round((m[i + 1]! - m[i]!) * 1000) / 1000]));
   }
 
   private doorRefusal(refusal: Refusal, why: string): Refused {

@@ -22,7 +22,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Listener } from '../../src/broker/adapter.js';
-import { silentLogger } from '../../src/core/log.js';
+import { createLogger, silentLogger } from '../../src/core/log.js';
 import { DataPath } from '../../src/dataplane/pool.js';
 import { decodeFields, decodeMessage, message, passwordMessage, sslRequest, startupMessage, type Message } from '../../protocols/postgres/codec.js';
 import { PostgresAdapter, type StatementEvent } from '../../protocols/postgres/index.js';
@@ -236,6 +236,33 @@ describe('the native PostgreSQL data path', () => {
     }
     await endpointsBecome(0);
     expect(liveSessions()).toBe(0);
+  });
+
+  it("logs each login's steps at debug level (login timings), their sum within the client's connect, and no secret", async () => {
+    await quiet();
+    const lines: string[] = [];
+    const log = createLogger({ level: 'debug' }, { format: 'json', destination: { write: (line: string) => void lines.push(line) } });
+    const door = new PostgresAdapter({ relay: 'native', upstreamCa: { '*': readFileSync(target.ca, 'utf8') } });
+    const l = await door.listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
+    try {
+      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:open-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } });
+      const t0 = performance.now();
+      await c.connect();
+      const connectMs = performance.now() - t0;
+      await c.end();
+      const timings = lines.map((line) => JSON.parse(line) as { msg: string; session?: string; ms?: Record<string, number> }).filter((e) => e.msg === 'login timings');
+      expect(timings).toHaveLength(1);
+      const ms = timings[0]!.ms!;
+      expect(Object.keys(ms)).toEqual(['tls', 'ask', 'signIn', 'decision', 'target', 'live']);
+      for (const v of Object.values(ms)) expect(v).toBeGreaterThanOrEqual(0);
+      expect(Object.values(ms).reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(connectMs);
+      expect(timings[0]!.session).toMatch(/^[0-9a-f-]{36}$/);
+      expect(lines.join('\n')).not.toContain(GATEWAY_PASSWORD);
+      expect(lines.join('\n')).not.toContain(target.password);
+    } finally {
+      await l.close();
+    }
+    await quiet();
   });
 
   it('offers no TLS session resumption, as PostgreSQL offers none: no session ticket after the handshake', async () => {
