@@ -4,13 +4,18 @@
  * process holds N addon endpoints of each kind, peers in a child process (Node TLS), and reads
  * glibc's malloc counters and RSS before and after each kind, and after malloc_trim.
  *
- *   npm run build && node --expose-gc bench/postgres/native-pieces.mjs [N]    (default 1000)
+ *   npm run build && node --expose-gc bench/postgres/native-pieces.mjs [N] [--pg]    (default 1000)
  *
  * - client leg: a server-side TLS endpoint (`acceptTls`, the door's certificate), with Node's
  *   placeholder socket and its JavaScript objects;
  * - target leg: a client-side TLS endpoint (`connectTls`, chain and name checked against the CA).
+ *
+ * `--pg`: then N more target legs against a real PostgreSQL (test/targets/postgres.sh, its
+ * max_connections raised), TLS up and nothing sent after it, as the gateway's leg is before its
+ * login: what the same endpoint costs against PostgreSQL's TLS rather than Node's.
  */
 import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
@@ -19,7 +24,8 @@ import { loadAddon } from '../lib/native-addon.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
-const N = Number(process.argv[2] ?? 1000);
+const N = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 1000);
+const AGAINST_PG = process.argv.includes('--pg');
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 4, 210, 22, 47]);
 const [{ ensurePki }] = await Promise.all([dist('src/pki/pki.js')]);
 const pki = await ensurePki(join(root, '.gatehouse', 'bench-native-pieces'));
@@ -98,5 +104,31 @@ if (process.argv[3] === 'peer') {
   console.log(`target leg (client-side TLS, verified):                   ${per(s1, s2)}`);
   console.log(`both, after malloc_trim, per pair:                        ${per(s0, s3)}`);
   peer.kill();
+  if (AGAINST_PG) {
+    const { startTarget, restartTarget } = await import('../lib/pg-relays.mjs');
+    const { target: pg, cleanups } = startTarget('gh-native-pieces-');
+    try {
+      restartTarget(pg, { maxConnections: N + 50 });
+      const ca = readFileSync(pg.ca, 'utf8');
+      const p0 = snap();
+      let up = 0;
+      for (let i = 0; i < N; i++) {
+        const raw = connect(pg.port, pg.host);
+        await sslRequest(raw);
+        const ep = loop.connectTls(raw, pg.host, ca);
+        ep.on('error', () => {});
+        keep.push(ep);
+        ep.ready.then(() => up++);
+      }
+      await until(() => up === N);
+      const p1 = snap();
+      mallinfo.trim();
+      const p2 = snap();
+      console.log(`target leg against PostgreSQL ${pg.version ?? ''}:                ${per(p0, p1)}`);
+      console.log(`  the same after malloc_trim:                             ${per(p0, p2)}`);
+    } finally {
+      for (const c of cleanups) c();
+    }
+  }
   process.exit(0);
 }
