@@ -32,26 +32,10 @@ import { connect as tlsConnect } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { startGateway, startTarget } from '../lib/pg-relays.mjs';
 
+const { passwordMessage, sslRequest, startupMessage, terminate } = await import(new URL('../../dist/protocols/postgres/codec.js', import.meta.url).href);
+
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '4' }, connects: { type: 'string', default: '40' }, timings: { type: 'boolean', default: false }, gap: { type: 'string', default: '0' } } });
-const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
-const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 const STEPS = [['tcp', 't0', 'tcp'], ['S', 'tcp', 'S'], ['secure', 'S', 'secure'], ['ask', 'secure', 'ask'], ['ok', 'ask', 'ok'], ['ready', 'ok', 'ready'], ['close', 'ready', 'closed']];
-
-function startupMessage(params) {
-  const body = Buffer.concat([...Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`)), Buffer.from([0])]);
-  const head = Buffer.alloc(8);
-  head.writeInt32BE(8 + body.length, 0);
-  head.writeInt32BE(3 << 16, 4);
-  return Buffer.concat([head, body]);
-}
-
-function passwordMessage(password) {
-  const body = Buffer.from(`${password}\0`);
-  const head = Buffer.alloc(5);
-  head[0] = 0x70;
-  head.writeInt32BE(4 + body.length, 1);
-  return Buffer.concat([head, body]);
-}
 
 /** One login, timed step by step; closed with a Terminate once ReadyForQuery came. */
 function login(port, password, database) {
@@ -62,7 +46,7 @@ function login(port, password, database) {
     raw.once('error', reject);
     raw.once('connect', () => {
       t.tcp = performance.now();
-      raw.write(SSL_REQUEST);
+      raw.write(sslRequest());
     });
     raw.once('data', (answer) => {
       t.S = performance.now();
@@ -71,7 +55,7 @@ function login(port, password, database) {
       tls.once('error', reject);
       tls.once('secureConnect', () => {
         t.secure = performance.now();
-        tls.write(startupMessage({ user: 'bench:bench-pg', database }));
+        tls.write(startupMessage(new Map([['user', 'bench:bench-pg'], ['database', database]])));
       });
       let buf = Buffer.alloc(0);
       tls.on('data', (chunk) => {
@@ -93,7 +77,7 @@ function login(port, password, database) {
               t.closed = performance.now();
               resolve(t);
             });
-            tls.end(TERMINATE);
+            tls.end(terminate());
           }
         }
       });

@@ -29,24 +29,8 @@ import { connect as tlsConnect } from 'node:tls';
 
 const sessions = new Set();
 
-function startupMessage(params) {
-  const body = Buffer.concat([...Object.entries(params).flatMap(([k, v]) => [Buffer.from(`${k}\0${v}\0`)]), Buffer.from([0])]);
-  const head = Buffer.alloc(8);
-  head.writeInt32BE(8 + body.length, 0);
-  head.writeInt32BE(3 << 16, 4);
-  return Buffer.concat([head, body]);
-}
-
-function passwordMessage(pw) {
-  const body = Buffer.from(`${pw}\0`);
-  const head = Buffer.alloc(5);
-  head[0] = 0x70;
-  head.writeInt32BE(4 + body.length, 1);
-  return Buffer.concat([head, body]);
-}
-
-const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
-const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
+// The gateway's own encoders (the build in dist/, as the native mode's addon).
+const { passwordMessage, sslRequest, startupMessage, terminate } = await import(new URL('../../dist/protocols/postgres/codec.js', import.meta.url).href);
 
 /** With `native`: the gateway's addon (its loop, from the build in dist/) holds the sessions' TLS. */
 const loop = process.argv[2] === 'native' ? await nativeClientLoop() : undefined;
@@ -80,7 +64,7 @@ function openSession(o) {
     raw.once('data', (answer) => {
       if (answer[0] !== 0x53) return reject(new Error(`SSLRequest answered ${answer[0]}`));
       const s = { tls: undefined, ready: false, fatal: '', fatalAt: 0n, endAt: 0n, closedAt: 0n };
-      const tls = (s.tls = startTls(raw, () => tls.write(startupMessage({ user: o.user, database: o.database }))));
+      const tls = (s.tls = startTls(raw, () => tls.write(startupMessage(new Map([['user', o.user], ['database', o.database]])))));
       let buf = Buffer.alloc(0);
       tls.on('error', () => {});
       tls.on('data', (chunk) => {
@@ -110,7 +94,7 @@ function openSession(o) {
         if (!s.ready) reject(new Error(`closed during login ${s.fatal}`));
       });
     });
-    raw.write(SSL_REQUEST);
+    raw.write(sslRequest());
   });
 }
 
@@ -182,7 +166,7 @@ async function end() {
   await Promise.all(live.map((s) => new Promise((r) => {
     if (s.closedAt) return r();
     s.tls.once('close', r);
-    s.tls.end(TERMINATE);
+    s.tls.end(terminate());
   })));
   for (const s of live) sessions.delete(s);
   return { ended: live.length };
