@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect } from 'node:tls';
 import { parseArgs } from 'node:util';
+import { eachMessage } from '../lib/pg-messages.mjs';
 import { startGateway, startTarget } from '../lib/pg-relays.mjs';
 
 const { passwordMessage, sslRequest, startupMessage, terminate } = await import(new URL('../../dist/protocols/postgres/codec.js', import.meta.url).href);
@@ -57,28 +58,20 @@ function login(port, password, database) {
         t.secure = performance.now();
         tls.write(startupMessage(new Map([['user', 'bench:bench-pg'], ['database', database]])));
       });
-      let buf = Buffer.alloc(0);
-      tls.on('data', (chunk) => {
-        buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-        while (buf.length >= 5) {
-          const len = buf.readInt32BE(1);
-          if (buf.length < 1 + len) break;
-          const type = buf[0];
-          const code = len >= 8 ? buf.readInt32BE(5) : -1;
-          buf = buf.subarray(1 + len);
-          if (type === 0x52 && code === 3) {
-            t.ask = performance.now();
-            tls.write(passwordMessage(password));
-          } else if (type === 0x52 && code === 0) t.ok = performance.now();
-          else if (type === 0x45) return reject(new Error('the gateway refused the login'));
-          else if (type === 0x5a) {
-            t.ready = performance.now();
-            tls.once('close', () => {
-              t.closed = performance.now();
-              resolve(t);
-            });
-            tls.end(terminate());
-          }
+      eachMessage(tls, (type, body) => {
+        const code = body.length >= 4 ? body.readInt32BE(0) : -1;
+        if (type === 0x52 && code === 3) {
+          t.ask = performance.now();
+          tls.write(passwordMessage(password));
+        } else if (type === 0x52 && code === 0) t.ok = performance.now();
+        else if (type === 0x45) reject(new Error('the gateway refused the login'));
+        else if (type === 0x5a) {
+          t.ready = performance.now();
+          tls.once('close', () => {
+            t.closed = performance.now();
+            resolve(t);
+          });
+          tls.end(terminate());
         }
       });
     });

@@ -86,16 +86,20 @@ if (process.argv[3] === 'peer') {
   await new Promise((res) => peer.once('message', res));
   await until(() => ready === N);
   const s1 = snap();
-  let connected = 0;
-  for (let i = 0; i < N; i++) {
-    const raw = connect(target, '127.0.0.1');
-    await sslRequest(raw);
-    const ep = loop.connectTls(raw, 'localhost', pki.caCertPem);
-    ep.on('error', () => {});
-    keep.push(ep);
-    ep.ready.then(() => connected++);
-  }
-  await until(() => connected === N);
+  /** N target legs: TCP, SSLRequest and TLS up to `host:port`, chain and `name` checked against `ca`. */
+  const targetLegs = async (port, host, name, ca) => {
+    let up = 0;
+    for (let i = 0; i < N; i++) {
+      const raw = connect(port, host);
+      await sslRequest(raw);
+      const ep = loop.connectTls(raw, name, ca);
+      ep.on('error', () => {});
+      keep.push(ep);
+      ep.ready.then(() => up++);
+    }
+    await until(() => up === N);
+  };
+  await targetLegs(target, '127.0.0.1', 'localhost', pki.caCertPem);
   const s2 = snap();
   mallinfo.trim();
   const s3 = snap();
@@ -111,16 +115,7 @@ if (process.argv[3] === 'peer') {
       restartTarget(pg, { maxConnections: N + 50 });
       const ca = readFileSync(pg.ca, 'utf8');
       const p0 = snap();
-      let up = 0;
-      for (let i = 0; i < N; i++) {
-        const raw = connect(pg.port, pg.host);
-        await sslRequest(raw);
-        const ep = loop.connectTls(raw, pg.host, ca);
-        ep.on('error', () => {});
-        keep.push(ep);
-        ep.ready.then(() => up++);
-      }
-      await until(() => up === N);
+      await targetLegs(pg.port, pg.host, pg.host, ca);
       const p1 = snap();
       mallinfo.trim();
       const p2 = snap();

@@ -26,6 +26,7 @@ import { connect as netConnect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { clearTimeout, setTimeout } from 'node:timers';
 import { connect as tlsConnect } from 'node:tls';
+import { eachMessage } from '../lib/pg-messages.mjs';
 
 const sessions = new Set();
 
@@ -65,27 +66,18 @@ function openSession(o) {
       if (answer[0] !== 0x53) return reject(new Error(`SSLRequest answered ${answer[0]}`));
       const s = { tls: undefined, ready: false, fatal: '', fatalAt: 0n, endAt: 0n, closedAt: 0n };
       const tls = (s.tls = startTls(raw, () => tls.write(startupMessage(new Map([['user', o.user], ['database', o.database]])))));
-      let buf = Buffer.alloc(0);
       tls.on('error', () => {});
-      tls.on('data', (chunk) => {
-        buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-        while (buf.length >= 5) {
-          const len = buf.readInt32BE(1);
-          if (buf.length < 1 + len) break;
-          const type = buf[0];
-          const body = buf.subarray(5, 1 + len);
-          buf = buf.subarray(1 + len);
-          if (type === 0x52 && body.readInt32BE(0) === 3) tls.write(passwordMessage(o.password));
-          else if (type === 0x5a && !s.ready) {
-            s.ready = true;
-            sessions.add(s);
-            resolve(s);
-          } else if (type === 0x45) {
-            const fields = Object.fromEntries(body.toString('utf8').split('\0').filter(Boolean).map((f) => [f[0], f.slice(1)]));
-            s.fatal = `${fields.C} ${fields.M}`;
-            s.fatalAt = process.hrtime.bigint();
-            if (!s.ready) reject(new Error(`refused: ${s.fatal}`));
-          }
+      eachMessage(tls, (type, body) => {
+        if (type === 0x52 && body.readInt32BE(0) === 3) tls.write(passwordMessage(o.password));
+        else if (type === 0x5a && !s.ready) {
+          s.ready = true;
+          sessions.add(s);
+          resolve(s);
+        } else if (type === 0x45) {
+          const fields = Object.fromEntries(body.toString('utf8').split('\0').filter(Boolean).map((f) => [f[0], f.slice(1)]));
+          s.fatal = `${fields.C} ${fields.M}`;
+          s.fatalAt = process.hrtime.bigint();
+          if (!s.ready) reject(new Error(`refused: ${s.fatal}`));
         }
       });
       tls.once('end', () => (s.endAt = process.hrtime.bigint()));
