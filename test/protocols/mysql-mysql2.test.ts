@@ -8,7 +8,7 @@ import { authPlugins } from 'mysql2';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
-import { addMyResource, GATEWAY_PASSWORD, myDoor, mariadb, startMyGateway, until, type MyGateway } from './mysql-harness.js';
+import { addMyResource, eventually, GATEWAY_PASSWORD, myDoor, mariadb, startMyGateway, until, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
 
@@ -152,6 +152,8 @@ describe('mysql2 through the gateway', () => {
     await c.query("select repeat('x', 100000) as v");
     await c.end();
     await until(() => !g.gw.broker.live().some((s) => s.id === id));
+    // The record is written once the door's close is answered, a moment after the session left the broker.
+    await eventually(async () => (await g.gw.store.getSession(id))?.state === 'ended', 5_000, 'the session record to be ended');
     const rec = await g.gw.store.getSession(id);
     expect(rec?.state).toBe('ended');
     expect(rec?.endReason).toBe('client_closed');
