@@ -8,6 +8,8 @@
  *
  * Commands (IPC messages):
  *   { cmd: 'open', n, port, user, password, database, parallel }  → { opened, ms }
+ *   { cmd: 'warm', apiPort }      fetch's first use (it loads and compiles undici, ~110 ms of this
+ *                                 process's CPU here), on /healthz, before anything is timed
  *   { cmd: 'force', apiPort, resource, token, timeoutMs }         → the teardown, timed (see below)
  *   { cmd: 'watch', timeoutMs }   (another client process's force) waits until every session's
  *                                 socket closed; → when each closed, read its goodbye and its end
@@ -112,9 +114,6 @@ async function open(m) {
 async function force(m) {
   const live = [...sessions];
   const all = Promise.all(live.map((s) => (s.closedAt ? undefined : new Promise((r) => s.tls.once('close', r)))));
-  // fetch's first use loads and compiles undici (about 110 ms of this process's CPU here): done
-  // before the clock starts, so that it does not share the cores with the teardown measured.
-  await (await globalThis.fetch(`http://127.0.0.1:${m.apiPort}/healthz`)).text();
   const t0 = process.hrtime.bigint();
   const res = await globalThis.fetch(`http://127.0.0.1:${m.apiPort}/api/v1/resources/${m.resource}/force-checkin`, {
     method: 'POST',
@@ -164,8 +163,13 @@ async function end() {
   return { ended: live.length };
 }
 
+async function warm(m) {
+  await (await globalThis.fetch(`http://127.0.0.1:${m.apiPort}/healthz`)).text();
+  return {};
+}
+
 process.on('message', (m) => {
-  const run = m.cmd === 'open' ? open(m) : m.cmd === 'force' ? force(m) : m.cmd === 'watch' ? watch(m) : m.cmd === 'end' ? end() : Promise.reject(new Error(`unknown command ${m.cmd}`));
+  const run = m.cmd === 'open' ? open(m) : m.cmd === 'warm' ? warm(m) : m.cmd === 'force' ? force(m) : m.cmd === 'watch' ? watch(m) : m.cmd === 'end' ? end() : Promise.reject(new Error(`unknown command ${m.cmd}`));
   run.then((r) => process.send({ ok: true, ...r }), (e) => process.send({ ok: false, error: String(e?.stack ?? e) }));
 });
 process.send({ ok: true, ready: true });

@@ -146,6 +146,8 @@ async function runCase(n, workers, relay, clientTls) {
     // (TRIM_QUIET_NS, 2 s), and what glibc kept free of the logins' burst is handed back.
     await new Promise((r) => setTimeout(r, IDLE_MS));
     const idle = await gw.ask({ cmd: 'mem' });
+    // Before the CPU readings and the clock: its CPU is not the teardown's.
+    await clients.ask({ cmd: 'warm', apiPort: g.apiPort });
     const watching = others.map((p) => p.ask({ cmd: 'watch' }));
     const cpu0 = cpuNow(gw.pid, procs.map((p) => p.pid));
     const tear = merge(await clients.ask({ cmd: 'force', apiPort: g.apiPort, resource: 'bench-pg', token: g.token }), await Promise.all(watching));
