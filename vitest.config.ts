@@ -33,6 +33,13 @@ export default defineConfig({
         extends: true,
         test: { name: 'postgres node relay', include: suitesOf('postgres'), exclude: WITHOUT_NATIVE_ONLY, env: { GATEHOUSE_POSTGRES_RELAY: 'node' } },
       },
+      // On the native data path a live session's TLS records leave OpenSSL for the addon's lean
+      // record layer (the projects above); the same suites, the native one with them, with
+      // OpenSSL keeping them, as it does for a TLS 1.2 session.
+      {
+        extends: true,
+        test: { name: 'postgres openssl records', include: suitesOf('postgres'), env: { GATEHOUSE_POSTGRES_TLS_RECORDS: 'openssl' } },
+      },
     ],
   },
 });

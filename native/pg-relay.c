@@ -28,7 +28,10 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <node_api.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -43,7 +46,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BUF 16384
+/* One read: a TLS record's plaintext (16 KiB) fits, and a lean record's inner plaintext
+ * (content, type, padding: at most 16 KiB + 240 bytes) opens in place. */
+#define BUF (16384 + 1024)
 #define MAX_CLIENT_MESSAGE (64u * 1024 * 1024)
 #define MAX_SERVER_MESSAGE (1024u * 1024 * 1024 - 1)
 #define MS 1000000LL
@@ -116,6 +121,9 @@ typedef struct ep {
   struct ep *tprev, *tnext;
   int timed;
   struct ep *kept;    /* a finished relay's target leg, ended once this client closes */
+  struct tls_keys *keys; /* handshake and login: what the lean record layer will need */
+  struct lean *lean;  /* relay: the TLS records sealed and opened here, OpenSSL's SSL freed */
+  int lean_wanted;    /* a relay leg that goes lean once OpenSSL holds nothing of it */
 } ep;
 
 typedef struct cmd {
@@ -124,7 +132,7 @@ typedef struct cmd {
   uint8_t *data; size_t len;
   uint8_t *data2; size_t len2;
   uint8_t *data3; size_t len3;
-  int flag;
+  int flag, flag2;
   uint32_t limit;
   ep *e;
   struct cmd *next;
@@ -268,7 +276,8 @@ static void set_events(ep *e, uint32_t ev) {
   e->events = ev;
 }
 
-static void queue_out(ep *e, const uint8_t *p, size_t n) {
+/* Appends p[0..n) to `out` as it is (p NULL: n bytes of room, filled by the caller). */
+static void queue_raw(ep *e, const uint8_t *p, size_t n) {
   if (n == 0) return;
   if (e->out_off > 0 && e->out_off == e->out_len) e->out_off = e->out_len = 0;
   if (e->out_len + n > e->out_cap) {
@@ -282,16 +291,400 @@ static void queue_out(ep *e, const uint8_t *p, size_t n) {
       e->out = realloc(e->out, e->out_cap);
     }
   }
-  memcpy(e->out + e->out_len, p, n);
+  if (p) memcpy(e->out + e->out_len, p, n);
   e->out_len += n;
 }
 
 static size_t pending_out(ep *e) { return e->out_len - e->out_off; }
 
+/*
+ * ---- the lean record layer ----
+ *
+ * OpenSSL runs each TLS handshake and the login's records. When a leg joins a relay, holds
+ * nothing in OpenSSL (no record half read, nothing half written) and speaks TLS 1.3 with an
+ * AEAD suite, its SSL object (12-28 KiB with its session, the peer's chain and the buffers) is
+ * freed, and the records go on here, as the kernel's TLS does after such a hand-over: the
+ * traffic secrets come from the keylog callback, the sequence numbers from counting each
+ * record since the handshake (the message callback), and each direction keeps one AEAD
+ * context, its IV and its count (RFC 8446 5.2-5.3, 7.1-7.2). What an idle session holds is
+ * that state alone; a record that came in halves is kept until its rest arrives.
+ *
+ * After the hand-over the peer may send application data, alerts (close_notify ends the
+ * stream; any other alert fails it), a KeyUpdate (followed, and answered when asked), or,
+ * from a target, a NewSessionTicket (dropped: the gateway does not resume). Anything else,
+ * a bad tag, a record over 2^14 + 256 bytes, an empty inner plaintext or a handshake message
+ * split across records fails the leg with a fatal alert. The gateway moves to a new key of
+ * its own after KEY_RECORDS records, far inside AES-GCM's limit (RFC 8446 5.5).
+ */
+#define RECORD_MAX (16384 + 256)
+#define RECORD_PLAIN 16384
+#define TAG 16
+#define OVERHEAD (5 + 1 + TAG)
+#define KEY_RECORDS (1ull << 23)
+#define RAWBUF (2 * (5 + RECORD_MAX))
+
+typedef struct lean_dir {
+  EVP_CIPHER_CTX *aead;
+  uint8_t secret[48];
+  uint8_t iv[12];
+  uint64_t seq;
+} lean_dir;
+
+typedef struct lean {
+  lean_dir rx, tx;
+  const EVP_CIPHER *cipher;
+  const EVP_MD *md;
+  int keylen, hashlen;
+  uint8_t *in; size_t in_len; /* read, not opened yet: the start of a record, or records that did not fit */
+  int filled;                 /* the last read filled its buffer: the socket may hold more */
+  int eof;                    /* the peer's close_notify was read */
+  int notified;               /* ours is sealed (or a fatal alert went instead) */
+  int update_owed;            /* the peer asked for a KeyUpdate of ours */
+  int broken;                 /* sealing failed: the leg's next write fails */
+} lean;
+
+/* From the handshake to the hand-over: both traffic secrets and the records since. */
+typedef struct tls_keys {
+  uint8_t client[48], server[48];
+  int have;                   /* 1: the client's secret, 2: the server's */
+  size_t len;
+  int counting;               /* the handshake is done: records count from here */
+  int spoiled;                /* a KeyUpdate during the login: OpenSSL keeps the leg */
+  uint64_t rx, tx;
+} tls_keys;
+
+static uint8_t rawbuf[RAWBUF];
+static uint8_t sealbuf[BUF + 3 * OVERHEAD + 8];
+static uint64_t lean_endpoints;
+
+static int unhex(const char *h, uint8_t *out, size_t max, size_t *len) {
+  size_t n = strlen(h);
+  while (n > 0 && (h[n - 1] == '\n' || h[n - 1] == '\r')) n--;
+  if (n % 2 || n / 2 > max) return 0;
+  for (size_t i = 0; i < n / 2; i++) {
+    unsigned v;
+    if (sscanf(h + 2 * i, "%2x", &v) != 1) return 0;
+    out[i] = (uint8_t)v;
+  }
+  *len = n / 2;
+  return 1;
+}
+
+/* SSL_CTX_set_keylog_callback: the two application traffic secrets, for the hand-over. */
+static void keylog(const SSL *s, const char *line) {
+  ep *e = SSL_get_app_data(s);
+  if (!e || !e->keys) return;
+  tls_keys *k = e->keys;
+  int which = strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0 ? 1 : strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0 ? 2 : 0;
+  if (!which) return;
+  const char *secret = strrchr(line, ' ');
+  size_t len = 0;
+  if (!secret || !unhex(secret + 1, which == 1 ? k->client : k->server, 48, &len) || (len != 32 && len != 48)) { k->spoiled = 1; return; }
+  k->len = len;
+  k->have |= which;
+}
+
+/* SSL_set_msg_callback: every record after the handshake moves a sequence number on. */
+static void on_record(int write_p, int version, int content_type, const void *buf, size_t len, SSL *s, void *arg) {
+  (void)version; (void)arg;
+  ep *e = SSL_get_app_data(s);
+  if (!e || !e->keys || !e->keys->counting) return;
+  if (content_type == SSL3_RT_HEADER) {
+    if (write_p) e->keys->tx++; else e->keys->rx++;
+  } else if (content_type == SSL3_RT_HANDSHAKE && len > 0 && ((const uint8_t *)buf)[0] == SSL3_MT_KEY_UPDATE) e->keys->spoiled = 1;
+}
+
+static void free_keys(ep *e) {
+  if (!e->keys) return;
+  OPENSSL_cleanse(e->keys, sizeof *e->keys);
+  free(e->keys);
+  e->keys = NULL;
+}
+
+/* HKDF-Expand-Label(secret, label, "", n), n at most the hash's length (one HMAC block). */
+static int expand_label(lean *l, const uint8_t *secret, const char *label, uint8_t *out, int n) {
+  uint8_t info[32], t[EVP_MAX_MD_SIZE];
+  size_t ll = strlen(label), i = 0;
+  unsigned tl = 0;
+  info[i++] = (uint8_t)(n >> 8);
+  info[i++] = (uint8_t)n;
+  info[i++] = (uint8_t)(6 + ll);
+  memcpy(info + i, "tls13 ", 6);
+  i += 6;
+  memcpy(info + i, label, ll);
+  i += ll;
+  info[i++] = 0;
+  info[i++] = 1;
+  int ok = HMAC(l->md, secret, l->hashlen, info, i, t, &tl) != NULL && (int)tl >= n;
+  if (ok) memcpy(out, t, (size_t)n);
+  OPENSSL_cleanse(t, sizeof t);
+  return ok;
+}
+
+/* The direction's key and IV from its secret; its count starts again. */
+static int dir_keys(lean *l, lean_dir *d, int enc) {
+  uint8_t key[32];
+  int ok = expand_label(l, d->secret, "key", key, l->keylen) && expand_label(l, d->secret, "iv", d->iv, 12);
+  if (ok && !d->aead) ok = (d->aead = EVP_CIPHER_CTX_new()) != NULL;
+  if (ok) ok = EVP_CipherInit_ex(d->aead, l->cipher, NULL, key, NULL, enc) == 1;
+  OPENSSL_cleanse(key, sizeof key);
+  d->seq = 0;
+  return ok;
+}
+
+/* KeyUpdate: the next secret of the direction (RFC 8446 7.2). */
+static int next_key(lean *l, lean_dir *d, int enc) {
+  uint8_t next[48];
+  if (!expand_label(l, d->secret, "traffic upd", next, l->hashlen)) return 0;
+  memcpy(d->secret, next, (size_t)l->hashlen);
+  OPENSSL_cleanse(next, sizeof next);
+  return dir_keys(l, d, enc);
+}
+
+static void nonce(const lean_dir *d, uint8_t n[12]) {
+  memcpy(n, d->iv, 12);
+  for (int i = 0; i < 8; i++) n[11 - i] ^= (uint8_t)(d->seq >> (8 * i));
+}
+
+static void free_lean(ep *e) {
+  lean *l = e->lean;
+  if (!l) return;
+  EVP_CIPHER_CTX_free(l->rx.aead);
+  EVP_CIPHER_CTX_free(l->tx.aead);
+  free(l->in);
+  OPENSSL_cleanse(l, sizeof *l);
+  free(l);
+  e->lean = NULL;
+  lean_endpoints--;
+}
+
+/* One record of inner type `type` holding p[0..n) (n <= RECORD_PLAIN), at dst: its length, or 0. */
+static size_t seal_one(lean *l, uint8_t type, const uint8_t *p, size_t n, uint8_t *dst) {
+  lean_dir *d = &l->tx;
+  size_t len = n + 1 + TAG;
+  uint8_t iv[12];
+  int outl;
+  dst[0] = 23; dst[1] = 3; dst[2] = 3; dst[3] = (uint8_t)(len >> 8); dst[4] = (uint8_t)len;
+  nonce(d, iv);
+  int ok = EVP_EncryptInit_ex(d->aead, NULL, NULL, NULL, iv) == 1 &&
+    EVP_EncryptUpdate(d->aead, NULL, &outl, dst, 5) == 1 &&
+    (n == 0 || EVP_EncryptUpdate(d->aead, dst + 5, &outl, p, (int)n) == 1) &&
+    EVP_EncryptUpdate(d->aead, dst + 5 + n, &outl, &type, 1) == 1 &&
+    EVP_EncryptFinal_ex(d->aead, dst + 5 + n + 1, &outl) == 1 &&
+    EVP_CIPHER_CTX_ctrl(d->aead, EVP_CTRL_AEAD_GET_TAG, TAG, dst + 5 + n + 1) == 1;
+  d->seq++;
+  return ok ? 5 + len : 0;
+}
+
+/* p[0..n) sealed at dst in records (a KeyUpdate of ours first when one is due): the bytes
+ * written, or 0 when sealing failed. dst holds n + (n / RECORD_PLAIN + 2) * OVERHEAD + 5. */
+static size_t seal(lean *l, uint8_t type, const uint8_t *p, size_t n, uint8_t *dst) {
+  size_t w = 0;
+  if (l->update_owed || l->tx.seq >= KEY_RECORDS) {
+    static const uint8_t update[5] = { SSL3_MT_KEY_UPDATE, 0, 0, 1, 0 };
+    size_t k = seal_one(l, 22, update, sizeof update, dst);
+    if (k == 0 || !next_key(l, &l->tx, 1)) return 0;
+    l->update_owed = 0;
+    w += k;
+  }
+  do {
+    size_t take = n < RECORD_PLAIN ? n : RECORD_PLAIN;
+    size_t k = seal_one(l, type, p, take, dst + w);
+    if (k == 0) return 0;
+    w += k;
+    p += take;
+    n -= take;
+  } while (n > 0);
+  return w;
+}
+
+static size_t sealed_size(size_t n) { return n + (n / RECORD_PLAIN + 2) * OVERHEAD + 5; }
+
+/* A fatal alert instead of close_notify, sent as far as the socket takes it now. */
+static void lean_alert(ep *e, uint8_t code) {
+  lean *l = e->lean;
+  if (!l || l->notified || e->fd < 0) return;
+  l->notified = 1;
+  l->update_owed = 0;
+  uint8_t a[2] = { 2, code }, rec[2 + OVERHEAD + 32];
+  size_t k = seal(l, 21, a, 2, rec);
+  if (k > 0 && send(e->fd, rec, k, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) { /* gone already */ }
+}
+
+/* Post-handshake messages of one record; -1 with an alert's code when the leg must fail. */
+static int after_handshake(ep *e, const uint8_t *p, size_t n, uint8_t *alert) {
+  lean *l = e->lean;
+  while (n > 0) {
+    if (n < 4) { *alert = 10; return -1; }
+    size_t len = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+    if (4 + len > n) { *alert = 10; return -1; }
+    if (p[0] == SSL3_MT_NEWSESSION_TICKET && e->role == ROLE_CLIENT) { /* no resumption: dropped */ }
+    else if (p[0] == SSL3_MT_KEY_UPDATE && len == 1 && p[4] <= 1 && 4 + len == n) {
+      if (!next_key(l, &l->rx, 0)) { *alert = 80; return -1; }
+      if (p[4] == 1) l->update_owed = 1;
+    } else { *alert = p[0] == SSL3_MT_KEY_UPDATE ? 50 : 10; return -1; }
+    p += 4 + len;
+    n -= 4 + len;
+  }
+  return 0;
+}
+
+static size_t record_len(const uint8_t *h) { return (size_t)h[3] << 8 | h[4]; }
+
+/* Reads and opens records: the application data's bytes at buf (BUF at most), 0 when none is
+ * there now, -1 at the peer's close_notify, EOF or a failure (after a fatal alert). */
+static int lean_read(ep *e, uint8_t *buf) {
+  lean *l = e->lean;
+  if (l->eof) return -1;
+  size_t have = 0;
+  if (l->in_len > 0) {
+    memcpy(rawbuf, l->in, l->in_len);
+    have = l->in_len;
+    free(l->in);
+    l->in = NULL;
+    l->in_len = 0;
+  }
+  l->filled = 0;
+  if (have < 5 || have < 5 + record_len(rawbuf)) {
+    ssize_t r = recv(e->fd, rawbuf + have, RAWBUF - have, 0);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) return -1;
+    if (r > 0) {
+      have += (size_t)r;
+      l->filled = have == RAWBUF;
+    }
+  }
+  size_t off = 0, out = 0;
+  uint8_t alert = 0;
+  while (!l->eof && have - off >= 5) {
+    uint8_t *h = rawbuf + off;
+    size_t len = record_len(h);
+    if (h[0] != 23 || h[1] != 3 || h[2] != 3) { alert = 10; break; }
+    if (len > RECORD_MAX || len < 1 + TAG) { alert = 22; break; }
+    if (have - off < 5 + len) break;
+    size_t inner = len - TAG;
+    if (out + inner > BUF) break;
+    lean_dir *d = &l->rx;
+    uint8_t iv[12], *plain = buf + out;
+    int outl;
+    nonce(d, iv);
+    int ok = EVP_DecryptInit_ex(d->aead, NULL, NULL, NULL, iv) == 1 &&
+      EVP_CIPHER_CTX_ctrl(d->aead, EVP_CTRL_AEAD_SET_TAG, TAG, h + 5 + inner) == 1 &&
+      EVP_DecryptUpdate(d->aead, NULL, &outl, h, 5) == 1 &&
+      EVP_DecryptUpdate(d->aead, plain, &outl, h + 5, (int)inner) == 1 &&
+      EVP_DecryptFinal_ex(d->aead, plain + inner, &outl) == 1;
+    d->seq++;
+    if (!ok) { alert = 20; break; }
+    size_t n = inner;
+    while (n > 0 && plain[n - 1] == 0) n--;
+    if (n == 0) { alert = 10; break; }
+    uint8_t type = plain[--n];
+    if (n > RECORD_PLAIN) { alert = 22; break; }
+    off += 5 + len;
+    if (type == 23) out += n;
+    else if (type == 21) {
+      if (n != 2) { alert = 50; break; }
+      if (plain[1] != 0) { l->notified = 1; alert = 255; break; }
+      l->eof = 1;
+    } else if (type == 22) {
+      if (after_handshake(e, plain, n, &alert) < 0) break;
+    } else { alert = 10; break; }
+  }
+  if (alert) {
+    if (alert != 255) lean_alert(e, alert);
+    return -1;
+  }
+  if (off < have) {
+    l->in_len = have - off;
+    l->in = copy(rawbuf + off, l->in_len);
+  }
+  if (out > 0) return (int)out;
+  return l->eof ? -1 : 0;
+}
+
+/* A whole record is held, to be opened without waiting for the socket (which wakes nobody). */
+static int lean_held(ep *e) {
+  lean *l = e->lean;
+  return l && !l->eof && l->in_len >= 5 && l->in_len >= 5 + record_len(l->in);
+}
+
+/* More may be read now: a whole record held, or the last read filled its buffer. */
+static int lean_ready(ep *e) { return lean_held(e) || e->lean->filled; }
+
+static void queue_raw(ep *e, const uint8_t *p, size_t n);
+
+/* What the leg sends goes into `out` sealed. */
+static int seal_out(ep *e, uint8_t type, const uint8_t *p, size_t n) {
+  size_t room = sealed_size(n);
+  queue_raw(e, NULL, room);
+  size_t k = seal(e->lean, type, p, n, e->out + e->out_len - room);
+  e->out_len -= room - k;
+  if (k == 0) e->lean->broken = 1;
+  return k > 0 ? 0 : -1;
+}
+
+/*
+ * The hand-over, once OpenSSL holds nothing of the leg: 1 when it went lean, 0 when it waits
+ * (a record half read or half written), -1 when OpenSSL keeps it (TLS 1.2, another suite, a
+ * KeyUpdate during the login, no secrets).
+ */
+static int go_lean(ep *e) {
+  tls_keys *k = e->keys;
+  SSL *s = e->ssl;
+  int id = SSL_version(s) == TLS1_3_VERSION ? SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(s)) : 0;
+  const EVP_CIPHER *cipher = id == 0x1301 ? EVP_aes_128_gcm() : id == 0x1302 ? EVP_aes_256_gcm() : id == 0x1303 ? EVP_chacha20_poly1305() : NULL;
+  if (!k || k->spoiled || k->have != 3 || !cipher || k->len != (id == 0x1302 ? 48u : 32u)) return -1;
+  if (SSL_has_pending(s) || pending_out(e) > 0 || e->ssl_write_wants_read || e->ssl_read_wants_write) return 0;
+  lean *l = calloc(1, sizeof *l);
+  l->cipher = cipher;
+  l->md = id == 0x1302 ? EVP_sha384() : EVP_sha256();
+  l->hashlen = (int)k->len;
+  l->keylen = id == 0x1301 ? 16 : 32;
+  int server = e->role == ROLE_SERVER;
+  memcpy(l->rx.secret, server ? k->client : k->server, k->len);
+  memcpy(l->tx.secret, server ? k->server : k->client, k->len);
+  int ok = dir_keys(l, &l->rx, 0) && dir_keys(l, &l->tx, 1);
+  l->rx.seq = k->rx;
+  l->tx.seq = k->tx;
+  lean_endpoints++;
+  if (!ok) { e->lean = l; free_lean(e); return -1; }
+  free_keys(e);
+  SSL_free(s);
+  e->ssl = NULL;
+  e->lean = l;
+  e->lean_wanted = 0;
+  return 1;
+}
+
+/* OpenSSL keeps the leg for the relay: it reads ahead (a record's header and body in one
+ * read, and what follows), which the login does not, so that nothing is left in it at a
+ * hand-over. */
+static void keep_openssl(ep *e) {
+  e->lean_wanted = 0;
+  free_keys(e);
+  if (!e->ssl) return;
+  SSL_set_msg_callback(e->ssl, NULL);
+  SSL_set_read_ahead(e->ssl, 1);
+}
+
+/* Goes lean where it can, now or once OpenSSL holds nothing of the leg. */
+static void try_lean(ep *e) {
+  if (!e->lean_wanted || !e->ssl) return;
+  if (go_lean(e) < 0) keep_openssl(e);
+}
+
+/* Queues what the leg is to send: sealed on a lean leg (a failure to seal fails the socket's
+ * next write), as it is otherwise. */
+static void queue_out(ep *e, const uint8_t *p, size_t n) {
+  if (n == 0) return;
+  if (e->lean) { seal_out(e, 23, p, n); return; }
+  queue_raw(e, p, n);
+}
+
 /* Writes what the socket takes of p[0..n) now: the bytes written, or -1 on a failed socket.
  * A TLS write that must wait keeps its record in OpenSSL; the retry repeats these bytes. */
 static ssize_t write_some(ep *e, const uint8_t *p, size_t n) {
   size_t off = 0;
+  if (e->lean && e->lean->broken) return -1;
   e->ssl_write_wants_read = 0;
   while (off < n) {
     if (e->ssl) {
@@ -321,13 +714,23 @@ static ssize_t write_some(ep *e, const uint8_t *p, size_t n) {
  * endpoint keeps no buffer. */
 static int flush_out(ep *e) {
   if (e->fd < 0) return -1;
-  ssize_t w = write_some(e, e->out + e->out_off, pending_out(e));
-  if (w < 0) return -1;
-  e->out_off += (size_t)w;
-  if (pending_out(e) > 0) return 1;
-  free(e->out);
-  e->out = NULL;
-  e->out_len = e->out_off = e->out_cap = 0;
+  for (;;) {
+    ssize_t w = write_some(e, e->out + e->out_off, pending_out(e));
+    if (w < 0) return -1;
+    e->out_off += (size_t)w;
+    if (pending_out(e) > 0) return 1;
+    free(e->out);
+    e->out = NULL;
+    e->out_len = e->out_off = e->out_cap = 0;
+    /* A lean leg's close_notify goes out like its data, before the FIN. */
+    if (!(e->ending && !e->shut && e->lean && !e->lean->notified)) break;
+    static const uint8_t close_notify[2] = { 1, 0 };
+    e->lean->notified = 1;
+    e->lean->update_owed = 0;
+    if (seal_out(e, 21, close_notify, 2) < 0) return -1;
+  }
+  /* Nothing of the leg is left in OpenSSL now: a relay's leg may go lean. */
+  if (e->lean_wanted) try_lean(e);
   if (e->ending && !e->shut) {
     if (e->ssl) { ERR_clear_error(); SSL_shutdown(e->ssl); }
     shutdown(e->fd, SHUT_WR);
@@ -339,13 +742,22 @@ static int flush_out(ep *e) {
 /* Sends p[0..n) as far as the socket takes it now and queues the rest (the usual chunk goes
  * straight from the read buffer, with no copy); 0, or -1 on a failed socket. */
 static int send_out(ep *e, const uint8_t *p, size_t n) {
-  if (pending_out(e) > 0) {
+  if (e->lean && pending_out(e) == 0 && n <= BUF) {
+    /* Sealed into the thread's buffer and sent from there; only what the socket leaves is kept. */
+    size_t k = seal(e->lean, 23, p, n, sealbuf);
+    if (k == 0) return -1;
+    ssize_t w = write_some(e, sealbuf, k);
+    if (w < 0) return -1;
+    if ((size_t)w < k) queue_raw(e, sealbuf + w, k - (size_t)w);
+    return 0;
+  }
+  if (pending_out(e) > 0 || e->lean) {
     queue_out(e, p, n);
     return flush_out(e) < 0 ? -1 : 0;
   }
   ssize_t w = write_some(e, p, n);
   if (w < 0) return -1;
-  if ((size_t)w < n) queue_out(e, p + w, n - (size_t)w);
+  if ((size_t)w < n) queue_raw(e, p + w, n - (size_t)w);
   return 0;
 }
 
@@ -356,6 +768,7 @@ static int free_buffers_safe;
 /* Reads one chunk: >0 bytes, 0 when nothing is there now, -1 at EOF or on an error. */
 static int ep_read(ep *e, uint8_t *buf, int cap) {
   e->ssl_read_wants_write = 0;
+  if (e->lean) return lean_read(e, buf);
   if (e->ssl) {
     ERR_clear_error();
     int r = SSL_read(e->ssl, buf, cap);
@@ -379,7 +792,7 @@ static int ep_read(ep *e, uint8_t *buf, int cap) {
 
 /* More may be readable right now without waiting for the socket (epoll is level-triggered:
  * what is still in the socket wakes the loop again). */
-static int ep_more(ep *e, int last) { return e->ssl ? SSL_has_pending(e->ssl) : last == BUF; }
+static int ep_more(ep *e, int last) { return e->ssl ? SSL_has_pending(e->ssl) : e->lean ? lean_ready(e) : last == BUF; }
 
 /* Frees the endpoint: its socket closes (a FIN first when it still has one to send). */
 static void forget_ready(ep *e);
@@ -394,6 +807,8 @@ static void free_ep(ep *e) {
     close(e->fd);
   }
   if (e->ssl) SSL_free(e->ssl);
+  free_lean(e);
+  free_keys(e);
   free(e->out);
   free(e);
   live_endpoints--;
@@ -529,6 +944,12 @@ static void terminate_target(ep *t) {
   static const uint8_t X[5] = { 'X', 0, 0, 0, 4 };
   if (t->fd >= 0 && pending_out(t) == 0) {
     if (t->ssl) { ERR_clear_error(); SSL_write(t->ssl, X, 5); SSL_shutdown(t->ssl); }
+    else if (t->lean) {
+      static const uint8_t close_notify[2] = { 1, 0 };
+      uint8_t rec[5 + 2 + 3 * OVERHEAD + 8];
+      size_t k = seal(t->lean, 23, X, 5, rec), k2 = k ? seal(t->lean, 21, close_notify, 2, rec + k) : 0;
+      if (k2 > 0 && send(t->fd, rec, k + k2, MSG_NOSIGNAL) < 0) { /* the target is gone already */ }
+    }
     else if (send(t->fd, X, 5, MSG_NOSIGNAL) < 0) { /* the target is gone already */ }
   }
   free_ep(t);
@@ -655,7 +1076,8 @@ static int pump(ep *from) {
       queue_notices(r);
       if (flush_out(to) < 0) return -2;
     }
-    if (!ep_more(from, n) || (!from->ssl && ++reads >= PLAIN_READS)) break;
+    /* A lean leg opens the whole records it holds before it counts as a read of the socket. */
+    if (!ep_more(from, n) || (!from->ssl && !lean_held(from) && ++reads >= PLAIN_READS)) break;
   }
   return 0;
 }
@@ -736,6 +1158,8 @@ static const char *verify_code(long v) {
 
 static void handshake_done(ep *e) {
   e->state = ST_OPEN;
+  /* The application traffic keys start here, each way at record 0. */
+  if (e->keys) { e->keys->counting = 1; e->keys->rx = e->keys->tx = 0; }
   evt *v = emit(EV_READY, e->id, 1);
   if (e->role == ROLE_CLIENT) {
     X509 *cert = SSL_get1_peer_certificate(e->ssl);
@@ -934,6 +1358,11 @@ static void splice_now(cmd *c) {
   cl->r = t->r = r;
   cl->state = t->state = ST_RELAY;
   cl->reading = t->reading = 0;
+  /* Each TLS leg goes lean now, or once OpenSSL has sent what it holds (flush_out). */
+  cl->lean_wanted = cl->ssl != NULL && c->flag2;
+  t->lean_wanted = t->ssl != NULL && c->flag2;
+  if (cl->lean_wanted) try_lean(cl); else keep_openssl(cl);
+  if (t->lean_wanted) try_lean(t); else keep_openssl(t);
   queue_out(cl, c->data, c->len);
   int32_t bad = 0;
   if (c->len3 > 0) {
@@ -1243,7 +1672,10 @@ static napi_value server_context(napi_env env, napi_callback_info info) {
      * (two by default in TLS 1.3, each sealed and sent, and read by the client), no cache. */
     SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_read_ahead(ctx, 1);
+    /* No read-ahead until a relay keeps OpenSSL (keep_openssl): a hand-over needs every byte
+     * after the login's last record still in the socket. */
+    SSL_CTX_set_read_ahead(ctx, 0);
+    SSL_CTX_set_keylog_callback(ctx, keylog);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     ok = SSL_CTX_set_ciphersuites(ctx, tls13) == 1 && SSL_CTX_set_cipher_list(ctx, tls12) == 1;
   }
@@ -1281,7 +1713,10 @@ static napi_value client_context(napi_env env, napi_callback_info info) {
   if (ok) {
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
-    SSL_CTX_set_read_ahead(ctx, 1);
+    /* No read-ahead until a relay keeps OpenSSL (keep_openssl): a hand-over needs every byte
+     * after the login's last record still in the socket. */
+    SSL_CTX_set_read_ahead(ctx, 0);
+    SSL_CTX_set_keylog_callback(ctx, keylog);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     /* The handshake completes either way; JavaScript judges the result (as Node's
      * rejectUnauthorized: false with `authorized` does). */
@@ -1324,6 +1759,9 @@ static napi_value open_endpoint(napi_env env, napi_callback_info info) {
   if (role != ROLE_PLAIN) {
     e->ssl = SSL_new(ctx);
     SSL_set_fd(e->ssl, mine);
+    e->keys = calloc(1, sizeof *e->keys);
+    SSL_set_app_data(e->ssl, e);
+    SSL_set_msg_callback(e->ssl, on_record);
     if (role == ROLE_SERVER) SSL_set_accept_state(e->ssl);
     else {
       char *host = get_string(env, argv[3]);
@@ -1388,14 +1826,16 @@ static napi_value audited_cmd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* splice(client, target, greeting, clientRest, targetRest, limit, capture) */
+/* splice(client, target, greeting, clientRest, targetRest, limit, capture, lean): `lean`, the
+ * relay's TLS legs leave OpenSSL for the lean record layer where they can. */
 static napi_value splice_cmd(napi_env env, napi_callback_info info) {
-  size_t argc = 7; napi_value argv[7];
+  size_t argc = 8; napi_value argv[8];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  double a, b; uint32_t limit; bool capture = false;
-  if (argc < 7 || owner_env != env || napi_get_value_double(env, argv[0], &a) != napi_ok || napi_get_value_double(env, argv[1], &b) != napi_ok ||
-      napi_get_value_uint32(env, argv[5], &limit) != napi_ok || napi_get_value_bool(env, argv[6], &capture) != napi_ok)
-    return fail(env, "splice(client, target, greeting, clientRest, targetRest, limit, capture)");
+  double a, b; uint32_t limit; bool capture = false, lean = false;
+  if (argc < 8 || owner_env != env || napi_get_value_double(env, argv[0], &a) != napi_ok || napi_get_value_double(env, argv[1], &b) != napi_ok ||
+      napi_get_value_uint32(env, argv[5], &limit) != napi_ok || napi_get_value_bool(env, argv[6], &capture) != napi_ok ||
+      napi_get_value_bool(env, argv[7], &lean) != napi_ok)
+    return fail(env, "splice(client, target, greeting, clientRest, targetRest, limit, capture, lean)");
   cmd *c = calloc(1, sizeof *c);
   c->kind = C_SPLICE;
   c->id = a;
@@ -1405,17 +1845,21 @@ static napi_value splice_cmd(napi_env env, napi_callback_info info) {
   c->data3 = get_bytes(env, argv[4], &c->len3);
   c->limit = limit;
   c->flag = capture;
+  c->flag2 = lean;
   send_cmd(c);
   return NULL;
 }
 
-/* stats(): endpoints this process holds (read without the loop's lock: a gauge). */
+/* stats(): endpoints this process holds, and those on the lean record layer (read without the
+ * loop's lock: gauges). */
 static napi_value stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value o, v;
   napi_create_object(env, &o);
   napi_create_double(env, (double)live_endpoints, &v);
   napi_set_named_property(env, o, "endpoints", v);
+  napi_create_double(env, (double)lean_endpoints, &v);
+  napi_set_named_property(env, o, "lean", v);
   return o;
 }
 

@@ -148,13 +148,24 @@ async function nodeProcess(script, arg, cleanups, { nodeArgs = [], env = {}, onL
   return { ...g, cpu: () => procCpuMicros(g.pid) };
 }
 
-/** The data paths of the gateway's PostgreSQL door (its adapter option `relay`), as the benchmarks name them. */
-export const RELAYS = { native: 'Gatehouse (native data path)', node: 'Gatehouse (node relay)' };
+/**
+ * The data paths of the gateway's PostgreSQL door, as the benchmarks name them: `native` (its
+ * live sessions' TLS records on the addon's lean record layer), `native-openssl` (the same
+ * data path with OpenSSL keeping them) and `node` (relay.ts). relayOptions() gives each as the
+ * adapter's options.
+ */
+export const RELAYS = { native: 'Gatehouse (native data path)', 'native-openssl': 'Gatehouse (native, OpenSSL records)', node: 'Gatehouse (node relay)' };
+
+/** A RELAYS name as the door's options `relay` and `tlsRecords` (protocols/postgres/native.ts). */
+export function relayOptions(name) {
+  if (name === 'native-openssl') return { relay: 'native', tlsRecords: 'openssl' };
+  return name === 'native' ? { relay: 'native', tlsRecords: 'lean' } : { relay: name };
+}
 
 /** A `--relays` value (e.g. `native,node`), checked, in its order. */
 export function relayList(value) {
   const list = value.split(',').filter(Boolean);
-  for (const r of list) if (!Object.hasOwn(RELAYS, r)) throw new Error(`--relays: ${r} is neither native nor node`);
+  for (const r of list) if (!Object.hasOwn(RELAYS, r)) throw new Error(`--relays: ${r} is not one of ${Object.keys(RELAYS).join(', ')}`);
   if (!list.length) throw new Error('--relays: none given');
   return list;
 }
@@ -163,8 +174,9 @@ export function relayList(value) {
  * The gateway in its own process, as `gatehouse serve` runs it: { plainPort, tlsPort, pid,
  * workers (their pids), relays, cpu }. `from` is the checkout to run it from (its bench/ and
  * dist/; this one by default), e.g. a copy of an earlier build for a before/after race in one
- * run. `relay` (native or node) is the door's data path, given as its adapter option and as
- * GATEHOUSE_POSTGRES_RELAY (which an earlier build's gateway.mjs may read instead); `workers`
+ * run. `relay` (a RELAYS name) is the door's data path, given as its adapter option and as
+ * GATEHOUSE_POSTGRES_RELAY (which an earlier build's gateway.mjs may read instead), with the
+ * record layer as GATEHOUSE_POSTGRES_TLS_RECORDS (an earlier build ignores it); `workers`
  * (≥ 1) serves the door from that many data-path workers. Every process that serves the door
  * logs its data path when it listens (protocols/postgres/native.ts), on the stderr passed on
  * here: `relays` collects them, and with `relay` given, anything but that relay on every
@@ -172,11 +184,13 @@ export function relayList(value) {
  * back anyway: the door refuses to listen where the addon cannot load. `logLevel` is the
  * gateway's (gateway.mjs); `onLog` sees every stderr line it writes.
  */
-export async function startGateway({ target, certDir, gatewayPassword, cleanups, from = root, relay, workers, env = {}, logLevel, onLog = () => undefined, ...opts }) {
+export async function startGateway({ target, certDir, gatewayPassword, cleanups, from = root, relay: name, workers, env = {}, logLevel, onLog = () => undefined, ...opts }) {
+  const { relay, tlsRecords } = name ? relayOptions(name) : {};
   const cfg = {
     host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, gatewayPassword, certDir,
     ...(relay ? { relay } : {}), ...(workers ? { workers } : {}), ...(logLevel ? { logLevel } : {}),
   };
+  if (tlsRecords) env = { ...env, GATEHOUSE_POSTGRES_TLS_RECORDS: tlsRecords };
   const relays = [];
   const onLine = (line) => {
     const r = relayLogged(line);

@@ -6,18 +6,20 @@
  * (every day, all day, 60 min), checked out by `bench`, whose gateway password every session
  * signs in with; `admin` holds the API token the force check-in is sent with.
  *
- *   node --expose-gc bench/postgres/sessions-gateway.mjs '{"host","port","user","password","database","dataDir","gatewayPassword","plainUpstream"[,"workers"][,"relay"]}'
+ *   node --expose-gc bench/postgres/sessions-gateway.mjs '{"host","port","user","password","database","dataDir","gatewayPassword","plainUpstream"[,"workers"][,"relay"][,"tlsRecords"]}'
  *
  * `workers` > 1: the door is served by that many data-path workers (`gatehouse serve --workers`);
  * RSS is then the gateway's and its workers' together. `relay` (native or node): the door's data
- * path, its PostgresAdapter option `relay` (absent: GATEHOUSE_POSTGRES_RELAY, else auto). The
+ * path, its PostgresAdapter option `relay` (absent: GATEHOUSE_POSTGRES_RELAY, else auto);
+ * `tlsRecords` (lean or openssl) its option of that name (absent: GATEHOUSE_POSTGRES_TLS_RECORDS). The
  * gateway logs at info, JSON on stderr: a few lines at start, among them the data path of the
  * door in each process serving it (`"relay":"native"` or `"node"`), nothing per session.
  *
  * Sends { ready, pid, pgPort, apiPort, token } once listening. Commands (IPC messages):
  *   { cmd: 'mem' }        after three GCs: VmRSS and process.memoryUsage() (bytes), live sessions,
  *                         and on the native data path in this process the sockets its addon
- *                         holds (`nativeEndpoints`: two per session, client and target leg)
+ *                         holds (`nativeEndpoints`: two per session, client and target leg) and
+ *                         those on the lean record layer (`leanEndpoints`)
  *   { cmd: 'checkout' }   bench checks bench-pg out again (after a force check-in)
  *   { cmd: 'recorded', t0, expect }  waits for `expect` session_ended notices (each is published
  *                         once the session's record and audit row are written); → ms from t0 to
@@ -41,7 +43,9 @@ const ALWAYS = { timezone: 'UTC', schedule: [{ days: ['mon', 'tue', 'wed', 'thu'
 
 const cfg = loadConfig({ data: t.dataDir, listen: ['api=127.0.0.1:0', 'postgres=127.0.0.1:0'], cwd: t.dataDir, ...(t.workers ? { workers: String(t.workers) } : {}) });
 cfg.nodeName = 'bench';
-const adapter = new PostgresAdapter({ maxConnections: 5000, ...(t.plainUpstream ? { upstreamTls: 'disable' } : {}), ...(t.relay ? { relay: t.relay } : {}) });
+const adapter = new PostgresAdapter({
+  maxConnections: 5000, ...(t.plainUpstream ? { upstreamTls: 'disable' } : {}), ...(t.relay ? { relay: t.relay } : {}), ...(t.tlsRecords ? { tlsRecords: t.tlsRecords } : {}),
+});
 const gw = await startGateway(cfg, { log: createLogger({ level: 'info' }, { format: 'json' }), adapters: { postgres: adapter } });
 // The addon's own count of the sockets it holds, where this process runs the native data path
 // (loaded already by then: the door loaded it at listen).
@@ -82,7 +86,7 @@ const commands = {
     const m = malloc.info();
     return {
       ...process.memoryUsage(), mallocInUse: m.inUse, mallocFree: m.free, rss: rss(), primaryRss: rssOf('self'), workersRss: workers, fds: readdirSync('/proc/self/fd').length,
-      live: gw.broker.live().length, gc: typeof globalThis.gc === 'function', nativeEndpoints: native?.endpoints,
+      live: gw.broker.live().length, gc: typeof globalThis.gc === 'function', nativeEndpoints: native?.endpoints, leanEndpoints: native?.leanEndpoints,
     };
   },
   async checkout() {

@@ -43,7 +43,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { helper } from '../lib/ipc-helper.mjs';
-import { commandCpuNs, relayList, relayLogged, restartTarget, startTarget, threadsCpuNs, timeOfDay } from '../lib/pg-relays.mjs';
+import { commandCpuNs, relayList, relayLogged, relayOptions, restartTarget, startTarget, threadsCpuNs, timeOfDay } from '../lib/pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
@@ -114,7 +114,8 @@ async function runCase(n, workers, relay, clientTls) {
   const t0 = timeOfDay();
   const dataDir = mkdtempSync(join(dir, 'gw-'));
   const gatewayPassword = randomBytes(12).toString('base64url');
-  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, dataDir, gatewayPassword, plainUpstream: PLAIN, workers, relay };
+  const path = relayOptions(relay);
+  const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, dataDir, gatewayPassword, plainUpstream: PLAIN, workers, ...path };
   const logged = [];
   const gw = helper(join(root, 'bench/postgres/sessions-gateway.mjs'), [JSON.stringify(cfg)], ['--expose-gc'], (line) => {
     const r = relayLogged(line);
@@ -134,7 +135,7 @@ async function runCase(n, workers, relay, clientTls) {
     await gw.ask({ cmd: 'recorded', t0: '0', expect: 20 });
     // Every process serving the door has logged its data path by now (20 sessions went through it).
     const serving = workers > 1 ? workers : 1;
-    if (logged.length !== serving || logged.some((r) => r !== relay)) throw new Error(`relay ${relay}: the door's ${serving} process(es) logged [${logged.join(', ')}]`);
+    if (logged.length !== serving || logged.some((r) => r !== path.relay)) throw new Error(`relay ${relay}: the door's ${serving} process(es) logged [${logged.join(', ')}]`);
     const before = await gw.ask({ cmd: 'mem' });
     const t1 = performance.now();
     await Promise.all(procs.map((p, i) => p.ask({ cmd: 'open', n: Math.floor(n / CLIENT_PROCS) + (i < n % CLIENT_PROCS ? 1 : 0), ...login })));
@@ -142,6 +143,9 @@ async function runCase(n, workers, relay, clientTls) {
     const after = await gw.ask({ cmd: 'mem' });
     if (after.live !== n) throw new Error(`expected ${n} live sessions, the broker has ${after.live}`);
     if (after.nativeEndpoints !== undefined && after.nativeEndpoints < 2 * n) throw new Error(`${n} sessions on the native data path, its addon holds ${after.nativeEndpoints} sockets`);
+    // Lean: every TLS leg of every live session (both with a TLS target leg, the client's alone without).
+    const leanLegs = path.tlsRecords === 'lean' ? (PLAIN ? n : 2 * n) : 0;
+    if (after.nativeEndpoints !== undefined && after.leanEndpoints < leanLegs) throw new Error(`${n} sessions, ${after.leanEndpoints} legs on the lean record layer (expected ${leanLegs})`);
     // The sessions idle on: after 3 s the addon's one trim after a burst of logins has run
     // (TRIM_QUIET_NS, 2 s), and what glibc kept free of the logins' burst is handed back.
     await new Promise((r) => setTimeout(r, IDLE_MS));
@@ -156,7 +160,7 @@ async function runCase(n, workers, relay, clientTls) {
     const rec = await gw.ask({ cmd: 'recorded', t0: tear.t0, expect: n });
     const per = (k) => KiB(after[k] - before[k]) / n;
     const c = {
-      n, workers, relay, clientTls, openMs: opened.ms, nativeEndpoints: after.nativeEndpoints, rss: per('rss'), rssIdle: KiB(idle.rss - before.rss) / n, mallocFreeIdle: KiB(idle.mallocFree - before.mallocFree) / n, heap: per('heapUsed'), heapTotal: per('heapTotal'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
+      n, workers, relay, clientTls, openMs: opened.ms, nativeEndpoints: after.nativeEndpoints, leanEndpoints: after.leanEndpoints, rss: per('rss'), rssIdle: KiB(idle.rss - before.rss) / n, mallocFreeIdle: KiB(idle.mallocFree - before.mallocFree) / n, heap: per('heapUsed'), heapTotal: per('heapTotal'), buffers: per('arrayBuffers'), external: per('external') - per('arrayBuffers'),
       malloc: per('mallocInUse'), mallocFree: per('mallocFree'), rssBeforeMiB: before.rss / 2 ** 20, rssAfterMiB: after.rss / 2 ** 20, primaryKiB: KiB(after.primaryRss - before.primaryRss) / n,
       fdsBefore: before.fds, fdsAfter: after.fds,
       workersKiB: after.workersRss.map((r, i) => KiB(r - before.workersRss[i]) / n), ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits, cpuMs,
@@ -166,7 +170,7 @@ async function runCase(n, workers, relay, clientTls) {
     console.log(
       `  ${t0}–${timeOfDay()} n=${String(n).padEnd(5)} workers=${workers} relay=${relay.padEnd(6)} client TLS=${clientTls.padEnd(6)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session, ${c.rssIdle.toFixed(1)} after ${IDLE_MS / 1000} s idle (malloc free kept ${c.mallocFreeIdle.toFixed(1)}) ` +
         `(JS heap ${c.heap.toFixed(1)} used / ${c.heapTotal.toFixed(1)} committed, ${workers > 1 ? 'primary ' : ''}malloc in use ${c.malloc.toFixed(1)} + free kept ${c.mallocFree.toFixed(1)}, ArrayBuffers ${c.buffers.toFixed(1)}, other external ${c.external.toFixed(1)}, native ${c.native.toFixed(1)}); ` +
-        `gateway fds ${c.fdsBefore} → ${c.fdsAfter}${c.nativeEndpoints === undefined ? '' : `, addon sockets ${c.nativeEndpoints}`}; ${workers > 1 ? `primary ${c.primaryKiB.toFixed(1)} + workers ${c.workersKiB.map((k) => k.toFixed(1)).join(' + ')} KiB/session; ` : ''}opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
+        `gateway fds ${c.fdsBefore} → ${c.fdsAfter}${c.nativeEndpoints === undefined ? '' : `, addon sockets ${c.nativeEndpoints} (lean ${c.leanEndpoints})`}; ${workers > 1 ? `primary ${c.primaryKiB.toFixed(1)} + workers ${c.workersKiB.map((k) => k.toFixed(1)).join(' + ')} KiB/session; ` : ''}opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
         `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up); ` +
         `CPU until the clients saw the last close: gateway JS ${cpuMs.js.toFixed(0)} ms, relay thread ${cpuMs.relay.toFixed(0)}, other gateway threads ${cpuMs.otherThreads.toFixed(0)}${workers > 1 ? ' (primary only)' : ''}, clients ${cpuMs.clients.toFixed(0)}, PostgreSQL's live processes ${cpuMs.postgres.toFixed(0)}`,
     );

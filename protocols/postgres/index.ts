@@ -12,7 +12,7 @@ import type { StatementEvent } from './relay.js';
 import { cancelSession, PgConnection, type ConnectionContext } from './session.js';
 import type { PlaintextUpstream, UpstreamTarget } from './upstream.js';
 import { SERVER_TLS12_CIPHERS, SERVER_TLS13_SUITES, serverTlsOptions } from '../shared/server-tls.js';
-import { loopFor, relayChoice, type RelayChoice } from './native.js';
+import { loopFor, relayChoice, tlsRecordsChoice, type RelayChoice, type TlsRecords } from './native.js';
 
 export type { StatementEvent } from './relay.js';
 
@@ -27,6 +27,11 @@ export interface PostgresAdapterOptions extends DatabaseAdapterOptions {
    * requires it, `node` keeps relay.ts on Node's streams.
    */
   relay?: RelayChoice;
+  /**
+   * On the native data path, who handles a live session's TLS records (native.ts): `lean`
+   * (the default, or GATEHOUSE_POSTGRES_TLS_RECORDS) or `openssl`.
+   */
+  tlsRecords?: TlsRecords;
 }
 
 const LOGIN_EXAMPLE = DOORS.find((d) => d.protocol === 'postgres')!.loginExample;
@@ -48,6 +53,7 @@ export class PostgresAdapter implements ProtocolAdapter {
   constructor(readonly options: PostgresAdapterOptions = {}) {
     this.opts = { ...options, ...resolveDatabaseOptions(options), maxConnections: positive('maxConnections', options.maxConnections, 1000) };
     relayChoice(options.relay);
+    tlsRecordsChoice(options.tlsRecords);
   }
 
   /**
@@ -93,7 +99,10 @@ export class PostgresAdapter implements ProtocolAdapter {
       stats: this.stats,
     };
     const loop = loopFor(relayChoice(this.opts.relay), log);
-    if (loop) ctx.native = { loop, context: loop.serverContext({ certPem: config.tls.cert, keyPem: config.tls.key, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS }) };
+    if (loop) {
+      const context = loop.serverContext({ certPem: config.tls.cert, keyPem: config.tls.key, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS });
+      ctx.native = { loop, context, records: tlsRecordsChoice(this.opts.tlsRecords) };
+    }
     const worker = config.dataPath;
     if (worker) {
       // A CancelRequest may reach another worker than the one holding its session (see cancel.ts).

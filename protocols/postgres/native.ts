@@ -23,6 +23,14 @@ import { auditStatement, type RelayDuties } from './relay.js';
 /** Which relay a PostgreSQL listener uses: `auto` is the native one where it loads. */
 export type RelayChoice = 'auto' | 'native' | 'node';
 
+/**
+ * Who seals and opens a native relay's TLS records once the session is live: `lean` (the
+ * default) frees OpenSSL's connection object after the login and keeps only each direction's
+ * key, IV and record count (TLS 1.3 with an AEAD suite; other sessions stay with OpenSSL);
+ * `openssl` keeps OpenSSL's for the whole session.
+ */
+export type TlsRecords = 'lean' | 'openssl';
+
 const enum Ev { Ready = 1, Data, Closed, Stopped, Statement, Bytes, Broke, End, Counts }
 const enum How { ClientClosed, TargetClosed, TargetBroke, Teardown, Violation }
 const enum Role { Plain, Server, Client }
@@ -39,14 +47,14 @@ interface Addon {
   stop(id: number): void;
   end(id: number): void;
   close(id: number): void;
-  splice(client: number, target: number, greeting: Buffer, clientRest: Buffer, targetRest: Buffer, limit: number, capture: boolean): void;
+  splice(client: number, target: number, greeting: Buffer, clientRest: Buffer, targetRest: Buffer, limit: number, capture: boolean, lean: boolean): void;
   notice(id: number, message: Buffer): void;
   teardown(id: number, goodbye: Buffer, now: boolean): void;
   /** Login: this stream took what went up; the addon reads on (it stops at LOGIN_WINDOW until then). */
   ack(id: number): void;
   /** `count` statements of a relay were audited; the addon reads its client on (it stops at MAX_UNAUDITED). */
   audited(id: number, count: number): void;
-  stats(): { endpoints: number };
+  stats(): { endpoints: number; lean: number };
 }
 
 type Listener = (e: Event) => void;
@@ -87,6 +95,11 @@ export class NativeLoop {
   /** Sockets the addon holds (client and target legs, lingering ones included). */
   get endpoints(): number {
     return this.addon.stats().endpoints;
+  }
+
+  /** Those of them whose TLS records the lean record layer seals and opens. */
+  get leanEndpoints(): number {
+    return this.addon.stats().lean;
   }
 
   serverContext(tls: { certPem: string; keyPem: string; tls13: string; tls12: string }): object {
@@ -301,7 +314,11 @@ export class NativeRelay implements SessionHandle {
    * `release` ends the listener's count of the client's connection (`DoorConnection.keep()`):
    * Node's socket goes at start(), and the count lasts until the relay ends.
    */
-  constructor(private readonly o: RelayDuties & { loop: NativeLoop; release: () => void }, client: NativeEndpoint, upstream: NativeEndpoint) {
+  constructor(
+    private readonly o: RelayDuties & { loop: NativeLoop; release: () => void; records: TlsRecords },
+    client: NativeEndpoint,
+    upstream: NativeEndpoint,
+  ) {
     this.loop = o.loop;
     this.id = client.id;
     this.targetId = upstream.id;
@@ -318,7 +335,7 @@ export class NativeRelay implements SessionHandle {
     this.legs = undefined;
     this.loop.listen(this.id, this.onEvent);
     const audit = this.o.onStatement !== undefined || this.o.log.isLevelEnabled('debug');
-    this.loop.addon.splice(this.id, this.targetId, greeting, clientRest, upstreamRest, this.o.auditLimit, audit);
+    this.loop.addon.splice(this.id, this.targetId, greeting, clientRest, upstreamRest, this.o.auditLimit, audit, this.o.records === 'lean');
     for (const n of this.early.splice(0)) this.loop.addon.notice(this.id, n);
   }
 
@@ -473,6 +490,13 @@ export function nativeLoop(): Loaded {
 export function relayChoice(option: RelayChoice | undefined): RelayChoice {
   const v = option ?? process.env.GATEHOUSE_POSTGRES_RELAY ?? 'auto';
   if (v !== 'auto' && v !== 'native' && v !== 'node') throw new ValidationError('relay', `must be auto, native or node, not ${v}`);
+  return v;
+}
+
+/** The listener's choice: its option, else GATEHOUSE_POSTGRES_TLS_RECORDS, else `lean`. */
+export function tlsRecordsChoice(option: TlsRecords | undefined): TlsRecords {
+  const v = option ?? process.env.GATEHOUSE_POSTGRES_TLS_RECORDS ?? 'lean';
+  if (v !== 'lean' && v !== 'openssl') throw new ValidationError('tlsRecords', `must be lean or openssl, not ${v}`);
   return v;
 }
 

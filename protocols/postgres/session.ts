@@ -15,7 +15,7 @@ import { PeerClosedError, StreamReader } from './reader.js';
 import { Relay, type StatementEvent } from './relay.js';
 import { handshake } from '../shared/upstream-tls.js';
 import { connectUpstream, sendCancel, type UpstreamConnection, type UpstreamTarget } from './upstream.js';
-import { NativeEndpoint, NativeRelay, type NativeLoop } from './native.js';
+import { NativeEndpoint, NativeRelay, type NativeLoop, type TlsRecords } from './native.js';
 
 /** What every client connection of one listener shares. */
 export interface ConnectionContext {
@@ -32,7 +32,7 @@ export interface ConnectionContext {
   /** In a data-path worker: passes a CancelRequest for a session of another worker on to it. */
   cancelElsewhere?: (key: Buffer) => boolean;
   /** The native data path (native.ts) with the door's TLS context, where it is in use. */
-  native?: { loop: NativeLoop; context: object };
+  native?: { loop: NativeLoop; context: object; records: TlsRecords };
 }
 
 /** Parameters that name the gateway-side identity or ask for modes the relay cannot carry. */
@@ -333,7 +333,8 @@ export class PgConnection {
       const [c, u] = await Promise.all([client.stop(), upstream.stop()]);
       clientRest = Buffer.concat([clientRest, c]);
       upstreamRest = Buffer.concat([upstreamRest, u]);
-      handle = new NativeRelay({ loop: this.ctx.native!.loop, release: this.conn.keep(), ...relayOptions }, client, upstream);
+      const { loop, records } = this.ctx.native!;
+      handle = new NativeRelay({ loop, records, release: this.conn.keep(), ...relayOptions }, client, upstream);
     } else if (!(client instanceof NativeEndpoint) && !(upstream instanceof NativeEndpoint)) {
       handle = new Relay({ client, upstream, ...relayOptions });
     } else throw new Error('one leg on the native data path and the other not');
