@@ -4,8 +4,10 @@ import { configDefaults, defineConfig } from 'vitest/config';
 const suitesOf = (door: string): string[] => [`test/protocols/${door}*.test.ts`, `test/protocols/contract-${door}.test.ts`, `test/protocols/jit-${door}.test.ts`];
 /** The suites of the doors that can run in data-path workers (src/dataplane), run a second time with the door in two. */
 const DATA_PATH_SUITES = ['postgres', 'mysql'].flatMap(suitesOf);
+/** The suite of the native data path's lean record layer: it sets its door's options itself. */
+const LEAN_RECORDS = 'test/protocols/postgres-native-records.test.ts';
 /** The default excludes, and the tests of the native data path in the test process itself (its addon's endpoints). */
-const WITHOUT_NATIVE_ONLY = [...configDefaults.exclude, 'test/protocols/postgres-native.test.ts'];
+const WITHOUT_NATIVE_ONLY = [...configDefaults.exclude, 'test/protocols/postgres-native.test.ts', LEAN_RECORDS];
 
 export default defineConfig({
   test: {
@@ -38,7 +40,7 @@ export default defineConfig({
       // OpenSSL keeping them, as it does for a TLS 1.2 session.
       {
         extends: true,
-        test: { name: 'postgres openssl records', include: suitesOf('postgres'), env: { GATEHOUSE_POSTGRES_TLS_RECORDS: 'openssl' } },
+        test: { name: 'postgres openssl records', include: suitesOf('postgres'), exclude: [...configDefaults.exclude, LEAN_RECORDS], env: { GATEHOUSE_POSTGRES_TLS_RECORDS: 'openssl' } },
       },
     ],
   },

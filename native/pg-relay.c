@@ -341,6 +341,7 @@ typedef struct lean {
   int notified;               /* ours is sealed (or a fatal alert went instead) */
   int update_owed;            /* the peer asked for a KeyUpdate of ours */
   int broken;                 /* sealing failed: the leg's next write fails */
+  const char *failed;         /* why the leg failed (the session's end says it) */
 } lean;
 
 /* From the handshake to the hand-over: both traffic secrets and the records since. */
@@ -519,10 +520,14 @@ static int after_handshake(ep *e, const uint8_t *p, size_t n, uint8_t *alert) {
     size_t len = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
     if (4 + len > n) { *alert = 10; return -1; }
     if (p[0] == SSL3_MT_NEWSESSION_TICKET && e->role == ROLE_CLIENT) { /* no resumption: dropped */ }
-    else if (p[0] == SSL3_MT_KEY_UPDATE && len == 1 && p[4] <= 1 && 4 + len == n) {
+    else if (p[0] == SSL3_MT_KEY_UPDATE) {
+      /* The last message of its record: what follows would be under the next key. */
+      if (len != 1) { *alert = 50; return -1; }
+      if (p[4] > 1) { *alert = 47; return -1; }
+      if (4 + len != n) { *alert = 10; return -1; }
       if (!next_key(l, &l->rx, 0)) { *alert = 80; return -1; }
       if (p[4] == 1) l->update_owed = 1;
-    } else { *alert = p[0] == SSL3_MT_KEY_UPDATE ? 50 : 10; return -1; }
+    } else { *alert = 10; return -1; }
     p += 4 + len;
     n -= 4 + len;
   }
@@ -590,6 +595,12 @@ static int lean_read(ep *e, uint8_t *buf) {
     } else { alert = 10; break; }
   }
   if (alert) {
+    l->failed = alert == 20 ? "a record failed its authentication (bad_record_mac sent)"
+      : alert == 22 ? "a record longer than TLS allows (record_overflow sent)"
+      : alert == 50 ? "a malformed record (decode_error sent)"
+      : alert == 47 ? "a KeyUpdate with an illegal request value (illegal_parameter sent)"
+      : alert == 80 ? "a KeyUpdate could not be followed (internal_error sent)"
+      : alert == 255 ? "the peer sent a fatal alert" : "an unexpected record (unexpected_message sent)";
     if (alert != 255) lean_alert(e, alert);
     return -1;
   }
@@ -1083,8 +1094,10 @@ static int pump(ep *from) {
 }
 
 static void side_closed(relay *r, ep *which) {
-  if (which == r->client) finish(r, END_CLIENT_CLOSED, 0, NULL);
-  else finish(r, r->terminated ? END_CLIENT_CLOSED : END_TARGET_CLOSED, 0, NULL);
+  /* A lean leg that failed its TLS says why (the session ends with an error, not a close). */
+  const char *why = which->lean ? which->lean->failed : NULL;
+  if (which == r->client) finish(r, END_CLIENT_CLOSED, 0, why);
+  else finish(r, r->terminated && !why ? END_CLIENT_CLOSED : END_TARGET_CLOSED, 0, why);
 }
 
 /* ---- interest ---- */

@@ -427,9 +427,10 @@ export class NativeRelay implements SessionHandle {
     this.o.onFinish(how === How.Teardown, targetBusy);
     switch (how) {
       case How.ClientClosed:
-        return s.end('client_closed');
+        // With a reason: the lean record layer failed the client's TLS (a bad record, an alert).
+        return why ? s.end('error', `client TLS: ${why}`) : s.end('client_closed');
       case How.TargetClosed:
-        return s.end('target_closed');
+        return why ? s.end('error', `target TLS: ${why}`) : s.end('target_closed');
       case How.TargetBroke:
         this.o.log.warn({ session: s.id, err: why }, 'target broke the protocol; closing');
         return s.end('error', `target protocol violation: ${why ?? 'invalid message'}`);
