@@ -677,9 +677,10 @@ static void keep_openssl(ep *e) {
   SSL_set_read_ahead(e->ssl, 1);
 }
 
-/* Goes lean where it can, now or once OpenSSL holds nothing of the leg. */
+/* Goes lean where it can, now or once OpenSSL holds nothing of the leg; a leg being closed
+ * stays with OpenSSL (its close_notify is OpenSSL's). */
 static void try_lean(ep *e) {
-  if (!e->lean_wanted || !e->ssl) return;
+  if (!e->lean_wanted || !e->ssl || e->ending) return;
   if (go_lean(e) < 0) keep_openssl(e);
 }
 
@@ -1087,6 +1088,8 @@ static int pump(ep *from) {
       queue_notices(r);
       if (flush_out(to) < 0) return -2;
     }
+    /* A leg whose hand-over waited for a record to be read whole goes lean now. */
+    if (from->lean_wanted) try_lean(from);
     /* A lean leg opens the whole records it holds before it counts as a read of the socket. */
     if (!ep_more(from, n) || (!from->ssl && !lean_held(from) && ++reads >= PLAIN_READS)) break;
   }
