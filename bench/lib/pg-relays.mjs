@@ -8,7 +8,7 @@
  * workers.mjs, sessions.mjs and connect-ab.mjs.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
@@ -57,8 +57,8 @@ export function run(cmd, args, env = {}) {
   });
 }
 
-export async function waitPort(port) {
-  for (let i = 0; i < 100; i++) {
+export async function waitPort(port, ms = 5_000) {
+  for (let i = 0; i < ms / 50; i++) {
     const ok = await new Promise((r) => netConnect(port, '127.0.0.1').on('connect', function () { this.destroy(); r(true); }).on('error', () => r(false)));
     if (ok) return;
     await new Promise((r) => setTimeout(r, 50));
@@ -218,9 +218,10 @@ export function startBarePipe({ target, certDir, cleanups, ...opts }) {
  * through `client_tls_ciphers`; TLS 1.3 suites, for which PgBouncer 1.18 has no setting (and
  * which it picks in its own order, OpenSSL's default, AES-256-GCM first), through OpenSSL's
  * system-default configuration (OPENSSL_CONF, `Ciphersuites`), which applies to every SSL_CTX
- * the process creates.
+ * the process creates. `wrap` goes before the command (e.g. valgrind and its options), with
+ * `waitMs` to wait for its port.
  */
-export async function startPgbouncer({ target, dir, pki, cleanups }) {
+export async function startPgbouncer({ target, dir, pki, cleanups, wrap = [], waitMs }) {
   ensureTool('pgbouncer', 'pgbouncer');
   const { SERVER_TLS13_SUITES, SERVER_TLS12_CIPHERS } = await import(join(root, 'dist/protocols/shared/server-tls.js'));
   const pb = join(dir, 'pgbouncer');
@@ -263,9 +264,11 @@ system_default = system_default_sect
 Ciphersuites = ${SERVER_TLS13_SUITES}
 `);
   for (const f of ['', 'cert.pem', 'key.pem', 'userlist.txt', 'pgbouncer.ini', 'openssl.cnf']) chownSync(join(pb, f), uid('postgres'), gid('postgres'));
-  const child = spawn('runuser', ['-u', 'postgres', '--', 'pgbouncer', join(pb, 'pgbouncer.ini')], { stdio: 'ignore', env: { ...process.env, OPENSSL_CONF: join(pb, 'openssl.cnf') } });
+  const child = spawn('runuser', ['-u', 'postgres', '--', ...wrap, 'pgbouncer', join(pb, 'pgbouncer.ini')], { stdio: 'ignore', env: { ...process.env, OPENSSL_CONF: join(pb, 'openssl.cnf') } });
   cleanups.unshift(() => child.kill('SIGTERM'));
-  await waitPort(free);
+  await waitPort(free, waitMs);
+  // Written once it listens; under a slow wrapper, a moment after the port opens.
+  for (let i = 0; i < 100 && !existsSync(join(pb, 'pgbouncer.pid')); i++) await new Promise((r) => setTimeout(r, 50));
   const pid = Number(readFileSync(join(pb, 'pgbouncer.pid'), 'utf8').trim());
   return { port: free, pid, cpu: () => procCpuMicros(pid) };
 }
