@@ -4,7 +4,8 @@
  * runs it, without the gateway around it: the addon alone, a Node TLS client, and a TLS echo
  * server as the target. Both legs are handed to a relay, go lean (the addon's own count), and
  * carry PostgreSQL-framed messages of 1 byte to 1 MiB each way, each echoed and compared; then
- * a teardown's goodbye and close_notify reach the client. For a Node whose OpenSSL differs
+ * a teardown's goodbye and close_notify reach the client, and both legs are freed; once with
+ * the client on each TLS 1.3 suite the door offers. For a Node whose OpenSSL differs
  * from the one the tests run on (the record counting and the keylog lines are OpenSSL's):
  *
  *   cc -O2 -shared -fPIC -pthread -I$NODE/include/node -DNODE_GYP_MODULE_NAME=pg_relay -o /tmp/pg-relay.node native/pg-relay.c
@@ -68,7 +69,21 @@ try {
 
   const serverCtx = addon.serverContext(pki.certPem, pki.keyPem, SERVER_TLS13_SUITES, SERVER_TLS12_CIPHERS);
   const clientCtx = addon.clientContext(pki.caCertPem);
+  const lines = [];
+  for (const suite of SERVER_TLS13_SUITES.split(':')) lines.push(await probe(suite, door, accepted, target, serverCtx, clientCtx, pki));
+  console.log(`lean probe: ok on node ${process.version}, OpenSSL ${process.versions.openssl}: ${lines.join('; ')}`);
+  target.close();
+  door.close();
+} finally {
+  for (const s of held) s.destroy();
+  rmSync(dir, { recursive: true, force: true });
+}
+process.exit(0);
 
+/** One session with the client's TLS on `suite` (the target leg on the target's choice). */
+async function probe(suite, door, accepted, target, serverCtx, clientCtx, pki) {
+  accepted.length = 0;
+  events.length = 0;
   const raw = netConnect(door.address().port, '127.0.0.1');
   await once(raw, 'connect');
   while (!accepted.length) await new Promise((r) => setTimeout(r, 5));
@@ -77,11 +92,12 @@ try {
   const clientId = addon.open(fd(doorSide), ROLE.server, serverCtx, '', Buffer.from('S'));
   const [s] = await once(raw, 'data');
   check(s.toString() === 'S', "the 'S'");
-  const tls = tlsConnect({ socket: raw, ca: pki.caCertPem, servername: 'localhost' });
+  const tls = tlsConnect({ socket: raw, ca: pki.caCertPem, servername: 'localhost', ciphers: suite });
   await once(tls, 'secureConnect');
   await event(EV.ready, clientId);
 
-  const up = netConnect(target.address().port, '127.0.0.1');
+  // Paused before it connects: Node's socket must not read the target's handshake from the fd.
+  const up = netConnect(target.address().port, '127.0.0.1').pause();
   await once(up, 'connect');
   held.push(up);
   const targetId = addon.open(fd(up), ROLE.client, clientCtx, 'localhost', null);
@@ -117,11 +133,8 @@ try {
   addon.teardown(clientId, goodbye, false);
   await ended;
   check(got.equals(goodbye), 'the goodbye before the end');
-  console.log(`lean probe: ok on node ${process.version}, OpenSSL ${process.versions.openssl}, suite ${tls.getCipher().standardName}: ${sent.length} bytes each way, goodbye and close_notify`);
-  target.close();
-  door.close();
-} finally {
-  for (const s of held) s.destroy();
-  rmSync(dir, { recursive: true, force: true });
+  check(tls.getCipher().standardName === suite, `the suite ${suite} (got ${tls.getCipher().standardName})`);
+  for (let i = 0; i < 100 && addon.stats().endpoints > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  check(addon.stats().endpoints === 0 && addon.stats().lean === 0, 'both legs freed');
+  return `${suite} ${sent.length} bytes each way, goodbye and close_notify`;
 }
-process.exit(0);
