@@ -6,6 +6,7 @@ import { silentLogger } from '../../src/core/log.js';
 import type { Listener, ProtocolAdapter } from '../../src/broker/adapter.js';
 import { served } from './data-path.js';
 import { PostgresAdapter, type PostgresAdapterOptions, type StatementEvent } from '../../protocols/postgres/index.js';
+import { nativeLoop, type NativeLoop } from '../../protocols/postgres/native.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
 
@@ -83,6 +84,25 @@ export async function addPgResource(g: PgGateway, settings: Record<string, unkno
     name, type: 'database', protocol: 'postgres', host: t.host, port: t.port, database: t.database,
     credentials: login ?? { login: t.user, password: t.password }, settings,
   });
+}
+
+/**
+ * The door on the native data path in this process (`relay: 'native'` and `options`),
+ * listening with the gateway's certificate, the resource `open-pg` (no workflow) reaching
+ * `target`, and the process's native loop, whose gauges the native suites read.
+ */
+export async function nativeDoor(gw: GatewayHarness, target: PostgresTarget, options: PostgresAdapterOptions = {}): Promise<{ adapter: PostgresAdapter; listener: Listener; port: number; loop: NativeLoop }> {
+  const adapter = new PostgresAdapter({ relay: 'native', ...options });
+  const listener = await adapter.listen({
+    host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
+  });
+  const n = nativeLoop();
+  if (!('loop' in n)) throw new Error(`the native data path did not load: ${n.reason}`);
+  await gw.addResource({
+    name: 'open-pg', type: 'database', protocol: 'postgres', host: target.host, port: target.port, database: target.database,
+    credentials: { login: target.user, password: target.password }, settings: {},
+  });
+  return { adapter, listener, port: listener.address.port, loop: n.loop };
 }
 
 export interface RunResult {

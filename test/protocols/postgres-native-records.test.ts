@@ -13,12 +13,11 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Listener } from '../../src/broker/adapter.js';
-import { silentLogger } from '../../src/core/log.js';
 import { decodeFields, decodeMessage, message, passwordMessage, startupMessage, type Message } from '../../protocols/postgres/codec.js';
-import { PostgresAdapter } from '../../protocols/postgres/index.js';
-import { nativeLoop, type NativeLoop } from '../../protocols/postgres/native.js';
+import type { NativeLoop } from '../../protocols/postgres/native.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
 import { GATEWAY_PASSWORD, makeGateway, until, type GatewayHarness } from './gateway-harness.js';
+import { nativeDoor } from './postgres-harness.js';
 import { ContentType, keyUpdate, TappedTls } from './tls13-records.js';
 
 let gw: GatewayHarness;
@@ -30,18 +29,7 @@ const opened = new Set<{ destroy(): void }>();
 
 beforeAll(async () => {
   [gw, target] = await Promise.all([makeGateway(), startPostgres()]);
-  const adapter = new PostgresAdapter({ relay: 'native', tlsRecords: 'lean', upstreamCa: { '*': readFileSync(target.ca, 'utf8') } });
-  listener = await adapter.listen({
-    host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
-  });
-  port = listener.address.port;
-  const n = nativeLoop();
-  if (!('loop' in n)) throw new Error(`the native data path did not load: ${n.reason}`);
-  loop = n.loop;
-  await gw.addResource({
-    name: 'open-pg', type: 'database', protocol: 'postgres', host: target.host, port: target.port, database: target.database,
-    credentials: { login: target.user, password: target.password }, settings: {},
-  });
+  ({ listener, port, loop } = await nativeDoor(gw, target, { tlsRecords: 'lean', upstreamCa: { '*': readFileSync(target.ca, 'utf8') } }));
 });
 
 afterEach(() => {

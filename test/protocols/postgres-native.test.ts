@@ -26,9 +26,10 @@ import { createLogger, silentLogger } from '../../src/core/log.js';
 import { DataPath } from '../../src/dataplane/pool.js';
 import { decodeFields, decodeMessage, message, passwordMessage, sslRequest, startupMessage, type Message } from '../../protocols/postgres/codec.js';
 import { PostgresAdapter, type StatementEvent } from '../../protocols/postgres/index.js';
-import { nativeLoop, NativeRelay, tlsRecordsChoice, type NativeLoop } from '../../protocols/postgres/native.js';
+import { NativeRelay, tlsRecordsChoice, type NativeLoop } from '../../protocols/postgres/native.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
 import { GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
+import { nativeDoor } from './postgres-harness.js';
 
 /** Bytes of SQL the door keeps per statement here (small, so that truncation is visible). */
 const AUDIT_LIMIT = 200;
@@ -50,20 +51,9 @@ beforeAll(async () => {
   [gw, target] = await Promise.all([makeGateway(), startPostgres()]);
   // Hand-made targets (FakeTarget) present the gateway PKI's own certificate.
   const fakes = Object.fromEntries(FAKE_TARGETS.map((n) => [n, gw.pki.caCertPem]));
-  adapter = new PostgresAdapter({
-    relay: 'native', upstreamCa: { '*': readFileSync(target.ca, 'utf8'), ...fakes }, auditSqlLimit: AUDIT_LIMIT, onStatement: (e) => statements.push(e),
-  });
-  listener = await adapter.listen({
-    host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
-  });
-  port = listener.address.port;
-  const n = nativeLoop();
-  if (!('loop' in n)) throw new Error(`the native data path did not load: ${n.reason}`);
-  loop = n.loop;
-  await gw.addResource({
-    name: 'open-pg', type: 'database', protocol: 'postgres', host: target.host, port: target.port, database: target.database,
-    credentials: { login: target.user, password: target.password }, settings: {},
-  });
+  ({ adapter, listener, port, loop } = await nativeDoor(gw, target, {
+    upstreamCa: { '*': readFileSync(target.ca, 'utf8'), ...fakes }, auditSqlLimit: AUDIT_LIMIT, onStatement: (e) => statements.push(e),
+  }));
   su = new pg.Client({ host: target.host, port: target.port, user: target.superuser, password: target.superuserPassword, database: target.database });
   await su.connect();
 });
@@ -239,7 +229,8 @@ describe('the native PostgreSQL data path', () => {
       await c.end();
     }
     await endpointsBecome(0);
-    expect(liveSessions()).toBe(0);
+    // The session's end reaches JavaScript with the loop's next batch of events.
+    expect(await until(() => liveSessions() === 0)).toBe(true);
   });
 
   it("logs each login's steps at debug level (login timings), their sum within the client's connect, and no secret", async () => {
