@@ -352,6 +352,10 @@ typedef struct tls_keys {
   int counting;               /* the handshake is done: records count from here */
   int spoiled;                /* a KeyUpdate during the login: OpenSSL keeps the leg */
   uint64_t rx, tx;
+  /* Bytes read from the socket since the handshake, and those the records counted since span:
+   * equal only when OpenSSL holds no part of a record (a header alone leaves nothing that
+   * SSL_has_pending reports). */
+  uint64_t read_base, read_whole;
 } tls_keys;
 
 static uint8_t rawbuf[RAWBUF];
@@ -391,7 +395,11 @@ static void on_record(int write_p, int version, int content_type, const void *bu
   ep *e = SSL_get_app_data(s);
   if (!e || !e->keys || !e->keys->counting) return;
   if (content_type == SSL3_RT_HEADER) {
-    if (write_p) e->keys->tx++; else e->keys->rx++;
+    if (write_p) e->keys->tx++;
+    else {
+      e->keys->rx++;
+      if (len >= 5) e->keys->read_whole += 5 + ((size_t)((const uint8_t *)buf)[3] << 8 | ((const uint8_t *)buf)[4]);
+    }
   } else if (content_type == SSL3_RT_HANDSHAKE && len > 0 && ((const uint8_t *)buf)[0] == SSL3_MT_KEY_UPDATE) e->keys->spoiled = 1;
 }
 
@@ -501,11 +509,14 @@ static size_t seal(lean *l, uint8_t type, const uint8_t *p, size_t n, uint8_t *d
 
 static size_t sealed_size(size_t n) { return n + (n / RECORD_PLAIN + 2) * OVERHEAD + 5; }
 
-/* A fatal alert instead of close_notify, sent as far as the socket takes it now. */
+/* A fatal alert instead of close_notify, sent as far as the socket takes it now (the leg is
+ * closed right after). */
 static void lean_alert(ep *e, uint8_t code) {
   lean *l = e->lean;
   if (!l || l->notified || e->fd < 0) return;
   l->notified = 1;
+  /* Records still queued would go after it with sequence numbers before it: no alert then. */
+  if (pending_out(e) > 0) return;
   l->update_owed = 0;
   uint8_t a[2] = { 2, code }, rec[2 + OVERHEAD + 32];
   size_t k = seal(l, 21, a, 2, rec);
@@ -564,7 +575,9 @@ static int lean_read(ep *e, uint8_t *buf) {
     uint8_t *h = rawbuf + off;
     size_t len = record_len(h);
     if (h[0] != 23 || h[1] != 3 || h[2] != 3) { alert = 10; break; }
-    if (len > RECORD_MAX || len < 1 + TAG) { alert = 22; break; }
+    if (len > RECORD_MAX) { alert = 22; break; }
+    /* Too short to hold a tag and a content type: it cannot be opened. */
+    if (len < 1 + TAG) { alert = 20; break; }
     if (have - off < 5 + len) break;
     size_t inner = len - TAG;
     if (out + inner > BUF) break;
@@ -591,6 +604,8 @@ static int lean_read(ep *e, uint8_t *buf) {
       if (plain[1] != 0) { l->notified = 1; alert = 255; break; }
       l->eof = 1;
     } else if (type == 22) {
+      /* RFC 8446 5.1: no zero-length fragments of handshake messages. */
+      if (n == 0) { alert = 10; break; }
       if (after_handshake(e, plain, n, &alert) < 0) break;
     } else { alert = 10; break; }
   }
@@ -612,10 +627,11 @@ static int lean_read(ep *e, uint8_t *buf) {
   return l->eof ? -1 : 0;
 }
 
-/* A whole record is held, to be opened without waiting for the socket (which wakes nobody). */
+/* A whole record is held, or the peer's close_notify was read with data before it: either is
+ * to be taken without waiting for the socket, which wakes nobody for them. */
 static int lean_held(ep *e) {
   lean *l = e->lean;
-  return l && !l->eof && l->in_len >= 5 && l->in_len >= 5 + record_len(l->in);
+  return l && (l->eof || (l->in_len >= 5 && l->in_len >= 5 + record_len(l->in)));
 }
 
 /* More may be read now: a whole record held, or the last read filled its buffer. */
@@ -644,7 +660,12 @@ static int go_lean(ep *e) {
   int id = SSL_version(s) == TLS1_3_VERSION ? SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(s)) : 0;
   const EVP_CIPHER *cipher = id == 0x1301 ? EVP_aes_128_gcm() : id == 0x1302 ? EVP_aes_256_gcm() : id == 0x1303 ? EVP_chacha20_poly1305() : NULL;
   if (!k || k->spoiled || k->have != 3 || !cipher || k->len != (id == 0x1302 ? 48u : 32u)) return -1;
+  /* The records written since the handshake are counted from its end: a server that sent
+   * session tickets within it would be off by them (the door's context sends none). */
+  if (e->role == ROLE_SERVER && SSL_get_num_tickets(s) != 0) return -1;
   if (SSL_has_pending(s) || pending_out(e) > 0 || e->ssl_write_wants_read || e->ssl_read_wants_write) return 0;
+  /* Every byte read since the handshake belongs to a record OpenSSL has read whole. */
+  if (BIO_number_read(SSL_get_rbio(s)) - k->read_base != k->read_whole) return 0;
   lean *l = calloc(1, sizeof *l);
   l->cipher = cipher;
   l->md = id == 0x1302 ? EVP_sha384() : EVP_sha256();
@@ -680,7 +701,8 @@ static void keep_openssl(ep *e) {
 /* Goes lean where it can, now or once OpenSSL holds nothing of the leg; a leg being closed
  * stays with OpenSSL (its close_notify is OpenSSL's). */
 static void try_lean(ep *e) {
-  if (!e->lean_wanted || !e->ssl || e->ending) return;
+  if (!e->lean_wanted || !e->ssl) return;
+  if (e->ending) { e->lean_wanted = 0; free_keys(e); return; }
   if (go_lean(e) < 0) keep_openssl(e);
 }
 
@@ -1175,7 +1197,12 @@ static const char *verify_code(long v) {
 static void handshake_done(ep *e) {
   e->state = ST_OPEN;
   /* The application traffic keys start here, each way at record 0. */
-  if (e->keys) { e->keys->counting = 1; e->keys->rx = e->keys->tx = 0; }
+  if (e->keys) {
+    e->keys->counting = 1;
+    e->keys->rx = e->keys->tx = 0;
+    e->keys->read_base = BIO_number_read(SSL_get_rbio(e->ssl));
+    e->keys->read_whole = 0;
+  }
   evt *v = emit(EV_READY, e->id, 1);
   if (e->role == ROLE_CLIENT) {
     X509 *cert = SSL_get1_peer_certificate(e->ssl);

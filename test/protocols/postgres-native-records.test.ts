@@ -191,33 +191,45 @@ describe('a client that seals its own records', () => {
     expect(gw.broker.live()).toHaveLength(1);
   });
 
-  it('a hand-over waits while OpenSSL holds part of a record: the client leg goes lean once the rest has come', async () => {
+  for (const [part, what] of [[3, 'part of a record header'], [5, 'a whole record header and none of its body']] as const) {
+    it(`a hand-over waits while OpenSSL holds ${what}: the client leg goes lean once the rest has come`, async () => {
+      await quiet();
+      const t = await TappedTls.connect(port, { ca: gw.pki.caCertPem, servername: 'localhost' });
+      opened.add(t);
+      let got = Buffer.alloc(0);
+      t.tls.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+      t.tls.write(startupMessage(new Map([['user', 'alice:open-pg'], ['database', 'x']])));
+      await until(() => types(got).includes('R'), 5_000, 'the password request');
+      // The password in one record and the first bytes of the next in the same segment: the
+      // login reads them into OpenSSL, which holds them at the relay's start.
+      t.takeOver();
+      const password = t.tx!.seal(ContentType.ApplicationData, passwordMessage(GATEWAY_PASSWORD));
+      const q = t.tx!.seal(ContentType.ApplicationData, query('select 42'));
+      t.sendRaw(Buffer.concat([password, q.subarray(0, part)]));
+      expect(types((await t.readUntil(ready)).data)).toMatch(/^R.*Z$/);
+      await until(() => gw.broker.live().length === 1 && loop.leanEndpoints === 1, 5_000, 'the target leg lean');
+      expect(loop.leanEndpoints).toBe(1);
+      t.sendRaw(q.subarray(part));
+      expect(rows((await t.readUntil(ready)).data)).toEqual(['42']);
+      expect(loop.leanEndpoints).toBe(2);
+      t.send(ContentType.ApplicationData, query('select 43'));
+      expect(rows((await t.readUntil(ready)).data)).toEqual(['43']);
+    });
+  }
+
+  it("a query and the client's close_notify in one segment, no FIN (the client waits for ours): the session ends", async () => {
     await quiet();
-    const t = await TappedTls.connect(port, { ca: gw.pki.caCertPem, servername: 'localhost' });
-    opened.add(t);
-    let got = Buffer.alloc(0);
-    t.tls.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
-    t.tls.write(startupMessage(new Map([['user', 'alice:open-pg'], ['database', 'x']])));
-    await until(() => types(got).includes('R'), 5_000, 'the password request');
-    // The password in one record and the first 3 bytes of the next in the same segment: the
-    // login reads them into OpenSSL, which holds them at the relay's start.
-    t.takeOver();
-    const password = t.tx!.seal(ContentType.ApplicationData, passwordMessage(GATEWAY_PASSWORD));
-    const q = t.tx!.seal(ContentType.ApplicationData, query('select 42'));
-    t.sendRaw(Buffer.concat([password, q.subarray(0, 3)]));
-    expect(types((await t.readUntil(ready)).data)).toMatch(/^R.*Z$/);
-    await until(() => gw.broker.live().length === 1 && loop.leanEndpoints === 1, 5_000, 'the target leg lean');
-    expect(loop.leanEndpoints).toBe(1);
-    t.sendRaw(q.subarray(3));
-    expect(rows((await t.readUntil(ready)).data)).toEqual(['42']);
-    expect(loop.leanEndpoints).toBe(2);
-    t.send(ContentType.ApplicationData, query('select 43'));
-    expect(rows((await t.readUntil(ready)).data)).toEqual(['43']);
+    const t = await loggedIn();
+    t.sendRaw(Buffer.concat([t.tx!.seal(ContentType.ApplicationData, query('select 7')), t.tx!.seal(ContentType.Alert, Buffer.from([1, 0]))]));
+    expect(await endedSession()).toMatchObject({ endReason: 'client_closed' });
+    await until(() => t.closed, 5_000, 'the gateway closes the connection');
   });
 
   const hostile: [string, (t: TappedTls) => void, number, string][] = [
     ['a record whose tag does not authenticate', (t) => t.send(ContentType.ApplicationData, query('select 1'), { tamper: true }), 20, 'bad_record_mac'],
     ['a record longer than 2^14 + 256 bytes', (t) => t.sendRaw(Buffer.concat([Buffer.from([23, 3, 3, 0x41, 0x01]), Buffer.alloc(64)])), 22, 'record_overflow'],
+    ['a record too short to hold a tag', (t) => t.sendRaw(Buffer.concat([Buffer.from([23, 3, 3, 0, 16]), Buffer.alloc(16)])), 20, 'bad_record_mac'],
+    ['a zero-length handshake record', (t) => t.send(ContentType.Handshake, Buffer.alloc(0)), 10, 'unexpected_message'],
     ['a record of an outer type other than application data', (t) => t.sendRaw(Buffer.from([22, 3, 3, 0, 4, 1, 0, 0, 0])), 10, 'unexpected_message'],
     ['an inner plaintext of padding only', (t) => t.send(0, Buffer.alloc(0), { padding: 8 }), 10, 'unexpected_message'],
     ['a handshake message a client may not send after the handshake', (t) => t.send(ContentType.Handshake, Buffer.from([4, 0, 0, 0])), 10, 'unexpected_message'],
