@@ -305,9 +305,10 @@ static size_t pending_out(ep *e) { return e->out_len - e->out_off; }
  * AEAD suite, its SSL object (12-28 KiB with its session, the peer's chain and the buffers) is
  * freed, and the records go on here, as the kernel's TLS does after such a hand-over: the
  * traffic secrets come from the keylog callback, the sequence numbers from counting each
- * record since the handshake (the message callback), and each direction keeps one AEAD
- * context, its IV and its count (RFC 8446 5.2-5.3, 7.1-7.2). What an idle session holds is
- * that state alone; a record that came in halves is kept until its rest arrives.
+ * record since the handshake (the message callback); each direction keeps its secret, key, IV
+ * and count (RFC 8446 5.2-5.3, 7.1-7.2), and borrows one of the thread's AEAD contexts to seal
+ * or open (AEAD_SLOTS). What an idle session holds is that state alone; a record that came in
+ * halves is kept until its rest arrives.
  *
  * After the hand-over the peer may send application data, alerts (close_notify ends the
  * stream; any other alert fails it), a KeyUpdate (followed, and answered when asked), or,
@@ -324,11 +325,37 @@ static size_t pending_out(ep *e) { return e->out_len - e->out_off; }
 #define RAWBUF (2 * (5 + RECORD_MAX))
 
 typedef struct lean_dir {
-  EVP_CIPHER_CTX *aead;
   uint8_t secret[48];
+  uint8_t key[32];
   uint8_t iv[12];
   uint64_t seq;
+  int slot;           /* its AEAD context among the thread's (aead_for), or -1 */
 } lean_dir;
+
+/*
+ * AEAD contexts (1.1 KiB each with OpenSSL 3: the key schedule and GHASH's table) are the
+ * thread's, not the sessions': a direction that seals or opens a record takes one of
+ * AEAD_SLOTS, keyed for it, and keeps it until another direction needs the slot. Active
+ * sessions (up to AEAD_SLOTS directions) find theirs keyed; an idle one holds none; one whose
+ * slot was taken keys another (a key schedule, well under a microsecond). A slot is wiped when
+ * its direction ends or moves to its next key.
+ */
+#define AEAD_SLOTS 256
+typedef struct aead_slot { lean_dir *owner; EVP_CIPHER_CTX *ctx; } aead_slot;
+static aead_slot aead_slots[AEAD_SLOTS];
+static unsigned aead_hand;
+/* Contexts keyed for a direction that had none (stats(): a gauge of how often slots change hands). */
+static uint64_t aead_keyings;
+
+static void aead_release(lean_dir *d) {
+  if (d->slot < 0) return;
+  aead_slot *s = &aead_slots[d->slot];
+  if (s->owner == d) {
+    s->owner = NULL;
+    EVP_CIPHER_CTX_reset(s->ctx);
+  }
+  d->slot = -1;
+}
 
 typedef struct lean {
   lean_dir rx, tx;
@@ -431,23 +458,34 @@ static int expand_label(lean *l, const uint8_t *secret, const char *label, uint8
 }
 
 /* The direction's key and IV from its secret; its count starts again. */
-static int dir_keys(lean *l, lean_dir *d, int enc) {
-  uint8_t key[32];
-  int ok = expand_label(l, d->secret, "key", key, l->keylen) && expand_label(l, d->secret, "iv", d->iv, 12);
-  if (ok && !d->aead) ok = (d->aead = EVP_CIPHER_CTX_new()) != NULL;
-  if (ok) ok = EVP_CipherInit_ex(d->aead, l->cipher, NULL, key, NULL, enc) == 1;
-  OPENSSL_cleanse(key, sizeof key);
+static int dir_keys(lean *l, lean_dir *d) {
+  aead_release(d);
   d->seq = 0;
-  return ok;
+  return expand_label(l, d->secret, "key", d->key, l->keylen) && expand_label(l, d->secret, "iv", d->iv, 12);
+}
+
+/* The direction's AEAD context, keyed (see AEAD_SLOTS), or NULL. */
+static EVP_CIPHER_CTX *aead_for(lean *l, lean_dir *d, int enc) {
+  if (d->slot >= 0 && aead_slots[d->slot].owner == d) return aead_slots[d->slot].ctx;
+  unsigned i = aead_hand++ % AEAD_SLOTS;
+  aead_slot *s = &aead_slots[i];
+  if (s->owner) s->owner->slot = -1;
+  s->owner = NULL;
+  if (!s->ctx && !(s->ctx = EVP_CIPHER_CTX_new())) return NULL;
+  if (EVP_CipherInit_ex(s->ctx, l->cipher, NULL, d->key, NULL, enc) != 1) { EVP_CIPHER_CTX_reset(s->ctx); return NULL; }
+  s->owner = d;
+  d->slot = (int)i;
+  aead_keyings++;
+  return s->ctx;
 }
 
 /* KeyUpdate: the next secret of the direction (RFC 8446 7.2). */
-static int next_key(lean *l, lean_dir *d, int enc) {
+static int next_key(lean *l, lean_dir *d) {
   uint8_t next[48];
   if (!expand_label(l, d->secret, "traffic upd", next, l->hashlen)) return 0;
   memcpy(d->secret, next, (size_t)l->hashlen);
   OPENSSL_cleanse(next, sizeof next);
-  return dir_keys(l, d, enc);
+  return dir_keys(l, d);
 }
 
 static void nonce(const lean_dir *d, uint8_t n[12]) {
@@ -458,8 +496,8 @@ static void nonce(const lean_dir *d, uint8_t n[12]) {
 static void free_lean(ep *e) {
   lean *l = e->lean;
   if (!l) return;
-  EVP_CIPHER_CTX_free(l->rx.aead);
-  EVP_CIPHER_CTX_free(l->tx.aead);
+  aead_release(&l->rx);
+  aead_release(&l->tx);
   free(l->in);
   OPENSSL_cleanse(l, sizeof *l);
   free(l);
@@ -475,12 +513,13 @@ static size_t seal_one(lean *l, uint8_t type, const uint8_t *p, size_t n, uint8_
   int outl;
   dst[0] = 23; dst[1] = 3; dst[2] = 3; dst[3] = (uint8_t)(len >> 8); dst[4] = (uint8_t)len;
   nonce(d, iv);
-  int ok = EVP_EncryptInit_ex(d->aead, NULL, NULL, NULL, iv) == 1 &&
-    EVP_EncryptUpdate(d->aead, NULL, &outl, dst, 5) == 1 &&
-    (n == 0 || EVP_EncryptUpdate(d->aead, dst + 5, &outl, p, (int)n) == 1) &&
-    EVP_EncryptUpdate(d->aead, dst + 5 + n, &outl, &type, 1) == 1 &&
-    EVP_EncryptFinal_ex(d->aead, dst + 5 + n + 1, &outl) == 1 &&
-    EVP_CIPHER_CTX_ctrl(d->aead, EVP_CTRL_AEAD_GET_TAG, TAG, dst + 5 + n + 1) == 1;
+  EVP_CIPHER_CTX *c = aead_for(l, d, 1);
+  int ok = c != NULL && EVP_EncryptInit_ex(c, NULL, NULL, NULL, iv) == 1 &&
+    EVP_EncryptUpdate(c, NULL, &outl, dst, 5) == 1 &&
+    (n == 0 || EVP_EncryptUpdate(c, dst + 5, &outl, p, (int)n) == 1) &&
+    EVP_EncryptUpdate(c, dst + 5 + n, &outl, &type, 1) == 1 &&
+    EVP_EncryptFinal_ex(c, dst + 5 + n + 1, &outl) == 1 &&
+    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG, dst + 5 + n + 1) == 1;
   d->seq++;
   return ok ? 5 + len : 0;
 }
@@ -492,7 +531,7 @@ static size_t seal(lean *l, uint8_t type, const uint8_t *p, size_t n, uint8_t *d
   if (l->update_owed || l->tx.seq >= KEY_RECORDS) {
     static const uint8_t update[5] = { SSL3_MT_KEY_UPDATE, 0, 0, 1, 0 };
     size_t k = seal_one(l, 22, update, sizeof update, dst);
-    if (k == 0 || !next_key(l, &l->tx, 1)) return 0;
+    if (k == 0 || !next_key(l, &l->tx)) return 0;
     l->update_owed = 0;
     w += k;
   }
@@ -536,7 +575,7 @@ static int after_handshake(ep *e, const uint8_t *p, size_t n, uint8_t *alert) {
       if (len != 1) { *alert = 50; return -1; }
       if (p[4] > 1) { *alert = 47; return -1; }
       if (4 + len != n) { *alert = 10; return -1; }
-      if (!next_key(l, &l->rx, 0)) { *alert = 80; return -1; }
+      if (!next_key(l, &l->rx)) { *alert = 80; return -1; }
       if (p[4] == 1) l->update_owed = 1;
     } else { *alert = 10; return -1; }
     p += 4 + len;
@@ -585,11 +624,13 @@ static int lean_read(ep *e, uint8_t *buf) {
     uint8_t iv[12], *plain = buf + out;
     int outl;
     nonce(d, iv);
-    int ok = EVP_DecryptInit_ex(d->aead, NULL, NULL, NULL, iv) == 1 &&
-      EVP_CIPHER_CTX_ctrl(d->aead, EVP_CTRL_AEAD_SET_TAG, TAG, h + 5 + inner) == 1 &&
-      EVP_DecryptUpdate(d->aead, NULL, &outl, h, 5) == 1 &&
-      EVP_DecryptUpdate(d->aead, plain, &outl, h + 5, (int)inner) == 1 &&
-      EVP_DecryptFinal_ex(d->aead, plain + inner, &outl) == 1;
+    EVP_CIPHER_CTX *c = aead_for(l, d, 0);
+    if (!c) { alert = 80; break; }
+    int ok = EVP_DecryptInit_ex(c, NULL, NULL, NULL, iv) == 1 &&
+      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, TAG, h + 5 + inner) == 1 &&
+      EVP_DecryptUpdate(c, NULL, &outl, h, 5) == 1 &&
+      EVP_DecryptUpdate(c, plain, &outl, h + 5, (int)inner) == 1 &&
+      EVP_DecryptFinal_ex(c, plain + inner, &outl) == 1;
     d->seq++;
     if (!ok) { alert = 20; break; }
     size_t n = inner;
@@ -614,7 +655,7 @@ static int lean_read(ep *e, uint8_t *buf) {
       : alert == 22 ? "a record longer than TLS allows (record_overflow sent)"
       : alert == 50 ? "a malformed record (decode_error sent)"
       : alert == 47 ? "a KeyUpdate with an illegal request value (illegal_parameter sent)"
-      : alert == 80 ? "a KeyUpdate could not be followed (internal_error sent)"
+      : alert == 80 ? "the gateway could not derive or use a key (internal_error sent)"
       : alert == 255 ? "the peer sent a fatal alert" : "an unexpected record (unexpected_message sent)";
     if (alert != 255) lean_alert(e, alert);
     return -1;
@@ -674,7 +715,8 @@ static int go_lean(ep *e) {
   int server = e->role == ROLE_SERVER;
   memcpy(l->rx.secret, server ? k->client : k->server, k->len);
   memcpy(l->tx.secret, server ? k->server : k->client, k->len);
-  int ok = dir_keys(l, &l->rx, 0) && dir_keys(l, &l->tx, 1);
+  l->rx.slot = l->tx.slot = -1;
+  int ok = dir_keys(l, &l->rx) && dir_keys(l, &l->tx);
   l->rx.seq = k->rx;
   l->tx.seq = k->tx;
   lean_endpoints++;
@@ -1893,8 +1935,8 @@ static napi_value splice_cmd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* stats(): endpoints this process holds, and those on the lean record layer (read without the
- * loop's lock: gauges). */
+/* stats(): endpoints this process holds, those on the lean record layer, and the AEAD contexts
+ * keyed so far (read without the loop's lock: gauges). */
 static napi_value stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value o, v;
@@ -1903,6 +1945,8 @@ static napi_value stats(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "endpoints", v);
   napi_create_double(env, (double)lean_endpoints, &v);
   napi_set_named_property(env, o, "lean", v);
+  napi_create_double(env, (double)aead_keyings, &v);
+  napi_set_named_property(env, o, "aeadKeyings", v);
   return o;
 }
 

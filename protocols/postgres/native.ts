@@ -54,7 +54,7 @@ interface Addon {
   ack(id: number): void;
   /** `count` statements of a relay were audited; the addon reads its client on (it stops at MAX_UNAUDITED). */
   audited(id: number, count: number): void;
-  stats(): { endpoints: number; lean: number };
+  stats(): { endpoints: number; lean: number; aeadKeyings: number };
 }
 
 type Listener = (e: Event) => void;
@@ -100,6 +100,11 @@ export class NativeLoop {
   /** Those of them whose TLS records the lean record layer seals and opens. */
   get leanEndpoints(): number {
     return this.addon.stats().lean;
+  }
+
+  /** How many times a lean direction had one of the loop's AEAD contexts keyed for it. */
+  get aeadKeyings(): number {
+    return this.addon.stats().aeadKeyings;
   }
 
   serverContext(tls: { certPem: string; keyPem: string; tls13: string; tls12: string }): object {

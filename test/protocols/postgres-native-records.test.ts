@@ -124,6 +124,25 @@ describe('stock clients on the lean record layer', () => {
     });
   }
 
+  it("more directions than the loop's 256 AEAD contexts: 70 sessions queried in turn, three rounds, every answer right", async () => {
+    await quiet();
+    const clients = Array.from({ length: 70 }, () => new pg.Client({ host: 'localhost', port, user: 'alice:open-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem } }));
+    for (const c of clients) opened.add({ destroy: () => void c.end().catch(() => undefined) });
+    await Promise.all(clients.map((c) => c.connect()));
+    expect(loop.leanEndpoints).toBe(140);
+    const keyed = loop.aeadKeyings;
+    for (let round = 0; round < 3; round++) {
+      for (const [i, c] of clients.entries()) {
+        const { rows: r } = await c.query('select $1::int * 2 as v, repeat($2, 20000) as pad', [i + round * 100, 'p']);
+        expect(r[0]).toEqual({ v: (i + round * 100) * 2, pad: 'p'.repeat(20_000) });
+      }
+    }
+    // 280 directions took turns with 256 contexts: contexts were keyed again, not only once each.
+    expect(loop.aeadKeyings - keyed).toBeGreaterThan(280);
+    await Promise.all(clients.map((c) => c.end()));
+    await quiet();
+  });
+
   it('a client on TLS 1.2 keeps OpenSSL for its leg and the target leg goes lean: queries and a teardown work', async () => {
     await quiet();
     const c = new pg.Client({ host: 'localhost', port, user: 'alice:open-pg', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem, maxVersion: 'TLSv1.2' } });
