@@ -708,6 +708,7 @@ static int go_lean(ep *e) {
   /* Every byte read since the handshake belongs to a record OpenSSL has read whole. */
   if (BIO_number_read(SSL_get_rbio(s)) - k->read_base != k->read_whole) return 0;
   lean *l = calloc(1, sizeof *l);
+  if (!l) return -1;
   l->cipher = cipher;
   l->md = id == 0x1302 ? EVP_sha384() : EVP_sha256();
   l->hashlen = (int)k->len;
