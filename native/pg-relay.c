@@ -362,7 +362,7 @@ typedef struct lean {
   const EVP_CIPHER *cipher;
   const EVP_MD *md;
   int keylen, hashlen;
-  uint8_t *in; size_t in_len; /* read, not opened yet: the start of a record, or records that did not fit */
+  uint8_t *in; size_t in_len, in_cap; /* read, not opened yet: the start of a record, or records that did not fit */
   int filled;                 /* the last read filled its buffer: the socket may hold more */
   int eof;                    /* the peer's close_notify was read */
   int notified;               /* ours is sealed (or a fatal alert went instead) */
@@ -385,6 +385,7 @@ typedef struct tls_keys {
   uint64_t read_base, read_whole;
 } tls_keys;
 
+static const uint8_t close_notify[2] = { 1, 0 };
 static uint8_t rawbuf[RAWBUF];
 static uint8_t sealbuf[BUF + 3 * OVERHEAD + 8];
 static uint64_t lean_endpoints;
@@ -591,14 +592,9 @@ static size_t record_len(const uint8_t *h) { return (size_t)h[3] << 8 | h[4]; }
 static int lean_read(ep *e, uint8_t *buf) {
   lean *l = e->lean;
   if (l->eof) return -1;
-  size_t have = 0;
-  if (l->in_len > 0) {
-    memcpy(rawbuf, l->in, l->in_len);
-    have = l->in_len;
-    free(l->in);
-    l->in = NULL;
-    l->in_len = 0;
-  }
+  size_t have = l->in_len;
+  if (have > 0) memcpy(rawbuf, l->in, have);
+  l->in_len = 0;
   l->filled = 0;
   if (have < 5 || have < 5 + record_len(rawbuf)) {
     ssize_t r = recv(e->fd, rawbuf + have, RAWBUF - have, 0);
@@ -661,8 +657,20 @@ static int lean_read(ep *e, uint8_t *buf) {
     return -1;
   }
   if (off < have) {
+    /* Kept for the next read, in the buffer the last one used when it fits: a bulk transfer
+     * leaves part of a record after nearly every read. */
     l->in_len = have - off;
-    l->in = copy(rawbuf + off, l->in_len);
+    if (l->in_cap < l->in_len) {
+      free(l->in);
+      l->in_cap = l->in_len < RECORD_MAX + 5 ? RECORD_MAX + 5 : l->in_len;
+      l->in = malloc(l->in_cap);
+    }
+    memcpy(l->in, rawbuf + off, l->in_len);
+  } else if (l->in) {
+    /* All opened: an idle leg holds no buffer. */
+    free(l->in);
+    l->in = NULL;
+    l->in_cap = 0;
   }
   if (out > 0) return (int)out;
   return l->eof ? -1 : 0;
@@ -801,7 +809,6 @@ static int flush_out(ep *e) {
     e->out_len = e->out_off = e->out_cap = 0;
     /* A lean leg's close_notify goes out like its data, before the FIN. */
     if (!(e->ending && !e->shut && e->lean && !e->lean->notified)) break;
-    static const uint8_t close_notify[2] = { 1, 0 };
     e->lean->notified = 1;
     e->lean->update_owed = 0;
     if (seal_out(e, 21, close_notify, 2) < 0) return -1;
@@ -1022,7 +1029,6 @@ static void terminate_target(ep *t) {
   if (t->fd >= 0 && pending_out(t) == 0) {
     if (t->ssl) { ERR_clear_error(); SSL_write(t->ssl, X, 5); SSL_shutdown(t->ssl); }
     else if (t->lean) {
-      static const uint8_t close_notify[2] = { 1, 0 };
       uint8_t rec[5 + 2 + 3 * OVERHEAD + 8];
       size_t k = seal(t->lean, 23, X, 5, rec), k2 = k ? seal(t->lean, 21, close_notify, 2, rec + k) : 0;
       if (k2 > 0 && send(t->fd, rec, k + k2, MSG_NOSIGNAL) < 0) { /* the target is gone already */ }

@@ -5,13 +5,19 @@
  * other benches read (on this shared 2-core machine those swing by a third from run to run).
  * Each relay runs under `valgrind --tool=callgrind --separate-threads=yes` (so about 50 times
  * slower: the figure is instructions, not time) and takes `pgbench -n -S -M simple -c C -j 1
- * -t T` with client TLS, target leg in plaintext, three times: once to warm up (the logins'
+ * -t T` with client TLS, target leg in plaintext (unless --target-tls), three times: once to warm up (the logins'
  * JavaScript compiled, not counted), then with T = T1 and T = T2. callgrind's
  * counters are dumped before, between and after (`callgrind_control -d`), so each run's count
  * is its own, logins and ends included; the difference of the two is C × (T2 − T1)
  * transactions and no login, so per transaction = (count2 − count1) / (C × (T2 − T1)).
  *
- *   npm run build && node bench/postgres/relay-instructions.mjs [--relays native,native-openssl] [--pgbouncer] [--clients 4] [--tx 200,1200]
+ *   npm run build && node bench/postgres/relay-instructions.mjs [--relays native,native-openssl] [--pgbouncer] [--clients 4] [--tx 200,1200] [--sql SQL] [--target-tls] [--baseline DIR] [--rounds 1]
+ *
+ * `--sql`: each transaction is that statement (a pgbench script, simple protocol) instead of
+ * -S's point select, e.g. a large result to weigh bulk transfer. `--target-tls`: the gateway's
+ * listener with TLS on the target leg too (bench/postgres/gateway.mjs). `--baseline DIR`: each
+ * Gatehouse relay runs a second time from DIR, a copy of an earlier build (its dist/ and
+ * bench/, with a node_modules link), in the same rounds, alternating with this one.
  *
  * Gatehouse is bench/postgres/gateway.mjs (as the other benches start it, relay chosen as
  * there); the figure is given for the whole process and for its relay thread (the thread that
@@ -23,7 +29,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -31,7 +37,10 @@ import { ensureTool, passStderr, relayList, relayOptions, run, startPgbouncer, s
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
-  options: { relays: { type: 'string', default: 'native,native-openssl' }, pgbouncer: { type: 'boolean', default: false }, clients: { type: 'string', default: '4' }, tx: { type: 'string', default: '200,1200' } },
+  options: {
+    relays: { type: 'string', default: 'native,native-openssl' }, pgbouncer: { type: 'boolean', default: false }, clients: { type: 'string', default: '4' }, tx: { type: 'string', default: '200,1200' },
+    sql: { type: 'string' }, 'target-tls': { type: 'boolean', default: false }, baseline: { type: 'string' }, rounds: { type: 'string', default: '1' },
+  },
 });
 const RELAYS = relayList(values.relays);
 const CLIENTS = Number(values.clients);
@@ -70,8 +79,12 @@ async function dumpSettled(pid, outDir, seen, osUser) {
   return got;
 }
 
+const script = values.sql ? join(dir, 'transaction.sql') : undefined;
+if (script) writeFileSync(script, `${values.sql};\n`);
+const workload = script ? ['-f', script] : ['-S'];
+
 async function pgbench(port, user, password, t) {
-  const out = await run('pgbench', ['-h', '127.0.0.1', '-p', String(port), '-U', user, '-n', '-S', '-M', 'simple', '-c', String(CLIENTS), '-j', '1', '-t', String(t), target.database], { PGPASSWORD: password, PGSSLMODE: 'require' });
+  const out = await run('pgbench', ['-h', '127.0.0.1', '-p', String(port), '-U', user, '-n', ...workload, '-M', 'simple', '-c', String(CLIENTS), '-j', '1', '-t', String(t), target.database], { PGPASSWORD: password, PGSSLMODE: 'require' });
   return Number(/number of transactions actually processed: (\d+)/.exec(out)[1]);
 }
 
@@ -103,13 +116,15 @@ async function measure(name, pid, outDir, port, user, password, osUser) {
 const results = [];
 try {
   execFileSync('pgbench', ['-i', '-q', '-s', '5', '-h', target.host, '-p', String(target.port), '-U', target.user, target.database], { env: { ...process.env, PGPASSWORD: target.password }, stdio: 'ignore' });
-  console.log(`pgbench -n -S -M simple -c ${CLIENTS} -j 1 -t ${T1} and -t ${T2}, client TLS, target leg in plaintext, each relay under valgrind --tool=callgrind; ${execFileSync('valgrind', ['--version'], { encoding: 'utf8' }).trim()}; node ${process.version}; ${target.version}`);
-  for (const name of RELAYS) {
+  console.log(`pgbench -n ${script ? `-f (${values.sql})` : '-S'} -M simple -c ${CLIENTS} -j 1 -t ${T1} and -t ${T2}, client TLS, target leg ${values['target-tls'] ? 'TLS' : 'in plaintext'}, each relay under valgrind --tool=callgrind; ${execFileSync('valgrind', ['--version'], { encoding: 'utf8' }).trim()}; node ${process.version}; ${target.version}`);
+  const builds = [['', root], ...(values.baseline ? [[' (baseline)', values.baseline]] : [])];
+  for (let round = 0; round < Number(values.rounds); round++) for (const name of RELAYS) for (const [suffix, from] of round % 2 ? [...builds].reverse() : builds) {
     const outDir = mkdtempSync(join(dir, `cg-${name}-`));
     const gatewayPassword = randomBytes(12).toString('base64url');
     const { relay, tlsRecords } = relayOptions(name);
     const cfg = { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, gatewayPassword, certDir: join(dir, 'pki'), relay };
-    const child = spawn(VALGRIND(join(outDir, 'cg.%p'))[0], [...VALGRIND(join(outDir, 'cg.%p')).slice(1), process.execPath, join(root, 'bench/postgres/gateway.mjs'), JSON.stringify(cfg)], {
+    const [valgrind, ...options] = VALGRIND(join(outDir, 'cg.%p'));
+    const child = spawn(valgrind, [...options, process.execPath, join(from, 'bench/postgres/gateway.mjs'), JSON.stringify(cfg)], {
       stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GATEHOUSE_POSTGRES_RELAY: relay, ...(tlsRecords ? { GATEHOUSE_POSTGRES_TLS_RECORDS: tlsRecords } : {}) },
     });
     const stop = () => child.kill('SIGTERM');
@@ -119,7 +134,7 @@ try {
       child.stdout.once('data', (d) => resolve(String(d).trim().split('\n')[0]));
       child.once('exit', (code) => reject(new Error(`gateway under valgrind exited ${code}`)));
     }));
-    results.push(await measure(name, g.pid, outDir, g.plainPort, 'bench:bench-pg', gatewayPassword));
+    results.push(await measure(`${name}${suffix}`, g.pid, outDir, values['target-tls'] ? g.tlsPort : g.plainPort, 'bench:bench-pg', gatewayPassword));
     stop();
   }
   if (values.pgbouncer) {

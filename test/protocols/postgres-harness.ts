@@ -5,6 +5,7 @@ import pg from 'pg';
 import { silentLogger } from '../../src/core/log.js';
 import type { Listener, ProtocolAdapter } from '../../src/broker/adapter.js';
 import { served } from './data-path.js';
+import { decodeMessage, message, type Message } from '../../protocols/postgres/codec.js';
 import { PostgresAdapter, type PostgresAdapterOptions, type StatementEvent } from '../../protocols/postgres/index.js';
 import { nativeLoop, type NativeLoop } from '../../protocols/postgres/native.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
@@ -104,6 +105,20 @@ export async function nativeDoor(gw: GatewayHarness, target: PostgresTarget, opt
   });
   return { adapter, listener, port: listener.address.port, loop: n.loop };
 }
+
+/** The whole messages at the front of `data`, and the rest (a message still arriving). */
+export function messagesOf(data: Buffer): { msgs: Message[]; rest: Buffer } {
+  const msgs: Message[] = [];
+  let rest = data;
+  for (let m = decodeMessage(rest, 1 << 30); m; m = decodeMessage(rest, 1 << 30)) {
+    msgs.push(m.value);
+    rest = rest.subarray(m.size);
+  }
+  return { msgs, rest };
+}
+
+/** A simple-protocol Query message. */
+export const queryMessage = (sql: string): Buffer => message(0x51, Buffer.from(`${sql}\0`));
 
 export interface RunResult {
   code: number | null;

@@ -13,11 +13,11 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Listener } from '../../src/broker/adapter.js';
-import { decodeFields, decodeMessage, message, passwordMessage, startupMessage, type Message } from '../../protocols/postgres/codec.js';
+import { decodeFields, passwordMessage, startupMessage, type Message } from '../../protocols/postgres/codec.js';
 import type { NativeLoop } from '../../protocols/postgres/native.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
 import { GATEWAY_PASSWORD, makeGateway, until, type GatewayHarness } from './gateway-harness.js';
-import { nativeDoor } from './postgres-harness.js';
+import { messagesOf, nativeDoor, queryMessage } from './postgres-harness.js';
 import { ContentType, keyUpdate, TappedTls } from './tls13-records.js';
 
 let gw: GatewayHarness;
@@ -48,17 +48,9 @@ async function quiet(): Promise<void> {
   await until(() => gw.broker.live().length === 0 && loop.endpoints === 0, 5_000, 'no session and no addon endpoint');
 }
 
-function messages(data: Buffer): Message[] {
-  const out: Message[] = [];
-  for (let m = decodeMessage(data, 1 << 30); m; m = decodeMessage(data, 1 << 30)) {
-    out.push(m.value);
-    data = data.subarray(m.size);
-  }
-  return out;
-}
-
+const messages = (data: Buffer): Message[] => messagesOf(data).msgs;
 const types = (data: Buffer): string => messages(data).map((m) => String.fromCharCode(m.type)).join('');
-const query = (sql: string): Buffer => message(0x51, Buffer.from(`${sql}\0`));
+const query = queryMessage;
 /** Whole messages up to a ReadyForQuery. */
 const ready = (data: Buffer): boolean => types(data).endsWith('Z');
 

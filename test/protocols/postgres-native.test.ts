@@ -29,7 +29,7 @@ import { PostgresAdapter, type StatementEvent } from '../../protocols/postgres/i
 import { NativeRelay, tlsRecordsChoice, type NativeLoop } from '../../protocols/postgres/native.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
 import { GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
-import { nativeDoor } from './postgres-harness.js';
+import { messagesOf, nativeDoor, queryMessage } from './postgres-harness.js';
 
 /** Bytes of SQL the door keeps per statement here (small, so that truncation is visible). */
 const AUDIT_LIMIT = 200;
@@ -90,18 +90,8 @@ async function endpointsBecome(n: number, ms = 5_000): Promise<number> {
   return performance.now() - t0;
 }
 
-function messagesOf(data: Buffer): { msgs: Message[]; rest: Buffer } {
-  const msgs: Message[] = [];
-  let rest = data;
-  for (let m = decodeMessage(rest, 1 << 30); m; m = decodeMessage(rest, 1 << 30)) {
-    msgs.push(m.value);
-    rest = rest.subarray(m.size);
-  }
-  return { msgs, rest };
-}
-
 const typeOf = (m: Message): string => String.fromCharCode(m.type);
-const query = (sql: string): Buffer => message(0x51, Buffer.from(`${sql}\0`));
+const query = queryMessage;
 
 /**
  * A client by hand: SSLRequest, TLS verified against the gateway's CA, then raw messages.

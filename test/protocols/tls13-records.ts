@@ -11,6 +11,7 @@ import { createCipheriv, createDecipheriv, createHmac, type CipherGCMTypes } fro
 import { connect as netConnect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { sslRequest } from '../../protocols/postgres/codec.js';
 
 export const enum ContentType { Alert = 21, Handshake = 22, ApplicationData = 23 }
 
@@ -174,7 +175,7 @@ export class TappedTls {
     const raw = netConnect({ port, host: '127.0.0.1' });
     raw.setNoDelay(true);
     await new Promise<void>((r, j) => raw.once('connect', () => r()).once('error', j));
-    raw.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]));
+    raw.write(sslRequest());
     const s = await new Promise<Buffer>((r) => raw.once('data', r));
     if (s.toString() !== 'S') throw new Error(`no 'S' to the SSLRequest: ${s.toString('hex')}`);
     const t = new TappedTls(raw, options);
