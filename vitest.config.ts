@@ -35,6 +35,12 @@ export default defineConfig({
         extends: true,
         test: { name: 'postgres node relay', include: suitesOf('postgres'), exclude: WITHOUT_NATIVE_ONLY, env: { GATEHOUSE_POSTGRES_RELAY: 'node' } },
       },
+      // The MySQL door's sessions with client TLS run on the native data path too; the same
+      // suites again on its relay on Node's streams.
+      {
+        extends: true,
+        test: { name: 'mysql node relay', include: suitesOf('mysql'), exclude: WITHOUT_NATIVE_ONLY, env: { GATEHOUSE_MYSQL_RELAY: 'node' } },
+      },
       // On the native data path a live session's TLS records leave OpenSSL for the addon's lean
       // record layer (the projects above); the same suites, the native one with them, with
       // OpenSSL keeping them, as it does for a TLS 1.2 session.

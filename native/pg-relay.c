@@ -70,11 +70,11 @@ enum state { ST_HANDSHAKE, ST_OPEN, ST_RELAY, ST_LINGER };
 enum timer { T_NONE, T_BOUNDARY, T_CLOSE, T_TERMINATE };
 
 /* Events, as the first element of each array JavaScript receives. */
-enum event { EV_READY = 1, EV_DATA, EV_CLOSED, EV_STOPPED, EV_STATEMENT, EV_BYTES, EV_BROKE, EV_END, EV_COUNTS };
+enum event { EV_READY = 1, EV_DATA, EV_CLOSED, EV_STOPPED, EV_STATEMENT, EV_BYTES, EV_BROKE, EV_END, EV_COUNTS, EV_HELD, EV_SESSION };
 /* How a relay ended (EV_END). */
 enum how { END_CLIENT_CLOSED, END_TARGET_CLOSED, END_TARGET_BROKE, END_TEARDOWN, END_VIOLATION };
 
-enum cmd_kind { C_OPEN, C_WRITE, C_STOP, C_END, C_CLOSE, C_SPLICE, C_NOTICE, C_TEARDOWN, C_SHUTDOWN, C_ACK, C_AUDITED };
+enum cmd_kind { C_OPEN, C_WRITE, C_STOP, C_END, C_CLOSE, C_SPLICE, C_NOTICE, C_TEARDOWN, C_SHUTDOWN, C_ACK, C_AUDITED, C_VERDICT };
 
 typedef struct framer {
   uint8_t head[5];
@@ -101,6 +101,7 @@ typedef struct relay {
   uint64_t bytes_in, bytes_out;
   int moved;          /* counts changed since the last EV_BYTES */
   struct relay *moved_next;
+  struct my_state *my; /* a MySQL relay's framing (NULL: PostgreSQL) */
 } relay;
 
 typedef struct ep {
@@ -124,6 +125,7 @@ typedef struct ep {
   struct tls_keys *keys; /* handshake and login: what the lean record layer will need */
   struct lean *lean;  /* relay: the TLS records sealed and opened here, OpenSSL's SSL freed */
   int lean_wanted;    /* a relay leg that goes lean once OpenSSL holds nothing of it */
+  int ahead;          /* a server handshake reads bytes JavaScript had read first, then the socket */
 } ep;
 
 typedef struct cmd {
@@ -134,6 +136,9 @@ typedef struct cmd {
   uint8_t *data3; size_t len3;
   int flag, flag2;
   uint32_t limit;
+  /* splice of a MySQL relay: its client's max packet, the reply shapes, the KILL head limit */
+  int mysql, deprecate_eof, cache_metadata;
+  uint32_t max_packet, hold_limit;
   ep *e;
   struct cmd *next;
 } cmd;
@@ -997,6 +1002,400 @@ static long frame(relay *r, int up, const uint8_t *p, size_t n, int stop, int32_
   return (long)i;
 }
 
+
+/* ---- MySQL framing (the MySQL door's relays; protocols/mysql/relay.ts and response.ts on
+ * Node's streams) ---- */
+
+#define MY_PHYSICAL 0xffffffu  /* a full physical packet: the logical one goes on in the next */
+#define MY_HEAD 24             /* bytes of a server packet the reply tracker reads */
+enum my_cmd { MY_QUIT = 0x01, MY_QUERY = 0x03, MY_FIELD_LIST = 0x04, MY_PROCESS_KILL = 0x0c, MY_CHANGE_USER = 0x11,
+  MY_PREPARE = 0x16, MY_SEND_LONG_DATA = 0x18, MY_STMT_CLOSE = 0x19, MY_FETCH = 0x1c };
+/* A held command: none; its bytes being read; waiting for JavaScript's verdict; the rest of a refused one dropped. */
+enum my_hold { HOLD_NONE, HOLD_READING, HOLD_WAITING, HOLD_DROPPING };
+/* The reply tracker's states (response.ts). */
+enum my_at { AT_IDLE, AT_UNKNOWN, AT_ONE, AT_FIRST, AT_INFILE, AT_COLUMNS, AT_EOF, AT_ROWS, AT_FIELD_LIST, AT_PREPARE, AT_DEFINITIONS };
+
+typedef struct my_state {
+  /* client to target */
+  uint8_t uh[5]; int uh_len;   /* a header (with a command's first byte) split across reads */
+  uint32_t u_left; int u_cont;
+  uint64_t u_logical;
+  uint32_t max_packet;
+  uint8_t u_last_seq;
+  int server_spoke;            /* the server, or the gateway in its place, spoke since the client's last packet */
+  int out_failed;              /* a write to the target failed while framing */
+  uint8_t *cap; uint32_t cap_len, cap_want; uint8_t cap_cmd; int cap_trunc, cap_skip;
+  int hold; uint8_t *held; size_t held_len; uint32_t hold_limit; uint8_t held_cmd, held_seq;
+  uint8_t *answer; size_t answer_len; /* a refused command's ERR payload, sent once its rest is dropped */
+  uint8_t *stash; size_t stash_len;   /* client bytes read behind a held command */
+  /* target to client */
+  uint8_t dh[4]; int dh_len;
+  uint32_t d_left; int d_cont;
+  uint8_t head[MY_HEAD]; uint32_t head_have, head_want, first_len;
+  uint8_t d_last_seq;
+  /* the reply tracker */
+  int at; uint64_t at_left;
+  int deprecate_eof, cache_metadata;
+} my_state;
+
+static relay *my_relay_new(uint32_t max_packet, int deprecate_eof, int cache_metadata, uint32_t hold_limit) {
+  relay *r = calloc(1, sizeof *r);
+  my_state *m = calloc(1, sizeof *m);
+  m->max_packet = max_packet;
+  m->deprecate_eof = deprecate_eof;
+  m->cache_metadata = cache_metadata;
+  m->hold_limit = hold_limit;
+  m->server_spoke = 1;
+  r->my = m;
+  return r;
+}
+
+static void my_free(relay *r) {
+  my_state *m = r->my;
+  if (!m) return;
+  free(m->cap); free(m->held); free(m->answer); free(m->stash);
+  free(m);
+  r->my = NULL;
+}
+
+/* A command went to the target: what its reply will look like. */
+static void my_command(my_state *m, uint8_t cmd) {
+  switch (cmd) {
+    case MY_QUIT: case MY_STMT_CLOSE: case MY_SEND_LONG_DATA: m->at = AT_IDLE; return;
+    case MY_QUERY: case 0x17 /* execute */: case 0x0a /* process info */: case 0xfa /* bulk execute */: m->at = AT_FIRST; return;
+    case 0x0e: case 0x02: case 0x1f: case 0x1a: case 0x1b: case 0x07: case MY_PROCESS_KILL: case 0x0d: case 0x08: case 0x09: case 0x05: case 0x06:
+      m->at = AT_ONE; return;
+    case MY_FETCH: m->at = AT_ROWS; return;
+    case MY_FIELD_LIST: m->at = AT_FIELD_LIST; return;
+    case MY_PREPARE: m->at = AT_PREPARE; return;
+    default: m->at = AT_UNKNOWN; return;
+  }
+}
+
+/* A length-encoded integer at h[*i], within `n`; -1 when it is not there or not one. */
+static int my_lenenc(const uint8_t *h, uint32_t n, uint32_t *i, uint64_t *v) {
+  if (*i >= n) return -1;
+  uint8_t f = h[(*i)++];
+  int k = f < 0xfb ? 0 : f == 0xfc ? 2 : f == 0xfd ? 3 : f == 0xfe ? 8 : -1;
+  if (k < 0 || *i + (uint32_t)k > n) return -1;
+  if (k == 0) { *v = f; return 0; }
+  *v = 0;
+  for (int j = k - 1; j >= 0; j--) *v = *v << 8 | h[*i + (uint32_t)j];
+  *i += (uint32_t)k;
+  return 0;
+}
+
+/* An OK packet's status flags (an OK-shaped 0xfe too), or -1. */
+static int my_ok_status(const uint8_t *h, uint32_t n) {
+  uint32_t i = 1; uint64_t x;
+  if (n < 1 || my_lenenc(h, n, &i, &x) < 0 || my_lenenc(h, n, &i, &x) < 0 || i + 2 > n) return -1;
+  return h[i] | h[i + 1] << 8;
+}
+
+static void my_after_status(my_state *m, int status) {
+  if (status < 0) m->at = AT_UNKNOWN;
+  else m->at = status & 0x0008 /* SERVER_MORE_RESULTS_EXISTS */ ? AT_FIRST : AT_IDLE;
+}
+
+static int my_is_eof(my_state *m, const uint8_t *h, uint32_t n, uint32_t length) {
+  return n > 0 && h[0] == 0xfe && (m->deprecate_eof ? length < MY_PHYSICAL : length < 9);
+}
+
+/* One whole server packet, from its first bytes and its first physical length. */
+static void my_packet(my_state *m, const uint8_t *h, uint32_t n, uint32_t length) {
+  int err = n > 0 && h[0] == 0xff && length >= 3 && n >= 3 && (h[1] | h[2] << 8) != 0xffff;
+  int progress = n > 0 && h[0] == 0xff && !err;
+  switch (m->at) {
+    case AT_IDLE: case AT_UNKNOWN: m->at = AT_UNKNOWN; return;
+    case AT_ONE: m->at = AT_IDLE; return;
+    case AT_FIRST: case AT_INFILE: {
+      if (progress) return;
+      if (err) { m->at = AT_IDLE; return; }
+      if (n > 0 && h[0] == 0x00) { my_after_status(m, my_ok_status(h, n)); return; }
+      if (m->at == AT_FIRST && n > 0 && h[0] == 0xfb) { m->at = AT_INFILE; return; }
+      if (m->at == AT_INFILE) { m->at = AT_UNKNOWN; return; }
+      uint32_t i = 0; uint64_t columns;
+      if (my_lenenc(h, n, &i, &columns) < 0) { m->at = AT_UNKNOWN; return; }
+      int follows = m->cache_metadata && i < n ? h[i] : 1;
+      if (columns == 0) m->at = AT_UNKNOWN;
+      else if (follows) { m->at = AT_COLUMNS; m->at_left = columns; }
+      else m->at = m->deprecate_eof ? AT_ROWS : AT_UNKNOWN;
+      return;
+    }
+    case AT_COLUMNS:
+      if (err) { m->at = AT_IDLE; return; }
+      if (m->at_left > 1) { m->at_left--; return; }
+      m->at = m->deprecate_eof ? AT_ROWS : AT_EOF;
+      return;
+    case AT_EOF:
+      if (err) { m->at = AT_IDLE; return; }
+      if (!my_is_eof(m, h, n, length)) { m->at = AT_UNKNOWN; return; }
+      m->at = (n >= 5 ? h[3] | h[4] << 8 : 0) & 0x0040 /* SERVER_STATUS_CURSOR_EXISTS */ ? AT_IDLE : AT_ROWS;
+      return;
+    case AT_ROWS:
+      if (progress) return;
+      if (err) { m->at = AT_IDLE; return; }
+      if (my_is_eof(m, h, n, length)) my_after_status(m, m->deprecate_eof ? my_ok_status(h, n) : n >= 5 ? h[3] | h[4] << 8 : 0);
+      return;
+    case AT_FIELD_LIST:
+      if (err || my_is_eof(m, h, n, length)) m->at = AT_IDLE;
+      return;
+    case AT_PREPARE: {
+      if (err) { m->at = AT_IDLE; return; }
+      if (n < 9 || h[0] != 0x00) { m->at = AT_UNKNOWN; return; }
+      uint32_t columns = h[5] | h[6] << 8, params = h[7] | h[8] << 8, eof = m->deprecate_eof ? 0 : 1;
+      uint64_t left = (params ? params + eof : 0) + (columns ? columns + eof : 0);
+      if (left) { m->at = AT_DEFINITIONS; m->at_left = left; } else m->at = AT_IDLE;
+      return;
+    }
+    case AT_DEFINITIONS:
+      if (m->at_left > 1) m->at_left--; else m->at = AT_IDLE;
+      return;
+  }
+}
+
+static void my_packet_start(my_state *m, uint32_t len, uint8_t seq) {
+  if (!m->d_cont) {
+    m->head_have = 0;
+    m->head_want = len < MY_HEAD ? len : MY_HEAD;
+    m->first_len = len;
+  }
+  m->d_cont = len == MY_PHYSICAL;
+  m->d_last_seq = seq;
+  m->d_left = len;
+  if (len == 0 && !m->d_cont) my_packet(m, m->head, m->head_have, m->first_len);
+}
+
+static int my_down_boundary(my_state *m) { return m->d_left == 0 && m->dh_len == 0 && !m->d_cont; }
+
+/* Walks the target's bytes; with `stop`, returns at the first end of a logical packet. */
+static size_t my_down(my_state *m, const uint8_t *p, size_t n, int stop) {
+  size_t i = 0;
+  while (i < n) {
+    if (m->d_left > 0) {
+      size_t take = m->d_left < n - i ? m->d_left : n - i;
+      if (m->head_have < m->head_want) {
+        size_t c = m->head_want - m->head_have < take ? m->head_want - m->head_have : take;
+        memcpy(m->head + m->head_have, p + i, c);
+        m->head_have += (uint32_t)c;
+      }
+      m->d_left -= (uint32_t)take;
+      i += take;
+      if (m->d_left == 0 && !m->d_cont) {
+        my_packet(m, m->head, m->head_have, m->first_len);
+        if (stop) return i;
+      }
+      continue;
+    }
+    while (m->dh_len < 4 && i < n) m->dh[m->dh_len++] = p[i++];
+    if (m->dh_len < 4) break;
+    m->dh_len = 0;
+    my_packet_start(m, (uint32_t)m->dh[0] | (uint32_t)m->dh[1] << 8 | (uint32_t)m->dh[2] << 16, m->dh[3]);
+    if (stop && my_down_boundary(m)) return i;
+  }
+  return i;
+}
+
+/* Whether a statement's text may begin with KILL: only text whose first word visibly starts
+ * with another letter passes at once; anything else (a comment, a quote, k) is held for
+ * JavaScript's lexer (kill.ts), as relay.ts holds every statement. */
+static int my_maybe_kill(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+  if (i == n) return 1;
+  uint8_t c = s[i] | 0x20;
+  return !(c >= 'a' && c <= 'z' && c != 'k');
+}
+
+static void my_statement_done(relay *r) {
+  my_state *m = r->my;
+  evt *v = emit(EV_STATEMENT, r->client->id, 0);
+  v->a = m->cap_cmd;
+  v->b = m->cap_trunc;
+  v->data = m->cap;
+  v->len = m->cap_len;
+  events_bytes += m->cap_len;
+  events_statements++;
+  m->cap = NULL;
+  m->cap_len = m->cap_want = 0;
+  if (++r->unaudited >= MAX_UNAUDITED) events_urgent = 1;
+}
+
+static void my_capture(relay *r, const uint8_t *p, size_t take) {
+  my_state *m = r->my;
+  if (m->cap_skip > 0) {
+    size_t s = (size_t)m->cap_skip < take ? (size_t)m->cap_skip : take;
+    m->cap_skip -= (int)s;
+    p += s;
+    take -= s;
+    if (m->cap_skip > 0) return;
+  }
+  size_t c = m->cap_want - m->cap_len < take ? m->cap_want - m->cap_len : take;
+  memcpy(m->cap + m->cap_len, p, c);
+  m->cap_len += (uint32_t)c;
+  if (m->cap_len >= m->cap_want) my_statement_done(r);
+}
+
+/* Bytes for the target, counted; a failed write is noted for the caller. */
+static void my_out(relay *r, const uint8_t *p, size_t n) {
+  if (n == 0) return;
+  r->bytes_in += n;
+  if (send_out(r->target, p, n) < 0) r->my->out_failed = 1;
+}
+
+static void my_stash(my_state *m, const uint8_t *p, size_t n) {
+  if (n == 0) return;
+  m->stash = realloc(m->stash, m->stash_len + n);
+  memcpy(m->stash + m->stash_len, p, n);
+  m->stash_len += n;
+}
+
+static void my_held_ready(relay *r, int complete) {
+  my_state *m = r->my;
+  m->hold = HOLD_WAITING;
+  evt *v = emit(EV_HELD, r->client->id, 1);
+  v->a = complete;
+  v->b = m->held_seq;
+  v->c = m->held_cmd;
+  v->data = m->held;
+  v->len = m->held_len;
+  m->held = NULL;
+  m->held_len = 0;
+}
+
+/* The gateway's answer in the server's place, after the client's last packet. */
+static void my_answer(relay *r) {
+  my_state *m = r->my;
+  uint8_t seq = (uint8_t)(m->u_last_seq + 1);
+  size_t n = m->answer_len;
+  r->notices = realloc(r->notices, r->notices_len + 4 + n);
+  uint8_t *h = r->notices + r->notices_len;
+  h[0] = n & 0xff; h[1] = n >> 8 & 0xff; h[2] = n >> 16 & 0xff; h[3] = seq;
+  memcpy(h + 4, m->answer, n);
+  r->notices_len += 4 + n;
+  free(m->answer);
+  m->answer = NULL;
+  m->answer_len = 0;
+  m->server_spoke = 1;
+  m->d_last_seq = seq;
+}
+
+/*
+ * Walks the client's bytes (relay.ts's ClientFramer): passes on what may go, holds a command
+ * that may be a KILL (its bytes, and what follows them, wait for JavaScript), and stops at a
+ * command the gateway refuses. Returns 0, or -1 with `why` set for a refusal (what came before
+ * the refused packet has gone to the target).
+ */
+static int my_up(relay *r, const uint8_t *in, size_t n, const char **why) {
+  my_state *m = r->my;
+  uint8_t *joined = NULL;
+  const uint8_t *p = in;
+  if (m->uh_len > 0) {
+    joined = malloc((size_t)m->uh_len + n);
+    memcpy(joined, m->uh, (size_t)m->uh_len);
+    memcpy(joined + m->uh_len, in, n);
+    p = joined;
+    n += (size_t)m->uh_len;
+    m->uh_len = 0;
+  }
+  size_t i = 0, run = 0;
+  int rc = 0;
+#define MY_PASS(to) do { my_out(r, p + run, (to) - run); run = (to); } while (0)
+  while (i < n) {
+    if (m->hold == HOLD_WAITING) break;
+    if (m->u_left > 0) {
+      size_t take = m->u_left < n - i ? m->u_left : n - i;
+      if (m->hold == HOLD_READING) {
+        size_t room = m->hold_limit + 1 - (m->held_len - 4);
+        if (take > room) take = room;
+      }
+      if (m->cap) my_capture(r, p + i, take);
+      if (m->hold == HOLD_READING) {
+        m->held = realloc(m->held, m->held_len + take);
+        memcpy(m->held + m->held_len, p + i, take);
+        m->held_len += take;
+      }
+      m->u_left -= (uint32_t)take;
+      i += take;
+      if (m->hold == HOLD_DROPPING) {
+        run = i;
+        if (m->u_left == 0 && !m->u_cont) { m->hold = HOLD_NONE; my_answer(r); }
+      } else if (m->hold == HOLD_READING) {
+        run = i;
+        if (m->u_left == 0 && !m->u_cont) my_held_ready(r, 1);
+        else if (m->held_len - 4 > m->hold_limit) my_held_ready(r, 0);
+      }
+      continue;
+    }
+    if (n - i < 4) { MY_PASS(i); memcpy(m->uh, p + i, n - i); m->uh_len = (int)(n - i); i = run = n; break; }
+    uint32_t len = (uint32_t)p[i] | (uint32_t)p[i + 1] << 8 | (uint32_t)p[i + 2] << 16;
+    uint8_t seq = p[i + 3];
+    /* LOAD DATA LOCAL INFILE: the client's packets wrap from 255 to 0 with no reply between. */
+    int command = !m->u_cont && seq == 0 && !(m->u_last_seq == 255 && !m->server_spoke);
+    if (command && len > 0 && n - i < 5) { MY_PASS(i); memcpy(m->uh, p + i, n - i); m->uh_len = (int)(n - i); i = run = n; break; }
+    m->u_logical = m->u_cont ? m->u_logical + len : len;
+    if (m->u_logical > m->max_packet) { MY_PASS(i); *why = "too_large"; rc = -1; break; }
+    m->u_cont = len == MY_PHYSICAL;
+    m->u_last_seq = seq;
+    m->server_spoke = 0;
+    size_t header = i;
+    i += 4;
+    m->u_left = len;
+    if (m->hold == HOLD_DROPPING) {
+      /* A refused command's continuation: its header is dropped too. */
+      MY_PASS(header);
+      run = i;
+      if (len == 0 && !m->u_cont) { m->hold = HOLD_NONE; my_answer(r); }
+      continue;
+    }
+    if (!command || len == 0) continue;
+    uint8_t cmd = p[i];
+    if (cmd == MY_CHANGE_USER) {
+      /* Not a byte of it reaches the target. */
+      MY_PASS(header);
+      m->u_left = 0;
+      m->u_cont = 0;
+      *why = "change_user";
+      rc = -1;
+      break;
+    }
+    if (cmd == MY_QUIT) r->terminated = 1;
+    int statement = cmd == MY_QUERY || cmd == MY_PREPARE;
+    if (statement && r->capture) {
+      uint32_t body = len - 1;
+      free(m->cap);
+      m->cap_cmd = cmd;
+      m->cap_want = body < r->limit ? body : r->limit;
+      m->cap_trunc = body > r->limit || m->u_cont;
+      m->cap_skip = 1;
+      m->cap_len = 0;
+      m->cap = malloc(m->cap_want ? m->cap_want : 1);
+      if (m->cap_want == 0) { m->cap_skip = 0; my_statement_done(r); }
+    }
+    size_t have = n - i - 1 < len - 1 ? n - i - 1 : len - 1;
+    if (cmd == MY_PROCESS_KILL || (statement && my_maybe_kill(p + i + 1, have))) {
+      MY_PASS(header);
+      m->hold = HOLD_READING;
+      m->held_cmd = cmd;
+      m->held_seq = seq;
+      m->held = malloc(4 + 64);
+      memcpy(m->held, p + header, 4);
+      m->held_len = 4;
+      run = i;
+    } else my_command(m, cmd);
+  }
+  if (rc == 0) {
+    MY_PASS(i);
+    if (m->hold == HOLD_WAITING) my_stash(m, p + i, n - i);
+  }
+#undef MY_PASS
+  free(joined);
+  return rc;
+}
+
+/* Everything sent to the target ends where a packet ends (a held or refused one was not sent). */
+static int my_forwarded_whole(my_state *m) { return m->hold != HOLD_NONE || (m->u_left == 0 && !m->u_cont); }
+
 /* ---- relays ---- */
 
 static relay *moved_head;
@@ -1022,6 +1421,21 @@ static void unmove(relay *r) {
 }
 
 static void update(ep *e);
+
+/* Between two messages (PostgreSQL) or two logical packets (MySQL) of the target's stream:
+ * where the gateway's own words may go in. */
+static int down_boundary(relay *r) { return r->my ? my_down_boundary(r->my) : at_boundary(&r->down); }
+
+/* A MySQL target leg the relay is done with: our side ends (close_notify, FIN) after what is
+ * queued, and the target has MY_RELEASE_NS to close its own before the socket is closed. */
+#define MY_RELEASE_NS (10000 * MS)
+static void release_target(ep *t) {
+  t->ending = 1;
+  t->state = ST_LINGER;
+  if (flush_out(t) < 0) { free_ep(t); return; }
+  set_deadline(t, T_CLOSE, now_ns() + MY_RELEASE_NS);
+  update(t);
+}
 
 /* The target leg's last word, once the client is gone (see UPSTREAM_GRACE_NS). */
 static void terminate_target(ep *t) {
@@ -1052,7 +1466,10 @@ static void finish(relay *r, int how, int goodbye, const char *why) {
   v->a = how;
   v->b = (double)r->bytes_in;
   v->c = (double)r->bytes_out;
-  v->d = r->awaiting > 0 || !at_boundary(&r->down);
+  /* MySQL, a teardown: the target owes a reply (1: JavaScript ends its thread from a second
+   * login), or gets COM_QUIT (0), or neither (2: a packet half sent; its socket closes). */
+  int my_quit = r->my && (how == END_TEARDOWN || how == END_VIOLATION) && r->my->at == AT_IDLE && my_forwarded_whole(r->my);
+  v->d = r->my ? (r->my->at != AT_IDLE ? 1 : my_quit ? 0 : 2) : r->awaiting > 0 || !at_boundary(&r->down);
   if (why) v->text = strdup(why);
   /* Statements waiting for a batch go up before the client can see its socket close (a client
    * that ends and then asks for the audit finds them there). Without any, the end waits for the
@@ -1064,7 +1481,18 @@ static void finish(relay *r, int how, int goodbye, const char *why) {
   if (t) t->r = NULL;
   int client_open = how != END_CLIENT_CLOSED && c->fd >= 0;
   if (client_open) {
-    if (goodbye && r->goodbye && at_boundary(&r->down)) queue_out(c, r->goodbye, r->goodbye_len);
+    if (goodbye && r->goodbye && down_boundary(r)) {
+      if (r->my) {
+        /* The gateway's answers first; the ERR goes after the last packet either side sent. */
+        my_state *m = r->my;
+        queue_out(c, r->notices, r->notices_len);
+        uint8_t seq = (uint8_t)((m->server_spoke ? m->d_last_seq : m->u_last_seq) + 1);
+        size_t n = r->goodbye_len;
+        uint8_t h[4] = { n & 0xff, n >> 8 & 0xff, n >> 16 & 0xff, seq };
+        queue_out(c, h, 4);
+      }
+      queue_out(c, r->goodbye, r->goodbye_len);
+    }
     c->ending = 1;
     c->state = ST_LINGER;
     if (flush_out(c) < 0) client_open = 0;
@@ -1073,7 +1501,16 @@ static void finish(relay *r, int how, int goodbye, const char *why) {
     set_deadline(c, T_CLOSE, now_ns() + LINGER_NS);
     update(c);
   } else free_ep(c);
-  if (t) {
+  if (t && r->my) {
+    /* relay.ts's MysqlSession.stopUpstream: an idle target gets COM_QUIT and closes as it would
+     * for any client; one still busy, or with a packet half sent, is cut off. A client that
+     * left leaves the target to see what it would see from that client directly. */
+    static const uint8_t QUIT[5] = { 1, 0, 0, 0, MY_QUIT };
+    if (how == END_TARGET_CLOSED || how == END_TARGET_BROKE) free_ep(t);
+    else if (how == END_CLIENT_CLOSED) release_target(t);
+    else if (my_quit) { queue_out(t, QUIT, 5); release_target(t); }
+    else free_ep(t);
+  } else if (t) {
     if (how == END_TARGET_CLOSED || how == END_TARGET_BROKE) free_ep(t);
     else if (!client_open) terminate_target(t);
     else {
@@ -1092,6 +1529,7 @@ static void finish(relay *r, int how, int goodbye, const char *why) {
   free(r->up.cap);
   free(r->down.cap);
   r->goodbye = r->notices = r->up.cap = r->down.cap = NULL;
+  my_free(r);
   r->moved_next = dead_relays;
   dead_relays = r;
 }
@@ -1105,7 +1543,7 @@ static void close_linger(ep *c) {
 }
 
 static void queue_notices(relay *r) {
-  if (r->notices_len == 0 || !at_boundary(&r->down)) return;
+  if (r->notices_len == 0 || !down_boundary(r)) return;
   queue_out(r->client, r->notices, r->notices_len);
   free(r->notices);
   r->notices = NULL;
@@ -1118,28 +1556,65 @@ static void queue_notices(relay *r) {
  * from every other session (a TLS leg stops by itself once OpenSSL's read-ahead is used up). */
 #define PLAIN_READS 16
 
+/* The client is not read: a teardown, a refusal or a held command waits, or the audit is behind. */
+static int client_held(relay *r) {
+  return r->closing || r->broke || r->unaudited >= MAX_UNAUDITED || (r->my && r->my->hold == HOLD_WAITING);
+}
+
+/* A refused client command (my_up): JavaScript audits it and answers with the ERR (a
+ * teardown with `now`). */
+static void my_refused(relay *r, const char *why) {
+  r->broke = 1;
+  emit(EV_BROKE, r->client->id, 1)->text = strdup(why);
+}
+
+/* One read of a MySQL relay: framed and passed on (pump's steps for PostgreSQL); 0, or -2
+ * when the other side failed. */
+static int my_pump(relay *r, int up, const uint8_t *p, size_t n) {
+  counted(r);
+  if (up) {
+    const char *why = NULL;
+    r->my->out_failed = 0;
+    int rc = my_up(r, p, n, &why);
+    if (r->my->out_failed) return -2;
+    if (rc < 0) my_refused(r, why);
+    /* A refused KILL's answer, once the target is between packets. */
+    if (r->notices_len > 0 && down_boundary(r)) {
+      queue_notices(r);
+      if (flush_out(r->client) < 0) return -1;
+    }
+    return 0;
+  }
+  my_down(r->my, p, n, 0);
+  r->bytes_out += n;
+  return send_out(r->client, p, n) < 0 ? -2 : 0;
+}
+
 static int pump(ep *from) {
   relay *r = from->r;
   int up = from == r->client;
   ep *to = up ? r->target : r->client;
   int reads = 0;
   while (pending_out(to) == 0 && !r->finished) {
-    if (up && (r->closing || r->broke || r->unaudited >= MAX_UNAUDITED)) return 0;
+    if (up && client_held(r)) return 0;
     int n = ep_read(from, readbuf, BUF);
     if (n == 0) return 0;
     if (n < 0) return -1;
     int32_t bad = 0;
     if (!up && r->closing) {
       /* Tearing down: only the rest of the message in flight, then the goodbye. */
-      long k = frame(r, 0, readbuf, (size_t)n, 1, &bad);
+      long k = r->my ? (long)my_down(r->my, readbuf, (size_t)n, 1) : frame(r, 0, readbuf, (size_t)n, 1, &bad);
       if (k < 0) { finish(r, END_TEARDOWN, 0, NULL); return 0; }
       r->bytes_out += (uint64_t)n;
       queue_out(to, readbuf, (size_t)k);
-      if (at_boundary(&r->down)) { finish(r, END_TEARDOWN, 1, NULL); return 0; }
+      if (down_boundary(r)) { finish(r, END_TEARDOWN, 1, NULL); return 0; }
       if (flush_out(to) < 0) return -2;
       continue;
     }
-    if (frame(r, up, readbuf, (size_t)n, 0, &bad) < 0) {
+    if (r->my) {
+      int f = my_pump(r, up, readbuf, (size_t)n);
+      if (f != 0 || r->finished) return f;
+    } else if (frame(r, up, readbuf, (size_t)n, 0, &bad) < 0) {
       char why[64];
       snprintf(why, sizeof why, "invalid message length %d", bad);
       if (up) {
@@ -1152,10 +1627,12 @@ static int pump(ep *from) {
       finish(r, END_TARGET_BROKE, 0, why);
       return 0;
     }
-    if (up) r->bytes_in += (uint64_t)n; else r->bytes_out += (uint64_t)n;
-    counted(r);
-    if (send_out(to, readbuf, (size_t)n) < 0) return -2;
-    if (!up && r->notices_len > 0 && at_boundary(&r->down)) {
+    if (!r->my) {
+      if (up) r->bytes_in += (uint64_t)n; else r->bytes_out += (uint64_t)n;
+      counted(r);
+      if (send_out(to, readbuf, (size_t)n) < 0) return -2;
+    }
+    if (!up && r->notices_len > 0 && down_boundary(r)) {
       queue_notices(r);
       if (flush_out(to) < 0) return -2;
     }
@@ -1191,7 +1668,7 @@ static void update(ep *e) {
       relay *r = e->r;
       int up = e == r->client;
       ep *other = up ? r->target : r->client;
-      int may_read = pending_out(other) == 0 && !(up && (r->closing || r->broke || r->unaudited >= MAX_UNAUDITED));
+      int may_read = pending_out(other) == 0 && !(up && client_held(r));
       if (may_read || e->ssl_write_wants_read) ev |= EPOLLIN;
       if ((pending_out(e) && !e->ssl_write_wants_read) || e->ssl_read_wants_write) ev |= EPOLLOUT;
       break;
@@ -1254,6 +1731,7 @@ static void handshake_done(ep *e) {
   }
   evt *v = emit(EV_READY, e->id, 1);
   if (e->role == ROLE_CLIENT) {
+    v->b = SSL_session_reused(e->ssl);
     X509 *cert = SSL_get1_peer_certificate(e->ssl);
     long verify = SSL_get_verify_result(e->ssl);
     v->a = cert != NULL && verify == X509_V_OK;
@@ -1271,6 +1749,10 @@ static void handshake_done(ep *e) {
 
 /* Returns -1 when the handshake failed and `e` was freed. */
 static int on_handshake(ep *e) {
+  if (e->ahead && BIO_ctrl_pending(SSL_get_rbio(e->ssl)) == 0) {
+    SSL_set0_rbio(e->ssl, BIO_new_socket(e->fd, BIO_NOCLOSE));
+    e->ahead = 0;
+  }
   ERR_clear_error();
   int r = SSL_do_handshake(e->ssl);
   if (r == 1) {
@@ -1401,7 +1883,7 @@ static void start_teardown(relay *r, uint8_t *goodbye, size_t len, int now) {
   v->c = (double)r->bytes_out;
   if (now) { finish(r, END_VIOLATION, 1, NULL); return; }
   r->closing = 1;
-  if (at_boundary(&r->down)) { finish(r, END_TEARDOWN, 1, NULL); return; }
+  if (down_boundary(r)) { finish(r, END_TEARDOWN, 1, NULL); return; }
   set_deadline(r->client, T_BOUNDARY, now_ns() + BOUNDARY_WAIT_NS);
   update_relay(r);
 }
@@ -1427,7 +1909,8 @@ static void open_ep(ep *e) {
     e->out_len = e->out_cap = 0;
     if (w < 1) { close_ep(e, "connection reset"); return; }
   }
-  if (e->role == ROLE_CLIENT && on_handshake(e) < 0) return;
+  /* A client handshake speaks first; a server one that has the client's hello already answers it. */
+  if ((e->role == ROLE_CLIENT || e->ahead) && on_handshake(e) < 0) return;
   update(e);
 }
 
@@ -1442,7 +1925,7 @@ static void splice_now(cmd *c) {
     if (t) terminate_target(t);
     return;
   }
-  relay *r = calloc(1, sizeof *r);
+  relay *r = c->mysql ? my_relay_new(c->max_packet, c->deprecate_eof, c->cache_metadata, c->hold_limit) : calloc(1, sizeof *r);
   r->client = cl;
   r->target = t;
   r->limit = c->limit;
@@ -1457,7 +1940,20 @@ static void splice_now(cmd *c) {
   if (t->lean_wanted) try_lean(t); else keep_openssl(t);
   queue_out(cl, c->data, c->len);
   int32_t bad = 0;
-  if (c->len3 > 0) {
+  if (r->my) {
+    /* What each side sent behind its login, framed as if just read. */
+    if (c->len3 > 0) {
+      my_down(r->my, c->data3, c->len3, 0);
+      r->bytes_out += c->len3;
+      queue_out(cl, c->data3, c->len3);
+    }
+    if (c->len2 > 0) {
+      const char *why = NULL;
+      r->my->out_failed = 0;
+      if (my_up(r, c->data2, c->len2, &why) < 0) my_refused(r, why);
+      if (r->my->out_failed) { side_closed(r, t); return; }
+    }
+  } else if (c->len3 > 0) {
     if (frame(r, 0, c->data3, c->len3, 0, &bad) < 0) { finish(r, END_TARGET_BROKE, 0, "invalid message length"); return; }
     r->bytes_out += c->len3;
     queue_out(cl, c->data3, c->len3);
@@ -1473,6 +1969,7 @@ static void splice_now(cmd *c) {
       queue_out(t, c->data2, c->len2);
     }
   }
+  if (r->notices_len > 0) queue_notices(r);
   if (flush_out(t) < 0) { side_closed(r, t); return; }
   if (flush_out(cl) < 0) { side_closed(r, cl); return; }
   /* Records OpenSSL read ahead before the splice wake no socket: pumped now. */
@@ -1486,6 +1983,47 @@ static void splice_now(cmd *c) {
 }
 
 static int stopping;
+
+/*
+ * JavaScript's verdict on a held MySQL command (EV_HELD): `flag` 0, send `data` to the target
+ * (the held bytes as they were, the rest of the packet following; or the KILL rewritten for
+ * the caller's own thread); 1, answer the client with `data` (an ERR payload) once the rest of
+ * the packet is dropped. The client's bytes read behind it are framed then.
+ */
+static void my_verdict(ep *e, cmd *c) {
+  relay *r = e->r;
+  if (!r || !r->my || r->client != e || r->finished || r->my->hold != HOLD_WAITING) return;
+  my_state *m = r->my;
+  m->out_failed = 0;
+  if (c->flag == 0) {
+    if (c->len > 4) my_command(m, c->data[4]);
+    my_out(r, c->data, c->len);
+    m->hold = HOLD_NONE;
+  } else {
+    free(m->answer);
+    m->answer = c->data;
+    m->answer_len = c->len;
+    c->data = NULL;
+    if (m->u_left == 0 && !m->u_cont) { m->hold = HOLD_NONE; my_answer(r); }
+    else m->hold = HOLD_DROPPING;
+  }
+  uint8_t *rest = m->stash;
+  size_t rest_len = m->stash_len;
+  m->stash = NULL;
+  m->stash_len = 0;
+  const char *why = NULL;
+  int rc = rest_len > 0 ? my_up(r, rest, rest_len, &why) : 0;
+  free(rest);
+  if (m->out_failed) { side_closed(r, r->target); return; }
+  if (rc < 0) my_refused(r, why);
+  queue_notices(r);
+  if (flush_out(r->client) < 0) { side_closed(r, r->client); return; }
+  /* What the client sent meanwhile may sit in OpenSSL, where no socket event finds it. */
+  int p = pump(e);
+  if (r->finished) return;
+  if (p < 0) { side_closed(r, p == -1 ? e : r->target); return; }
+  update_relay(r);
+}
 
 static void run(cmd *c) {
   if (c->kind == C_OPEN) { open_ep(c->e); c->e = NULL; return; }
@@ -1537,6 +2075,7 @@ static void run(cmd *c) {
     case C_NOTICE: {
       relay *r = e->r;
       if (!r || r->finished || r->closing || r->client != e) return;
+      if (r->my) return;
       if (at_boundary(&r->down) && r->notices_len == 0) {
         queue_out(e, c->data, c->len);
         int f = flush_out(e);
@@ -1556,6 +2095,9 @@ static void run(cmd *c) {
       update_relay(r);
       return;
     }
+    case C_VERDICT:
+      my_verdict(e, c);
+      return;
     case C_TEARDOWN:
       if (!e->r || e->r->client != e) return;
       start_teardown(e->r, c->data, c->len, c->flag);
@@ -1795,6 +2337,19 @@ static napi_value server_context(napi_env env, napi_callback_info info) {
 
 /* clientContext(caPem): a target's certificate must chain to caPem (''; none: the result is
  * reported, and the fingerprint is pinned by JavaScript). */
+/* A session to resume later, serialized as Node's 'session' event gives it (i2d_SSL_SESSION). */
+static int new_session(SSL *ssl, SSL_SESSION *sess) {
+  ep *e = SSL_get_app_data(ssl);
+  int n = i2d_SSL_SESSION(sess, NULL);
+  if (!e || n <= 0) return 0;
+  uint8_t *der = malloc((size_t)n), *q = der;
+  i2d_SSL_SESSION(sess, &q);
+  evt *v = emit(EV_SESSION, e->id, 1);
+  v->data = der;
+  v->len = (size_t)n;
+  return 0;
+}
+
 static napi_value client_context(napi_env env, napi_callback_info info) {
   size_t argc = 1; napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
@@ -1813,6 +2368,10 @@ static napi_value client_context(napi_env env, napi_callback_info info) {
     /* The handshake completes either way; JavaScript judges the result (as Node's
      * rejectUnauthorized: false with `authorized` does). */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    /* A session the target gives (a TLS 1.3 ticket, during the login) goes up for JavaScript
+     * to keep and offer again (open's `session`); OpenSSL keeps none itself. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, new_session);
     if (ca[0]) {
       BIO *bio = BIO_new_mem_buf(ca, -1);
       X509_STORE *store = SSL_CTX_get_cert_store(ctx);
@@ -1829,11 +2388,12 @@ static napi_value client_context(napi_env env, napi_callback_info info) {
   return wrap_ctx(env, ctx);
 }
 
-/* open(fd, role, context|null, host, pre|null): takes its own copy of a connected socket;
- * returns the endpoint's id. A server endpoint sends `pre` (the 'S') and waits for the
- * client's hello; a client endpoint starts its handshake, checking `host`. */
+/* open(fd, role, context|null, host, pre|null, ahead|null, session|null): takes its own copy
+ * of a connected socket; returns the endpoint's id. A server endpoint sends `pre` (the 'S'),
+ * reads `ahead` (what was read of its hello already) and waits for the rest of the client's
+ * hello; a client endpoint starts its handshake, checking `host`, offering `session` to resume. */
 static napi_value open_endpoint(napi_env env, napi_callback_info info) {
-  size_t argc = 5; napi_value argv[5];
+  size_t argc = 7; napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd, role;
   if (argc < 5 || owner_env != env || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &role) != napi_ok)
@@ -1850,7 +2410,18 @@ static napi_value open_endpoint(napi_env env, napi_callback_info info) {
   e->state = role == ROLE_PLAIN ? ST_OPEN : ST_HANDSHAKE;
   if (role != ROLE_PLAIN) {
     e->ssl = SSL_new(ctx);
-    SSL_set_fd(e->ssl, mine);
+    size_t ahead_len = 0;
+    uint8_t *ahead = argc >= 6 && role == ROLE_SERVER ? get_bytes(env, argv[5], &ahead_len) : NULL;
+    if (ahead) {
+      /* The client's hello came with what JavaScript read before it (a MySQL SSLRequest is
+       * not answered): OpenSSL reads that first, then the socket (on_handshake). */
+      BIO *mem = BIO_new(BIO_s_mem());
+      BIO_write(mem, ahead, (int)ahead_len);
+      BIO_set_mem_eof_return(mem, -1);
+      SSL_set_bio(e->ssl, mem, BIO_new_socket(mine, BIO_NOCLOSE));
+      e->ahead = 1;
+      free(ahead);
+    } else SSL_set_fd(e->ssl, mine);
     e->keys = calloc(1, sizeof *e->keys);
     SSL_set_app_data(e->ssl, e);
     SSL_set_msg_callback(e->ssl, on_record);
@@ -1858,6 +2429,15 @@ static napi_value open_endpoint(napi_env env, napi_callback_info info) {
     else {
       char *host = get_string(env, argv[3]);
       SSL_set_connect_state(e->ssl);
+      size_t der_len = 0;
+      uint8_t *der = argc >= 7 ? get_bytes(env, argv[6], &der_len) : NULL;
+      if (der) {
+        const uint8_t *q = der;
+        SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &q, (long)der_len);
+        if (sess) { SSL_set_session(e->ssl, sess); SSL_SESSION_free(sess); }
+        ERR_clear_error();
+        free(der);
+      }
       if (host && host[0]) {
         X509_VERIFY_PARAM *param = SSL_get0_param(e->ssl);
         X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
@@ -1902,6 +2482,8 @@ static napi_value close_cmd(napi_env env, napi_callback_info info) { return simp
 static napi_value notice_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_NOTICE); }
 static napi_value teardown_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_TEARDOWN); }
 static napi_value ack_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_ACK); }
+/* verdict(id, bytes, answer): the JavaScript side's word on a held MySQL command (my_verdict). */
+static napi_value verdict_cmd(napi_env env, napi_callback_info info) { return simple(env, info, C_VERDICT); }
 
 /* audited(id, count): JavaScript audited `count` statements of the relay of client `id`. */
 static napi_value audited_cmd(napi_env env, napi_callback_info info) {
@@ -1921,7 +2503,7 @@ static napi_value audited_cmd(napi_env env, napi_callback_info info) {
 /* splice(client, target, greeting, clientRest, targetRest, limit, capture, lean): `lean`, the
  * relay's TLS legs leave OpenSSL for the lean record layer where they can. */
 static napi_value splice_cmd(napi_env env, napi_callback_info info) {
-  size_t argc = 8; napi_value argv[8];
+  size_t argc = 9; napi_value argv[9];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   double a, b; uint32_t limit; bool capture = false, lean = false;
   if (argc < 8 || owner_env != env || napi_get_value_double(env, argv[0], &a) != napi_ok || napi_get_value_double(env, argv[1], &b) != napi_ok ||
@@ -1938,6 +2520,20 @@ static napi_value splice_cmd(napi_env env, napi_callback_info info) {
   c->limit = limit;
   c->flag = capture;
   c->flag2 = lean;
+  /* A ninth argument, [maxPacket, deprecateEof, cacheMetadata, killHeadLimit]: a MySQL relay. */
+  bool is_array = false;
+  if (argc >= 9 && napi_is_array(env, argv[8], &is_array) == napi_ok && is_array) {
+    uint32_t v[4] = { 0, 0, 0, 0 };
+    for (uint32_t k = 0; k < 4; k++) {
+      napi_value x;
+      if (napi_get_element(env, argv[8], k, &x) != napi_ok || napi_get_value_uint32(env, x, &v[k]) != napi_ok) { free_cmd(c); return fail(env, "splice: MySQL options are four numbers"); }
+    }
+    c->mysql = 1;
+    c->max_packet = v[0];
+    c->deprecate_eof = v[1] != 0;
+    c->cache_metadata = v[2] != 0;
+    c->hold_limit = v[3];
+  }
   send_cmd(c);
   return NULL;
 }
@@ -1972,6 +2568,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "teardown", NULL, teardown_cmd, NULL, NULL, NULL, napi_default, NULL },
     { "ack", NULL, ack_cmd, NULL, NULL, NULL, napi_default, NULL },
     { "audited", NULL, audited_cmd, NULL, NULL, NULL, napi_default, NULL },
+    { "verdict", NULL, verdict_cmd, NULL, NULL, NULL, napi_default, NULL },
     { "stats", NULL, stats, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -11,12 +11,14 @@
  */
 import type { Socket } from 'node:net';
 import type { KeyObject } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import { refusals, type Refusal } from '../../src/broker/refusals.js';
 import { Cap, CLIENT_MYSQL, encodeAuthMoreData, encodeAuthSwitch, MysqlDecodeError } from './codec.js';
 import { decodeClientHandshake, encodeHandshakeV10, type HandshakeResponse } from './handshake.js';
 import type { Greeting } from './profile.js';
 import { PacketReader, PeerClosedError } from './reader.js';
+import type { NativeLoop } from '../shared/native.js';
 import { CACHING_SHA2, CLEAR_PASSWORD, clearPasswordFrom, makeScramble, rsaDecryptPassword, Sha2 } from './scramble.js';
 
 export interface ClientAuthOptions {
@@ -27,6 +29,8 @@ export interface ClientAuthOptions {
   connectionId: number;
   /** For caching_sha2 full authentication without TLS. */
   rsa: { privateKey: KeyObject; publicKeyPem: string };
+  /** The native data path (shared/native.ts) with the door's TLS context: the addon runs the client's TLS. */
+  native?: { loop: NativeLoop; context: object };
 }
 
 export interface ClientLogin {
@@ -75,8 +79,12 @@ export async function acceptClient(socket: Socket, opts: ClientAuthOptions, onRe
     const seq = reader.seq;
     const ahead = reader.detach();
     // The ClientHello often arrives in the same segment as the SSLRequest; the TLS layer reads it from here.
-    if (ahead.length) socket.unshift(ahead);
-    const secure = await upgrade(socket, opts.secureContext);
+    let secure: Duplex;
+    if (opts.native) secure = await nativeUpgrade(socket, opts.native, ahead);
+    else {
+      if (ahead.length) socket.unshift(ahead);
+      secure = await upgrade(socket, opts.secureContext);
+    }
     reader = new PacketReader(secure, 'client');
     onReader(reader);
     reader.seq = seq;
@@ -112,6 +120,19 @@ function upgrade(socket: Socket, secureContext: SecureContext): Promise<TLSSocke
       resolve(secure);
     });
   });
+}
+
+/** The addon takes the socket and runs the handshake; the login then reads and writes through it. */
+async function nativeUpgrade(socket: Socket, native: { loop: NativeLoop; context: object }, ahead: Buffer): Promise<Duplex> {
+  const ep = native.loop.acceptTlsAfter(socket, native.context, ahead);
+  ep.on('error', () => {});
+  try {
+    await ep.ready;
+  } catch (err) {
+    ep.destroy();
+    throw new PeerClosedError(`client TLS handshake failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return ep;
 }
 
 async function authenticate(reader: PacketReader, resp: HandshakeResponse, scramble: Buffer, tls: boolean, opts: ClientAuthOptions): Promise<string> {

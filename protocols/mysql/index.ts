@@ -17,7 +17,8 @@ import { MysqlProvisioner } from './provision.js';
 import type { StatementEvent } from './relay.js';
 import { MysqlSession, type AdapterStats, type SessionDeps } from './session.js';
 import { ThreadRegistry, type ThreadChange } from './threads.js';
-import { serverTlsOptions } from '../shared/server-tls.js';
+import { serverTlsOptions, SERVER_TLS12_CIPHERS, SERVER_TLS13_SUITES } from '../shared/server-tls.js';
+import { loopFor, nativeLoop, relayChoice, tlsRecordsChoice, type RelayChoice, type TlsRecords } from '../shared/native.js';
 
 export type { StatementEvent } from './relay.js';
 export type { UpstreamTlsMode } from './upstream.js';
@@ -34,6 +35,14 @@ export interface MysqlAdapterOptions extends DatabaseAdapterOptions {
   serverVersion?: string;
   /** Simultaneous client connections, logged in or not (default 1000); more are dropped at accept. */
   maxConnections?: number;
+  /**
+   * The data path of established sessions with client TLS (native.ts): `auto` (the default, or
+   * the GATEHOUSE_MYSQL_RELAY environment variable) uses the native one where it loads,
+   * `native` refuses to start without it, `node` keeps the relay on Node's streams.
+   */
+  relay?: RelayChoice;
+  /** On the native data path, who handles a live session's TLS records (shared/native.ts; GATEHOUSE_MYSQL_TLS_RECORDS). */
+  tlsRecords?: TlsRecords;
 }
 
 const MAX_TLS_SESSIONS = 1000;
@@ -100,6 +109,10 @@ export class MysqlAdapter implements ProtocolAdapter {
     const { log } = config;
     const port = config.broker.portFor({ protocol: 'mysql', loginExample: doorFor('mysql')!.loginExample }, log);
     const allowPlaintext = config.allowPlaintext ?? false;
+    const loop = loopFor(relayChoice(this.opts.relay, 'mysql'), log, nativeLoop, 'mysql');
+    const native = loop
+      ? { loop, context: loop.serverContext({ certPem: config.tls.cert, keyPem: config.tls.key, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS }), records: tlsRecordsChoice(this.opts.tlsRecords, 'mysql') }
+      : undefined;
     const deps: SessionDeps = {
       stats: this.stats,
       port,
@@ -107,7 +120,9 @@ export class MysqlAdapter implements ProtocolAdapter {
         secureContext: createSecureContext(serverTlsOptions(config.tls)),
         allowPlaintext,
         rsa: rsaKeys(config.tls.key),
+        ...(native ? { native } : {}),
       },
+      ...(native ? { native } : {}),
       threads: this.threads,
       profiles: this.profiles,
       maxPacket: this.opts.maxPacketSize,
@@ -125,7 +140,6 @@ export class MysqlAdapter implements ProtocolAdapter {
     return serveTcp(config, log, 'mysql', (conn) => {
       this.stats.connections++;
       const id = this.threads.allocate();
-      conn.socket.once('close', () => this.threads.release(id));
       return new MysqlSession(conn, id, this.profiles.greeting(), deps).run();
     }, { maxConnections: this.opts.maxConnections, handshakeTimeoutMs: this.opts.handshakeTimeoutMs });
   }

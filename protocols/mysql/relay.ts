@@ -15,7 +15,7 @@ import { KILL_HEAD_LIMIT, KILL_MAX_LENGTH, parseKillStatement, parseProcessKill,
 import { HEAD_BYTES, type ResponseTracker } from './response.js';
 
 /** COM_CHANGE_USER would log in to the target as someone else, past the decision. */
-const CHANGE_USER_REFUSED = refusals.notAllowed('COM_CHANGE_USER', 'open a new connection as USER:RESOURCE');
+export const CHANGE_USER_REFUSED = refusals.notAllowed('COM_CHANGE_USER', 'open a new connection as USER:RESOURCE');
 
 export interface StatementEvent {
   sessionId: string;
@@ -58,6 +58,37 @@ interface Held {
   have: number;
   /** Why a dropped one is refused. */
   unreadable?: string;
+}
+
+const HEAD_UNREADABLE = 'a statement whose first word is not within its first 64 KiB';
+const KILL_TOO_LONG = `a KILL statement longer than ${KILL_MAX_LENGTH} bytes`;
+
+/** A whole held command read as the KILL it is. */
+function readKill(cmd: number, payload: Buffer): KillRequest | KillUnreadable {
+  switch (cmd) {
+    case Cmd.ProcessKill:
+      return parseProcessKill(payload);
+    case Cmd.Query:
+      return parseKillStatement(payload.subarray(1));
+    default:
+      // Its id would come later in a COM_STMT_EXECUTE, as a parameter the gateway does not map.
+      return { what: 'KILL as a prepared statement' };
+  }
+}
+
+/**
+ * ClientFramer's verdict on a held command in one look, for the native data path (which holds
+ * a command until it is whole, or until KILL_HEAD_LIMIT of its payload has come): `pass` when
+ * it is not a KILL, else the KILL (or why it cannot be read) for the session to map or refuse.
+ */
+export function judgeHeld(cmd: number, payload: Buffer, complete: boolean): 'pass' | KillRequest | KillUnreadable {
+  if (cmd !== Cmd.ProcessKill) {
+    const head = startsWithKill(payload.subarray(1), complete);
+    if (head === 'other') return 'pass';
+    if (head === 'more') return { what: HEAD_UNREADABLE };
+  }
+  if (!complete || payload.length > KILL_MAX_LENGTH) return { what: KILL_TOO_LONG };
+  return readKill(cmd, payload);
 }
 
 export class ClientFramer {
@@ -202,13 +233,13 @@ export class ClientFramer {
         return;
       }
       if (verdict === 'kill') h.mode = 'kill';
-      else if (h.have > KILL_HEAD_LIMIT) this.drop(h, 'a statement whose first word is not within its first 64 KiB');
+      else if (h.have > KILL_HEAD_LIMIT) this.drop(h, HEAD_UNREADABLE);
     }
-    if (h.mode === 'kill' && h.have > KILL_MAX_LENGTH) this.drop(h, `a KILL statement longer than ${KILL_MAX_LENGTH} bytes`);
+    if (h.mode === 'kill' && h.have > KILL_MAX_LENGTH) this.drop(h, KILL_TOO_LONG);
     if (!complete) return;
     this.held = undefined;
     const payload = Buffer.concat(h.parts, h.have);
-    const kill = this.readKill(h, payload);
+    const kill = h.mode === 'drop' ? { what: h.unreadable! } : readKill(h.cmd, payload);
     const verdict = this.hooks.onKill(kill);
     if ('forward' in verdict) {
       this.hooks.onCommand(verdict.forward[0]!);
@@ -216,19 +247,6 @@ export class ClientFramer {
     } else {
       this.serverSpoke = true;
       out.client(encodePacket(h.seq + 1, verdict.answer), (h.seq + 1) & 0xff);
-    }
-  }
-
-  private readKill(h: Held, payload: Buffer): KillRequest | KillUnreadable {
-    if (h.mode === 'drop') return { what: h.unreadable! };
-    switch (h.cmd) {
-      case Cmd.ProcessKill:
-        return parseProcessKill(payload);
-      case Cmd.Query:
-        return parseKillStatement(payload.subarray(1));
-      default:
-        // Its id would come later in a COM_STMT_EXECUTE, as a parameter the gateway does not map.
-        return { what: 'KILL as a prepared statement' };
     }
   }
 

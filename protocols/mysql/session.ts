@@ -16,10 +16,12 @@ import { accessRefused, closingPacket, killRefused, MysqlRefusal, protocolRefusa
 import { describeKill, rewriteKill, type KillRequest, type KillUnreadable } from './kill.js';
 import type { Greeting, TargetProfiles } from './profile.js';
 import { PacketReader, PeerClosedError } from './reader.js';
+import { MysqlNativeRelay } from './native.js';
 import { ClientFramer, ServerFramer, type FramerOutput, type KillVerdict, type StatementEvent } from './relay.js';
 import { ResponseTracker } from './response.js';
 import type { LiveThread, ThreadRegistry } from './threads.js';
 import { connectUpstream, killThread, type UpstreamConnection, type UpstreamOptions, type UpstreamTlsMode } from './upstream.js';
+import { How, NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
 
 export interface AdapterStats {
   connections: number;
@@ -48,6 +50,11 @@ export interface SessionDeps {
   auditSqlLimit: number;
   onStatement: ((e: StatementEvent) => void) | undefined;
   upstream(resource: Resource): { ca?: string; tls: UpstreamTlsMode; plaintextAllowed: boolean; timeoutMs: number; tlsSessions: UpstreamOptions['tlsSessions'] };
+  /**
+   * The native data path (native.ts), where it is in use: a client whose TLS the addon runs
+   * (`auth.native`) gets its target leg and its relay there too.
+   */
+  native?: { loop: NativeLoop; records: TlsRecords };
 }
 
 /** The steps of one connection, in order; `closing` is reachable from every one. */
@@ -97,6 +104,9 @@ export class MysqlSession implements SessionHandle {
   private target: { options: Omit<UpstreamOptions, 'database' | 'onReader' | 'onGreeting'>; thread: LiveThread } | undefined;
   /** Answers the gateway gives in the server's place, waiting for the server to be between packets. */
   private answers: Array<{ packet: Buffer; seq: number }> = [];
+  /** The live session's relay on the native data path. */
+  private native: MysqlNativeRelay | undefined;
+  private idReleased = false;
 
   constructor(
     private readonly conn: DoorConnection,
@@ -105,6 +115,11 @@ export class MysqlSession implements SessionHandle {
     private readonly deps: SessionDeps,
   ) {
     this.client = conn.socket;
+    // The connection id is the session's until its client is gone: on the native data path
+    // Node's socket goes when the relay starts, and the id when the relay ends.
+    conn.socket.once('close', () => {
+      if (!this.native) this.releaseId();
+    });
     this.cframer = new ClientFramer(deps.maxPacket, deps.auditSqlLimit, {
       onStatement: deps.onStatement ? (kind, sql, truncated) => this.audit(kind, sql, truncated) : undefined,
       onCommand: (cmd) => this.tracker?.command(cmd),
@@ -150,7 +165,7 @@ export class MysqlSession implements SessionHandle {
     this.deps.port.log.info({ session: this.session?.id, message }, 'mysql: expiry warning has no in-band channel');
   }
 
-  close(reason: TerminationReason, message: string): void {
+  close(reason: TerminationReason, message: string): void | Promise<void> {
     switch (this.phase) {
       case Phase.closing:
         return;
@@ -165,6 +180,12 @@ export class MysqlSession implements SessionHandle {
         this.stopUpstream();
         return this.lastWord(closingPacket(reason, message));
       case Phase.relaying: {
+        if (this.native) {
+          this.phase = Phase.closing;
+          this.deps.threads.unregister(this.connectionId);
+          // The addon says COM_QUIT or cuts the target off (its end tells which), and frames the ERR.
+          return this.native.close(closingPacket(reason, message));
+        }
         this.stopUpstream();
         this.phase = Phase.closing;
         // An ERR can only be slipped in between server packets, never inside one.
@@ -299,10 +320,13 @@ export class MysqlSession implements SessionHandle {
       ...(target.ca ? { ca: target.ca } : {}), tls: target.tls, plaintextAllowed: target.plaintextAllowed, timeoutMs: target.timeoutMs, tlsSessions: target.tlsSessions,
       resource: r.name, gateway: this.deps.port,
     };
+    // A client on the native data path gets its target leg there too (not the second login of a KILL).
+    const native = this.client instanceof NativeEndpoint ? this.deps.native?.loop : undefined;
     try {
       const up = await connectUpstream({
         ...options,
         ...(database ? { database } : {}),
+        ...(native ? { native } : {}),
         onReader: (rd) => {
           this.upReader = rd;
           this.upstream = rd.stream;
@@ -349,8 +373,75 @@ export class MysqlSession implements SessionHandle {
     // The broker may have closed the session while it was being recorded.
     if (this.isClosing()) return;
     this.deps.threads.register(this.target!.thread);
-    login.reader.write(encodeOk({ status: up.status, sessionTrack: (login.capabilities & Cap.SESSION_TRACK) !== 0 }));
+    const ok = encodeOk({ status: up.status, sessionTrack: (login.capabilities & Cap.SESSION_TRACK) !== 0 });
+    const client = login.reader.stream;
+    const upstream = up.reader.stream;
+    if (client instanceof NativeEndpoint && upstream instanceof NativeEndpoint) return this.relayNative(login.reader, up, s, ok);
+    login.reader.write(ok);
     this.relay(login.reader, up, s);
+  }
+
+  private releaseId(): void {
+    if (this.idReleased) return;
+    this.idReleased = true;
+    this.deps.threads.release(this.connectionId);
+  }
+
+  /** The relay on the native data path: the addon sends the OK and moves the bytes from here. */
+  private async relayNative(clientReader: PacketReader, up: UpstreamConnection, s: GatewaySession, ok: Buffer): Promise<void> {
+    const client = clientReader.stream as NativeEndpoint;
+    const upstream = up.reader.stream as NativeEndpoint;
+    const okPacket = encodePacket((clientReader.seq + 1) & 0xff, ok);
+    const clientAhead = clientReader.detach();
+    const upstreamAhead = up.reader.detach();
+    // Whatever the addon read after the login's last packet is still on its way up: waited for.
+    const [c, u] = await Promise.all([client.stop(), upstream.stop()]);
+    if (this.isClosing()) return;
+    this.phase = Phase.relaying;
+    const native = new MysqlNativeRelay({
+      loop: this.deps.native!.loop,
+      records: this.deps.native!.records,
+      session: s,
+      release: this.conn.keep(),
+      maxPacket: this.deps.maxPacket,
+      auditLimit: this.deps.auditSqlLimit,
+      onStatement: this.deps.onStatement ? (kind, sql, truncated) => this.audit(kind, sql, truncated) : undefined,
+      onKill: (kill) => this.kill(kill),
+      onRefused: (refusal) => {
+        this.phase = Phase.closing;
+        this.deps.stats.refusals++;
+        if (refusal.code === 'not_allowed') this.deps.stats.changeUserRefused++;
+        this.deps.threads.unregister(this.connectionId);
+        this.deps.port.refused(this.conn.client, refusal.refusal, `session ${s.id}`);
+        s.end('error', refusal.text());
+      },
+      onEnd: (how, target, why) => {
+        this.phase = Phase.closing;
+        this.deps.threads.unregister(this.connectionId);
+        this.releaseId();
+        switch (how) {
+          case How.Teardown:
+          case How.Violation:
+            if (target === 'quit') this.deps.stats.upstreamQuits++;
+            else if (target === 'busy') this.killTargetThread();
+            return;
+          case How.ClientClosed:
+            return why ? s.end('error', `client TLS: ${why}`) : s.end('client_closed');
+          case How.TargetClosed:
+            return why ? s.end('error', `target TLS: ${why}`) : s.end('target_closed');
+          case How.TargetBroke:
+            return s.end('error', `target protocol violation: ${why ?? 'invalid packet'}`);
+        }
+      },
+    }, client, upstream);
+    this.native = native;
+    native.start({
+      ok: okPacket,
+      clientRest: Buffer.concat([clientAhead, c]),
+      upstreamRest: Buffer.concat([upstreamAhead, u]),
+      deprecateEof: (up.capabilities & Cap.DEPRECATE_EOF) !== 0,
+      cacheMetadata: (up.mariadbCapabilities & MariaCap.CACHE_METADATA) !== 0,
+    });
   }
 
   private relay(clientReader: PacketReader, up: UpstreamConnection, s: GatewaySession): void {

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { GatewayPort } from '../../src/broker/port.js';
 import { UpstreamError, type TargetSaid } from '../../src/broker/upstream-error.js';
@@ -24,6 +25,7 @@ import {
   Sha2,
 } from './scramble.js';
 import type { UpstreamTlsMode } from '../shared/database-options.js';
+import { identityOf, type NativeLoop } from '../shared/native.js';
 
 /** Flags that change the shape of server packets: if the client has one, the target must too. */
 const SHAPING: Array<[number, string]> = [
@@ -75,6 +77,11 @@ export interface UpstreamOptions {
   gateway: Pick<GatewayPort, 'verifyTarget'>;
   /** TLS session resumption with the target: saves a full handshake on every later connect. */
   tlsSessions?: { get(): Buffer | undefined; set(session: Buffer): void };
+  /**
+   * The native data path: once the target has greeted, the addon holds the socket (and runs
+   * its TLS, checked as here but without resumption) and the login goes on through it.
+   */
+  native?: NativeLoop;
   /** Lets the caller abort a handshake in progress (timeout, teardown). */
   onReader(reader: PacketReader): void;
   /** Sees the target's HandshakeV10 before anything is checked (the greeting is learned from it). */
@@ -151,15 +158,28 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
     reader.write(encodeSslRequest({ capabilities: caps, mariadbCapabilities, maxPacket, charset: o.charset }));
     const seq = reader.seq;
     reader.detach();
-    const secure = await startTls(socket, o);
-    reader = new PacketReader(secure, 'target');
+    if (o.native) {
+      const secure = await nativeTls(o.native, socket, o);
+      reader = new PacketReader(secure.stream, 'target');
+      tlsResumed = secure.resumed;
+    } else {
+      const secure = await startTls(socket, o);
+      reader = new PacketReader(secure, 'target');
+      tlsResumed = secure.isSessionReused();
+    }
     onReader(reader);
     reader.seq = seq;
     tls = true;
-    tlsResumed = secure.isSessionReused();
   } else if (o.ca !== undefined || (o.tls === 'require' && !o.plaintextAllowed)) {
     throw new UpstreamError('tls', 'the target does not offer TLS, and TLS is required for it', undefined,
       'give the target TLS, or (a lab target only) allow a plaintext target with the resource option allowPlaintextUpstream');
+  } else if (o.native) {
+    const seq = reader.seq;
+    // A target says nothing more until the client's response: anything read past the greeting is not MySQL.
+    if (reader.detach().length) throw new UpstreamError('protocol', 'the target sent more than its greeting');
+    reader = new PacketReader(o.native.plain(socket), 'target');
+    onReader(reader);
+    reader.seq = seq;
   }
 
   let plugin = hs.authPlugin === CACHING_SHA2 ? CACHING_SHA2 : NATIVE_PASSWORD;
@@ -247,6 +267,33 @@ function dial(host: string, port: number, onSocket: (s: Socket) => void): Promis
       resolve(s);
     });
   });
+}
+
+/**
+ * TLS to the target by the addon, then the identity policy: startTls's steps on the native data
+ * path, with the same resumption (a session is kept only once the target's identity was checked).
+ */
+async function nativeTls(native: NativeLoop, socket: Socket, o: UpstreamOptions): Promise<{ stream: Duplex; resumed: boolean }> {
+  const ep = native.connectTls(socket, o.host, o.ca, o.tlsSessions?.get());
+  ep.on('error', () => {});
+  let verified = false;
+  let ticket: Buffer | undefined;
+  ep.on('session', (s: Buffer) => (verified ? o.tlsSessions?.set(s) : (ticket = s)));
+  try {
+    const h = await ep.ready;
+    // Resumed without a CA: the session was stored after this very pin was checked (the cache key holds it).
+    if (o.ca || !h.resumed) {
+      const identity = identityOf(h, o.ca !== undefined);
+      if (!identity) throw new Error('the target presented no certificate');
+      await o.gateway.verifyTarget(o.resource, identity);
+    }
+    verified = true;
+    if (ticket) o.tlsSessions?.set(ticket);
+    return { stream: ep, resumed: h.resumed };
+  } catch (err) {
+    ep.destroy();
+    throw err instanceof UpstreamError ? err : new UpstreamError('tls', `TLS with the target failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 function startTls(socket: Socket, o: UpstreamOptions): Promise<TLSSocket> {
