@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 /**
  * Point selects (sysbench-style `SELECT c FROM sbtest WHERE id = ?`) from mysql2 at 32
- * connections, text protocol (COM_QUERY) and prepared (COM_STMT_EXECUTE), three ways in the
+ * connections, text protocol (COM_QUERY) and prepared (COM_STMT_EXECUTE), several ways in the
  * same run against the same MariaDB: direct (plaintext); through a bare Node TCP proxy
  * (`pipe()` both ways: the floor for any proxy in Node); through Gatehouse with client TLS
  * and the target leg in plaintext (`upstreamTls: 'disable'`); and through Gatehouse with
- * TLS on both legs (target CA verified, the default against a target that offers TLS).
- * Then connect latency p50/p90 for each, from a separate probe process.
+ * TLS on both legs (target CA verified, the default against a target that offers TLS), each
+ * Gatehouse case once per data path in `--relays` (`native`: the addon, the default where it
+ * loads; `node`: the relay on Node's streams). Then connect latency p50/p90 for each, from a
+ * separate probe process.
  *
- *   npm run build && node bench/mysql/run.mjs [--seconds 5] [--rounds 3] [--clients 32] [--connects 200] [--rows 10000]
+ *   npm run build && node bench/mysql/run.mjs [--seconds 5] [--rounds 3] [--clients 32] [--connects 200] [--rows 10000] [--relays native,node] [--no-target-tls]
  *
  * Direct and gateway runs alternate, `rounds` times each, and the median counts: on a shared
  * machine the background load drifts, and alternating spreads it over both sides.
@@ -33,6 +35,7 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' },
     connects: { type: 'string', default: '200' }, rows: { type: 'string', default: '10000' },
+    relays: { type: 'string', default: 'native,node' }, 'no-target-tls': { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -96,7 +99,7 @@ async function seed() {
   await c.end();
 }
 
-async function gateway(pki, password, upstreamTls) {
+async function gateway(pki, password, upstreamTls, relay) {
   const { broker, stop } = await benchGateway({
     password,
     resource: {
@@ -104,7 +107,7 @@ async function gateway(pki, password, upstreamTls) {
       credentials: { login: target.user, password: target.password },
     },
   });
-  const adapter = new MysqlAdapter(upstreamTls === 'disable' ? { upstreamTls } : { upstreamCa: { '*': readFileSync(target.ca, 'utf8') } });
+  const adapter = new MysqlAdapter({ relay, ...(upstreamTls === 'disable' ? { upstreamTls } : { upstreamCa: { '*': readFileSync(target.ca, 'utf8') } }) });
   const listener = await adapter.listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls: { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem } });
   cleanups.unshift(async () => { await listener.close(); await stop(); });
   return listener.address.port;
@@ -133,9 +136,12 @@ try {
   const cases = [
     { name: 'direct (plaintext)', conn: direct },
     { name: 'bare TCP proxy (Node pipe)', conn: { ...direct, port: await pipeProxy() } },
-    { name: 'Gatehouse (client TLS)', conn: gw(await gateway(pki, gwPassword, 'disable')) },
-    { name: 'Gatehouse (client + target TLS)', conn: gw(await gateway(pki, gwPassword, 'verify')) },
   ];
+  const relays = values.relays.split(',');
+  for (const relay of relays) cases.push({ name: `Gatehouse ${relay} (client TLS)`, conn: gw(await gateway(pki, gwPassword, 'disable', relay)) });
+  if (!values['no-target-tls']) {
+    for (const relay of relays) cases.push({ name: `Gatehouse ${relay} (client + target TLS)`, conn: gw(await gateway(pki, gwPassword, 'verify', relay)) });
+  }
   console.log(`mysql2 point selects, ${CLIENTS} connections, ${ROUNDS} alternating rounds of ${SECONDS} s per case; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores; ${target.version}; node ${process.version}`);
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const qps = {};
@@ -150,7 +156,7 @@ try {
         const us = (x) => (x / r.count) * 1e6;
         const perQuery = us(r.cpu.client + r.cpu.gateway + r.cpu.db);
         cpus[c.name].push(perQuery);
-        console.log(`  ${mode.padEnd(8)} round ${round + 1} ${c.name.padEnd(32)} ${r.qps.toFixed(0).padStart(7)} qps   CPU/query ${perQuery.toFixed(1)} µs (client ${us(r.cpu.client).toFixed(1)}, proxy ${us(r.cpu.gateway).toFixed(1)}, MariaDB ${us(r.cpu.db).toFixed(1)})  load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
+        console.log(`  ${mode.padEnd(8)} round ${round + 1} ${c.name.padEnd(40)} ${r.qps.toFixed(0).padStart(7)} qps   CPU/query ${perQuery.toFixed(1)} µs (client ${us(r.cpu.client).toFixed(1)}, proxy ${us(r.cpu.gateway).toFixed(1)}, MariaDB ${us(r.cpu.db).toFixed(1)})  load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
       }
     }
     qps[mode] = Object.fromEntries(cases.map((c) => [c.name, median(runs[c.name])]));
@@ -159,23 +165,17 @@ try {
   const conn = {};
   for (const c of cases) {
     conn[c.name] = await load({ conn: c.conn, mode: 'connect', connects: CONNECTS });
-    console.log(`  connect  ${c.name.padEnd(32)} p50 ${conn[c.name].p50.toFixed(2)} ms  p90 ${conn[c.name].p90.toFixed(2)} ms`);
+    console.log(`  connect  ${c.name.padEnd(40)} p50 ${conn[c.name].p50.toFixed(2)} ms  p90 ${conn[c.name].p90.toFixed(2)} ms`);
   }
-  const [d, floor, gate, gateTls] = cases.map((c) => c.name);
+  const d = cases[0].name;
   console.log(`\nload average at the end: ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).trim()}`);
-  console.log('\n| workload (median of rounds) | direct (plaintext) | bare Node TCP proxy | Gatehouse (client TLS) | Gatehouse (client + target TLS) | Gatehouse / direct | with target TLS / direct |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|');
-  const row = (label, r, fmt, ratio) => console.log(`| ${label} | ${fmt(r[d])} | ${fmt(r[floor])} | ${fmt(r[gate])} | ${fmt(r[gateTls])} | ${ratio(r[gate], r[d])} | ${ratio(r[gateTls], r[d])} |`);
-  for (const [mode, r] of Object.entries(qps)) {
-    const label = mode === 'query' ? 'text `query()` (COM_QUERY)' : 'prepared `execute()` (COM_STMT_EXECUTE)';
-    row(`${label}, ${CLIENTS} conns (qps)`, r, (x) => x.toFixed(0), (g, x) => (g / x).toFixed(2));
-  }
-  for (const [mode, r] of Object.entries(cpuPerQuery)) {
-    row(`${mode}: CPU per query, client + proxy + MariaDB (µs)`, r, (x) => x.toFixed(1), (g, x) => (x / g).toFixed(2));
-  }
-  for (const p of ['p50', 'p90']) {
-    const r = Object.fromEntries(Object.entries(conn).map(([k, v]) => [k, v[p]]));
-    row(`connect ${p} (ms)`, r, (x) => x.toFixed(2), (g, x) => `+${(g - x).toFixed(2)} ms`);
+  console.log('\n| case | `query()` qps (x direct) | `execute()` qps (x direct) | CPU µs/query, query / execute (client + proxy + MariaDB) | connect p50 / p90 (ms; added) |');
+  console.log('|---|---:|---:|---:|---:|');
+  for (const c of cases) {
+    const n = c.name;
+    const x = (mode) => (n === d ? `${qps[mode][n].toFixed(0)}` : `${qps[mode][n].toFixed(0)} (${(qps[mode][n] / qps[mode][d]).toFixed(2)}x)`);
+    const added = (p) => (n === d ? conn[n][p].toFixed(2) : `${conn[n][p].toFixed(2)} (+${(conn[n][p] - conn[d][p]).toFixed(2)})`);
+    console.log(`| ${n} | ${x('query')} | ${x('execute')} | ${cpuPerQuery.query[n].toFixed(1)} / ${cpuPerQuery.execute[n].toFixed(1)} | ${added('p50')} / ${added('p90')} |`);
   }
 } finally {
   for (const c of cleanups) {

@@ -1,5 +1,5 @@
 /**
- * Which data path a PostgreSQL listener gets (protocols/postgres/native.ts): the native one
+ * Which data path a PostgreSQL or MySQL listener gets (protocols/shared/native.ts): the native one
  * where its addon loads, the JavaScript relay where it cannot (not built, built against another
  * OpenSSL), with a log line saying which and why; `relay: 'native'` refuses to start without it.
  */
@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/core/log.js';
-import { ADDON, loadNative, loopFor, nativeLoop, relayChoice } from '../../../protocols/postgres/native.js';
+import type { ListenerConfig } from '../../../src/broker/adapter.js';
+import { ensurePki } from '../../../src/pki/pki.js';
+import { MysqlAdapter } from '../../../protocols/mysql/index.js';
+import { ADDON, loadNative, loopFor, nativeLoop, relayChoice, tlsRecordsChoice } from '../../../protocols/postgres/native.js';
 
 function recordingLogger(): { log: ReturnType<typeof createLogger>; lines: () => Array<Record<string, unknown>> } {
   const chunks: string[] = [];
@@ -79,6 +82,53 @@ describe('the PostgreSQL data path', () => {
     } finally {
       if (saved === undefined) delete process.env.GATEHOUSE_POSTGRES_RELAY;
       else process.env.GATEHOUSE_POSTGRES_RELAY = saved;
+    }
+  });
+});
+
+describe('the MySQL data path', () => {
+  it('is chosen like the PostgreSQL one, from its own option or GATEHOUSE_MYSQL_RELAY and GATEHOUSE_MYSQL_TLS_RECORDS', () => {
+    const saved = { relay: process.env.GATEHOUSE_MYSQL_RELAY, records: process.env.GATEHOUSE_MYSQL_TLS_RECORDS, pg: process.env.GATEHOUSE_POSTGRES_RELAY };
+    const restore = (k: string, v: string | undefined): void => {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    };
+    try {
+      process.env.GATEHOUSE_MYSQL_RELAY = 'node';
+      process.env.GATEHOUSE_POSTGRES_RELAY = 'native';
+      expect(relayChoice(undefined, 'mysql')).toBe('node');
+      expect(relayChoice(undefined, 'postgres')).toBe('native');
+      expect(relayChoice('auto', 'mysql')).toBe('auto');
+      process.env.GATEHOUSE_MYSQL_TLS_RECORDS = 'openssl';
+      expect(tlsRecordsChoice(undefined, 'mysql')).toBe('openssl');
+      process.env.GATEHOUSE_MYSQL_TLS_RECORDS = 'fast';
+      expect(() => tlsRecordsChoice(undefined, 'mysql')).toThrow(expect.objectContaining({ code: 'VALIDATION', field: 'tlsRecords' }));
+    } finally {
+      restore('GATEHOUSE_MYSQL_RELAY', saved.relay);
+      restore('GATEHOUSE_MYSQL_TLS_RECORDS', saved.records);
+      restore('GATEHOUSE_POSTGRES_RELAY', saved.pg);
+    }
+  });
+
+  it('logs which one each MySQL listener uses, and falls back the same way', () => {
+    const { log, lines } = recordingLogger();
+    expect(loopFor('auto', log, nativeLoop, 'mysql')).toBeDefined();
+    expect(loopFor('auto', log, () => loadNative(join(scratch(), 'pg-relay.node')), 'mysql')).toBeUndefined();
+    expect(lines()).toEqual([
+      expect.objectContaining({ relay: 'native', msg: 'mysql data path: native' }),
+      expect.objectContaining({ level: 40, relay: 'node', reason: expect.stringContaining('is not built'), msg: 'mysql data path: Node streams (the native one cannot load)' }),
+    ]);
+  });
+
+  it('starts a MySQL listener on it: the adapter logs the native path, and relay: node keeps Node streams', async () => {
+    const pki = await ensurePki(join(scratch(), 'certs'));
+    const tls = { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem };
+    const broker = { portFor: () => ({}) } as unknown as ListenerConfig['broker'];
+    for (const relay of ['auto', 'node'] as const) {
+      const { log, lines } = recordingLogger();
+      const listener = await new MysqlAdapter({ relay }).listen({ host: '127.0.0.1', port: 0, broker, log, tls });
+      await listener.close();
+      expect(lines().map((l) => l.msg)).toContain(relay === 'auto' ? 'mysql data path: native' : 'mysql data path: Node streams (relay: node)');
     }
   });
 });
