@@ -43,7 +43,7 @@ export interface MysqlNativeDuties {
 
 /** What the relay needs of the login: the legs' flags and what each side sent behind it. */
 export interface MysqlSplice {
-  /** The OK that ends the client's login, framed. */
+  /** What the client gets first (framed; empty when the login's last word went out already). */
   ok: Buffer;
   clientRest: Buffer;
   upstreamRest: Buffer;

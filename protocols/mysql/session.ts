@@ -3,6 +3,7 @@
  * gateway port, the vaulted login upstream, then the relay until one side goes or the
  * broker closes the session.
  */
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SessionHandle } from '../../src/broker/adapter.js';
 import type { GatewayPort, GatewaySession } from '../../src/broker/port.js';
@@ -376,7 +377,7 @@ export class MysqlSession implements SessionHandle {
     const ok = encodeOk({ status: up.status, sessionTrack: (login.capabilities & Cap.SESSION_TRACK) !== 0 });
     const client = login.reader.stream;
     const upstream = up.reader.stream;
-    if (client instanceof NativeEndpoint && upstream instanceof NativeEndpoint) return this.relayNative(login.reader, up, s, ok);
+    if (client instanceof NativeEndpoint) return this.relayNative(login.reader, up, s, ok);
     login.reader.write(ok);
     this.relay(login.reader, up, s);
   }
@@ -387,14 +388,19 @@ export class MysqlSession implements SessionHandle {
     this.deps.threads.release(this.connectionId);
   }
 
-  /** The relay on the native data path: the addon sends the OK and moves the bytes from here. */
+  /** The relay on the native data path: the addon moves the bytes from here. */
   private async relayNative(clientReader: PacketReader, up: UpstreamConnection, s: GatewaySession, ok: Buffer): Promise<void> {
     const client = clientReader.stream as NativeEndpoint;
-    const upstream = up.reader.stream as NativeEndpoint;
     const okPacket = encodePacket((clientReader.seq + 1) & 0xff, ok);
     const clientAhead = clientReader.detach();
     const upstreamAhead = up.reader.detach();
-    // Whatever the addon read after the login's last packet is still on its way up: waited for.
+    // A plaintext target leg logged in on Node's socket: the addon takes it now.
+    const upstream = up.reader.stream instanceof NativeEndpoint ? up.reader.stream : this.deps.native!.loop.plain(up.reader.stream as Socket);
+    upstream.on('error', () => {});
+    this.upstream = upstream;
+    // The OK goes out now, as on Node's streams; what the client sends after it, and whatever
+    // the addon read after the login's last packet, is on its way up: waited for, then relayed.
+    client.write(okPacket);
     const [c, u] = await Promise.all([client.stop(), upstream.stop()]);
     if (this.isClosing()) return;
     this.phase = Phase.relaying;
@@ -436,7 +442,7 @@ export class MysqlSession implements SessionHandle {
     }, client, upstream);
     this.native = native;
     native.start({
-      ok: okPacket,
+      ok: Buffer.alloc(0),
       clientRest: Buffer.concat([clientAhead, c]),
       upstreamRest: Buffer.concat([upstreamAhead, u]),
       deprecateEof: (up.capabilities & Cap.DEPRECATE_EOF) !== 0,

@@ -78,8 +78,9 @@ export interface UpstreamOptions {
   /** TLS session resumption with the target: saves a full handshake on every later connect. */
   tlsSessions?: { get(): Buffer | undefined; set(session: Buffer): void };
   /**
-   * The native data path: once the target has greeted, the addon holds the socket (and runs
-   * its TLS, checked as here but without resumption) and the login goes on through it.
+   * The native data path: a target that speaks TLS has it run by the addon (checked and
+   * resumed as here), and the login goes on through it; a plaintext one is handed over when
+   * the relay starts.
    */
   native?: NativeLoop;
   /** Lets the caller abort a handshake in progress (timeout, teardown). */
@@ -173,13 +174,6 @@ async function login(o: UpstreamOptions, onSocket: (s: Socket) => void, onReader
   } else if (o.ca !== undefined || (o.tls === 'require' && !o.plaintextAllowed)) {
     throw new UpstreamError('tls', 'the target does not offer TLS, and TLS is required for it', undefined,
       'give the target TLS, or (a lab target only) allow a plaintext target with the resource option allowPlaintextUpstream');
-  } else if (o.native) {
-    const seq = reader.seq;
-    // A target says nothing more until the client's response: anything read past the greeting is not MySQL.
-    if (reader.detach().length) throw new UpstreamError('protocol', 'the target sent more than its greeting');
-    reader = new PacketReader(o.native.plain(socket), 'target');
-    onReader(reader);
-    reader.seq = seq;
   }
 
   let plugin = hs.authPlugin === CACHING_SHA2 ? CACHING_SHA2 : NATIVE_PASSWORD;

@@ -328,11 +328,11 @@ export class PgConnection {
     let clientRest = this.reader.detach();
     let upstreamRest = up.rest;
     let handle: Relay | NativeRelay;
+    let stopped: Promise<[Buffer, Buffer]> | undefined;
     if (client instanceof NativeEndpoint && upstream instanceof NativeEndpoint) {
-      // Whatever the addon read after the login's last message is still on its way up: waited for.
-      const [c, u] = await Promise.all([client.stop(), upstream.stop()]);
-      clientRest = Buffer.concat([clientRest, c]);
-      upstreamRest = Buffer.concat([upstreamRest, u]);
+      // Whatever the addon read after the login's last message is still on its way up: waited
+      // for (while the session is recorded live), and relayed first.
+      stopped = Promise.all([client.stop(), upstream.stop()]);
       const { loop, records } = this.ctx.native!;
       handle = new NativeRelay({ loop, records, release: this.conn.keep(), ...relayOptions }, client, upstream);
     } else if (!(client instanceof NativeEndpoint) && !(upstream instanceof NativeEndpoint)) {
@@ -347,6 +347,11 @@ export class PgConnection {
       port.log.error({ err, session: session.id }, 'could not record a live session');
       session.end('error', 'Gatehouse: the session could not be recorded; try again.');
       return;
+    }
+    if (stopped) {
+      const [c, u] = await stopped;
+      clientRest = Buffer.concat([clientRest, c]);
+      upstreamRest = Buffer.concat([upstreamRest, u]);
     }
     const greeting = [authenticationOk(), ...up.greeting.slice(0, -1), backendKeyData(key), ...up.greeting.slice(-1)];
     handle.start(Buffer.concat(greeting), clientRest, upstreamRest);
