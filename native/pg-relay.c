@@ -1025,6 +1025,7 @@ typedef struct my_state {
   int server_spoke;            /* the server, or the gateway in its place, spoke since the client's last packet */
   int out_failed;              /* a write to the target failed while framing */
   uint8_t *cap; uint32_t cap_len, cap_want; uint8_t cap_cmd; int cap_trunc, cap_skip;
+  int refuse_seq;              /* a refused packet's ERR sequence id (-1: none) */
   int hold; uint8_t *held; size_t held_len; uint32_t hold_limit; uint8_t held_cmd, held_seq;
   uint8_t *answer; size_t answer_len; /* a refused command's ERR payload, sent once its rest is dropped */
   uint8_t *stash; size_t stash_len;   /* client bytes read behind a held command */
@@ -1046,6 +1047,7 @@ static relay *my_relay_new(uint32_t max_packet, int deprecate_eof, int cache_met
   m->cache_metadata = cache_metadata;
   m->hold_limit = hold_limit;
   m->server_spoke = 1;
+  m->refuse_seq = -1;
   r->my = m;
   return r;
 }
@@ -1171,6 +1173,7 @@ static int my_down_boundary(my_state *m) { return m->d_left == 0 && m->dh_len ==
 /* Walks the target's bytes; with `stop`, returns at the first end of a logical packet. */
 static size_t my_down(my_state *m, const uint8_t *p, size_t n, int stop) {
   size_t i = 0;
+  if (n > 0) m->server_spoke = 1;
   while (i < n) {
     if (m->d_left > 0) {
       size_t take = m->d_left < n - i ? m->d_left : n - i;
@@ -1334,7 +1337,7 @@ static int my_up(relay *r, const uint8_t *in, size_t n, const char **why) {
     int command = !m->u_cont && seq == 0 && !(m->u_last_seq == 255 && !m->server_spoke);
     if (command && len > 0 && n - i < 5) { MY_PASS(i); memcpy(m->uh, p + i, n - i); m->uh_len = (int)(n - i); i = run = n; break; }
     m->u_logical = m->u_cont ? m->u_logical + len : len;
-    if (m->u_logical > m->max_packet) { MY_PASS(i); *why = "too_large"; rc = -1; break; }
+    if (m->u_logical > m->max_packet) { MY_PASS(i); m->refuse_seq = (uint8_t)(seq + 1); *why = "too_large"; rc = -1; break; }
     m->u_cont = len == MY_PHYSICAL;
     m->u_last_seq = seq;
     m->server_spoke = 0;
@@ -1355,6 +1358,7 @@ static int my_up(relay *r, const uint8_t *in, size_t n, const char **why) {
       MY_PASS(header);
       m->u_left = 0;
       m->u_cont = 0;
+      m->refuse_seq = (uint8_t)(seq + 1);
       *why = "change_user";
       rc = -1;
       break;
@@ -1486,7 +1490,8 @@ static void finish(relay *r, int how, int goodbye, const char *why) {
         /* The gateway's answers first; the ERR goes after the last packet either side sent. */
         my_state *m = r->my;
         queue_out(c, r->notices, r->notices_len);
-        uint8_t seq = (uint8_t)((m->server_spoke ? m->d_last_seq : m->u_last_seq) + 1);
+        uint8_t seq = how == END_VIOLATION && m->refuse_seq >= 0 ? (uint8_t)m->refuse_seq
+          : (uint8_t)((m->server_spoke ? m->d_last_seq : m->u_last_seq) + 1);
         size_t n = r->goodbye_len;
         uint8_t h[4] = { n & 0xff, n >> 8 & 0xff, n >> 16 & 0xff, seq };
         queue_out(c, h, 4);
@@ -1958,7 +1963,7 @@ static void splice_now(cmd *c) {
     r->bytes_out += c->len3;
     queue_out(cl, c->data3, c->len3);
   }
-  if (c->len2 > 0) {
+  if (!r->my && c->len2 > 0) {
     if (frame(r, 1, c->data2, c->len2, 0, &bad) < 0) {
       char why[64];
       snprintf(why, sizeof why, "invalid message length %d", bad);
@@ -1993,6 +1998,8 @@ static int stopping;
 static void my_verdict(ep *e, cmd *c) {
   relay *r = e->r;
   if (!r || !r->my || r->client != e || r->finished || r->my->hold != HOLD_WAITING) return;
+  /* Ending (a teardown, a refusal): the held command and what came behind it go nowhere. */
+  if (r->closing || r->broke) return;
   my_state *m = r->my;
   m->out_failed = 0;
   if (c->flag == 0) {
