@@ -375,9 +375,7 @@ export class MysqlSession implements SessionHandle {
     if (this.isClosing()) return;
     this.deps.threads.register(this.target!.thread);
     const ok = encodeOk({ status: up.status, sessionTrack: (login.capabilities & Cap.SESSION_TRACK) !== 0 });
-    const client = login.reader.stream;
-    const upstream = up.reader.stream;
-    if (client instanceof NativeEndpoint) return this.relayNative(login.reader, up, s, ok);
+    if (login.reader.stream instanceof NativeEndpoint) return this.relayNative(login.reader, up, s, ok);
     login.reader.write(ok);
     this.relay(login.reader, up, s);
   }
