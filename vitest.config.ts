@@ -48,6 +48,7 @@ export default defineConfig({
         extends: true,
         test: { name: 'postgres openssl records', include: suitesOf('postgres'), exclude: [...configDefaults.exclude, LEAN_RECORDS], env: { GATEHOUSE_POSTGRES_TLS_RECORDS: 'openssl' } },
       },
+      { extends: true, test: { name: 'mysql openssl records', include: suitesOf('mysql'), env: { GATEHOUSE_MYSQL_TLS_RECORDS: 'openssl' } } },
     ],
   },
 });
