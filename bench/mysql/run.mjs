@@ -10,7 +10,11 @@
  * loads; `node`: the relay on Node's streams). Then connect latency p50/p90 for each, from a
  * separate probe process.
  *
- *   npm run build && node bench/mysql/run.mjs [--seconds 5] [--rounds 3] [--clients 32] [--connects 200] [--rows 10000] [--relays native,node] [--no-target-tls]
+ *   npm run build && node bench/mysql/run.mjs [--seconds 5] [--rounds 3] [--clients 32] [--connects 200] [--rows 10000] [--relays native,node] [--no-target-tls] [--timings]
+ *
+ * `--timings`: during the connect phase the gateways log at debug level, and the medians of
+ * their own `login timings` (protocols/mysql/session.ts: accept to the client's OK, step by
+ * step) are printed beside each case's connect figures.
  *
  * Direct and gateway runs alternate, `rounds` times each, and the median counts: on a shared
  * machine the background load drifts, and alternating spreads it over both sides.
@@ -26,6 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clearInterval, setInterval } from 'node:timers';
+import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 
@@ -35,7 +40,7 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' },
     connects: { type: 'string', default: '200' }, rows: { type: 'string', default: '10000' },
-    relays: { type: 'string', default: 'native,node' }, 'no-target-tls': { type: 'boolean', default: false },
+    relays: { type: 'string', default: 'native,node' }, 'no-target-tls': { type: 'boolean', default: false }, timings: { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -44,9 +49,26 @@ const CLIENTS = Number(values.clients);
 const CONNECTS = Number(values.connects);
 const ROWS = Number(values.rows);
 
-const [{ ensurePki }, { MysqlAdapter }, { benchGateway, silentLogger }] = await Promise.all([
-  dist('src/pki/pki.js'), dist('protocols/mysql/index.js'), import('../lib/gateway.mjs'),
+const [{ ensurePki }, { MysqlAdapter }, { benchGateway, silentLogger }, { createLogger }] = await Promise.all([
+  dist('src/pki/pki.js'), dist('protocols/mysql/index.js'), import('../lib/gateway.mjs'), dist('src/core/log.js'),
 ]);
+
+/** `--timings`: each gateway's `login timings` lines, once its logger is turned to debug for the connect phase. */
+const timingLogs = [];
+function timingLogger() {
+  const lines = [];
+  const log = createLogger({ level: 'info' }, {
+    format: 'json',
+    destination: new Writable({
+      write(chunk, _enc, cb) {
+        for (const l of chunk.toString().split('\n')) if (l.includes('"login timings"')) lines.push(JSON.parse(l).ms);
+        cb();
+      },
+    }),
+  });
+  timingLogs.push(log);
+  return { log, lines };
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'gh-bench-mysql-'));
 const script = join(root, 'test/targets/mariadb.sh');
@@ -108,9 +130,10 @@ async function gateway(pki, password, upstreamTls, relay) {
     },
   });
   const adapter = new MysqlAdapter({ relay, ...(upstreamTls === 'disable' ? { upstreamTls } : { upstreamCa: { '*': readFileSync(target.ca, 'utf8') } }) });
-  const listener = await adapter.listen({ host: '127.0.0.1', port: 0, broker, log: silentLogger, tls: { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem } });
+  const logged = values.timings ? timingLogger() : undefined;
+  const listener = await adapter.listen({ host: '127.0.0.1', port: 0, broker, log: logged?.log ?? silentLogger, tls: { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem } });
   cleanups.unshift(async () => { await listener.close(); await stop(); });
-  return listener.address.port;
+  return { port: listener.address.port, timings: logged?.lines };
 }
 
 /** The floor for any proxy written in Node: socket.pipe() both ways, no TLS, no parsing. */
@@ -131,16 +154,20 @@ try {
   await seed();
   const pki = await ensurePki(join(dir, 'certs'));
   const gwPassword = randomBytes(12).toString('base64url');
-  const gw = (port) => ({ host: '127.0.0.1', port, user: 'bench:bench-mysql', password: gwPassword, ssl: { ca: pki.caCertPem } });
+  const gw = ({ port }) => ({ host: '127.0.0.1', port, user: 'bench:bench-mysql', password: gwPassword, ssl: { ca: pki.caCertPem } });
   const direct = { host: '127.0.0.1', port: target.port, user: target.user, password: target.password, database: target.database };
   const cases = [
     { name: 'direct (plaintext)', conn: direct },
     { name: 'bare TCP proxy (Node pipe)', conn: { ...direct, port: await pipeProxy() } },
   ];
   const relays = values.relays.split(',');
-  for (const relay of relays) cases.push({ name: `Gatehouse ${relay} (client TLS)`, conn: gw(await gateway(pki, gwPassword, 'disable', relay)) });
+  const gatehouse = async (name, upstreamTls, relay) => {
+    const g = await gateway(pki, gwPassword, upstreamTls, relay);
+    cases.push({ name, conn: gw(g), timings: g.timings });
+  };
+  for (const relay of relays) await gatehouse(`Gatehouse ${relay} (client TLS)`, 'disable', relay);
   if (!values['no-target-tls']) {
-    for (const relay of relays) cases.push({ name: `Gatehouse ${relay} (client + target TLS)`, conn: gw(await gateway(pki, gwPassword, 'verify', relay)) });
+    for (const relay of relays) await gatehouse(`Gatehouse ${relay} (client + target TLS)`, 'verify', relay);
   }
   console.log(`mysql2 point selects, ${CLIENTS} connections, ${ROUNDS} alternating rounds of ${SECONDS} s per case; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores; ${target.version}; node ${process.version}`);
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -163,9 +190,11 @@ try {
     cpuPerQuery[mode] = Object.fromEntries(cases.map((c) => [c.name, median(cpus[c.name])]));
   }
   const conn = {};
+  for (const log of timingLogs) log.level = 'debug';
   for (const c of cases) {
     conn[c.name] = await load({ conn: c.conn, mode: 'connect', connects: CONNECTS });
-    console.log(`  connect  ${c.name.padEnd(40)} p50 ${conn[c.name].p50.toFixed(2)} ms  p90 ${conn[c.name].p90.toFixed(2)} ms`);
+    const steps = c.timings?.length ? `   gateway's steps (median ms): ${Object.keys(c.timings[0]).map((k) => `${k} ${median(c.timings.map((t) => t[k])).toFixed(2)}`).join(', ')}` : '';
+    console.log(`  connect  ${c.name.padEnd(40)} p50 ${conn[c.name].p50.toFixed(2)} ms  p90 ${conn[c.name].p90.toFixed(2)} ms${steps}`);
   }
   const d = cases[0].name;
   console.log(`\nload average at the end: ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).trim()}`);

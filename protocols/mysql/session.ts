@@ -107,6 +107,8 @@ export class MysqlSession implements SessionHandle {
   private answers: Array<{ packet: Buffer; seq: number }> = [];
   /** The live session's relay on the native data path. */
   private native: MysqlNativeRelay | undefined;
+  /** When each step of the login ended (performance.now()), from accept: for the debug log's `login timings`. */
+  private readonly marks: number[] = [performance.now()];
   private idReleased = false;
 
   constructor(
@@ -137,7 +139,9 @@ export class MysqlSession implements SessionHandle {
         this.client = r.stream;
       });
       this.phase = Phase.opening;
+      this.marks.push(performance.now());
       const opened = await this.open(login);
+      this.marks.push(performance.now());
       if (opened instanceof MysqlRefusal) return this.refuse(opened);
       this.session = opened;
       if (this.isClosing()) return opened.discard(this.refusedWith?.code ?? 'handshake_timeout', 'the client was refused while the decision ran');
@@ -148,6 +152,7 @@ export class MysqlSession implements SessionHandle {
         up.reader.stream.destroy();
         return opened.discard(this.refusedWith?.code ?? 'handshake_timeout', 'the client was refused while the target login ran');
       }
+      this.marks.push(performance.now());
       this.conn.established();
       this.phase = Phase.goingLive;
       await this.goLive(login, up, opened);
@@ -377,7 +382,21 @@ export class MysqlSession implements SessionHandle {
     const ok = encodeOk({ status: up.status, sessionTrack: (login.capabilities & Cap.SESSION_TRACK) !== 0 });
     if (login.reader.stream instanceof NativeEndpoint) return this.relayNative(login.reader, up, s, ok);
     login.reader.write(ok);
+    this.loginTimings(s);
     this.relay(login.reader, up, s);
+  }
+
+  /**
+   * Milliseconds per step of the login, once the client has its OK: `client` (greeting, TLS,
+   * the password), `decision` (sign-in and the decision), `target` (the target's connect, TLS
+   * and login) and `live` (the live record and the hand-over, up to the OK).
+   */
+  private loginTimings(s: GatewaySession): void {
+    const { log } = this.deps.port;
+    if (!log.isLevelEnabled('debug')) return;
+    const m = [...this.marks, performance.now()];
+    const ms = Object.fromEntries(['client', 'decision', 'target', 'live'].map((n, i) => [n, Math.round((m[i + 1]! - m[i]!) * 1000) / 1000]));
+    log.debug({ session: s.id, relay: this.native || this.client instanceof NativeEndpoint ? 'native' : 'node', ms }, 'login timings');
   }
 
   private releaseId(): void {
@@ -399,6 +418,7 @@ export class MysqlSession implements SessionHandle {
     // The OK goes out now, as on Node's streams; what the client sends after it, and whatever
     // the addon read after the login's last packet, is on its way up: waited for, then relayed.
     client.write(okPacket);
+    this.loginTimings(s);
     const [c, u] = await Promise.all([client.stop(), upstream.stop()]);
     if (this.isClosing()) return;
     this.phase = Phase.relaying;
