@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+/**
+ * The client-leg TLS handshake alone, as the database doors run it: a Node TLS client (as
+ * mysql2 and pg use, verifying the gateway's certificate against its CA) connects to a
+ * loopback server that hands each accepted socket either to Node (`new TLSSocket(socket,
+ * { isServer })` with the doors' secure context) or to the native data path's addon
+ * (`NativeLoop.acceptTlsAfter`, as the MySQL door does after an SSLRequest), both in this
+ * process, connects interleaved one at a time. Prints the median and p90 per side of the
+ * client's wait (connect() to 'secureConnect') and the server's (accept to the handshake done).
+ *
+ *   npm run build && node bench/native/handshake.mjs [--connects 300] [--rounds 3]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { connect as tlsConnect, createSecureContext, TLSSocket } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const dist = (p) => import(join(root, 'dist', p));
+const { values } = parseArgs({ options: { connects: { type: 'string', default: '300' }, rounds: { type: 'string', default: '3' } } });
+const [{ ensurePki }, { nativeLoop }, { serverTlsOptions, SERVER_TLS12_CIPHERS, SERVER_TLS13_SUITES }] = await Promise.all([
+  dist('src/pki/pki.js'), dist('protocols/shared/native.js'), dist('protocols/shared/server-tls.js'),
+]);
+
+const dir = mkdtempSync(join(tmpdir(), 'gh-handshake-'));
+const pki = await ensurePki(join(dir, 'certs'));
+const loaded = nativeLoop();
+if (!('loop' in loaded)) throw new Error(`the addon does not load: ${loaded.reason}`);
+const { loop } = loaded;
+const nodeContext = createSecureContext(serverTlsOptions({ cert: pki.certPem, key: pki.keyPem }));
+const addonContext = loop.serverContext({ certPem: pki.certPem, keyPem: pki.keyPem, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS });
+
+/** The server side of the next connection: resolves with ms from accept to handshake done. */
+let onServer;
+const server = createServer({ noDelay: true }, (socket) => {
+  const t0 = performance.now();
+  const done = onServer;
+  if (done.side === 'node') {
+    const tls = new TLSSocket(socket, { isServer: true, secureContext: nodeContext });
+    tls.on('error', () => {});
+    tls.once('secure', () => {
+      done.resolve(performance.now() - t0);
+      tls.destroy();
+    });
+  } else {
+    const ep = loop.acceptTlsAfter(socket, addonContext, Buffer.alloc(0));
+    ep.on('error', () => {});
+    ep.ready.then(() => {
+      done.resolve(performance.now() - t0);
+      ep.destroy();
+    }, () => done.resolve(NaN));
+  }
+});
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const port = server.address().port;
+
+async function once(side) {
+  let resolve;
+  const serverMs = new Promise((r) => (resolve = r));
+  onServer = { side, resolve };
+  const t0 = performance.now();
+  const client = tlsConnect({ host: '127.0.0.1', port, ca: pki.caCertPem, servername: 'localhost', checkServerIdentity: () => undefined });
+  client.on('error', () => {});
+  await new Promise((r) => client.once('secureConnect', r));
+  const clientMs = performance.now() - t0;
+  const s = await serverMs;
+  client.destroy();
+  return { clientMs, serverMs: s };
+}
+
+const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * p)];
+console.log(`TLS handshakes, Node client verifying the gateway's CA; node ${process.version}, OpenSSL ${process.versions.openssl}`);
+try {
+  for (let round = 1; round <= Number(values.rounds); round++) {
+    const got = { node: { c: [], s: [] }, addon: { c: [], s: [] } };
+    for (let i = 0; i < Number(values.connects); i++) {
+      for (const side of i % 2 ? ['node', 'addon'] : ['addon', 'node']) {
+        const r = await once(side);
+        got[side].c.push(r.clientMs);
+        got[side].s.push(r.serverMs);
+      }
+    }
+    const line = (side) => `${side} client p50 ${q(got[side].c, 0.5).toFixed(2)} p90 ${q(got[side].c, 0.9).toFixed(2)}, server p50 ${q(got[side].s, 0.5).toFixed(2)} p90 ${q(got[side].s, 0.9).toFixed(2)} ms`;
+    console.log(`round ${round}: ${line('node')} | ${line('addon')}`);
+  }
+} finally {
+  server.close();
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(0);
+}
