@@ -13,10 +13,7 @@ import { Cmd, encodePacket, packetTooLarge } from './codec.js';
 import { MysqlRefusal, protocolRefusal } from './errors.js';
 import { KILL_HEAD_LIMIT, type KillRequest, type KillUnreadable } from './kill.js';
 import { CHANGE_USER_REFUSED, judgeHeld, type KillVerdict, type StatementEvent } from './relay.js';
-import { Ev, How, type Event, type NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
-
-/** How long a close waits for the addon's counts before the broker records what it has. */
-const COUNTS_WAIT_MS = 1_000;
+import { Ev, How, teardownForCounts, type Event, type NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
 
 /** What a refused command was, as the addon names it (EV_BROKE). */
 const CHANGE_USER = 'change_user';
@@ -41,10 +38,8 @@ export interface MysqlNativeDuties {
   onEnd(how: How, target: 'quit' | 'busy' | 'cut', why: string | null): void;
 }
 
-/** What the relay needs of the login: the legs' flags and what each side sent behind it. */
+/** What the relay needs of the login (whose OK went out already): the reply shapes, and what each side sent behind it. */
 export interface MysqlSplice {
-  /** What the client gets first (framed; empty when the login's last word went out already). */
-  ok: Buffer;
   clientRest: Buffer;
   upstreamRest: Buffer;
   deprecateEof: boolean;
@@ -80,26 +75,16 @@ export class MysqlNativeRelay {
     this.o.loop.listen(this.id, this.onEvent);
     const capture = this.o.onStatement !== undefined;
     const mysql = [this.o.maxPacket, s.deprecateEof ? 1 : 0, s.cacheMetadata ? 1 : 0, KILL_HEAD_LIMIT];
-    this.o.loop.addon.splice(this.id, this.targetId, s.ok, s.clientRest, s.upstreamRest, this.o.auditLimit, capture, this.o.records === 'lean', mysql);
+    this.o.loop.addon.splice(this.id, this.targetId, Buffer.alloc(0), s.clientRest, s.upstreamRest, this.o.auditLimit, capture, this.o.records === 'lean', mysql);
   }
 
   /** The broker's close (an ERR payload; the addon frames it): resolves once the counts are final. */
   close(goodbye: Buffer): Promise<void> | void {
     if (this.finished || this.closing) return;
     this.closing = true;
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.counted = undefined;
-        resolve();
-      }, COUNTS_WAIT_MS);
-      timer.unref();
-      this.counted = () => {
-        clearTimeout(timer);
-        this.counted = undefined;
-        resolve();
-      };
-      this.o.loop.addon.teardown(this.id, goodbye, false);
-    });
+    const { done, counted } = teardownForCounts(this.o.loop, this.id, goodbye);
+    this.counted = counted;
+    return done;
   }
 
   private readonly onEvent = (e: Event): void => {

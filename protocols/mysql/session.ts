@@ -460,7 +460,6 @@ export class MysqlSession implements SessionHandle {
     }, client, upstream);
     this.native = native;
     native.start({
-      ok: Buffer.alloc(0),
       clientRest: Buffer.concat([clientAhead, c]),
       upstreamRest: Buffer.concat([upstreamAhead, u]),
       deprecateEof: (up.capabilities & Cap.DEPRECATE_EOF) !== 0,

@@ -9,7 +9,7 @@ import type { SessionHandle } from '../../src/broker/adapter.js';
 import type { GatewaySession } from '../../src/broker/port.js';
 import { refusals } from '../../src/broker/refusals.js';
 import type { TerminationReason } from '../../src/core/model.js';
-import { Ev, How, type Event, type NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
+import { Ev, How, teardownForCounts, type Event, type NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
 import { terminate } from './codec.js';
 import { refusalError, teardownError, warningNotice } from './errors.js';
 import { auditStatement, type RelayDuties } from './relay.js';
@@ -18,8 +18,6 @@ export { ADDON, identityOf, loadNative, loopFor, nativeLoop, NativeEndpoint, Nat
 
 
 
-/** How long a close waits for the addon's counts before the broker records what it has. */
-const COUNTS_WAIT_MS = 1_000;
 /** A close before the relay started: how long the client has to read its goodbye. */
 const LINGER_MS = 100;
 
@@ -89,19 +87,9 @@ export class NativeRelay implements SessionHandle {
     this.closing = true;
     const goodbye = teardownError(message);
     if (!this.started) return this.closeUnstarted(goodbye);
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.counted = undefined;
-        resolve();
-      }, COUNTS_WAIT_MS);
-      timer.unref();
-      this.counted = () => {
-        clearTimeout(timer);
-        this.counted = undefined;
-        resolve();
-      };
-      this.loop.addon.teardown(this.id, goodbye, false);
-    });
+    const { done, counted } = teardownForCounts(this.loop, this.id, goodbye);
+    this.counted = counted;
+    return done;
   }
 
   /** Closed before the relay started: the client gets the goodbye, the target its Terminate. */

@@ -355,6 +355,28 @@ export function nativeLoop(): Loaded {
  */
 export type TlsRecords = 'lean' | 'openssl';
 
+/** How long a relay's close waits for the addon's counts before the broker records what it has. */
+const COUNTS_WAIT_MS = 1_000;
+
+/**
+ * A live relay's teardown for the broker's close (`goodbye`: what the door's relay says last):
+ * `done` settles when `counted` is called (the addon's counts came up, or the relay ended) or
+ * after COUNTS_WAIT_MS.
+ */
+export function teardownForCounts(loop: NativeLoop, id: number, goodbye: Buffer): { done: Promise<void>; counted: () => void } {
+  let counted = (): void => undefined;
+  const done = new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, COUNTS_WAIT_MS);
+    timer.unref();
+    counted = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+  });
+  loop.addon.teardown(id, goodbye, false);
+  return { done, counted };
+}
+
 /** A door that can use the native data path. */
 export type NativeDoor = 'postgres' | 'mysql';
 
