@@ -929,20 +929,26 @@ static const char *ssl_failure(ep *e) {
 
 typedef struct hooks_t { relay *r; int up; } hooks_t;
 
-/* The first `limit` bytes of a Query or Parse body go up with the body's length. */
-static void statement_done(relay *r, framer *f) {
+/* A captured statement goes up (the event owns `cap`): `a` and `b` are the door's (PostgreSQL:
+ * the message type and the body's length; MySQL: the command byte and whether it was cut). */
+static void statement_up(relay *r, double a, double b, uint8_t *cap, uint32_t len) {
   evt *v = emit(EV_STATEMENT, r->client->id, 0);
-  v->a = f->type;
-  v->b = f->body;
-  v->data = f->cap;
-  v->len = f->cap_len;
-  events_bytes += f->cap_len;
+  v->a = a;
+  v->b = b;
+  v->data = cap;
+  v->len = len;
+  events_bytes += len;
   events_statements++;
-  f->cap = NULL;
-  f->cap_len = f->cap_want = 0;
   /* The audit keeps pace with the client, as relay.ts's in-line hook does: at the limit the
    * client is not read (and the statements go up now) until JavaScript has audited them. */
   if (++r->unaudited >= MAX_UNAUDITED) events_urgent = 1;
+}
+
+/* The first `limit` bytes of a Query or Parse body go up with the body's length. */
+static void statement_done(relay *r, framer *f) {
+  statement_up(r, f->type, f->body, f->cap, f->cap_len);
+  f->cap = NULL;
+  f->cap_len = f->cap_want = 0;
 }
 
 static void message_start(relay *r, int up, framer *f) {
@@ -1212,16 +1218,9 @@ static int my_maybe_kill(const uint8_t *s, size_t n) {
 
 static void my_statement_done(relay *r) {
   my_state *m = r->my;
-  evt *v = emit(EV_STATEMENT, r->client->id, 0);
-  v->a = m->cap_cmd;
-  v->b = m->cap_trunc;
-  v->data = m->cap;
-  v->len = m->cap_len;
-  events_bytes += m->cap_len;
-  events_statements++;
+  statement_up(r, m->cap_cmd, m->cap_trunc, m->cap, m->cap_len);
   m->cap = NULL;
   m->cap_len = m->cap_want = 0;
-  if (++r->unaudited >= MAX_UNAUDITED) events_urgent = 1;
 }
 
 static void my_capture(relay *r, const uint8_t *p, size_t take) {
