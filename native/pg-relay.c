@@ -1032,7 +1032,7 @@ typedef struct my_state {
   int out_failed;              /* a write to the target failed while framing */
   uint8_t *cap; uint32_t cap_len, cap_want; uint8_t cap_cmd; int cap_trunc, cap_skip;
   int refuse_seq;              /* a refused packet's ERR sequence id (-1: none) */
-  int hold; uint8_t *held; size_t held_len; uint32_t hold_limit; uint8_t held_cmd, held_seq;
+  int hold; uint8_t *held; size_t held_len; uint32_t hold_limit; uint8_t held_cmd;
   uint8_t *answer; size_t answer_len; /* a refused command's ERR payload, sent once its rest is dropped */
   uint8_t *stash; size_t stash_len;   /* client bytes read behind a held command */
   /* target to client */
@@ -1257,7 +1257,6 @@ static void my_held_ready(relay *r, int complete) {
   m->hold = HOLD_WAITING;
   evt *v = emit(EV_HELD, r->client->id, 1);
   v->a = complete;
-  v->b = m->held_seq;
   v->c = m->held_cmd;
   v->data = m->held;
   v->len = m->held_len;
@@ -1380,7 +1379,6 @@ static int my_up(relay *r, const uint8_t *in, size_t n, const char **why) {
       MY_PASS(header);
       m->hold = HOLD_READING;
       m->held_cmd = cmd;
-      m->held_seq = seq;
       m->held = malloc(4 + 64);
       memcpy(m->held, p + header, 4);
       m->held_len = 4;

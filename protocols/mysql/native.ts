@@ -13,7 +13,7 @@ import { Cmd, encodePacket, packetTooLarge } from './codec.js';
 import { MysqlRefusal, protocolRefusal } from './errors.js';
 import { KILL_HEAD_LIMIT, type KillRequest, type KillUnreadable } from './kill.js';
 import { CHANGE_USER_REFUSED, judgeHeld, type KillVerdict, type StatementEvent } from './relay.js';
-import { Ev, How, teardownForCounts, type Event, type NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
+import { AuditPace, Ev, How, teardownForCounts, type Event, type NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
 
 /** What a refused command was, as the addon names it (EV_BROKE). */
 const CHANGE_USER = 'change_user';
@@ -51,13 +51,8 @@ export class MysqlNativeRelay {
   private readonly targetId: number;
   private finished = false;
   private closing = false;
-  private audited = 0;
   private counted: (() => void) | undefined;
-  private readonly sayAudited = (): void => {
-    const n = this.audited;
-    this.audited = 0;
-    if (!this.finished) this.o.loop.addon.audited(this.id, n);
-  };
+  private readonly pace: AuditPace;
 
   constructor(
     private readonly o: MysqlNativeDuties,
@@ -66,6 +61,7 @@ export class MysqlNativeRelay {
   ) {
     this.id = client.id;
     this.targetId = upstream.id;
+    this.pace = new AuditPace(o.loop, this.id);
   }
 
   /** Joins the two legs; from here the addon moves the bytes. */
@@ -93,7 +89,7 @@ export class MysqlNativeRelay {
       case Ev.Statement: {
         const kind = e[2] === Cmd.Query ? 'query' : 'prepare';
         this.o.onStatement?.(kind, (e[5] as Buffer).toString('utf8'), e[3] === 1);
-        if (this.audited++ === 0) queueMicrotask(this.sayAudited);
+        this.pace.one();
         return;
       }
       case Ev.Held:
@@ -115,6 +111,7 @@ export class MysqlNativeRelay {
       case Ev.End: {
         if (this.finished) return;
         this.finished = true;
+        this.pace.stop();
         s.bytesIn = e[3];
         s.bytesOut = e[4];
         this.o.loop.forget(this.id);

@@ -396,7 +396,7 @@ export class MysqlSession implements SessionHandle {
     if (!log.isLevelEnabled('debug')) return;
     const m = [...this.marks, performance.now()];
     const ms = Object.fromEntries(['client', 'decision', 'target', 'live'].map((n, i) => [n, Math.round((m[i + 1]! - m[i]!) * 1000) / 1000]));
-    log.debug({ session: s.id, relay: this.native || this.client instanceof NativeEndpoint ? 'native' : 'node', ms }, 'login timings');
+    log.debug({ session: s.id, relay: this.client instanceof NativeEndpoint ? 'native' : 'node', ms }, 'login timings');
   }
 
   private releaseId(): void {

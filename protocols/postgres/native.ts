@@ -9,7 +9,7 @@ import type { SessionHandle } from '../../src/broker/adapter.js';
 import type { GatewaySession } from '../../src/broker/port.js';
 import { refusals } from '../../src/broker/refusals.js';
 import type { TerminationReason } from '../../src/core/model.js';
-import { Ev, How, teardownForCounts, type Event, type NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
+import { AuditPace, Ev, How, teardownForCounts, type Event, type NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
 import { terminate } from './codec.js';
 import { refusalError, teardownError, warningNotice } from './errors.js';
 import { auditStatement, type RelayDuties } from './relay.js';
@@ -33,13 +33,7 @@ export class NativeRelay implements SessionHandle {
   private started = false;
   private closing = false;
   private finished = false;
-  /** Statements audited since the addon was last told (it reads the client only as fast as that). */
-  private audited = 0;
-  private readonly sayAudited = (): void => {
-    const n = this.audited;
-    this.audited = 0;
-    if (!this.finished) this.loop.addon.audited(this.id, n);
-  };
+  private readonly pace: AuditPace;
   private readonly early: Buffer[] = [];
   private counted: (() => void) | undefined;
   /** The login's streams, until the relay starts (a close before then uses them). */
@@ -57,6 +51,7 @@ export class NativeRelay implements SessionHandle {
     this.loop = o.loop;
     this.id = client.id;
     this.targetId = upstream.id;
+    this.pace = new AuditPace(this.loop, this.id);
     this.session = o.session;
     this.legs = { client, upstream };
   }
@@ -114,7 +109,7 @@ export class NativeRelay implements SessionHandle {
       case Ev.Statement:
         auditStatement(this.o, e[2], e[5] as Buffer, e[3]);
         // Told once per batch of events (the microtask runs after it), as relay.ts audits in line.
-        if (this.audited++ === 0) queueMicrotask(this.sayAudited);
+        this.pace.one();
         return;
       case Ev.Bytes:
         s.bytesIn = e[3];
@@ -143,6 +138,7 @@ export class NativeRelay implements SessionHandle {
   private ended(how: How, bytesIn: number, bytesOut: number, targetBusy: boolean, why: string | null): void {
     if (this.finished) return;
     this.finished = true;
+    this.pace.stop();
     const s = this.session;
     s.bytesIn = bytesIn;
     s.bytesOut = bytesOut;

@@ -355,6 +355,36 @@ export function nativeLoop(): Loaded {
  */
 export type TlsRecords = 'lean' | 'openssl';
 
+/**
+ * Tells the addon how many of a relay's statements were audited, once per batch of events (a
+ * microtask after it): the addon reads the relay's client only as fast as that, as the relays
+ * on Node's streams, which audit in line, do. `stop()` once the relay has ended.
+ */
+export class AuditPace {
+  private audited = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly loop: NativeLoop,
+    private readonly id: number,
+  ) {}
+
+  /** One statement went to the audit hook. */
+  one(): void {
+    if (this.audited++ === 0) queueMicrotask(this.say);
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private readonly say = (): void => {
+    const n = this.audited;
+    this.audited = 0;
+    if (!this.stopped) this.loop.addon.audited(this.id, n);
+  };
+}
+
 /** How long a relay's close waits for the addon's counts before the broker records what it has. */
 const COUNTS_WAIT_MS = 1_000;
 

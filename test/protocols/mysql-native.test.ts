@@ -152,6 +152,12 @@ async function endOf(id: string): Promise<{ endReason?: string; state?: string }
   return (await g.gw.store.getSession(id)) as never;
 }
 
+/** The statements audited since `from` are exactly `sqls` (they go up in batches, at most 2 ms late). */
+async function expectAudited(from: number, sqls: string[]): Promise<void> {
+  await eventually(async () => g.statements.length >= from + sqls.length, 2000, 'the audit');
+  expect(g.statements.slice(from).map((s) => s.sql)).toEqual(sqls);
+}
+
 const errOf = (p: Pkt | undefined): { errno: number; message: string } => {
   expect(p?.payload[0]).toBe(0xff);
   return decodeErr(p!.payload);
@@ -173,8 +179,7 @@ describe('the native MySQL relay: bytes behind the login', () => {
     expect(second[0]!.payload[0] === 0xff ? decodeErr(second[0]!.payload).message : 'a result').toBe('a result');
     expect(second.at(-1)!.payload[0]).toBe(0xfe);
     expect(g.adapter.stats.refusals).toBe(refusals);
-    await eventually(async () => g.statements.length >= audited + 2, 2000, 'the audit');
-    expect(g.statements.slice(audited).map((s) => s.sql)).toEqual(["select 'behind-login' as p", 'select 2 as two']);
+    await expectAudited(audited, ["select 'behind-login' as p", 'select 2 as two']);
     secure.end();
   });
 
@@ -228,8 +233,7 @@ describe('the native MySQL relay: framing across reads', () => {
     const p = await wire.next();
     expect(p?.seq).toBe(1);
     expect(errOf(p).message).toMatch(NOT_ALLOWED);
-    await eventually(async () => g.statements.length >= audited + 2, 2000, 'the audit');
-    expect(g.statements.slice(audited).map((s) => s.sql)).toEqual(['select 4 as four', 'KILL 999999']);
+    await expectAudited(audited, ['select 4 as four', 'KILL 999999']);
     secure.end();
   });
 
@@ -241,9 +245,7 @@ describe('the native MySQL relay: framing across reads', () => {
     const b = await wire.reply(false);
     expect(Buffer.concat(a.map((p) => p.payload)).toString('latin1')).toContain('held');
     expect(Buffer.concat(b.map((p) => p.payload)).toString('latin1')).toContain('behind');
-    // Statements go up in batches (at most 2 ms late): the audit may follow the reply.
-    await eventually(async () => g.statements.length >= audited + 2, 2000, 'the audit');
-    expect(g.statements.slice(audited).map((s) => s.sql)).toEqual(["/* who */ select 'held' as h", "select 'behind' as b"]);
+    await expectAudited(audited, ["/* who */ select 'held' as h", "select 'behind' as b"]);
     secure.end();
   });
 
@@ -323,8 +325,7 @@ describe('the native MySQL relay: LOCAL INFILE', () => {
     const p = await wire.next();
     expect(p?.seq).toBe(1);
     expect(errOf(p).message).toMatch(NOT_ALLOWED);
-    await eventually(async () => g.statements.length >= audited + 2, 2000, 'the audit');
-    expect(g.statements.slice(audited).map((s) => s.sql)).toEqual(["LOAD DATA LOCAL INFILE 'x.txt' INTO TABLE infile_t", 'KILL 999999']);
+    await expectAudited(audited, ["LOAD DATA LOCAL INFILE 'x.txt' INTO TABLE infile_t", 'KILL 999999']);
     secure.end();
   });
 });
