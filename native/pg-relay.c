@@ -1016,8 +1016,10 @@ static long frame(relay *r, int up, const uint8_t *p, size_t n, int stop, int32_
 #define MY_HEAD 24             /* bytes of a server packet the reply tracker reads */
 enum my_cmd { MY_QUIT = 0x01, MY_QUERY = 0x03, MY_FIELD_LIST = 0x04, MY_PROCESS_KILL = 0x0c, MY_CHANGE_USER = 0x11,
   MY_PREPARE = 0x16, MY_SEND_LONG_DATA = 0x18, MY_STMT_CLOSE = 0x19, MY_FETCH = 0x1c };
-/* A held command: none; its bytes being read; waiting for JavaScript's verdict; the rest of a refused one dropped. */
-enum my_hold { HOLD_NONE, HOLD_READING, HOLD_WAITING, HOLD_DROPPING };
+/* A held command: none; its bytes being read; waiting for JavaScript's verdict; the rest of a
+ * refused one dropped; its ERR waiting for the target to finish the replies it owes (the
+ * client's bytes behind it wait too, so every reply reaches the client in its command's order). */
+enum my_hold { HOLD_NONE, HOLD_READING, HOLD_WAITING, HOLD_DROPPING, HOLD_ANSWERING };
 /* The reply tracker's states (response.ts). */
 enum my_at { AT_IDLE, AT_UNKNOWN, AT_ONE, AT_FIRST, AT_INFILE, AT_COLUMNS, AT_EOF, AT_ROWS, AT_FIELD_LIST, AT_PREPARE, AT_DEFINITIONS };
 
@@ -1281,6 +1283,23 @@ static void my_answer(relay *r) {
   m->d_last_seq = seq;
 }
 
+/* The target owes nothing the gateway's answer could cut into: its reply to what went before is
+ * complete, or not followed (then a packet boundary is the best there is), or it waits for the
+ * client (LOCAL INFILE: waiting for the tracker would wait forever). */
+static int my_settled(my_state *m) {
+  return (m->at == AT_IDLE || m->at == AT_UNKNOWN || m->at == AT_INFILE) && my_down_boundary(m);
+}
+
+/* A refused command's ERR: now, or once the target has settled. */
+static void my_answer_when_settled(relay *r) {
+  my_state *m = r->my;
+  if (my_settled(m)) { m->hold = HOLD_NONE; my_answer(r); }
+  else m->hold = HOLD_ANSWERING;
+}
+
+/* Client input stops at a held command until JavaScript has judged it and its answer is out. */
+static int my_stopped(my_state *m) { return m->hold == HOLD_WAITING || m->hold == HOLD_ANSWERING; }
+
 /*
  * Walks the client's bytes (relay.ts's ClientFramer): passes on what may go, holds a command
  * that may be a KILL (its bytes, and what follows them, wait for JavaScript), and stops at a
@@ -1303,7 +1322,7 @@ static int my_up(relay *r, const uint8_t *in, size_t n, const char **why) {
   int rc = 0;
 #define MY_PASS(to) do { my_out(r, p + run, (to) - run); run = (to); } while (0)
   while (i < n) {
-    if (m->hold == HOLD_WAITING) break;
+    if (my_stopped(m)) break;
     if (m->u_left > 0) {
       size_t take = m->u_left < n - i ? m->u_left : n - i;
       if (m->hold == HOLD_READING) {
@@ -1320,7 +1339,7 @@ static int my_up(relay *r, const uint8_t *in, size_t n, const char **why) {
       i += take;
       if (m->hold == HOLD_DROPPING) {
         run = i;
-        if (m->u_left == 0 && !m->u_cont) { m->hold = HOLD_NONE; my_answer(r); }
+        if (m->u_left == 0 && !m->u_cont) my_answer_when_settled(r);
       } else if (m->hold == HOLD_READING) {
         run = i;
         if (m->u_left == 0 && !m->u_cont) my_held_ready(r, 1);
@@ -1346,7 +1365,7 @@ static int my_up(relay *r, const uint8_t *in, size_t n, const char **why) {
       /* A refused command's continuation: its header is dropped too. */
       MY_PASS(header);
       run = i;
-      if (len == 0 && !m->u_cont) { m->hold = HOLD_NONE; my_answer(r); }
+      if (len == 0 && !m->u_cont) my_answer_when_settled(r);
       continue;
     }
     if (!command || len == 0) continue;
@@ -1387,7 +1406,7 @@ static int my_up(relay *r, const uint8_t *in, size_t n, const char **why) {
   }
   if (rc == 0) {
     MY_PASS(i);
-    if (m->hold == HOLD_WAITING) my_stash(m, p + i, n - i);
+    if (my_stopped(m)) my_stash(m, p + i, n - i);
   }
 #undef MY_PASS
   free(joined);
@@ -1560,7 +1579,7 @@ static void queue_notices(relay *r) {
 
 /* The client is not read: a teardown, a refusal or a held command waits, or the audit is behind. */
 static int client_held(relay *r) {
-  return r->closing || r->broke || r->unaudited >= MAX_UNAUDITED || (r->my && r->my->hold == HOLD_WAITING);
+  return r->closing || r->broke || r->unaudited >= MAX_UNAUDITED || (r->my && my_stopped(r->my));
 }
 
 /* A refused client command (my_up): JavaScript audits it and answers with the ERR (a
@@ -1591,6 +1610,8 @@ static int my_pump(relay *r, int up, const uint8_t *p, size_t n) {
   r->bytes_out += n;
   return send_out(r->client, p, n) < 0 ? -2 : 0;
 }
+
+static void my_resume(relay *r);
 
 static int pump(ep *from) {
   relay *r = from->r;
@@ -1642,6 +1663,13 @@ static int pump(ep *from) {
     if (from->lean_wanted) try_lean(from);
     /* A lean leg opens the whole records it holds before it counts as a read of the socket. */
     if (!ep_more(from, n) || (!from->ssl && !lean_held(from) && ++reads >= PLAIN_READS)) break;
+  }
+  /* A refused command's ERR waited for the target's reply to what the client sent before it. */
+  if (!up && r->my && r->my->hold == HOLD_ANSWERING && !r->closing && !r->broke && my_settled(r->my)) {
+    r->my->hold = HOLD_NONE;
+    my_answer(r);
+    r->my->out_failed = 0;
+    my_resume(r);
   }
   return 0;
 }
@@ -2008,9 +2036,17 @@ static void my_verdict(ep *e, cmd *c) {
     m->answer = c->data;
     m->answer_len = c->len;
     c->data = NULL;
-    if (m->u_left == 0 && !m->u_cont) { m->hold = HOLD_NONE; my_answer(r); }
+    if (m->u_left == 0 && !m->u_cont) my_answer_when_settled(r);
     else m->hold = HOLD_DROPPING;
   }
+  my_resume(r);
+}
+
+/* The client's bytes read behind a held command are framed (unless its answer still waits),
+ * what the gateway answered goes out, and the client is read again. */
+static void my_resume(relay *r) {
+  my_state *m = r->my;
+  ep *e = r->client;
   uint8_t *rest = m->stash;
   size_t rest_len = m->stash_len;
   m->stash = NULL;

@@ -39,6 +39,11 @@ export interface FramerHooks {
   onCommand(cmd: number): void;
   /** A KILL arrived through the gateway. */
   onKill(kill: KillRequest | KillUnreadable): KillVerdict;
+  /**
+   * The target still owes (part of) a reply to what the client sent before: the gateway's own
+   * answer, and every byte the client sent behind it, waits for `settle`. Absent: never.
+   */
+  replyOwed?(): boolean;
 }
 
 /** Where the framer's output goes: bytes for the target, whole packets for the client. */
@@ -100,6 +105,8 @@ export class ClientFramer {
   /** A header (or a command's first byte) split across chunks, held back until it is whole. */
   private pending: Buffer | undefined;
   private held: Held | undefined;
+  /** A refused command's ERR waiting for `settle`, and the client's bytes read behind it. */
+  private answering: { packet: Buffer; seq: number; rest: Buffer[] } | undefined;
   private query: { kind: StatementEvent['kind']; parts: Buffer[]; have: number; want: number; skip: number; truncated: boolean } | undefined;
   lastSeq = 0;
   /** Set by the relay when the server (or the gateway in its place) sent anything since the client's last packet. */
@@ -125,6 +132,10 @@ export class ClientFramer {
    * instead, if any (what came before the refused packet has been passed on).
    */
   feed(chunk: Buffer, out: FramerOutput): MysqlRefusal | undefined {
+    if (this.answering) {
+      this.answering.rest.push(chunk);
+      return undefined;
+    }
     const data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = undefined;
     const n = data.length;
@@ -146,6 +157,7 @@ export class ClientFramer {
           i += take;
           run = i;
           this.decide(out);
+          if (this.answering) return this.stopAt(data, i);
         } else {
           i += take;
         }
@@ -174,6 +186,7 @@ export class ClientFramer {
         flush(headerAt);
         run = i;
         this.decide(out);
+        if (this.answering) return this.stopAt(data, i);
         continue;
       }
       if (!isCommand || len === 0) continue;
@@ -202,6 +215,27 @@ export class ClientFramer {
       }
     }
     flush(n);
+    return undefined;
+  }
+
+  /** Whether a refused command's ERR waits for the target (see FramerHooks.replyOwed). */
+  get waiting(): boolean {
+    return this.answering !== undefined;
+  }
+
+  /** The target has finished what it owed: the waiting ERR goes out, then the client's bytes behind it. */
+  settle(out: FramerOutput): MysqlRefusal | undefined {
+    const a = this.answering;
+    if (!a) return undefined;
+    this.answering = undefined;
+    this.serverSpoke = true;
+    out.client(a.packet, a.seq);
+    return a.rest.length ? this.feed(a.rest.length === 1 ? a.rest[0]! : Buffer.concat(a.rest), out) : undefined;
+  }
+
+  /** Input stops behind a refused command whose ERR waits: the rest of this chunk waits with it. */
+  private stopAt(data: Buffer, from: number): undefined {
+    if (from < data.length) this.answering!.rest.push(data.subarray(from));
     return undefined;
   }
 
@@ -245,8 +279,14 @@ export class ClientFramer {
       this.hooks.onCommand(verdict.forward[0]!);
       out.server(encodePacket(0, verdict.forward));
     } else {
+      const packet = encodePacket(h.seq + 1, verdict.answer);
+      const seq = (h.seq + 1) & 0xff;
+      if (this.hooks.replyOwed?.()) {
+        this.answering = { packet, seq, rest: [] };
+        return;
+      }
       this.serverSpoke = true;
-      out.client(encodePacket(h.seq + 1, verdict.answer), (h.seq + 1) & 0xff);
+      out.client(packet, seq);
     }
   }
 

@@ -64,6 +64,16 @@ export class ResponseTracker {
     return this.state.at === 'idle';
   }
 
+  /**
+   * Nothing the gateway's own answer could cut into: the reply is complete, or not followed
+   * (a packet boundary is then the best there is), or the target waits for the client (LOCAL
+   * INFILE: waiting for the reply's end would wait forever).
+   */
+  get settled(): boolean {
+    const at = this.state.at;
+    return at === 'idle' || at === 'unknown' || at === 'infile';
+  }
+
   /** A client command (sequence id 0) went to the target. */
   command(cmd: number): void {
     if (UNANSWERED_COMMANDS.has(cmd)) this.state = { at: 'idle' };

@@ -104,7 +104,6 @@ export class MysqlSession implements SessionHandle {
   /** How to log in to the target again, and which thread to end there, once live. */
   private target: { options: Omit<UpstreamOptions, 'database' | 'onReader' | 'onGreeting'>; thread: LiveThread } | undefined;
   /** Answers the gateway gives in the server's place, waiting for the server to be between packets. */
-  private answers: Array<{ packet: Buffer; seq: number }> = [];
   /** The live session's relay on the native data path. */
   private native: MysqlNativeRelay | undefined;
   /** When each step of the login ended (performance.now()), from accept: for the debug log's `login timings`. */
@@ -127,6 +126,7 @@ export class MysqlSession implements SessionHandle {
       onStatement: deps.onStatement ? (kind, sql, truncated) => this.audit(kind, sql, truncated) : undefined,
       onCommand: (cmd) => this.tracker?.command(cmd),
       onKill: (kill) => this.kill(kill),
+      replyOwed: () => this.tracker !== undefined && !(this.tracker.settled && this.sframer.atBoundary),
     });
   }
 
@@ -480,15 +480,19 @@ export class MysqlSession implements SessionHandle {
         s.bytesIn += bytes.length;
         if (!upstream.write(bytes)) client.pause();
       },
+      // The gateway's own answer (a refused KILL): the framer sends it only once the target has
+      // settled (replyOwed), so it never cuts into a reply and every reply keeps its command's order.
       client: (packet, seq) => {
-        this.answers.push({ packet, seq });
-        this.flushAnswers();
+        client.write(packet);
+        this.sframer.said(seq);
       },
     };
     const onClient = (chunk: Buffer): void => {
       if (this.isClosing()) return;
       const refusal = this.cframer.feed(chunk, out);
       if (refusal) this.refuseLive(refusal, s);
+      // Behind a refused command whose ERR waits for the target, the client is not read on.
+      else if (this.cframer.waiting) client.pause();
     };
     const onServer = (chunk: Buffer): void => {
       if (this.isClosing()) return;
@@ -496,12 +500,18 @@ export class MysqlSession implements SessionHandle {
       this.sframer.observe(chunk);
       this.cframer.serverSpoke = true;
       if (!client.write(chunk)) upstream.pause();
-      if (this.answers.length) this.flushAnswers();
+      if (this.cframer.waiting && this.tracker!.settled && this.sframer.atBoundary) {
+        const refusal = this.cframer.settle(out);
+        if (refusal) this.refuseLive(refusal, s);
+        else if (!this.cframer.waiting && !upstream.writableNeedDrain) client.resume();
+      }
     };
     client.on('data', onClient);
     upstream.on('data', onServer);
     client.on('drain', () => upstream.resume());
-    upstream.on('drain', () => client.resume());
+    upstream.on('drain', () => {
+      if (!this.cframer.waiting) client.resume();
+    });
     client.on('error', () => {});
     upstream.on('error', () => {});
     client.on('close', () => {
@@ -526,20 +536,6 @@ export class MysqlSession implements SessionHandle {
     if (fromClient.length) onClient(fromClient);
     client.resume();
     upstream.resume();
-  }
-
-  /**
-   * The gateway's own answers (a refused KILL) go out between server packets, never inside
-   * one. A client waits for each reply before its next command, so the reply before the KILL
-   * is complete by then.
-   */
-  private flushAnswers(): void {
-    if (!this.sframer.atBoundary) return;
-    for (const a of this.answers) {
-      this.client.write(a.packet);
-      this.sframer.said(a.seq);
-    }
-    this.answers = [];
   }
 
   private audit(kind: StatementEvent['kind'], sql: string, truncated: boolean): void {

@@ -257,6 +257,43 @@ describe('relay framers fuzz', () => {
     );
   });
 
+  it('a refused KILL whose reply is owed waits, with everything behind it, until the target settles: nothing overtakes it, however the stream is cut', () => {
+    const q = (sql: string): Buffer => encodePacket(0, Buffer.from(`\x03${sql}`, 'latin1'));
+    const cmds = [q('select 1'), q('KILL 5'), q('select 2'), q('KILL 6'), q('select 3')];
+    const expected = [cmds[0]!.toString('hex'), cmds[2]!.toString('hex'), cmds[4]!.toString('hex')].join('|');
+    fc.assert(
+      fc.property(chunked(Buffer.concat(cmds)), fc.array(fc.boolean(), { minLength: 12, maxLength: 12 }), (chunks, settleAfter) => {
+        // The target owes a reply from each command passed on until the test says it has settled.
+        let owed = false;
+        const log: string[] = [];
+        const f = new ClientFramer(1 << 20, 64, {
+          onStatement: undefined,
+          onCommand: () => void (owed = true),
+          onKill: () => ({ answer: Buffer.from([0xff, 0x46, 0x04]) }),
+          replyOwed: () => owed,
+        });
+        const out = { server: (b: Buffer) => log.push(b.toString('hex')), client: () => log.push('|') };
+        const settle = (): void => {
+          owed = false;
+          const before = log.length;
+          expect(f.settle(out)).toBeUndefined();
+          // The ERR goes first.
+          if (log.length > before) expect(log[before]).toBe('|');
+        };
+        chunks.forEach((c, k) => {
+          const waiting = f.waiting;
+          const before = log.length;
+          expect(f.feed(c, out)).toBeUndefined();
+          if (waiting) expect(log.length).toBe(before);
+          if (settleAfter[k]) settle();
+        });
+        while (f.waiting) settle();
+        expect(log.join('')).toBe(expected);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('LOAD DATA LOCAL INFILE packets whose sequence id wraps to 0 are data, not a new command', () => {
     const f = framer(1 << 20, 64, () => {});
     const query = encodePacket(0, Buffer.from("\x03load data local infile 'f' into table t"));

@@ -249,29 +249,46 @@ describe('the native MySQL relay: framing across reads', () => {
     secure.end();
   });
 
-  it('a KILL answer while the target streams a result set goes in between two packets: every row arrives, the ERR has sequence id 1', async () => {
+  it('a KILL sent while the target streams a result set is answered after that result: every row, its EOF, then the ERR with sequence id 1', async () => {
     const { secure, wire } = await rawLogin();
     secure.write(query("select repeat('y', 40000) as y, sleep(0.05) as s from seq_1_to_10"));
     // The first row is on its way: the KILL comes while the target is mid-result.
     const got: Pkt[] = [];
     while (!got.some((p) => p.payload.length > 30000)) got.push((await wire.next())!);
     secure.write(query('KILL 999999'));
-    let errs = 0;
-    let eofs = got.filter((p) => p.payload[0] === 0xfe && p.payload.length < 9).length;
-    while (eofs < 2 || errs < 1) {
+    for (;;) {
       const p = await wire.next(5000).catch(() => undefined);
       if (!p) throw new Error(`stalled after ${got.map((q) => `${q.seq}:${q.payload[0]}:${q.payload.length}`).join(' ')}`);
       got.push(p);
-      if (p.payload[0] === 0xff) {
-        errs++;
-        expect(p.seq).toBe(1);
-        expect(decodeErr(p.payload).message).toMatch(NOT_ALLOWED);
-      } else if (p.payload[0] === 0xfe && p.payload.length < 9) eofs++;
+      if (p.payload[0] === 0xff) break;
     }
+    const eofs = got.flatMap((p, at) => (p.payload[0] === 0xfe && p.payload.length < 9 ? [at] : []));
+    // Columns' EOF, ten rows, the rows' EOF, and only then the gateway's ERR.
+    expect(eofs).toHaveLength(2);
+    expect(eofs[1]).toBe(got.length - 2);
     expect(got.filter((p) => p.payload.length > 30000 && p.payload.length < 41000)).toHaveLength(10);
-    expect(errs).toBe(1);
+    const err = got.at(-1)!;
+    expect(err.seq).toBe(1);
+    expect(decodeErr(err.payload).message).toMatch(NOT_ALLOWED);
     secure.write(query('select 6 as six'));
     expect((await wire.reply(false)).at(-1)!.payload[0]).toBe(0xfe);
+    secure.end();
+  });
+
+  it('a query, a refused KILL and a query in one write are answered in that order: the result, the ERR, the result', async () => {
+    const { secure, wire } = await rawLogin();
+    const audited = g.statements.length;
+    secure.write(Buffer.concat([query("select 'first' as f, sleep(0.2) as s"), query('KILL 999999'), query("select 'third' as t")]));
+    const first = await wire.reply(false);
+    expect(first.at(-1)!.payload[0]).toBe(0xfe);
+    expect(Buffer.concat(first.map((p) => p.payload)).toString('latin1')).toContain('first');
+    const err = await wire.next();
+    expect(err!.seq).toBe(1);
+    expect(errOf(err).message).toMatch(NOT_ALLOWED);
+    const third = await wire.reply(false);
+    expect(third[0]!.seq).toBe(1);
+    expect(Buffer.concat(third.map((p) => p.payload)).toString('latin1')).toContain('third');
+    await expectAudited(audited, ["select 'first' as f, sleep(0.2) as s", 'KILL 999999', "select 'third' as t"]);
     secure.end();
   });
 });
