@@ -1042,9 +1042,11 @@ typedef struct my_state {
   uint32_t d_left; int d_cont;
   uint8_t head[MY_HEAD]; uint32_t head_have, head_want, first_len;
   uint8_t d_last_seq;
-  /* the reply tracker */
+  /* the reply tracker: the reply under way, and the commands (first bytes) a pipelining client
+   * sent behind its command, whose replies follow in order */
   int at; uint64_t at_left;
   int deprecate_eof, cache_metadata;
+  uint8_t *queue; uint32_t q_head, q_len, q_cap;
 } my_state;
 
 static relay *my_relay_new(uint32_t max_packet, int deprecate_eof, int cache_metadata, uint32_t hold_limit) {
@@ -1063,13 +1065,17 @@ static relay *my_relay_new(uint32_t max_packet, int deprecate_eof, int cache_met
 static void my_free(relay *r) {
   my_state *m = r->my;
   if (!m) return;
-  free(m->cap); free(m->held); free(m->answer); free(m->stash);
+  free(m->cap); free(m->held); free(m->answer); free(m->stash); free(m->queue);
   free(m);
   r->my = NULL;
 }
 
-/* A command went to the target: what its reply will look like. */
-static void my_command(my_state *m, uint8_t cmd) {
+/* Commands pipelined behind the one whose reply is under way, at most: past it the tracker
+ * gives up (AT_UNKNOWN: busy, and the gateway's answers go at a packet boundary). */
+#define MY_QUEUE_MAX 4096u
+
+/* The reply a command starts. */
+static void my_start(my_state *m, uint8_t cmd) {
   switch (cmd) {
     case MY_QUIT: case MY_STMT_CLOSE: case MY_SEND_LONG_DATA: m->at = AT_IDLE; return;
     case MY_QUERY: case 0x17 /* execute */: case 0x0a /* process info */: case 0xfa /* bulk execute */: m->at = AT_FIRST; return;
@@ -1080,6 +1086,34 @@ static void my_command(my_state *m, uint8_t cmd) {
     case MY_PREPARE: m->at = AT_PREPARE; return;
     default: m->at = AT_UNKNOWN; return;
   }
+}
+
+/* A reply ended: the next pipelined command's starts. */
+static void my_next(my_state *m) {
+  while (m->at == AT_IDLE && m->q_head < m->q_len) my_start(m, m->queue[m->q_head++]);
+  if (m->q_head == m->q_len) m->q_head = m->q_len = 0;
+}
+
+/* A command went to the target: its reply comes after those it was sent behind. Not followed
+ * (AT_UNKNOWN), a new command is taken to mean the reply before it ended, as relay.ts does. */
+static void my_command(my_state *m, uint8_t cmd) {
+  if (m->at == AT_UNKNOWN || (m->at == AT_IDLE && m->q_len == m->q_head)) {
+    m->q_head = m->q_len = 0;
+    my_start(m, cmd);
+    return;
+  }
+  if (m->q_len - m->q_head >= MY_QUEUE_MAX) { m->q_head = m->q_len = 0; m->at = AT_UNKNOWN; return; }
+  if (m->q_len == m->q_cap) {
+    if (m->q_head > 0) {
+      memmove(m->queue, m->queue + m->q_head, m->q_len - m->q_head);
+      m->q_len -= m->q_head;
+      m->q_head = 0;
+    } else {
+      m->q_cap = m->q_cap ? m->q_cap * 2 : 16;
+      m->queue = realloc(m->queue, m->q_cap);
+    }
+  }
+  m->queue[m->q_len++] = cmd;
 }
 
 /* A length-encoded integer at h[*i], within `n`; -1 when it is not there or not one. */
@@ -1111,8 +1145,8 @@ static int my_is_eof(my_state *m, const uint8_t *h, uint32_t n, uint32_t length)
   return n > 0 && h[0] == 0xfe && (m->deprecate_eof ? length < MY_PHYSICAL : length < 9);
 }
 
-/* One whole server packet, from its first bytes and its first physical length. */
-static void my_packet(my_state *m, const uint8_t *h, uint32_t n, uint32_t length) {
+/* One whole server packet, from its first bytes and its first physical length: the reply's next state. */
+static void my_step(my_state *m, const uint8_t *h, uint32_t n, uint32_t length) {
   int err = n > 0 && h[0] == 0xff && length >= 3 && n >= 3 && (h[1] | h[2] << 8) != 0xffff;
   int progress = n > 0 && h[0] == 0xff && !err;
   switch (m->at) {
@@ -1162,6 +1196,11 @@ static void my_packet(my_state *m, const uint8_t *h, uint32_t n, uint32_t length
       if (m->at_left > 1) m->at_left--; else m->at = AT_IDLE;
       return;
   }
+}
+
+static void my_packet(my_state *m, const uint8_t *h, uint32_t n, uint32_t length) {
+  my_step(m, h, n, length);
+  my_next(m);
 }
 
 static void my_packet_start(my_state *m, uint32_t len, uint8_t seq) {
@@ -1353,6 +1392,7 @@ static int my_up(relay *r, const uint8_t *in, size_t n, const char **why) {
     /* LOAD DATA LOCAL INFILE: the client's packets wrap from 255 to 0 with no reply between. */
     int command = !m->u_cont && seq == 0 && !(m->u_last_seq == 255 && !m->server_spoke);
     if (command && len > 0 && n - i < 5) { MY_PASS(i); memcpy(m->uh, p + i, n - i); m->uh_len = (int)(n - i); i = run = n; break; }
+    int after_whole = !m->u_cont;
     m->u_logical = m->u_cont ? m->u_logical + len : len;
     if (m->u_logical > m->max_packet) { MY_PASS(i); m->refuse_seq = (uint8_t)(seq + 1); *why = "too_large"; rc = -1; break; }
     m->u_cont = len == MY_PHYSICAL;
@@ -1368,6 +1408,8 @@ static int my_up(relay *r, const uint8_t *in, size_t n, const char **why) {
       if (len == 0 && !m->u_cont) my_answer_when_settled(r);
       continue;
     }
+    /* LOCAL INFILE: the client's empty packet ends the file; the target's OK or ERR comes next. */
+    if (len == 0 && after_whole && m->at == AT_INFILE) m->at = AT_FIRST;
     if (!command || len == 0) continue;
     uint8_t cmd = p[i];
     if (cmd == MY_CHANGE_USER) {
@@ -1621,7 +1663,7 @@ static int pump(ep *from) {
   while (pending_out(to) == 0 && !r->finished) {
     if (up && client_held(r)) return 0;
     int n = ep_read(from, readbuf, BUF);
-    if (n == 0) return 0;
+    if (n == 0) break;
     if (n < 0) return -1;
     int32_t bad = 0;
     if (!up && r->closing) {
@@ -1700,6 +1742,8 @@ static void update(ep *e) {
       ep *other = up ? r->target : r->client;
       int may_read = pending_out(other) == 0 && !(up && client_held(r));
       if (may_read || e->ssl_write_wants_read) ev |= EPOLLIN;
+      /* Not read while a refused command's answer waits, but its hanging up is seen. */
+      else if (up && r->my && r->my->hold == HOLD_ANSWERING) ev |= EPOLLRDHUP;
       if ((pending_out(e) && !e->ssl_write_wants_read) || e->ssl_read_wants_write) ev |= EPOLLOUT;
       break;
     }
@@ -1876,8 +1920,11 @@ static void on_ready(ep *e, uint32_t ev) {
         if (p == -2) { side_closed(r, other); return; }
       }
       /* Hung up or failed, with nothing more this side may read now (the other side is full,
-       * or a teardown stopped the client's input): reported at every wait, so it ends here. */
+       * or a teardown stopped the client's input): reported at every wait, so it ends here. A
+       * client whose refused command's answer waits for the target ends here too once it has
+       * shut down its side: waiting for the target would leave the session open until then. */
       if (ev & (EPOLLHUP | EPOLLERR)) { side_closed(r, e); return; }
+      if ((ev & EPOLLRDHUP) && up && r->my && r->my->hold == HOLD_ANSWERING) { side_closed(r, e); return; }
       update_relay(r);
       return;
     }

@@ -44,6 +44,8 @@ export interface FramerHooks {
    * answer, and every byte the client sent behind it, waits for `settle`. Absent: never.
    */
   replyOwed?(): boolean;
+  /** An empty packet that is not a command and ends no longer packet: the end of a LOCAL INFILE upload. */
+  onEmptyPacket?(): void;
 }
 
 /** Where the framer's output goes: bytes for the target, whole packets for the client. */
@@ -170,6 +172,7 @@ export class ClientFramer {
       // reply in between; a 0 right after 255 from the client is that, not a new command.
       const isCommand = !this.continued && seq === 0 && !(this.lastSeq === 255 && !this.serverSpoke);
       if (isCommand && len > 0 && n - i < 5) return this.wait(data, i, flush);
+      const afterWhole = !this.continued;
       this.logicalSize = this.continued ? this.logicalSize + len : len;
       if (this.logicalSize > this.maxPacket) {
         flush(i);
@@ -189,6 +192,7 @@ export class ClientFramer {
         if (this.answering) return this.stopAt(data, i);
         continue;
       }
+      if (len === 0 && afterWhole) this.hooks.onEmptyPacket?.();
       if (!isCommand || len === 0) continue;
       const cmd = data[i]!;
       this.commands++;

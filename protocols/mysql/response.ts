@@ -7,8 +7,9 @@
  * The tracker follows each reply from the heads of the server's packets (first bytes and
  * length) far enough to know when it is complete: OK / ERR, result sets with or without
  * EOF packets, multi-results, LOCAL INFILE, prepared statements and MariaDB's cached
- * metadata. Whatever it does not follow with certainty leaves it `busy`: a needless KILL is
- * cheap, a statement left running is not.
+ * metadata. Commands a client pipelines behind one still being answered queue up, their
+ * replies followed in turn. Whatever it does not follow with certainty leaves it `busy`: a
+ * needless KILL is cheap, a statement left running is not.
  */
 import {
   Cmd,
@@ -49,8 +50,13 @@ type State =
   /** A prepare reply's parameter and column definitions (and their EOFs) still to come. */
   | { at: 'definitions'; left: number };
 
+/** Commands pipelined behind the one whose reply is under way, at most: past it the tracker gives up (`unknown`). */
+const QUEUE_MAX = 4096;
+
 export class ResponseTracker {
   private state: State = { at: 'idle' };
+  /** Commands a pipelining client sent behind the one whose reply is under way: their replies follow in order. */
+  private queue: number[] = [];
 
   constructor(
     /** CLIENT_DEPRECATE_EOF: result sets end with an OK-shaped 0xfe packet and have no EOF after their columns. */
@@ -74,8 +80,28 @@ export class ResponseTracker {
     return at === 'idle' || at === 'unknown' || at === 'infile';
   }
 
-  /** A client command (sequence id 0) went to the target. */
+  /**
+   * A client command (sequence id 0) went to the target: its reply comes after those it was
+   * sent behind. Not followed (`unknown`), a new command is taken to mean the reply before it ended.
+   */
   command(cmd: number): void {
+    if (this.state.at === 'unknown' || (this.state.at === 'idle' && this.queue.length === 0)) {
+      this.queue = [];
+      this.start(cmd);
+    } else if (this.queue.length >= QUEUE_MAX) {
+      this.queue = [];
+      this.state = { at: 'unknown' };
+    } else {
+      this.queue.push(cmd);
+    }
+  }
+
+  /** LOCAL INFILE: the client's empty packet ended the file; the target's OK or ERR comes next. */
+  fileSent(): void {
+    if (this.state.at === 'infile') this.state = { at: 'first' };
+  }
+
+  private start(cmd: number): void {
     if (UNANSWERED_COMMANDS.has(cmd)) this.state = { at: 'idle' };
     else if (RESULT_COMMANDS.has(cmd)) this.state = { at: 'first' };
     else if (ONE_PACKET_COMMANDS.has(cmd)) this.state = { at: 'one' };
@@ -87,6 +113,12 @@ export class ResponseTracker {
 
   /** One whole server packet: its first bytes and its first physical length (0xffffff: it went on). */
   packet(head: Buffer, length: number): void {
+    this.step(head, length);
+    // A reply ended: the next pipelined command's starts.
+    while (this.state.at === 'idle' && this.queue.length > 0) this.start(this.queue.shift()!);
+  }
+
+  private step(head: Buffer, length: number): void {
     const s = this.state;
     const first = head[0];
     const isErr = first === Reply.Err && length >= 3 && head.length >= 3 && head.readUInt16LE(1) !== PROGRESS_REPORT_ERRNO;

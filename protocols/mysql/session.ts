@@ -127,6 +127,7 @@ export class MysqlSession implements SessionHandle {
       onCommand: (cmd) => this.tracker?.command(cmd),
       onKill: (kill) => this.kill(kill),
       replyOwed: () => this.tracker !== undefined && !(this.tracker.settled && this.sframer.atBoundary),
+      onEmptyPacket: () => this.tracker?.fileSent(),
     });
   }
 

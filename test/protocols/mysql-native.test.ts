@@ -477,3 +477,220 @@ describe('the native MySQL relay: the client TLS hand-over', () => {
     await corkedLogin(-1);
   });
 });
+
+describe('the native MySQL relay: a refused KILL whose ERR waits for the replies before it', () => {
+  const text = (ps: Pkt[]): string => Buffer.concat(ps.map((p) => p.payload)).toString('latin1');
+  const prepare = (sql: string): Buffer => encodePacket(0, Buffer.concat([Buffer.from([Cmd.StmtPrepare]), Buffer.from(sql)]));
+
+  it('two queries pipelined before a refused KILL: both results, then the ERR, then the query behind it', async () => {
+    const { secure, wire } = await rawLogin();
+    secure.write(Buffer.concat([query("select 'first' as f"), query("select 'second' as s, sleep(0.3) as z"), query('KILL 999999'), query("select 'fourth' as t")]));
+    const got: string[] = [];
+    for (let k = 0; k < 4; k++) {
+      const r = await wire.reply(false);
+      if (r[0]!.payload[0] === 0xff) {
+        expect(errOf(r[0]).message).toMatch(NOT_ALLOWED);
+        got.push(`ERR seq ${r[0]!.seq}`);
+      } else got.push(['first', 'second', 'fourth'].find((w) => text(r).includes(w)) ?? text(r));
+    }
+    expect(got).toEqual(['first', 'second', 'ERR seq 1', 'fourth']);
+    secure.end();
+  });
+
+  it('a multi-row INSERT and a COM_STMT_PREPARE pipelined before a refused KILL: the ERR still comes, and the session goes on', async () => {
+    const { secure, wire } = await rawLogin();
+    secure.write(Buffer.concat([query("insert into infile_t values ('a'), ('b')"), prepare('select ? as p'), query('KILL 999999')]));
+    const ok = await wire.next();
+    expect(ok!.payload[0]).toBe(0x00);
+    // The prepare's OK, its parameter definitions and their EOF, its column definitions and their EOF.
+    const prep = await wire.next();
+    expect(prep!.payload[0]).toBe(0x00);
+    const params = prep!.payload.readUInt16LE(7);
+    const columns = prep!.payload.readUInt16LE(5);
+    for (let k = 0; k < (params ? params + 1 : 0) + (columns ? columns + 1 : 0); k++) await wire.next();
+    const err = await wire.next(3000).catch((e: unknown) => e);
+    expect(err instanceof Error ? err.message : errOf(err as Pkt).message).toMatch(NOT_ALLOWED);
+    secure.write(query("select 'after' as a"));
+    expect(text(await wire.reply(false))).toContain('after');
+    secure.end();
+  });
+
+  it("LOCAL INFILE: the file's last packet and a refused KILL in one write: the LOAD's OK first, then the ERR", async () => {
+    const caps = BASE_CAPS | Cap.LOCAL_FILES;
+    // Each row takes the target 0.2 s: its OK comes well after the gateway's verdict on the KILL.
+    await g.superQuery('create table if not exists infile_slow (a text)');
+    await g.superQuery('create trigger if not exists infile_slow_t before insert on infile_slow for each row do sleep(0.2)');
+    const { secure, wire } = await rawLogin({ caps });
+    secure.write(query("LOAD DATA LOCAL INFILE 'y.txt' INTO TABLE infile_slow"));
+    const ask = await wire.next();
+    expect(ask!.payload[0]).toBe(0xfb);
+    secure.write(Buffer.concat([encodePacket(2, Buffer.from('row\n')), encodePacket(3, Buffer.alloc(0)), query('KILL 999999'), query("select 'after' as a")]));
+    const first = await wire.next();
+    const second = await wire.next();
+    expect([first!.payload[0], first!.seq, second!.payload[0], second!.seq]).toEqual([0x00, 4, 0xff, 1]);
+    expect(errOf(second).message).toMatch(NOT_ALLOWED);
+    expect(text(await wire.reply(false))).toContain('after');
+    secure.end();
+  });
+
+  it('several refused KILLs pipelined behind a query: the result, then each ERR with sequence id 1, then the query behind them', async () => {
+    const { secure, wire } = await rawLogin();
+    const audited = g.statements.length;
+    secure.write(Buffer.concat([query("select 'first' as f, sleep(0.2) as s"), query('KILL 999999'), query('KILL 999999'), query('KILL QUERY 999999'), query("select 'last' as l")]));
+    expect(text(await wire.reply(false))).toContain('first');
+    for (const re of [NOT_ALLOWED, NOT_ALLOWED, /^Gatehouse: KILL QUERY 999999 is not allowed/]) {
+      const p = await wire.next();
+      expect(p!.seq).toBe(1);
+      expect(errOf(p).message).toMatch(re);
+    }
+    expect(text(await wire.reply(false))).toContain('last');
+    await expectAudited(audited, ["select 'first' as f, sleep(0.2) as s", 'KILL 999999', 'KILL 999999', 'KILL QUERY 999999', "select 'last' as l"]);
+    secure.end();
+  });
+
+  it("a KILL of the client's own other session behind a waiting refused KILL goes to the target after the ERR: the result, the ERR, the target's OK, the result", async () => {
+    const b = await rawLogin();
+    b.secure.write(query('select connection_id() as id'));
+    const row = (await b.wire.reply(false)).at(-2)!;
+    const thread = Number(row.payload.subarray(1, 1 + row.payload[0]!).toString('latin1'));
+    expect(thread).toBeGreaterThan(0);
+    const { secure, wire } = await rawLogin();
+    secure.write(Buffer.concat([query("select 'first' as f, sleep(0.2) as s"), query('KILL 999999'), query(`KILL QUERY ${thread}`), query("select 'last' as l")]));
+    expect(text(await wire.reply(false))).toContain('first');
+    const err = await wire.next();
+    expect(err!.seq).toBe(1);
+    expect(errOf(err).message).toMatch(NOT_ALLOWED);
+    const ok = await wire.next();
+    expect([ok!.seq, ok!.payload[0]]).toEqual([1, 0x00]);
+    expect(text(await wire.reply(false))).toContain('last');
+    secure.end();
+    b.secure.end();
+  });
+
+  it('COM_CHANGE_USER behind a waiting refused KILL: the result, the KILL ERR, the refusal with sequence id 1, and the session ends; not a byte reaches the target', async () => {
+    const live = liveIds();
+    const { secure, wire } = await rawLogin();
+    const id = await newSession(live);
+    secure.write(Buffer.concat([query("select 'first' as f, sleep(0.2) as s"), query('KILL 999999'), encodePacket(0, Buffer.concat([Buffer.from([Cmd.ChangeUser]), Buffer.from('root\0\0')]))]));
+    expect(text(await wire.reply(false))).toContain('first');
+    const kill = await wire.next();
+    expect(kill!.seq).toBe(1);
+    expect(errOf(kill).message).toMatch(NOT_ALLOWED);
+    const p = await wire.next();
+    expect(errOf(p).message).toMatch(/COM_CHANGE_USER is not allowed through the gateway/);
+    expect(p!.seq).toBe(1);
+    expect(await wire.next()).toBeUndefined();
+    expect(await endOf(id)).toMatchObject({ endReason: 'error' });
+  });
+
+  it('an oversized packet behind a waiting refused KILL: the result, the KILL ERR, ERR 1153 with sequence id 1, and the session ends', async () => {
+    const live = liveIds();
+    const { secure, wire } = await rawLogin({ port: small.address.port });
+    const id = await newSession(live);
+    secure.write(Buffer.concat([query("select 'first' as f, sleep(0.2) as s"), query('KILL 999999'), Buffer.from([0xd0, 0x07, 0x00, 0x00, Cmd.Query]), Buffer.alloc(100, 0x20)]));
+    expect(text(await wire.reply(false))).toContain('first');
+    expect(errOf(await wire.next()).message).toMatch(NOT_ALLOWED);
+    const p = await wire.next();
+    expect(errOf(p).errno).toBe(1153);
+    expect(p!.seq).toBe(1);
+    expect(await wire.next()).toBeUndefined();
+    expect(await endOf(id)).toMatchObject({ endReason: 'error' });
+  });
+
+  it('a session ended while a refused KILL waits for a streaming result: the rows, then ERR 1927 after the last packet, and the session ends killed', async () => {
+    const before = liveIds();
+    const { secure, wire } = await rawLogin();
+    const id = await newSession(before);
+    secure.write(Buffer.concat([query("select repeat('x', 40000) as x, sleep(0.2) as s from seq_1_to_10"), query('KILL 999999'), query("select 'never' as n")]));
+    const seen: Pkt[] = [];
+    while (seen.filter((p) => p.payload.length > 30000).length < 2) seen.push((await wire.next())!);
+    expect(await g.gw.broker.kill(id, 'dave')).toBe(true);
+    const all = [...seen, ...(await wire.rest())];
+    const last = all.at(-1)!;
+    expect(errOf(last)).toMatchObject({ errno: 1927 });
+    expect(last.seq).toBe((all.at(-2)!.seq + 1) & 0xff);
+    expect(text(all)).not.toContain('never');
+    expect(await endOf(id)).toMatchObject({ endReason: 'killed' });
+  });
+
+  it('a session ended while a refused KILL waits for a statement that has not answered yet: ERR 1927 with sequence id 1, the session ends killed', async () => {
+    const before = liveIds();
+    const { secure, wire } = await rawLogin();
+    const id = await newSession(before);
+    const audited = g.statements.length;
+    secure.write(Buffer.concat([query('select sleep(5) as s'), query('KILL 999999')]));
+    // Both statements read (the KILL judged) before the session is ended.
+    await expectAudited(audited, ['select sleep(5) as s', 'KILL 999999']);
+    expect(await g.gw.broker.kill(id, 'dave')).toBe(true);
+    const rest = await wire.rest(3000);
+    expect(rest).toHaveLength(1);
+    expect(errOf(rest[0])).toMatchObject({ errno: 1927 });
+    expect(rest[0]!.seq).toBe(1);
+    expect(await endOf(id)).toMatchObject({ endReason: 'killed' });
+  });
+
+  it('a client that closes while its refused KILL waits for a long statement: the session ends client_closed without waiting for the statement', async () => {
+    const before = liveIds();
+    const { secure } = await rawLogin();
+    const id = await newSession(before);
+    const audited = g.statements.length;
+    secure.write(Buffer.concat([query('select sleep(4) as s'), query('KILL 999999')]));
+    await expectAudited(audited, ['select sleep(4) as s', 'KILL 999999']);
+    const t0 = performance.now();
+    secure.end();
+    await eventually(async () => (await g.gw.store.getSession(id))?.state === 'ended', 10_000, 'the session record to be ended');
+    // The statement runs 4 s on the target; the session ended when the client went.
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(await g.gw.store.getSession(id)).toMatchObject({ endReason: 'client_closed' });
+  });
+
+  async function backpressure(behindLogin: boolean): Promise<void> {
+    const first = Buffer.concat([query('select sleep(2) as s'), query('KILL 999999')]);
+    const audited = g.statements.length;
+    const { secure, wire } = behindLogin ? await rawLogin({ behind: first }) : await rawLogin();
+    if (!behindLogin) secure.write(first);
+    await expectAudited(audited, ['select sleep(2) as s', 'KILL 999999']);
+    // 32 MiB behind the waiting KILL: the gateway leaves them in the client's socket, it does not read them all.
+    const big = query(`select length('${'z'.repeat(4 << 20)}') as l`);
+    for (let k = 0; k < 8; k++) secure.write(big);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(secure.writableLength).toBeGreaterThan(8 << 20);
+    expect((await wire.reply(false)).at(-1)!.payload[0]).toBe(0xfe);
+    expect(errOf(await wire.next()).message).toMatch(NOT_ALLOWED);
+    for (let k = 0; k < 8; k++) expect(text(await wire.reply(false))).toContain(String(4 << 20));
+    secure.end();
+  }
+
+  it('the client is not read behind a refused KILL whose ERR waits (32 MiB stay in its socket)', async () => {
+    await backpressure(false);
+  });
+
+  it('the client is not read behind a refused KILL whose ERR waits, sent in the same write as the login', async () => {
+    await backpressure(true);
+  });
+
+  it('a plaintext target whose reply is one write of exactly one full read (17408 bytes): the ERR behind it still comes', async () => {
+    // The target leg in plaintext, and the target writes a reply under 32 KiB in one send().
+    const plainDoor = await myDoor({ relay: RELAY, upstreamTls: 'disable' });
+    const plain = await plainDoor.listen({
+      host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem },
+    });
+    await g.superQuery('set global net_buffer_length = 32768');
+    try {
+      const { secure, wire } = await rawLogin({ port: plain.address.port });
+      const sql = (n: number): string => `select sleep(0.05) as s, repeat('a', ${n}) as a`;
+      secure.write(query(sql(1000)));
+      const probe = await wire.reply(false);
+      const n = 16384 + 1024 - (probe.reduce((sum, p) => sum + 4 + p.payload.length, 0) - 1000);
+      secure.write(Buffer.concat([query(sql(n)), query('KILL 999999')]));
+      const r = await wire.reply(false);
+      expect(r.reduce((sum, p) => sum + 4 + p.payload.length, 0)).toBe(16384 + 1024);
+      const err = await wire.next(3000).catch((e: unknown) => e);
+      expect(err instanceof Error ? err.message : errOf(err as Pkt).message).toMatch(NOT_ALLOWED);
+      secure.end();
+    } finally {
+      await g.superQuery('set global net_buffer_length = 16384');
+      await plain.close();
+    }
+  });
+});

@@ -56,7 +56,43 @@ describe('ResponseTracker', () => {
     expect(replay(t, Cmd.Query, [count(2), columnDef(), columnDef(), eof(), textRow(), emptyFirstRow(), eof()])).toEqual([false, false, false, false, false, false, true]);
     // Rows still to come after a statement that computes silently: busy.
     expect(replay(t, Cmd.Query, [count(1), columnDef(), eof()])).toEqual([false, false, false]);
-    expect(replay(t, Cmd.Query, [count(1), columnDef(), eof(SERVER_MORE_RESULTS_EXISTS), eof(SERVER_MORE_RESULTS_EXISTS), ok()])).toEqual([false, false, false, false, true]);
+    expect(replay(new ResponseTracker(false, false), Cmd.Query, [count(1), columnDef(), eof(SERVER_MORE_RESULTS_EXISTS), eof(SERVER_MORE_RESULTS_EXISTS), ok()])).toEqual([false, false, false, false, true]);
+  });
+
+  it('follows the replies of pipelined commands in order: idle only after the last one, settled only then', () => {
+    const t = new ResponseTracker(true, false);
+    const f = new ServerFramer(t);
+    // A multi-row INSERT (its OK's info text would read as a prepare reply's counts), a prepare
+    // with one parameter and one column, and a query, sent before any reply.
+    t.command(Cmd.Query);
+    t.command(Cmd.StmtPrepare);
+    t.command(Cmd.Query);
+    const info = Buffer.concat([ok(), Buffer.from('Records: 2  Duplicates: 0  Warnings: 0')]);
+    const replies = [info, prepareOk(1, 1), columnDef(), columnDef(), count(1), columnDef(), textRow(), okEof()];
+    const seen = replies.map((p, i) => {
+      f.observe(encodePacket(i + 1, p));
+      return [t.idle, t.settled];
+    });
+    expect(seen).toEqual([...replies.slice(1).map(() => [false, false]), [true, true]]);
+    // COM_BINLOG_DUMP's reply is not followed; a new command is taken to end it (nothing queues behind it).
+    t.command(0x12);
+    expect([t.idle, t.settled]).toEqual([false, true]);
+    t.command(Cmd.Ping);
+    expect([t.idle, t.settled]).toEqual([false, false]);
+    f.observe(encodePacket(1, ok()));
+    expect([t.idle, t.settled]).toEqual([true, true]);
+  });
+
+  it('LOCAL INFILE: settled while the target waits for the file, busy from the file\'s empty last packet until the OK', () => {
+    const t = new ResponseTracker(true, false);
+    const f = new ServerFramer(t);
+    t.command(Cmd.Query);
+    f.observe(encodePacket(1, Buffer.from("\xfbdata.csv", 'latin1')));
+    expect([t.idle, t.settled]).toEqual([false, true]);
+    t.fileSent();
+    expect([t.idle, t.settled]).toEqual([false, false]);
+    f.observe(encodePacket(4, ok()));
+    expect([t.idle, t.settled]).toEqual([true, true]);
   });
 
   it('follows result sets ended by an OK under DEPRECATE_EOF; a row that starts like an OK or an EOF is still a row', () => {
