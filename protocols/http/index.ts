@@ -67,7 +67,10 @@ export class HttpAdapter implements ProtocolAdapter {
       idleTimeoutMs: this.opts.idleTimeoutMs,
     });
     const client = (req: IncomingMessage): string => clientAddress(req.socket as never);
+    // Connections taken over maxConnections: their requests are answered 503 (the listener's headroom).
+    const overLimit = new WeakSet<object>();
     const server = createServer({ maxHeaderSize: this.opts.maxHeaderBytes, requireHostHeader: true, insecureHTTPParser: false, joinDuplicateHeaders: false }, (req, res) => {
+      if (overLimit.has(req.socket)) return door.overLimit(res, client(req));
       door.request(req, res, client(req)).catch((err: unknown) => {
         log.error({ err }, 'http request failed');
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
@@ -80,7 +83,10 @@ export class HttpAdapter implements ProtocolAdapter {
     server.headersTimeout = 20_000;
     server.requestTimeout = 0;
     server.keepAliveTimeout = 30_000;
-    server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => door.upgrade(req, socket, head, client(req)));
+    server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
+      if (overLimit.has(req.socket)) return door.overLimitUpgrade(socket, client(req));
+      door.upgrade(req, socket, head, client(req));
+    });
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       port.refused(clientAddress(socket as never), refusals.protocolError(`malformed HTTP request (${err.code ?? err.message})`), err.code ?? 'clientError');
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n\r\nGatehouse: malformed request (400).\r\n\r\n');
@@ -93,6 +99,7 @@ export class HttpAdapter implements ProtocolAdapter {
       // HTTP connections are not sessions: the server's own timeouts govern them from here.
       conn.established();
       const tls = new TLSSocket(conn.socket, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] });
+      if (conn.overLimit) overLimit.add(tls);
       tls.on('error', () => conn.socket.destroy());
       server.emit('connection', tls);
     }, { maxConnections: this.opts.maxConnections, handshakeTimeoutMs: 30_000 });

@@ -120,6 +120,21 @@ export class HttpDoor {
   // ------------------------------------------------------------------------------------
   // Requests
 
+  /** A connection over the listener's limit: every request on it gets 503 and the connection closes. */
+  overLimit(res: ServerResponse, client: string): void {
+    const r = refusals.tooManyConnections();
+    this.ctx.port.refused(client, r, 'over maxConnections');
+    res.shouldKeepAlive = false;
+    this.page(res, 503, 'Too many connections', r, { connection: 'close', 'retry-after': '1' });
+  }
+
+  /** The same for a WebSocket upgrade. */
+  overLimitUpgrade(socket: Duplex, client: string): void {
+    socket.on('error', () => {});
+    this.ctx.port.refused(client, refusals.tooManyConnections(), 'over maxConnections');
+    socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
+  }
+
   async request(req: IncomingMessage, res: ServerResponse, client: string): Promise<void> {
     const problem = framingProblem(req, this.ctx.maxHeaders);
     if (problem) return this.badRequest(res, client, problem);

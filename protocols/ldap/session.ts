@@ -214,6 +214,7 @@ export class LdapConnection {
       } catch (e) {
         return this.protocolViolation(e);
       }
+      if (this.conn.overLimit) return this.refuseOverLimit(env);
       let step: Promise<void> | undefined;
       try {
         step = this.handle_(frame, env);
@@ -638,6 +639,18 @@ export class LdapConnection {
     // The directory is told too, so it abandons whatever the session still had running.
     this.dropUpstream(unbindRequest(MAX_MESSAGE_ID));
     this.disconnect(ResultCode.unavailable, message);
+  }
+
+  /**
+   * A connection over the listener's limit: its first request is answered `busy` (where it has
+   * an answer), then a Notice of Disconnection says the same and the connection closes.
+   */
+  private refuseOverLimit(env: Envelope): void {
+    const r = refusals.tooManyConnections();
+    this.ctx.port.refused(this.conn.client, r, 'over maxConnections');
+    const responseOp = RESPONSE_OF[env.op];
+    if (responseOp !== undefined) this.reply(resultMessage(env.id, responseOp, RESULT_CODE_OF[r.code], diagnostic(r)));
+    this.disconnect(RESULT_CODE_OF[r.code], diagnostic(r));
   }
 
   /** Notice of Disconnection, then close; nothing is written after it. */

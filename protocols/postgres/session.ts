@@ -238,6 +238,9 @@ export class PgConnection {
   /** The startup parameters, then the password: a launch ticket or the user's gateway password. */
   private async signIn(): Promise<void> {
     const packet = this.startup!;
+    // Over the listener's limit: said here, after TLS, where psql shows it (libpq reports an
+    // error answer to an SSLRequest without its text); a CancelRequest is still served.
+    if (this.conn.overLimit) throw this.doorRefusal(refusals.tooManyConnections(), 'over maxConnections');
     if (!this.encrypted && !this.ctx.allowPlaintext) throw this.doorRefusal(refusals.tlsRequired(TLS_HINT), 'plaintext startup');
     const unsupported = [...packet.params.keys()].filter((k) => k.startsWith('_pq_.'));
     if (packet.minor > 0 || unsupported.length) this.stream.write(negotiateProtocolVersion(0, unsupported));

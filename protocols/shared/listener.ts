@@ -14,7 +14,11 @@ import type { Logger } from '../../src/core/log.js';
 import { isLoopback } from '../../src/core/net.js';
 
 export interface TcpOptions {
-  /** Simultaneous client connections, logged in or not. */
+  /**
+   * Simultaneous client connections, logged in or not. Past it, up to BUSY_HEADROOM more are
+   * taken in at a time only to be refused on the door's own wire (`DoorConnection.overLimit`);
+   * past those, a new connection is closed at once.
+   */
   maxConnections: number;
   /** From accept to `established()`; then the handler's own timeout is called (default: destroy). */
   handshakeTimeoutMs: number;
@@ -25,6 +29,12 @@ export interface DoorConnection {
   readonly socket: Socket;
   /** `ip:port` (IPv6 as `[ip]:port`), for refusals and the audit. */
   readonly client: string;
+  /**
+   * The listener is at `maxConnections`: the door refuses this connection with
+   * `too_many_connections` at the first point its protocol can say so (audited like any other
+   * refusal), and never signs anyone in on it.
+   */
+  readonly overLimit: boolean;
   /** The login is done: the handshake timer stops, and closing the listener no longer ends it. */
   established(): void;
   /** What to do when the handshake timer fires instead of a bare destroy (e.g. send an error first). */
@@ -40,6 +50,9 @@ export interface DoorConnection {
 export type DoorHandler = (conn: DoorConnection) => Promise<void> | void;
 
 const noop = (): void => undefined;
+
+/** Connections over `maxConnections` refused on the door's wire at once, at most (per listener or data-path worker). */
+export const BUSY_HEADROOM = 32;
 
 /** `ip:port` of a socket's peer. */
 export function clientAddress(socket: Socket): string {
@@ -60,6 +73,8 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
   // In a data-path worker, handed connections in turn, the limit is this worker's share.
   const limit = config.dataPath ? Math.ceil(opts.maxConnections / config.dataPath.count) : opts.maxConnections;
   let held = 0;
+  // Over the limit and being refused on the door's wire.
+  let refusing = 0;
   // Its own scope: a kept release holds no socket.
   const hold = (): (() => void) => {
     held++;
@@ -70,9 +85,24 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
       held--;
     };
   };
+  const refuse = (): (() => void) => {
+    refusing++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      refusing--;
+    };
+  };
+  let dropped = 0;
   const onConnection = (socket: Socket): void => {
-    if (held >= limit) return void socket.destroy();
-    const release = hold();
+    const overLimit = held >= limit;
+    if (overLimit && refusing >= BUSY_HEADROOM) {
+      // Even a refusal costs a handshake on some doors: past the headroom, a bare close.
+      if (dropped++ % 1000 === 0) log.warn({ client: clientAddress(socket), maxConnections: opts.maxConnections, dropped }, `${name}: over maxConnections, and ${BUSY_HEADROOM} refusals under way: connection closed unanswered`);
+      return void socket.destroy();
+    }
+    const release = overLimit ? refuse() : hold();
     let kept = false;
     socket.once('close', () => {
       if (!kept) release();
@@ -93,6 +123,7 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
     const conn: DoorConnection = {
       socket,
       client: clientAddress(socket),
+      overLimit,
       established: done,
       onHandshakeTimeout: (fn) => (onTimeout = fn),
       keep: () => {
@@ -128,8 +159,9 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
   }
   const server = createServer({ noDelay: true }, onConnection);
   // Node's own check refuses before a socket object exists; it counts sockets only, so `held`
-  // (which counts kept connections too) is checked as well.
-  server.maxConnections = opts.maxConnections;
+  // (which counts kept connections too) is checked as well. The headroom lets the doors refuse
+  // the connections over the limit on their own wire.
+  server.maxConnections = opts.maxConnections + BUSY_HEADROOM;
   server.on('error', (err) => log.error({ err }, `${name} listener error`));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -127,6 +127,8 @@ export class SshSession implements SessionHandle {
   // ---- authentication ------------------------------------------------------------------
 
   private async onAuth(ctx: AuthContext): Promise<void> {
+    // Over the listener's limit: refused at the first attempt, where OpenSSH shows the banner.
+    if (this.door.overLimit) return this.refuseByDoor(refusals.tooManyConnections(), 'over maxConnections');
     if (!this.authStarted) {
       this.authStarted = true;
       clearTimeout(this.loginTimer);

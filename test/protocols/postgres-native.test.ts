@@ -269,7 +269,7 @@ describe('the native PostgreSQL data path', () => {
     await endpointsBecome(0);
   });
 
-  it("counts a live session against maxConnections after Node's socket for it went: one over the limit is closed unanswered, and one more is taken once a session ends", async () => {
+  it("counts a live session against maxConnections after Node's socket for it went: one over the limit is refused with 53300 after its startup, and one more is taken once a session ends", async () => {
     await quiet();
     const small = new PostgresAdapter({ relay: 'native', upstreamCa: { '*': readFileSync(target.ca, 'utf8') }, maxConnections: 2 });
     const l = await small.listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem } });
@@ -280,13 +280,14 @@ describe('the native PostgreSQL data path', () => {
       expect(liveSessions()).toBe(2);
       expect(loop.endpoints).toBe(4);
 
-      const over = netConnect({ host: '127.0.0.1', port: l.address.port });
-      over.on('error', () => undefined);
-      let answered = 0;
-      over.on('data', (d: Buffer) => (answered += d.length));
-      over.write(sslRequest());
-      await new Promise((r) => over.once('close', r));
-      expect(answered).toBe(0);
+      const over = await RawClient.connect({ port: l.address.port });
+      await over.handshake();
+      over.startup();
+      await over.next('E');
+      expect(over.error()).toMatchObject({ S: 'FATAL', C: '53300', M: 'Gatehouse: the gateway has too many connections; try again shortly.' });
+      await over.whenClosed;
+      // Refused before any password was asked for.
+      expect(over.msgs.map(typeOf)).toEqual(['E']);
       expect(liveSessions()).toBe(2);
 
       a.tls.end(message(0x58));
