@@ -31,6 +31,12 @@ export interface ClientAuthOptions {
   rsa: { privateKey: KeyObject; publicKeyPem: string };
   /** The native data path (shared/native.ts) with the door's TLS context: the addon runs the client's TLS. */
   native?: { loop: NativeLoop; context: object };
+  /**
+   * The listener is over maxConnections: refused (ER_CON_COUNT_ERROR) once the client's
+   * handshake response is in, after TLS, where the client can trust the error (MariaDB's
+   * client calls an ERR before TLS unverifiable); never signed in.
+   */
+  overLimit?: boolean;
 }
 
 export interface ClientLogin {
@@ -56,8 +62,9 @@ const cannotAuthenticate = (plugin: string): Refusal =>
 
 /** A refusal to send the client before closing; thrown by the handshake. */
 export class ClientRefused extends Error {
-  constructor(readonly refusal: Refusal) {
-    super(refusal.message);
+  /** `why`: the audit row's detail (default: the refusal's sentence). */
+  constructor(readonly refusal: Refusal, why?: string) {
+    super(why ?? refusal.message);
     this.name = 'ClientRefused';
   }
 }
@@ -94,6 +101,7 @@ export async function acceptClient(socket: Socket, opts: ClientAuthOptions, onRe
   } else if (!opts.allowPlaintext) {
     throw new ClientRefused(refusals.tlsRequired(TLS_HOW));
   }
+  if (opts.overLimit) throw new ClientRefused(refusals.tooManyConnections(), 'over maxConnections');
   const password = await authenticate(reader, first, scramble, tls, opts);
   const login: ClientLogin = {
     reader, tls, login: first.user, password,

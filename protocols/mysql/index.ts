@@ -15,7 +15,7 @@ import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.j
 import { TargetProfiles, type TargetProfile } from './profile.js';
 import { MysqlProvisioner } from './provision.js';
 import type { StatementEvent } from './relay.js';
-import { MysqlSession, refuseOverLimit, type AdapterStats, type SessionDeps } from './session.js';
+import { MysqlSession, type AdapterStats, type SessionDeps } from './session.js';
 import { ThreadRegistry, type ThreadChange } from './threads.js';
 import { serverTlsOptions, SERVER_TLS12_CIPHERS, SERVER_TLS13_SUITES } from '../shared/server-tls.js';
 import { loopFor, nativeLoop, relayChoice, tlsRecordsChoice, type RelayChoice, type TlsRecords } from '../shared/native.js';
@@ -138,7 +138,6 @@ export class MysqlAdapter implements ProtocolAdapter {
     }
     if (allowPlaintext) log.info('mysql: plaintext client connections are allowed (loopback listener)');
     return serveTcp(config, log, 'mysql', (conn) => {
-      if (conn.overLimit) return refuseOverLimit(conn, deps.port);
       this.stats.connections++;
       const id = this.threads.allocate();
       return new MysqlSession(conn, id, this.profiles.greeting(), deps).run();

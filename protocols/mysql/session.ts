@@ -82,28 +82,6 @@ const RELAYED_TARGET_ERRORS = new Set([
 ]);
 /** A client that does not read its goodbye is cut off after this long. */
 const GOODBYE_GRACE_MS = 1000;
-
-/** The last packet to a client, then our FIN; the client gets GOODBYE_GRACE_MS to read it. */
-function sayLast(c: Duplex, packet: Buffer): void {
-  if (c.destroyed) return;
-  const t = setTimeout(() => c.destroy(), GOODBYE_GRACE_MS);
-  t.unref();
-  c.once('close', () => clearTimeout(t));
-  c.on('error', () => {});
-  c.end(packet);
-  // Keep reading (and dropping) so unread input does not turn our FIN into a reset.
-  c.resume();
-}
-
-/**
- * A connection over the listener's limit: refused in the greeting's place, as the server itself
- * does (ER_CON_COUNT_ERROR, sequence id 0), and audited.
- */
-export function refuseOverLimit(conn: DoorConnection, port: GatewayPort): void {
-  const refusal = new MysqlRefusal(refusals.tooManyConnections());
-  port.refused(conn.client, refusal.refusal, 'over maxConnections');
-  sayLast(conn.socket, encodePacket(0, refusal.packet()));
-}
 /** A target that does not close its side after our FIN (a statement still running) is cut off after this long. */
 const UPSTREAM_CLOSE_GRACE_MS = 10_000;
 const COM_QUIT = encodePacket(0, Buffer.from([Cmd.Quit]));
@@ -157,7 +135,7 @@ export class MysqlSession implements SessionHandle {
   async run(): Promise<void> {
     this.conn.onHandshakeTimeout(() => this.handshakeTimedOut());
     try {
-      const login = await acceptClient(this.conn.socket, { ...this.deps.auth, connectionId: this.connectionId, greeting: this.greeting }, (r) => {
+      const login = await acceptClient(this.conn.socket, { ...this.deps.auth, connectionId: this.connectionId, greeting: this.greeting, overLimit: this.conn.overLimit }, (r) => {
         this.clientReader = r;
         this.client = r.stream;
       });
@@ -600,7 +578,15 @@ export class MysqlSession implements SessionHandle {
   }
 
   private goodbye(packet: Buffer): void {
-    sayLast(this.client, packet);
+    const c = this.client;
+    if (c.destroyed) return;
+    const t = setTimeout(() => c.destroy(), GOODBYE_GRACE_MS);
+    t.unref();
+    c.once('close', () => clearTimeout(t));
+    c.on('error', () => {});
+    c.end(packet);
+    // Keep reading (and dropping) so unread input does not turn our FIN into a reset.
+    c.resume();
   }
 
   private refusalFor(err: unknown): MysqlRefusal {
