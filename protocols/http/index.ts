@@ -69,8 +69,15 @@ export class HttpAdapter implements ProtocolAdapter {
     const client = (req: IncomingMessage): string => clientAddress(req.socket as never);
     // Connections taken over maxConnections: their requests are answered 503 (the listener's headroom).
     const overLimit = new WeakSet<object>();
+    // Those answered already: a request pipelined behind the 503 is never answered (the
+    // connection closes after it), so it is not audited either.
+    const refused = new WeakSet<object>();
     const server = createServer({ maxHeaderSize: this.opts.maxHeaderBytes, requireHostHeader: true, insecureHTTPParser: false, joinDuplicateHeaders: false }, (req, res) => {
-      if (overLimit.has(req.socket)) return door.overLimit(res, client(req));
+      if (overLimit.has(req.socket)) {
+        if (refused.has(req.socket)) return;
+        refused.add(req.socket);
+        return door.overLimit(res, client(req));
+      }
       door.request(req, res, client(req)).catch((err: unknown) => {
         log.error({ err }, 'http request failed');
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
