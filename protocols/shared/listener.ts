@@ -95,11 +95,14 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
     };
   };
   let dropped = 0;
+  const drop = (client: string): void => {
+    if (dropped++ % 1000 === 0) log.warn({ client, maxConnections: opts.maxConnections, dropped }, `${name}: over maxConnections, and ${BUSY_HEADROOM} refusals under way: connection closed unanswered`);
+  };
   const onConnection = (socket: Socket): void => {
     const overLimit = held >= limit;
     if (overLimit && refusing >= BUSY_HEADROOM) {
       // Even a refusal costs a handshake on some doors: past the headroom, a bare close.
-      if (dropped++ % 1000 === 0) log.warn({ client: clientAddress(socket), maxConnections: opts.maxConnections, dropped }, `${name}: over maxConnections, and ${BUSY_HEADROOM} refusals under way: connection closed unanswered`);
+      drop(clientAddress(socket));
       return void socket.destroy();
     }
     const release = overLimit ? refuse() : hold();
@@ -162,6 +165,8 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
   // (which counts kept connections too) is checked as well. The headroom lets the doors refuse
   // the connections over the limit on their own wire.
   server.maxConnections = opts.maxConnections + BUSY_HEADROOM;
+  // Node closes those past its own count before a socket exists; they are counted alike.
+  server.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) => drop(`${d?.remoteAddress ?? '?'}:${d?.remotePort ?? 0}`));
   server.on('error', (err) => log.error({ err }, `${name} listener error`));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
