@@ -24,6 +24,10 @@ export interface HttpAdapterOptions {
   publicPort?: number;
   /** A browser session unused this long ends (default 30 min). */
   idleTimeoutMs?: number;
+  /** From accept to a connection's first whole request head: TLS and the head (default 30 s). */
+  handshakeTimeoutMs?: number;
+  /** Each later request head on a kept-alive connection, from its first byte (default 20 s). */
+  headersTimeoutMs?: number;
 }
 
 const LOGIN_EXAMPLE = DOORS.find((d) => d.name === 'http')!.loginExample;
@@ -46,6 +50,8 @@ export class HttpAdapter implements ProtocolAdapter {
       upstreamTimeoutMs: positive('upstreamTimeoutMs', options.upstreamTimeoutMs, 30_000),
       assertionTtlMs: positive('assertionTtlMs', options.assertionTtlMs, 60_000),
       idleTimeoutMs: positive('idleTimeoutMs', options.idleTimeoutMs, 30 * 60_000),
+      handshakeTimeoutMs: positive('handshakeTimeoutMs', options.handshakeTimeoutMs, 30_000),
+      headersTimeoutMs: positive('headersTimeoutMs', options.headersTimeoutMs, 20_000),
     };
   }
 
@@ -72,7 +78,20 @@ export class HttpAdapter implements ProtocolAdapter {
     // Those answered already: a request pipelined behind the 503 is never answered (the
     // connection closes after it), so it is not audited either.
     const refused = new WeakSet<object>();
-    const server = createServer({ maxHeaderSize: this.opts.maxHeaderBytes, requireHostHeader: true, insecureHTTPParser: false, joinDuplicateHeaders: false }, (req, res) => {
+    // Until its first request head is whole, a connection is timed by the listener
+    // (handshakeTimeoutMs: TLS and the head); after that, by the server's keep-alive and
+    // header timeouts. An over-limit one stays on the listener's timer until it closes.
+    const pending = new WeakMap<object, () => void>();
+    const arrived = (req: IncomingMessage): void => {
+      const established = pending.get(req.socket);
+      pending.delete(req.socket);
+      established?.();
+    };
+    const server = createServer({
+      maxHeaderSize: this.opts.maxHeaderBytes, requireHostHeader: true, insecureHTTPParser: false, joinDuplicateHeaders: false,
+      connectionsCheckingInterval: Math.min(5_000, this.opts.headersTimeoutMs),
+    }, (req, res) => {
+      if (!overLimit.has(req.socket)) arrived(req);
       if (overLimit.has(req.socket)) {
         if (refused.has(req.socket)) return;
         refused.add(req.socket);
@@ -87,34 +106,50 @@ export class HttpAdapter implements ProtocolAdapter {
     // Node keeps at most this many headers and still frames the body with the rest: the door
     // refuses a request that reaches it (codec.ts), so the parser must count one more.
     server.maxHeadersCount = this.opts.maxHeaders;
-    server.headersTimeout = 20_000;
+    server.headersTimeout = this.opts.headersTimeoutMs;
     server.requestTimeout = 0;
     server.keepAliveTimeout = 30_000;
+    // Node checks headersTimeout (a later head sent slowly) from 'listening' on; this server is
+    // never listen()ed (serveTcp hands it the connections), so the check is started here.
+    server.emit('listening');
     server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
       if (overLimit.has(req.socket)) return door.overLimitUpgrade(socket, client(req));
+      arrived(req);
       door.upgrade(req, socket, head, client(req));
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        port.refused(clientAddress(socket as never), refusals.handshakeTimeout(), `a request head not whole within ${this.opts.headersTimeoutMs} ms`);
+        if (socket.writable) socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n\r\nGatehouse: request head too slow.\r\n\r\n');
+        else socket.destroy();
+        return;
+      }
       port.refused(clientAddress(socket as never), refusals.protocolError(`malformed HTTP request (${err.code ?? err.message})`), err.code ?? 'clientError');
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n\r\nGatehouse: malformed request (400).\r\n\r\n');
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 39\r\n\r\nGatehouse: malformed request (400).\r\n\r\n');
       else socket.destroy();
     });
     const secureContext = createSecureContext({ cert: config.tls.cert, key: config.tls.key, minVersion: 'TLSv1.2' });
     // Always HTTPS, even where plaintext is allowed on loopback: the app origins, the enter
     // links and the Secure session cookie all say https.
     const listener = await serveTcp(config, log, 'http', (conn) => {
-      // HTTP connections are not sessions: the server's own timeouts govern them from here.
-      conn.established();
       const tls = new TLSSocket(conn.socket, { isServer: true, secureContext, ALPNProtocols: ['http/1.1'] });
       if (conn.overLimit) overLimit.add(tls);
+      else pending.set(tls, () => conn.established());
+      conn.onHandshakeTimeout(() => {
+        port.refused(conn.client, refusals.handshakeTimeout(), `no whole request head within ${this.opts.handshakeTimeoutMs} ms`);
+        tls.destroy();
+        conn.socket.destroy();
+      });
       tls.on('error', () => conn.socket.destroy());
       server.emit('connection', tls);
-    }, { maxConnections: this.opts.maxConnections, handshakeTimeoutMs: 30_000 });
+    }, { maxConnections: this.opts.maxConnections, handshakeTimeoutMs: this.opts.handshakeTimeoutMs });
     listening = listener.address.port;
     return {
       address: listener.address,
       async close() {
         await listener.close();
+        // Stops Node's header-timeout check (started above); the server itself never listened.
+        server.close();
         server.closeAllConnections();
       },
     };
