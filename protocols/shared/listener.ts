@@ -72,26 +72,16 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
   // Connections held: open sockets, and those a door kept after their socket went (keep()).
   // In a data-path worker, handed connections in turn, the limit is this worker's share.
   const limit = config.dataPath ? Math.ceil(opts.maxConnections / config.dataPath.count) : opts.maxConnections;
-  let held = 0;
-  // Over the limit and being refused on the door's wire.
-  let refusing = 0;
+  // `held`: connections counted against the limit; `refusing`: over the limit, being refused on the door's wire.
+  const count = { held: 0, refusing: 0 };
   // Its own scope: a kept release holds no socket.
-  const hold = (): (() => void) => {
-    held++;
+  const take = (which: keyof typeof count): (() => void) => {
+    count[which]++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      held--;
-    };
-  };
-  const refuse = (): (() => void) => {
-    refusing++;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      refusing--;
+      count[which]--;
     };
   };
   let dropped = 0;
@@ -99,13 +89,13 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
     if (dropped++ % 1000 === 0) log.warn({ client, maxConnections: opts.maxConnections, dropped }, `${name}: over maxConnections, and ${BUSY_HEADROOM} refusals under way: connection closed unanswered`);
   };
   const onConnection = (socket: Socket): void => {
-    const overLimit = held >= limit;
-    if (overLimit && refusing >= BUSY_HEADROOM) {
+    const overLimit = count.held >= limit;
+    if (overLimit && count.refusing >= BUSY_HEADROOM) {
       // Even a refusal costs a handshake on some doors: past the headroom, a bare close.
       drop(clientAddress(socket));
       return void socket.destroy();
     }
-    const release = overLimit ? refuse() : hold();
+    const release = take(overLimit ? 'refusing' : 'held');
     let kept = false;
     socket.once('close', () => {
       if (!kept) release();
