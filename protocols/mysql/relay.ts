@@ -44,7 +44,7 @@ export interface FramerHooks {
    * answer, and every byte the client sent behind it, waits for `settle`. Absent: never.
    */
   replyOwed?(): boolean;
-  /** An empty packet that is not a command and ends no longer packet: the end of a LOCAL INFILE upload. */
+  /** An empty packet that ends no longer one: while a LOCAL INFILE upload is under way, its end. */
   onEmptyPacket?(): void;
 }
 

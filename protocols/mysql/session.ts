@@ -103,7 +103,6 @@ export class MysqlSession implements SessionHandle {
   private tracker: ResponseTracker | undefined;
   /** How to log in to the target again, and which thread to end there, once live. */
   private target: { options: Omit<UpstreamOptions, 'database' | 'onReader' | 'onGreeting'>; thread: LiveThread } | undefined;
-  /** Answers the gateway gives in the server's place, waiting for the server to be between packets. */
   /** The live session's relay on the native data path. */
   private native: MysqlNativeRelay | undefined;
   /** When each step of the login ended (performance.now()), from accept: for the debug log's `login timings`. */
