@@ -91,12 +91,12 @@ export class HttpAdapter implements ProtocolAdapter {
       maxHeaderSize: this.opts.maxHeaderBytes, requireHostHeader: true, insecureHTTPParser: false, joinDuplicateHeaders: false,
       connectionsCheckingInterval: Math.min(5_000, this.opts.headersTimeoutMs),
     }, (req, res) => {
-      if (!overLimit.has(req.socket)) arrived(req);
       if (overLimit.has(req.socket)) {
         if (refused.has(req.socket)) return;
         refused.add(req.socket);
         return door.overLimit(res, client(req));
       }
+      arrived(req);
       door.request(req, res, client(req)).catch((err: unknown) => {
         log.error({ err }, 'http request failed');
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });

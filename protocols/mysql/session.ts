@@ -125,7 +125,7 @@ export class MysqlSession implements SessionHandle {
       onStatement: deps.onStatement ? (kind, sql, truncated) => this.audit(kind, sql, truncated) : undefined,
       onCommand: (cmd) => this.tracker?.command(cmd),
       onKill: (kill) => this.kill(kill),
-      replyOwed: () => this.tracker !== undefined && !(this.tracker.settled && this.sframer.atBoundary),
+      replyOwed: () => this.tracker !== undefined && !this.targetSettled(),
       onEmptyPacket: () => this.tracker?.fileSent(),
     });
   }
@@ -500,7 +500,7 @@ export class MysqlSession implements SessionHandle {
       this.sframer.observe(chunk);
       this.cframer.serverSpoke = true;
       if (!client.write(chunk)) upstream.pause();
-      if (this.cframer.waiting && this.tracker!.settled && this.sframer.atBoundary) {
+      if (this.cframer.waiting && this.targetSettled()) {
         const refusal = this.cframer.settle(out);
         if (refusal) this.refuseLive(refusal, s);
         else if (!this.cframer.waiting && !upstream.writableNeedDrain) client.resume();
@@ -536,6 +536,11 @@ export class MysqlSession implements SessionHandle {
     if (fromClient.length) onClient(fromClient);
     client.resume();
     upstream.resume();
+  }
+
+  /** The target owes nothing a gateway answer could cut into (relay on Node's streams). */
+  private targetSettled(): boolean {
+    return this.tracker!.settled && this.sframer.atBoundary;
   }
 
   private audit(kind: StatementEvent['kind'], sql: string, truncated: boolean): void {

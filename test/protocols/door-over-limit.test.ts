@@ -34,6 +34,18 @@ async function silent(port: number): Promise<{ socket: Socket; bytes: () => numb
   return { socket, bytes: () => bytes, closed: () => closed };
 }
 
+/**
+ * Runs `attempt` (a stock client) until it exits 0 or 10 s have passed: the listener counts a
+ * holder that left until its close is seen, so the first try may still be over the limit.
+ */
+async function untilServed(attempt: () => Promise<{ code: number | null; stdout: string; stderr: string }>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const start = performance.now();
+  for (;;) {
+    const r = await attempt();
+    if (r.code === 0 || performance.now() - start > 10_000) return r;
+  }
+}
+
 /** The door.refuse rows for too_many_connections. */
 async function overLimitRows(gw: GatewayHarness): Promise<Array<Record<string, unknown>>> {
   return (await gw.store.listAudit({ action: 'door.refuse' })).map((e) => e.data).filter((d) => d.code === 'too_many_connections');
@@ -83,13 +95,7 @@ describe('the PostgreSQL door over maxConnections', () => {
     expect(g.gw.broker.live()).toHaveLength(0);
 
     holder.socket.destroy();
-    // The listener counts the holder until its close is seen: one login gets through after that.
-    let ok: Awaited<ReturnType<typeof psql>> | undefined;
-    const start = performance.now();
-    while (performance.now() - start < 10_000) {
-      ok = await psql(conninfo(), GATEWAY_PASSWORD, ['-c', 'select 41 + 1']);
-      if (ok.code === 0) break;
-    }
+    const ok = await untilServed(() => psql(conninfo(), GATEWAY_PASSWORD, ['-c', 'select 41 + 1']));
     expect(ok).toMatchObject({ code: 0, stdout: '42\n' });
   });
 
@@ -161,12 +167,7 @@ describe('the MySQL door over maxConnections', () => {
     expect(g.gw.broker.live()).toHaveLength(0);
 
     holder.socket.destroy();
-    let ok: Awaited<ReturnType<typeof mariadb>> | undefined;
-    const start = performance.now();
-    while (performance.now() - start < 10_000) {
-      ok = await mariadb(cli(['-N', '-e', 'select 41 + 1']));
-      if (ok.code === 0) break;
-    }
+    const ok = await untilServed(() => mariadb(cli(['-N', '-e', 'select 41 + 1'])));
     expect(ok).toMatchObject({ code: 0, stdout: '42\n' });
   });
 });

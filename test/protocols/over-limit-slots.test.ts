@@ -47,41 +47,41 @@ function httpOnce(port: number): Promise<string> {
   });
 }
 
+/**
+ * With one silent connection holding `l`'s only place, `attempt` ROUNDS times in a row: what
+ * each attempt read that was not `refused` (so the test expects none).
+ */
+async function notRefused<T>(l: Listener, attempt: (port: number) => Promise<T>, refused: T): Promise<T[]> {
+  listeners.push(l);
+  const holder = await silent(l.address.port);
+  const got: T[] = [];
+  for (let i = 0; i < ROUNDS; i++) got.push(await attempt(l.address.port));
+  holder.destroy();
+  return got.filter((g) => g !== refused);
+}
+
 describe('over-limit refusals give their slot back', () => {
   it(`HTTP: ${ROUNDS} over-limit requests in a row each get the 503`, async () => {
     const l = await new HttpAdapter({ maxConnections: 1 }).listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: tls(), http: { appsDomain: 'apps.localhost' } });
-    listeners.push(l);
-    const holder = await silent(l.address.port);
-    const answers: string[] = [];
-    for (let i = 0; i < ROUNDS; i++) answers.push((await httpOnce(l.address.port)).split('\r\n', 1)[0]!);
-    holder.destroy();
-    expect(answers.filter((a) => a !== 'HTTP/1.1 503 Service Unavailable')).toEqual([]);
+    const statusLine = async (port: number): Promise<string> => (await httpOnce(port)).split('\r\n', 1)[0]!;
+    expect(await notRefused(l, statusLine, 'HTTP/1.1 503 Service Unavailable')).toEqual([]);
   });
 
   it(`PostgreSQL: ${ROUNDS} over-limit pg clients in a row each read 53300`, async () => {
     const l = await new PostgresAdapter({ maxConnections: 1 }).listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: tls() });
-    listeners.push(l);
-    const holder = await silent(l.address.port);
-    const codes: string[] = [];
-    for (let i = 0; i < ROUNDS; i++) {
-      const c = new pg.Client({ host: 'localhost', port: l.address.port, user: 'alice:x', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem }, connectionTimeoutMillis: 5_000 });
+    const code = async (port: number): Promise<string> => {
+      const c = new pg.Client({ host: 'localhost', port, user: 'alice:x', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem }, connectionTimeoutMillis: 5_000 });
       c.on('error', () => undefined);
-      codes.push(await c.connect().then(() => 'connected', (e: { code?: string; message?: string }) => e.code ?? e.message ?? '?'));
-    }
-    holder.destroy();
-    expect(codes.filter((c) => c !== '53300')).toEqual([]);
+      return c.connect().then(() => 'connected', (e: { code?: string; message?: string }) => e.code ?? e.message ?? '?');
+    };
+    expect(await notRefused(l, code, '53300')).toEqual([]);
   });
 
   it(`MySQL: ${ROUNDS} over-limit mysql2 clients in a row each read 1040`, async () => {
     const l = await new MysqlAdapter({ maxConnections: 1 }).listen({ host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger, tls: tls() });
-    listeners.push(l);
-    const holder = await silent(l.address.port);
-    const codes: Array<number | string> = [];
-    for (let i = 0; i < ROUNDS; i++) {
-      codes.push(await mysql.createConnection({ host: '127.0.0.1', port: l.address.port, user: 'alice:x', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem }, connectTimeout: 5_000 })
-        .then(async (c) => (await c.end(), 'connected'), (e: { errno?: number; code?: string }) => e.errno ?? e.code ?? '?'));
-    }
-    holder.destroy();
-    expect(codes.filter((c) => c !== 1040)).toEqual([]);
+    const errno = (port: number): Promise<number | string> =>
+      mysql.createConnection({ host: '127.0.0.1', port, user: 'alice:x', password: GATEWAY_PASSWORD, ssl: { ca: gw.pki.caCertPem }, connectTimeout: 5_000 })
+        .then(async (c) => (await c.end(), 'connected'), (e: { errno?: number; code?: string }) => e.errno ?? e.code ?? '?');
+    expect(await notRefused(l, errno, 1040)).toEqual([]);
   });
 });
