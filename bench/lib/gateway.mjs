@@ -20,9 +20,10 @@ const [{ SystemClock }, { silentLogger }, { EventBus }, { Sealer }, { SqliteStor
 export { silentLogger };
 
 /**
- * @param {{ resource: object, user?: string, password?: string, sshKeys?: string[] }} o  resource: the
- *   fields of `directory.addResource` except owner and access; user: the user's name (default
- *   `bench`); password / sshKeys: how that user signs in.
+ * @param {{ resource: object, more?: object[], user?: string, password?: string, sshKeys?: string[] }} o  resource: the
+ *   fields of `directory.addResource` except owner and access; more: further resources of the same
+ *   kind, on the same access list; user: the user's name (default `bench`); password / sshKeys: how
+ *   that user signs in.
  * @returns {Promise<{ engine: any, broker: any, store: any, stop(): Promise<void> }>}
  */
 export async function benchGateway(o) {
@@ -36,7 +37,7 @@ export async function benchGateway(o) {
   const user = o.user ?? 'bench';
   await engine.directory.addUser('admin', { name: user, ...(o.password ? { passwordHash: await hashPassword(o.password) } : {}) });
   if (o.sshKeys) await engine.directory.updateUser('admin', user, { sshKeys: o.sshKeys });
-  await engine.directory.addResource('admin', { ...o.resource, owner: 'admin', access: [{ user }] });
+  for (const r of [o.resource, ...(o.more ?? [])]) await engine.directory.addResource('admin', { ...r, owner: 'admin', access: [{ user }] });
   return {
     engine,
     broker,

@@ -171,7 +171,7 @@ export function relayList(value) {
 }
 
 /**
- * The gateway in its own process, as `gatehouse serve` runs it: { plainPort, tlsPort, pid,
+ * The gateway in its own process, as `gatehouse serve` runs it: { plainPort, tlsPort, plainUser, tlsUser, pid,
  * workers (their pids), relays, cpu }. `from` is the checkout to run it from (its bench/ and
  * dist/; this one by default), e.g. a copy of an earlier build for a before/after race in one
  * run. `relay` (a RELAYS name) is the door's data path, given as its adapter option and as

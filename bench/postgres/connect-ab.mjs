@@ -52,15 +52,20 @@ try {
     if (values.relay && g.relays.some((r) => r !== values.relay)) throw new Error(`${name} asked for relay ${values.relay}, logged [${g.relays.join(', ')}]`);
     console.log(`${name}: ${name === 'A' ? rootA : rootB}, data path logged: ${g.relays.join(', ') || 'none (a build from before the choice)'}`);
   }
-  const via = (port) => ({ host: '127.0.0.1', port, user: 'bench:bench-pg', password, database: target.database, ssl: { rejectUnauthorized: false } });
+  // Each listener logs in to its own resource, so that the TLS listener's pin of the target's
+  // certificate does not turn the plaintext listener's leg to TLS (gateway.mjs). A build from
+  // before that has one resource for both: its plaintext figures after round 1 are a TLS leg's.
+  for (const [name, g] of [['A', a], ['B', b]]) if (!g.tlsUser) console.log(`${name}: one resource for both listeners (an older gateway.mjs): its 'plaintext' figures after round 1 are over TLS`);
+  const user = (g, port) => (port === g.tlsPort ? g.tlsUser : g.plainUser) ?? 'bench:bench-pg';
+  const via = (g, port) => ({ host: '127.0.0.1', port, user: user(g, port), password, database: target.database, ssl: { rejectUnauthorized: false } });
   for (let r = 1; r <= Number(values.rounds); r++) {
     const direct = await probe({ host: '127.0.0.1', port: target.port, user: target.user, password: target.password, database: target.database, ssl: false });
-    const [aPlain, bPlain, bTls, aTls] = [await probe(via(a.plainPort)), await probe(via(b.plainPort)), await probe(via(b.tlsPort)), await probe(via(a.tlsPort))];
+    const [aPlain, bPlain, bTls, aTls] = [await probe(via(a, a.plainPort)), await probe(via(b, b.plainPort)), await probe(via(b, b.tlsPort)), await probe(via(a, a.tlsPort))];
     const add = (x) => `+${(x - direct).toFixed(2)}`;
     console.log(`round ${r}: direct p50 ${direct.toFixed(2)} ms | A ${add(aPlain)} (target TLS ${add(aTls)}) | B ${add(bPlain)} (target TLS ${add(bTls)}) ms`);
     if (c) {
-      await probe(via(c.plainPort));
-      await probe(via(c.tlsPort));
+      await probe(via(c, c.plainPort));
+      await probe(via(c, c.tlsPort));
     }
   }
   if (c) {

@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 /**
  * A Gatehouse PostgreSQL gateway in its own process, as `gatehouse serve` runs it, for the
- * benchmark: SystemClock, in-memory SQLite, one open resource, user `bench` with a gateway
- * password. Two listeners: target leg in plaintext (`upstreamTls: 'disable'`, which applies
- * to resources that allow a plaintext target, as bench-pg does), and with TLS (the default:
- * TLS required, the target's certificate pinned on first use).
+ * benchmark: SystemClock, in-memory SQLite, two open resources on the one target, user `bench`
+ * with a gateway password. Two listeners: target leg in plaintext (`upstreamTls: 'disable'`,
+ * which applies to resources that allow a plaintext target, as bench-pg does), and with TLS
+ * (the default: TLS required, the target's certificate pinned on first use), each with its own
+ * resource: bench-pg (log in as `bench:bench-pg`) on the first, bench-pg-tls on the second. One
+ * resource for both would not do: once the TLS listener pinned the target's certificate, the
+ * plaintext listener's logins would go over TLS too, as a pinned target must (a plaintext leg
+ * to it would be a downgrade), and its figures would be the TLS leg's.
  *
  *   node bench/postgres/gateway.mjs '{"host","port","user","password","database","gatewayPassword","certDir"[,"workers"][,"relay"][,"logLevel"]}'
  *
@@ -19,7 +23,8 @@
  * `logLevel` "debug" (connect-ab.mjs --timings) adds, among others, each login's `login
  * timings` line (protocols/postgres/session.ts), and the statements' debug lines.
  *
- * Prints one JSON line: { plainPort, tlsPort, pid, workers: [pid...] }; runs until killed.
+ * Prints one JSON line: { plainPort, tlsPort, plainUser, tlsUser, pid, workers: [pid...] } (the
+ * users: the gateway login for each listener's resource); runs until killed.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +43,10 @@ const { broker, stop } = await benchGateway({
     credentials: { login: t.user, password: t.password },
     options: { allowPlaintextUpstream: true },
   },
+  more: [{
+    name: 'bench-pg-tls', type: 'database', protocol: 'postgres', host: t.host, port: t.port, database: t.database,
+    credentials: { login: t.user, password: t.password },
+  }],
 });
 const pki = await ensurePki(t.certDir);
 const tls = { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem };
@@ -52,4 +61,4 @@ const withTls = await door(new PostgresAdapter(relay)).listen({ host: '127.0.0.1
 process.on('SIGTERM', () => {
   void Promise.all([plain.close(), withTls.close()]).then(() => stop()).then(() => pool?.stop()).finally(() => process.exit(0));
 });
-console.log(JSON.stringify({ plainPort: plain.address.port, tlsPort: withTls.address.port, pid: process.pid, workers: pool ? pool.load().map((w) => w.pid) : [] }));
+console.log(JSON.stringify({ plainPort: plain.address.port, tlsPort: withTls.address.port, plainUser: 'bench:bench-pg', tlsUser: 'bench:bench-pg-tls', pid: process.pid, workers: pool ? pool.load().map((w) => w.pid) : [] }));

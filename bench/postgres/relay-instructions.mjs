@@ -134,7 +134,7 @@ try {
       child.stdout.once('data', (d) => resolve(String(d).trim().split('\n')[0]));
       child.once('exit', (code) => reject(new Error(`gateway under valgrind exited ${code}`)));
     }));
-    results.push(await measure(`${name}${suffix}`, g.pid, outDir, values['target-tls'] ? g.tlsPort : g.plainPort, 'bench:bench-pg', gatewayPassword));
+    results.push(await measure(`${name}${suffix}`, g.pid, outDir, ...(values['target-tls'] ? [g.tlsPort, g.tlsUser] : [g.plainPort, g.plainUser]), gatewayPassword));
     stop();
   }
   if (values.pgbouncer) {

@@ -97,9 +97,10 @@ try {
   for (const relay of GATEHOUSE) {
     const gw = await startGateway({ target, certDir, gatewayPassword: gwPassword, cleanups, relay });
     gateways.push(`${RELAYS[relay]}: pid ${gw.pid}, its listeners logged relay ${gw.relays.join(', ')}`);
-    const login = { cpu: gw.cpu, user: 'bench:bench-pg', password: gwPassword, sslmode: 'require' };
-    cases.push({ name: RELAYS[relay], short: relay, port: gw.plainPort, ...login });
-    if (!values['no-target-tls']) cases.push({ name: withTargetTls(relay), short: `${relay} + target TLS`, port: gw.tlsPort, ...login });
+    const login = { cpu: gw.cpu, password: gwPassword, sslmode: 'require' };
+    // Each listener has its own resource (gateway.mjs): a pin taken on the TLS one must not turn the plaintext one's leg to TLS.
+    cases.push({ name: RELAYS[relay], short: relay, port: gw.plainPort, user: gw.plainUser, ...login });
+    if (!values['no-target-tls']) cases.push({ name: withTargetTls(relay), short: `${relay} + target TLS`, port: gw.tlsPort, user: gw.tlsUser, ...login });
   }
   console.log(`pgbench -S, ${SECONDS} s per case, median of ${ROUNDS} interleaved rounds; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, load ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ')}; node ${process.version}; ${target.version}`);
   for (const g of gateways) console.log(`  ${g}`);
