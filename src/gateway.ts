@@ -140,7 +140,7 @@ export async function startGateway(cfg: GatewayConfig, opts: GatewayOptions = {}
       const l = await adapter.listen({
         // The one place a door's log lines get `protocol`; doors log with the logger they are given.
         host: at.host, port: at.port, broker, log: log.child({ protocol: adapter.protocol }),
-        tls: { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem }, sshHostKey: pki.sshHostKeyPem,
+        tls: { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem, rsaKey: pki.rsaKeyPem }, sshHostKey: pki.sshHostKeyPem,
         allowPlaintext: cfg.allowPlaintextOnLoopback && isLoopback(at.host),
         http: { appsDomain: cfg.http.appsDomain, vaultUrl: vaultUrl(addresses.api!, apiListen.host) },
       });

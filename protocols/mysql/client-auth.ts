@@ -21,6 +21,12 @@ import { PacketReader, PeerClosedError } from './reader.js';
 import type { NativeLoop } from '../shared/native.js';
 import { CACHING_SHA2, CLEAR_PASSWORD, clearPasswordFrom, makeScramble, rsaDecryptPassword, Sha2 } from './scramble.js';
 
+/** An RSA key pair for caching_sha2's password encryption. */
+export interface RsaKeys {
+  privateKey: KeyObject;
+  publicKeyPem: string;
+}
+
 export interface ClientAuthOptions {
   secureContext: SecureContext;
   allowPlaintext: boolean;
@@ -28,7 +34,8 @@ export interface ClientAuthOptions {
   greeting: Greeting;
   connectionId: number;
   /** For caching_sha2 full authentication without TLS. */
-  rsa: { privateKey: KeyObject; publicKeyPem: string };
+  /** The RSA key pair plaintext caching_sha2 clients encrypt their password to (made on first use). */
+  rsa: () => Promise<RsaKeys>;
   /** The native data path (shared/native.ts) with the door's TLS context: the addon runs the client's TLS. */
   native?: { loop: NativeLoop; context: object };
   /**
@@ -161,9 +168,10 @@ async function authenticate(reader: PacketReader, resp: HandshakeResponse, scram
   reader.write(encodeAuthMoreData(Buffer.from([Sha2.PERFORM_FULL_AUTH])));
   const reply = (await reader.read()).payload;
   if (tls || !(reply.length === 1 && reply[0] === Sha2.REQUEST_PUBLIC_KEY)) return clearPasswordFrom(reply);
-  reader.write(encodeAuthMoreData(Buffer.from(opts.rsa.publicKeyPem)));
+  const rsa = await opts.rsa();
+  reader.write(encodeAuthMoreData(Buffer.from(rsa.publicKeyPem)));
   const blob = (await reader.read()).payload;
-  const password = rsaDecryptPassword(blob, scramble, opts.rsa.privateKey);
+  const password = rsaDecryptPassword(blob, scramble, rsa.privateKey);
   if (password === undefined) throw new MysqlDecodeError('MY_BAD_PACKET', 'the RSA-encrypted password does not decrypt', 1045, '28000');
   return password;
 }

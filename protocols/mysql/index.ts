@@ -2,7 +2,7 @@
  * The MySQL/MariaDB gateway: `mariadb -h GATEWAY -P 13306 -u alice:prod-mysql -p`, with a
  * launch ticket or the gateway password as the password. See README.md for the contract.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import type { DataPathWorker, Listener, ListenerConfig, ProtocolAdapter } from '../../src/broker/adapter.js';
 import type { GatewayPort } from '../../src/broker/port.js';
@@ -12,6 +12,7 @@ import type { Resource } from '../../src/core/model.js';
 import { doorFor } from '../registry.js';
 import { resolveDatabaseOptions, type DatabaseAdapterOptions, type ResolvedDatabaseOptions } from '../shared/database-options.js';
 import { assertPlaintextAllowed, positive, serveTcp } from '../shared/listener.js';
+import type { RsaKeys } from './client-auth.js';
 import { TargetProfiles, type TargetProfile } from './profile.js';
 import { MysqlProvisioner } from './provision.js';
 import type { StatementEvent } from './relay.js';
@@ -119,7 +120,7 @@ export class MysqlAdapter implements ProtocolAdapter {
       auth: {
         secureContext: createSecureContext(serverTlsOptions(config.tls)),
         allowPlaintext,
-        rsa: rsaKeys(config.tls.key),
+        rsa: rsaKeys(config.tls.rsaKey ?? config.tls.key),
         ...(native ? { native } : {}),
       },
       ...(native ? { native } : {}),
@@ -188,11 +189,19 @@ interface WorkerNews {
 }
 
 /**
- * The key caching_sha2_password clients encrypt the password with when they have no TLS:
- * the gateway's own TLS key when it is RSA (it is, from src/pki), else one made here.
+ * The key caching_sha2_password clients encrypt the password with when they have no TLS: the
+ * listener's `tls.rsaKey` (src/pki's rsa-key.pem, the same in every worker), else the TLS key
+ * when it is RSA, else one made on first use, in the thread pool, and kept for the listener's life.
  */
-function rsaKeys(tlsKeyPem: string): { privateKey: KeyObject; publicKeyPem: string } {
-  let privateKey = createPrivateKey(tlsKeyPem);
-  if (privateKey.asymmetricKeyType !== 'rsa') privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-  return { privateKey, publicKeyPem: createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString() };
+function rsaKeys(keyPem: string): () => Promise<RsaKeys> {
+  let keys: Promise<RsaKeys> | undefined;
+  const of = (privateKey: KeyObject): RsaKeys => ({ privateKey, publicKeyPem: createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString() });
+  return () => {
+    keys ??= (async () => {
+      const own = createPrivateKey(keyPem);
+      if (own.asymmetricKeyType === 'rsa') return of(own);
+      return of(await new Promise<KeyObject>((resolve, reject) => generateKeyPair('rsa', { modulusLength: 2048 }, (err, _pub, key) => (err ? reject(err) : resolve(key)))));
+    })();
+    return keys;
+  };
 }

@@ -11,7 +11,8 @@ export interface ListenerConfig {
   /** Hands the door its GatewayPort; the broker in production, nothing wider. */
   broker: PortProvider;
   log: Logger;
-  tls: { cert: string; key: string; ca: string };
+  /** `rsaKey`: an RSA private key (PEM) for clients that encrypt to the gateway (MySQL without TLS), src/pki's `rsaKeyPem`. */
+  tls: { cert: string; key: string; ca: string; rsaKey?: string };
   /** SSH host key (PKCS#1 PEM). */
   sshHostKey?: string;
   /** Plaintext (no TLS) client connections allowed because the listener is on loopback. */

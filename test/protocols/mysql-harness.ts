@@ -52,7 +52,7 @@ export async function startMyGateway(options: MysqlAdapterOptions & { allowPlain
   const adapter = await myDoor({ upstreamCa: { '*': readFileSync(target.ca, 'utf8') }, onStatement: (e) => statements.push(e), ...adapterOptions });
   const listener = await adapter.listen({
     host: '127.0.0.1', port: 0, broker: gw.broker, log: silentLogger,
-    tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem },
+    tls: { cert: gw.pki.certPem, key: gw.pki.keyPem, ca: gw.pki.caCertPem, rsaKey: gw.pki.rsaKeyPem },
     ...(allowPlaintext ? { allowPlaintext } : {}),
   });
   const port = listener.address.port;

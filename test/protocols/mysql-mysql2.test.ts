@@ -4,10 +4,12 @@
  * exchange a client without TLS uses on a loopback listener.
  */
 import { createHash, createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { authPlugins } from 'mysql2';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
+import { MysqlAdapter } from '../../protocols/mysql/index.js';
 import { addMyResource, eventually, GATEWAY_PASSWORD, myDoor, mariadb, startMyGateway, until, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
@@ -106,21 +108,54 @@ describe('mysql2 through the gateway', () => {
     }
   });
 
-  it('without TLS (loopback listener) the password travels RSA-encrypted with the gateway key', async () => {
-    let offered: string | undefined;
-    const c = await mysql.createConnection({
-      ...g.my2('alice:open-mysql', GATEWAY_PASSWORD),
-      ssl: undefined,
-      authPlugins: { caching_sha2_password: authPlugins.caching_sha2_password({ onServerPublicKey: (k) => (offered = k.toString()) }) },
+  it("without TLS (loopback listener) the password travels RSA-encrypted, to the gateway's RSA key (the same in every worker)", async () => {
+    const offered: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const c = await mysql.createConnection({
+        ...g.my2('alice:open-mysql', GATEWAY_PASSWORD),
+        ssl: undefined,
+        authPlugins: { caching_sha2_password: authPlugins.caching_sha2_password({ onServerPublicKey: (k) => offered.push(k.toString()) }) },
+      });
+      try {
+        const [rows] = await c.query('select current_user() as u');
+        expect(rows).toEqual([{ u: `${g.target.user}@127.0.0.1` }]);
+      } finally {
+        await c.end();
+      }
+    }
+    // The gateway's TLS key is ECDSA (src/pki), which cannot encrypt: rsa-key.pem is offered instead.
+    expect(createPublicKey(g.gw.pki.certPem).asymmetricKeyType).toBe('ec');
+    const gatewayKey = createPublicKey(g.gw.pki.rsaKeyPem).export({ type: 'spki', format: 'pem' });
+    expect(offered).toEqual([gatewayKey, gatewayKey]);
+  });
+
+  it('a listener given no RSA key makes one on first use and keeps it (the TLS key being ECDSA)', async () => {
+    const adapter = new MysqlAdapter({ upstreamCa: { '*': readFileSync(g.target.ca, 'utf8') } });
+    const listener = await adapter.listen({
+      host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, allowPlaintext: true,
+      tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem },
     });
     try {
-      const [rows] = await c.query('select current_user() as u');
-      expect(rows).toEqual([{ u: `${g.target.user}@127.0.0.1` }]);
+      const offered: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const c = await mysql.createConnection({
+          ...g.my2('alice:open-mysql', GATEWAY_PASSWORD), port: listener.address.port, ssl: undefined,
+          authPlugins: { caching_sha2_password: authPlugins.caching_sha2_password({ onServerPublicKey: (k) => offered.push(k.toString()) }) },
+        });
+        try {
+          const [rows] = await c.query('select 1 as one');
+          expect(rows).toEqual([{ one: 1 }]);
+        } finally {
+          await c.end();
+        }
+      }
+      expect(offered).toHaveLength(2);
+      expect(createPublicKey(offered[0]!).asymmetricKeyType).toBe('rsa');
+      expect(offered[1]).toBe(offered[0]);
+      expect(offered[0]).not.toBe(createPublicKey(g.gw.pki.rsaKeyPem).export({ type: 'spki', format: 'pem' }));
     } finally {
-      await c.end();
+      await listener.close();
     }
-    const gatewayKey = createPublicKey(g.gw.pki.certPem).export({ type: 'spki', format: 'pem' });
-    expect(offered).toBe(gatewayKey);
   });
 
   it('the mariadb client with --skip-ssl uses the same RSA exchange on a loopback listener', async () => {

@@ -1,9 +1,10 @@
-import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, privateDecrypt, publicEncrypt, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import forge from 'node-forge';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../../src/core/clock.js';
@@ -11,6 +12,23 @@ import { ensurePki, PKI_FILES, type Pki } from '../../../src/pki/pki.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const mode = (p: string): number => statSync(p).mode & 0o777;
+
+/** The value (inside its OCTET STRING) of the extension id-ce-N (2.5.29.N), read from the DER: Node exposes no parser for it. */
+function extension(pem: string, n: number): Buffer {
+  const der = new X509Certificate(pem).raw;
+  const at = der.indexOf(Buffer.from([0x06, 0x03, 0x55, 0x1d, n]));
+  expect(at).toBeGreaterThan(0);
+  let i = at + 5;
+  if (der[i] === 0x01) i += 3; // critical: BOOLEAN TRUE
+  expect(der[i]).toBe(0x04); // extnValue OCTET STRING, short length here
+  return der.subarray(i + 2, i + 2 + der[i + 1]!);
+}
+
+/** keyUsage's two bits that matter here (a BIT STRING: tag, length, unused bits, then the bits). */
+function keyUsageBits(pem: string): { digitalSignature: boolean; keyEncipherment: boolean } {
+  const bits = extension(pem, 0x0f)[3]!;
+  return { digitalSignature: (bits & 0x80) !== 0, keyEncipherment: (bits & 0x20) !== 0 };
+}
 
 /** Handshakes a TLS client against a server holding `pki`'s leaf; resolves with the client's verdict. */
 async function handshake(pki: Pki, client: tls.ConnectionOptions): Promise<{ authorized: boolean; error?: string }> {
@@ -48,7 +66,7 @@ describe('ensurePki', () => {
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
   it('creates every file on first run, quickly, with private modes', () => {
-    expect(pki.created).toEqual({ ca: true, cert: true, sshHostKey: true });
+    expect(pki.created).toEqual({ ca: true, cert: true, sshHostKey: true, rsaKey: true });
     // Typically about 1 s (RSA 3072 dominates); the guard is looser than that so a loaded CI box
     // does not flake, yet it still catches a slide back to pure-JS key generation (tens of seconds).
     expect(firstRunMs).toBeLessThan(5000);
@@ -56,12 +74,22 @@ describe('ensurePki', () => {
     expect(mode(join(dir, PKI_FILES.caKey))).toBe(0o600);
     expect(mode(join(dir, PKI_FILES.key))).toBe(0o600);
     expect(mode(join(dir, PKI_FILES.sshHostKey))).toBe(0o600);
+    expect(mode(join(dir, PKI_FILES.rsaKey))).toBe(0o600);
     expect(mode(pki.caPath)).toBe(0o644);
     expect(mode(pki.certPath)).toBe(0o644);
     expect(readFileSync(pki.caPath, 'utf8')).toBe(pki.caCertPem);
     expect(readFileSync(pki.certPath, 'utf8')).toBe(pki.certPem);
     expect(readFileSync(pki.keyPath, 'utf8')).toBe(pki.keyPem);
     expect(readFileSync(pki.sshHostKeyPath, 'utf8')).toBe(pki.sshHostKeyPem);
+    expect(readFileSync(pki.rsaKeyPath, 'utf8')).toBe(pki.rsaKeyPem);
+  });
+
+  it('writes an RSA key to encrypt to, apart from the TLS key (ECDSA cannot encrypt)', () => {
+    const key = createPrivateKey(pki.rsaKeyPem);
+    expect(key.asymmetricKeyType).toBe('rsa');
+    expect(key.asymmetricKeyDetails?.modulusLength).toBe(2048);
+    const sealed = publicEncrypt(createPublicKey(key), Buffer.from('secret'));
+    expect(privateDecrypt(key, sealed).toString()).toBe('secret');
   });
 
   it('issues a CA and a leaf that verifies against it for every requested name', () => {
@@ -96,6 +124,26 @@ describe('ensurePki', () => {
     expect(checkedIp).toBeUndefined();
   });
 
+  it('issues an ECDSA P-256 leaf (signed by the RSA CA) for digital signatures only, with its own key identifier', () => {
+    const leaf = new X509Certificate(pki.certPem);
+    expect(leaf.publicKey.asymmetricKeyType).toBe('ec');
+    expect(leaf.publicKey.asymmetricKeyDetails).toMatchObject({ namedCurve: 'prime256v1' });
+    expect(createPrivateKey(pki.keyPem).asymmetricKeyType).toBe('ec');
+    expect(new X509Certificate(pki.caCertPem).publicKey.asymmetricKeyType).toBe('rsa');
+    expect(leaf.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1']); // extKeyUsage: serverAuth
+    // RFC 5280 4.2.1.2 (1): the SHA-1 of the public key's bits (an uncompressed P-256 point, 65 bytes).
+    const point = leaf.publicKey.export({ type: 'spki', format: 'der' }).subarray(-65);
+    expect(extension(pki.certPem, 0x0e).subarray(2).toString('hex')).toBe(createHash('sha1').update(point).digest('hex'));
+    // keyEncipherment is RSA key transport; an EC leaf that claims it is refused by strict clients.
+    expect(keyUsageBits(pki.certPem)).toEqual({ digitalSignature: true, keyEncipherment: false });
+  });
+
+  it('the ECDSA leaf serves TLS 1.2 (ECDHE-ECDSA) and TLS 1.3 clients that trust ca.pem', async () => {
+    for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+      expect(await handshake(pki, { ca: pki.caCertPem, servername: 'localhost', maxVersion })).toEqual({ authorized: true });
+    }
+  });
+
   it('fails the handshake for the wrong name or without the CA', async () => {
     expect(await handshake(pki, { ca: pki.caCertPem, servername: 'evil.example.test' })).toEqual({
       authorized: false,
@@ -117,18 +165,44 @@ describe('ensurePki', () => {
 
   it('loads the same material unchanged on a second run', async () => {
     const again = await ensurePki(dir, { hostnames: ['gw.example.test', '10.0.0.7'], clock });
-    expect(again.created).toEqual({ ca: false, cert: false, sshHostKey: false });
+    expect(again.created).toEqual({ ca: false, cert: false, sshHostKey: false, rsaKey: false });
     expect(again).toMatchObject({
       caCertPem: pki.caCertPem,
       certPem: pki.certPem,
       keyPem: pki.keyPem,
       sshHostKeyPem: pki.sshHostKeyPem,
+      rsaKeyPem: pki.rsaKeyPem,
     });
+  });
+
+  it('keeps an RSA leaf issued before the leaves turned to ECDSA until it is due for renewal', async () => {
+    const old = join(root, 'rsa-leaf');
+    const first = await ensurePki(old, { clock });
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const caKey = readFileSync(join(old, PKI_FILES.caKey), 'utf8');
+    const cert = forge.pki.createCertificate();
+    cert.publicKey = forge.pki.publicKeyFromPem(rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString());
+    cert.serialNumber = '4d2a';
+    cert.validity.notBefore = clock.now();
+    cert.validity.notAfter = new Date(clock.now().getTime() + 365 * DAY);
+    cert.setSubject([{ name: 'commonName', value: 'localhost' }]);
+    cert.setIssuer(forge.pki.certificateFromPem(first.caCertPem).subject.attributes);
+    cert.setExtensions([{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' }] }]);
+    cert.sign(forge.pki.privateKeyFromPem(caKey), forge.md.sha256.create());
+    const rsaLeaf = forge.pki.certificateToPem(cert);
+    writeFileSync(first.certPath, rsaLeaf);
+    writeFileSync(first.keyPath, rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+    const again = await ensurePki(old, { clock });
+    expect(again.created.cert).toBe(false);
+    expect(again.certPem).toBe(rsaLeaf);
+    const renewed = await ensurePki(old, { clock: new FakeClock(new Date(clock.now().getTime() + 340 * DAY)) });
+    expect(renewed.created.cert).toBe(true);
+    expect(new X509Certificate(renewed.certPem).publicKey.asymmetricKeyType).toBe('ec');
   });
 
   it('reissues only the leaf, from the same CA, for a new hostname, near expiry, or when it is missing', async () => {
     const wider = await ensurePki(dir, { hostnames: ['gw.example.test', '10.0.0.7', 'new.example.test'], clock });
-    expect(wider.created).toEqual({ ca: false, cert: true, sshHostKey: false });
+    expect(wider.created).toEqual({ ca: false, cert: true, sshHostKey: false, rsaKey: false });
     expect(wider.caCertPem).toBe(pki.caCertPem);
     expect(wider.sshHostKeyPem).toBe(pki.sshHostKeyPem);
     expect(wider.certPem).not.toBe(pki.certPem);
@@ -143,7 +217,7 @@ describe('ensurePki', () => {
 
     unlinkSync(renewed.keyPath);
     const restored = await ensurePki(dir, { clock: later });
-    expect(restored.created).toEqual({ ca: false, cert: true, sshHostKey: false });
+    expect(restored.created).toEqual({ ca: false, cert: true, sshHostKey: false, rsaKey: false });
     expect(restored.caCertPem).toBe(pki.caCertPem);
     expect(mode(restored.keyPath)).toBe(0o600);
   });
