@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/log.js';
 import type { BrokerSession } from '../../src/broker/broker.js';
 import { PostgresAdapter } from '../../protocols/postgres/index.js';
+import { until } from './gateway-harness.js';
 import { addPgResource, GATEWAY_PASSWORD, pgDoor, psql, startPgGateway, type PgGateway } from './postgres-harness.js';
 
 let g: PgGateway;
@@ -205,6 +206,53 @@ describe('a live PostgreSQL session through the gateway', () => {
     expect(() => new PostgresAdapter({ upstreamCa: { x: 'not a pem' } })).toThrow(/upstreamCa\.x/);
     // 'prefer' (the old default) is gone: a plaintext target is a per-resource decision.
     expect(() => new PostgresAdapter({ upstreamTls: 'prefer' as never })).toThrow(/upstreamTls: must be 'require' or 'disable'/);
+  });
+
+  it('a plaintext target leg, logged in on Node\'s socket and handed to the relay after: a 4 MB result, a cancel, the byte counts and a teardown', async () => {
+    await g.gw.addResource({
+      name: 'lab-pg-relay', type: 'database', protocol: 'postgres', host: g.target.host, port: g.target.port, database: g.target.database,
+      credentials: { login: g.target.user, password: g.target.password }, settings: {}, options: { allowPlaintextUpstream: true },
+    });
+    const door = await pgDoor({ upstreamTls: 'disable' });
+    const l = await door.listen({ host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem } });
+    try {
+      const c = new pg.Client({ ...g.pgConfig('alice:lab-pg-relay', GATEWAY_PASSWORD), port: l.address.port });
+      await c.connect();
+      // Three statements queued at once: they leave the client together, right behind the login.
+      const [ssl, big, sum] = await Promise.all([
+        c.query('select ssl from pg_stat_ssl where pid = pg_backend_pid()'),
+        c.query("select repeat('x', 4 * 1024 * 1024) as big"),
+        c.query('select sum(i)::int as s from generate_series(1, 1000) i'),
+      ]);
+      expect(ssl.rows).toEqual([{ ssl: false }]);
+      expect(big.rows[0].big).toHaveLength(4 * 1024 * 1024);
+      expect(sum.rows).toEqual([{ s: 500500 }]);
+
+      const query = new pg.Query('select pg_sleep(30)');
+      const failed = new Promise<unknown>((resolve) => {
+        query.on('error', resolve);
+        query.on('end', () => resolve(undefined));
+      });
+      c.query(query);
+      await waitForActivity('select pg_sleep(30)');
+      const canceller = new pg.Client({ ...g.pgConfig('alice:lab-pg-relay', GATEWAY_PASSWORD), port: l.address.port, ssl: false });
+      (canceller as unknown as { cancel(c: unknown, q: unknown): void }).cancel({ activeQuery: query, ...keyOf(c) }, query);
+      expect(await failed).toMatchObject({ code: '57014' });
+      expect((await c.query('select 1 as still_here')).rows).toEqual([{ still_here: 1 }]);
+
+      const session = g.gw.broker.live().find((s: BrokerSession) => s.resource.name === 'lab-pg-relay');
+      expect(session).toBeDefined();
+      const errors: Error[] = [];
+      c.on('error', (e) => errors.push(e));
+      await g.gw.broker.kill(session!.id, 'dave');
+      await until(() => errors.length > 0, 5_000, 'the client hears the teardown');
+      expect(errors[0]).toMatchObject({ code: '57P01', message: expect.stringContaining('ended by dave') });
+      // Every byte of the 4 MB result went through the relay and was counted (final once kill resolved).
+      expect(session!.bytesOut).toBeGreaterThan(4 * 1024 * 1024);
+      expect(session!.bytesIn).toBeGreaterThan(0);
+    } finally {
+      await l.close();
+    }
   });
 
   it('picks AES-128-GCM for the client leg although the client offers AES-256-GCM first (TLS 1.3, the server order)', async () => {
