@@ -107,19 +107,7 @@ describe('a live PostgreSQL session through the gateway', () => {
     const c = await client();
     const cancels = g.adapter.stats.cancelsForwarded;
     const started = performance.now();
-    const query = new pg.Query('select pg_sleep(30)');
-    const failed = new Promise<unknown>((resolve) => {
-      query.on('error', resolve);
-      query.on('end', () => resolve(undefined));
-    });
-    c.query(query);
-    await waitForActivity('select pg_sleep(30)');
-    // pg's cancel opens a fresh connection and sends CancelRequest in plaintext, as libpq
-    // before 17 does. (It is handed the key fields directly: Client.activeQuery is deprecated.)
-    const canceller = new pg.Client({ ...g.pgConfig('alice:open-pg', GATEWAY_PASSWORD), ssl: false });
-    const target = { activeQuery: query, ...keyOf(c) };
-    (canceller as unknown as { cancel(c: unknown, q: unknown): void }).cancel(target, query);
-    const err = await failed;
+    const err = await cancelledSleep(c, { ...g.pgConfig('alice:open-pg', GATEWAY_PASSWORD), ssl: false });
     expect(err).toMatchObject({ code: '57014', message: 'canceling statement due to user request' });
     expect(performance.now() - started).toBeLessThan(10_000);
     expect(g.adapter.stats.cancelsForwarded).toBe(cancels + 1);
@@ -228,16 +216,7 @@ describe('a live PostgreSQL session through the gateway', () => {
       expect(big.rows[0].big).toHaveLength(4 * 1024 * 1024);
       expect(sum.rows).toEqual([{ s: 500500 }]);
 
-      const query = new pg.Query('select pg_sleep(30)');
-      const failed = new Promise<unknown>((resolve) => {
-        query.on('error', resolve);
-        query.on('end', () => resolve(undefined));
-      });
-      c.query(query);
-      await waitForActivity('select pg_sleep(30)');
-      const canceller = new pg.Client({ ...g.pgConfig('alice:lab-pg-relay', GATEWAY_PASSWORD), port: l.address.port, ssl: false });
-      (canceller as unknown as { cancel(c: unknown, q: unknown): void }).cancel({ activeQuery: query, ...keyOf(c) }, query);
-      expect(await failed).toMatchObject({ code: '57014' });
+      expect(await cancelledSleep(c, { ...g.pgConfig('alice:lab-pg-relay', GATEWAY_PASSWORD), port: l.address.port, ssl: false })).toMatchObject({ code: '57014' });
       expect((await c.query('select 1 as still_here')).rows).toEqual([{ still_here: 1 }]);
 
       const session = g.gw.broker.live().find((s: BrokerSession) => s.resource.name === 'lab-pg-relay');
@@ -304,6 +283,24 @@ async function eventually(check: () => Promise<boolean>, ms = 5_000): Promise<bo
 function keyOf(c: pg.Client): { processID: number; secretKey: number } {
   const k = c as unknown as { processID: number; secretKey: number };
   return { processID: k.processID, secretKey: k.secretKey };
+}
+
+/**
+ * Runs select pg_sleep(30) on `c` and cancels it once the target runs it, with pg's cancel: a
+ * fresh connection to `via` sending CancelRequest (in plaintext, as libpq before 17 does; pg is
+ * handed the key fields directly, Client.activeQuery being deprecated). Resolves with the query's error.
+ */
+async function cancelledSleep(c: pg.Client, via: pg.ClientConfig): Promise<unknown> {
+  const query = new pg.Query('select pg_sleep(30)');
+  const failed = new Promise<unknown>((resolve) => {
+    query.on('error', resolve);
+    query.on('end', () => resolve(undefined));
+  });
+  c.query(query);
+  await waitForActivity('select pg_sleep(30)');
+  const canceller = new pg.Client(via);
+  (canceller as unknown as { cancel(c: unknown, q: unknown): void }).cancel({ activeQuery: query, ...keyOf(c) }, query);
+  return failed;
 }
 
 async function waitForActivity(query: string): Promise<void> {
