@@ -120,7 +120,6 @@ async function openTransport(
   }
 }
 
-/** The native data path's plaintext target leg: the addon holds the socket from here. */
 /** TLS to the target by the addon, then the identity policy: tlsToTarget's steps, on the native data path. */
 async function nativeTls(native: NativeLoop, raw: Socket, t: UpstreamTarget, onSocket: (s: { destroy(): unknown }) => void): Promise<NativeEndpoint> {
   const ep = native.connectTls(raw, t.host, t.tls.ca);

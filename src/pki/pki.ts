@@ -64,14 +64,16 @@ interface KeyPair {
  * for the loopback names plus `hostnames` (1 year, ECDSA P-256), an SSH host key, and an RSA key
  * to encrypt to (`rsaKeyPem`).
  *
+ * Existing files are reused as they are; the leaf alone is reissued from the same CA when it is
+ * missing, no longer matches the CA, is about to expire or does not cover a requested hostname,
+ * so clients that trust ca.pem keep working. Keys are written 0600 in a 0700 directory, each
+ * file atomically.
+ *
  * Why the leaf is ECDSA: the server signs once per TLS handshake with the leaf's key, and a P-256
  * signature costs about a fourteenth of an RSA-2048 one (`openssl speed`: 25 µs against 357 µs
  * on the 2-core test machine), paid on every connection a door accepts. The CA stays RSA: a
  * client verifies the CA's signature on the leaf, and an RSA verification is the cheaper one
- * (20 µs against 77). A leaf issued before (RSA) is reused until it is renewed. Existing files are reused as
- * they are; the leaf alone is reissued from the same CA when it is missing, no longer matches
- * the CA, is about to expire or does not cover a requested hostname, so clients that trust
- * ca.pem keep working. Keys are written 0600 in a 0700 directory, each file atomically.
+ * (20 µs against 77). A leaf issued before (RSA) is reused until it is reissued.
  */
 export async function ensurePki(certDir: string, opts: PkiOptions = {}): Promise<Pki> {
   const clock = opts.clock ?? new SystemClock();
