@@ -202,6 +202,11 @@ function rsaKeys(keyPem: string): () => Promise<RsaKeys> {
       if (own.asymmetricKeyType === 'rsa') return of(own);
       return of(await new Promise<KeyObject>((resolve, reject) => generateKeyPair('rsa', { modulusLength: 2048 }, (err, _pub, key) => (err ? reject(err) : resolve(key)))));
     })();
-    return keys;
+    // A failure is that login's, not every later one's: the next asks again.
+    const mine = keys;
+    mine.catch(() => {
+      if (keys === mine) keys = undefined;
+    });
+    return mine;
   };
 }

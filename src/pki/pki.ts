@@ -100,6 +100,14 @@ export async function ensurePki(certDir: string, opts: PkiOptions = {}): Promise
   let keyPem = readIfExists(path(PKI_FILES.key));
   let sshHostKeyPem = readIfExists(path(PKI_FILES.sshHostKey));
   let rsaKeyPem = readIfExists(path(PKI_FILES.rsaKey));
+  if (rsaKeyPem !== undefined) checkRsaKey(rsaKeyPem, path(PKI_FILES.rsaKey));
+  // An install from before the ECDSA leaf offered its RSA TLS key to MySQL clients without TLS
+  // (some pin it): that key becomes rsa-key.pem, before the leaf is reissued.
+  const adopted = rsaKeyPem === undefined && keyPem !== undefined ? rsaPkcs8(keyPem) : undefined;
+  if (adopted !== undefined) {
+    rsaKeyPem = adopted;
+    writeAtomic(path(PKI_FILES.rsaKey), rsaKeyPem, 0o600);
+  }
   const needCa = caCertPem === undefined;
   const needLeaf = needCa || !leafUsable(certPem, keyPem, caCertPem!, hosts, now);
   const needSsh = sshHostKeyPem === undefined;
@@ -146,7 +154,7 @@ export async function ensurePki(certDir: string, opts: PkiOptions = {}): Promise
     keyPath: path(PKI_FILES.key),
     sshHostKeyPath: path(PKI_FILES.sshHostKey),
     rsaKeyPath: path(PKI_FILES.rsaKey),
-    created: { ca: needCa, cert: needLeaf, sshHostKey: needSsh, rsaKey: needRsa },
+    created: { ca: needCa, cert: needLeaf, sshHostKey: needSsh, rsaKey: needRsa || adopted !== undefined },
   };
 }
 
@@ -198,10 +206,34 @@ function leafUsable(certPem: string | undefined, keyPem: string | undefined, caC
   }
 }
 
+function checkRsaKey(pem: string, file: string): void {
+  let type: string | undefined;
+  try {
+    type = createPrivateKey(pem).asymmetricKeyType;
+  } catch (e) {
+    throw new GatehouseError('CONFIG_INVALID', `${file} is not a private key (${(e as Error).message}); remove it to have a new one made`);
+  }
+  if (type !== 'rsa') throw new GatehouseError('CONFIG_INVALID', `${file} holds a key of type ${type}, not RSA; remove it to have a new one made`);
+}
+
+/** The key as PKCS#8 PEM when it is an RSA private key, else undefined (an unreadable key included). */
+function rsaPkcs8(pem: string): string | undefined {
+  try {
+    const key = createPrivateKey(pem);
+    return key.asymmetricKeyType === 'rsa' ? key.export({ type: 'pkcs8', format: 'pem' }).toString() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Node's X509Certificate reads any key type (forge reads RSA only); its dates have whole seconds. */
 function validity(pem: string): { notBefore: Date; notAfter: Date } {
   const x = new X509Certificate(pem);
-  return { notBefore: new Date(x.validFrom), notAfter: new Date(x.validTo) };
+  const notBefore = new Date(x.validFrom);
+  const notAfter = new Date(x.validTo);
+  // A date Node printed in a form Date cannot read must not pass for a valid one.
+  if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime())) throw new Error(`unreadable validity: ${x.validFrom} – ${x.validTo}`);
+  return { notBefore, notAfter };
 }
 
 function ecKeyPair(): Promise<KeyPair> {

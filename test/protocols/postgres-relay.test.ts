@@ -196,7 +196,7 @@ describe('a live PostgreSQL session through the gateway', () => {
     expect(() => new PostgresAdapter({ upstreamTls: 'prefer' as never })).toThrow(/upstreamTls: must be 'require' or 'disable'/);
   });
 
-  it('a plaintext target leg, logged in on Node\'s socket and handed to the relay after: a 4 MB result, a cancel, the byte counts and a teardown', async () => {
+  it('a plaintext target leg: a 4 MB result among three statements, a cancel, the byte counts and a kill', async () => {
     await g.gw.addResource({
       name: 'lab-pg-relay', type: 'database', protocol: 'postgres', host: g.target.host, port: g.target.port, database: g.target.database,
       credentials: { login: g.target.user, password: g.target.password }, settings: {}, options: { allowPlaintextUpstream: true },

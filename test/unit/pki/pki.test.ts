@@ -175,7 +175,7 @@ describe('ensurePki', () => {
     });
   });
 
-  it('keeps an RSA leaf issued before the leaves turned to ECDSA until it is due for renewal', async () => {
+  it('keeps an RSA leaf issued before the leaves turned to ECDSA until it is due for renewal, and its key for MySQL clients without TLS', async () => {
     const old = join(root, 'rsa-leaf');
     const first = await ensurePki(old, { clock });
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -192,12 +192,19 @@ describe('ensurePki', () => {
     const rsaLeaf = forge.pki.certificateToPem(cert);
     writeFileSync(first.certPath, rsaLeaf);
     writeFileSync(first.keyPath, rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+    // Such an install had no rsa-key.pem: MySQL clients without TLS encrypted to the leaf's key.
+    unlinkSync(first.rsaKeyPath);
     const again = await ensurePki(old, { clock });
-    expect(again.created.cert).toBe(false);
+    expect(again.created).toMatchObject({ cert: false, rsaKey: true });
     expect(again.certPem).toBe(rsaLeaf);
+    const rsaPublic = rsa.publicKey.export({ type: 'spki', format: 'pem' });
+    // ... and keep doing so, so that a client that pinned that key keeps working.
+    expect(createPublicKey(again.rsaKeyPem).export({ type: 'spki', format: 'pem' })).toBe(rsaPublic);
+    expect(mode(again.rsaKeyPath)).toBe(0o600);
     const renewed = await ensurePki(old, { clock: new FakeClock(new Date(clock.now().getTime() + 340 * DAY)) });
     expect(renewed.created.cert).toBe(true);
     expect(new X509Certificate(renewed.certPem).publicKey.asymmetricKeyType).toBe('ec');
+    expect(renewed.rsaKeyPem).toBe(again.rsaKeyPem);
   });
 
   it('reissues only the leaf, from the same CA, for a new hostname, near expiry, or when it is missing', async () => {
@@ -220,6 +227,15 @@ describe('ensurePki', () => {
     expect(restored.created).toEqual({ ca: false, cert: true, sshHostKey: false, rsaKey: false });
     expect(restored.caCertPem).toBe(pki.caCertPem);
     expect(mode(restored.keyPath)).toBe(0o600);
+  });
+
+  it('refuses an rsa-key.pem that holds no RSA key, saying how to fix it', async () => {
+    const bad = join(root, 'bad-rsa');
+    const first = await ensurePki(bad, { clock });
+    writeFileSync(first.rsaKeyPath, first.keyPem); // the EC TLS key
+    await expect(ensurePki(bad, { clock })).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('holds a key of type ec, not RSA; remove it') });
+    writeFileSync(first.rsaKeyPath, 'not a key');
+    await expect(ensurePki(bad, { clock })).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('is not a private key') });
   });
 
   it('refuses a half-present CA and a bad hostname with clear messages', async () => {
