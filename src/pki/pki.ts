@@ -171,14 +171,14 @@ function normaliseHosts(extra: string[]): string[] {
 }
 
 function checkCa(caCertPem: string, caKeyPem: string, dir: string, now: Date): void {
-  let ca: X509Certificate;
+  let notAfter: Date;
   try {
-    ca = new X509Certificate(caCertPem);
+    const ca = new X509Certificate(caCertPem);
     if (!ca.checkPrivateKey(createPrivateKey(caKeyPem))) throw new Error('ca-key.pem does not belong to ca.pem');
+    notAfter = validity(ca).notAfter;
   } catch (e) {
     throw new GatehouseError('CONFIG_INVALID', `gateway CA in ${dir} is unusable: ${(e as Error).message}`);
   }
-  const notAfter = validity(caCertPem).notAfter;
   if (notAfter.getTime() <= now.getTime()) {
     throw new GatehouseError(
       'CONFIG_INVALID',
@@ -193,7 +193,7 @@ function leafUsable(certPem: string | undefined, keyPem: string | undefined, caC
     const leaf = new X509Certificate(certPem);
     const ca = new X509Certificate(caCertPem);
     if (!leaf.verify(ca.publicKey) || !leaf.checkPrivateKey(createPrivateKey(keyPem))) return false;
-    const { notBefore, notAfter } = validity(certPem);
+    const { notBefore, notAfter } = validity(leaf);
     if (notBefore.getTime() > now.getTime() || notAfter.getTime() - now.getTime() < LEAF_RENEW_BEFORE) return false;
     const dnsNames = (leaf.subjectAltName ?? '')
       .split(', ')
@@ -227,8 +227,7 @@ function rsaPkcs8(pem: string): string | undefined {
 }
 
 /** Node's X509Certificate reads any key type (forge reads RSA only); its dates have whole seconds. */
-function validity(pem: string): { notBefore: Date; notAfter: Date } {
-  const x = new X509Certificate(pem);
+function validity(x: X509Certificate): { notBefore: Date; notAfter: Date } {
   const notBefore = new Date(x.validFrom);
   const notAfter = new Date(x.validTo);
   // A date Node printed in a form Date cannot read must not pass for a valid one.
@@ -290,7 +289,7 @@ function issueCa(keys: KeyPair, now: Date): string {
 }
 
 /**
- * The leaf, for any key type: node-forge writes certificates for RSA keys only, so the
+ * The leaf, on its ECDSA key: node-forge writes certificates for RSA keys only, so the
  * TBSCertificate is built by forge around a stand-in key (the CA's), its subjectPublicKeyInfo
  * replaced by the leaf's own (as Node exports it) and the whole signed with Node's crypto.
  */
@@ -302,7 +301,6 @@ function issueLeaf(keys: KeyPair, caCertPem: string, caKeyPem: string, hosts: st
   // RFC 5280 4.2.1.2 (1): SHA-1 of the subjectPublicKey BIT STRING's bits.
   const keyBits = Buffer.from((spkiAsn1.value as forge.asn1.Asn1[])[1]!.value as string, 'binary').subarray(1);
   const ski = createHash('sha1').update(keyBits).digest();
-  const ec = createPublicKey(keys.publicKey).asymmetricKeyType === 'ec';
 
   const cert = forge.pki.createCertificate();
   cert.publicKey = ca.publicKey;
@@ -318,8 +316,8 @@ function issueLeaf(keys: KeyPair, caCertPem: string, caKeyPem: string, hosts: st
   cert.setIssuer(ca.subject.attributes);
   cert.setExtensions([
     { name: 'basicConstraints', cA: false, critical: true },
-    // keyEncipherment is for RSA key transport (TLS 1.2's RSA key exchange); an EC key only signs.
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: !ec, critical: true },
+    // No keyEncipherment: that is RSA key transport (TLS 1.2's RSA key exchange); an EC key only signs.
+    { name: 'keyUsage', digitalSignature: true, critical: true },
     { name: 'extKeyUsage', serverAuth: true },
     { name: 'subjectAltName', altNames: hosts.map((h) => (isIP(h) ? { type: 7, ip: h } : { type: 2, value: h })) },
     { name: 'subjectKeyIdentifier', value: asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, ski.toString('binary')) },
