@@ -1991,10 +1991,30 @@ static void open_ep(ep *e) {
   update(e);
 }
 
+/*
+ * The target hung up behind its login, before the relay could start (its last words, a FATAL
+ * say, came with its login or just after it, and are in what JavaScript read: c->data3). The
+ * client still gets the greeting and those words, as if relayed, and the session ends as the
+ * target's doing; a bare close would leave the client guessing.
+ */
+static void target_gone(ep *cl, cmd *c) {
+  relay *r = calloc(1, sizeof *r);
+  r->client = cl;
+  cl->r = r;
+  cl->state = ST_RELAY;
+  cl->reading = 0;
+  keep_openssl(cl);
+  queue_out(cl, c->data, c->len);
+  r->bytes_out = c->len3;
+  queue_out(cl, c->data3, c->len3);
+  finish(r, END_TARGET_CLOSED, 0, NULL);
+}
+
 static void splice_now(cmd *c) {
   ep *cl = lookup(c->id), *t = lookup(c->id2);
   if (cl && (cl->state != ST_OPEN || cl->r)) cl = NULL;
   if (t && (t->state != ST_OPEN || t->r)) t = NULL;
+  if (cl && !t) { target_gone(cl, c); return; }
   if (!cl || !t) {
     evt *v = emit(EV_END, c->id, 1);
     v->a = cl ? END_TARGET_CLOSED : END_CLIENT_CLOSED;
