@@ -2559,12 +2559,15 @@ static napi_value open_endpoint(napi_env env, napi_callback_info info) {
   }
   e->out = get_bytes(env, argv[4], &e->out_len);
   e->out_cap = e->out_len;
+  /* Read before the endpoint goes to the loop's thread, which may free it at once (a socket
+   * that is already closed or reset): e->id after send_cmd would read freed memory. */
+  double eid = e->id;
   cmd *c = calloc(1, sizeof *c);
   c->kind = C_OPEN;
   c->e = e;
   send_cmd(c);
   napi_value id;
-  napi_create_double(env, e->id, &id);
+  napi_create_double(env, eid, &id);
   return id;
 }
 

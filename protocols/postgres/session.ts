@@ -327,7 +327,11 @@ export class PgConnection {
       },
     };
     const client = this.stream;
-    const upstream = up.socket;
+    // A plaintext target leg logged in on Node's socket (upstream.ts): the addon takes it now,
+    // in the turn the login's last read was detached in, so no byte can be read in between.
+    const upstream = client instanceof NativeEndpoint && !(up.socket instanceof NativeEndpoint) && !(up.socket instanceof TLSSocket)
+      ? this.ctx.native!.loop.plain(up.socket)
+      : up.socket;
     let clientRest = this.reader.detach();
     let upstreamRest = up.rest;
     let handle: Relay | NativeRelay;

@@ -90,7 +90,8 @@ async function openTransport(
       raw.once('connect', resolve);
       raw.once('error', (e) => reject(new UpstreamError('unreachable', `cannot connect to ${t.host}:${t.port}: ${e.message}`)));
     });
-    if (native && t.tls.plaintext === 'always') return nativePlain(native, raw, onSocket);
+    // A plaintext leg logs in on Node's socket on either data path: the native one takes it at
+    // the relay's start (session.ts), so the login's messages do not cross threads.
     const plain = new StreamReader(raw, 'the target');
     if (t.tls.plaintext === 'always') return { socket: raw, encrypted: false, reader: plain };
     raw.write(sslRequest());
@@ -101,10 +102,6 @@ async function openTransport(
           `turn TLS on at the target (ssl = on); only a lab target may go without it, if an administrator sets options.allowPlaintextUpstream for ${t.resource}`);
       }
       if (t.tls.pinned) throw new UpstreamError('identity', `the target ${t.host}:${t.port} no longer accepts TLS while its TLS certificate is pinned; refusing to log in in the clear`);
-      if (native) {
-        if (plain.detach().length > 0) throw new UpstreamError('protocol', 'the target sent data after declining SSLRequest');
-        return nativePlain(native, raw, onSocket);
-      }
       return { socket: raw, encrypted: false, reader: plain };
     }
     if (answer !== EncryptionAnswer.Accept) throw new UpstreamError('protocol', 'the target answered SSLRequest with neither S nor N');
@@ -121,13 +118,6 @@ async function openTransport(
     raw.destroy();
     throw e;
   }
-}
-
-/** The native data path's plaintext target leg: the addon holds the socket from here. */
-function nativePlain(native: NativeLoop, raw: Socket, onSocket: (s: { destroy(): unknown }) => void): { socket: NativeEndpoint; encrypted: false; reader: StreamReader } {
-  const ep = native.plain(raw);
-  onSocket(ep);
-  return { socket: ep, encrypted: false, reader: new StreamReader(ep, 'the target') };
 }
 
 /** TLS to the target by the addon, then the identity policy: tlsToTarget's steps, on the native data path. */

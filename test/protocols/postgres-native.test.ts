@@ -756,6 +756,33 @@ class FakeTarget {
 }
 
 describe('a hostile or dying target', () => {
+  it('a socket its peer closed before the addon took it: open() returns the endpoint\'s own id (it once read it from freed memory), and the endpoint reports its close', async () => {
+    await quiet();
+    const server = createServer((s) => s.end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const ids: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        // Half open on our side: Node reads the FIN and keeps the descriptor for the addon.
+        const sock = netConnect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, allowHalfOpen: true });
+        sock.resume();
+        await new Promise((r) => sock.once('end', r));
+        const ep = loop.plain(sock);
+        ids.push(ep.id);
+        // The addon reads the FIN at once and frees the endpoint: its close reaches this id.
+        const closed = await Promise.race([
+          new Promise<boolean>((r) => (ep.destroyed ? r(true) : ep.once('close', () => r(true)))),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 5_000).unref()),
+        ]);
+        expect({ i, id: ep.id, closed }).toEqual({ i, id: ep.id, closed: true });
+      }
+      expect(ids.every((id, i) => i === 0 || id === ids[i - 1]! + 1)).toBe(true);
+      await quiet();
+    } finally {
+      server.close();
+    }
+  });
+
   it('a target that hangs up right after a teardown, while the client still lingers, does not bring the process down (it once freed the target leg twice)', async () => {
     // The door in a data-path worker process of its own: were the addon to crash, the worker
     // dies (and is replaced) instead of this test process; the pool's log says so, with the signal.
