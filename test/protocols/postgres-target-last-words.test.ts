@@ -38,6 +38,8 @@ const FATAL = errorResponse({ severity: 'FATAL', code: '57P01', message: LAST_WO
 class LastWordsTarget {
   readonly server: Server = createServer((s) => this.accept(s));
   timing: Timing = 'same write';
+  /** Instead of the FATAL and a FIN: a reset (TCP RST), with no last words. */
+  reset = false;
 
   private accept(sock: Socket): void {
     sock.on('error', () => {});
@@ -52,9 +54,9 @@ class LastWordsTarget {
   }
 
   private answer(sock: Socket): void {
-    const bye = (): void => void sock.end(FATAL);
+    const bye = (): void => void (this.reset ? sock.resetAndDestroy() : sock.end(FATAL));
     switch (this.timing) {
-      case 'same write': return void sock.end(Buffer.concat([GREETING, FATAL]));
+      case 'same write': return this.reset ? (sock.write(GREETING), bye()) : void sock.end(Buffer.concat([GREETING, FATAL]));
       case 'nextTick': sock.write(GREETING); return process.nextTick(bye);
       case 'setImmediate': sock.write(GREETING); return void setImmediate(bye);
       default: sock.write(GREETING); return void setTimeout(bye, Number.parseInt(this.timing, 10));
@@ -109,6 +111,28 @@ describe('a target that closes right behind its login', () => {
       expect(await eventually(async () => (await endsNow()).length === CONNECTS)).toBe(true);
       const ends = await endsNow();
       expect(ends.map((a) => a.data.reason)).toEqual(Array(CONNECTS).fill('target_closed'));
+    });
+  }
+
+  for (const timing of ['same write', 'setImmediate', '1 ms'] as const) {
+    it(`${timing}, a reset instead: no session is left live, and every one that started ended as target_closed`, async () => {
+      target.timing = timing;
+      target.reset = true;
+      try {
+        const startsBefore = (await gw.store.listAudit({ action: 'session.start' })).length;
+        const endsBefore = (await gw.store.listAudit({ action: 'session.end' })).length;
+        for (let i = 0; i < CONNECTS; i++) {
+          // The reset may reach the gateway during the login (then it refuses) or after it.
+          expect(await connectOnce()).toBeInstanceOf(Error);
+        }
+        await until(() => gw.broker.live().length === 0, 10_000, 'every session to end');
+        const started = (await gw.store.listAudit({ action: 'session.start' })).length - startsBefore;
+        const endsNow = async (): Promise<AuditEntry[]> => (await gw.store.listAudit({ action: 'session.end' })).slice(endsBefore);
+        expect(await eventually(async () => (await endsNow()).length === started)).toBe(true);
+        expect((await endsNow()).every((a) => a.data.reason === 'target_closed')).toBe(true);
+      } finally {
+        target.reset = false;
+      }
     });
   }
 });
