@@ -328,8 +328,7 @@ export class PgConnection {
     };
     const client = this.stream;
     // A plaintext target leg logged in on Node's socket (upstream.ts): the addon takes it now,
-    // in the turn the login's last read was detached in, so no byte can be read in between. (A
-    // socket Node had closed would have no descriptor: plain() throws, and the client is refused.)
+    // in the turn the login's last read was detached in, so no byte can be read in between.
     const upstream = client instanceof NativeEndpoint && !(up.socket instanceof NativeEndpoint) && !(up.socket instanceof TLSSocket)
       ? this.ctx.native!.loop.plain(up.socket)
       : up.socket;

@@ -81,10 +81,7 @@ async function openTransport(
   onSocket: (s: { destroy(): unknown }) => void,
   native?: NativeLoop,
 ): Promise<{ socket: Socket | TLSSocket | NativeEndpoint; encrypted: boolean; reader: StreamReader }> {
-  // On the native data path a plaintext leg logs in on this socket and the addon takes it when
-  // the relay starts (session.ts): Node must not end and close it on the target's FIN meanwhile,
-  // so that the addon still finds the target's socket, and reads the FIN itself.
-  const raw = netConnect({ host: t.host, port: t.port, allowHalfOpen: native !== undefined && t.tls.plaintext !== 'never' });
+  const raw = netConnect({ host: t.host, port: t.port });
   onSocket(raw);
   raw.setNoDelay(true);
   raw.on('error', () => {});
