@@ -122,15 +122,18 @@ describe('stock clients on the lean record layer', () => {
     for (const c of clients) opened.add({ destroy: () => void c.end().catch(() => undefined) });
     await Promise.all(clients.map((c) => c.connect()));
     expect(loop.leanEndpoints).toBe(140);
-    const keyed = loop.aeadKeyings;
+    let afterFirst = 0;
     for (let round = 0; round < 3; round++) {
       for (const [i, c] of clients.entries()) {
         const { rows: r } = await c.query('select $1::int * 2 as v, repeat($2, 20000) as pad', [i + round * 100, 'p']);
         expect(r[0]).toEqual({ v: (i + round * 100) * 2, pad: 'p'.repeat(20_000) });
       }
+      if (round === 0) afterFirst = loop.aeadKeyings;
     }
-    // 280 directions took turns with 256 contexts: contexts were keyed again, not only once each.
-    expect(loop.aeadKeyings - keyed).toBeGreaterThan(280);
+    // After the first round all 280 directions had been keyed, so at least 280 - 256 of them
+    // lost their context to another and were keyed again when next used, answers still right.
+    // (How many more depends on the order the loop met them in: 70 to 280 in six runs here.)
+    expect(loop.aeadKeyings - afterFirst).toBeGreaterThanOrEqual(280 - 256);
     await Promise.all(clients.map((c) => c.end()));
     await quiet();
   });
