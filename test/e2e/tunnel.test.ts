@@ -220,6 +220,15 @@ beforeAll(async () => {
   // redis-down: nothing listens on its port, which only the tunnel door finds out.
   await ok('admin', ['resource', 'add', 'redis-down', '--type', 'database', '--protocol', 'tcp', '--host', '127.0.0.1', '--port', String(await freePort())]);
   await ok('admin', ['resource', 'share', 'redis-down', '--user', 'alice']);
+  // win-cut, redis-cut: the force check-in test's own single-user resources (no approval; bob
+  // owns them, so he may force them checked in).
+  await ok('admin', ['resource', 'add', 'win-cut', '--type', 'machine', '--protocol', 'rdp', '--host', '127.0.0.1', '--port', String(rdp.port),
+    '--login', rdp.user, '--password-stdin', '--owner', 'bob'], `${rdp.password}\n`);
+  await ok('admin', ['resource', 'add', 'redis-cut', '--type', 'database', '--protocol', 'tcp', '--host', '127.0.0.1', '--port', String(redis.port), '--owner', 'bob']);
+  for (const name of ['win-cut', 'redis-cut']) {
+    await ok('admin', ['resource', 'share', name, '--user', 'alice']);
+    await ok('admin', ['workflow', 'set', name, ...always, '--single-user']);
+  }
   await ok('admin', ['workflow', 'set', 'redis-mfa', ...always, '--mfa']);
   await ok('admin', ['workflow', 'set', 'redis-single', ...always, '--single-user']);
   for (const u of ['alice', 'bob', 'carol']) await ok(u, ['login', '--user', u, '--password-stdin'], `${u}-secret-pass\n`);
@@ -313,8 +322,10 @@ describe('gatehouse tunnel against gatehouse serve', () => {
   });
 
   it('force check-in cuts a live RDP session and a redis-cli connection; gatehouse tunnel exits 1 with the reason within 1 s', async () => {
-    const rdpTunnel = await tunnel('alice', 'win-rdp');
-    const redisTunnel = await tunnel('alice', 'redis-single');
+    await ok('alice', ['checkout', 'win-cut']);
+    await ok('alice', ['checkout', 'redis-cut']);
+    const rdpTunnel = await tunnel('alice', 'win-cut');
+    const redisTunnel = await tunnel('alice', 'redis-cut');
 
     // A real RDP session (no +auth-only), left running on the target's own display.
     const accepted = count(rdp!.log, rdp!.acceptLine);
@@ -345,11 +356,11 @@ describe('gatehouse tunnel against gatehouse serve', () => {
       await ok('bob', ['force-checkin', resource, '--reason', 'incident 42']);
       return { started, returned: performance.now() };
     };
-    const [rdpCall, redisCall] = await Promise.all([force('win-rdp'), force('redis-single')]);
+    const [rdpCall, redisCall] = await Promise.all([force('win-cut'), force('redis-cut')]);
 
     const [rdpEnd, redisEnd, sessionEnd, subEnd] = await Promise.all([rdpTunnel.done, redisTunnel.done, session.done, sub.done]);
-    expect(rdpEnd).toMatchObject({ code: 1, stdout: expect.stringMatching(/^Tunnel to win-rdp/), stderr: `${GH}win-rdp was force checked in by bob: incident 42; session closed.\n` });
-    expect(redisEnd).toMatchObject({ code: 1, stderr: `${GH}redis-single was force checked in by bob: incident 42; session closed.\n` });
+    expect(rdpEnd).toMatchObject({ code: 1, stdout: expect.stringMatching(/^Tunnel to win-cut/), stderr: `${GH}win-cut was force checked in by bob: incident 42; session closed.\n` });
+    expect(redisEnd).toMatchObject({ code: 1, stderr: `${GH}redis-cut was force checked in by bob: incident 42; session closed.\n` });
     for (const [end, call] of [[rdpEnd, rdpCall], [redisEnd, redisCall]] as const) {
       expect(end.at - call.started).toBeLessThan(fromStart);
       expect(end.at - call.returned).toBeLessThan(1000);
@@ -364,7 +375,7 @@ describe('gatehouse tunnel against gatehouse serve', () => {
     expect(await listening(rdpTunnel.port)).toBe(false);
     expect(await listening(redisTunnel.port)).toBe(false);
     const sessions = JSON.parse(await ok('admin', ['sessions', '--json'])) as Array<{ user: string; resource: string; state: string; endReason?: string }>;
-    for (const resource of ['win-rdp', 'redis-single']) {
+    for (const resource of ['win-cut', 'redis-cut']) {
       expect(sessions).toContainEqual(expect.objectContaining({ user: 'alice', resource, state: 'ended', endReason: 'force_checked_in' }));
     }
   });
