@@ -378,12 +378,28 @@ export class MysqlSession implements SessionHandle {
     }
     // The broker may have closed the session while it was being recorded.
     if (this.isClosing()) return;
-    this.deps.threads.register(this.target!.thread);
     const ok = encodeOk({ status: up.status, sessionTrack: (login.capabilities & Cap.SESSION_TRACK) !== 0 });
+    // The target hung up while the session was being recorded (a live record that crosses to the
+    // primary from a data-path worker takes long enough): no relay can start on its socket. The
+    // client still gets its OK and whatever the target said last (an ERR, say), and the session
+    // ends as the target's doing, instead of staying live with no target behind it.
+    if (up.reader.stream.destroyed) return this.targetGoneAtStart(login, up, s, ok);
+    this.deps.threads.register(this.target!.thread);
     if (login.reader.stream instanceof NativeEndpoint) return this.relayNative(login.reader, up, s, ok);
     login.reader.write(ok);
     this.loginTimings(s);
     this.relay(login.reader, up, s);
+  }
+
+  private targetGoneAtStart(login: ClientLogin, up: UpstreamConnection, s: GatewaySession, ok: Buffer): void {
+    this.phase = Phase.closing;
+    this.releaseId();
+    const lastWords = up.reader.detach();
+    login.reader.write(ok);
+    login.reader.detach();
+    s.bytesOut += lastWords.length;
+    this.goodbye(lastWords);
+    s.end('target_closed');
   }
 
   /**
@@ -524,14 +540,19 @@ export class MysqlSession implements SessionHandle {
       }
       s.end('client_closed');
     });
-    upstream.on('close', () => {
+    // The target's FIN (after everything it sent reached the client) ends the session as its
+    // doing at once: the client, reading the target's last words, may close before Node has
+    // closed the target's socket.
+    const targetGone = (): void => {
       this.deps.threads.unregister(this.connectionId);
       if (!this.isClosing()) {
         this.phase = Phase.closing;
         client.end();
       }
       s.end(this.cframer.quit ? 'client_closed' : 'target_closed');
-    });
+    };
+    upstream.once('end', targetGone);
+    upstream.on('close', targetGone);
     if (fromServer.length) onServer(fromServer);
     if (fromClient.length) onClient(fromClient);
     client.resume();
