@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListenerNames } from '../../src/core/config.js';
-import { totpCode } from '../../src/workflow/mfa.js';
 import { BIN, cliEnv, ensureBuilt } from './serve-process.js';
 import { freePort, startRdp, startRedis, type RdpTarget, type RedisTarget } from '../targets/index.js';
+import { totpSource } from './totp-source.js';
 
 /**
  * Tunnels (issue 16) end to end: the real `gatehouse` binary against a real `gatehouse serve`
@@ -119,20 +119,6 @@ async function until(what: string, cond: () => boolean, withinMs: number): Promi
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-/** TOTP codes never from the same step twice (the gateway refuses a replayed step). */
-function totpSource(secret: string): () => string {
-  const used = new Set<number>();
-  return () => {
-    for (const offset of [0, 1, -1]) {
-      const step = Math.floor(Date.now() / 30_000) + offset;
-      if (used.has(step)) continue;
-      used.add(step);
-      return totpCode(secret, new Date(step * 30_000));
-    }
-    throw new Error('no unused TOTP step in the window');
-  };
 }
 
 /** Whether anything accepts a TCP connection on the loopback port. */
@@ -302,10 +288,10 @@ describe('gatehouse tunnel against gatehouse serve', () => {
 
     const { secret } = JSON.parse(await ok('alice', ['mfa', 'enroll', '--json'])) as { secret: string };
     const code = totpSource(secret);
-    await ok('alice', ['mfa', 'verify', code()]);
+    await ok('alice', ['mfa', 'verify', await code()]);
     const noCode = await gh('alice', ['tunnel', 'redis-mfa', '--port', '0']);
     expect(noCode).toEqual({ code: 3, stdout: '', stderr: 'gatehouse: redis-mfa requires MFA: pass a TOTP code (--totp CODE)\n' });
-    const mfa = await tunnel('alice', 'redis-mfa', ['--totp', code()]);
+    const mfa = await tunnel('alice', 'redis-mfa', ['--totp', await code()]);
     expect(await redisCli(mfa.port, redis!.password, ['ping']).done).toMatchObject({ code: 0, stdout: 'PONG\n' });
     expect(await interrupt(mfa)).toMatchObject({ code: 0, stderr: '' });
 

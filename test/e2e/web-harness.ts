@@ -11,7 +11,6 @@ import { startGateway, type Gateway } from '../../src/gateway.js';
 import { HttpAdapter, type HttpAdapterOptions } from '../../protocols/http/index.js';
 import { hashPassword } from '../../src/secrets/passwords.js';
 import { serveWeb } from '../../src/web/serve.js';
-import { totpCode } from '../../src/workflow/mfa.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const WEB_DIR = join(ROOT, 'dist/web');
@@ -128,33 +127,18 @@ export async function newUserPage(browser: Browser, opts: { width?: number; heig
 }
 
 /** Signs in through the form; `totp` is asked for when the server wants one. */
-export async function signIn(page: Page, base: string, user: string, totp?: () => string): Promise<void> {
+export async function signIn(page: Page, base: string, user: string, totp?: () => Promise<string>): Promise<void> {
   await page.goto(`${base}/`);
   await page.getByLabel('User name').fill(user);
   await page.getByLabel('Password').fill(PASSWORD);
   await page.getByRole('button', { name: 'Sign in' }).click();
   if (totp) {
     await page.getByLabel('Authenticator code').waitFor();
-    await page.getByLabel('Authenticator code').fill(totp());
+    await page.getByLabel('Authenticator code').fill(await totp());
     await page.getByRole('button', { name: 'Sign in' }).click();
   }
   await page.getByRole('heading', { level: 1, name: 'Vault' }).waitFor();
   await page.locator('body[data-live="on"]').waitFor();
-}
-
-/** TOTP codes for a secret, never the same step twice (the gateway refuses a replayed step). */
-export function totpSource(secret: string): () => string {
-  const used = new Set<number>();
-  return () => {
-    const now = new Date();
-    for (const offset of [0, 1, -1]) {
-      const step = Math.floor(now.getTime() / 30_000) + offset;
-      if (used.has(step)) continue;
-      used.add(step);
-      return totpCode(secret, new Date(step * 30_000));
-    }
-    throw new Error('no unused TOTP step in the window');
-  };
 }
 
 /** Clears the in-page notices so a screenshot shows the screen itself. */

@@ -3,8 +3,9 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clockTime } from '../../src/web/app/format.js';
 import {
-  clearNotices, ensurePrerequisites, launchBrowser, newUserPage, SHOTS, signIn, startWebGateway, totpSource, type WebGateway,
+  clearNotices, ensurePrerequisites, launchBrowser, newUserPage, SHOTS, signIn, startWebGateway, type WebGateway,
 } from './web-harness.js';
+import { totpSource } from './totp-source.js';
 
 /** Milliseconds since `t0`, for "within 1 s" bounds. */
 const since = (t0: number): number => performance.now() - t0;
@@ -209,7 +210,7 @@ describe('web vault in Chromium', () => {
     expect(await qr.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 100)).toBe(true);
     const secret = (await alice.page.locator('[data-secret]').getAttribute('data-secret'))!;
     const codes = totpSource(secret);
-    await alice.page.getByLabel('Code from the app').fill(codes());
+    await alice.page.getByLabel('Code from the app').fill(await codes());
     await alice.page.getByRole('button', { name: 'Confirm' }).click();
     await alice.page.getByText('Your account has an authenticator.').waitFor();
     expect((await web.gw.store.getUser('alice'))!.totpConfirmed).toBe(true);
@@ -222,7 +223,7 @@ describe('web vault in Chromium', () => {
     await code.fill('000000');
     await ssh.getByRole('button', { name: 'Launch' }).click();
     await ssh.getByText('the TOTP code is not valid').waitFor();
-    await code.fill(codes());
+    await code.fill(await codes());
     await ssh.getByRole('button', { name: 'Launch' }).click();
     const command = ssh.locator('pre.command');
     await command.filter({ hasText: 'alice:ops-ssh' }).waitFor();
