@@ -14,11 +14,9 @@ import { authenticationOk, backendKeyData, errorResponse, message, Msg } from '.
 import type { AuditEntry } from '../../src/core/model.js';
 import { eventually } from './contract-driver.js';
 import { GATEWAY_PASSWORD, makeGateway, until, type GatewayHarness } from './gateway-harness.js';
+import { sayLastWords, TIMINGS, type Timing } from './last-words.js';
 import { pgDoor } from './postgres-harness.js';
 
-/** When the fake target sends its FATAL and FIN, after the login's last message. */
-const TIMINGS = ['same write', 'nextTick', 'setImmediate', '0 ms', '1 ms', '3 ms', '10 ms'] as const;
-type Timing = (typeof TIMINGS)[number];
 /** Connects per timing: the races these timings aim at go either way from one connect to the next. */
 const CONNECTS = 12;
 const LAST_WORDS = 'terminating connection due to administrator command';
@@ -55,12 +53,7 @@ class LastWordsTarget {
 
   private answer(sock: Socket): void {
     const bye = (): void => void (this.reset ? sock.resetAndDestroy() : sock.end(FATAL));
-    switch (this.timing) {
-      case 'same write': return this.reset ? (sock.write(GREETING), bye()) : void sock.end(Buffer.concat([GREETING, FATAL]));
-      case 'nextTick': sock.write(GREETING); return process.nextTick(bye);
-      case 'setImmediate': sock.write(GREETING); return void setImmediate(bye);
-      default: sock.write(GREETING); return void setTimeout(bye, Number.parseInt(this.timing, 10));
-    }
+    sayLastWords(sock, this.timing, GREETING, bye, this.reset ? undefined : FATAL);
   }
 }
 
