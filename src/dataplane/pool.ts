@@ -59,6 +59,8 @@ interface Worker {
   gone: boolean;
   /** Listeners this worker serves (connections are handed only to these). */
   serving: Set<number>;
+  /** Sessions opened through it and not yet ended (new connections go where there are fewest). */
+  sessions: number;
   /** When it last said anything (performance.now()); undefined until it is ready. */
   answeredAt: number | undefined;
   /** When it was forked (performance.now()). */
@@ -246,12 +248,21 @@ export class DataPath {
     });
   }
 
-  /** The next worker in turn gets the connection, unread. */
+  /**
+   * The worker with the fewest sessions gets the connection, unread; among equals, the next in
+   * turn. Each worker holds its share of a listener's maxConnections, so connections in turn
+   * alone would let one worker refuse while sessions that ended in the other left it room.
+   */
   private handOver(listener: number, socket: Socket): void {
     const live = this.workers.filter((w) => !w.gone && w.child.connected && w.serving.has(listener));
     // None: between a worker's death and its replacement's start, or every worker gone.
     if (!live.length) return this.drop(listener, socket, 'no data-path worker is serving this listener');
-    const w = live[this.turn++ % live.length]!;
+    const first = this.turn++ % live.length;
+    let w = live[first]!;
+    for (let i = 1; i < live.length; i++) {
+      const other = live[(first + i) % live.length]!;
+      if (other.sessions < w.sessions) w = other;
+    }
     const client = clientAddress(socket);
     try {
       w.child.send({ t: 'conn', listener } satisfies ToWorker, socket, (err) => {
@@ -275,7 +286,7 @@ export class DataPath {
     let failed: (err: Error) => void = () => undefined;
     const ready = new Promise<void>((resolve, reject) => ((up = resolve), (failed = reject)));
     ready.catch(() => undefined);
-    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), answeredAt: undefined, spawnedAt: performance.now(), starting: new Map() };
+    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), sessions: 0, answeredAt: undefined, spawnedAt: performance.now(), starting: new Map() };
     // Settles nothing once it said 'ready'.
     child.once('exit', (code, signal) => failed(new Error(`it exited before it was ready (code ${code}, signal ${signal})`)));
     child.on('message', (m: FromWorker) => {
@@ -296,6 +307,7 @@ export class DataPath {
     for (const [id, h] of this.sessions) {
       if (h.worker !== w) continue;
       this.sessions.delete(id);
+      w.sessions--;
       h.session.end('error', 'Gatehouse: the gateway process serving this session stopped; connect again.');
     }
     if (this.stopping) return;
@@ -430,6 +442,7 @@ export class DataPath {
   private take(id: string): Held | undefined {
     const h = this.sessions.get(id);
     this.sessions.delete(id);
+    if (h) h.worker.sessions--;
     return h;
   }
 
@@ -456,6 +469,7 @@ export class DataPath {
           throw new GatehouseError('INTERNAL', 'the data-path worker is gone');
         }
         this.sessions.set(s.id, { session: s, worker: w });
+        w.sessions++;
         const view: SessionView = { id: s.id, user: s.user, resource: s.resource, credentials: s.credentials, deadline: s.deadline };
         return { ok: true, session: view };
       }

@@ -121,6 +121,29 @@ describe('the PostgreSQL door in two data-path workers', () => {
     expect(pool.load().map((l) => l.sessions)).toEqual([0, 0]);
   });
 
+  it("hands a connection to the worker with the fewer sessions: sessions that ended in one worker leave room there, and the other's share of maxConnections is not hit first", async () => {
+    const p = await ownPool(2);
+    // maxConnections 4: each of the two workers holds 2.
+    const l = await pgListener(p, new PostgresAdapter({ maxConnections: 4, upstreamCa: { '*': readFileSync(target.ca, 'utf8') } }));
+    const open = async (): Promise<pg.Client> => {
+      const c = pgClient(l.address.port, 'alice:open-pg');
+      await c.connect();
+      c.on('error', () => {});
+      return c;
+    };
+    // One after the other: each worker in turn, the second and fourth in the same worker.
+    const clients: pg.Client[] = [];
+    for (let i = 0; i < 4; i++) clients.push(await open());
+    expect(p.load().map((w) => w.sessions)).toEqual([2, 2]);
+    await Promise.all([clients[1]!.end(), clients[3]!.end()]);
+    expect(await eventually(async () => p.load().map((w) => w.sessions).join() === '2,0')).toBe(true);
+    // In turn the next would go to the full worker and be refused (53300) with the other empty.
+    const more = [await open(), await open()];
+    expect(p.load().map((w) => w.sessions)).toEqual([2, 2]);
+    for (const c of [...more, clients[0]!, clients[2]!]) expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    await Promise.all([...more, clients[0]!, clients[2]!].map((c) => c.end()));
+  });
+
   it('a CancelRequest handed to the other worker cancels the statement of the session it names', async () => {
     const [a, b] = [await connect('open-pg'), await connect('open-pg')];
     expect(pool.load().map((l) => l.sessions)).toEqual([1, 1]);
