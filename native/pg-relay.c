@@ -2015,10 +2015,8 @@ static void splice_now(cmd *c) {
   if (cl && (cl->state != ST_OPEN || cl->r)) cl = NULL;
   if (t && (t->state != ST_OPEN || t->r)) t = NULL;
   if (cl && !t) { target_gone(cl, c); return; }
-  if (!cl || !t) {
-    evt *v = emit(EV_END, c->id, 1);
-    v->a = cl ? END_TARGET_CLOSED : END_CLIENT_CLOSED;
-    if (cl) free_ep(cl);
+  if (!cl) {
+    emit(EV_END, c->id, 1)->a = END_CLIENT_CLOSED;
     if (t) terminate_target(t);
     return;
   }

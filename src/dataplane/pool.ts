@@ -167,7 +167,7 @@ export class DataPath {
 
   /** Per worker: its pid, the listeners it serves and its live sessions (for operators and tests). */
   load(): Array<{ pid: number | undefined; listeners: number; sessions: number }> {
-    return this.workers.map((w) => ({ pid: w.child.pid, listeners: w.serving.size, sessions: [...this.sessions.values()].filter((h) => h.worker === w).length }));
+    return this.workers.map((w) => ({ pid: w.child.pid, listeners: w.serving.size, sessions: w.sessions }));
   }
 
   /** Ends every worker; live sessions were ended by the broker before. */

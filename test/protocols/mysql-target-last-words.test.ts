@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Listener } from '../../src/broker/adapter.js';
 import { silentLogger } from '../../src/core/log.js';
 import type { AuditEntry } from '../../src/core/model.js';
+import { encodeErr, encodePacket } from '../../protocols/mysql/codec.js';
 import { eventually as eventuallyTrue } from './contract-driver.js';
 import { sayLastWords, type Timing } from './last-words.js';
 import { GATEWAY_PASSWORD, myDoor, startMyGateway, until, type MyGateway } from './mysql-harness.js';
@@ -18,12 +19,6 @@ import { GATEWAY_PASSWORD, myDoor, startMyGateway, until, type MyGateway } from 
 const MY_TIMINGS: readonly Timing[] = ['same write', 'setImmediate', '1 ms', '10 ms'];
 const CONNECTS = 10;
 const LAST_WORDS = 'Connection was killed';
-
-/** An ERR packet with sequence id `seq`. */
-function errPacket(seq: number, errno: number, state: string, text: string): Buffer {
-  const body = Buffer.concat([Buffer.from([0xff, errno & 0xff, errno >> 8]), Buffer.from(`#${state}${text}`)]);
-  return Buffer.concat([Buffer.from([body.length & 0xff, (body.length >> 8) & 0xff, body.length >> 16, seq]), body]);
-}
 
 /** Passes the login through to `targetPort`; after the server's first OK, says its last words at `timing`. */
 class LastWordsRelay {
@@ -73,7 +68,7 @@ class LastWordsRelay {
 
   /** The ERR goes unasked, so with sequence id 0, as a server's own goodbye does (MySQL 8's ER_CLIENT_INTERACTION_TIMEOUT). */
   private lastWords(client: Socket, ok: Buffer): void {
-    const err = errPacket(0, 1927, '70100', LAST_WORDS);
+    const err = encodePacket(0, encodeErr({ errno: 1927, sqlstate: '70100', message: LAST_WORDS }));
     sayLastWords(client, this.timing, ok, () => void client.end(err), err);
   }
 }
