@@ -21,6 +21,7 @@ import { startSlapd, type SlapdTarget } from '../targets/index.js';
 import { eventually, within } from './contract-driver.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { watchedLdapsClient } from './ldap-client.js';
+import { feed } from './child-input.js';
 
 let target: SlapdTarget;
 beforeAll(async () => {
@@ -61,7 +62,7 @@ function ldap(tool: 'ldapwhoami' | 'ldapsearch' | 'ldapadd' | 'ldapmodify', args
       if (err && typeof err.code !== 'number') return reject(err);
       resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
     });
-    child.stdin?.end(stdin);
+    feed(child.stdin, stdin);
   });
 }
 

@@ -16,6 +16,7 @@ import { eventually, within } from './contract-driver.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { Control } from 'ldapts';
 import { watchedLdapsClient } from './ldap-client.js';
+import { feed } from './child-input.js';
 
 let target: SlapdTarget;
 beforeAll(async () => {
@@ -68,7 +69,7 @@ function client(tool: 'ldapsearch' | 'ldapmodify' | 'ldapwhoami' | 'ldappasswd',
       if (err && typeof err.code !== 'number') return reject(err);
       resolve({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
     });
-    child.stdin?.end(stdin ?? '');
+    feed(child.stdin, stdin ?? '');
   });
 }
 

@@ -12,6 +12,7 @@ import { decodeHandshakeV10, encodeSslRequest } from '../../protocols/mysql/hand
 import { PacketReader } from '../../protocols/mysql/reader.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, until, type GatewayHarness } from './gateway-harness.js';
 import { startMariadb, type MariadbTarget } from '../targets/index.js';
+import { feed } from './child-input.js';
 
 export { GATEWAY_PASSWORD, until };
 
@@ -107,7 +108,7 @@ export function runClient(bin: string, args: string[], input?: string, timeoutMs
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0;
       resolve({ code, stdout, stderr });
     });
-    if (input !== undefined) child.stdin?.end(input);
+    if (input !== undefined) feed(child.stdin, input);
   });
 }
 

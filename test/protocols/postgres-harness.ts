@@ -10,6 +10,7 @@ import { PostgresAdapter, type PostgresAdapterOptions, type StatementEvent } fro
 import { nativeLoop, type NativeLoop } from '../../protocols/postgres/native.js';
 import { BERLIN_DAYTIME, GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { startPostgres, type PostgresTarget } from '../targets/index.js';
+import { feed } from './child-input.js';
 
 export { GATEWAY_PASSWORD };
 
@@ -135,7 +136,7 @@ export function psql(conninfo: string, password: string, args: string[], input?:
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0;
       resolve({ code, stdout, stderr });
     });
-    if (input !== undefined) child.stdin?.end(input);
+    if (input !== undefined) feed(child.stdin, input);
   });
 }
 

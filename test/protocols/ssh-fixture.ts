@@ -13,6 +13,7 @@ import type { ResourceOptions, TargetCredentials, WorkflowSettings } from '../..
 import { SshAdapter, type SshAdapterOptions } from '../../protocols/ssh/index.js';
 import { makeGateway, type GatewayHarness } from './gateway-harness.js';
 import { startSshd, type SshdTarget } from '../targets/index.js';
+import { feed } from './child-input.js';
 
 export const USERS = ['alice', 'carol', 'dave', 'mallory'] as const;
 export type TestUser = (typeof USERS)[number];
@@ -174,7 +175,7 @@ export function run(cmd: string, argv: string[], o: RunOptions = {}): SshChild {
       resolve({ code, signal, stdout: out, stderr: err, at: performance.now() });
     });
   });
-  if (o.input !== undefined) child.stdin.end(o.input);
+  if (o.input !== undefined) feed(child.stdin, o.input);
   return {
     child,
     stdout: () => out,

@@ -38,6 +38,7 @@ import {
   type SshdTarget,
   type WebappTarget,
 } from '../targets/index.js';
+import { feed } from './child-input.js';
 
 const exec = promisify(execFile);
 const CLIENT_TIMEOUT_MS = 20_000;
@@ -120,7 +121,7 @@ function execWithInput(cmd: string, args: string[], input: string): Promise<stri
       if (err) reject(err);
       else resolve(stdout);
     });
-    child.stdin?.end(input);
+    feed(child.stdin, input);
   });
 }
 
@@ -281,7 +282,7 @@ function xfreerdp(
       clearTimeout(timer);
       resolve({ code, output });
     });
-    child.stdin.end(opts.input ?? '');
+    feed(child.stdin, opts.input ?? '');
     opts.onSpawn?.(() => child.kill('SIGTERM'));
   });
 }
