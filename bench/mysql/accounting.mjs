@@ -38,16 +38,24 @@ const target = JSON.parse(execFileSync('bash', [script, 'start'], { encoding: 'u
 const dir = mkdtempSync(join(tmpdir(), 'gh-bench-myacct-'));
 const cleanups = [() => execFileSync('bash', [script, 'stop', target.dir], { stdio: 'ignore' }), () => rmSync(dir, { recursive: true, force: true })];
 
-/** CPU ms and voluntary context switches of each thread of a process. */
+/** CPU ms, sleeps (voluntary context switches) and preemptions (involuntary ones) of each thread of a process. */
 function threads(pid) {
-  return Object.fromEntries(readdirSync(`/proc/${pid}/task`).map((t) => {
-    const [head, tail] = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').split(') ');
-    const f = tail.split(' ');
-    const sleeps = Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'))[1]);
-    return [`${head.split('(')[1]}/${t}`, { cpu: (Number(f[11]) + Number(f[12])) * 10, sleeps }];
+  return Object.fromEntries(readdirSync(`/proc/${pid}/task`).flatMap((t) => {
+    try {
+      const [head, tail] = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').split(') ');
+      const f = tail.split(' ');
+      const status = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+      const sleeps = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)[1]);
+      const preempted = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)[1]);
+      return [[`${head.split('(')[1]}/${t}`, { cpu: (Number(f[11]) + Number(f[12])) * 10, sleeps, preempted }]];
+    } catch {
+      return []; // a thread that ended between the listing and the reading
+    }
   }));
 }
-const cpuMs = (pid) => Object.values(threads(pid)).reduce((s, t) => s + t.cpu, 0);
+/** A process's CPU ms, sleeps and preemptions, summed over its threads. */
+const totals = (pid) => Object.values(threads(pid)).reduce((s, t) => ({ cpu: s.cpu + t.cpu, sleeps: s.sleeps + t.sleeps, preempted: s.preempted + t.preempted }), { cpu: 0, sleeps: 0, preempted: 0 });
+const cpuMs = (pid) => totals(pid).cpu;
 
 function load(conn, seconds) {
   return new Promise((resolve, reject) => {
@@ -97,18 +105,20 @@ try {
         continue;
       }
       const before = threads(process.pid);
-      const dbBefore = cpuMs(target.pid);
+      const dbBefore = totals(target.pid);
       const r = await load(conn, seconds);
       const after = threads(process.pid);
       const us = (ms) => ((ms * 1000) / r.count).toFixed(1);
-      const db = `MariaDB ${us(cpuMs(target.pid) - dbBefore)} µs/query`;
+      const dbAfter = totals(target.pid);
+      const per = (n) => (n / r.count).toFixed(2);
+      const db = `MariaDB ${us(dbAfter.cpu - dbBefore.cpu)} µs/query, sleeps ${per(dbAfter.sleeps - dbBefore.sleeps)} and preemptions ${per(dbAfter.preempted - dbBefore.preempted)} per query`;
       if (name === 'direct') {
         console.log(`  round ${round} direct  ${r.qps.toFixed(0).padStart(6)} qps  ${db}`);
         continue;
       }
-      const per = Object.keys(after).filter((k) => before[k]).map((k) => ({ k, cpu: after[k].cpu - before[k].cpu, sleeps: after[k].sleeps - before[k].sleeps }))
+      const mine = Object.keys(after).filter((k) => before[k]).map((k) => ({ k, cpu: after[k].cpu - before[k].cpu, sleeps: after[k].sleeps - before[k].sleeps, preempted: after[k].preempted - before[k].preempted }))
         .filter((t) => t.cpu > 0).sort((a, b) => b.cpu - a.cpu);
-      console.log(`  round ${round} gateway ${r.qps.toFixed(0).padStart(6)} qps  ${db}; gateway threads, µs CPU and sleeps per query: ${per.map((t) => `${t.k} ${us(t.cpu)} / ${(t.sleeps / r.count).toFixed(3)}`).join(', ')}`);
+      console.log(`  round ${round} gateway ${r.qps.toFixed(0).padStart(6)} qps  ${db}; gateway threads, µs CPU / sleeps / preemptions per query: ${mine.map((t) => `${t.k} ${us(t.cpu)} / ${(t.sleeps / r.count).toFixed(3)} / ${(t.preempted / r.count).toFixed(3)}`).join(', ')}`);
     }
   }
 } finally {

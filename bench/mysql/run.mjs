@@ -2,8 +2,11 @@
 /**
  * Point selects (sysbench-style `SELECT c FROM sbtest WHERE id = ?`) from mysql2 at 32
  * connections, text protocol (COM_QUERY) and prepared (COM_STMT_EXECUTE), several ways in the
- * same run against the same MariaDB: direct (plaintext); through a bare Node TCP proxy
- * (`pipe()` both ways: the floor for any proxy in Node); through Gatehouse with client TLS
+ * same run against the same MariaDB: direct (plaintext); direct with TLS (what the client's and
+ * MariaDB's own TLS cost, without a proxy; ratios stay to plaintext); through a bare Node TCP proxy
+ * (`pipe()` both ways: the floor for any proxy in Node); through nginx's stream module with one
+ * worker (test/targets/nginx.sh stream: a TCP relay written in C, no TLS, no parsing; nginx cannot
+ * terminate MySQL's TLS, which starts inside the protocol); through Gatehouse with client TLS
  * and the target leg in plaintext (`upstreamTls: 'disable'`); and through Gatehouse with
  * TLS on both legs (target CA verified, the default against a target that offers TLS), each
  * Gatehouse case once per data path in `--relays` (`native`: the addon, the default where it
@@ -86,9 +89,10 @@ function cpuOf(pid) {
  * (load client, gateway or proxy = this process, MariaDB) spent on the run: on a shared machine the
  * CPU per query is steadier than queries per second.
  */
-function load(cfg) {
+function load(cfg, proxyPids = []) {
+  const proxyCpu = () => proxyPids.reduce((s, pid) => s + cpuOf(pid), 0);
   return new Promise((resolve, reject) => {
-    const before = { me: process.cpuUsage(), db: cpuOf(target.pid) };
+    const before = { me: process.cpuUsage(), db: cpuOf(target.pid), proxy: proxyCpu() };
     const child = spawn(process.execPath, [join(root, 'bench/mysql/load.mjs'), JSON.stringify(cfg)]);
     let childCpu = 0;
     const sample = setInterval(() => {
@@ -106,7 +110,7 @@ function load(cfg) {
       if (code !== 0) return reject(new Error(`load exited ${code}:\n${out}`));
       const me = process.cpuUsage(before.me);
       const r = JSON.parse(out.trim().split('\n').at(-1));
-      resolve({ ...r, cpu: { client: childCpu, gateway: (me.user + me.system) / 1e6, db: cpuOf(target.pid) - before.db } });
+      resolve({ ...r, cpu: { client: childCpu, gateway: (me.user + me.system) / 1e6 + proxyCpu() - before.proxy, db: cpuOf(target.pid) - before.db } });
     });
   });
 }
@@ -150,15 +154,27 @@ async function pipeProxy() {
   return server.address().port;
 }
 
+/** nginx's stream module in front of the target, one worker; its master's and worker's pids for the CPU count. */
+function nginxStream() {
+  const nginx = join(root, 'test/targets/nginx.sh');
+  const n = JSON.parse(execFileSync('bash', [nginx, 'stream', `127.0.0.1:${target.port}`], { encoding: 'utf8' }).trim().split('\n').at(-1));
+  cleanups.unshift(() => execFileSync('bash', [nginx, 'stop', n.dir], { stdio: 'ignore' }));
+  const workers = execFileSync('pgrep', ['-P', String(n.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
+  return { port: n.port, pids: [n.pid, ...workers] };
+}
+
 try {
   await seed();
   const pki = await ensurePki(join(dir, 'certs'));
   const gwPassword = randomBytes(12).toString('base64url');
   const gw = ({ port }) => ({ host: '127.0.0.1', port, user: 'bench:bench-mysql', password: gwPassword, ssl: { ca: pki.caCertPem } });
   const direct = { host: '127.0.0.1', port: target.port, user: target.user, password: target.password, database: target.database };
+  const nginx = nginxStream();
   const cases = [
     { name: 'direct (plaintext)', conn: direct },
+    { name: 'direct (TLS)', conn: { ...direct, ssl: { ca: readFileSync(target.ca, 'utf8') } } },
     { name: 'bare TCP proxy (Node pipe)', conn: { ...direct, port: await pipeProxy() } },
+    { name: 'nginx stream (C, plaintext)', conn: { ...direct, port: nginx.port }, pids: nginx.pids },
   ];
   const relays = values.relays.split(',');
   const gatehouse = async (name, upstreamTls, relay) => {
@@ -178,7 +194,7 @@ try {
     const cpus = Object.fromEntries(cases.map((c) => [c.name, []]));
     for (let round = 0; round < ROUNDS; round++) {
       for (const c of cases) {
-        const r = await load({ conn: c.conn, mode, clients: CLIENTS, seconds: SECONDS, rows: ROWS });
+        const r = await load({ conn: c.conn, mode, clients: CLIENTS, seconds: SECONDS, rows: ROWS }, c.pids);
         runs[c.name].push(r.qps);
         const us = (x) => (x / r.count) * 1e6;
         const perQuery = us(r.cpu.client + r.cpu.gateway + r.cpu.db);

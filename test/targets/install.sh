@@ -74,6 +74,8 @@ REQUIREMENTS=(
   # iperf3 the tunnel's raw TCP throughput
   wrk wrk
   iperf3 iperf3
+  # bench/mysql: nginx's stream module (nginx.sh stream), a TCP proxy written in C in front of MariaDB
+  /usr/lib/nginx/modules/ngx_stream_module.so libnginx-mod-stream
   # test/e2e/web.test.ts drives Debian's Chromium through playwright-core
   /usr/bin/chromium chromium
   # test/unit/deploy-files.test.ts validates docker-compose.yml with the compose CLI (no daemon, no images)

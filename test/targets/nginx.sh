@@ -4,6 +4,8 @@
 #   nginx.sh [start] [DIR]             -> a static site with /private/ behind auth_basic
 #   nginx.sh proxy UPSTREAM_URL [DIR]  -> a TLS reverse proxy to UPSTREAM_URL, keepalive upstream
 #                                         (the reference proxy for benchmarks)
+#   nginx.sh stream HOST:PORT [DIR]    -> a plaintext TCP proxy to HOST:PORT (the stream module):
+#                                         a relay written in C, for the MySQL benchmarks
 #   nginx.sh stop DIR                  -> stops nginx, removes DIR
 # Both print one JSON line on stdout (see README.md).
 # Env: TARGET_PORT (fixed port), NGINX_WORKERS (worker_processes, default auto);
@@ -235,10 +237,44 @@ EOF
     config "$dir/nginx.conf" version "$(version)" proxyOf "$upstream"
 }
 
+# nginx's stream module as a plain TCP relay to HOST:PORT: bytes both ways, no TLS (MySQL's TLS
+# starts inside the protocol, after the server's greeting, which nginx cannot terminate), no
+# parsing. One worker: the relay on one core, as the gateway's data path runs on one thread.
+stream() {
+  local upstream=${1:-}
+  [[ $upstream =~ ^([^/:]+):([0-9]+)$ ]] || die "usage: $0 stream HOST:PORT [DIR]"
+  ensure_pkgs
+  ensure_pkg /usr/lib/nginx/modules/ngx_stream_module.so libnginx-mod-stream
+
+  new_instance "${2:-}"
+  local dir=$INSTANCE_DIR port=$INSTANCE_PORT
+  {
+    echo 'load_module /usr/lib/nginx/modules/ngx_stream_module.so;'
+    NGINX_WORKERS=${NGINX_WORKERS:-1} common_conf "$dir"
+    cat <<EOF
+stream {
+  server {
+    listen 127.0.0.1:$port;
+    proxy_pass $upstream;
+    tcp_nodelay on;
+    proxy_timeout 1h;
+  }
+}
+EOF
+  } >"$dir/nginx.conf"
+
+  launch "$dir" "$port"
+
+  json_obj kind nginx host 127.0.0.1 port "#$port" pid "#$NGINX_PID" dir "$dir" \
+    user '' password '' ca '' cert '' key '' url "tcp://127.0.0.1:$port" log "$dir/error.log" \
+    accessLog '' config "$dir/nginx.conf" version "$(version)" proxyOf "$upstream"
+}
+
 case "${1:-start}" in
   # TERM is nginx's fast shutdown: the master ends its workers and exits.
   stop) stop_target "${2:-}" TERM ;;
   proxy) shift; proxy "${1:-}" "${2:-}" ;;
+  stream) shift; stream "${1:-}" "${2:-}" ;;
   start) shift || true; start "${1:-}" ;;
   *) start "$1" ;;
 esac
