@@ -55,7 +55,6 @@ function threads(pid) {
 }
 /** A process's CPU ms, sleeps and preemptions, summed over its threads. */
 const totals = (pid) => Object.values(threads(pid)).reduce((s, t) => ({ cpu: s.cpu + t.cpu, sleeps: s.sleeps + t.sleeps, preempted: s.preempted + t.preempted }), { cpu: 0, sleeps: 0, preempted: 0 });
-const cpuMs = (pid) => totals(pid).cpu;
 
 function load(conn, seconds) {
   return new Promise((resolve, reject) => {
