@@ -21,6 +21,7 @@ import {
   startMariadb,
   startNginx,
   startNginxProxy,
+  startNginxStream,
   startPostgres,
   startRdp,
   startRedis,
@@ -413,6 +414,20 @@ describe('test targets', () => {
     it('lets app_user into appdb with mysql_native_password', async () => {
       const { stdout } = await mariadb(maria, maria.user, maria.password, 'select current_user()');
       expect(stdout.trim()).toBe('app_user@127.0.0.1');
+    });
+
+    it('is reached through an nginx stream relay, one worker, which goes with its stop', async () => {
+      const relay = await startNginxStream(`127.0.0.1:${maria.port}`);
+      try {
+        expect(relay).toMatchObject({ kind: 'nginx', proxyOf: `127.0.0.1:${maria.port}`, url: `tcp://127.0.0.1:${relay.port}`, ca: '' });
+        expect(readFileSync(relay.config, 'utf8')).toMatch(/^load_module .*ngx_stream_module\.so;\nuser \S+;\nworker_processes 1;/);
+        const { stdout } = await mariadb({ ...maria, port: relay.port }, maria.user, maria.password, 'select current_user(), @@port');
+        expect(stdout.trim()).toBe(`app_user@127.0.0.1\t${maria.port}`);
+      } finally {
+        await relay.stop();
+      }
+      expect(existsSync(relay.dir)).toBe(false);
+      expect(await accepts(relay.port)).toBe(false);
     });
 
     it('verifies TLS against the reported ca', async () => {

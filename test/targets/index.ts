@@ -132,11 +132,11 @@ const nginxSchema = z.object({
   ...base,
   ...tls,
   kind: z.literal('nginx'),
-  /** `https://127.0.0.1:port`. */
+  /** `https://127.0.0.1:port`; `tcp://127.0.0.1:port` for a stream relay (no TLS: `ca`, `cert`, `key` and `accessLog` are ''). */
   url: z.string(),
   accessLog: z.string(),
   config: z.string(),
-  /** The upstream URL of a reverse proxy (startNginxProxy); null for the basic-auth site. */
+  /** The upstream URL of a reverse proxy (startNginxProxy), HOST:PORT of a stream relay (startNginxStream); null for the basic-auth site. */
   proxyOf: z.string().nullable(),
 });
 
@@ -352,6 +352,11 @@ export function startNginxProxy(upstreamUrl: string, opts: NginxProxyOptions = {
     command: ['proxy', upstreamUrl],
     env: { NGINX_WORKERS: opts.workers?.toString(), NGINX_PROXY_UPSTREAM_CA: opts.upstreamCa },
   });
+}
+
+/** nginx's stream module as a plaintext TCP relay to `upstream` (HOST:PORT): a relay written in C, for benchmarks. */
+export function startNginxStream(upstream: string, opts: NginxStartOptions = {}): Promise<NginxTarget> {
+  return start('nginx', nginxSchema, opts, { command: ['stream', upstream], env: { NGINX_WORKERS: opts.workers?.toString() } });
 }
 
 /** Adminer (PHP's built-in server) whose login form is to be posted to `db`, e.g. a startMariadb() target. */
