@@ -129,6 +129,22 @@ async function ports(): Promise<Record<ListenerName, number>> {
   return p as Record<ListenerName, number>;
 }
 
+/**
+ * `gatehouse serve` with `argsFor(ports)` on a free port per listener. A port is free when
+ * asked for and can be taken by another test before the gateway listens on it (EADDRINUSE);
+ * the gateway then starts again on new ports, up to five times.
+ */
+async function serveOnFreePorts(bin: string, argsFor: (p: Record<ListenerName, number>) => string[], cwd: string): Promise<{ s: Served; p: Record<ListenerName, number> }> {
+  for (let attempt = 1; ; attempt++) {
+    const p = await ports();
+    try {
+      return { s: await serve(bin, argsFor(p), cwd), p };
+    } catch (e) {
+      if (attempt >= 5 || !(e as Error).message.includes('EADDRINUSE')) throw e;
+    }
+  }
+}
+
 describe('the packed tarball, installed with runtime dependencies only', () => {
   let work: string;
   let app: string;
@@ -209,8 +225,7 @@ describe('the packed tarball, installed with runtime dependencies only', () => {
 
   it('serves the web vault and /healthz with the SQLite store', async () => {
     const data = join(work, 'sqlite-data');
-    const p = await ports();
-    const s = await serve(bin, ['--data', data, ...Object.entries(p).flatMap(([n, port]) => ['--listen', `${n}=127.0.0.1:${port}`])], app);
+    const { s, p } = await serveOnFreePorts(bin, (p) => ['--data', data, ...Object.entries(p).flatMap(([n, port]) => ['--listen', `${n}=127.0.0.1:${port}`])], app);
     running.push(s);
     expect(existsSync(join(data, 'gatehouse.db'))).toBe(true);
     // The JSON log (stderr) may come after the start-up lines (stdout).
@@ -232,8 +247,7 @@ describe('the packed tarball, installed with runtime dependencies only', () => {
   it('keeps its state in PostgreSQL with --store postgres://, and serves the web vault', async () => {
     const url = await createDatabase('gh_pack');
     const data = join(work, 'pg-data');
-    const p = await ports();
-    const s = await serve(bin, ['--data', data, '--store', url, ...Object.entries(p).flatMap(([n, port]) => ['--listen', `${n}=127.0.0.1:${port}`])], app);
+    const { s, p } = await serveOnFreePorts(bin, (p) => ['--data', data, '--store', url, ...Object.entries(p).flatMap(([n, port]) => ['--listen', `${n}=127.0.0.1:${port}`])], app);
     running.push(s);
     expect(existsSync(join(data, 'gatehouse.db'))).toBe(false);
     const client = new pg.Client({ connectionString: url });
@@ -255,7 +269,7 @@ describe('the packed tarball, installed with runtime dependencies only', () => {
     copyFileSync(join(ROOT, 'deploy/policies/demo.yaml'), join(policies, 'demo.yaml'));
     copyFileSync(join(ROOT, 'policies/teams.yaml'), join(policies, 'teams.yaml'));
     const url = await createDatabase('gh_cluster');
-    const config = (node: string, p: Awaited<ReturnType<typeof ports>>): string => {
+    const config = (node: string, p: Record<ListenerName, number>): string => {
       const cfg = parseYaml(readFileSync(join(ROOT, 'deploy/cluster.yaml'), 'utf8'));
       const moved = (path: string): string => join(volume, path.replace(/^\/var\/lib\/gatehouse\//, ''));
       Object.assign(cfg, {
@@ -270,16 +284,14 @@ describe('the packed tarball, installed with runtime dependencies only', () => {
       env: cleanEnv({ GATEHOUSE_HEALTH_URL: `https://127.0.0.1:${api}/healthz`, GATEHOUSE_HEALTH_CA: join(volume, 'certs/ca.pem') }),
     });
 
-    const pa = await ports();
-    const a = await serve(bin, ['--config', config('gatehouse-a', pa)], app);
+    const { s: a, p: pa } = await serveOnFreePorts(bin, (p) => ['--config', config('gatehouse-a', p)], app);
     running.push(a);
     // HTTPS on 0.0.0.0: the healthcheck speaks TLS to it and verifies the gateway certificate.
     await healthcheck(pa.api);
     const ca = readFileSync(join(volume, 'certs/ca.pem'), 'utf8');
     const masterKey = readFileSync(join(volume, 'data/master.key'), 'utf8');
 
-    const pb = await ports();
-    const b = await serve(bin, ['--config', config('gatehouse-b', pb)], app);
+    const { s: b, p: pb } = await serveOnFreePorts(bin, (p) => ['--config', config('gatehouse-b', p)], app);
     running.push(b);
     await healthcheck(pb.api);
     expect(readFileSync(join(volume, 'certs/ca.pem'), 'utf8')).toBe(ca);

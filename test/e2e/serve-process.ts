@@ -65,11 +65,27 @@ export class ServeProcess {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** Starts the node and resolves once /healthz answers. */
+  /**
+   * Starts the node and resolves once /healthz answers. Its ports stay fixed, so a restarted
+   * node is found where it was; on the first start they are new, and one taken by another test
+   * between the check and the listen (EADDRINUSE) makes it start again on others, up to five times.
+   */
   async start(): Promise<void> {
+    if (this.apiPort) return this.launch();
+    for (let attempt = 1; ; attempt++) {
+      this.apiPort = await freePort();
+      do this.postgresPort = await freePort();
+      while (this.postgresPort === this.apiPort);
+      try {
+        return await this.launch();
+      } catch (e) {
+        if (attempt >= 5 || !(e as Error).message.includes('EADDRINUSE')) throw e;
+      }
+    }
+  }
+
+  private async launch(): Promise<void> {
     mkdirSync(this.opts.dataDir, { recursive: true });
-    // Fixed ports, so a restarted node is found where it was.
-    if (!this.apiPort) [this.apiPort, this.postgresPort] = [await freePort(), await freePort()];
     const listen = ListenerNames.map((n) => `${n}=127.0.0.1:${n === 'api' ? this.apiPort : n === 'postgres' ? this.postgresPort : 0}`);
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATEHOUSE_')) env[k] = v;
@@ -83,8 +99,12 @@ export class ServeProcess {
     };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
-    const exited = new Promise<never>((_, reject) => child.once('exit', (code, signal) => reject(new Error(`node ${this.opts.name} exited (${code ?? signal}) while starting:\n${this.output}`))));
-    await Promise.race([this.healthy(), exited]);
+    let gone = false;
+    const exited = new Promise<never>((_, reject) => child.once('exit', (code, signal) => {
+      gone = true;
+      reject(new Error(`node ${this.opts.name} exited (${code ?? signal}) while starting:\n${this.output}`));
+    }));
+    await Promise.race([this.healthy(() => gone), exited]);
   }
 
   /** SIGKILL: no shutdown path runs, whatever the node was doing. */
@@ -108,10 +128,11 @@ export class ServeProcess {
     return this.output;
   }
 
-  /** Polls /healthz (a starting process has nothing else to wait on) for up to 60 s. */
-  private async healthy(): Promise<void> {
+  /** Polls /healthz (a starting process has nothing else to wait on) for up to 60 s, or until the process is gone. */
+  private async healthy(gone: () => boolean): Promise<void> {
     const until = performance.now() + 60_000;
     while (performance.now() < until) {
+      if (gone()) return;
       try {
         const r = await fetch(`${this.api}/healthz`);
         if (r.ok) return;
