@@ -2017,7 +2017,10 @@ static void splice_now(cmd *c) {
   if (cl && !t) { target_gone(cl, c); return; }
   if (!cl) {
     emit(EV_END, c->id, 1)->a = END_CLIENT_CLOSED;
-    if (t) terminate_target(t);
+    /* A MySQL target sees what it would see from that client directly (finish's
+     * END_CLIENT_CLOSED): our FIN, not PostgreSQL's Terminate. */
+    if (t && c->mysql) release_target(t);
+    else if (t) terminate_target(t);
     return;
   }
   relay *r = c->mysql ? my_relay_new(c->max_packet, c->deprecate_eof, c->cache_metadata, c->hold_limit) : calloc(1, sizeof *r);

@@ -384,6 +384,9 @@ export class MysqlSession implements SessionHandle {
     // client still gets its OK and whatever the target said last (an ERR, say), and the session
     // ends as the target's doing, instead of staying live with no target behind it.
     if (up.reader.stream.destroyed) return this.targetGoneAtStart(login, up, s, ok);
+    // The client left while the target login ran or the session was recorded: its 'close' is
+    // past, so no relay would ever see it; the target sees what it would from that client.
+    if (login.reader.stream.destroyed) return this.clientGoneAtStart(up, s);
     this.deps.threads.register(this.target!.thread);
     if (login.reader.stream instanceof NativeEndpoint) return this.relayNative(login.reader, up, s, ok);
     login.reader.write(ok);
@@ -400,6 +403,14 @@ export class MysqlSession implements SessionHandle {
     s.bytesOut += lastWords.length;
     this.goodbye(lastWords);
     s.end('target_closed');
+  }
+
+  private clientGoneAtStart(up: UpstreamConnection, s: GatewaySession): void {
+    this.phase = Phase.closing;
+    this.releaseId();
+    up.reader.detach();
+    this.releaseUpstream(up.reader.stream);
+    s.end('client_closed');
   }
 
   /**
