@@ -7,92 +7,64 @@
  * Terminate). A relay in front of the real MariaDB (a test tool for this timing) holds the
  * target's login OK back until the client has gone.
  */
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import mysql from 'mysql2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Listener } from '../../src/broker/adapter.js';
-import { silentLogger } from '../../src/core/log.js';
 import { eventually } from './contract-driver.js';
-import { GATEWAY_PASSWORD, myDoor, startMyGateway, until, type MyGateway } from './mysql-harness.js';
+import { GATEWAY_PASSWORD, until, type MyGateway } from './mysql-harness.js';
+import { LoginRelay, startBehindRelay } from './mysql-login-relay.js';
 
 const CONNECTS = 3;
 /** How long the OK waits after the client's socket closed: the gateway's time to read the FIN. */
 const NOTICE_MS = 300;
 
-/** Passes the login through; holds the target's login OK until `release` is called; records what the gateway sends after it. */
-class HoldingRelay {
-  readonly server: Server = createServer((c) => this.accept(c));
+/** Holds the target's login OK until the test releases it; records what the gateway sends after it. */
+class HoldingRelay extends LoginRelay {
   /** The bytes the gateway sent the target after its login's OK, one entry per connection. */
   readonly after: Buffer[] = [];
   /** Called when the gateway connects to the target, with a function that sends the held OK on. */
   onTarget: ((release: () => void) => void) | undefined;
 
-  constructor(private readonly targetPort: number) {}
-
-  private accept(gateway: Socket): void {
-    const up = connect(this.targetPort, '127.0.0.1');
+  protected connection(gateway: Socket, target: Socket): (ok: Buffer, rest: Buffer) => void {
     const idx = this.after.push(Buffer.alloc(0)) - 1;
-    let greeted = false;
     let okSeen = false;
-    let pending = Buffer.alloc(0);
-    const end = (): void => {
-      gateway.destroy();
-      up.destroy();
-    };
-    gateway.on('error', end).on('close', end);
-    up.on('error', end).on('close', end);
-    gateway.on('data', (d: Buffer) => {
-      if (okSeen) this.after[idx] = Buffer.concat([this.after[idx]!, d]);
-      up.write(d);
-    });
     let held: Buffer | undefined;
     let released = false;
+    const end = (): void => {
+      gateway.destroy();
+      target.destroy();
+    };
+    gateway.on('error', end).on('close', end);
+    target.on('error', end).on('close', end);
+    gateway.on('data', (d: Buffer) => {
+      if (okSeen) this.after[idx] = Buffer.concat([this.after[idx]!, d]);
+      target.write(d);
+    });
     this.onTarget?.(() => {
       released = true;
       if (held) gateway.write(held);
     });
-    up.on('data', (d: Buffer) => {
-      if (okSeen) return void gateway.write(d);
-      pending = Buffer.concat([pending, d]);
-      while (pending.length >= 4) {
-        const len = pending.readUIntLE(0, 3);
-        if (pending.length < 4 + len) return;
-        const packet = pending.subarray(0, 4 + len);
-        pending = pending.subarray(4 + len);
-        if (!greeted || packet[4] !== 0x00) {
-          greeted = true;
-          gateway.write(packet);
-          continue;
-        }
-        okSeen = true;
-        held = Buffer.concat([packet, pending]);
-        if (released) gateway.write(held);
-        return;
-      }
-    });
+    return (ok, rest) => {
+      okSeen = true;
+      held = Buffer.concat([ok, rest]);
+      target.on('data', (d: Buffer) => gateway.write(d));
+      if (released) gateway.write(held);
+    };
   }
 }
 
 let g: MyGateway;
 let relay: HoldingRelay;
 let listener: Listener;
+let close: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  g = await startMyGateway();
-  relay = new HoldingRelay(g.target.port);
-  await new Promise<void>((r) => relay.server.listen(0, '127.0.0.1', () => r()));
-  await g.gw.addResource({
-    name: 'holding-mysql', type: 'database', protocol: 'mysql', host: '127.0.0.1', port: (relay.server.address() as { port: number }).port,
-    database: g.target.database, credentials: { login: g.target.user, password: g.target.password }, settings: {}, options: { allowPlaintextUpstream: true },
-  });
-  const door = await myDoor({ upstreamTls: 'disable' });
-  listener = await door.listen({ host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem } });
+  ({ g, relay, listener, close } = await startBehindRelay('holding-mysql', (port) => new HoldingRelay(port)));
 });
 
 afterAll(async () => {
-  await listener?.close();
-  await new Promise((r) => relay?.server.close(r));
-  await g?.close();
+  await close?.();
 });
 
 describe('a MySQL client that leaves while the gateway logs in to the target', () => {

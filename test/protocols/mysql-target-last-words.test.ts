@@ -5,65 +5,40 @@
  * later. Whatever the timing, on every data path, the client reads the target's ERR rather than
  * a bare close, and no session is left live: each ends on record as the target's doing.
  */
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Listener } from '../../src/broker/adapter.js';
-import { silentLogger } from '../../src/core/log.js';
 import type { AuditEntry } from '../../src/core/model.js';
 import { encodeErr, encodePacket } from '../../protocols/mysql/codec.js';
 import { eventually as eventuallyTrue } from './contract-driver.js';
 import { sayLastWords, type Timing } from './last-words.js';
-import { GATEWAY_PASSWORD, myDoor, startMyGateway, until, type MyGateway } from './mysql-harness.js';
+import { GATEWAY_PASSWORD, until, type MyGateway } from './mysql-harness.js';
+import { LoginRelay, startBehindRelay } from './mysql-login-relay.js';
 
 const MY_TIMINGS: readonly Timing[] = ['same write', 'setImmediate', '1 ms', '10 ms'];
 const CONNECTS = 10;
 const LAST_WORDS = 'Connection was killed';
 
-/** Passes the login through to `targetPort`; after the server's first OK, says its last words at `timing`. */
-class LastWordsRelay {
-  readonly server: Server = createServer((c) => this.accept(c));
+/** After the target's login OK, lets the target go and says its last words for it at `timing`. */
+class LastWordsRelay extends LoginRelay {
   timing: Timing = 'same write';
 
-  constructor(private readonly targetPort: number) {}
-
-  private accept(client: Socket): void {
-    const up = connect(this.targetPort, '127.0.0.1');
-    let greeted = false;
+  protected connection(client: Socket, up: Socket): (ok: Buffer) => void {
     let done = false;
-    let pending = Buffer.alloc(0);
     const end = (): void => {
       client.destroy();
       up.destroy();
     };
     client.on('error', end).on('close', end);
-    // Once the login is over the relay lets the target go and speaks for it (lastWords).
     up.on('error', () => done || end()).on('close', () => done || end());
     // What the client sends once the login is over is not passed on: the target is gone.
     client.on('data', (d: Buffer) => done || up.write(d));
-    up.on('data', (d: Buffer) => {
-      if (done) return;
-      pending = Buffer.concat([pending, d]);
-      // Whole packets only: the greeting first, then the login's replies up to its OK.
-      while (pending.length >= 4) {
-        const len = pending.readUIntLE(0, 3);
-        if (pending.length < 4 + len) return;
-        const packet = pending.subarray(0, 4 + len);
-        pending = pending.subarray(4 + len);
-        if (!greeted) {
-          greeted = true;
-          client.write(packet);
-          continue;
-        }
-        if (packet[4] !== 0x00) {
-          client.write(packet);
-          continue;
-        }
-        done = true;
-        up.destroy();
-        return this.lastWords(client, packet);
-      }
-    });
+    return (ok) => {
+      done = true;
+      up.destroy();
+      this.lastWords(client, ok);
+    };
   }
 
   /** The ERR goes unasked, so with sequence id 0, as a server's own goodbye does (MySQL 8's ER_CLIENT_INTERACTION_TIMEOUT). */
@@ -76,27 +51,18 @@ class LastWordsRelay {
 let g: MyGateway;
 let relay: LastWordsRelay;
 let listener: Listener;
+let close: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
   // mysql2 complains on the console when the unasked ERR meets a query already on its way (it
   // then takes the ERR as the query's answer): expected here, so kept out of the output.
   const error = console.error.bind(console);
   vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => (String(a[0]).startsWith('Warning: got packets out of order') ? undefined : error(...a)));
-  g = await startMyGateway();
-  relay = new LastWordsRelay(g.target.port);
-  await new Promise<void>((r) => relay.server.listen(0, '127.0.0.1', () => r()));
-  await g.gw.addResource({
-    name: 'last-words-mysql', type: 'database', protocol: 'mysql', host: '127.0.0.1', port: (relay.server.address() as { port: number }).port,
-    database: g.target.database, credentials: { login: g.target.user, password: g.target.password }, settings: {}, options: { allowPlaintextUpstream: true },
-  });
-  const door = await myDoor({ upstreamTls: 'disable' });
-  listener = await door.listen({ host: '127.0.0.1', port: 0, broker: g.gw.broker, log: silentLogger, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem } });
+  ({ g, relay, listener, close } = await startBehindRelay('last-words-mysql', (port) => new LastWordsRelay(port)));
 });
 
 afterAll(async () => {
-  await listener?.close();
-  await new Promise((r) => relay?.server.close(r));
-  await g?.close();
+  await close?.();
 });
 
 /** What the client heard first: the error its connect, its connection (unasked) or its first query ended with. */
