@@ -25,7 +25,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { ListenerNames, type ListenerName } from '../../src/core/config.js';
-import { freePort, startPostgres, type PostgresTarget } from '../targets/index.js';
+import { freePort, onFreePorts, startPostgres, type PostgresTarget } from '../targets/index.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIG = 64 * 1024 * 1024;
@@ -129,20 +129,12 @@ async function ports(): Promise<Record<ListenerName, number>> {
   return p as Record<ListenerName, number>;
 }
 
-/**
- * `gatehouse serve` with `argsFor(ports)` on a free port per listener. A port is free when
- * asked for and can be taken by another test before the gateway listens on it (EADDRINUSE);
- * the gateway then starts again on new ports, up to five times.
- */
-async function serveOnFreePorts(bin: string, argsFor: (p: Record<ListenerName, number>) => string[], cwd: string): Promise<{ s: Served; p: Record<ListenerName, number> }> {
-  for (let attempt = 1; ; attempt++) {
+/** `gatehouse serve` with `argsFor(ports)` on a free port per listener (new ones when one was taken first). */
+function serveOnFreePorts(bin: string, argsFor: (p: Record<ListenerName, number>) => string[], cwd: string): Promise<{ s: Served; p: Record<ListenerName, number> }> {
+  return onFreePorts(async () => {
     const p = await ports();
-    try {
-      return { s: await serve(bin, argsFor(p), cwd), p };
-    } catch (e) {
-      if (attempt >= 5 || !(e as Error).message.includes('EADDRINUSE')) throw e;
-    }
-  }
+    return { s: await serve(bin, argsFor(p), cwd), p };
+  });
 }
 
 describe('the packed tarball, installed with runtime dependencies only', () => {

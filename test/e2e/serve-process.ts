@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ListenerNames } from '../../src/core/config.js';
-import { freePort } from '../targets/index.js';
+import { freePort, onFreePorts } from '../targets/index.js';
 import { AUDIT_KEY, MASTER_KEY } from './cluster-harness.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -72,16 +72,12 @@ export class ServeProcess {
    */
   async start(): Promise<void> {
     if (this.apiPort) return this.launch();
-    for (let attempt = 1; ; attempt++) {
+    return onFreePorts(async () => {
       this.apiPort = await freePort();
       do this.postgresPort = await freePort();
       while (this.postgresPort === this.apiPort);
-      try {
-        return await this.launch();
-      } catch (e) {
-        if (attempt >= 5 || !(e as Error).message.includes('EADDRINUSE')) throw e;
-      }
-    }
+      return this.launch();
+    });
   }
 
   private async launch(): Promise<void> {

@@ -283,6 +283,21 @@ export class TargetStartError extends Error {
   }
 }
 
+/**
+ * Runs `start`, which listens on ports it asks freePort() for. A port free when asked for can
+ * be taken by another test before the listen (EADDRINUSE in the error): `start` runs again, on
+ * new ports, up to `attempts` times in all.
+ */
+export async function onFreePorts<T>(start: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (e) {
+      if (attempt >= attempts || !(e instanceof Error && e.message.includes('EADDRINUSE'))) throw e;
+    }
+  }
+}
+
 /** A loopback port nobody listens on right now (the kernel's pick, so parallel callers differ). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
