@@ -85,9 +85,19 @@ function sshArgs(login: string, key: string, command: string): string[] {
     '-o', 'ConnectTimeout=10', '-p', String(target.port), `${login}@127.0.0.1`, command];
 }
 
-async function ssh(login: string, key: string, command: string): Promise<{ code: number; stdout: string; stderr: string }> {
+interface SshResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** For an assertion's message: the exit code, OpenSSH's stderr and what the target's sshd logged of this login. */
+  why: string;
+}
+
+async function ssh(login: string, key: string, command: string): Promise<SshResult> {
   const r = await run('ssh', sshArgs(login, key, command)).exited;
-  return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
+  const logged = existsSync(target.log) ? readFileSync(target.log, 'utf8').split('\n').filter((l) => l.includes(login)).slice(-20).join('\n') : '';
+  const why = `ssh ${login} exited ${r.code ?? r.signal}; stderr: ${r.stderr}\nsshd log:\n${logged}`;
+  return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr, why };
 }
 
 /** Polls `probe` until it is true; fails after `ms`. */
@@ -154,7 +164,7 @@ describe('ssh provisioner, vaulted login with sudo', () => {
 
     const r = await ssh(n, creds.privateKey!, 'whoami; id -nG; sudo -n /usr/bin/id -u; echo "rc=$?"; sudo -n /usr/bin/id -g; echo "rc=$?"; sudo -n /usr/bin/whoami; echo "rc=$?"');
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toBe(n);
+    expect(lines[0], r.why).toBe(n);
     expect(new Set(lines[1]!.split(' '))).toEqual(new Set([n, MARKER_GROUP, GRANTED]));
     expect(lines.slice(2)).toEqual(['0', 'rc=0', 'rc=1', 'rc=1']);
     expect(r.stderr).toContain('sudo: a password is required');
@@ -189,7 +199,7 @@ describe('ssh provisioner, vaulted login with sudo', () => {
     // A second ago, so the account itself (expiring the day after) still logs in.
     const creds = await create(t, spec(n, new Date(Date.now() - 1000)));
     const r = await ssh(n, creds.privateKey!, 'whoami; sudo -n /usr/bin/id -u; echo "rc=$?"');
-    expect(r.stdout.trim().split('\n')).toEqual([n, 'rc=1']);
+    expect(r.stdout.trim().split('\n'), r.why).toEqual([n, 'rc=1']);
     expect((await remove(t, n)).done).toBe(true);
   });
 
