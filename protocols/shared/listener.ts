@@ -82,6 +82,7 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
       if (released) return;
       released = true;
       count[which]--;
+      config.dataPath?.released();
     };
   };
   let dropped = 0;
@@ -93,7 +94,8 @@ export async function serveTcp(config: Pick<ListenerConfig, 'host' | 'port' | 'd
     if (overLimit && count.refusing >= BUSY_HEADROOM) {
       // Even a refusal costs a handshake on some doors: past the headroom, a bare close.
       drop(clientAddress(socket));
-      return void socket.destroy();
+      socket.destroy();
+      return void config.dataPath?.released();
     }
     const release = take(overLimit ? 'refusing' : 'held');
     let kept = false;

@@ -39,6 +39,12 @@ export interface DataPathWorker {
   readonly address: AddressInfo;
   /** Starts taking connections; `stop` ends that (connections already handed over stay). */
   accept(onSocket: (socket: Socket) => void): { stop(): void };
+  /**
+   * A connection handed to this worker no longer counts against the listener's limit (refused,
+   * closed, or a kept connection released): once per connection. The primary hands new
+   * connections to the worker that holds the fewest.
+   */
+  released(): void;
   /** Sends a door message to worker `to` of the same listener (it arrives at that worker's `onMessage`). */
   send(to: number, payload: unknown): void;
   onMessage(fn: (payload: unknown) => void): void;

@@ -80,4 +80,6 @@ export type FromWorker =
   | { t: 'refused'; listener: number; client: string; refusal: Refusal; detail: string | undefined }
   | { t: 'statements'; listener: number; events: unknown[] }
   | { t: 'stats'; listener: number; delta: Record<string, number> }
+  /** Connections handed over that no longer count, per listener, since the last such message: [listener, n]. */
+  | { t: 'released'; counts: Array<[number, number]> }
   | { t: 'door'; listener: number; to: number; payload: unknown };

@@ -3,8 +3,8 @@
  * while the broker, the engine, the store and the audit stay in this (the primary) process.
  *
  * The primary binds each listener and hands every accepted TCP connection, before a byte is
- * read, to one worker in turn (`subprocess.send(message, socket)`, the way Node's cluster
- * module balances). The worker runs the door's own code, TLS and relay included; whatever
+ * read, to the worker that holds the fewest of that listener's connections
+ * (`subprocess.send(message, socket)`, as Node's cluster module hands them over). The worker runs the door's own code, TLS and relay included; whatever
  * the door asks of its GatewayPort (sign-in, the decision, the target's identity, a session
  * going live or ending) comes back here as a message and is answered by the broker's real
  * port. The broker's decisions reach the sessions the same way: a session's SessionHandle
@@ -59,8 +59,15 @@ interface Worker {
   gone: boolean;
   /** Listeners this worker serves (connections are handed only to these). */
   serving: Set<number>;
-  /** Sessions opened through it and not yet ended (new connections go where there are fewest). */
+  /** Sessions opened through it and not yet ended. */
   sessions: number;
+  /**
+   * Connections handed to it that still count against a listener's limit there, by listener:
+   * counted here when handed over (a login in progress counts), ended by its `released`.
+   */
+  held: Map<number, number>;
+  /** The sum of `held`. */
+  connections: number;
   /** When it last said anything (performance.now()); undefined until it is ready. */
   answeredAt: number | undefined;
   /** When it was forked (performance.now()). */
@@ -165,9 +172,9 @@ export class DataPath {
     return new WorkerDoor(this, name, { ...(local.options ?? {}) }, local, this.log);
   }
 
-  /** Per worker: its pid, the listeners it serves and its live sessions (for operators and tests). */
-  load(): Array<{ pid: number | undefined; listeners: number; sessions: number }> {
-    return this.workers.map((w) => ({ pid: w.child.pid, listeners: w.serving.size, sessions: w.sessions }));
+  /** Per worker: its pid, the listeners it serves, its live sessions and the connections it holds, logins included (for operators and tests). */
+  load(): Array<{ pid: number | undefined; listeners: number; sessions: number; connections: number }> {
+    return this.workers.map((w) => ({ pid: w.child.pid, listeners: w.serving.size, sessions: w.sessions, connections: w.connections }));
   }
 
   /** Ends every worker; live sessions were ended by the broker before. */
@@ -249,9 +256,11 @@ export class DataPath {
   }
 
   /**
-   * The worker with the fewest sessions gets the connection, unread; among equals, the next in
-   * turn. Each worker holds its share of a listener's maxConnections, so connections in turn
-   * alone would let one worker refuse while sessions that ended in the other left it room.
+   * The worker holding the fewest of this listener's connections gets the connection, unread
+   * (then the fewest connections in all; among equals, the next in turn). Each worker holds its
+   * share of a listener's maxConnections, so connections in turn alone would let one worker
+   * refuse while the other had room: after sessions ended there, or while a burst of logins,
+   * not yet sessions, piled up in one.
    */
   private handOver(listener: number, socket: Socket): void {
     const live = this.workers.filter((w) => !w.gone && w.child.connected && w.serving.has(listener));
@@ -261,16 +270,31 @@ export class DataPath {
     let w = live[first]!;
     for (let i = 1; i < live.length; i++) {
       const other = live[(first + i) % live.length]!;
-      if (other.sessions < w.sessions) w = other;
+      const [mine, theirs] = [w.held.get(listener) ?? 0, other.held.get(listener) ?? 0];
+      if (theirs < mine || (theirs === mine && other.connections < w.connections)) w = other;
     }
     const client = clientAddress(socket);
+    this.hold(w, listener, 1);
+    const failed = (err: Error): void => {
+      this.hold(w, listener, -1);
+      this.drop(listener, socket, `data-path worker ${w.index} could not take the connection (${err.message})`, client);
+    };
     try {
       w.child.send({ t: 'conn', listener } satisfies ToWorker, socket, (err) => {
-        if (err) this.drop(listener, socket, `data-path worker ${w.index} could not take the connection (${err.message})`, client);
+        if (err) failed(err);
       });
     } catch (err) {
-      this.drop(listener, socket, `data-path worker ${w.index} could not take the connection (${(err as Error).message})`, client);
+      failed(err as Error);
     }
+  }
+
+  /** `n` more (or fewer) of `listener`'s connections held by `w`. */
+  private hold(w: Worker, listener: number, n: number): void {
+    const before = w.held.get(listener) ?? 0;
+    const after = Math.max(0, before + n);
+    if (after > 0) w.held.set(listener, after);
+    else w.held.delete(listener);
+    w.connections += after - before;
   }
 
   /** A connection no worker can take: closed, and audited like any refusal. */
@@ -286,7 +310,7 @@ export class DataPath {
     let failed: (err: Error) => void = () => undefined;
     const ready = new Promise<void>((resolve, reject) => ((up = resolve), (failed = reject)));
     ready.catch(() => undefined);
-    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), sessions: 0, answeredAt: undefined, spawnedAt: performance.now(), starting: new Map() };
+    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), sessions: 0, held: new Map(), connections: 0, answeredAt: undefined, spawnedAt: performance.now(), starting: new Map() };
     // Settles nothing once it said 'ready'.
     child.once('exit', (code, signal) => failed(new Error(`it exited before it was ready (code ${code}, signal ${signal})`)));
     child.on('message', (m: FromWorker) => {
@@ -415,6 +439,9 @@ export class DataPath {
         return this.listeners.get(m.listener)?.door.statements(m.events);
       case 'stats':
         return this.listeners.get(m.listener)?.door.count(m.delta, w.index);
+      case 'released':
+        for (const [listener, n] of m.counts) this.hold(w, listener, -n);
+        return;
       case 'door': {
         const to = this.workers[m.to];
         if (to && to !== w) this.post(to, { t: 'door', listener: m.listener, payload: m.payload });

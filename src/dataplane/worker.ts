@@ -151,6 +151,18 @@ function portFor(spec: ListenSpec, log: Logger): GatewayPort {
   };
 }
 
+/** Connections released since the last report, by listener: sent together, one message per loop turn. */
+const released = new Map<number, number>();
+function release(listener: number): void {
+  if (!released.size) {
+    setImmediate(() => {
+      send({ t: 'released', counts: [...released] });
+      released.clear();
+    });
+  }
+  released.set(listener, (released.get(listener) ?? 0) + 1);
+}
+
 interface Served {
   listener: Listener;
   onSocket: ((s: Socket) => void) | undefined;
@@ -206,6 +218,7 @@ async function listen(spec: ListenSpec, index: number, count: number, level: str
     },
     send: (to, payload) => send({ t: 'door', listener: spec.listener, to, payload }),
     onMessage: (fn) => (s.onDoorMessage = fn),
+    released: () => release(spec.listener),
   };
   const doorLog = log.child({ protocol: spec.protocol });
   const port = portFor(spec, doorLog);
@@ -230,11 +243,12 @@ function onMessage(m: ToWorker, handle: unknown): void {
       return;
     }
     case 'conn': {
+      // The door's listener releases what it takes; a connection it never sees is released here.
       const socket = handle as Socket | undefined;
-      if (!socket) return;
       const fn = served.get(m.listener)?.onSocket;
-      if (!fn) return void socket.destroy();
-      fn(socket);
+      if (socket && fn) return fn(socket);
+      socket?.destroy();
+      release(m.listener);
       return;
     }
     case 'reply': {

@@ -6,7 +6,7 @@
  * across both, and a worker that dies. Real PostgreSQL, real pg clients.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
+import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
@@ -121,7 +121,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
     expect(pool.load().map((l) => l.sessions)).toEqual([0, 0]);
   });
 
-  it("hands a connection to the worker with the fewer sessions: sessions that ended in one worker leave room there, and the other's share of maxConnections is not hit first", async () => {
+  it("hands a connection to the worker holding fewer of the listener's connections: sessions that ended in one worker leave room there, and the other's share of maxConnections is not hit first", async () => {
     const p = await ownPool(2);
     // maxConnections 4: each of the two workers holds 2.
     const l = await pgListener(p, new PostgresAdapter({ maxConnections: 4, upstreamCa: { '*': readFileSync(target.ca, 'utf8') } }));
@@ -142,6 +142,41 @@ describe('the PostgreSQL door in two data-path workers', () => {
     expect(p.load().map((w) => w.sessions)).toEqual([2, 2]);
     for (const c of [...more, clients[0]!, clients[2]!]) expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
     await Promise.all([...more, clients[0]!, clients[2]!].map((c) => c.end()));
+  });
+
+  it('counts the connections still logging in: a burst of them is not all handed to the worker with fewer sessions, and a client still finds the room the other worker has', async () => {
+    const p = await ownPool(2);
+    // maxConnections 6: each of the two workers holds 3.
+    const l = await pgListener(p, new PostgresAdapter({ maxConnections: 6, upstreamCa: { '*': readFileSync(target.ca, 'utf8') } }));
+    const open = async (): Promise<pg.Client> => {
+      const c = pgClient(l.address.port, 'alice:open-pg');
+      await c.connect();
+      c.on('error', () => {});
+      return c;
+    };
+    const connections = (): string => p.load().map((w) => w.connections).join();
+    const clients: pg.Client[] = [];
+    for (let i = 0; i < 4; i++) clients.push(await open());
+    expect(connections()).toBe('2,2');
+    await Promise.all([clients[1]!.end(), clients[3]!.end()]);
+    expect(await eventually(async () => connections() === '2,0')).toBe(true);
+    // Three connections that say nothing yet: logins in progress, not sessions (the handshake timeout is far off).
+    const quiet = await Promise.all([1, 2, 3].map(() => new Promise<Socket>((resolve, reject) => {
+      const s = netConnect(l.address.port, '127.0.0.1', () => resolve(s)).once('error', reject);
+    })));
+    onTestFinished(() => quiet.forEach((s) => s.destroy()));
+    expect(await eventually(async () => p.load().reduce((n, w) => n + w.connections, 0) === 5)).toBe(true);
+    expect(p.load().map((w) => w.connections).sort()).toEqual([2, 3]);
+    expect(p.load().map((w) => w.sessions)).toEqual([2, 0]);
+    // By sessions alone all three would be in the second worker, its share full, and this client refused (53300).
+    const late = await open();
+    expect((await late.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    expect(connections()).toBe('3,3');
+    // The quiet ones gone, their places are free again in the primary's count.
+    for (const s of quiet) s.destroy();
+    expect(await eventually(async () => p.load().reduce((n, w) => n + w.connections, 0) === 3)).toBe(true);
+    await Promise.all([late, clients[0]!, clients[2]!].map((c) => c.end()));
+    expect(await eventually(async () => connections() === '0,0')).toBe(true);
   });
 
   it('a CancelRequest handed to the other worker cancels the statement of the session it names', async () => {
