@@ -121,48 +121,46 @@ describe('the PostgreSQL door in two data-path workers', () => {
     expect(pool.load().map((l) => l.sessions)).toEqual([0, 0]);
   });
 
-  it("hands a connection to the worker holding fewer of the listener's connections: sessions that ended in one worker leave room there, and the other's share of maxConnections is not hit first", async () => {
+  /**
+   * A pool of two workers of the test's own, its PostgreSQL listener at `maxConnections` (each
+   * worker holds half), and four sessions opened one after the other (each worker in turn, the
+   * second and fourth in the same worker) of which those two have ended: one worker holds two
+   * sessions, the other none.
+   */
+  async function oneWorkerEmptied(maxConnections: number): Promise<{ p: DataPath; port: number; open: () => Promise<pg.Client>; kept: pg.Client[] }> {
     const p = await ownPool(2);
-    // maxConnections 4: each of the two workers holds 2.
-    const l = await pgListener(p, new PostgresAdapter({ maxConnections: 4, upstreamCa: { '*': readFileSync(target.ca, 'utf8') } }));
+    const l = await pgListener(p, new PostgresAdapter({ maxConnections, upstreamCa: { '*': readFileSync(target.ca, 'utf8') } }));
     const open = async (): Promise<pg.Client> => {
       const c = pgClient(l.address.port, 'alice:open-pg');
       await c.connect();
       c.on('error', () => {});
       return c;
     };
-    // One after the other: each worker in turn, the second and fourth in the same worker.
     const clients: pg.Client[] = [];
     for (let i = 0; i < 4; i++) clients.push(await open());
-    expect(p.load().map((w) => w.sessions)).toEqual([2, 2]);
+    expect(p.load().map((w) => `${w.sessions}/${w.connections}`)).toEqual(['2/2', '2/2']);
     await Promise.all([clients[1]!.end(), clients[3]!.end()]);
-    expect(await eventually(async () => p.load().map((w) => w.sessions).join() === '2,0')).toBe(true);
+    expect(await eventually(async () => p.load().map((w) => `${w.sessions}/${w.connections}`).join() === '2/2,0/0')).toBe(true);
+    return { p, port: l.address.port, open, kept: [clients[0]!, clients[2]!] };
+  }
+
+  it("hands a connection to the worker holding fewer of the listener's connections: sessions that ended in one worker leave room there, and the other's share of maxConnections is not hit first", async () => {
+    // maxConnections 4: each of the two workers holds 2.
+    const { p, open, kept } = await oneWorkerEmptied(4);
     // In turn the next would go to the full worker and be refused (53300) with the other empty.
     const more = [await open(), await open()];
     expect(p.load().map((w) => w.sessions)).toEqual([2, 2]);
-    for (const c of [...more, clients[0]!, clients[2]!]) expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
-    await Promise.all([...more, clients[0]!, clients[2]!].map((c) => c.end()));
+    for (const c of [...more, ...kept]) expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    await Promise.all([...more, ...kept].map((c) => c.end()));
   });
 
   it('counts the connections still logging in: a burst of them is not all handed to the worker with fewer sessions, and a client still finds the room the other worker has', async () => {
-    const p = await ownPool(2);
     // maxConnections 6: each of the two workers holds 3.
-    const l = await pgListener(p, new PostgresAdapter({ maxConnections: 6, upstreamCa: { '*': readFileSync(target.ca, 'utf8') } }));
-    const open = async (): Promise<pg.Client> => {
-      const c = pgClient(l.address.port, 'alice:open-pg');
-      await c.connect();
-      c.on('error', () => {});
-      return c;
-    };
+    const { p, port, open, kept } = await oneWorkerEmptied(6);
     const connections = (): string => p.load().map((w) => w.connections).join();
-    const clients: pg.Client[] = [];
-    for (let i = 0; i < 4; i++) clients.push(await open());
-    expect(connections()).toBe('2,2');
-    await Promise.all([clients[1]!.end(), clients[3]!.end()]);
-    expect(await eventually(async () => connections() === '2,0')).toBe(true);
     // Three connections that say nothing yet: logins in progress, not sessions (the handshake timeout is far off).
     const quiet = await Promise.all([1, 2, 3].map(() => new Promise<Socket>((resolve, reject) => {
-      const s = netConnect(l.address.port, '127.0.0.1', () => resolve(s)).once('error', reject);
+      const s = netConnect(port, '127.0.0.1', () => resolve(s)).once('error', reject);
     })));
     onTestFinished(() => quiet.forEach((s) => s.destroy()));
     expect(await eventually(async () => p.load().reduce((n, w) => n + w.connections, 0) === 5)).toBe(true);
@@ -175,7 +173,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
     // The quiet ones gone, their places are free again in the primary's count.
     for (const s of quiet) s.destroy();
     expect(await eventually(async () => p.load().reduce((n, w) => n + w.connections, 0) === 3)).toBe(true);
-    await Promise.all([late, clients[0]!, clients[2]!].map((c) => c.end()));
+    await Promise.all([late, ...kept].map((c) => c.end()));
     expect(await eventually(async () => connections() === '0,0')).toBe(true);
   });
 
