@@ -73,13 +73,18 @@ export function procCpuSplit(pid) {
   return { user: (Number(f[11]) / TICK) * 1e6, system: (Number(f[12]) / TICK) * 1e6 };
 }
 
-/** CPU time of each thread of a process so far, in ns (/proc/PID/task/TID/schedstat), with its name. */
+/**
+ * CPU time of each thread of a process so far, in ns (/proc/PID/task/TID/schedstat), with its
+ * name, and how often it slept (voluntary context switches) and was preempted (involuntary ones).
+ */
 export function threadsCpuNs(pid) {
   const threads = [];
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-      threads.push({ tid: Number(tid), name: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(), ns });
+      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+      const switches = (kind) => Number(new RegExp(`^${kind}_ctxt_switches:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+      threads.push({ tid: Number(tid), name: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(), ns, sleeps: switches('voluntary'), preempted: switches('nonvoluntary') });
     } catch {
       // The thread ended between the listing and the read.
     }

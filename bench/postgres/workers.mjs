@@ -10,7 +10,7 @@
  * `workers`, as `gatehouse serve --workers N` runs it). All with client TLS and a plaintext
  * target leg.
  *
- *   npm run build && node bench/postgres/workers.mjs [--seconds 5] [--rounds 3] [--clients 32] [--modes simple,prepared] [--relays native,node] [--syscalls]
+ *   npm run build && node bench/postgres/workers.mjs [--seconds 5] [--rounds 3] [--clients 32] [--modes simple,prepared] [--relays native,node] [--syscalls] [--threads]
  *
  * Load: `pgbench -n -S -M MODE -c C -j 2 -T SECONDS`, each case once per round, the order
  * rotated every round, median (and range) of the rounds. CPU per transaction is the user +
@@ -24,6 +24,12 @@
  * processes: how many wake-ups (epoll calls) and reads/writes each transaction costs, which is
  * what spreading the same sessions over more processes changes. (recvfrom and sendto are reads
  * and writes too: PgBouncer's on one leg, the native data path's on its plaintext target leg.)
+ *
+ * `--threads`: each round's line is followed by the split of its CPU per transaction over the
+ * processes' threads (the native data path's relay thread `gatehouse-relay` apart from the rest of
+ * its process), with each thread's sleeps (voluntary context switches) and preemptions per
+ * transaction: whether the workers shared the load, and how often each relay thread went to
+ * sleep and was woken again.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -31,11 +37,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { RELAYS, ensureTool, procCpuMicros, relayList, run, startGateway, startPgbouncer, startTarget, timeOfDay } from '../lib/pg-relays.mjs';
+import { RELAYS, ensureTool, procCpuMicros, relayList, run, startGateway, startPgbouncer, startTarget, threadsCpuNs, timeOfDay } from '../lib/pg-relays.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' }, modes: { type: 'string', default: 'simple,prepared' }, relays: { type: 'string', default: 'native,node' }, scale: { type: 'string', default: '5' }, syscalls: { type: 'boolean', default: false } },
+  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' }, modes: { type: 'string', default: 'simple,prepared' }, relays: { type: 'string', default: 'native,node' }, scale: { type: 'string', default: '5' }, syscalls: { type: 'boolean', default: false }, threads: { type: 'boolean', default: false } },
 });
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
@@ -44,6 +50,29 @@ const median = (xs) => sorted(xs)[Math.floor(xs.length / 2)];
 const range = (xs, d = 1) => `${median(xs).toFixed(d)} (${sorted(xs)[0].toFixed(d)}–${sorted(xs).at(-1).toFixed(d)})`;
 
 const { ensurePki } = await import(join(root, 'dist', 'src/pki/pki.js'));
+
+/** Every thread of the case's processes: [process label, thread name] → CPU ns, sleeps, preemptions (threads of one name summed). */
+function threadSnapshot(c) {
+  const out = new Map();
+  c.pids.forEach((pid, i) => {
+    const label = c.name === 'PgBouncer' ? 'pgbouncer' : i === 0 ? 'primary' : `worker ${i}`;
+    for (const t of threadsCpuNs(pid)) {
+      const key = `${label} ${t.name === 'gatehouse-relay' ? 'relay' : 'rest'}`;
+      const s = out.get(key) ?? { ns: 0, sleeps: 0, preempted: 0 };
+      out.set(key, { ns: s.ns + t.ns, sleeps: s.sleeps + t.sleeps, preempted: s.preempted + t.preempted });
+    }
+  });
+  return out;
+}
+
+/** Per transaction, what each thread group spent between two snapshots: µs, sleeps, preemptions (groups under 0.05 µs left out). */
+function threadSplit(before, after, tx) {
+  return [...after].flatMap(([key, a]) => {
+    const b = before.get(key) ?? { ns: 0, sleeps: 0, preempted: 0 };
+    const us = (a.ns - b.ns) / 1000 / tx;
+    return us < 0.05 ? [] : [{ key, us, sleeps: (a.sleeps - b.sleeps) / tx, preempted: (a.preempted - b.preempted) / tx }];
+  });
+}
 const { target, dir, cleanups } = startTarget('gh-bench-pg-workers-');
 
 /** A Gatehouse gateway process on data path `relay` with `workers` data-path workers (0: none, all in one process). */
@@ -77,6 +106,7 @@ try {
       for (let i = 0; i < cases.length; i++) {
         const c = cases[(i + round) % cases.length];
         const [p0, w0] = [c.primary(), c.workers()];
+        const threads0 = values.threads ? threadSnapshot(c) : undefined;
         const t0 = timeOfDay();
         const out = await run('pgbench', ['-h', '127.0.0.1', '-p', String(c.port), '-U', c.user, '-n', '-S', '-M', mode, '-c', values.clients, '-j', '2', '-T', String(SECONDS), target.database], { PGPASSWORD: c.password, PGSSLMODE: 'require' });
         const tx = Number(/number of transactions actually processed: (\d+)/.exec(out)[1]);
@@ -84,6 +114,11 @@ try {
         const [p, w] = [(c.primary() - p0) / tx, (c.workers() - w0) / tx];
         Object.assign(r[c.name], { tps: [...r[c.name].tps, tps], cpu: [...r[c.name].cpu, p + w], primary: [...r[c.name].primary, p], workers: [...r[c.name].workers, w] });
         console.log(`  ${t0}–${timeOfDay()} ${mode} round ${round + 1} ${c.name}: ${tps.toFixed(0)} tps, ${(p + w).toFixed(1)} µs/tx (primary ${p.toFixed(1)}, workers ${w.toFixed(1)})`);
+        if (threads0) {
+          const split = threadSplit(threads0, threadSnapshot(c), tx);
+          console.log(`      threads, per tx: ${split.map((t) => `${t.key} ${t.us.toFixed(1)} µs, ${t.sleeps.toFixed(2)} sleeps, ${t.preempted.toFixed(2)} preempted`).join('; ')}`);
+          r[c.name].threads = [...(r[c.name].threads ?? []), split];
+        }
       }
     }
     results[mode] = r;
