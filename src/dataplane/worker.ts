@@ -120,8 +120,17 @@ class RemoteSession implements GatewaySession {
   end(reason: TerminationReason, message?: string): void {
     if (this.over) return;
     this.over = true;
+    const l = live.get(this.id);
     live.delete(this.id);
     send({ t: 'end', session: this.id, reason, message, bytesIn: this.bytesIn, bytesOut: this.bytesOut });
+    // As in the broker's own process, where every end of a live session closes its handle: a
+    // door that ends a session it could not start (its live record failed) relies on that. The
+    // primary does not send this close back, since the end came from here.
+    try {
+      void l?.handle.close(reason, message || `Gatehouse: session closed (${reason}).`)?.catch(() => undefined);
+    } catch (err) {
+      log?.warn({ err, session: this.id }, 'adapter close failed');
+    }
   }
 
   /** The broker ended it: the door says goodbye; nothing goes back. */
@@ -156,8 +165,9 @@ const released = new Map<number, number>();
 function release(listener: number): void {
   if (!released.size) {
     setImmediate(() => {
-      send({ t: 'released', counts: [...released] });
+      const counts = [...released];
       released.clear();
+      send({ t: 'released', counts });
     });
   }
   released.set(listener, (released.get(listener) ?? 0) + 1);

@@ -4,7 +4,7 @@
  * with performance.now(), not slept.
  */
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { addPgResource, APPROVAL_SETTINGS, GATEWAY_PASSWORD, LivePsql, startPgGateway, type PgGateway } from './postgres-harness.js';
 import { until } from './gateway-harness.js';
 
@@ -116,6 +116,21 @@ describe('PostgreSQL teardown', () => {
     expect(live.out).toContain('FATAL:  57P01: Gatehouse: this session was ended by dave.');
     expect(live.out).not.toMatch(/lost synchronization|unexpected message type|invalid message/i);
     expect(await live.exited).not.toBe(0);
+  });
+
+  it('a session whose live record cannot be written ends at once: the client reads why, and the target leg closes', async () => {
+    const backends = await targetBackends();
+    const audit = g.gw.engine.ctx.audit;
+    const record = audit.record.bind(audit);
+    audit.record = (...args: Parameters<typeof record>) => (args[1] === 'session.start' ? Promise.reject(new Error('the audit chain is down')) : record(...args));
+    onTestFinished(() => void (audit.record = record));
+    const c = new pg.Client({ ...g.pgConfig('alice:open-pg', GATEWAY_PASSWORD), connectionTimeoutMillis: 10_000 });
+    c.on('error', () => {});
+    const err = await c.connect().then(() => undefined, (e: Error) => e);
+    // In a data-path worker the door's end once never reached its relay: the client waited until its timeout.
+    expect(err?.message).toBe('Gatehouse: the session could not be recorded; try again.');
+    expect(await eventually(async () => (await targetBackends()) === backends)).toBe(true);
+    expect(g.gw.broker.live().filter((s) => s.resource.name === 'open-pg')).toHaveLength(0);
   });
 
   it('warns with a NoticeResponse before expiry, then closes at the deadline', async () => {
