@@ -68,6 +68,17 @@ interface Worker {
   held: Map<number, number>;
   /** The sum of `held`. */
   connections: number;
+  /**
+   * Connections sent and not yet written to it, with their listener: Node's channel sends one
+   * handle at a time, each after the worker acknowledged the last, and drops the rest if the
+   * worker dies first.
+   */
+  sending: Map<Socket, number>;
+  /**
+   * This process's copy of the last connection written to it, which Node closes when the worker
+   * acknowledges it (and so the next one goes), but not when the worker dies first.
+   */
+  unacknowledged: { close(): void } | undefined;
   /** When it last said anything (performance.now()); undefined until it is ready. */
   answeredAt: number | undefined;
   /** When it was forked (performance.now()). */
@@ -275,15 +286,22 @@ export class DataPath {
     }
     const client = clientAddress(socket);
     this.hold(w, listener, 1);
+    w.sending.set(socket, listener);
+    // Node takes the descriptor's handle from the socket when it writes it to the channel.
+    const handle = (socket as unknown as { _handle?: { close(): void } })._handle;
     const failed = (err: Error): void => {
       this.hold(w, listener, -1);
       this.drop(listener, socket, `data-path worker ${w.index} could not take the connection (${err.message})`, client);
     };
     try {
       w.child.send({ t: 'conn', listener } satisfies ToWorker, socket, (err) => {
-        if (err) failed(err);
+        // Not there any more: closed when the worker died (exited).
+        if (!w.sending.delete(socket)) return;
+        if (err) return failed(err);
+        w.unacknowledged = handle;
       });
     } catch (err) {
+      w.sending.delete(socket);
       failed(err as Error);
     }
   }
@@ -310,7 +328,7 @@ export class DataPath {
     let failed: (err: Error) => void = () => undefined;
     const ready = new Promise<void>((resolve, reject) => ((up = resolve), (failed = reject)));
     ready.catch(() => undefined);
-    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), sessions: 0, held: new Map(), connections: 0, answeredAt: undefined, spawnedAt: performance.now(), starting: new Map() };
+    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), sessions: 0, held: new Map(), connections: 0, sending: new Map(), unacknowledged: undefined, answeredAt: undefined, spawnedAt: performance.now(), starting: new Map() };
     // Settles nothing once it said 'ready'.
     child.once('exit', (code, signal) => failed(new Error(`it exited before it was ready (code ${code}, signal ${signal})`)));
     child.on('message', (m: FromWorker) => {
@@ -326,6 +344,12 @@ export class DataPath {
   /** A worker died: its sessions end, a new one takes its place. */
   private exited(w: Worker, code: number | null, signal: NodeJS.Signals | null): void {
     w.gone = true;
+    // Connections still queued for it would stay open here, unanswered, for ever.
+    for (const [socket, listener] of w.sending) this.drop(listener, socket, `data-path worker ${w.index} stopped before it took the connection`);
+    w.sending.clear();
+    // Closing a handle twice does nothing: if the worker took this one, Node closed it then.
+    w.unacknowledged?.close();
+    w.unacknowledged = undefined;
     for (const c of w.closed.values()) c.done();
     w.closed.clear();
     for (const [id, h] of this.sessions) {

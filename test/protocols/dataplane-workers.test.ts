@@ -246,6 +246,30 @@ describe('the PostgreSQL door in two data-path workers', () => {
     await Promise.all([...fresh, ...clients].map((c) => c.end().catch(() => undefined)));
   });
 
+  it('connections still waiting to be handed to a worker that dies are closed and audited, not left hanging', async () => {
+    const p = await ownPool(1);
+    const l = await pgListener(p);
+    const pid = p.load()[0]!.pid!;
+    // Stopped, it takes no connection: the first one handed over waits for its acknowledgement, the others queue behind it.
+    process.kill(pid, 'SIGSTOP');
+    onTestFinished(() => {
+      // Killed below; a test that failed before that leaves no stopped worker behind.
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    });
+    const quiet = await Promise.all([1, 2, 3].map(() => new Promise<Socket>((resolve, reject) => {
+      const s = netConnect(l.address.port, '127.0.0.1', () => resolve(s)).once('error', reject);
+    })));
+    const closed = Promise.all(quiet.map((s) => new Promise<void>((resolve) => s.once('close', () => resolve()))));
+    expect(await eventually(async () => p.load()[0]!.connections === 3)).toBe(true);
+    process.kill(pid, 'SIGKILL');
+    await within(closed, 5_000, 'the three client sockets to close');
+    expect(await eventually(async () => (await gw.store.listAudit({ action: 'door.refuse' })).some((a) => a.data.detail === 'data-path worker 0 stopped before it took the connection'))).toBe(true);
+  });
+
   it('a worker whose event loop stops answering is killed: its sessions end as errors, its client sockets close, a new worker serves', async () => {
     const watched = await ownPool(2, { hangMs: 1_000 });
     const l = await pgListener(watched);
