@@ -78,6 +78,15 @@ async function pgListener(p: DataPath, adapter = new PostgresAdapter({ upstreamC
   return l;
 }
 
+/** `n` TCP connections to `port` that say nothing (a login not begun), closed when the test ends. */
+async function quietConnections(port: number, n: number): Promise<Socket[]> {
+  const sockets = await Promise.all(Array.from({ length: n }, () => new Promise<Socket>((resolve, reject) => {
+    const s = netConnect(port, '127.0.0.1', () => resolve(s)).once('error', reject);
+  })));
+  onTestFinished(() => sockets.forEach((s) => s.destroy()));
+  return sockets;
+}
+
 /** A client logs in through the listener on `port` and gets its answer to `select n`. */
 async function servesQuery(port: number, n: number): Promise<void> {
   const c = pgClient(port, 'alice:other-pg');
@@ -159,10 +168,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
     const { p, port, open, kept } = await oneWorkerEmptied(6);
     const connections = (): string => p.load().map((w) => w.connections).join();
     // Three connections that say nothing yet: logins in progress, not sessions (the handshake timeout is far off).
-    const quiet = await Promise.all([1, 2, 3].map(() => new Promise<Socket>((resolve, reject) => {
-      const s = netConnect(port, '127.0.0.1', () => resolve(s)).once('error', reject);
-    })));
-    onTestFinished(() => quiet.forEach((s) => s.destroy()));
+    const quiet = await quietConnections(port, 3);
     expect(await eventually(async () => p.load().reduce((n, w) => n + w.connections, 0) === 5)).toBe(true);
     expect(p.load().map((w) => w.connections).sort()).toEqual([2, 3]);
     expect(p.load().map((w) => w.sessions)).toEqual([2, 0]);
@@ -260,9 +266,7 @@ describe('the PostgreSQL door in two data-path workers', () => {
         // gone already
       }
     });
-    const quiet = await Promise.all([1, 2, 3].map(() => new Promise<Socket>((resolve, reject) => {
-      const s = netConnect(l.address.port, '127.0.0.1', () => resolve(s)).once('error', reject);
-    })));
+    const quiet = await quietConnections(l.address.port, 3);
     const closed = Promise.all(quiet.map((s) => new Promise<void>((resolve) => s.once('close', () => resolve()))));
     expect(await eventually(async () => p.load()[0]!.connections === 3)).toBe(true);
     process.kill(pid, 'SIGKILL');
