@@ -4,15 +4,16 @@
  *
  * The primary binds each listener and hands every accepted TCP connection, before a byte is
  * read, to the worker that holds the fewest of that listener's connections
- * (`subprocess.send(message, socket)`, as Node's cluster module hands them over). The worker runs the door's own code, TLS and relay included; whatever
- * the door asks of its GatewayPort (sign-in, the decision, the target's identity, a session
- * going live or ending) comes back here as a message and is answered by the broker's real
- * port. The broker's decisions reach the sessions the same way: a session's SessionHandle
+ * (`subprocess.send(message, socket)`, as Node's cluster module hands them over). The worker
+ * runs the door's own code, TLS and relay included; whatever the door asks of its GatewayPort
+ * (sign-in, the decision, the target's identity, a session going live or ending) comes back
+ * here as a message and is answered by the broker's real port. The broker's decisions reach the sessions the same way: a session's SessionHandle
  * here forwards `close` and `warn` to the worker holding it, and the closes of one
  * synchronous run (a mass teardown) leave as one message per worker.
  *
  * A worker that dies takes its connections with it: its sessions are ended here (reason
- * `error`), and a new worker takes its place and its listeners.
+ * `error`), those still on their way to it are closed, and a new worker takes its place and
+ * its listeners.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
