@@ -16,12 +16,13 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
+import { threadsCpuNs } from '../lib/proc.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
@@ -38,20 +39,9 @@ const target = JSON.parse(execFileSync('bash', [script, 'start'], { encoding: 'u
 const dir = mkdtempSync(join(tmpdir(), 'gh-bench-myacct-'));
 const cleanups = [() => execFileSync('bash', [script, 'stop', target.dir], { stdio: 'ignore' }), () => rmSync(dir, { recursive: true, force: true })];
 
-/** CPU ms, sleeps (voluntary context switches) and preemptions (involuntary ones) of each thread of a process. */
+/** CPU ms, sleeps (voluntary context switches) and preemptions (involuntary ones) of each thread of a process, by `name/tid`. */
 function threads(pid) {
-  return Object.fromEntries(readdirSync(`/proc/${pid}/task`).flatMap((t) => {
-    try {
-      const [head, tail] = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').split(') ');
-      const f = tail.split(' ');
-      const status = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
-      const sleeps = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)[1]);
-      const preempted = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)[1]);
-      return [[`${head.split('(')[1]}/${t}`, { cpu: (Number(f[11]) + Number(f[12])) * 10, sleeps, preempted }]];
-    } catch {
-      return []; // a thread that ended between the listing and the reading
-    }
-  }));
+  return Object.fromEntries(threadsCpuNs(pid).map((t) => [`${t.name}/${t.tid}`, { cpu: t.ns / 1e6, sleeps: t.sleeps, preempted: t.preempted }]));
 }
 /** A process's CPU ms, sleeps and preemptions, summed over its threads. */
 const totals = (pid) => Object.values(threads(pid)).reduce((s, t) => ({ cpu: s.cpu + t.cpu, sleeps: s.sleeps + t.sleeps, preempted: s.preempted + t.preempted }), { cpu: 0, sleeps: 0, preempted: 0 });

@@ -36,6 +36,7 @@ import { clearInterval, setInterval } from 'node:timers';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
+import { procCpuMicros } from '../lib/proc.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
@@ -79,10 +80,7 @@ const target = JSON.parse(execFileSync('bash', [script, 'start'], { encoding: 'u
 const cleanups = [() => execFileSync('bash', [script, 'stop', target.dir], { stdio: 'ignore' }), () => rmSync(dir, { recursive: true, force: true })];
 
 /** CPU seconds (user + system) a process has used, from /proc. */
-function cpuOf(pid) {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
+const cpuOf = (pid) => procCpuMicros(pid) / 1e6;
 
 /**
  * Runs one load child. Besides its throughput, counts the CPU the three processes involved

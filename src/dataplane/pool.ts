@@ -36,6 +36,13 @@ export function servesFromWorkers(door: string): boolean {
   return DOORS.some((d) => d.name === door && 'workers' in d && d.workers === true);
 }
 
+/** The connections a worker holds, over all its listeners (a handful). */
+function connectionsOf(w: Worker): number {
+  let n = 0;
+  for (const held of w.held.values()) n += held;
+  return n;
+}
+
 /** A worker silent this long (no answer to the pings sent every quarter of it) is killed. */
 const HANG_MS = 10_000;
 
@@ -60,15 +67,11 @@ interface Worker {
   gone: boolean;
   /** Listeners this worker serves (connections are handed only to these). */
   serving: Set<number>;
-  /** Sessions opened through it and not yet ended. */
-  sessions: number;
   /**
    * Connections handed to it that still count against a listener's limit there, by listener:
    * counted here when handed over (a login in progress counts), ended by its `released`.
    */
   held: Map<number, number>;
-  /** The sum of `held`. */
-  connections: number;
   /**
    * Connections sent and not yet written to it, with their listener: Node's channel sends one
    * handle at a time, each after the worker acknowledged the last, and drops the rest if the
@@ -186,7 +189,8 @@ export class DataPath {
 
   /** Per worker: its pid, the listeners it serves, its live sessions and the connections it holds, logins included (for operators and tests). */
   load(): Array<{ pid: number | undefined; listeners: number; sessions: number; connections: number }> {
-    return this.workers.map((w) => ({ pid: w.child.pid, listeners: w.serving.size, sessions: w.sessions, connections: w.connections }));
+    const sessions = [...this.sessions.values()];
+    return this.workers.map((w) => ({ pid: w.child.pid, listeners: w.serving.size, sessions: sessions.filter((h) => h.worker === w).length, connections: connectionsOf(w) }));
   }
 
   /** Ends every worker; live sessions were ended by the broker before. */
@@ -283,7 +287,7 @@ export class DataPath {
     for (let i = 1; i < live.length; i++) {
       const other = live[(first + i) % live.length]!;
       const [mine, theirs] = [w.held.get(listener) ?? 0, other.held.get(listener) ?? 0];
-      if (theirs < mine || (theirs === mine && other.connections < w.connections)) w = other;
+      if (theirs < mine || (theirs === mine && connectionsOf(other) < connectionsOf(w))) w = other;
     }
     const client = clientAddress(socket);
     this.hold(w, listener, 1);
@@ -313,7 +317,6 @@ export class DataPath {
     const after = Math.max(0, before + n);
     if (after > 0) w.held.set(listener, after);
     else w.held.delete(listener);
-    w.connections += after - before;
   }
 
   /** A connection no worker can take: closed, and audited like any refusal. */
@@ -329,7 +332,7 @@ export class DataPath {
     let failed: (err: Error) => void = () => undefined;
     const ready = new Promise<void>((resolve, reject) => ((up = resolve), (failed = reject)));
     ready.catch(() => undefined);
-    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), sessions: 0, held: new Map(), connections: 0, sending: new Map(), unacknowledged: undefined, answeredAt: undefined, spawnedAt: performance.now(), starting: new Map() };
+    const w: Worker = { index, child, ready, closing: [], closed: new Map(), gone: false, serving: new Set(), held: new Map(), sending: new Map(), unacknowledged: undefined, answeredAt: undefined, spawnedAt: performance.now(), starting: new Map() };
     // Settles nothing once it said 'ready'.
     child.once('exit', (code, signal) => failed(new Error(`it exited before it was ready (code ${code}, signal ${signal})`)));
     child.on('message', (m: FromWorker) => {
@@ -356,7 +359,6 @@ export class DataPath {
     for (const [id, h] of this.sessions) {
       if (h.worker !== w) continue;
       this.sessions.delete(id);
-      w.sessions--;
       h.session.end('error', 'Gatehouse: the gateway process serving this session stopped; connect again.');
     }
     if (this.stopping) return;
@@ -494,7 +496,6 @@ export class DataPath {
   private take(id: string): Held | undefined {
     const h = this.sessions.get(id);
     this.sessions.delete(id);
-    if (h) h.worker.sessions--;
     return h;
   }
 
@@ -521,7 +522,6 @@ export class DataPath {
           throw new GatehouseError('INTERNAL', 'the data-path worker is gone');
         }
         this.sessions.set(s.id, { session: s, worker: w });
-        w.sessions++;
         const view: SessionView = { id: s.id, user: s.user, resource: s.resource, credentials: s.credentials, deadline: s.deadline };
         return { ok: true, session: view };
       }
