@@ -13,7 +13,14 @@
  * loads; `node`: the relay on Node's streams). Then connect latency p50/p90 for each, from a
  * separate probe process.
  *
- *   npm run build && node bench/mysql/run.mjs [--seconds 5] [--rounds 3] [--clients 32] [--connects 200] [--rows 10000] [--relays native,node] [--no-target-tls] [--timings]
+ *   npm run build && node bench/mysql/run.mjs [--seconds 5] [--rounds 3] [--clients 32] [--connects 200] [--connect-rounds 5] [--pause 0] [--rows 10000] [--relays native,node] [--no-target-tls] [--timings] [--connect-only]
+ *
+ * The connects run in `--connect-rounds` rounds, every case in each (`--connects` in all per case,
+ * split evenly), and the p50 and p90 are over all of a case's connects; each case's p50 added to
+ * direct's in the same round is printed too. Each probe process first connects 10 times
+ * uncounted (a new process compiles mysql2's and TLS's code on its first connects); `--pause MS`
+ * waits that long after each connect's end (a machine's idle states then show). `--connect-only`
+ * skips the point selects.
  *
  * `--timings`: during the connect phase the gateways log at debug level, and the medians of
  * their own `login timings` (protocols/mysql/session.ts: accept to the client's OK, step by
@@ -45,6 +52,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, clients: { type: 'string', default: '32' },
     connects: { type: 'string', default: '200' }, rows: { type: 'string', default: '10000' },
     relays: { type: 'string', default: 'native,node' }, 'no-target-tls': { type: 'boolean', default: false }, timings: { type: 'boolean', default: false },
+    'connect-rounds': { type: 'string', default: '5' }, pause: { type: 'string', default: '0' }, 'connect-only': { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -52,6 +60,7 @@ const ROUNDS = Number(values.rounds);
 const CLIENTS = Number(values.clients);
 const CONNECTS = Number(values.connects);
 const ROWS = Number(values.rows);
+const CONNECT_ROUNDS = Number(values['connect-rounds']);
 
 const [{ ensurePki }, { MysqlAdapter }, { benchGateway, silentLogger }, { createLogger }] = await Promise.all([
   dist('src/pki/pki.js'), dist('protocols/mysql/index.js'), import('../lib/gateway.mjs'), dist('src/core/log.js'),
@@ -187,7 +196,7 @@ try {
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const qps = {};
   const cpuPerQuery = {};
-  for (const mode of ['query', 'execute']) {
+  for (const mode of values['connect-only'] ? [] : ['query', 'execute']) {
     const runs = Object.fromEntries(cases.map((c) => [c.name, []]));
     const cpus = Object.fromEntries(cases.map((c) => [c.name, []]));
     for (let round = 0; round < ROUNDS; round++) {
@@ -203,12 +212,25 @@ try {
     qps[mode] = Object.fromEntries(cases.map((c) => [c.name, median(runs[c.name])]));
     cpuPerQuery[mode] = Object.fromEntries(cases.map((c) => [c.name, median(cpus[c.name])]));
   }
+  // Connects in rounds, every case in each round, so that the machine's drift falls on all of them alike.
   const conn = {};
+  const samples = Object.fromEntries(cases.map((c) => [c.name, []]));
+  const roundP50 = Object.fromEntries(cases.map((c) => [c.name, []]));
   for (const log of timingLogs) log.level = 'debug';
+  const perRound = Math.max(1, Math.round(CONNECTS / CONNECT_ROUNDS));
+  for (let round = 0; round < CONNECT_ROUNDS; round++) {
+    for (const c of cases) {
+      const r = await load({ conn: c.conn, mode: 'connect', connects: perRound, warmup: 10, pause: Number(values.pause) });
+      samples[c.name].push(...r.times);
+      roundP50[c.name].push(r.p50);
+    }
+  }
+  const quantile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
   for (const c of cases) {
-    conn[c.name] = await load({ conn: c.conn, mode: 'connect', connects: CONNECTS });
-    const steps = c.timings?.length ? `   gateway's steps (median ms): ${Object.keys(c.timings[0]).map((k) => `${k} ${median(c.timings.map((t) => t[k])).toFixed(2)}`).join(', ')}` : '';
-    console.log(`  connect  ${c.name.padEnd(40)} p50 ${conn[c.name].p50.toFixed(2)} ms  p90 ${conn[c.name].p90.toFixed(2)} ms${steps}`);
+    conn[c.name] = { p50: quantile(samples[c.name], 0.5), p90: quantile(samples[c.name], 0.9) };
+    const added = c.name === cases[0].name ? '' : `   added per round: ${roundP50[c.name].map((p, i) => `+${(p - roundP50[cases[0].name][i]).toFixed(2)}`).join(' ')}`;
+    const steps = c.timings?.length ? `\n           gateway's steps (median ms): ${Object.keys(c.timings[0]).map((k) => `${k} ${median(c.timings.map((t) => t[k])).toFixed(2)}`).join(', ')}` : '';
+    console.log(`  connect  ${c.name.padEnd(40)} p50 ${conn[c.name].p50.toFixed(2)} ms  p90 ${conn[c.name].p90.toFixed(2)} ms${added}${steps}`);
   }
   const d = cases[0].name;
   console.log(`\nload average at the end: ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).trim()}`);
@@ -216,9 +238,9 @@ try {
   console.log('|---|---:|---:|---:|---:|');
   for (const c of cases) {
     const n = c.name;
-    const x = (mode) => (n === d ? `${qps[mode][n].toFixed(0)}` : `${qps[mode][n].toFixed(0)} (${(qps[mode][n] / qps[mode][d]).toFixed(2)}x)`);
+    const x = (mode) => (!qps[mode] ? '–' : n === d ? `${qps[mode][n].toFixed(0)}` : `${qps[mode][n].toFixed(0)} (${(qps[mode][n] / qps[mode][d]).toFixed(2)}x)`);
     const added = (p) => (n === d ? conn[n][p].toFixed(2) : `${conn[n][p].toFixed(2)} (+${(conn[n][p] - conn[d][p]).toFixed(2)})`);
-    console.log(`| ${n} | ${x('query')} | ${x('execute')} | ${cpuPerQuery.query[n].toFixed(1)} / ${cpuPerQuery.execute[n].toFixed(1)} | ${added('p50')} / ${added('p90')} |`);
+    console.log(`| ${n} | ${x('query')} | ${x('execute')} | ${cpuPerQuery.query ? `${cpuPerQuery.query[n].toFixed(1)} / ${cpuPerQuery.execute[n].toFixed(1)}` : '–'} | ${added('p50')} / ${added('p90')} |`);
   }
 } finally {
   for (const c of cleanups) {

@@ -44,7 +44,16 @@ export interface ClientAuthOptions {
    * client calls an ERR before TLS unverifiable); never signed in.
    */
   overLimit?: boolean;
+  /** Each step of the client's side of the login as it ends, for the debug log's `login timings`. */
+  onStep?: (step: ClientStep) => void;
 }
+
+/**
+ * The client's steps: `sslRequest` (the greeting until the client's first packet), `tls` (the
+ * handshake), `response` (its handshake response over TLS), `auth` (the auth exchange until the
+ * password; not `password`, a key the log redacts).
+ */
+export type ClientStep = 'sslRequest' | 'tls' | 'response' | 'auth';
 
 export interface ClientLogin {
   reader: PacketReader;
@@ -88,6 +97,7 @@ export async function acceptClient(socket: Socket, opts: ClientAuthOptions, onRe
   const g = opts.greeting;
   reader.write(encodeHandshakeV10({ ...g, connectionId: opts.connectionId, scramble, authPlugin: CACHING_SHA2 }));
   let first = decodeClientHandshake((await reader.read()).payload);
+  opts.onStep?.('sslRequest');
   let tls = false;
   if (first.kind === 'ssl') {
     const seq = reader.seq;
@@ -99,17 +109,20 @@ export async function acceptClient(socket: Socket, opts: ClientAuthOptions, onRe
       if (ahead.length) socket.unshift(ahead);
       secure = await upgrade(socket, opts.secureContext);
     }
+    opts.onStep?.('tls');
     reader = new PacketReader(secure, 'client');
     onReader(reader);
     reader.seq = seq;
     tls = true;
     first = decodeClientHandshake((await reader.read()).payload);
+    opts.onStep?.('response');
     if (first.kind !== 'response') throw new MysqlDecodeError('MY_BAD_HANDSHAKE', 'Bad handshake', 1043, '08S01');
   } else if (!opts.allowPlaintext) {
     throw new ClientRefused(refusals.tlsRequired(TLS_HOW));
   }
   if (opts.overLimit) throw new ClientRefused(refusals.tooManyConnections(), 'over maxConnections');
   const password = await authenticate(reader, first, scramble, tls, opts);
+  opts.onStep?.('auth');
   const login: ClientLogin = {
     reader, tls, login: first.user, password,
     capabilities: (first.capabilities & g.capabilities) >>> 0,

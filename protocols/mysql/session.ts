@@ -11,7 +11,7 @@ import { refusalFamily, refusals } from '../../src/broker/refusals.js';
 import { UpstreamError } from '../../src/broker/upstream-error.js';
 import type { Resource, TerminationReason } from '../../src/core/model.js';
 import type { DoorConnection } from '../shared/listener.js';
-import { acceptClient, ClientRefused, type ClientAuthOptions, type ClientLogin } from './client-auth.js';
+import { acceptClient, ClientRefused, type ClientAuthOptions, type ClientLogin, type ClientStep } from './client-auth.js';
 import { Cap, Cmd, encodeOk, encodePacket, MariaCap, MysqlDecodeError } from './codec.js';
 import { accessRefused, closingPacket, killRefused, MysqlRefusal, protocolRefusal, relayedTargetError } from './errors.js';
 import { describeKill, rewriteKill, type KillRequest, type KillUnreadable } from './kill.js';
@@ -107,6 +107,8 @@ export class MysqlSession implements SessionHandle {
   private native: MysqlNativeRelay | undefined;
   /** When each step of the login ended (performance.now()), from accept: for the debug log's `login timings`. */
   private readonly marks: number[] = [performance.now()];
+  /** When each of the client's steps ended (client-auth.ts), within `marks`' first step. */
+  private readonly clientSteps: [ClientStep, number][] = [];
   private idReleased = false;
 
   constructor(
@@ -134,7 +136,7 @@ export class MysqlSession implements SessionHandle {
   async run(): Promise<void> {
     this.conn.onHandshakeTimeout(() => this.handshakeTimedOut());
     try {
-      const login = await acceptClient(this.conn.socket, { ...this.deps.auth, connectionId: this.connectionId, greeting: this.greeting, overLimit: this.conn.overLimit }, (r) => {
+      const login = await acceptClient(this.conn.socket, { ...this.deps.auth, onStep: (step) => this.clientSteps.push([step, performance.now()]), connectionId: this.connectionId, greeting: this.greeting, overLimit: this.conn.overLimit }, (r) => {
         this.clientReader = r;
         this.client = r.stream;
       });
@@ -416,13 +418,17 @@ export class MysqlSession implements SessionHandle {
   /**
    * Milliseconds per step of the login, once the client has its OK: `client` (greeting, TLS,
    * the password), `decision` (sign-in and the decision), `target` (the target's connect, TLS
-   * and login) and `live` (the live record and the hand-over, up to the OK).
+   * and login) and `live` (the live record and the hand-over, up to the OK); then the parts of
+   * `client` (ClientStep: `sslRequest`, `tls`, `response`, `auth`; a plaintext client has
+   * no `tls` or `response`).
    */
   private loginTimings(s: GatewaySession): void {
     const { log } = this.deps.port;
     if (!log.isLevelEnabled('debug')) return;
     const m = [...this.marks, performance.now()];
-    const ms = Object.fromEntries(['client', 'decision', 'target', 'live'].map((n, i) => [n, Math.round((m[i + 1]! - m[i]!) * 1000) / 1000]));
+    const round = (x: number): number => Math.round(x * 1000) / 1000;
+    const ms: Record<string, number> = Object.fromEntries(['client', 'decision', 'target', 'live'].map((n, i) => [n, round(m[i + 1]! - m[i]!)]));
+    this.clientSteps.forEach(([step, at], i) => (ms[step] = round(at - (i === 0 ? m[0]! : this.clientSteps[i - 1]![1]))));
     log.debug({ session: s.id, relay: this.client instanceof NativeEndpoint ? 'native' : 'node', ms }, 'login timings');
   }
 

@@ -7,8 +7,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
+import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/core/log.js';
+import { MysqlAdapter } from '../../protocols/mysql/index.js';
 import { BERLIN_DAYTIME } from './gateway-harness.js';
 import { addMyResource, GATEWAY_PASSWORD, mariadb, runClient, startMyGateway, until, type MyGateway } from './mysql-harness.js';
 
@@ -198,5 +202,35 @@ describe('the mariadb client through the gateway', () => {
     expect(back.stderr).toBe('');
     expect(back.stdout.length).toBe(content.length);
     expect(createHash('sha256').update(back.stdout).digest('hex')).toBe(createHash('sha256').update(content).digest('hex'));
+  });
+});
+
+describe('the login timings', () => {
+  it("logs each login's steps at debug level, the client's parts within its step and the steps within the client's connect, and no secret", async () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: 'debug' }, { format: 'json', destination: { write: (line: string) => void lines.push(line) } });
+    // In this process, on this run's data path (the env of the node relay project says which).
+    const door = new MysqlAdapter({ upstreamCa: { '*': readFileSync(g.target.ca, 'utf8') } });
+    const l = await door.listen({ host: '127.0.0.1', port: 0, broker: g.gw.broker, log, tls: { cert: g.gw.pki.certPem, key: g.gw.pki.keyPem, ca: g.gw.pki.caCertPem } });
+    try {
+      const t0 = performance.now();
+      const c = await mysql.createConnection({ ...g.my2('alice:open-mysql', GATEWAY_PASSWORD), port: l.address.port });
+      const connectMs = performance.now() - t0;
+      await c.end();
+      const timings = lines.map((line) => JSON.parse(line) as { msg: string; session?: string; ms?: Record<string, number> }).filter((e) => e.msg === 'login timings');
+      expect(timings).toHaveLength(1);
+      const ms = timings[0]!.ms!;
+      expect(Object.keys(ms)).toEqual(['client', 'decision', 'target', 'live', 'sslRequest', 'tls', 'response', 'auth']);
+      for (const v of Object.values(ms)) expect(v).toBeGreaterThanOrEqual(0);
+      const sum = (keys: string[]): number => keys.reduce((a, k) => a + ms[k]!, 0);
+      // Each value is rounded to the microsecond.
+      expect(sum(['sslRequest', 'tls', 'response', 'auth'])).toBeLessThanOrEqual(ms.client! + 0.005);
+      expect(sum(['client', 'decision', 'target', 'live'])).toBeLessThanOrEqual(connectMs);
+      expect(timings[0]!.session).toMatch(/^[0-9a-f-]{36}$/);
+      expect(lines.join('\n')).not.toContain(GATEWAY_PASSWORD);
+      expect(lines.join('\n')).not.toContain(g.target.password);
+    } finally {
+      await l.close();
+    }
   });
 });
