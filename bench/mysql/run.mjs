@@ -24,7 +24,7 @@
  *
  * `--timings`: during the connect phase the gateways log at debug level, and the medians of
  * their own `login timings` (protocols/mysql/session.ts: accept to the client's OK, step by
- * step) are printed beside each case's connect figures.
+ * step; the warm-up connects' left out) are printed beside each case's connect figures.
  *
  * Direct and gateway runs alternate, `rounds` times each, and the median counts: on a shared
  * machine the background load drifts, and alternating spreads it over both sides.
@@ -61,6 +61,8 @@ const CLIENTS = Number(values.clients);
 const CONNECTS = Number(values.connects);
 const ROWS = Number(values.rows);
 const CONNECT_ROUNDS = Number(values['connect-rounds']);
+/** Connects per probe process before the counted ones (a new process compiles mysql2's and TLS's code on its first). */
+const WARMUP = 10;
 
 const [{ ensurePki }, { MysqlAdapter }, { benchGateway, silentLogger }, { createLogger }] = await Promise.all([
   dist('src/pki/pki.js'), dist('protocols/mysql/index.js'), import('../lib/gateway.mjs'), dist('src/core/log.js'),
@@ -193,7 +195,8 @@ try {
     for (const relay of relays) await gatehouse(`Gatehouse ${relay} (client + target TLS)`, 'verify', relay);
   }
   console.log(`mysql2 point selects, ${CLIENTS} connections, ${ROUNDS} alternating rounds of ${SECONDS} s per case; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores; ${target.version}; node ${process.version}`);
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const quantile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+  const median = (xs) => quantile(xs, 0.5);
   const qps = {};
   const cpuPerQuery = {};
   for (const mode of values['connect-only'] ? [] : ['query', 'execute']) {
@@ -220,12 +223,14 @@ try {
   const perRound = Math.max(1, Math.round(CONNECTS / CONNECT_ROUNDS));
   for (let round = 0; round < CONNECT_ROUNDS; round++) {
     for (const c of cases) {
-      const r = await load({ conn: c.conn, mode: 'connect', connects: perRound, warmup: 10, pause: Number(values.pause) });
+      const logged = c.timings?.length ?? 0;
+      const r = await load({ conn: c.conn, mode: 'connect', connects: perRound, warmup: WARMUP, pause: Number(values.pause) });
+      // Connects are one at a time: the first lines logged in this round are the warm-ups'.
+      c.timings?.splice(logged, WARMUP);
       samples[c.name].push(...r.times);
       roundP50[c.name].push(r.p50);
     }
   }
-  const quantile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
   for (const c of cases) {
     conn[c.name] = { p50: quantile(samples[c.name], 0.5), p90: quantile(samples[c.name], 0.9) };
     const added = c.name === cases[0].name ? '' : `   added per round: ${roundP50[c.name].map((p, i) => `+${(p - roundP50[cases[0].name][i]).toFixed(2)}`).join(' ')}`;
