@@ -180,7 +180,9 @@ export function startBarePipe({ target, certDir, cleanups, ...opts }) {
  * through `client_tls_ciphers`; TLS 1.3 suites, for which PgBouncer 1.18 has no setting (and
  * which it picks in its own order, OpenSSL's default, AES-256-GCM first), through OpenSSL's
  * system-default configuration (OPENSSL_CONF, `Ciphersuites`), which applies to every SSL_CTX
- * the process creates. `wrap` goes before the command (e.g. valgrind and its options), with
+ * the process creates. Its pool holds a server connection for every client it admits (200), so no
+ * session waits for one: with 64, a run of 96 clients left 32 waiting until PgBouncer's
+ * query_wait_timeout. `wrap` goes before the command (e.g. valgrind and its options), with
  * `waitMs` to wait for its port.
  */
 export async function startPgbouncer({ target, dir, pki, cleanups, wrap = [], waitMs }) {
@@ -209,7 +211,7 @@ auth_type = scram-sha-256
 auth_file = ${join(pb, 'userlist.txt')}
 pool_mode = session
 max_client_conn = 200
-default_pool_size = 64
+default_pool_size = 200
 client_tls_sslmode = require
 client_tls_cert_file = ${join(pb, 'cert.pem')}
 client_tls_key_file = ${join(pb, 'key.pem')}

@@ -8,7 +8,12 @@
  * process, connects interleaved one at a time. Prints the median and p90 per side of the
  * client's wait (connect() to 'secureConnect') and the server's (accept to the handshake done).
  *
- *   npm run build && node bench/native/handshake.mjs [--connects 300] [--rounds 3]
+ *   npm run build && node bench/native/handshake.mjs [--connects 300] [--rounds 3] [--cpu]
+ *
+ * `--cpu`: instead, each round runs `--connects` handshakes on one side and then on the other
+ * (the order alternating by round), and prints per handshake this process's CPU (user and
+ * system: client and server together, the addon's thread included), its voluntary context
+ * switches (a thread going to sleep) and minor page faults, beside the server's p50.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -21,7 +26,7 @@ import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
-const { values } = parseArgs({ options: { connects: { type: 'string', default: '300' }, rounds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({ options: { connects: { type: 'string', default: '300' }, rounds: { type: 'string', default: '3' }, cpu: { type: 'boolean', default: false } } });
 const [{ ensurePki }, { nativeLoop }, { serverTlsOptions, SERVER_TLS12_CIPHERS, SERVER_TLS13_SUITES }] = await Promise.all([
   dist('src/pki/pki.js'), dist('protocols/shared/native.js'), dist('protocols/shared/server-tls.js'),
 ]);
@@ -74,8 +79,25 @@ async function once(side) {
 
 const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * p)];
 console.log(`TLS handshakes, Node client verifying the gateway's CA; node ${process.version}, OpenSSL ${process.versions.openssl}`);
+/** `--cpu`: one side's handshakes in a row, with what they cost this process per handshake. */
+async function block(side, n) {
+  const serverMs = [];
+  const cpu0 = process.cpuUsage();
+  const use0 = process.resourceUsage();
+  for (let i = 0; i < n; i++) serverMs.push((await once(side)).serverMs);
+  const cpu = process.cpuUsage(cpu0);
+  const use = process.resourceUsage();
+  const per = (x) => x / n;
+  return `${side}: CPU ${per((cpu.user + cpu.system) / 1000).toFixed(3)} ms (user ${per(cpu.user / 1000).toFixed(3)}, system ${per(cpu.system / 1000).toFixed(3)}), sleeps ${per(use.voluntaryContextSwitches - use0.voluntaryContextSwitches).toFixed(1)}, minor faults ${per(use.minorPageFault - use0.minorPageFault).toFixed(1)}, server p50 ${q(serverMs, 0.5).toFixed(2)} ms`;
+}
+
 try {
-  for (let round = 1; round <= Number(values.rounds); round++) {
+  for (let round = 1; values.cpu && round <= Number(values.rounds); round++) {
+    const lines = [];
+    for (const side of round % 2 ? ['node', 'addon'] : ['addon', 'node']) lines.push(await block(side, Number(values.connects)));
+    console.log(`round ${round}, per handshake: ${lines.join(' | ')}`);
+  }
+  for (let round = 1; !values.cpu && round <= Number(values.rounds); round++) {
     const got = { node: { c: [], s: [] }, addon: { c: [], s: [] } };
     for (let i = 0; i < Number(values.connects); i++) {
       for (const side of i % 2 ? ['node', 'addon'] : ['addon', 'node']) {
