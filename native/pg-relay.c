@@ -382,6 +382,7 @@ typedef struct tls_keys {
   int have;                   /* 1: the client's secret, 2: the server's */
   size_t len;
   int counting;               /* the handshake is done: records count from here */
+  int server_finished;        /* a TLS 1.3 server wrote its Finished: its records are the application key's */
   int spoiled;                /* a KeyUpdate during the login: OpenSSL keeps the leg */
   uint64_t rx, tx;
   /* Bytes read from the socket since the handshake, and those the records counted since span:
@@ -426,7 +427,16 @@ static void keylog(const SSL *s, const char *line) {
 static void on_record(int write_p, int version, int content_type, const void *buf, size_t len, SSL *s, void *arg) {
   (void)version; (void)arg;
   ep *e = SSL_get_app_data(s);
-  if (!e || !e->keys || !e->keys->counting) return;
+  if (!e || !e->keys) return;
+  if (!e->keys->counting) {
+    /* A TLS 1.3 server writes its session tickets after reading the client's Finished, before
+     * the handshake returns done, and under the application key: they count. A record's header
+     * is reported before the message in it, so the Finished's own record is not counted. */
+    if (!write_p || e->role != ROLE_SERVER || SSL_version(s) != TLS1_3_VERSION) return;
+    if (content_type == SSL3_RT_HANDSHAKE && len > 0 && ((const uint8_t *)buf)[0] == SSL3_MT_FINISHED) e->keys->server_finished = 1;
+    else if (content_type == SSL3_RT_HEADER && e->keys->server_finished) e->keys->tx++;
+    return;
+  }
   if (content_type == SSL3_RT_HEADER) {
     if (write_p) e->keys->tx++;
     else {
@@ -714,9 +724,6 @@ static int go_lean(ep *e) {
   int id = SSL_version(s) == TLS1_3_VERSION ? SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(s)) : 0;
   const EVP_CIPHER *cipher = id == 0x1301 ? EVP_aes_128_gcm() : id == 0x1302 ? EVP_aes_256_gcm() : id == 0x1303 ? EVP_chacha20_poly1305() : NULL;
   if (!k || k->spoiled || k->have != 3 || !cipher || k->len != (id == 0x1302 ? 48u : 32u)) return -1;
-  /* The records written since the handshake are counted from its end: a server that sent
-   * session tickets within it would be off by them (the door's context sends none). */
-  if (e->role == ROLE_SERVER && SSL_get_num_tickets(s) != 0) return -1;
   if (SSL_has_pending(s) || pending_out(e) > 0 || e->ssl_write_wants_read || e->ssl_read_wants_write) return 0;
   /* Every byte read since the handshake belongs to a record OpenSSL has read whole. */
   if (BIO_number_read(SSL_get_rbio(s)) - k->read_base != k->read_whole) return 0;
@@ -1796,10 +1803,11 @@ static const char *verify_code(long v) {
 
 static void handshake_done(ep *e) {
   e->state = ST_OPEN;
-  /* The application traffic keys start here, each way at record 0. */
+  /* The application traffic keys start here, at record 0 each way but for a server's session
+   * tickets (on_record). */
   if (e->keys) {
     e->keys->counting = 1;
-    e->keys->rx = e->keys->tx = 0;
+    e->keys->rx = 0;
     e->keys->read_base = BIO_number_read(SSL_get_rbio(e->ssl));
     e->keys->read_whole = 0;
   }
@@ -2399,27 +2407,39 @@ static napi_value wrap_ctx(napi_env env, SSL_CTX *ctx) {
   return v;
 }
 
-/* serverContext(certPem, keyPem, tls13Suites, tls12Ciphers): the door's certificate and order. */
+/* serverContext(certPem, keyPem, tls13Suites, tls12Ciphers[, tickets[, ticketKey]]): the door's
+ * certificate and order, how many session tickets a full handshake ends with (0, the default: no
+ * resumption) and the 80 bytes that seal them (null: a random key of this context's own). */
 static napi_value server_context(napi_env env, napi_callback_info info) {
-  size_t argc = 4; napi_value argv[4];
+  size_t argc = 6; napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 4) return fail(env, "serverContext(certPem, keyPem, tls13, tls12)");
+  uint32_t tickets = 0;
+  if (argc < 4 || (argc >= 5 && (napi_get_value_uint32(env, argv[4], &tickets) != napi_ok || tickets > 4))) return fail(env, "serverContext(certPem, keyPem, tls13, tls12[, tickets 0-4[, ticketKey]])");
+  size_t ticket_key_len = 0;
+  uint8_t *ticket_key = argc >= 6 ? get_bytes(env, argv[5], &ticket_key_len) : NULL;
+  if (ticket_key && ticket_key_len != 80) { free(ticket_key); return fail(env, "serverContext: a ticket key is 80 bytes"); }
   char *cert = get_string(env, argv[0]), *key = get_string(env, argv[1]), *tls13 = get_string(env, argv[2]), *tls12 = get_string(env, argv[3]);
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   int ok = ctx && cert && key && tls13 && tls12;
   if (ok) {
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
-    /* No resumption, as PostgreSQL itself offers none: no session tickets after the handshake
-     * (two by default in TLS 1.3, each sealed and sent, and read by the client), no cache. */
-    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | (tickets ? 0 : SSL_OP_NO_TICKET));
+    /* Resumption only from stateless tickets, never from a cache. A ticket is sealed with the
+     * listener's ticket key (the same in each data-path worker, new at every start) or else with
+     * this context's own random key, and is good for 300 s, as Node's TLS server's are.
+     * With none, nothing is sent after the handshake: libpq offers no ticket, and two by default
+     * in TLS 1.3 would each be sealed and sent for nothing. A resumed TLS 1.3 handshake still
+     * runs an ECDHE exchange (OpenSSL refuses psk_ke without SSL_OP_ALLOW_NO_DHE_KEX). */
+    SSL_CTX_set_num_tickets(ctx, tickets);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (tickets) SSL_CTX_set_timeout(ctx, 300);
+    if (ticket_key) ok = SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_key, 80) == 1;
     /* No read-ahead until a relay keeps OpenSSL (keep_openssl): a hand-over needs every byte
      * after the login's last record still in the socket. */
     SSL_CTX_set_read_ahead(ctx, 0);
     SSL_CTX_set_keylog_callback(ctx, keylog);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
-    ok = SSL_CTX_set_ciphersuites(ctx, tls13) == 1 && SSL_CTX_set_cipher_list(ctx, tls12) == 1;
+    ok = ok && SSL_CTX_set_ciphersuites(ctx, tls13) == 1 && SSL_CTX_set_cipher_list(ctx, tls12) == 1;
   }
   if (ok) {
     BIO *bio = BIO_new_mem_buf(cert, -1);
@@ -2439,7 +2459,8 @@ static napi_value server_context(napi_env env, napi_callback_info info) {
   }
   ERR_clear_error();
   free(cert); free(key); free(tls13); free(tls12);
-  if (!ok) { SSL_CTX_free(ctx); return fail(env, "bad certificate, key or cipher list"); }
+  if (ticket_key) { OPENSSL_cleanse(ticket_key, ticket_key_len); free(ticket_key); }
+  if (!ok) { SSL_CTX_free(ctx); return fail(env, "bad certificate, key, cipher list or ticket key"); }
   return wrap_ctx(env, ctx);
 }
 

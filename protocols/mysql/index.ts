@@ -112,7 +112,9 @@ export class MysqlAdapter implements ProtocolAdapter {
     const allowPlaintext = config.allowPlaintext ?? false;
     const loop = loopFor(relayChoice(this.opts.relay, 'mysql'), log, nativeLoop, 'mysql');
     const native = loop
-      ? { loop, context: loop.serverContext({ certPem: config.tls.cert, keyPem: config.tls.key, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS }), records: tlsRecordsChoice(this.opts.tlsRecords, 'mysql') }
+      // One session ticket per full handshake: mysql2 keeps the last session it was given and
+      // resumes with it (no certificate, no signature), as it does against Node's TLS server.
+      ? { loop, context: loop.serverContext({ certPem: config.tls.cert, keyPem: config.tls.key, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS, tickets: 1, ticketKey: config.tls.ticketKey }), records: tlsRecordsChoice(this.opts.tlsRecords, 'mysql') }
       : undefined;
     const deps: SessionDeps = {
       stats: this.stats,

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { TICKET_KEY_BYTES } from '../../src/broker/adapter.js';
 import type { TargetIdentity } from '../../src/broker/port.js';
 import type { Logger } from '../../src/core/log.js';
 import { ValidationError } from '../../src/core/errors.js';
@@ -30,7 +31,7 @@ export type Event = [number, number, number, number, number, Buffer | number, st
 
 export interface Addon {
   init(onEvents: (batch: Event[]) => void): void;
-  serverContext(certPem: string, keyPem: string, tls13: string, tls12: string): object;
+  serverContext(certPem: string, keyPem: string, tls13: string, tls12: string, tickets: number, ticketKey: Buffer | null): object;
   clientContext(caPem: string): object;
   open(fd: number, role: Role, context: object | null, host: string, pre: Buffer | null, ahead: Buffer | null, session: Buffer | null): number;
   write(id: number, data: Buffer): void;
@@ -100,8 +101,15 @@ export class NativeLoop {
     return this.addon.stats().aeadKeyings;
   }
 
-  serverContext(tls: { certPem: string; keyPem: string; tls13: string; tls12: string }): object {
-    return this.addon.serverContext(tls.certPem, tls.keyPem, tls.tls13, tls.tls12);
+  /**
+   * A door's TLS server context. `tickets`: the session tickets a full handshake ends with, for
+   * clients that resume (0, the default: none, and no resumption); sealed with `ticketKey`
+   * (ListenerConfig `tls.ticketKey`, base64), or else a random key of this context's own.
+   */
+  serverContext(tls: { certPem: string; keyPem: string; tls13: string; tls12: string; tickets?: number; ticketKey?: string }): object {
+    const key = tls.ticketKey === undefined ? null : Buffer.from(tls.ticketKey, 'base64');
+    if (key && key.length !== TICKET_KEY_BYTES) throw new ValidationError('tls.ticketKey', `must be ${TICKET_KEY_BYTES} bytes, not ${key.length}`);
+    return this.addon.serverContext(tls.certPem, tls.keyPem, tls.tls13, tls.tls12, tls.tickets ?? 0, key);
   }
 
   /** One context per CA bundle ('' for a pinned target), as upstream-tls.ts keeps for Node's. */

@@ -4,6 +4,9 @@ import type { Protocol, TerminationReason } from '../core/model.js';
 import type { GatewayPort, PortProvider } from './port.js';
 import type { Provisioner } from './provisioner.js';
 
+/** The length of a listener's TLS ticket key (ListenerConfig `tls.ticketKey`): OpenSSL's key name, HMAC key and AES key, 16 + 32 + 32 bytes. */
+export const TICKET_KEY_BYTES = 80;
+
 /** What a listener needs besides its address: the broker and the gateway's TLS and host keys. */
 export interface ListenerConfig {
   host: string;
@@ -11,8 +14,14 @@ export interface ListenerConfig {
   /** Hands the door its GatewayPort; the broker in production, nothing wider. */
   broker: PortProvider;
   log: Logger;
-  /** `rsaKey`: an RSA private key (PEM) for clients that encrypt to the gateway (MySQL without TLS), src/pki's `rsaKeyPem`. */
-  tls: { cert: string; key: string; ca: string; rsaKey?: string };
+  /**
+   * `rsaKey`: an RSA private key (PEM) for clients that encrypt to the gateway (MySQL without
+   * TLS), src/pki's `rsaKeyPem`. `ticketKey`: the secret that seals the TLS session tickets a door
+   * issues (80 random bytes, base64), so that one listener's tickets resume in every process that
+   * serves it (the data-path primary gives its workers one per listener); absent, each process
+   * seals with a random key of its own.
+   */
+  tls: { cert: string; key: string; ca: string; rsaKey?: string; ticketKey?: string };
   /** SSH host key (PKCS#1 PEM). */
   sshHostKey?: string;
   /** Plaintext (no TLS) client connections allowed because the listener is on loopback. */

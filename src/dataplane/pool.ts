@@ -16,10 +16,11 @@
  * its listeners.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { Listener, ListenerConfig, ProtocolAdapter, SessionHandle } from '../broker/adapter.js';
+import { TICKET_KEY_BYTES, type Listener, type ListenerConfig, type ProtocolAdapter, type SessionHandle } from '../broker/adapter.js';
 import type { GatewayPort, GatewaySession } from '../broker/port.js';
 import type { Provisioner } from '../broker/provisioner.js';
 import { refusals } from '../broker/refusals.js';
@@ -567,7 +568,8 @@ export class DataPath {
 /** What of a listener's config a worker gets: all but the broker and the logger, which stay here. */
 function crossable(config: ListenerConfig): ListenSpec['config'] {
   const { broker: _broker, log: _log, dataPath: _dataPath, ...rest } = config;
-  return rest;
+  // One ticket key for the listener, the same in every worker: a client resumes on any of them.
+  return { ...rest, tls: { ...rest.tls, ticketKey: rest.tls.ticketKey ?? randomBytes(TICKET_KEY_BYTES).toString('base64') } };
 }
 
 /** A door served from data-path workers, as `gatehouse serve` and the tests start it. */

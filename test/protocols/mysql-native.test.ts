@@ -7,6 +7,7 @@
  * the ClientHello. Each asserts the gateway's own answer: its ERR (code, message and sequence
  * id), its audit rows and the session's end.
  */
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
@@ -17,6 +18,8 @@ import { silentLogger } from '../../src/core/log.js';
 import type { Listener } from '../../src/broker/adapter.js';
 import { Cap, Cmd, decodeErr, encodePacket } from '../../protocols/mysql/codec.js';
 import { encodeHandshakeResponse, encodeSslRequest } from '../../protocols/mysql/handshake.js';
+import { nativeLoop } from '../../protocols/shared/native.js';
+import { SERVER_TLS12_CIPHERS, SERVER_TLS13_SUITES } from '../../protocols/shared/server-tls.js';
 import { addMyResource, eventually, GATEWAY_PASSWORD, myDoor, rawTlsStart, startMyGateway, type MyDoor, type MyGateway } from './mysql-harness.js';
 
 let g: MyGateway;
@@ -475,6 +478,77 @@ describe('the native MySQL relay: the client TLS hand-over', () => {
 
   it('an SSLRequest with the ClientHello but for its last byte, the rest later', async () => {
     await corkedLogin(-1);
+  });
+});
+
+describe('the native MySQL relay: TLS session resumption', () => {
+  /** A raw login offering `session`; the gateway's answer to one query on it, and what its TLS did. */
+  async function loginAndQuery(word: string, session?: Buffer): Promise<{ reused: boolean; tickets: Buffer[]; answer: string }> {
+    const { secure, reader, seq, tickets } = await rawTlsStart(g, BASE_CAPS, session ? { session } : {});
+    reader.detach();
+    const wire = new Wire(secure);
+    secure.write(loginPacket(seq, BASE_CAPS));
+    expect((await wire.next())?.payload[0]).toBe(0x00);
+    // A reply of many TLS records, the OK before it the first record the relay seals.
+    secure.write(query(`select '${word}' as w, repeat('x', 100000) as pad`));
+    const answer = Buffer.concat((await wire.reply(false)).map((p) => p.payload)).toString('latin1');
+    const reused = secure.isSessionReused();
+    secure.end();
+    return { reused, tickets, answer };
+  }
+
+  it('a full handshake ends with a session ticket; a login that offers it resumes, and both relay a reply of many records', async () => {
+    const first = await loginAndQuery('first');
+    expect(first.reused).toBe(false);
+    expect(first.answer).toContain('first');
+    expect(first.answer).toContain('x'.repeat(100_000));
+    // The native data path issues one; Node's TLS server (the node relay project) its own default.
+    if (RELAY === 'native') expect(first.tickets).toHaveLength(1);
+    else expect(first.tickets.length).toBeGreaterThan(0);
+    const second = await loginAndQuery('second', first.tickets.at(-1));
+    expect(second.reused).toBe(true);
+    expect(second.answer).toContain('second');
+    expect(second.answer).toContain('x'.repeat(100_000));
+  });
+
+  // In the data-path workers project the second connection is served by the other worker (the
+  // pool hands a connection to the worker with the fewest, in turn among equals): the listener's
+  // ticket key is the same in both.
+  it('mysql2 resumes its second connection with the session of its first (its cache is per ssl options)', async () => {
+    const ssl = { ca: g.gw.pki.caCertPem };
+    const reused: boolean[] = [];
+    for (const word of ['one', 'two']) {
+      const c = await mysql.createConnection({ host: '127.0.0.1', port: g.port, user: 'alice:open-mysql', password: GATEWAY_PASSWORD, ssl });
+      const [rows] = await c.query(`select '${word}' as w`);
+      expect(rows).toEqual([{ w: word }]);
+      // mysql2's promise wrapper keeps its connection, whose stream is the TLS socket once secured.
+      reused.push((c as unknown as { connection: { stream: TLSSocket } }).connection.stream.isSessionReused());
+      await c.end();
+    }
+    expect(reused).toEqual([false, true]);
+  });
+
+  it('a ticket key that is not 80 bytes is refused before the addon sees it', () => {
+    const n = nativeLoop();
+    if (!('loop' in n)) throw new Error(`the native data path did not load: ${n.reason}`);
+    const tls = { certPem: g.gw.pki.certPem, keyPem: g.gw.pki.keyPem, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS, tickets: 1 };
+    expect(() => n.loop.serverContext({ ...tls, ticketKey: randomBytes(48).toString('base64') })).toThrow('tls.ticketKey: must be 80 bytes, not 48');
+    expect(n.loop.serverContext({ ...tls, ticketKey: randomBytes(80).toString('base64') })).toBeTypeOf('object');
+  });
+
+  it('a ticket from another gateway is not taken: the login runs a full handshake and goes on', async () => {
+    const other = await startMyGateway({ relay: RELAY });
+    try {
+      await addMyResource(other, {}, 'open-mysql');
+      const { secure, tickets } = await rawTlsStart(other, BASE_CAPS);
+      await eventually(async () => tickets.length > 0, 5000, 'a ticket from the other gateway');
+      secure.destroy();
+      const r = await loginAndQuery('foreign', tickets[0]);
+      expect(r.reused).toBe(false);
+      expect(r.answer).toContain('foreign');
+    } finally {
+      await other.close();
+    }
   });
 });
 
