@@ -2407,6 +2407,21 @@ static napi_value wrap_ctx(napi_env env, SSL_CTX *ctx) {
   return v;
 }
 
+/* A client that does not offer TLS 1.3 gets no session ticket: TLS 1.2 resumes from the master
+ * secret itself, which the ticket carries sealed under a key that lives until the restart, so a
+ * key taken later would open every recorded session it had sealed. (supported_versions: a length
+ * byte, then two bytes per version.) */
+static int no_tls12_tickets(SSL *s, int *alert, void *arg) {
+  (void)alert; (void)arg;
+  const unsigned char *ext = NULL;
+  size_t len = 0;
+  int tls13 = 0;
+  if (SSL_client_hello_get0_ext(s, TLSEXT_TYPE_supported_versions, &ext, &len) == 1 && len >= 1 && (size_t)ext[0] + 1 <= len)
+    for (size_t i = 1; i + 1 <= (size_t)ext[0]; i += 2) if (ext[i] == 0x03 && ext[i + 1] == 0x04) tls13 = 1;
+  if (!tls13) SSL_set_options(s, SSL_OP_NO_TICKET);
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 /* serverContext(certPem, keyPem, tls13Suites, tls12Ciphers[, tickets[, ticketKey]]): the door's
  * certificate and order, how many session tickets a full handshake ends with (0, the default: no
  * resumption) and the 80 bytes that seal them (null: a random key of this context's own). */
@@ -2432,7 +2447,10 @@ static napi_value server_context(napi_env env, napi_callback_info info) {
      * runs an ECDHE exchange (OpenSSL refuses psk_ke without SSL_OP_ALLOW_NO_DHE_KEX). */
     SSL_CTX_set_num_tickets(ctx, tickets);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    if (tickets) SSL_CTX_set_timeout(ctx, 300);
+    if (tickets) {
+      SSL_CTX_set_timeout(ctx, 300);
+      SSL_CTX_set_client_hello_cb(ctx, no_tls12_tickets, NULL);
+    }
     if (ticket_key) ok = SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_key, 80) == 1;
     /* No read-ahead until a relay keeps OpenSSL (keep_openssl): a hand-over needs every byte
      * after the login's last record still in the socket. */

@@ -26,6 +26,10 @@ export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'masterKey',
+  // A listener's TLS ticket key (ListenerConfig `tls.ticketKey`): whoever holds it can resume as the gateway.
+  'ticketKey',
+  '*.ticketKey',
+  '*.*.ticketKey',
 ];
 
 /** `json`: one JSON object a line, for collectors. `pretty`: a line a person reads on a terminal. */

@@ -155,10 +155,10 @@ export async function eventually(cond: () => Promise<boolean>, ms = 15_000, what
 /**
  * A bare client's start, for what no stock client sends: the gateway's greeting read, an
  * SSLRequest with `caps`, TLS up (the gateway's CA trusted, its name not checked: the other
- * tests check it), offering `session` to resume. Returns the TLS socket, a reader on it, the
+ * tests check it), offering `session` to resume, up to `maxVersion`. Returns the TLS socket, a reader on it, the
  * sequence number the handshake response follows and the session tickets the gateway issues.
  */
-export async function rawTlsStart(g: MyGateway, caps: number, opts: { session?: Buffer } = {}): Promise<{ secure: TLSSocket; reader: PacketReader; seq: number; tickets: Buffer[] }> {
+export async function rawTlsStart(g: MyGateway, caps: number, opts: { session?: Buffer; maxVersion?: 'TLSv1.2' } = {}): Promise<{ secure: TLSSocket; reader: PacketReader; seq: number; tickets: Buffer[] }> {
   const socket = connect(g.port, '127.0.0.1');
   await once(socket, 'connect');
   const plain = new PacketReader(socket, 'gateway');
@@ -166,7 +166,7 @@ export async function rawTlsStart(g: MyGateway, caps: number, opts: { session?: 
   plain.write(encodeSslRequest({ capabilities: caps, maxPacket: 1 << 24, charset: 45 }));
   const seq = plain.seq;
   plain.detach();
-  const secure = tlsConnect({ socket, ca: g.gw.pki.caCertPem, checkServerIdentity: () => undefined, ...(opts.session ? { session: opts.session } : {}) });
+  const secure = tlsConnect({ socket, ca: g.gw.pki.caCertPem, checkServerIdentity: () => undefined, ...(opts.session ? { session: opts.session } : {}), ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}) });
   // The session tickets the gateway issues on this connection (Node's 'session' event), from the start.
   const tickets: Buffer[] = [];
   secure.on('session', (t: Buffer) => tickets.push(t));

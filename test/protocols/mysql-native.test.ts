@@ -483,8 +483,8 @@ describe('the native MySQL relay: the client TLS hand-over', () => {
 
 describe('the native MySQL relay: TLS session resumption', () => {
   /** A raw login offering `session`; the gateway's answer to one query on it, and what its TLS did. */
-  async function loginAndQuery(word: string, session?: Buffer): Promise<{ reused: boolean; tickets: Buffer[]; answer: string }> {
-    const { secure, reader, seq, tickets } = await rawTlsStart(g, BASE_CAPS, session ? { session } : {});
+  async function loginAndQuery(word: string, session?: Buffer, maxVersion?: 'TLSv1.2'): Promise<{ reused: boolean; tickets: Buffer[]; answer: string }> {
+    const { secure, reader, seq, tickets } = await rawTlsStart(g, BASE_CAPS, { ...(session ? { session } : {}), ...(maxVersion ? { maxVersion } : {}) });
     reader.detach();
     const wire = new Wire(secure);
     secure.write(loginPacket(seq, BASE_CAPS));
@@ -526,6 +526,21 @@ describe('the native MySQL relay: TLS session resumption', () => {
       await c.end();
     }
     expect(reused).toEqual([false, true]);
+  });
+
+  it('a TLS 1.2 client is given nothing to resume on the native data path: its resumption would reuse the master secret a ticket carries', async () => {
+    const first = await loginAndQuery('older', undefined, 'TLSv1.2');
+    expect(first.reused).toBe(false);
+    expect(first.answer).toContain('older');
+    if (RELAY === 'native') {
+      // No ticket, and no session id the server would know again: Node's client reports no session.
+      expect(first.tickets).toHaveLength(0);
+    } else {
+      // Node's TLS server (the node relay project) resumes TLS 1.2 from its tickets.
+      const second = await loginAndQuery('older again', first.tickets.at(-1), 'TLSv1.2');
+      expect(second.reused).toBe(true);
+      expect(second.answer).toContain('older again');
+    }
   });
 
   it('a ticket key that is not 80 bytes is refused before the addon sees it', () => {

@@ -176,6 +176,15 @@ describe('log format', () => {
     expect(line.replace(/\x1b\[\d+m/g, '')).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: policy loaded \{"resource":"prod-pg"\}$/);
   });
 
+  it("a listener's TLS ticket key is redacted on its own, in a listener's tls and in a config's", () => {
+    const out = capture(false);
+    const key = 'k'.repeat(108);
+    createLogger({}, { format: 'json', destination: out }).info({ ticketKey: key, tls: { ticketKey: key }, config: { tls: { cert: 'c', ticketKey: key } } }, 'listener');
+    const line = out.lines()[0]!;
+    expect(line).not.toContain(key);
+    expect(JSON.parse(line)).toMatchObject({ ticketKey: '[redacted]', tls: { ticketKey: '[redacted]' }, config: { tls: { cert: 'c', ticketKey: '[redacted]' } } });
+  });
+
   it('a chosen format wins over the terminal check, and pretty text keeps secrets redacted', () => {
     const terminal = capture(true);
     createLogger({}, { format: 'json', destination: terminal }).warn({ user: 'alice', password: 'hunter2' }, 'login failed');
