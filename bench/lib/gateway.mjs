@@ -20,6 +20,22 @@ const [{ SystemClock }, { silentLogger }, { EventBus }, { Sealer }, { SqliteStor
 export { silentLogger };
 
 /**
+ * A database resource on the target a bench gateway script was given (its argument: host, port,
+ * user, password, database), with a plaintext target leg allowed.
+ * @param {string} name
+ * @param {'postgres' | 'mysql'} protocol
+ * @param {{ host: string, port: number, user: string, password: string, database: string }} t
+ * @param {{ plaintext?: boolean }} [o] plaintext: false leaves the target leg to TLS only
+ */
+export function databaseResource(name, protocol, t, { plaintext = true } = {}) {
+  return {
+    name, type: 'database', protocol, host: t.host, port: t.port, database: t.database,
+    credentials: { login: t.user, password: t.password },
+    ...(plaintext ? { options: { allowPlaintextUpstream: true } } : {}),
+  };
+}
+
+/**
  * @param {{ resource: object, more?: object[], user?: string, password?: string, sshKeys?: string[] }} o  resource: the
  *   fields of `directory.addResource` except owner and access; more: further resources of the same
  *   kind, on the same access list; user: the user's name (default `bench`); password / sshKeys: how

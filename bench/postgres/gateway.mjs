@@ -31,22 +31,15 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
-const [{ ensurePki }, { PostgresAdapter }, { DataPath }, { createLogger }, { benchGateway }] = await Promise.all([
+const [{ ensurePki }, { PostgresAdapter }, { DataPath }, { createLogger }, { benchGateway, databaseResource }] = await Promise.all([
   dist('src/pki/pki.js'), dist('protocols/postgres/index.js'), dist('src/dataplane/pool.js'), dist('src/core/log.js'), import('../lib/gateway.mjs'),
 ]);
 
 const t = JSON.parse(process.argv[2]);
 const { broker, stop } = await benchGateway({
   password: t.gatewayPassword,
-  resource: {
-    name: 'bench-pg', type: 'database', protocol: 'postgres', host: t.host, port: t.port, database: t.database,
-    credentials: { login: t.user, password: t.password },
-    options: { allowPlaintextUpstream: true },
-  },
-  more: [{
-    name: 'bench-pg-tls', type: 'database', protocol: 'postgres', host: t.host, port: t.port, database: t.database,
-    credentials: { login: t.user, password: t.password },
-  }],
+  resource: databaseResource('bench-pg', 'postgres', t),
+  more: [databaseResource('bench-pg-tls', 'postgres', t, { plaintext: false })],
 });
 const pki = await ensurePki(t.certDir);
 const tls = { cert: pki.certPem, key: pki.keyPem, ca: pki.caCertPem };
