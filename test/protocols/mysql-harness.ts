@@ -155,8 +155,9 @@ export async function eventually(cond: () => Promise<boolean>, ms = 15_000, what
 /**
  * A bare client's start, for what no stock client sends: the gateway's greeting read, an
  * SSLRequest with `caps`, TLS up (the gateway's CA trusted, its name not checked: the other
- * tests check it), offering `session` to resume, up to `maxVersion`. Returns the TLS socket, a reader on it, the
- * sequence number the handshake response follows and the session tickets the gateway issues.
+ * tests check it), offering `session` to resume, up to `maxVersion`. Returns the TLS socket,
+ * a reader on it, the sequence number the handshake response follows and the session tickets
+ * the gateway issues.
  */
 export async function rawTlsStart(g: MyGateway, caps: number, opts: { session?: Buffer; maxVersion?: 'TLSv1.2' } = {}): Promise<{ secure: TLSSocket; reader: PacketReader; seq: number; tickets: Buffer[] }> {
   const socket = connect(g.port, '127.0.0.1');

@@ -489,7 +489,8 @@ describe('the native MySQL relay: TLS session resumption', () => {
     const wire = new Wire(secure);
     secure.write(loginPacket(seq, BASE_CAPS));
     expect((await wire.next())?.payload[0]).toBe(0x00);
-    // A reply of many TLS records, the OK before it the first record the relay seals.
+    // A reply of many TLS records; the OK before it is the first record the relay writes (on the
+    // lean record layer, the first it seals, after the ticket's).
     secure.write(query(`select '${word}' as w, repeat('x', 100000) as pad`));
     const answer = Buffer.concat((await wire.reply(false)).map((p) => p.payload)).toString('latin1');
     const reused = secure.isSessionReused();
