@@ -90,7 +90,11 @@ export function initDemo(out, owners = OWNERS) {
   const pg = password();
   const maria = password();
   const ldap = password();
-  const ssh = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'gatehouse demo prod-web' });
+  // ssh2 drops the leading zero bytes of a public key that begins with one (1 pair in 256;
+  // mscdex/ssh2#1513), which leaves both halves malformed: such a pair is made again.
+  let ssh;
+  do ssh = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'gatehouse demo prod-web' });
+  while (ssh2.utils.parseKey(ssh.private) instanceof Error || ssh2.utils.parseKey(ssh.public) instanceof Error);
   const tls = makeTls(['pg-target', 'mariadb', 'openldap']);
 
   put('gatehouse', 'prod-pg-password', `${pg}\n`);

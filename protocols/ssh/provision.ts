@@ -27,6 +27,19 @@ export const UID_RANGE = { low: 60000, high: 64999 } as const;
 export const STATE_DIR = '/var/lib/gatehouse';
 export const SUDOERS_DIR = '/etc/sudoers.d';
 const LINUX_NAME = /^[a-z_][a-z0-9_]{0,31}$/;
+
+/**
+ * A temporary account's ed25519 key pair, in OpenSSH's formats. ssh2's generator drops the
+ * leading zero bytes of a public key that begins with one (1 pair in 256; mscdex/ssh2#1513),
+ * which leaves both halves malformed, so a pair that does not parse is made again.
+ */
+export function ed25519Pair(comment: string): { private: string; public: string } {
+  for (let i = 0; i < 16; i++) {
+    const keys = ssh2.utils.generateKeyPairSync('ed25519', { comment });
+    if (!(ssh2.utils.parseKey(keys.private) instanceof Error) && !(ssh2.utils.parseKey(keys.public) instanceof Error)) return keys;
+  }
+  throw new Error('ssh2 made 16 ed25519 key pairs that do not parse');
+}
 const UNIX_GROUP = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 /** Commands the vaulted login must be able to run through `sudo -n` (protocols/ssh/README.md). */
@@ -304,7 +317,7 @@ export class SshProvisioner implements Provisioner {
     assertGroups('ephemeral.grants', e.grants);
     const problems = this.check(t.jit);
     if (problems.length) throw new JitError('invalid', problems.join('; '));
-    const keys = ssh2.utils.generateKeyPairSync('ed25519', { comment: `gatehouse-${spec.owner.accountId.replace(/[^A-Za-z0-9_.-]/g, '_')}` });
+    const keys = ed25519Pair(`gatehouse-${spec.owner.accountId.replace(/[^A-Za-z0-9_.-]/g, '_')}`);
     const r = await this.script(t, createScript(t, spec, keys.public.trim()));
     const res = resultOf(r);
     if (res.word !== 'OK') this.fail(t, res, r, `create ${spec.name}`, spec.name);
