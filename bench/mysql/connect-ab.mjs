@@ -25,6 +25,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { run, timeOfDay } from '../lib/pg-relays.mjs';
+import { quantile } from '../lib/stats.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -54,7 +55,6 @@ async function gateway(from, name, relay) {
 }
 
 const probe = async (conn) => JSON.parse((await run(process.execPath, [join(here, 'load.mjs'), JSON.stringify({ conn, mode: 'connect', connects: Number(values.connects), warmup: WARMUP })])).trim().split('\n').at(-1));
-const quantile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
 
 const password = randomBytes(12).toString('base64url');
 try {

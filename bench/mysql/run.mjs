@@ -44,6 +44,7 @@ import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import { procCpuMicros } from '../lib/proc.mjs';
+import { quantile } from '../lib/stats.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
@@ -195,7 +196,6 @@ try {
     for (const relay of relays) await gatehouse(`Gatehouse ${relay} (client + target TLS)`, 'verify', relay);
   }
   console.log(`mysql2 point selects, ${CLIENTS} connections, ${ROUNDS} alternating rounds of ${SECONDS} s per case; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores; ${target.version}; node ${process.version}`);
-  const quantile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
   const median = (xs) => quantile(xs, 0.5);
   const qps = {};
   const cpuPerQuery = {};

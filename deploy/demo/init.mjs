@@ -91,7 +91,8 @@ export function initDemo(out, owners = OWNERS) {
   const maria = password();
   const ldap = password();
   // ssh2 drops the leading zero bytes of a public key that begins with one (1 pair in 256;
-  // mscdex/ssh2#1513), which leaves both halves malformed: such a pair is made again.
+  // mscdex/ssh2#1513), which leaves both halves malformed: such a pair is made again, as
+  // protocols/ssh/provision.ts's ed25519Pair does (this script runs alone, beside the package).
   let ssh;
   do ssh = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'gatehouse demo prod-web' });
   while (ssh2.utils.parseKey(ssh.private) instanceof Error || ssh2.utils.parseKey(ssh.public) instanceof Error);

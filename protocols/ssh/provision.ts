@@ -27,6 +27,7 @@ export const UID_RANGE = { low: 60000, high: 64999 } as const;
 export const STATE_DIR = '/var/lib/gatehouse';
 export const SUDOERS_DIR = '/etc/sudoers.d';
 const LINUX_NAME = /^[a-z_][a-z0-9_]{0,31}$/;
+const UNIX_GROUP = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 /**
  * A temporary account's ed25519 key pair, in OpenSSH's formats. ssh2's generator drops the
@@ -40,7 +41,6 @@ export function ed25519Pair(comment: string): { private: string; public: string 
   }
   throw new Error('ssh2 made 16 ed25519 key pairs that do not parse');
 }
-const UNIX_GROUP = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 /** Commands the vaulted login must be able to run through `sudo -n` (protocols/ssh/README.md). */
 const NEEDS = {
