@@ -19,6 +19,9 @@
  * start-up (32 logins) is included, as in run.mjs. On the native data path a process's CPU
  * includes its addon's thread.
  *
+ * After each mode's table: two workers' CPU per transaction less one worker's, paired round by
+ * round (median, range, and in how many rounds two cost no more), item 4's question.
+ *
  * `--syscalls`: afterwards, one more pgbench run per relay (simple mode) under `perf stat -e
  * 'syscalls:sys_enter_{epoll_wait,epoll_pwait,read,write,recvfrom,sendto,futex}'` over all its
  * processes: how many wake-ups (epoll calls) and reads/writes each transaction costs, which is
@@ -129,6 +132,15 @@ try {
       const x = r[c.name];
       const ratios = x.tps.map((t, i) => t / r.PgBouncer.tps[i]);
       console.log(`| ${c.name} | ${range(x.tps, 0)} | ${c.name === 'PgBouncer' ? '1.00' : `${range(ratios, 2)}`} | ${range(x.cpu)} | ${range(x.primary)} | ${c.name.includes('worker') ? range(x.workers) : '–'} |`);
+    }
+    // Item 4's question, paired by round: the two cases ran one after the other in every round,
+    // so the machine's drift between rounds (often larger than the difference) cancels.
+    for (const relay of relayList(values.relays)) {
+      const [one, two] = [r[`${RELAYS[relay]}, 1 worker`].cpu, r[`${RELAYS[relay]}, 2 workers`].cpu];
+      const diffs = two.map((t, i) => t - one[i]);
+      const signed = (v) => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(1)}`;
+      r[`${RELAYS[relay]}, 2 workers − 1 worker`] = { cpu: diffs };
+      console.log(`\n${RELAYS[relay]}: 2 workers − 1 worker, CPU µs/tx paired by round: median ${signed(median(diffs))} (${signed(sorted(diffs)[0])} to ${signed(sorted(diffs).at(-1))}); two cost no more in ${diffs.filter((d) => d <= 0).length} of ${diffs.length} rounds`);
     }
   }
   if (values.syscalls) {
