@@ -64,14 +64,19 @@ export class MysqlNativeRelay {
     this.pace = new AuditPace(o.loop, this.id);
   }
 
-  /** Joins the two legs; from here the addon moves the bytes. */
+  /**
+   * Joins the two legs; from here the addon moves the bytes. The addon takes the relay before
+   * anything is handed over: the error it throws when it refuses leaves both legs the login's
+   * (the caller ends them and the session), not open and idle behind no relay.
+   */
   start(s: MysqlSplice): void {
-    this.client.handOver();
-    this.upstream.handOver();
-    this.o.loop.listen(this.id, this.onEvent);
     const capture = this.o.onStatement !== undefined;
     const mysql = [this.o.maxPacket, s.deprecateEof ? 1 : 0, s.cacheMetadata ? 1 : 0, KILL_HEAD_LIMIT];
     this.o.loop.addon.splice(this.id, this.targetId, Buffer.alloc(0), s.clientRest, s.upstreamRest, this.o.auditLimit, capture, this.o.records === 'lean', mysql);
+    // Queued for the addon's thread: its events come in a later turn, to the listener set here.
+    this.client.handOver();
+    this.upstream.handOver();
+    this.o.loop.listen(this.id, this.onEvent);
   }
 
   /** The broker's close (an ERR payload; the addon frames it): resolves once the counts are final. */

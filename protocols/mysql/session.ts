@@ -22,7 +22,7 @@ import { ClientFramer, ServerFramer, type FramerOutput, type KillVerdict, type S
 import { ResponseTracker } from './response.js';
 import type { LiveThread, ThreadRegistry } from './threads.js';
 import { connectUpstream, killThread, type UpstreamConnection, type UpstreamOptions, type UpstreamTlsMode } from './upstream.js';
-import { How, NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
+import { How, NativeEndpoint, START_FAILED, type NativeLoop, type TlsRecords } from '../shared/native.js';
 
 export interface AdapterStats {
   connections: number;
@@ -455,11 +455,12 @@ export class MysqlSession implements SessionHandle {
     const [c, u] = await Promise.all([client.stop(), upstream.stop()]);
     if (this.isClosing()) return;
     this.phase = Phase.relaying;
+    const release = this.conn.keep();
     const native = new MysqlNativeRelay({
       loop: this.deps.native!.loop,
       records: this.deps.native!.records,
       session: s,
-      release: this.conn.keep(),
+      release,
       maxPacket: this.deps.maxPacket,
       auditLimit: this.deps.auditSqlLimit,
       onStatement: this.deps.onStatement ? (kind, sql, truncated) => this.audit(kind, sql, truncated) : undefined,
@@ -491,13 +492,40 @@ export class MysqlSession implements SessionHandle {
         }
       },
     }, client, upstream);
+    const clientRest = Buffer.concat([clientAhead, c]);
+    try {
+      native.start({
+        clientRest,
+        upstreamRest: Buffer.concat([upstreamAhead, u]),
+        deprecateEof: (up.capabilities & Cap.DEPRECATE_EOF) !== 0,
+        cacheMetadata: (up.mariadbCapabilities & MariaCap.CACHE_METADATA) !== 0,
+      });
+    } catch (err) {
+      return this.nativeStartFailed(err, s, clientRest, release);
+    }
     this.native = native;
-    native.start({
-      clientRest: Buffer.concat([clientAhead, c]),
-      upstreamRest: Buffer.concat([upstreamAhead, u]),
-      deprecateEof: (up.capabilities & Cap.DEPRECATE_EOF) !== 0,
-      cacheMetadata: (up.mariadbCapabilities & MariaCap.CACHE_METADATA) !== 0,
-    });
+  }
+
+  /**
+   * The addon would not take the relay (MysqlNativeRelay.start threw): both legs are still the
+   * login's. The target, idle behind its login, gets COM_QUIT; the client, which has its OK, an
+   * ERR (answering the first command it sent behind the OK, or unasked); the session ends on
+   * record as an error, and the connection's count once the client is gone.
+   */
+  private nativeStartFailed(err: unknown, s: GatewaySession, clientRest: Buffer, release: () => void): void {
+    this.deps.port.log.error({ err, session: s.id }, 'mysql: the native data path could not start the relay');
+    this.phase = Phase.closing;
+    this.deps.threads.unregister(this.connectionId);
+    this.releaseId();
+    const up = this.upstream!;
+    this.deps.stats.upstreamQuits++;
+    up.write(COM_QUIT);
+    this.releaseUpstream(up);
+    if (this.client.closed) release();
+    else this.client.once('close', release);
+    const seq = clientRest.length >= 4 ? (clientRest[3]! + 1) & 0xff : 0;
+    this.goodbye(encodePacket(seq, closingPacket('error', START_FAILED)));
+    s.end('error', START_FAILED);
   }
 
   private relay(clientReader: PacketReader, up: UpstreamConnection, s: GatewaySession): void {

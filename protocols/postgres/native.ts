@@ -9,14 +9,12 @@ import type { SessionHandle } from '../../src/broker/adapter.js';
 import type { GatewaySession } from '../../src/broker/port.js';
 import { refusals } from '../../src/broker/refusals.js';
 import type { TerminationReason } from '../../src/core/model.js';
-import { AuditPace, Ev, How, teardownForCounts, type Event, type NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
+import { AuditPace, Ev, How, START_FAILED, teardownForCounts, type Event, type NativeEndpoint, type NativeLoop, type TlsRecords } from '../shared/native.js';
 import { terminate } from './codec.js';
 import { refusalError, teardownError, warningNotice } from './errors.js';
 import { auditStatement, type RelayDuties } from './relay.js';
 
 export { ADDON, identityOf, loadNative, loopFor, nativeLoop, NativeEndpoint, NativeLoop, relayChoice, tlsRecordsChoice, type Handshake, type Loaded, type RelayChoice, type TlsRecords } from '../shared/native.js';
-
-
 
 /** A close before the relay started: how long the client has to read its goodbye. */
 const LINGER_MS = 100;
@@ -56,16 +54,29 @@ export class NativeRelay implements SessionHandle {
     this.legs = { client, upstream };
   }
 
-  /** Sends the greeting and joins the two legs; from here the addon moves the bytes. */
+  /**
+   * Sends the greeting and joins the two legs; from here the addon moves the bytes. The addon
+   * takes the relay before anything is handed over: should it refuse (a throw), the legs are
+   * still the login's, and the session ends as one closed before its start does (the client
+   * gets a FATAL, the target its Terminate), instead of leaving both sockets open and idle.
+   */
   start(greeting: Buffer, clientRest: Buffer, upstreamRest: Buffer): void {
     if (this.finished || !this.legs) return;
+    const audit = this.o.onStatement !== undefined || this.o.log.isLevelEnabled('debug');
+    try {
+      this.loop.addon.splice(this.id, this.targetId, greeting, clientRest, upstreamRest, this.o.auditLimit, audit, this.o.records === 'lean');
+    } catch (err) {
+      this.o.log.error({ err, session: this.session.id }, 'the native data path could not start the relay');
+      this.session.end('error', START_FAILED);
+      return;
+    }
+    // The splice is queued for the addon's thread; its events come in a later turn, to the
+    // listener set here, after the login's streams have let go of the two ids.
     this.started = true;
     this.legs.client.handOver();
     this.legs.upstream.handOver();
     this.legs = undefined;
     this.loop.listen(this.id, this.onEvent);
-    const audit = this.o.onStatement !== undefined || this.o.log.isLevelEnabled('debug');
-    this.loop.addon.splice(this.id, this.targetId, greeting, clientRest, upstreamRest, this.o.auditLimit, audit, this.o.records === 'lean');
     for (const n of this.early.splice(0)) this.loop.addon.notice(this.id, n);
   }
 

@@ -309,6 +309,9 @@ export class NativeEndpoint extends Duplex {
 }
 
 
+/** What the client is told when the addon would not take its session's relay (a door's start() caught the throw). */
+export const START_FAILED = 'Gatehouse: the session could not start; try again.';
+
 /** Where `npm run build` puts the addon: native/build/ beside the sources, dist/native/build/ in the package. */
 export const ADDON = fileURLToPath(new URL('../../native/build/pg-relay.node', import.meta.url));
 
