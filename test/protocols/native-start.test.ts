@@ -18,6 +18,7 @@ import { MysqlAdapter } from '../../protocols/mysql/index.js';
 import { PostgresAdapter } from '../../protocols/postgres/index.js';
 import { nativeLoop, START_FAILED, type NativeLoop } from '../../protocols/shared/native.js';
 import { startMariadb, startPostgres, type MariadbTarget, type PostgresTarget } from '../targets/index.js';
+import { eventually } from './contract-driver.js';
 import { GATEWAY_PASSWORD, makeGateway, type GatewayHarness } from './gateway-harness.js';
 
 let gw: GatewayHarness;
@@ -55,16 +56,6 @@ afterAll(async () => {
   await Promise.all([pgTarget?.stop(), myTarget?.stop()]);
 });
 
-/** Polls `check` (no fixed sleeps) until it holds or `ms` pass; returns whether it held. */
-async function until(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<boolean> {
-  const start = performance.now();
-  while (performance.now() - start < ms) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return check();
-}
-
 /** Runs `body` with the addon refusing every splice, as it would with arguments it cannot read; counts the refusals. */
 async function refusingSplice<T>(body: () => Promise<T>): Promise<{ result: T; refused: number }> {
   // The addon's functions are read-only properties: the loop gets a stand-in that has the addon
@@ -86,7 +77,7 @@ async function refusingSplice<T>(body: () => Promise<T>): Promise<{ result: T; r
 
 /** The one session of `resource` on record: it ended, as an error, with what the client was told. */
 async function endedAsError(resource: string): Promise<void> {
-  expect(await until(async () => (await gw.store.listSessions({ resource })).every((s) => s.state === 'ended'))).toBe(true);
+  expect(await eventually(async () => (await gw.store.listSessions({ resource })).every((s) => s.state === 'ended'))).toBe(true);
   const sessions = await gw.store.listSessions({ resource });
   expect(sessions).toHaveLength(1);
   expect(sessions[0]).toMatchObject({ state: 'ended', endReason: 'error', endMessage: START_FAILED });
@@ -111,7 +102,7 @@ describe('a relay the addon will not take', () => {
       expect(refused).toBe(1);
       expect(err).toMatchObject({ severity: 'FATAL', message: START_FAILED });
       await endedAsError('open-pg');
-      expect(await until(async () => loop.endpoints === 0 && gw.broker.live().length === 0 && (await backends()) === before)).toBe(true);
+      expect(await eventually(async () => loop.endpoints === 0 && gw.broker.live().length === 0 && (await backends()) === before)).toBe(true);
 
       // The listener's one connection is given back (once the goodbye's linger is over): the
       // next client is taken and served.
@@ -127,7 +118,7 @@ describe('a relay the addon will not take', () => {
           await next.end().catch(() => undefined);
         }
       };
-      expect(await until(served)).toBe(true);
+      expect(await eventually(served)).toBe(true);
     } finally {
       await su.end();
     }
@@ -155,7 +146,7 @@ describe('a relay the addon will not take', () => {
       // ER_CONNECTION_KILLED (mysql2 reports an unasked ERR's errno as its code), as MariaDB says when it ends a connection itself.
       expect(result).toMatchObject({ fatal: true, code: 1927, message: `${START_FAILED} (error)` });
       await endedAsError('open-mysql');
-      expect(await until(async () => loop.endpoints === 0 && gw.broker.live().length === 0 && (await threads()) === before)).toBe(true);
+      expect(await eventually(async () => loop.endpoints === 0 && gw.broker.live().length === 0 && (await threads()) === before)).toBe(true);
 
       const next = await mysql.createConnection(config);
       const [rows] = await next.query('select 41 + 1 as n');
