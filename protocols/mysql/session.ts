@@ -508,19 +508,15 @@ export class MysqlSession implements SessionHandle {
 
   /**
    * The addon would not take the relay (MysqlNativeRelay.start threw): both legs are still the
-   * login's. The target, idle behind its login, gets COM_QUIT; the client, which has its OK, an
-   * ERR (answering the first command it sent behind the OK, or unasked); the session ends on
-   * record as an error, and the connection's count once the client is gone.
+   * login's. The target, idle behind its login, gets COM_QUIT (stopUpstream); the client, which
+   * has its OK, an ERR (answering the first command it sent behind the OK, or unasked); the
+   * session ends on record as an error, and the connection's count once the client is gone.
    */
   private nativeStartFailed(err: unknown, s: GatewaySession, clientRest: Buffer, release: () => void): void {
     this.deps.port.log.error({ err, session: s.id }, 'mysql: the native data path could not start the relay');
     this.phase = Phase.closing;
-    this.deps.threads.unregister(this.connectionId);
+    this.stopUpstream();
     this.releaseId();
-    const up = this.upstream!;
-    this.deps.stats.upstreamQuits++;
-    up.write(COM_QUIT);
-    this.releaseUpstream(up);
     if (this.client.closed) release();
     else this.client.once('close', release);
     const seq = clientRest.length >= 4 ? (clientRest[3]! + 1) & 0xff : 0;
