@@ -59,7 +59,8 @@
 /* Statements wait at most this long (or STATEMENT_BATCH bytes) to go up with other events. */
 #define STATEMENT_DELAY_NS (2 * MS)
 #define STATEMENT_BATCH 32768
-/* Login: bytes gone up as data that JavaScript has not taken (ack) before the socket is no longer read. */
+/* Login: bytes gone up as data that JavaScript has not taken (ack) before the socket is no longer read.
+ * JavaScript acks once half of it came up (LOGIN_ACK_EVERY in protocols/shared/native.ts). */
 #define LOGIN_WINDOW (256u * 1024)
 /* A relay's statements gone up and not yet audited (audited) before its client is no longer read. */
 #define MAX_UNAUDITED 1024u

@@ -26,6 +26,9 @@ export type How = (typeof How)[keyof typeof How];
 const Role = { Plain: 0, Server: 1, Client: 2 } as const;
 type Role = (typeof Role)[keyof typeof Role];
 
+/** Half the addon's LOGIN_WINDOW (native/pg-relay.c): a login stream acks what it took in steps of this. */
+const LOGIN_ACK_EVERY = 128 * 1024;
+
 /** One event from the addon's thread: kind, id, three numbers, a Buffer (or a fourth number), a text. */
 export type Event = [number, number, number, number, number, Buffer | number, string | null];
 
@@ -176,8 +179,8 @@ export class NativeEndpoint extends Duplex {
   private stopped: (() => void) | undefined;
   /** Handed to a relay: its events and its end are the relay's. */
   private spliced = false;
-  /** Data came up since the addon was last told this stream wants more. */
-  private unacked = false;
+  /** Bytes come up since the addon was last told this stream wants more. */
+  private unacked = 0;
 
   constructor(
     private readonly loop: NativeLoop,
@@ -231,7 +234,7 @@ export class NativeEndpoint extends Duplex {
         return;
       }
       case Ev.Data:
-        this.unacked = true;
+        this.unacked += (e[5] as Buffer).length;
         this.push(e[5] as Buffer);
         return;
       case Ev.Session:
@@ -253,9 +256,12 @@ export class NativeEndpoint extends Duplex {
   override _read(): void {
     // The addon pushes what it reads up to a window, then waits for this: a reader that stops
     // taking (StreamReader past its cap, a login step awaiting the broker or the target, a
-    // refusal's linger) stops reading the socket, as a paused TLSSocket does.
-    if (!this.unacked) return;
-    this.unacked = false;
+    // refusal's linger) stops reading the socket, as a paused TLSSocket does. Told only once
+    // half the window came up: a login's few small messages then wake the addon's thread for
+    // nothing. (This count is never below the addon's: what it sent before taking an ack is
+    // counted here after it, so the addon never waits on an ack that does not come.)
+    if (this.unacked < LOGIN_ACK_EVERY) return;
+    this.unacked = 0;
     this.loop.addon.ack(this.id);
   }
 
