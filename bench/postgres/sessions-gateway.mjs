@@ -33,6 +33,15 @@ import { writeHeapSnapshot } from 'node:v8';
 import { loadAddon } from '../lib/native-addon.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** glibc's arenas (malloc_info: one <heap> each, 0 the main one, the others a thread's): bytes free and in use. */
+function arenas() {
+  return [...malloc.arenas().matchAll(/<heap nr="(\d+)">([\s\S]*?)<\/heap>/g)].map(([, nr, body]) => {
+    const free = [...body.matchAll(/<total type="(?:fast|rest)" count="\d+" size="(\d+)"\/>/g)].reduce((a, x) => a + Number(x[1]), 0);
+    const current = Number(/<system type="current" size="(\d+)"\/>/.exec(body)?.[1] ?? 0);
+    return { nr: Number(nr), free, inUse: current - free };
+  });
+}
 const dist = (p) => import(join(root, 'dist', p));
 const [{ startGateway }, { loadConfig }, { createLogger }, { PostgresAdapter }, { hashPassword }] = await Promise.all([
   dist('src/gateway.js'), dist('src/core/config.js'), dist('src/core/log.js'), dist('protocols/postgres/index.js'), dist('src/secrets/passwords.js'),
@@ -85,7 +94,7 @@ const commands = {
     // After the spread: memoryUsage() has an rss of its own, this process's only.
     const m = malloc.info();
     return {
-      ...process.memoryUsage(), mallocInUse: m.inUse, mallocFree: m.free, rss: rss(), primaryRss: rssOf('self'), workersRss: workers, fds: readdirSync('/proc/self/fd').length,
+      ...process.memoryUsage(), mallocInUse: m.inUse, mallocFree: m.free, arenas: arenas(), rss: rss(), primaryRss: rssOf('self'), workersRss: workers, fds: readdirSync('/proc/self/fd').length,
       live: gw.broker.live().length, gc: typeof globalThis.gc === 'function', nativeEndpoints: native?.endpoints, leanEndpoints: native?.leanEndpoints,
     };
   },

@@ -166,9 +166,14 @@ async function runCase(n, workers, relay, clientTls) {
       workersKiB: after.workersRss.map((r, i) => KiB(r - before.workersRss[i]) / n), ...tear, recordedMs: rec.recordedMs, liveRecords: rec.liveRecords, endAudits: rec.sessionEndAudits, cpuMs,
     };
     c.native = c.rss - c.heap - c.buffers - c.external;
+    // Which arenas keep what glibc holds free after the idle wait, and what they have in use, per session.
+    c.arenasIdle = idle.arenas.map((a) => {
+      const b = before.arenas.find((x) => x.nr === a.nr) ?? { free: 0, inUse: 0 };
+      return { nr: a.nr, free: KiB(a.free - b.free) / n, inUse: KiB(a.inUse - b.inUse) / n };
+    }).filter((a) => Math.abs(a.free) >= 0.5 || Math.abs(a.inUse) >= 0.5);
     cases.push(c);
     console.log(
-      `  ${t0}–${timeOfDay()} n=${String(n).padEnd(5)} workers=${workers} relay=${relay.padEnd(6)} client TLS=${clientTls.padEnd(6)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session, ${c.rssIdle.toFixed(1)} after ${IDLE_MS / 1000} s idle (malloc free kept ${c.mallocFreeIdle.toFixed(1)}) ` +
+      `  ${t0}–${timeOfDay()} n=${String(n).padEnd(5)} workers=${workers} relay=${relay.padEnd(6)} client TLS=${clientTls.padEnd(6)} RSS ${c.rssBeforeMiB.toFixed(1)} → ${c.rssAfterMiB.toFixed(1)} MiB = ${c.rss.toFixed(1)} KiB/session, ${c.rssIdle.toFixed(1)} after ${IDLE_MS / 1000} s idle (malloc free kept ${c.mallocFreeIdle.toFixed(1)}; by arena, free / in use: ${c.arenasIdle.map((a) => `#${a.nr} ${a.free.toFixed(1)} / ${a.inUse.toFixed(1)}`).join(', ')}) ` +
         `(JS heap ${c.heap.toFixed(1)} used / ${c.heapTotal.toFixed(1)} committed, ${workers > 1 ? 'primary ' : ''}malloc in use ${c.malloc.toFixed(1)} + free kept ${c.mallocFree.toFixed(1)}, ArrayBuffers ${c.buffers.toFixed(1)}, other external ${c.external.toFixed(1)}, native ${c.native.toFixed(1)}); ` +
         `gateway fds ${c.fdsBefore} → ${c.fdsAfter}${c.nativeEndpoints === undefined ? '' : `, addon sockets ${c.nativeEndpoints} (lean ${c.leanEndpoints})`}; ${workers > 1 ? `primary ${c.primaryKiB.toFixed(1)} + workers ${c.workersKiB.map((k) => k.toFixed(1)).join(' + ')} KiB/session; ` : ''}opened in ${(c.openMs / 1000).toFixed(1)} s | force check-in: API answered ${c.apiMs.toFixed(0)} ms, sockets closed first ${c.firstMs?.toFixed(0)} / p50 ${c.p50Ms?.toFixed(0)} / last ${c.lastMs?.toFixed(0)} ms, last goodbye read ${c.lastGoodbyeMs?.toFixed(0)}, last end ${c.lastEndMs?.toFixed(0)} ` +
         `(${c.closed}/${c.sessions} closed, ${c.goodbyes} read FATAL 57P01), records + audit written by ${c.recordedMs.toFixed(0)} ms (${c.liveRecords} left live, ${c.endAudits} session.end rows incl. 20 warm-up); ` +
