@@ -4,7 +4,7 @@
  * built) in their own processes against one MariaDB target, probed interleaved with a direct
  * connect in every round.
  *
- *   node bench/mysql/connect-ab.mjs A_ROOT B_ROOT [--rounds 5] [--connects 40] [--relays native,node]
+ *   node bench/mysql/connect-ab.mjs A_ROOT B_ROOT [--rounds 5] [--connects 40] [--relays native,node] [--pause 0]
  *
  * e.g. A = a worktree of an older commit, B = this checkout (`.`). A runs with its default data
  * path; B once per data path in `--relays` (the MysqlAdapter option `relay`: `native` refuses
@@ -15,7 +15,9 @@
  * round to round): 10 uncounted warm-up connects, then `--connects` mysql2 `createConnection()`s one at a time, client TLS towards
  * the gateway (the CA verified), the target leg in plaintext; direct is plaintext, as run.mjs
  * counts "added". Prints each round's p50 added to direct's, then each case's p50 and p90 over
- * all its connects, and each B case's p50 less A's, paired by round (median and range).
+ * all its connects, and each B case's p50 less A's, paired by round (median and range), and the
+ * same for the whole cycle of a connect and its end() (COM_QUIT until the close). `--pause MS`
+ * waits that long after each cycle.
  *
  * Each gateway's CPU per connect is read from /proc around each probe (its warm-ups counted in
  * the divisor): the JavaScript thread, the addon's thread (`gatehouse-relay`) and the rest
@@ -36,7 +38,7 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { rounds: { type: 'string', default: '5' }, connects: { type: 'string', default: '40' }, relays: { type: 'string', default: 'native,node' } },
+  options: { rounds: { type: 'string', default: '5' }, connects: { type: 'string', default: '40' }, relays: { type: 'string', default: 'native,node' }, pause: { type: 'string', default: '0' } },
 });
 const [rootA, rootB] = positionals.map((p) => resolve(p));
 if (!rootA || !rootB) throw new Error('usage: connect-ab.mjs A_ROOT B_ROOT [--rounds N] [--connects N] [--relays native,node]');
@@ -59,7 +61,7 @@ async function gateway(from, name, relay) {
   return JSON.parse(line.trim());
 }
 
-const probe = async (conn) => JSON.parse((await run(process.execPath, [join(here, 'load.mjs'), JSON.stringify({ conn, mode: 'connect', connects: Number(values.connects), warmup: WARMUP })])).trim().split('\n').at(-1));
+const probe = async (conn) => JSON.parse((await run(process.execPath, [join(here, 'load.mjs'), JSON.stringify({ conn, mode: 'connect', connects: Number(values.connects), warmup: WARMUP, pause: Number(values.pause) })])).trim().split('\n').at(-1));
 
 const password = randomBytes(12).toString('base64url');
 try {
@@ -76,6 +78,7 @@ try {
   const all = Object.fromEntries(cases.map((c) => [c.name, []]));
   const p50s = Object.fromEntries(cases.map((c) => [c.name, []]));
   const cpu = Object.fromEntries(cases.map((c) => [c.name, []]));
+  const cycles = Object.fromEntries(cases.map((c) => [c.name, []]));
   for (let round = 0; round < Number(values.rounds); round++) {
     // Each round starts one case later: a probe's place in the round (right after direct, or
     // after another gateway's burst) costs it up to half a millisecond here, spread evenly.
@@ -85,6 +88,7 @@ try {
       if (before) cpu[c.name].push(perConnect(before, threadSplit(c.pid), Number(values.connects) + WARMUP));
       all[c.name].push(...r.times);
       p50s[c.name].push(r.p50);
+      cycles[c.name].push(r.cycleP50);
     }
     const d = p50s[cases[0].name][round];
     console.log(`  round ${round + 1} ${timeOfDay()}  direct p50 ${d.toFixed(2)} ms; added: ${cases.slice(1).map((c) => `${c.name} +${(p50s[c.name][round] - d).toFixed(2)}`).join(', ')}  (load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]})`);
@@ -109,6 +113,11 @@ try {
   for (const c of cases.slice(2)) {
     const diffs = p50s[c.name].map((p, i) => p - p50s[cases[1].name][i]);
     console.log(`${c.name} − A, per round: median ${signed(quantile(diffs, 0.5))} ms (${signed(Math.min(...diffs))} to ${signed(Math.max(...diffs))})`);
+  }
+  // The connect with its end(): a reconnecting client's whole cycle, teardown included.
+  for (const c of cases.slice(2)) {
+    const diffs = cycles[c.name].map((p, i) => p - cycles[cases[1].name][i]);
+    console.log(`${c.name} − A, connect + end() cycle p50, per round: median ${signed(quantile(diffs, 0.5))} ms (${signed(Math.min(...diffs))} to ${signed(Math.max(...diffs))})`);
   }
 } finally {
   for (const c of cleanups) {
