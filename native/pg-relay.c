@@ -60,7 +60,7 @@
 #define STATEMENT_DELAY_NS (2 * MS)
 #define STATEMENT_BATCH 32768
 /* Login: bytes gone up as data that JavaScript has not taken (ack) before the socket is no longer read.
- * JavaScript acks once half of it came up (LOGIN_ACK_EVERY in protocols/shared/native.ts). */
+ * Exported as `loginWindow`: JavaScript acks once half of it came up (NativeEndpoint._read). */
 #define LOGIN_WINDOW (256u * 1024)
 /* A relay's statements gone up and not yet audited (audited) before its client is no longer read. */
 #define MAX_UNAUDITED 1024u
@@ -2705,7 +2705,12 @@ static napi_value stats(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
+  /* A login stream acks in steps of half of this (protocols/shared/native.ts): it reads it here,
+   * so the step can never exceed the window the addon stops at. */
+  napi_value window;
+  napi_create_uint32(env, LOGIN_WINDOW, &window);
   napi_property_descriptor props[] = {
+    { "loginWindow", NULL, NULL, NULL, NULL, window, napi_enumerable, NULL },
     { "init", NULL, init_loop, NULL, NULL, NULL, napi_default, NULL },
     { "serverContext", NULL, server_context, NULL, NULL, NULL, napi_default, NULL },
     { "clientContext", NULL, client_context, NULL, NULL, NULL, napi_default, NULL },

@@ -26,13 +26,12 @@ export type How = (typeof How)[keyof typeof How];
 const Role = { Plain: 0, Server: 1, Client: 2 } as const;
 type Role = (typeof Role)[keyof typeof Role];
 
-/** Half the addon's LOGIN_WINDOW (native/pg-relay.c): a login stream acks what it took in steps of this. */
-const LOGIN_ACK_EVERY = 128 * 1024;
-
 /** One event from the addon's thread: kind, id, three numbers, a Buffer (or a fourth number), a text. */
 export type Event = [number, number, number, number, number, Buffer | number, string | null];
 
 export interface Addon {
+  /** Login: the bytes gone up and not acked at which the addon stops reading a socket (LOGIN_WINDOW). */
+  readonly loginWindow: number;
   init(onEvents: (batch: Event[]) => void): void;
   serverContext(certPem: string, keyPem: string, tls13: string, tls12: string, tickets: number, ticketKey: Buffer | null): object;
   clientContext(caPem: string): object;
@@ -45,7 +44,7 @@ export interface Addon {
   splice(client: number, target: number, greeting: Buffer, clientRest: Buffer, targetRest: Buffer, limit: number, capture: boolean, lean: boolean, mysql?: number[]): void;
   notice(id: number, message: Buffer): void;
   teardown(id: number, goodbye: Buffer, now: boolean): void;
-  /** Login: this stream took what went up; the addon reads on (it stops at LOGIN_WINDOW until then). */
+  /** Login: this stream took what went up (at least half the window); the addon reads on (it stops at `loginWindow` until then). */
   ack(id: number): void;
   /** `count` statements of a relay were audited; the addon reads its client on (it stops at MAX_UNAUDITED). */
   audited(id: number, count: number): void;
@@ -76,9 +75,13 @@ export class NativeLoop {
   private readonly listeners: Map<number, Listener>;
   private readonly clientContexts = new Map<string, object>();
 
+  /** A login stream acks in steps of this: half the addon's window (NativeEndpoint._read). */
+  readonly ackEvery: number;
+
   constructor(core: Core) {
     this.addon = core.addon;
     this.listeners = core.listeners;
+    this.ackEvery = core.addon.loginWindow / 2;
   }
 
   listen(id: number, fn: Listener): void {
@@ -254,13 +257,15 @@ export class NativeEndpoint extends Duplex {
   };
 
   override _read(): void {
-    // The addon pushes what it reads up to a window, then waits for this: a reader that stops
-    // taking (StreamReader past its cap, a login step awaiting the broker or the target, a
-    // refusal's linger) stops reading the socket, as a paused TLSSocket does. Told only once
-    // half the window came up: a login's few small messages then wake the addon's thread for
-    // nothing. (This count is never below the addon's: what it sent before taking an ack is
-    // counted here after it, so the addon never waits on an ack that does not come.)
-    if (this.unacked < LOGIN_ACK_EVERY) return;
+    // The addon pushes what it reads up to its window, then waits for this: a reader that stops
+    // taking (a StreamReader past its cap, a stream paused before its reader comes or at a
+    // refusal) stops reading the socket, as a paused TLSSocket does. Told only once half the
+    // window came up: acking each of a login's few small messages would wake the addon's
+    // thread for nothing. The addon stops only with a full window counted since its last ack;
+    // every byte of it is counted here too, after this side's reset for that ack (it was sent
+    // after the addon took it), so by the time its last Data event has come this count is past
+    // the half, and the next read acks. (A step larger than the window would hang a login.)
+    if (this.unacked < this.loop.ackEvery) return;
     this.unacked = 0;
     this.loop.addon.ack(this.id);
   }
