@@ -453,7 +453,7 @@ async function start<S extends z.ZodType<{ kind: TargetKind; dir: string }>>(
     else delete env[name];
   }
 
-  const { stdout, stderr } = await run(kind, args, env);
+  const { stdout, stderr } = await startOnFreePort(kind, args, env, options.port === undefined);
   const line = stdout.trim().split('\n').at(-1) ?? '';
   let parsed: z.infer<S>;
   try {
@@ -472,6 +472,31 @@ async function start<S extends z.ZodType<{ kind: TargetKind; dir: string }>>(
     return stopping;
   };
   return { ...parsed, stop };
+}
+
+/**
+ * A start on a port its script picked (no `port` asked for) loses the port when another listener
+ * takes it between the pick and the server's bind. Such a start runs again, on a new port, up to
+ * this many times in all; a port the caller asked for is never moved.
+ */
+const PORT_ATTEMPTS = 3;
+
+/**
+ * Whether a start failed on a port taken meanwhile: the script's own check says "is already in
+ * use", a server's log (which the script prints when it exits early) "Address already in use".
+ */
+export function lostPort(err: unknown): boolean {
+  return err instanceof TargetStartError && /Address already in use|is already in use|EADDRINUSE/.test(err.stderr);
+}
+
+async function startOnFreePort(kind: TargetKind, args: string[], env: NodeJS.ProcessEnv, mayMove: boolean): Promise<{ stdout: string; stderr: string }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run(kind, args, env);
+    } catch (err) {
+      if (!mayMove || attempt >= PORT_ATTEMPTS || !lostPort(err)) throw err;
+    }
+  }
 }
 
 function run(

@@ -109,6 +109,13 @@ ensure_pkg_locked() {
 # Asks the kernel for an unused loopback port (port 0), so two runs started at the same
 # moment get different ports; falls back to probing random ports when no runtime is there.
 free_port() {
+  # TARGET_PORT_ONCE_FILE (the test of a start's retry, start.test.ts): the port in that file,
+  # once; the file goes with it.
+  if [[ -n ${TARGET_PORT_ONCE_FILE:-} && -s $TARGET_PORT_ONCE_FILE ]]; then
+    cat "$TARGET_PORT_ONCE_FILE"
+    rm -f "$TARGET_PORT_ONCE_FILE"
+    return
+  fi
   if command -v node >/dev/null 2>&1; then
     node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
     return
