@@ -12,8 +12,9 @@
  * before that script, copy this checkout's into the worktree (it reads nothing newer).
  *
  * Each case in each round is a new probe process (load.mjs `connect`; the order rotates from
- * round to round): 10 uncounted warm-up connects, then `--connects` mysql2 `createConnection()`s one at a time, client TLS towards
- * the gateway (the CA verified), the target leg in plaintext; direct is plaintext, as run.mjs
+ * round to round): 10 uncounted warm-up connects, then `--connects` mysql2
+ * `createConnection()`s one at a time, client TLS towards the gateway (the CA verified), the
+ * target leg in plaintext; direct is plaintext, as run.mjs
  * counts "added". Prints each round's p50 added to direct's, then each case's p50 and p90 over
  * all its connects, and each B case's p50 less A's, paired by round (median and range), and the
  * same for the whole cycle of a connect and its end() (COM_QUIT until the close). `--pause MS`
@@ -41,7 +42,7 @@ const { values, positionals } = parseArgs({
   options: { rounds: { type: 'string', default: '5' }, connects: { type: 'string', default: '40' }, relays: { type: 'string', default: 'native,node' }, pause: { type: 'string', default: '0' } },
 });
 const [rootA, rootB] = positionals.map((p) => resolve(p));
-if (!rootA || !rootB) throw new Error('usage: connect-ab.mjs A_ROOT B_ROOT [--rounds N] [--connects N] [--relays native,node]');
+if (!rootA || !rootB) throw new Error('usage: connect-ab.mjs A_ROOT B_ROOT [--rounds N] [--connects N] [--relays native,node] [--pause MS]');
 const WARMUP = 10;
 
 const dir = mkdtempSync(join(tmpdir(), 'gh-mysql-ab-'));

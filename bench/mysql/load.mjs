@@ -26,8 +26,9 @@ if (cfg.mode === 'connect') {
     cycles.push(performance.now() - t0);
     if (cfg.pause) await new Promise((resolve) => setTimeout(resolve, cfg.pause));
   }
-  const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
-  console.log(JSON.stringify({ p50: q(times, 0.5), p90: q(times, 0.9), cycleP50: q(cycles, 0.5), n: times.length, times: [...times].sort((a, b) => a - b) }));
+  for (const xs of [times, cycles]) xs.sort((a, b) => a - b);
+  const q = (xs, p) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+  console.log(JSON.stringify({ p50: q(times, 0.5), p90: q(times, 0.9), cycleP50: q(cycles, 0.5), n: times.length, times }));
 } else {
   const conns = await Promise.all(Array.from({ length: cfg.clients }, () => mysql.createConnection(cfg.conn)));
   const sql = 'SELECT c FROM sbtest WHERE id = ?';

@@ -33,15 +33,6 @@ import { writeHeapSnapshot } from 'node:v8';
 import { loadAddon } from '../lib/native-addon.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-
-/** glibc's arenas (malloc_info: one <heap> each, 0 the main one, the others a thread's): bytes free and in use. */
-function arenas() {
-  return [...malloc.arenas().matchAll(/<heap nr="(\d+)">([\s\S]*?)<\/heap>/g)].map(([, nr, body]) => {
-    const free = [...body.matchAll(/<total type="(?:fast|rest)" count="\d+" size="(\d+)"\/>/g)].reduce((a, x) => a + Number(x[1]), 0);
-    const current = Number(/<system type="current" size="(\d+)"\/>/.exec(body)?.[1] ?? 0);
-    return { nr: Number(nr), free, inUse: current - free };
-  });
-}
 const dist = (p) => import(join(root, 'dist', p));
 const [{ startGateway }, { loadConfig }, { createLogger }, { PostgresAdapter }, { hashPassword }] = await Promise.all([
   dist('src/gateway.js'), dist('src/core/config.js'), dist('src/core/log.js'), dist('protocols/postgres/index.js'), dist('src/secrets/passwords.js'),
@@ -80,6 +71,16 @@ gw.engine.ctx.bus.on('notice', (n) => {
 
 // glibc's bytes in use in this process (bench/native/mallinfo.c), touched or not.
 const malloc = loadAddon('mallinfo');
+
+/** glibc's arenas (malloc_info: one <heap> each, 0 the main one, the others a thread's): bytes free and in use. */
+function arenas() {
+  return [...malloc.arenas().matchAll(/<heap nr="(\d+)">([\s\S]*?)<\/heap>/g)].map(([, nr, body]) => {
+    const free = [...body.matchAll(/<total type="(?:fast|rest)" count="\d+" size="(\d+)"\/>/g)].reduce((a, x) => a + Number(x[1]), 0);
+    const current = Number(/<system type="current" size="(\d+)"\/>/.exec(body)?.[1] ?? 0);
+    return { nr: Number(nr), free, inUse: current - free };
+  });
+}
+
 const rssOf = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
 const rss = () => rssOf('self') + (gw.dataPath?.load() ?? []).reduce((sum, w) => sum + rssOf(w.pid), 0);
 const settle = () => new Promise((r) => setTimeout(r, 50));

@@ -284,18 +284,27 @@ export class TargetStartError extends Error {
 }
 
 /**
- * Runs `start`, which listens on ports it asks freePort() for. A port free when asked for can
- * be taken by another test before the listen (EADDRINUSE in the error): `start` runs again, on
- * new ports, up to `attempts` times in all.
+ * Runs `start`, which listens on ports it asks freePort() for (or a target script picks). A port
+ * free when asked for can be taken by another listener before the listen (portTaken): `start`
+ * runs again, on new ports, up to `attempts` times in all.
  */
 export async function onFreePorts<T>(start: () => Promise<T>, attempts = 5): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await start();
     } catch (e) {
-      if (attempt >= attempts || !(e instanceof Error && e.message.includes('EADDRINUSE'))) throw e;
+      if (attempt >= attempts || !portTaken(e)) throw e;
     }
   }
+}
+
+/**
+ * Whether a start failed on a port taken meanwhile: Node says EADDRINUSE, a target script's own
+ * check "is already in use", a server's log (the script prints it when the server exits early,
+ * and TargetStartError's message carries it) "Address already in use".
+ */
+export function portTaken(err: unknown): boolean {
+  return err instanceof Error && /EADDRINUSE|Address already in use|is already in use/.test(err.message);
 }
 
 /** A loopback port nobody listens on right now (the kernel's pick, so parallel callers differ). */
@@ -453,7 +462,8 @@ async function start<S extends z.ZodType<{ kind: TargetKind; dir: string }>>(
     else delete env[name];
   }
 
-  const { stdout, stderr } = await startOnFreePort(kind, args, env, options.port === undefined);
+  // A port the script picked may be lost before the server binds it; one asked for is never moved.
+  const { stdout, stderr } = options.port === undefined ? await onFreePorts(() => run(kind, args, env), PORT_ATTEMPTS) : await run(kind, args, env);
   const line = stdout.trim().split('\n').at(-1) ?? '';
   let parsed: z.infer<S>;
   try {
@@ -474,30 +484,8 @@ async function start<S extends z.ZodType<{ kind: TargetKind; dir: string }>>(
   return { ...parsed, stop };
 }
 
-/**
- * A start on a port its script picked (no `port` asked for) loses the port when another listener
- * takes it between the pick and the server's bind. Such a start runs again, on a new port, up to
- * this many times in all; a port the caller asked for is never moved.
- */
+/** How many times in all a target start runs on a port its script picked (onFreePorts). */
 const PORT_ATTEMPTS = 3;
-
-/**
- * Whether a start failed on a port taken meanwhile: the script's own check says "is already in
- * use", a server's log (which the script prints when it exits early) "Address already in use".
- */
-export function lostPort(err: unknown): boolean {
-  return err instanceof TargetStartError && /Address already in use|is already in use|EADDRINUSE/.test(err.stderr);
-}
-
-async function startOnFreePort(kind: TargetKind, args: string[], env: NodeJS.ProcessEnv, mayMove: boolean): Promise<{ stdout: string; stderr: string }> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await run(kind, args, env);
-    } catch (err) {
-      if (!mayMove || attempt >= PORT_ATTEMPTS || !lostPort(err)) throw err;
-    }
-  }
-}
 
 function run(
   kind: TargetKind,

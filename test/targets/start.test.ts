@@ -9,7 +9,7 @@ import { createServer, type Server, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { lostPort, startRedis, TargetStartError } from './index.js';
+import { portTaken, startRedis, TargetStartError } from './index.js';
 
 let holder: Server;
 let held: number;
@@ -69,8 +69,10 @@ describe('a target start that loses its port', () => {
   it("reads a server's own words for a port taken between the pick and its bind", () => {
     // MariaDB's log as its script printed it when the full run lost the port.
     const mariadb = "[ERROR] Can't start server: Bind on TCP/IP port. Got error: 98: Address already in use\n[mariadb] error: server exited before writing /tmp/x/mariadbd.pid";
-    expect(lostPort(new TargetStartError('mariadb', 'start exited with 1', mariadb))).toBe(true);
-    expect(lostPort(new TargetStartError('mariadb', 'start exited with 1', '[mariadb] error: no pid file at /tmp/x/mariadbd.pid'))).toBe(false);
-    expect(lostPort(new Error('Address already in use'))).toBe(false);
+    expect(portTaken(new TargetStartError('mariadb', 'start exited with 1', mariadb))).toBe(true);
+    expect(portTaken(new TargetStartError('mariadb', 'start exited with 1', '[mariadb] error: no pid file at /tmp/x/mariadbd.pid'))).toBe(false);
+    // Node's own words for it, and something that is not an error at all.
+    expect(portTaken(new Error('listen EADDRINUSE: address already in use 127.0.0.1:5432'))).toBe(true);
+    expect(portTaken('Address already in use')).toBe(false);
   });
 });
