@@ -2,9 +2,9 @@
  * The PostgreSQL door's native data path (see protocols/postgres/native.ts for the JavaScript
  * side, and README.md beside this file).
  *
- * One thread per process runs every session's sockets on epoll. JavaScript hands it each
+ * One thread per process runs every live session's sockets on epoll. JavaScript makes each
  * socket it accepted (the client, after its SSLRequest) or connected (the target, after the
- * target's 'S' or in plaintext) as an *endpoint*: a descriptor, with TLS as a server or as a
+ * target's 'S' or in plaintext) an *endpoint*: a descriptor, with TLS as a server or as a
  * client, using the OpenSSL inside the node binary. During the login an endpoint is a stream
  * for JavaScript: what it reads goes up as `data` events, what JavaScript writes goes out.
  * The door's login, decision, refusals and audit stay in JavaScript (session.ts).
@@ -19,8 +19,13 @@
  * the goodbye waits at most 250 ms for a boundary; the client then has 100 ms to read it
  * before its socket closes; the target's Terminate follows 250 ms after the client's close.
  *
- * Threads: the JS thread only queues commands (under `lock`) and wakes the loop (eventfd);
- * the loop thread owns every endpoint. Events go up in batches through one threadsafe function.
+ * Threads: an endpoint belongs to the JavaScript thread from `open` until `splice`: its TLS
+ * handshake and its login's reads and writes run there, on a libuv poll handle in Node's own
+ * loop, so a login's messages never wait for another thread to wake (each crossing cost a
+ * connect 35-64 µs). `splice` hands both legs to the loop thread, which owns every relay from
+ * then on; JavaScript only queues commands for it (under `lock`) and wakes it (eventfd). A
+ * pointer moves with its command, under the lock, so one thread at a time touches an
+ * endpoint. Events go up in batches through one threadsafe function, from either thread.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #define NAPI_VERSION 8
@@ -28,6 +33,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <node_api.h>
+#include <poll.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -45,6 +51,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 /* One read: a TLS record's plaintext (16 KiB) fits, and a lean record's inner plaintext
  * (content, type, padding: at most 16 KiB + 240 bytes) opens in place. */
@@ -75,7 +82,7 @@ enum event { EV_READY = 1, EV_DATA, EV_CLOSED, EV_STOPPED, EV_STATEMENT, EV_BYTE
 /* How a relay ended (EV_END). */
 enum how { END_CLIENT_CLOSED, END_TARGET_CLOSED, END_TARGET_BROKE, END_TEARDOWN, END_VIOLATION };
 
-enum cmd_kind { C_OPEN, C_WRITE, C_STOP, C_END, C_CLOSE, C_SPLICE, C_NOTICE, C_TEARDOWN, C_SHUTDOWN, C_ACK, C_AUDITED, C_VERDICT };
+enum cmd_kind { C_WRITE, C_STOP, C_END, C_CLOSE, C_SPLICE, C_NOTICE, C_TEARDOWN, C_SHUTDOWN, C_ACK, C_AUDITED, C_VERDICT };
 
 typedef struct framer {
   uint8_t head[5];
@@ -127,6 +134,8 @@ typedef struct ep {
   struct lean *lean;  /* relay: the TLS records sealed and opened here, OpenSSL's SSL freed */
   int lean_wanted;    /* a relay leg that goes lean once OpenSSL holds nothing of it */
   int ahead;          /* a server handshake reads bytes JavaScript had read first, then the socket */
+  uv_poll_t *poll;    /* handshake and login: the JavaScript thread's (NULL once spliced) */
+  int fin_seen;       /* login, not reading: the peer's FIN came (what it sent before waits in the socket) */
 } ep;
 
 typedef struct cmd {
@@ -140,7 +149,7 @@ typedef struct cmd {
   /* splice of a MySQL relay: its client's max packet, the reply shapes, the KILL head limit */
   int mysql, deprecate_eof, cache_metadata;
   uint32_t max_packet, hold_limit;
-  ep *e;
+  ep *client, *target; /* C_SPLICE: the legs the JavaScript thread handed over */
   struct cmd *next;
 } cmd;
 
@@ -159,9 +168,15 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static cmd *cmd_head, *cmd_tail;
 static napi_threadsafe_function tsfn;
 static napi_env owner_env;
+static uv_loop_t *js_loop;
 static uint8_t readbuf[BUF];
+/* The JavaScript thread's, for the logins it reads. */
+static uint8_t login_buf[BUF];
 static double next_id;
+/* Both threads free endpoints: atomics (__atomic_*). */
 static uint64_t live_endpoints;
+/* Opened by the JavaScript thread since the loop last looked (the loop's trim counts them). */
+static unsigned opened_pending;
 
 /*
  * After a burst of sessions (their logins' buffers, handshakes, the JavaScript side's garbage),
@@ -177,12 +192,13 @@ static long long trim_at;
 
 /* ---- events to JavaScript ---- */
 
-static evt *events; static size_t events_len, events_cap;
-static int events_urgent;
+/* Each thread gathers its own (the JavaScript thread's are its logins'). */
+static __thread evt *events; static __thread size_t events_len, events_cap;
+static __thread int events_urgent;
 /* Statements among them (they wait for a batch; see finish()). */
-static size_t events_statements;
-static long long events_since;
-static size_t events_bytes;
+static __thread size_t events_statements;
+static __thread long long events_since;
+static __thread size_t events_bytes;
 
 static long long now_ns(void) {
   struct timespec t;
@@ -237,8 +253,19 @@ static ep *lookup(double id) {
   for (ep *e = table[bucket(id)]; e; e = e->hnext) if (e->id == id) return e;
   return NULL;
 }
+/* The JavaScript thread's endpoints (handshakes and logins), by id: its own table. */
+static ep *login_table[BUCKETS];
+static ep *login_lookup(double id) {
+  for (ep *e = login_table[bucket(id)]; e; e = e->hnext) if (e->id == id) return e;
+  return NULL;
+}
+static void link_ep(ep *e) {
+  ep **t = e->poll ? login_table : table;
+  e->hnext = t[bucket(e->id)];
+  t[bucket(e->id)] = e;
+}
 static void unlink_ep(ep *e) {
-  ep **p = &table[bucket(e->id)];
+  ep **p = &(e->poll ? login_table : table)[bucket(e->id)];
   while (*p && *p != e) p = &(*p)->hnext;
   if (*p) *p = e->hnext;
 }
@@ -267,8 +294,23 @@ static void clear_deadline(ep *e) {
 
 /* ---- endpoint I/O ---- */
 
+static void on_poll(uv_poll_t *h, int status, int events);
+
 static void set_events(ep *e, uint32_t ev) {
   if (e->fd < 0) return;
+  if (e->poll) {
+    /* The JavaScript thread's: its poll handle in Node's loop. epoll reports a hang-up even to
+     * a descriptor that waits for nothing (a login stopped for its splice, or past its window);
+     * libuv only as UV_DISCONNECT, which is the peer's FIN as well: asked for until that FIN
+     * came, and again once this side has sent its own, when the connection is over (on_poll). */
+    uint32_t want = (ev & EPOLLIN ? UV_READABLE : 0) | (ev & EPOLLOUT ? UV_WRITABLE : 0);
+    if (!(ev & EPOLLIN) && (!e->fin_seen || e->shut)) want |= UV_DISCONNECT;
+    if (e->registered && e->events == want) return;
+    e->registered = 1;
+    e->events = want;
+    uv_poll_start(e->poll, (int)want, on_poll);
+    return;
+  }
   if (!e->registered) {
     struct epoll_event x = { .events = ev, .data.ptr = e };
     epoll_ctl(epfd, EPOLL_CTL_ADD, e->fd, &x);
@@ -893,10 +935,24 @@ static int ep_more(ep *e, int last) { return e->ssl ? SSL_has_pending(e->ssl) : 
 
 /* Frees the endpoint: its socket closes (a FIN first when it still has one to send). */
 static void forget_ready(ep *e);
+static void free_poll(uv_handle_t *h) { free(h); }
+/* A login endpoint leaves Node's loop (the handle goes once libuv is done with it). */
+static void drop_poll(ep *e) {
+  if (!e->poll) return;
+  unlink_ep(e);
+  e->poll->data = NULL;
+  uv_close((uv_handle_t *)e->poll, free_poll);
+  e->poll = NULL;
+  e->registered = 0;
+  e->events = 0;
+}
 static void free_ep(ep *e) {
   clear_deadline(e);
-  unlink_ep(e);
-  forget_ready(e);
+  if (e->poll) drop_poll(e);
+  else {
+    unlink_ep(e);
+    forget_ready(e);
+  }
   if (e->fd >= 0) {
     if (e->registered) epoll_ctl(epfd, EPOLL_CTL_DEL, e->fd, NULL);
     /* A FIN even while JavaScript still holds its own descriptor of the connection. */
@@ -908,7 +964,7 @@ static void free_ep(ep *e) {
   free_keys(e);
   free(e->out);
   free(e);
-  live_endpoints--;
+  __atomic_sub_fetch(&live_endpoints, 1, __ATOMIC_RELAXED);
   /* Whatever failed on this endpoint left its entries on this thread's OpenSSL error queue,
    * and SSL_get_error() reports SSL_ERROR_SSL for every later call while it is not empty: the
    * next session to meet a full socket would be closed for it. Every TLS call also starts with
@@ -924,7 +980,7 @@ static void close_ep(ep *e, const char *why) {
 }
 
 static const char *ssl_failure(ep *e) {
-  static char text[256];
+  static __thread char text[256];
   unsigned long code = ERR_peek_last_error();
   if (e->role == ROLE_CLIENT && SSL_get_verify_result(e->ssl) != X509_V_OK && code == 0)
     snprintf(text, sizeof text, "%s", X509_verify_cert_error_string(SSL_get_verify_result(e->ssl)));
@@ -1863,12 +1919,13 @@ static int on_open(ep *e, uint32_t ev) {
     if (ev & (EPOLLERR | EPOLLHUP)) { close_ep(e, "connection closed"); return -1; }
     return 0;
   }
+  uint8_t *buf = e->poll ? login_buf : readbuf;
   while (e->unacked < LOGIN_WINDOW) {
-    int n = ep_read(e, readbuf, BUF);
+    int n = ep_read(e, buf, BUF);
     if (n == 0) return 0;
     if (n < 0) { close_ep(e, NULL); return -1; }
     evt *v = emit(EV_DATA, e->id, 1);
-    v->data = copy(readbuf, (size_t)n);
+    v->data = copy(buf, (size_t)n);
     v->len = (size_t)n;
     e->unacked += (size_t)n;
     if (!ep_more(e, n)) return 0;
@@ -1982,11 +2039,11 @@ static void free_cmd(cmd *c) {
   free(c);
 }
 
+/* On the JavaScript thread: the endpoint joins Node's loop, and a handshake that can starts. */
 static void open_ep(ep *e) {
-  if (++opened_since_trim >= TRIM_AFTER) trim_at = now_ns() + TRIM_QUIET_NS;
-  e->hnext = table[bucket(e->id)];
-  table[bucket(e->id)] = e;
-  live_endpoints++;
+  __atomic_add_fetch(&opened_pending, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&live_endpoints, 1, __ATOMIC_RELAXED);
+  link_ep(e);
   if (e->out_len > 0) {
     /* The one byte answering the client's SSLRequest, before its TLS: sent as it is. */
     ssize_t w = send(e->fd, e->out, e->out_len, MSG_NOSIGNAL);
@@ -2019,7 +2076,17 @@ static void target_gone(ep *cl, cmd *c) {
   finish(r, END_TARGET_CLOSED, 0, NULL);
 }
 
+/* On the loop thread: a leg the JavaScript thread handed over joins the loop's table (its
+ * epoll registration comes with its first update). */
+static void adopt(ep *e) {
+  if (!e) return;
+  link_ep(e);
+}
+
 static void splice_now(cmd *c) {
+  adopt(c->client);
+  adopt(c->target);
+  c->client = c->target = NULL;
   ep *cl = lookup(c->id), *t = lookup(c->id2);
   if (cl && (cl->state != ST_OPEN || cl->r)) cl = NULL;
   if (t && (t->state != ST_OPEN || t->r)) t = NULL;
@@ -2142,12 +2209,8 @@ static void my_resume(relay *r) {
   update_relay(r);
 }
 
-static void run(cmd *c) {
-  if (c->kind == C_OPEN) { open_ep(c->e); c->e = NULL; return; }
-  if (c->kind == C_SHUTDOWN) { stopping = 1; return; }
-  if (c->kind == C_SPLICE) { splice_now(c); return; }
-  ep *e = lookup(c->id);
-  if (!e) return;
+/* A command on one endpoint, on the thread that owns it. */
+static void run_on(ep *e, cmd *c) {
   switch (c->kind) {
     case C_WRITE:
       if (e->state != ST_OPEN && e->state != ST_HANDSHAKE) return;
@@ -2223,6 +2286,13 @@ static void run(cmd *c) {
   }
 }
 
+static void run(cmd *c) {
+  if (c->kind == C_SHUTDOWN) { stopping = 1; return; }
+  if (c->kind == C_SPLICE) { splice_now(c); return; }
+  ep *e = lookup(c->id);
+  if (e) run_on(e, c);
+}
+
 /* ---- the loop ---- */
 
 static struct epoll_event ready[256];
@@ -2268,7 +2338,6 @@ static void *loop(void *arg) {
       while (c) {
         cmd *next = c->next;
         run(c);
-        if (c->e) free_ep(c->e);
         free_cmd(c);
         c = next;
       }
@@ -2285,6 +2354,8 @@ static void *loop(void *arg) {
       else e = e->tnext;
     }
     if (moved_head && now >= bytes_due) emit_bytes();
+    unsigned opened = __atomic_exchange_n(&opened_pending, 0, __ATOMIC_RELAXED);
+    if (opened && (opened_since_trim += opened) >= TRIM_AFTER) trim_at = now + TRIM_QUIET_NS;
     while (dead_relays) {
       relay *next = dead_relays->moved_next;
       free(dead_relays);
@@ -2333,6 +2404,35 @@ static void deliver(napi_env env, napi_value cb, void *context, void *data) {
   free(b);
 }
 
+/* ---- the logins, on the JavaScript thread ---- */
+
+/* After each step the JavaScript thread takes on its endpoints: its OpenSSL error queue is
+ * Node's too, so it is left empty, and what the step emitted goes up (through the same
+ * threadsafe function as the loop's, so each endpoint's events keep their order). */
+static void login_step_done(void) {
+  ERR_clear_error();
+  flush_events(1);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  ep *e = h->data;
+  if (!e) return;
+  uint32_t ev = (events & UV_READABLE ? EPOLLIN : 0) | (events & UV_WRITABLE ? EPOLLOUT : 0);
+  if (status < 0) {
+    /* libuv stopped the handle: the next update starts it again if the endpoint lives on. */
+    ev = EPOLLERR | EPOLLIN | EPOLLOUT;
+    e->registered = 0;
+  } else if (events & UV_DISCONNECT) {
+    /* The peer's FIN, or the whole connection gone (epoll's EPOLLHUP, which libuv folds in). */
+    struct pollfd p = { .fd = e->fd, .events = POLLIN };
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) ev |= EPOLLHUP;
+    else if (e->fin_seen && e->shut) ev |= EPOLLHUP;
+    else e->fin_seen = 1;
+  }
+  on_ready(e, ev);
+  login_step_done();
+}
+
 static napi_value fail(napi_env env, const char *m) {
   napi_throw_error(env, "GATEHOUSE_NATIVE", m);
   return NULL;
@@ -2366,6 +2466,7 @@ static void send_cmd(cmd *c) {
 
 static void cleanup(void *arg) {
   (void)arg;
+  for (unsigned i = 0; i < BUCKETS; i++) while (login_table[i]) free_ep(login_table[i]);
   if (!thread_started) return;
   cmd *c = calloc(1, sizeof *c);
   c->kind = C_SHUTDOWN;
@@ -2382,6 +2483,7 @@ static napi_value init_loop(napi_env env, napi_callback_info info) {
   if (owner_env != NULL) return fail(env, owner_env == env ? "init() was called already" : "the native data path serves one JavaScript thread per process");
   if (napi_create_threadsafe_function(env, argv[0], NULL, argv[0], 0, 1, NULL, NULL, NULL, deliver, &tsfn) != napi_ok) return fail(env, "no threadsafe function");
   napi_unref_threadsafe_function(env, tsfn);
+  if (napi_get_uv_event_loop(env, &js_loop) != napi_ok) return fail(env, "no event loop");
   epfd = epoll_create1(EPOLL_CLOEXEC);
   evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epfd < 0 || evfd < 0) return fail(env, "epoll or eventfd failed");
@@ -2550,9 +2652,15 @@ static napi_value open_endpoint(napi_env env, napi_callback_info info) {
   if (role != ROLE_PLAIN && napi_get_value_external(env, argv[2], (void **)&ctx) != napi_ok) return fail(env, "open: a TLS endpoint needs a context");
   int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (mine < 0) return fail(env, "open: dup failed");
+  uv_poll_t *poll = malloc(sizeof *poll);
+  if (uv_poll_init(js_loop, poll, mine) != 0) { free(poll); close(mine); return fail(env, "open: the socket cannot be polled"); }
+  /* Node's socket (or the login waiting on it) keeps the process alive, not this. */
+  uv_unref((uv_handle_t *)poll);
   ep *e = calloc(1, sizeof *e);
   e->id = ++next_id;
   e->fd = mine;
+  e->poll = poll;
+  poll->data = e;
   e->role = role;
   e->reading = 1;
   e->state = role == ROLE_PLAIN ? ST_OPEN : ST_HANDSHAKE;
@@ -2600,13 +2708,10 @@ static napi_value open_endpoint(napi_env env, napi_callback_info info) {
   }
   e->out = get_bytes(env, argv[4], &e->out_len);
   e->out_cap = e->out_len;
-  /* Read before the endpoint goes to the loop's thread, which may free it at once (a socket
-   * that is already closed or reset): e->id after send_cmd would read freed memory. */
+  /* Read first: a socket already closed or reset frees the endpoint at once. */
   double eid = e->id;
-  cmd *c = calloc(1, sizeof *c);
-  c->kind = C_OPEN;
-  c->e = e;
-  send_cmd(c);
+  open_ep(e);
+  login_step_done();
   napi_value id;
   napi_create_double(env, eid, &id);
   return id;
@@ -2622,7 +2727,12 @@ static napi_value simple(napi_env env, napi_callback_info info, int kind) {
   c->id = id;
   if (argc >= 2) c->data = get_bytes(env, argv[1], &c->len);
   if (argc >= 3) { bool b = false; napi_get_value_bool(env, argv[2], &b); c->flag = b; }
-  send_cmd(c);
+  ep *e = login_lookup(id);
+  if (!e) { send_cmd(c); return NULL; }
+  /* A login's endpoint is this thread's: the command runs now. */
+  run_on(e, c);
+  free_cmd(c);
+  login_step_done();
   return NULL;
 }
 
@@ -2685,6 +2795,10 @@ static napi_value splice_cmd(napi_env env, napi_callback_info info) {
     c->cache_metadata = v[2] != 0;
     c->hold_limit = v[3];
   }
+  /* Both legs leave this thread with the command (an id not found here was closed, or was
+   * never a login's: the loop's splice_now deals with it as before). */
+  if ((c->client = login_lookup(a)) != NULL) drop_poll(c->client);
+  if ((c->target = login_lookup(b)) != NULL) drop_poll(c->target);
   send_cmd(c);
   return NULL;
 }
@@ -2695,7 +2809,7 @@ static napi_value stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value o, v;
   napi_create_object(env, &o);
-  napi_create_double(env, (double)live_endpoints, &v);
+  napi_create_double(env, (double)__atomic_load_n(&live_endpoints, __ATOMIC_RELAXED), &v);
   napi_set_named_property(env, o, "endpoints", v);
   napi_create_double(env, (double)lean_endpoints, &v);
   napi_set_named_property(env, o, "lean", v);
