@@ -226,22 +226,42 @@ static uint8_t *copy(const uint8_t *p, size_t n) {
   return c;
 }
 
-typedef struct batch { size_t len; evt v[]; } batch;
+typedef struct batch { size_t len; int from_js; evt v[]; } batch;
 
-static void flush_events(int force) {
-  if (events_len == 0) return;
-  if (!force && !events_urgent && events_bytes < STATEMENT_BATCH && now_ns() - events_since < STATEMENT_DELAY_NS) return;
+/* The JavaScript thread's batches in the threadsafe function's queue: while there are any, its
+ * next goes there too, behind them (on_poll would otherwise deliver it first). */
+static unsigned js_batches_queued;
+
+static void free_batch(batch *b) {
+  for (size_t i = 0; i < b->len; i++) { free(b->v[i].data); free(b->v[i].text); }
+  free(b);
+}
+
+/* This thread's events so far, as a batch of their own (NULL: none). */
+static batch *take_events(void) {
+  if (events_len == 0) return NULL;
   batch *b = malloc(sizeof *b + events_len * sizeof(evt));
   b->len = events_len;
+  b->from_js = 0;
   memcpy(b->v, events, events_len * sizeof(evt));
   events_len = 0;
   events_urgent = 0;
   events_bytes = 0;
   events_statements = 0;
+  return b;
+}
+
+static void queue_batch(batch *b) {
   if (napi_call_threadsafe_function(tsfn, b, napi_tsfn_blocking) != napi_ok) {
-    for (size_t i = 0; i < b->len; i++) { free(b->v[i].data); free(b->v[i].text); }
-    free(b);
+    if (b->from_js) js_batches_queued--;
+    free_batch(b);
   }
+}
+
+static void flush_events(int force) {
+  if (events_len == 0) return;
+  if (!force && !events_urgent && events_bytes < STATEMENT_BATCH && now_ns() - events_since < STATEMENT_DELAY_NS) return;
+  queue_batch(take_events());
 }
 
 /* ---- endpoints by id ---- */
@@ -2374,44 +2394,86 @@ static void *loop(void *arg) {
 
 /* ---- JavaScript ---- */
 
+/* A batch as JavaScript takes it: [kind, id, a, b, c, Buffer | d, text | null] each. */
+static napi_value batch_array(napi_env env, batch *b) {
+  napi_value arr, nul;
+  napi_get_null(env, &nul);
+  napi_create_array_with_length(env, b->len, &arr);
+  for (size_t i = 0; i < b->len; i++) {
+    evt *v = &b->v[i];
+    napi_value item, x;
+    napi_create_array_with_length(env, 7, &item);
+    double nums[5] = { v->kind, v->id, v->a, v->b, v->c };
+    for (uint32_t k = 0; k < 5; k++) { napi_create_double(env, nums[k], &x); napi_set_element(env, item, k, x); }
+    if (v->data) {
+      void *out;
+      napi_create_buffer_copy(env, v->len, v->data, &out, &x);
+    } else napi_create_double(env, v->d, &x);
+    napi_set_element(env, item, 5, x);
+    if (v->text) napi_create_string_utf8(env, v->text, NAPI_AUTO_LENGTH, &x);
+    else x = nul;
+    napi_set_element(env, item, 6, x);
+    napi_set_element(env, arr, (uint32_t)i, item);
+  }
+  return arr;
+}
+
 static void deliver(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
   batch *b = data;
+  if (b->from_js) js_batches_queued--;
   if (env != NULL) {
-    napi_value arr, undef, nul;
+    napi_value undef, arr = batch_array(env, b);
     napi_get_undefined(env, &undef);
-    napi_get_null(env, &nul);
-    napi_create_array_with_length(env, b->len, &arr);
-    for (size_t i = 0; i < b->len; i++) {
-      evt *v = &b->v[i];
-      napi_value item, x;
-      napi_create_array_with_length(env, 7, &item);
-      double nums[5] = { v->kind, v->id, v->a, v->b, v->c };
-      for (uint32_t k = 0; k < 5; k++) { napi_create_double(env, nums[k], &x); napi_set_element(env, item, k, x); }
-      if (v->data) {
-        void *out;
-        napi_create_buffer_copy(env, v->len, v->data, &out, &x);
-      } else napi_create_double(env, v->d, &x);
-      napi_set_element(env, item, 5, x);
-      if (v->text) napi_create_string_utf8(env, v->text, NAPI_AUTO_LENGTH, &x);
-      else x = nul;
-      napi_set_element(env, item, 6, x);
-      napi_set_element(env, arr, (uint32_t)i, item);
-    }
     napi_call_function(env, undef, cb, 1, &arr, NULL);
   }
-  for (size_t i = 0; i < b->len; i++) { free(b->v[i].data); free(b->v[i].text); }
-  free(b);
+  free_batch(b);
 }
 
 /* ---- the logins, on the JavaScript thread ---- */
 
-/* After each step the JavaScript thread takes on its endpoints: its OpenSSL error queue is
- * Node's too, so it is left empty, and what the step emitted goes up (through the same
- * threadsafe function as the loop's, so each endpoint's events keep their order). */
-static void login_step_done(void) {
+/* init's onEvents, for the events the JavaScript thread delivers itself. */
+static napi_ref on_events;
+static napi_async_context events_context;
+
+/*
+ * After each step the JavaScript thread takes on its endpoints: its OpenSSL error queue is
+ * Node's too, so it is left empty, and what the step emitted goes up. From a poll callback
+ * (`now`: no JavaScript on the stack) it is delivered at once, as Node delivers a socket's
+ * data; the threadsafe function's queue would cost each event a turn of the loop and an
+ * eventfd round trip, four times per MySQL login. Inside a call from JavaScript (write, stop,
+ * ack, open) it goes through that queue, as the loop's do, so that no event reaches JavaScript
+ * inside its own call; and so does every batch while one of them waits there, to keep each
+ * endpoint's events in order.
+ */
+static void login_step_done(int now) {
   ERR_clear_error();
-  flush_events(1);
+  batch *b = take_events();
+  if (!b) return;
+  if (!now || js_batches_queued > 0) {
+    b->from_js = 1;
+    js_batches_queued++;
+    queue_batch(b);
+    return;
+  }
+  napi_env env = owner_env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value cb, global, arr = batch_array(env, b);
+  free_batch(b);
+  napi_get_reference_value(env, on_events, &cb);
+  /* (napi_make_callback wants an object for `this`.) */
+  napi_get_global(env, &global);
+  /* A callback scope of its own: the promises the events settle run their continuations
+   * before this returns, as after any I/O callback. */
+  napi_make_callback(env, events_context, global, cb, 1, &arr, NULL);
+  bool thrown = false;
+  if (napi_is_exception_pending(env, &thrown) == napi_ok && thrown) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+  napi_close_handle_scope(env, scope);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -2430,7 +2492,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     else e->fin_seen = 1;
   }
   on_ready(e, ev);
-  login_step_done();
+  login_step_done(1);
 }
 
 static napi_value fail(napi_env env, const char *m) {
@@ -2482,6 +2544,9 @@ static napi_value init_loop(napi_env env, napi_callback_info info) {
   if (argc < 1) return fail(env, "init(onEvents)");
   if (owner_env != NULL) return fail(env, owner_env == env ? "init() was called already" : "the native data path serves one JavaScript thread per process");
   if (napi_create_threadsafe_function(env, argv[0], NULL, argv[0], 0, 1, NULL, NULL, NULL, deliver, &tsfn) != napi_ok) return fail(env, "no threadsafe function");
+  napi_value name;
+  napi_create_string_utf8(env, "gatehouse.native.events", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_reference(env, argv[0], 1, &on_events) != napi_ok || napi_async_init(env, NULL, name, &events_context) != napi_ok) return fail(env, "no callback for the logins' events");
   napi_unref_threadsafe_function(env, tsfn);
   if (napi_get_uv_event_loop(env, &js_loop) != napi_ok) return fail(env, "no event loop");
   epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -2711,7 +2776,7 @@ static napi_value open_endpoint(napi_env env, napi_callback_info info) {
   /* Read first: a socket already closed or reset frees the endpoint at once. */
   double eid = e->id;
   open_ep(e);
-  login_step_done();
+  login_step_done(0);
   napi_value id;
   napi_create_double(env, eid, &id);
   return id;
@@ -2732,7 +2797,7 @@ static napi_value simple(napi_env env, napi_callback_info info, int kind) {
   /* A login's endpoint is this thread's: the command runs now. */
   run_on(e, c);
   free_cmd(c);
-  login_step_done();
+  login_step_done(0);
   return NULL;
 }
 

@@ -783,6 +783,46 @@ describe('a hostile or dying target', () => {
     }
   });
 
+  it('a login endpoint that reads nothing (stopped for its splice) still sees its peer go: a reset closes it, a FIN alone does not, and a FIN once it ended its own side does', async () => {
+    // Its login runs in Node's loop, where libuv reports a hang-up only as UV_DISCONNECT (also
+    // a bare FIN): the endpoint must tell the two apart, as epoll's EPOLLHUP did on the addon's thread.
+    await quiet();
+    const peers: Socket[] = [];
+    const server = createServer((s) => void peers.push(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const endpoint = async (): Promise<{ ep: ReturnType<NativeLoop['plain']>; peer: Socket; closed: Promise<boolean> }> => {
+      const sock = netConnect({ host: '127.0.0.1', port: (server.address() as { port: number }).port });
+      await new Promise((r) => sock.once('connect', r));
+      expect(await until(() => peers.length > 0)).toBe(true);
+      const ep = loop.plain(sock);
+      expect((await ep.stop()).length).toBe(0);
+      const closed = new Promise<boolean>((r) => ep.once('close', () => r(true)));
+      return { ep, peer: peers.shift()!, closed };
+    };
+    const within = (p: Promise<boolean>): Promise<boolean> => Promise.race([p, new Promise<boolean>((r) => setTimeout(() => r(false), 5_000).unref())]);
+    try {
+      const reset = await endpoint();
+      reset.peer.resetAndDestroy();
+      expect(await within(reset.closed)).toBe(true);
+
+      const fin = await endpoint();
+      fin.peer.end('late');
+      await new Promise((r) => fin.peer.once('finish', r));
+      // Still open after the FIN: what it writes reaches the peer, which keeps reading.
+      const heard = new Promise<string>((r) => fin.peer.once('data', (d: Buffer) => r(d.toString())));
+      fin.ep.write(Buffer.from('still here'));
+      expect(await heard).toBe('still here');
+      expect(fin.ep.destroyed).toBe(false);
+      // Its own FIN after the peer's: the connection is over, and the endpoint goes.
+      fin.ep.end();
+      expect(await within(fin.closed)).toBe(true);
+      await quiet();
+    } finally {
+      for (const p of peers) p.destroy();
+      server.close();
+    }
+  });
+
   it('a target that hangs up right after a teardown, while the client still lingers, does not bring the process down (it once freed the target leg twice)', async () => {
     // The door in a data-path worker process of its own: were the addon to crash, the worker
     // dies (and is replaced) instead of this test process; the pool's log says so, with the signal.
