@@ -2435,27 +2435,43 @@ static void deliver(napi_env env, napi_value cb, void *context, void *data) {
 /* init's onEvents, for the events the JavaScript thread delivers itself. */
 static napi_ref on_events;
 static napi_async_context events_context;
+/* Runs right after the poll phase of the loop's turn in which poll callbacks emitted events. */
+static uv_check_t deliver_check;
+static void deliver_now(uv_check_t *h);
+
+/* What this thread emitted goes up through the threadsafe function's queue. */
+static void queue_js_events(void) {
+  batch *b = take_events();
+  if (!b) return;
+  b->from_js = 1;
+  js_batches_queued++;
+  queue_batch(b);
+}
 
 /*
  * After each step the JavaScript thread takes on its endpoints: its OpenSSL error queue is
- * Node's too, so it is left empty, and what the step emitted goes up. From a poll callback
- * (`now`: no JavaScript on the stack) it is delivered at once, as Node delivers a socket's
- * data; the threadsafe function's queue would cost each event a turn of the loop and an
- * eventfd round trip, four times per MySQL login. Inside a call from JavaScript (write, stop,
- * ack, open) it goes through that queue, as the loop's do, so that no event reaches JavaScript
- * inside its own call; and so does every batch while one of them waits there, to keep each
- * endpoint's events in order.
+ * Node's too, so it is left empty, and what the step emitted goes up. From poll callbacks
+ * (`now`) it is delivered in this turn of the loop, right after the poll phase, all of the
+ * turn's in one call (a thousand sockets closing at once are one call, not a thousand), as
+ * Node delivers its sockets' data in the same turn; the threadsafe function's queue would cost
+ * each event another turn of the loop and an eventfd round trip, four times per MySQL login.
+ * Inside a call from JavaScript (write, stop, ack, open) it goes through that queue, as the
+ * loop's do, so that no event reaches JavaScript inside its own call; and so does every batch
+ * while one of them waits there, to keep each endpoint's events in order.
  */
 static void login_step_done(int now) {
   ERR_clear_error();
+  if (events_len == 0) return;
+  if (!now || js_batches_queued > 0) { queue_js_events(); return; }
+  uv_check_start(&deliver_check, deliver_now);
+}
+
+static void deliver_now(uv_check_t *h) {
+  (void)h;
+  uv_check_stop(&deliver_check);
+  if (js_batches_queued > 0) { queue_js_events(); return; }
   batch *b = take_events();
   if (!b) return;
-  if (!now || js_batches_queued > 0) {
-    b->from_js = 1;
-    js_batches_queued++;
-    queue_batch(b);
-    return;
-  }
   napi_env env = owner_env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -2549,6 +2565,8 @@ static napi_value init_loop(napi_env env, napi_callback_info info) {
   if (napi_create_reference(env, argv[0], 1, &on_events) != napi_ok || napi_async_init(env, NULL, name, &events_context) != napi_ok) return fail(env, "no callback for the logins' events");
   napi_unref_threadsafe_function(env, tsfn);
   if (napi_get_uv_event_loop(env, &js_loop) != napi_ok) return fail(env, "no event loop");
+  uv_check_init(js_loop, &deliver_check);
+  uv_unref((uv_handle_t *)&deliver_check);
   epfd = epoll_create1(EPOLL_CLOEXEC);
   evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epfd < 0 || evfd < 0) return fail(env, "epoll or eventfd failed");
