@@ -325,6 +325,9 @@ static void set_events(ep *e, uint32_t ev) {
      * came, and again once this side has sent its own, when the connection is over (on_poll). */
     uint32_t want = (ev & EPOLLIN ? UV_READABLE : 0) | (ev & EPOLLOUT ? UV_WRITABLE : 0);
     if (!(ev & EPOLLIN) && (!e->fin_seen || e->shut)) want |= UV_DISCONNECT;
+    /* Past the FIN, waiting for nothing: still registered (for urgent data, which nothing here
+     * sends), so that a reset or error is reported, as epoll reports it to any descriptor. */
+    if (want == 0) want = UV_PRIORITIZED;
     if (e->registered && e->events == want) return;
     e->registered = 1;
     e->events = want;
@@ -2500,11 +2503,17 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     /* libuv stopped the handle: the next update starts it again if the endpoint lives on. */
     ev = EPOLLERR | EPOLLIN | EPOLLOUT;
     e->registered = 0;
-  } else if (events & UV_DISCONNECT) {
-    /* The peer's FIN, or the whole connection gone (epoll's EPOLLHUP, which libuv folds in). */
+  } else if (events & (UV_DISCONNECT | UV_PRIORITIZED)) {
+    /* The peer's FIN, or the whole connection gone (epoll's EPOLLHUP and EPOLLERR, which libuv
+     * folds into these), or urgent data. */
     struct pollfd p = { .fd = e->fd, .events = POLLIN };
     if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) ev |= EPOLLHUP;
-    else if (e->fin_seen && e->shut) ev |= EPOLLHUP;
+    else if (!(events & UV_DISCONNECT)) {
+      /* Urgent data: dropped, as the loop thread, which never asks for it, leaves it (it is not
+       * in the stream); read, so that it does not wake this again. */
+      uint8_t b;
+      if (recv(e->fd, &b, 1, MSG_OOB | MSG_DONTWAIT) < 0) { /* gone already */ }
+    } else if (e->fin_seen && e->shut) ev |= EPOLLHUP;
     else e->fin_seen = 1;
   }
   on_ready(e, ev);
@@ -2545,6 +2554,9 @@ static void send_cmd(cmd *c) {
 static void cleanup(void *arg) {
   (void)arg;
   for (unsigned i = 0; i < BUCKETS; i++) while (login_table[i]) free_ep(login_table[i]);
+  /* A Worker's loop must have no handle left open when it closes. */
+  uv_close((uv_handle_t *)&deliver_check, NULL);
+  napi_delete_reference(owner_env, on_events);
   if (!thread_started) return;
   cmd *c = calloc(1, sizeof *c);
   c->kind = C_SHUTDOWN;
@@ -2565,8 +2577,6 @@ static napi_value init_loop(napi_env env, napi_callback_info info) {
   if (napi_create_reference(env, argv[0], 1, &on_events) != napi_ok || napi_async_init(env, NULL, name, &events_context) != napi_ok) return fail(env, "no callback for the logins' events");
   napi_unref_threadsafe_function(env, tsfn);
   if (napi_get_uv_event_loop(env, &js_loop) != napi_ok) return fail(env, "no event loop");
-  uv_check_init(js_loop, &deliver_check);
-  uv_unref((uv_handle_t *)&deliver_check);
   epfd = epoll_create1(EPOLL_CLOEXEC);
   evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epfd < 0 || evfd < 0) return fail(env, "epoll or eventfd failed");
@@ -2578,6 +2588,9 @@ static napi_value init_loop(napi_env env, napi_callback_info info) {
   pthread_setname_np(thread, "gatehouse-relay");
   thread_started = 1;
   owner_env = env;
+  /* Last, once nothing above can fail: init() may be called again after a failure. */
+  uv_check_init(js_loop, &deliver_check);
+  uv_unref((uv_handle_t *)&deliver_check);
   napi_add_env_cleanup_hook(env, cleanup, NULL);
   return NULL;
 }
@@ -2878,6 +2891,9 @@ static napi_value splice_cmd(napi_env env, napi_callback_info info) {
     c->cache_metadata = v[2] != 0;
     c->hold_limit = v[3];
   }
+  /* What this thread emitted and has not delivered yet (a poll callback earlier in this turn
+   * of the loop) goes up before anything the loop thread says of these legs. */
+  queue_js_events();
   /* Both legs leave this thread with the command (an id not found here was closed, or was
    * never a login's: the loop's splice_now deals with it as before). */
   if ((c->client = login_lookup(a)) != NULL) drop_poll(c->client);

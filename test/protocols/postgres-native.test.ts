@@ -783,7 +783,7 @@ describe('a hostile or dying target', () => {
     }
   });
 
-  it('a login endpoint that reads nothing (stopped for its splice) still sees its peer go: a reset closes it, a FIN alone does not, and a FIN once it ended its own side does', async () => {
+  it('a login endpoint that reads nothing (stopped for its splice) still sees its peer go: a reset closes it, a FIN alone does not, a FIN once it ended its own side does, and so does a reset after a FIN', async () => {
     // Its login runs in Node's loop, where libuv reports a hang-up only as UV_DISCONNECT (also
     // a bare FIN): the endpoint must tell the two apart, as epoll's EPOLLHUP did on the addon's thread.
     await quiet();
@@ -816,6 +816,16 @@ describe('a hostile or dying target', () => {
       // Its own FIN after the peer's: the connection is over, and the endpoint goes.
       fin.ep.end();
       expect(await within(fin.closed)).toBe(true);
+
+      // Past the peer's FIN it waits for nothing, and a reset still reaches it.
+      const late = await endpoint();
+      late.peer.end();
+      await new Promise((r) => late.peer.once('finish', r));
+      const back = new Promise<string>((r) => late.peer.once('data', (d: Buffer) => r(d.toString())));
+      late.ep.write(Buffer.from('after your FIN'));
+      expect(await back).toBe('after your FIN');
+      late.peer.resetAndDestroy();
+      expect(await within(late.closed)).toBe(true);
       await quiet();
     } finally {
       for (const p of peers) p.destroy();
