@@ -184,6 +184,8 @@ export class NativeEndpoint extends Duplex {
   private spliced = false;
   /** Bytes come up since the addon was last told this stream wants more. */
   private unacked = 0;
+  /** The addon closed it (a Closed event) and freed it: nothing to tell it at the close. */
+  private freed = false;
 
   constructor(
     private readonly loop: NativeLoop,
@@ -247,6 +249,7 @@ export class NativeEndpoint extends Duplex {
         this.stopped?.();
         return;
       case Ev.Closed:
+        this.freed = true;
         this.reject?.(new Error(e[6] ?? 'connection closed'));
         this.settle = this.reject = undefined;
         this.stopped?.();
@@ -282,7 +285,8 @@ export class NativeEndpoint extends Duplex {
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     if (!this.spliced) {
-      this.loop.addon.close(this.id);
+      // An id the addon no longer holds would go to its thread as a command and wake it for nothing.
+      if (!this.freed) this.loop.addon.close(this.id);
       this.loop.forget(this.id);
       this.placeholder.destroy();
     }
