@@ -116,7 +116,7 @@ typedef struct ep {
   double id;
   int fd, role, state;
   SSL *ssl;
-  uint32_t events;
+  uint32_t events;    /* what it waits for: epoll's mask (a login's, libuv's UV_* flags) */
   int registered;
   int reading;        /* login: what is read goes up as data */
   size_t unacked;     /* login: bytes gone up as data since JavaScript's last ack */
@@ -314,7 +314,7 @@ static void clear_deadline(ep *e) {
 
 /* ---- endpoint I/O ---- */
 
-static void on_poll(uv_poll_t *h, int status, int events);
+static void on_poll(uv_poll_t *h, int status, int got);
 
 static void set_events(ep *e, uint32_t ev) {
   if (e->fd < 0) return;
@@ -2099,16 +2099,11 @@ static void target_gone(ep *cl, cmd *c) {
   finish(r, END_TARGET_CLOSED, 0, NULL);
 }
 
-/* On the loop thread: a leg the JavaScript thread handed over joins the loop's table (its
- * epoll registration comes with its first update). */
-static void adopt(ep *e) {
-  if (!e) return;
-  link_ep(e);
-}
-
 static void splice_now(cmd *c) {
-  adopt(c->client);
-  adopt(c->target);
+  /* The legs the JavaScript thread handed over join this thread's table (their epoll
+   * registration comes with their first update). */
+  if (c->client) link_ep(c->client);
+  if (c->target) link_ep(c->target);
   c->client = c->target = NULL;
   ep *cl = lookup(c->id), *t = lookup(c->id2);
   if (cl && (cl->state != ST_OPEN || cl->r)) cl = NULL;
@@ -2377,7 +2372,8 @@ static void *loop(void *arg) {
       else e = e->tnext;
     }
     if (moved_head && now >= bytes_due) emit_bytes();
-    unsigned opened = __atomic_exchange_n(&opened_pending, 0, __ATOMIC_RELAXED);
+    /* A plain load first: the exchange (a locked instruction) only when logins were opened. */
+    unsigned opened = __atomic_load_n(&opened_pending, __ATOMIC_RELAXED) ? __atomic_exchange_n(&opened_pending, 0, __ATOMIC_RELAXED) : 0;
     if (opened && (opened_since_trim += opened) >= TRIM_AFTER) trim_at = now + TRIM_QUIET_NS;
     while (dead_relays) {
       relay *next = dead_relays->moved_next;
@@ -2495,20 +2491,20 @@ static void deliver_now(uv_check_t *h) {
   napi_close_handle_scope(env, scope);
 }
 
-static void on_poll(uv_poll_t *h, int status, int events) {
+static void on_poll(uv_poll_t *h, int status, int got) {
   ep *e = h->data;
   if (!e) return;
-  uint32_t ev = (events & UV_READABLE ? EPOLLIN : 0) | (events & UV_WRITABLE ? EPOLLOUT : 0);
+  uint32_t ev = (got & UV_READABLE ? EPOLLIN : 0) | (got & UV_WRITABLE ? EPOLLOUT : 0);
   if (status < 0) {
     /* libuv stopped the handle: the next update starts it again if the endpoint lives on. */
     ev = EPOLLERR | EPOLLIN | EPOLLOUT;
     e->registered = 0;
-  } else if (events & (UV_DISCONNECT | UV_PRIORITIZED)) {
+  } else if (got & (UV_DISCONNECT | UV_PRIORITIZED)) {
     /* The peer's FIN, or the whole connection gone (epoll's EPOLLHUP and EPOLLERR, which libuv
      * folds into these), or urgent data. */
     struct pollfd p = { .fd = e->fd, .events = POLLIN };
     if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) ev |= EPOLLHUP;
-    else if (!(events & UV_DISCONNECT)) {
+    else if (!(got & UV_DISCONNECT)) {
       /* Urgent data: dropped, as the loop thread, which never asks for it, leaves it (it is not
        * in the stream); read, so that it does not wake this again. */
       uint8_t b;
