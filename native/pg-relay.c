@@ -133,7 +133,7 @@ typedef struct ep {
   struct tls_keys *keys; /* handshake and login: what the lean record layer will need */
   struct lean *lean;  /* relay: the TLS records sealed and opened here, OpenSSL's SSL freed */
   int lean_wanted;    /* a relay leg that goes lean once OpenSSL holds nothing of it */
-  int ahead;          /* a server handshake reads bytes JavaScript had read first, then the socket */
+  int ahead;          /* a server handshake has bytes of the client's hello that JavaScript read first */
   uv_poll_t *poll;    /* handshake and login: the JavaScript thread's (NULL once spliced) */
   int fin_seen;       /* login, not reading: the peer's FIN came (what it sent before waits in the socket) */
 } ep;
@@ -780,6 +780,109 @@ static int seal_out(ep *e, uint8_t type, const uint8_t *p, size_t n) {
 }
 
 /*
+ * A TLS endpoint's socket as OpenSSL reads it. Without read-ahead (a hand-over needs every byte
+ * OpenSSL took to belong to a record it read whole), OpenSSL reads a record's header and then
+ * its body, two recv() calls a record and a third that finds nothing; a resumed handshake's
+ * few records cost a dozen. Here one recv() takes what the socket holds, and OpenSSL's small
+ * reads are served from it: what it has not taken yet stays held here (sock_held), where ep_more
+ * finds it and a hand-over to the lean record layer takes it along (go_lean). A read as large as
+ * OpenSSL's own read-ahead (a relay's leg that OpenSSL keeps) goes straight into its buffer.
+ * Nothing is held once it is all taken: an idle endpoint keeps no buffer.
+ */
+typedef struct sock_in { int fd, eof; uint8_t *buf; size_t off, len; } sock_in;
+#define SOCK_IN_CAP (5 + RECORD_MAX)
+#define SOCK_IN_DIRECT 4096
+static BIO_METHOD *sock_method;
+
+static void sock_drop(sock_in *s) {
+  free(s->buf);
+  s->buf = NULL;
+  s->off = s->len = 0;
+}
+
+static int sock_read(BIO *b, char *out, int n) {
+  sock_in *s = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (n <= 0) return 0;
+  if (s->off == s->len) {
+    int direct = n >= SOCK_IN_DIRECT;
+    if (!direct && !s->buf && !(s->buf = malloc(SOCK_IN_CAP))) return -1;
+    ssize_t r = recv(s->fd, direct ? (uint8_t *)out : s->buf, direct ? (size_t)n : SOCK_IN_CAP, 0);
+    if (r <= 0) {
+      sock_drop(s);
+      if (r < 0 && (errno == EAGAIN || errno == EINTR)) BIO_set_retry_read(b);
+      /* As a socket BIO's: OpenSSL asks (BIO_eof) to tell an unexpected EOF from other errors. */
+      if (r == 0) s->eof = 1;
+      return r == 0 ? 0 : -1;
+    }
+    if (direct) return (int)r;
+    s->off = 0;
+    s->len = (size_t)r;
+  }
+  size_t k = s->len - s->off < (size_t)n ? s->len - s->off : (size_t)n;
+  memcpy(out, s->buf + s->off, k);
+  s->off += k;
+  if (s->off == s->len) sock_drop(s);
+  return (int)k;
+}
+
+static int sock_write(BIO *b, const char *p, int n) {
+  sock_in *s = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  ssize_t w = send(s->fd, p, (size_t)n, MSG_NOSIGNAL);
+  if (w < 0 && (errno == EAGAIN || errno == EINTR)) BIO_set_retry_write(b);
+  return (int)w;
+}
+
+static long sock_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)num; (void)ptr;
+  sock_in *s = BIO_get_data(b);
+  switch (cmd) {
+    case BIO_CTRL_PENDING: return (long)(s->len - s->off);
+    case BIO_CTRL_EOF: return s->eof;
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_C_GET_FD: if (ptr) *(int *)ptr = s->fd; return s->fd;
+    default: return 0;
+  }
+}
+
+static int sock_destroy(BIO *b) {
+  sock_in *s = BIO_get_data(b);
+  if (s) { free(s->buf); free(s); }
+  BIO_set_data(b, NULL);
+  return 1;
+}
+
+/* The endpoint's socket for OpenSSL, holding `ahead` (what JavaScript read of the client's hello
+ * already) as if the socket had just given it; NULL when out of memory. */
+static BIO *sock_bio(int fd, const uint8_t *ahead, size_t ahead_len) {
+  if (!sock_method) {
+    sock_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "gatehouse socket");
+    if (!sock_method) return NULL;
+    BIO_meth_set_read(sock_method, sock_read);
+    BIO_meth_set_write(sock_method, sock_write);
+    BIO_meth_set_ctrl(sock_method, sock_ctrl);
+    BIO_meth_set_destroy(sock_method, sock_destroy);
+  }
+  sock_in *s = calloc(1, sizeof *s);
+  BIO *b = s ? BIO_new(sock_method) : NULL;
+  if (!b) { free(s); return NULL; }
+  s->fd = fd;
+  if (ahead_len > 0) {
+    s->buf = malloc(ahead_len > SOCK_IN_CAP ? ahead_len : SOCK_IN_CAP);
+    if (!s->buf) { free(s); BIO_free(b); return NULL; }
+    memcpy(s->buf, ahead, ahead_len);
+    s->len = ahead_len;
+  }
+  BIO_set_data(b, s);
+  BIO_set_init(b, 1);
+  return b;
+}
+
+/* Bytes read from the socket that OpenSSL has not taken yet. */
+static size_t sock_held(SSL *ssl) { return BIO_ctrl_pending(SSL_get_rbio(ssl)); }
+
+/*
  * The hand-over, once OpenSSL holds nothing of the leg: 1 when it went lean, 0 when it waits
  * (a record half read or half written), -1 when OpenSSL keeps it (TLS 1.2, another suite, a
  * KeyUpdate during the login, no secrets).
@@ -807,6 +910,14 @@ static int go_lean(ep *e) {
   l->rx.seq = k->rx;
   l->tx.seq = k->tx;
   lean_endpoints++;
+  /* What was read past OpenSSL's last record is the lean layer's first input. */
+  size_t held = sock_held(s);
+  if (ok && held > 0) {
+    l->in_cap = held < RECORD_MAX + 5 ? RECORD_MAX + 5 : held;
+    l->in = malloc(l->in_cap);
+    ok = l->in && BIO_read(SSL_get_rbio(s), l->in, (int)held) == (int)held;
+    l->in_len = held;
+  }
   if (!ok) { e->lean = l; free_lean(e); return -1; }
   free_keys(e);
   SSL_free(s);
@@ -954,7 +1065,7 @@ static int ep_read(ep *e, uint8_t *buf, int cap) {
 
 /* More may be readable right now without waiting for the socket (epoll is level-triggered:
  * what is still in the socket wakes the loop again). */
-static int ep_more(ep *e, int last) { return e->ssl ? SSL_has_pending(e->ssl) : e->lean ? lean_ready(e) : last == BUF; }
+static int ep_more(ep *e, int last) { return e->ssl ? SSL_has_pending(e->ssl) || sock_held(e->ssl) > 0 : e->lean ? lean_ready(e) : last == BUF; }
 
 /* Frees the endpoint: its socket closes (a FIN first when it still has one to send). */
 static void forget_ready(ep *e);
@@ -1911,10 +2022,6 @@ static void handshake_done(ep *e) {
 
 /* Returns -1 when the handshake failed and `e` was freed. */
 static int on_handshake(ep *e) {
-  if (e->ahead && BIO_ctrl_pending(SSL_get_rbio(e->ssl)) == 0) {
-    SSL_set0_rbio(e->ssl, BIO_new_socket(e->fd, BIO_NOCLOSE));
-    e->ahead = 0;
-  }
   ERR_clear_error();
   int r = SSL_do_handshake(e->ssl);
   if (r == 1) {
@@ -2075,8 +2182,10 @@ static void open_ep(ep *e) {
     e->out_len = e->out_cap = 0;
     if (w < 1) { close_ep(e, "connection reset"); return; }
   }
-  /* A client handshake speaks first; a server one that has the client's hello already answers it. */
-  if ((e->role == ROLE_CLIENT || e->ahead) && on_handshake(e) < 0) return;
+  /* A client handshake speaks first; a server one that has the client's hello already answers
+   * it. Either may finish here, its peer's flight read already, with records behind it held in
+   * the socket's BIO, where no poll finds them: on as at any step of the handshake. */
+  if (e->role == ROLE_CLIENT || e->ahead) { on_ready(e, 0); return; }
   update(e);
 }
 
@@ -2760,16 +2869,12 @@ static napi_value open_endpoint(napi_env env, napi_callback_info info) {
     e->ssl = SSL_new(ctx);
     size_t ahead_len = 0;
     uint8_t *ahead = argc >= 6 && role == ROLE_SERVER ? get_bytes(env, argv[5], &ahead_len) : NULL;
-    if (ahead) {
-      /* The client's hello came with what JavaScript read before it (a MySQL SSLRequest is
-       * not answered): OpenSSL reads that first, then the socket (on_handshake). */
-      BIO *mem = BIO_new(BIO_s_mem());
-      BIO_write(mem, ahead, (int)ahead_len);
-      BIO_set_mem_eof_return(mem, -1);
-      SSL_set_bio(e->ssl, mem, BIO_new_socket(mine, BIO_NOCLOSE));
-      e->ahead = 1;
-      free(ahead);
-    } else SSL_set_fd(e->ssl, mine);
+    /* The client's hello may have come with what JavaScript read before it (a MySQL SSLRequest
+     * is not answered): OpenSSL reads that first, then the socket. */
+    BIO *bio = sock_bio(mine, ahead, ahead_len);
+    e->ahead = ahead_len > 0;
+    free(ahead);
+    if (bio) SSL_set_bio(e->ssl, bio, bio);
     e->keys = calloc(1, sizeof *e->keys);
     SSL_set_app_data(e->ssl, e);
     SSL_set_msg_callback(e->ssl, on_record);

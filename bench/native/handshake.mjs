@@ -10,6 +10,9 @@
  *
  *   npm run build && node bench/native/handshake.mjs [--connects 300] [--rounds 3] [--cpu]
  *
+ * `--resume`: each side's client offers the TLS session of its last handshake with that side,
+ * as mysql2 and pg do on a reconnect, so every handshake after the first is a resumed one.
+ *
  * `--cpu`: instead, each round runs `--connects` handshakes on one side and then on the other
  * (the order alternating by round), and prints per handshake this process's CPU (user and
  * system: client and server together, the addon's thread included), its voluntary context
@@ -26,7 +29,7 @@ import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dist = (p) => import(join(root, 'dist', p));
-const { values } = parseArgs({ options: { connects: { type: 'string', default: '300' }, rounds: { type: 'string', default: '3' }, cpu: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { connects: { type: 'string', default: '300' }, rounds: { type: 'string', default: '3' }, cpu: { type: 'boolean', default: false }, resume: { type: 'boolean', default: false } } });
 const [{ ensurePki }, { nativeLoop }, { serverTlsOptions, SERVER_TLS12_CIPHERS, SERVER_TLS13_SUITES }] = await Promise.all([
   dist('src/pki/pki.js'), dist('protocols/shared/native.js'), dist('protocols/shared/server-tls.js'),
 ]);
@@ -37,7 +40,8 @@ const loaded = nativeLoop();
 if (!('loop' in loaded)) throw new Error(`the addon does not load: ${loaded.reason}`);
 const { loop } = loaded;
 const nodeContext = createSecureContext(serverTlsOptions({ cert: pki.certPem, key: pki.keyPem }));
-const addonContext = loop.serverContext({ certPem: pki.certPem, keyPem: pki.keyPem, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS });
+// One ticket per full handshake, as the MySQL door's context.
+const addonContext = loop.serverContext({ certPem: pki.certPem, keyPem: pki.keyPem, tls13: SERVER_TLS13_SUITES, tls12: SERVER_TLS12_CIPHERS, tickets: 1 });
 
 /** The server side of the next connection: resolves with ms from accept to handshake done. */
 let onServer;
@@ -47,38 +51,46 @@ const server = createServer({ noDelay: true }, (socket) => {
   if (done.side === 'node') {
     const tls = new TLSSocket(socket, { isServer: true, secureContext: nodeContext });
     tls.on('error', () => {});
-    tls.once('secure', () => {
-      done.resolve(performance.now() - t0);
-      tls.destroy();
-    });
+    tls.once('secure', () => done.resolve(performance.now() - t0));
+    /* Closed once the client goes, so that its ticket (after the handshake) reaches it. */
+    tls.on('end', () => tls.destroy()).resume();
   } else {
     const ep = loop.acceptTlsAfter(socket, addonContext, Buffer.alloc(0));
     ep.on('error', () => {});
-    ep.ready.then(() => {
-      done.resolve(performance.now() - t0);
-      ep.destroy();
-    }, () => done.resolve(NaN));
+    ep.ready.then(() => done.resolve(performance.now() - t0), () => done.resolve(NaN));
+    ep.on('end', () => ep.destroy()).resume();
   }
 });
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const port = server.address().port;
+
+/** `--resume`: the session each side last gave its client. */
+const sessions = { node: undefined, addon: undefined };
 
 async function once(side) {
   let resolve;
   const serverMs = new Promise((r) => (resolve = r));
   onServer = { side, resolve };
   const t0 = performance.now();
-  const client = tlsConnect({ host: '127.0.0.1', port, ca: pki.caCertPem, servername: 'localhost', checkServerIdentity: () => undefined });
+  const client = tlsConnect({ host: '127.0.0.1', port, ca: pki.caCertPem, servername: 'localhost', checkServerIdentity: () => undefined, session: values.resume ? sessions[side] : undefined });
   client.on('error', () => {});
+  /* A TLS 1.3 ticket comes after a full handshake: the client waits for it (or the close). A
+   * resumed one may bring none (the addon sends none), and the client keeps the session it has. */
+  const ticket = values.resume && new Promise((r) => {
+    client.once('session', (session) => r((sessions[side] = session)));
+    client.once('close', r);
+  });
   await new Promise((r) => client.once('secureConnect', r));
   const clientMs = performance.now() - t0;
+  const reused = client.isSessionReused();
   const s = await serverMs;
+  if (!reused) await ticket;
   client.destroy();
-  return { clientMs, serverMs: s };
+  return { clientMs, serverMs: s, reused };
 }
 
 const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * p)];
-console.log(`TLS handshakes, Node client verifying the gateway's CA; node ${process.version}, OpenSSL ${process.versions.openssl}`);
+console.log(`TLS handshakes${values.resume ? ' (resumed)' : ''}, Node client verifying the gateway's CA; node ${process.version}, OpenSSL ${process.versions.openssl}`);
 /** `--cpu`: one side's handshakes in a row, with what they cost this process per handshake. */
 async function block(side, n) {
   const serverMs = [];
@@ -98,15 +110,16 @@ try {
     console.log(`round ${round}, per handshake: ${lines.join(' | ')}`);
   }
   for (let round = 1; !values.cpu && round <= Number(values.rounds); round++) {
-    const got = { node: { c: [], s: [] }, addon: { c: [], s: [] } };
+    const got = { node: { c: [], s: [], reused: 0 }, addon: { c: [], s: [], reused: 0 } };
     for (let i = 0; i < Number(values.connects); i++) {
       for (const side of i % 2 ? ['node', 'addon'] : ['addon', 'node']) {
         const r = await once(side);
         got[side].c.push(r.clientMs);
         got[side].s.push(r.serverMs);
+        got[side].reused += r.reused ? 1 : 0;
       }
     }
-    const line = (side) => `${side} client p50 ${q(got[side].c, 0.5).toFixed(2)} p90 ${q(got[side].c, 0.9).toFixed(2)}, server p50 ${q(got[side].s, 0.5).toFixed(2)} p90 ${q(got[side].s, 0.9).toFixed(2)} ms`;
+    const line = (side) => `${side} client p50 ${q(got[side].c, 0.5).toFixed(2)} p90 ${q(got[side].c, 0.9).toFixed(2)}, server p50 ${q(got[side].s, 0.5).toFixed(2)} p90 ${q(got[side].s, 0.9).toFixed(2)} ms${values.resume ? `, ${got[side].reused} resumed` : ''}`;
     console.log(`round ${round}: ${line('node')} | ${line('addon')}`);
   }
 } finally {
