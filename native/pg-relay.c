@@ -133,7 +133,6 @@ typedef struct ep {
   struct tls_keys *keys; /* handshake and login: what the lean record layer will need */
   struct lean *lean;  /* relay: the TLS records sealed and opened here, OpenSSL's SSL freed */
   int lean_wanted;    /* a relay leg that goes lean once OpenSSL holds nothing of it */
-  int ahead;          /* a server handshake has bytes of the client's hello that JavaScript read first */
   uv_poll_t *poll;    /* handshake and login: the JavaScript thread's (NULL once spliced) */
   int fin_seen;       /* login, not reading: the peer's FIN came (what it sent before waits in the socket) */
 } ep;
@@ -811,8 +810,9 @@ static int sock_read(BIO *b, char *out, int n) {
   BIO_clear_retry_flags(b);
   if (n <= 0) return 0;
   if (s->off == s->len) {
+    /* Nothing held: no buffer either (sock_drop). */
     int direct = n >= SOCK_IN_DIRECT;
-    if (!direct && !s->buf && !(s->buf = malloc(SOCK_IN_CAP))) return -1;
+    if (!direct && !(s->buf = malloc(SOCK_IN_CAP))) return -1;
     ssize_t r = recv(s->fd, direct ? (uint8_t *)out : s->buf, direct ? (size_t)n : SOCK_IN_CAP, 0);
     if (r <= 0) {
       sock_drop(s);
@@ -875,7 +875,7 @@ static BIO *sock_bio(int fd, const uint8_t *ahead, size_t ahead_len) {
   if (!b) { free(s); return NULL; }
   s->fd = fd;
   if (ahead_len > 0) {
-    s->buf = malloc(ahead_len > SOCK_IN_CAP ? ahead_len : SOCK_IN_CAP);
+    s->buf = malloc(ahead_len);
     if (!s->buf) { free(s); BIO_free(b); return NULL; }
     memcpy(s->buf, ahead, ahead_len);
     s->len = ahead_len;
@@ -916,11 +916,15 @@ static int go_lean(ep *e) {
   l->rx.seq = k->rx;
   l->tx.seq = k->tx;
   lean_endpoints++;
-  /* What was read past OpenSSL's last record is the lean layer's first input. */
+  /* What was read past OpenSSL's last record is the lean layer's first input (which lean_read
+   * copies into its buffer: more than that, only from a hello JavaScript read ahead with a
+   * flood behind it, and OpenSSL keeps the leg). */
   size_t held = sock_held(s);
+  if (held > RAWBUF) ok = 0;
   if (ok && held > 0) {
-    l->in_cap = held < RECORD_MAX + 5 ? RECORD_MAX + 5 : held;
-    l->in = malloc(l->in_cap);
+    /* (lean_read grows it when a record's rest needs the room.) */
+    l->in_cap = held;
+    l->in = malloc(held);
     ok = l->in && BIO_read(SSL_get_rbio(s), l->in, (int)held) == (int)held;
     l->in_len = held;
   }
@@ -2191,7 +2195,7 @@ static void open_ep(ep *e) {
   /* A client handshake speaks first; a server one that has the client's hello already answers
    * it. Either may finish here, its peer's flight read already, with records behind it held in
    * the socket's BIO, where no poll finds them: on as at any step of the handshake. */
-  if (e->role == ROLE_CLIENT || e->ahead) { on_ready(e, 0); return; }
+  if (e->role == ROLE_CLIENT || (e->ssl && sock_held(e->ssl) > 0)) { on_ready(e, 0); return; }
   update(e);
 }
 
@@ -2878,7 +2882,6 @@ static napi_value open_endpoint(napi_env env, napi_callback_info info) {
     /* The client's hello may have come with what JavaScript read before it (a MySQL SSLRequest
      * is not answered): OpenSSL reads that first, then the socket. */
     BIO *bio = sock_bio(mine, ahead, ahead_len);
-    e->ahead = ahead_len > 0;
     free(ahead);
     if (bio) SSL_set_bio(e->ssl, bio, bio);
     e->keys = calloc(1, sizeof *e->keys);
