@@ -2736,6 +2736,22 @@ static int no_tls12_tickets(SSL *s, int *alert, void *arg) {
   return SSL_CLIENT_HELLO_SUCCESS;
 }
 
+/* A ticket that opens resumes the session and is not replaced: OpenSSL's own ticket keys would
+ * renew every TLS 1.3 ticket, so each resumed handshake would end with a new one to seal, send,
+ * and for the client to take in before the login goes on. Node's TLS server (the doors' data path
+ * before the addon's) renews none either; a client's ticket lives its 300 s and the first full
+ * handshake after gets new ones. A ticket that does not open gets a new one, as by default. */
+static SSL_TICKET_RETURN ticket_opened(SSL *s, SSL_SESSION *ss, const unsigned char *name, size_t name_len, SSL_TICKET_STATUS status, void *arg) {
+  (void)s; (void)ss; (void)name; (void)name_len; (void)arg;
+  switch (status) {
+    case SSL_TICKET_SUCCESS:
+    case SSL_TICKET_SUCCESS_RENEW: return SSL_TICKET_RETURN_USE;
+    case SSL_TICKET_EMPTY:
+    case SSL_TICKET_NO_DECRYPT: return SSL_TICKET_RETURN_IGNORE_RENEW;
+    default: return SSL_TICKET_RETURN_ABORT;
+  }
+}
+
 /* serverContext(certPem, keyPem, tls13Suites, tls12Ciphers[, tickets[, ticketKey]]): the door's
  * certificate and order, how many session tickets a full handshake ends with (0, the default: no
  * resumption) and the 80 bytes that seal them (null: a random key of this context's own). */
@@ -2764,8 +2780,9 @@ static napi_value server_context(napi_env env, napi_callback_info info) {
     if (tickets) {
       SSL_CTX_set_timeout(ctx, 300);
       SSL_CTX_set_client_hello_cb(ctx, no_tls12_tickets, NULL);
+      ok = SSL_CTX_set_session_ticket_cb(ctx, NULL, ticket_opened, NULL) == 1;
     }
-    if (ticket_key) ok = SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_key, 80) == 1;
+    if (ticket_key) ok = ok && SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_key, 80) == 1;
     /* No read-ahead until a relay keeps OpenSSL (keep_openssl): a hand-over needs every byte
      * after the login's last record still in the socket. */
     SSL_CTX_set_read_ahead(ctx, 0);

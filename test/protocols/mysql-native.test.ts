@@ -510,6 +510,13 @@ describe('the native MySQL relay: TLS session resumption', () => {
     expect(second.reused).toBe(true);
     expect(second.answer).toContain('second');
     expect(second.answer).toContain('x'.repeat(100_000));
+    // A resumed handshake ends with no new ticket, on either data path (Node's TLS server renews
+    // none): the ticket the client has stays good, and the relay's first record is record 0.
+    expect(second.tickets).toHaveLength(0);
+    const third = await loginAndQuery('third', first.tickets.at(-1));
+    expect(third.reused).toBe(true);
+    expect(third.tickets).toHaveLength(0);
+    expect(third.answer).toContain('x'.repeat(100_000));
   });
 
   // In the data-path workers project the second connection is served by the other worker (the
@@ -562,6 +569,8 @@ describe('the native MySQL relay: TLS session resumption', () => {
       const r = await loginAndQuery('foreign', tickets[0]);
       expect(r.reused).toBe(false);
       expect(r.answer).toContain('foreign');
+      // The full handshake ends with a ticket of this gateway's own.
+      expect(r.tickets.length).toBeGreaterThan(0);
     } finally {
       await other.close();
     }
