@@ -2740,7 +2740,8 @@ static int no_tls12_tickets(SSL *s, int *alert, void *arg) {
  * renew every TLS 1.3 ticket, so each resumed handshake would end with a new one to seal, send,
  * and for the client to take in before the login goes on. Node's TLS server (the doors' data path
  * before the addon's) renews none either; a client's ticket lives its 300 s and the first full
- * handshake after gets new ones. A ticket that does not open gets a new one, as by default. */
+ * handshake after that gets a new one. A ticket that does not open, or has expired, gets a new
+ * one with the full handshake, as by default. */
 static SSL_TICKET_RETURN ticket_opened(SSL *s, SSL_SESSION *ss, const unsigned char *name, size_t name_len, SSL_TICKET_STATUS status, void *arg) {
   (void)s; (void)ss; (void)name; (void)name_len; (void)arg;
   switch (status) {
