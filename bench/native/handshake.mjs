@@ -11,7 +11,9 @@
  *   npm run build && node bench/native/handshake.mjs [--connects 300] [--rounds 3] [--cpu]
  *
  * `--resume`: each side's client offers the TLS session of its last handshake with that side,
- * as mysql2 and pg do on a reconnect, so every handshake after the first is a resumed one.
+ * as mysql2 and pg do on a reconnect, so every handshake after the first is a resumed one; the
+ * line counts them, and the session tickets the resumed ones brought (each client ends its
+ * connection and waits for the server's close, so a ticket sent after the handshake is seen).
  *
  * `--cpu`: instead, each round runs `--connects` handshakes on one side and then on the other
  * (the order alternating by round), and prints per handshake this process's CPU (user and
@@ -74,19 +76,24 @@ async function once(side) {
   const t0 = performance.now();
   const client = tlsConnect({ host: '127.0.0.1', port, ca: pki.caCertPem, servername: 'localhost', checkServerIdentity: () => undefined, session: values.resume ? sessions[side] : undefined });
   client.on('error', () => {});
-  /* A TLS 1.3 ticket comes after a full handshake: the client waits for it (or the close). A
-   * resumed one may bring none (the addon sends none), and the client keeps the session it has. */
-  const ticket = values.resume && new Promise((r) => {
-    client.once('session', (session) => r((sessions[side] = session)));
-    client.once('close', r);
+  /* TLS 1.3 tickets come after the handshake; a resumed one may bring none, and the client
+   * keeps the session it has. */
+  let tickets = 0;
+  client.on('session', (session) => {
+    tickets++;
+    sessions[side] = session;
   });
+  const closed = new Promise((r) => client.once('close', r));
   await new Promise((r) => client.once('secureConnect', r));
   const clientMs = performance.now() - t0;
   const reused = client.isSessionReused();
   const s = await serverMs;
-  if (!reused) await ticket;
-  client.destroy();
-  return { clientMs, serverMs: s, reused };
+  if (values.resume) {
+    /* The server closes once the client ends: every ticket it sent came before. */
+    client.end();
+    await closed;
+  } else client.destroy();
+  return { clientMs, serverMs: s, reused, tickets };
 }
 
 const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * p)];
@@ -110,16 +117,17 @@ try {
     console.log(`round ${round}, per handshake: ${lines.join(' | ')}`);
   }
   for (let round = 1; !values.cpu && round <= Number(values.rounds); round++) {
-    const got = { node: { c: [], s: [], reused: 0 }, addon: { c: [], s: [], reused: 0 } };
+    const got = { node: { c: [], s: [], reused: 0, tickets: 0 }, addon: { c: [], s: [], reused: 0, tickets: 0 } };
     for (let i = 0; i < Number(values.connects); i++) {
       for (const side of i % 2 ? ['node', 'addon'] : ['addon', 'node']) {
         const r = await once(side);
         got[side].c.push(r.clientMs);
         got[side].s.push(r.serverMs);
         got[side].reused += r.reused ? 1 : 0;
+        got[side].tickets += r.reused ? r.tickets : 0;
       }
     }
-    const line = (side) => `${side} client p50 ${q(got[side].c, 0.5).toFixed(2)} p90 ${q(got[side].c, 0.9).toFixed(2)}, server p50 ${q(got[side].s, 0.5).toFixed(2)} p90 ${q(got[side].s, 0.9).toFixed(2)} ms${values.resume ? `, ${got[side].reused} resumed` : ''}`;
+    const line = (side) => `${side} client p50 ${q(got[side].c, 0.5).toFixed(2)} p90 ${q(got[side].c, 0.9).toFixed(2)}, server p50 ${q(got[side].s, 0.5).toFixed(2)} p90 ${q(got[side].s, 0.9).toFixed(2)} ms${values.resume ? `, ${got[side].reused} resumed (${got[side].tickets} tickets after them)` : ''}`;
     console.log(`round ${round}: ${line('node')} | ${line('addon')}`);
   }
 } finally {
